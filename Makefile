@@ -1,0 +1,57 @@
+# creditdesk: `make run` serves the product, `make test` runs the suite. Both install what they need.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test serve lint format install install-dev migrate seed check-ledger clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime-installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(VENV)/.runtime-installed $@
+
+install: $(VENV)/.runtime-installed
+install-dev: $(VENV)/.dev-installed
+
+# Local product: SQLite file and the offline echo provider unless DATABASE_URL / LLM_PROVIDER say otherwise.
+run: export DEBUG ?= true
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+# Production-style server: gunicorn behind WhiteNoise (set SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL).
+serve: install
+	$(BIN)/python manage.py collectstatic --noinput -v0
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/gunicorn config.wsgi --bind $(HOST):$(PORT) --workers $${WEB_CONCURRENCY:-3} --access-logfile -
+
+test: install-dev
+	@if [ -n "$$DATABASE_URL" ]; then echo "make test: database = $$DATABASE_URL"; \
+	  else echo "make test: database = SQLite (set DATABASE_URL for PostgreSQL)"; fi
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+check-ledger: install
+	$(BIN)/python manage.py check_ledger
+
+clean:
+	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache test-artifacts

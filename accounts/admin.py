@@ -1,0 +1,8 @@
+"""Users in the admin: Django's stock user admin on our model."""
+
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+
+from accounts.models import User
+
+admin.site.register(User, UserAdmin)

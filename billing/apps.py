@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class BillingConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "billing"
+
+    def ready(self):
+        from billing import signals  # noqa: F401  (every new user gets a wallet)

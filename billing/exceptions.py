@@ -1,0 +1,35 @@
+"""Billing's domain errors: plain exceptions that the API maps to HTTP and commands to one line."""
+
+
+class BillingError(Exception):
+    """A refused billing operation; nothing was written."""
+
+    status_code = 400
+    code = "invalid"
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidAmount(BillingError):
+    code = "invalid_amount"
+
+
+class InvalidGrant(BillingError):
+    code = "invalid_grant"
+
+
+class InitiatorNotStaff(BillingError):
+    status_code = 400
+    code = "initiator_not_staff"
+
+
+class IdempotencyConflict(BillingError):
+    status_code = 409
+    code = "idempotency_conflict"
+
+
+class PriceNotFound(BillingError):
+    code = "price_not_found"

@@ -1,0 +1,172 @@
+"""The money: wallets, the append-only credit ledger, model prices, and metered LLM calls."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from billing.money import MAX_DIGITS, PLACES
+
+
+def MoneyField(**kwargs):  # noqa: N802 - reads like a field class at the call site
+    return models.DecimalField(max_digits=MAX_DIGITS, decimal_places=PLACES, **kwargs)
+
+
+class Wallet(models.Model):
+    """One per user. `balance` is a cached sum of the wallet's ledger rows, moved only by services."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="wallet")
+    balance = MoneyField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "billing_wallet"
+
+    def __str__(self) -> str:
+        return f"Wallet of {self.user}"
+
+
+class ModelPrice(models.Model):
+    """Credits per 1000 tokens for one model, in each direction."""
+
+    model = models.CharField(max_length=100, unique=True)
+    input_price_per_1k = MoneyField()
+    output_price_per_1k = MoneyField()
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "billing_modelprice"
+        ordering = ["model"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(input_price_per_1k__gte=0) & Q(output_price_per_1k__gte=0),
+                name="modelprice_prices_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.model
+
+
+class LLMCallEvent(models.Model):
+    """One metered model call, with the unit prices it was charged at (history never re-priced)."""
+
+    class Status(models.TextChoices):
+        OK = "ok", "ok"
+        ERROR = "error", "error"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="llm_calls")
+    model = models.CharField(max_length=100)
+    provider = models.CharField(max_length=32)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost = MoneyField(default=0)
+    input_price_per_1k = MoneyField(default=0)
+    output_price_per_1k = MoneyField(default=0)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OK)
+    error = models.CharField(max_length=500, blank=True, default="")
+    latency_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "billing_llmcallevent"
+        indexes = [
+            models.Index(fields=["created_at"], name="llmcall_created_idx"),
+            models.Index(fields=["user", "created_at"], name="llmcall_user_created_idx"),
+            models.Index(fields=["model", "created_at"], name="llmcall_model_created_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(cost__gte=0), name="llmcall_cost_non_negative"),
+            models.CheckConstraint(
+                condition=Q(status="ok") | Q(cost=0), name="llmcall_failed_call_costs_nothing"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} call #{self.pk} ({self.status})"
+
+
+class LedgerAppendOnly(Exception):
+    """Raised on any attempt to change or remove a ledger row from Python."""
+
+
+class CreditTransactionQuerySet(models.QuerySet):
+    def delete(self):
+        raise LedgerAppendOnly("The credit ledger is append-only: rows cannot be deleted.")
+
+
+class CreditTransaction(models.Model):
+    """An append-only ledger row: signed amount, the balance right after it, and who initiated it."""
+
+    class Kind(models.TextChoices):
+        GRANT = "grant", "grant"
+        DEBIT = "debit", "debit"
+        REFUND = "refund", "refund"
+        ADJUSTMENT = "adjustment", "adjustment"
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="transactions")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    amount = MoneyField()
+    balance_after = MoneyField()
+    reason = models.CharField(max_length=500, blank=True, default="")
+    initiated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="initiated_transactions",
+    )
+    llm_call = models.ForeignKey(
+        LLMCallEvent, on_delete=models.PROTECT, null=True, blank=True, related_name="transactions"
+    )
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = CreditTransactionQuerySet.as_manager()
+
+    class Meta:
+        db_table = "billing_credittransaction"
+        indexes = [
+            # The user's ledger and the wallet's history: newest first by id within a wallet.
+            models.Index(fields=["wallet", "-id"], name="credittx_wallet_id_idx"),
+            models.Index(fields=["created_at"], name="credittx_created_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(kind="grant") | Q(amount__gt=0), name="credittx_grant_positive"
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="debit") | Q(amount__lt=0), name="credittx_debit_negative"
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="refund") | Q(amount__gt=0), name="credittx_refund_positive"
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="adjustment") | ~Q(amount=0), name="credittx_adjustment_nonzero"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=["grant", "debit", "refund", "adjustment"]),
+                name="credittx_kind_known",
+            ),
+            models.UniqueConstraint(
+                fields=["wallet", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="credittx_wallet_idempotency_key_uniq",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount} (#{self.pk})"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise LedgerAppendOnly(
+                "The credit ledger is append-only: record a correction as a new adjustment or refund."
+            )
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise LedgerAppendOnly("The credit ledger is append-only: rows cannot be deleted.")

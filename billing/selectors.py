@@ -1,0 +1,36 @@
+"""Reads of billing data for views, commands and other apps (no writes here)."""
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+
+from billing.models import CreditTransaction, Wallet
+from billing.money import to_decimal
+
+
+@dataclass(frozen=True)
+class WalletSummary:
+    balance: Decimal
+    low_balance: bool
+    low_balance_threshold: Decimal
+
+
+def is_low_balance(balance: Decimal) -> bool:
+    """`low_balance` per API.md: balance <= LOW_BALANCE_THRESHOLD (read on every call)."""
+    return balance <= Decimal(settings.LOW_BALANCE_THRESHOLD)
+
+
+def wallet_summary(*, user) -> WalletSummary:
+    """The user's balance and low-balance flag, in one query."""
+    balance = to_decimal(Wallet.objects.values_list("balance", flat=True).get(user=user))
+    return WalletSummary(
+        balance=balance,
+        low_balance=is_low_balance(balance),
+        low_balance_threshold=to_decimal(Decimal(settings.LOW_BALANCE_THRESHOLD)),
+    )
+
+
+def transactions_for_user(*, user):
+    """The user's ledger rows, newest first, with the initiator joined (no N+1)."""
+    return CreditTransaction.objects.filter(wallet__user=user).select_related("initiated_by").order_by("-id")

@@ -1,0 +1,65 @@
+"""Serializers shared by every billing surface: the money field and the ledger row."""
+
+from decimal import Decimal
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from billing.models import CreditTransaction
+from billing.money import AmountError, format_money, parse_amount
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "format": "decimal",
+        "pattern": r"^-?\d+\.\d{6}$",
+        "example": "12.500000",
+        "description": "Credits: a decimal with 6 places, as a string (a JSON number is accepted on input).",
+    }
+)
+class MoneyField(serializers.Field):
+    """Credits on the wire: a 6-place decimal string out; an exact string or JSON number in."""
+
+    default_error_messages = {"invalid": "A valid number is required."}
+
+    def to_internal_value(self, data) -> Decimal:
+        try:
+            return parse_amount(data)
+        except AmountError as exc:
+            raise serializers.ValidationError(str(exc), code="invalid") from exc
+
+    def to_representation(self, value) -> str:
+        return format_money(Decimal(value))
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers, booleans and other non-strings instead of coercing them."""
+
+    default_error_messages = {"not_a_string": "Must be a string."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        if "\x00" in data:
+            raise serializers.ValidationError("Null characters are not allowed.", code="null_characters")
+        return super().to_internal_value(data)
+
+
+class UserRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    username = serializers.CharField(read_only=True)
+
+
+class CreditTransactionSerializer(serializers.ModelSerializer):
+    """A ledger row as API.md pins it; expects `initiated_by` selected with the row."""
+
+    amount = MoneyField(read_only=True, help_text="Signed: grants +, debits -.")
+    balance_after = MoneyField(read_only=True)
+    initiated_by = UserRefSerializer(read_only=True, allow_null=True)
+    llm_call = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = CreditTransaction
+        fields = ["id", "kind", "amount", "balance_after", "reason", "created_at", "initiated_by", "llm_call"]
+        read_only_fields = fields

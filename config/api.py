@@ -1,0 +1,87 @@
+"""Project-wide API plumbing: the strict JSON parser, default pagination, and error mapping."""
+
+import json
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from rest_framework import exceptions, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from billing.exceptions import BillingError
+
+
+class JSONNumber(Decimal):
+    """A JSON number with a fraction or exponent, parsed exactly; `source` keeps its spelling."""
+
+    source: str
+
+    def __new__(cls, text: str):
+        number = super().__new__(cls, text)
+        number.source = text
+        return number
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a valid JSON value")
+
+
+def _reject_duplicate_keys(pairs):
+    result = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+class StrictJSONParser(JSONParser):
+    """JSON without NaN/Infinity or duplicate keys; fractional numbers become exact Decimals."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        parser_context = parser_context or {}
+        encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
+        try:
+            text = stream.read().decode(encoding) if stream is not None else ""
+        except RequestDataTooBig:
+            raise
+        except UnicodeDecodeError as exc:
+            raise exceptions.ParseError(f"Request body is not valid {encoding}.") from exc
+        if not text.strip():
+            raise exceptions.ParseError("Request body is empty; send a JSON object.")
+        try:
+            return json.loads(
+                text,
+                parse_float=JSONNumber,
+                parse_constant=_reject_constant,
+                object_pairs_hook=_reject_duplicate_keys,
+            )
+        except (ValueError, RecursionError) as exc:
+            raise exceptions.ParseError(f"JSON parse error - {exc}") from exc
+
+
+class DefaultPagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "Request body too large."
+    default_code = "request_too_large"
+
+
+def exception_handler(exc, context):
+    """DRF's handler, plus billing's domain errors and oversized bodies mapped to their statuses."""
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        exc = RequestTooLarge(f"Request body too large; the limit is {limit} bytes.")
+    if isinstance(exc, BillingError):
+        if exc.field:
+            return Response({exc.field: [exc.message]}, status=exc.status_code)
+        return Response({"detail": exc.message, "code": exc.code}, status=exc.status_code)
+    return drf_exception_handler(exc, context)

@@ -1,0 +1,42 @@
+"""factory_boy factories for the suite; creating a user opens its wallet (billing.signals)."""
+
+from decimal import Decimal
+
+import factory
+from django.contrib.auth import get_user_model
+
+from billing.models import ModelPrice
+
+DEFAULT_PASSWORD = "correct-horse-battery-staple"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
+    password = factory.PostGenerationMethodCall("set_password", DEFAULT_PASSWORD)
+
+    @factory.post_generation
+    def _save_password(obj, create, extracted, **kwargs):
+        if create:
+            obj.save(update_fields=["password"])
+
+
+class StaffUserFactory(UserFactory):
+    username = factory.Sequence(lambda n: f"staff{n}")
+    is_staff = True
+
+
+class ModelPriceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ModelPrice
+        django_get_or_create = ("model",)
+
+    model = factory.Sequence(lambda n: f"model-{n}")
+    input_price_per_1k = Decimal("0.500000")
+    output_price_per_1k = Decimal("1.500000")
+    active = True
