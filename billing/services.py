@@ -131,7 +131,7 @@ def _replay(*, user, idempotency_key: str, amount: Decimal, reason: str) -> Cred
         return None
     if first.amount != amount or first.reason != reason:
         raise IdempotencyConflict(
-            "This Idempotency-Key was already used for a grant with a different amount or reason; "
+            "This idempotency key was already used for a grant with a different amount or reason; "
             "send a new key for a new grant."
         )
     first.replayed = True

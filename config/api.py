@@ -9,7 +9,6 @@ from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 from billing.exceptions import BillingError
 
@@ -84,4 +83,7 @@ def exception_handler(exc, context):
         if exc.field:
             return Response({exc.field: [exc.message]}, status=exc.status_code)
         return Response({"detail": exc.message, "code": exc.code}, status=exc.status_code)
+    # Imported here: rest_framework.views reads the API settings, which name this module.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     return drf_exception_handler(exc, context)

@@ -1,9 +1,8 @@
 """The one settings module: every difference between environments is an environment variable."""
 
+import sys
 from decimal import Decimal
 from pathlib import Path
-
-import sys
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -113,6 +112,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+if TESTING:
+    # Hashing strength is not under test; PBKDF2 would dominate the suite's run time.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -1,0 +1,24 @@
+"""manage.py check_ledger: reconcile every wallet (or one user's) against its ledger rows."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from billing.reconcile import check_ledger
+
+
+class Command(BaseCommand):
+    help = "Verify each wallet's balance equals the sum of its ledger rows and that balance_after chains."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--user", help="Check only this user (id, email or username).")
+
+    def handle(self, *args, user=None, **options):
+        from billing.management.commands.grant_credits import resolve_user
+
+        user_id = resolve_user(user).pk if user else None
+        result = check_ledger(user_id=user_id)
+        for d in result.discrepancies:
+            self.stderr.write(f"wallet {d.wallet_id} ({d.username}): {d.problem}")
+        summary = f"{result.wallets} wallets, {result.rows} ledger rows checked"
+        if not result.ok:
+            raise CommandError(f"{summary}: {len(result.discrepancies)} discrepancies found.")
+        self.stdout.write(self.style.SUCCESS(f"{summary}: ledger is consistent."))

@@ -1,0 +1,85 @@
+"""manage.py seed_demo: idempotent demo data for `make run` (logins, funded wallets, weeks of usage)."""
+
+import random
+from datetime import timedelta
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+
+from billing import services
+from billing.models import LLMCallEvent, ModelPrice
+
+STAFF = ("support", "support-demo-password")
+DEMO_USERS = [("alice", "alice-demo-password"), ("bob", "bob-demo-password")]
+PRICES = {
+    "echo-1": (Decimal("1.000000"), Decimal("2.000000")),
+    "gpt-4o-mini": (Decimal("0.150000"), Decimal("0.600000")),
+    "gpt-4o": (Decimal("2.500000"), Decimal("10.000000")),
+}
+DAYS = 21
+
+
+class Command(BaseCommand):
+    help = "Create demo logins, priced models and a few weeks of usage (safe to run again)."
+
+    def handle(self, *args, **options):
+        user_model = get_user_model()
+        for model, (inp, out) in PRICES.items():
+            ModelPrice.objects.get_or_create(
+                model=model, defaults={"input_price_per_1k": inp, "output_price_per_1k": out}
+            )
+        staff, created = user_model.objects.get_or_create(
+            username=STAFF[0],
+            defaults={"email": "support@example.com", "is_staff": True, "is_superuser": True},
+        )
+        if created:
+            staff.set_password(STAFF[1])
+            staff.save(update_fields=["password"])
+        for username, password in DEMO_USERS:
+            user, created = user_model.objects.get_or_create(
+                username=username, defaults={"email": f"{username}@example.com"}
+            )
+            if created:
+                user.set_password(password)
+                user.save(update_fields=["password"])
+            services.grant(
+                user=user,
+                amount=Decimal("100"),
+                reason="Demo top-up",
+                initiated_by=staff,
+                idempotency_key="seed-demo-top-up",
+            )
+            if not LLMCallEvent.objects.filter(user=user).exists():
+                self._usage(user)
+        self.stdout.write(self.style.SUCCESS("Demo data ready."))
+        self.stdout.write(f"  staff (admin at /admin/):  {STAFF[0]} / {STAFF[1]}")
+        for username, password in DEMO_USERS:
+            self.stdout.write(f"  user (API):               {username} / {password}")
+
+    def _usage(self, user):
+        """A few turns a day over the last weeks, billed through the same service as real turns."""
+        rng = random.Random(user.username)
+        prices = list(ModelPrice.objects.all())
+        now = timezone.now()
+        with transaction.atomic():
+            for day in range(DAYS, 0, -1):
+                for _ in range(rng.randint(1, 5)):
+                    at = now - timedelta(days=day, minutes=rng.randint(0, 1439))
+                    price = rng.choice(prices)
+                    if rng.random() < 0.05:
+                        services.record_failed_call(
+                            user=user, model=price.model, provider="echo", error="demo timeout", price=price
+                        )
+                        continue
+                    services.charge(
+                        user=user,
+                        price=price,
+                        provider="echo",
+                        input_tokens=rng.randint(20, 800),
+                        output_tokens=rng.randint(20, 400),
+                        latency_ms=rng.randint(50, 900),
+                        occurred_at=at,
+                    )

@@ -1,0 +1,78 @@
+"""Reconciliation: recompute each wallet from its ledger rows and name every one that disagrees."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db.models import Count, Sum
+
+from billing.models import CreditTransaction, Wallet
+from billing.money import to_decimal
+
+CHUNK = 5000
+
+
+@dataclass(frozen=True)
+class Discrepancy:
+    wallet_id: int
+    username: str
+    problem: str
+
+
+@dataclass
+class LedgerCheck:
+    wallets: int = 0
+    rows: int = 0
+    discrepancies: list[Discrepancy] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.discrepancies
+
+
+def check_ledger(*, user_id: int | None = None) -> LedgerCheck:
+    """Verify balance == sum(amounts) and that balance_after chains row to row, in bounded memory."""
+    wallets = Wallet.objects.order_by("id")
+    rows = CreditTransaction.objects.order_by("wallet_id", "id")
+    if user_id is not None:
+        wallets = wallets.filter(user_id=user_id)
+        rows = rows.filter(wallet__user_id=user_id)
+    totals = {
+        r["wallet_id"]: (to_decimal(r["total"]), r["n"])
+        for r in rows.order_by().values("wallet_id").annotate(total=Sum("amount"), n=Count("id"))
+    }
+    names = {}
+    result = LedgerCheck(discrepancies=[])
+    for wallet_id, username, balance in wallets.values_list("id", "user__username", "balance").iterator(
+        chunk_size=CHUNK
+    ):
+        result.wallets += 1
+        names[wallet_id] = username
+        total, count = totals.get(wallet_id, (Decimal("0.000000"), 0))
+        balance = to_decimal(balance)
+        if balance != total:
+            result.discrepancies.append(
+                Discrepancy(wallet_id, username, f"balance {balance} != sum of {count} rows {total}")
+            )
+    result.discrepancies.extend(_chain_breaks(rows, names, result))
+    return result
+
+
+def _chain_breaks(rows, names: dict[int, str], result: LedgerCheck) -> Iterator[Discrepancy]:
+    """Each row's balance_after must equal the previous row's plus its amount (from 0); first break only."""
+    current_wallet, previous, broken = None, Decimal(0), False
+    for row_id, wallet_id, amount, balance_after in rows.values_list(
+        "id", "wallet_id", "amount", "balance_after"
+    ).iterator(chunk_size=CHUNK):
+        result.rows += 1
+        if wallet_id != current_wallet:
+            current_wallet, previous, broken = wallet_id, Decimal(0), False
+        amount, balance_after = to_decimal(amount), to_decimal(balance_after)
+        if not broken and previous + amount != balance_after:
+            broken = True
+            yield Discrepancy(
+                wallet_id,
+                names.get(wallet_id, "?"),
+                f"row {row_id}: balance_after {balance_after} != previous {previous} + amount {amount}",
+            )
+        previous = balance_after
