@@ -40,3 +40,23 @@ class ModelPriceFactory(factory.django.DjangoModelFactory):
     input_price_per_1k = Decimal("0.500000")
     output_price_per_1k = Decimal("1.500000")
     active = True
+
+
+from billing.models import LLMCallEvent  # noqa: E402 - appended with its factory
+
+
+class LLMCallEventFactory(factory.django.DjangoModelFactory):
+    """A metered call as test data (not a credit movement): pass `created_at` to place it in time."""
+
+    class Meta:
+        model = LLMCallEvent
+
+    user = factory.SubFactory(UserFactory)
+    model = "echo-1"
+    provider = "echo"
+    input_tokens = 100
+    output_tokens = 50
+    cost = Decimal("0.125000")
+    input_price_per_1k = Decimal("0.500000")
+    output_price_per_1k = Decimal("1.500000")
+    status = LLMCallEvent.Status.OK

@@ -1,0 +1,212 @@
+"""Reporting reads: usage aggregated in SQL by day/week/month, and the ledger rows for CSV export."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import TruncDay, TruncMonth, TruncWeek
+from django.utils import timezone
+
+from billing.models import CreditTransaction, LLMCallEvent
+from billing.money import to_decimal
+
+BUCKETS = ("day", "week", "month")
+_TRUNC = {"day": TruncDay, "week": TruncWeek, "month": TruncMonth}
+DEFAULT_RANGE_DAYS = 30
+
+_OK = Q(status=LLMCallEvent.Status.OK)
+_FAILED = Q(status=LLMCallEvent.Status.ERROR)
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """One bucket: successful calls, their tokens, cost and users; failed calls counted apart."""
+
+    date: date
+    calls: int
+    failed_calls: int
+    input_tokens: int
+    output_tokens: int
+    cost: Decimal
+    unique_users: int
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    """Totals over [start, end] (local dates, inclusive) and one row per bucket that has events."""
+
+    start: date
+    end: date
+    bucket: str | None
+    total_calls: int
+    failed_calls: int
+    total_input_tokens: int
+    total_output_tokens: int
+    total_cost: Decimal
+    unique_users: int
+    rows: list[UsageRow]
+
+
+def report_time_zone() -> ZoneInfo:
+    """REPORT_TIME_ZONE, read on every call so a settings override takes effect at once."""
+    return ZoneInfo(settings.REPORT_TIME_ZONE)
+
+
+def default_range(today: date | None = None) -> tuple[date, date]:
+    """The last 30 days ending today (both inclusive), today taken in REPORT_TIME_ZONE."""
+    if today is None:
+        today = timezone.localdate(timezone=report_time_zone())
+    return today - timedelta(days=DEFAULT_RANGE_DAYS - 1), today
+
+
+def local_day_bounds(*, start: date, end: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """[start 00:00, end+1 00:00) in `tz` as aware datetimes: the half-open instant range of the dates."""
+    return (
+        datetime.combine(start, time.min, tzinfo=tz),
+        datetime.combine(end + timedelta(days=1), time.min, tzinfo=tz),
+    )
+
+
+def _aggregates(prefix: str = "") -> dict:
+    return {
+        f"{prefix}calls": Count("id", filter=_OK),
+        f"{prefix}failed_calls": Count("id", filter=_FAILED),
+        f"{prefix}input_tokens": Sum("input_tokens", filter=_OK),
+        f"{prefix}output_tokens": Sum("output_tokens", filter=_OK),
+        f"{prefix}cost": Sum("cost", filter=_OK),
+        f"{prefix}unique_users": Count("user", distinct=True, filter=_OK),
+    }
+
+
+def _money(value) -> Decimal:
+    return to_decimal(value if value is not None else 0)
+
+
+def usage_summary(
+    *,
+    start: date,
+    end: date,
+    bucket: str | None,
+    user_id: int | None = None,
+    model: str | None = None,
+) -> UsageSummary:
+    """Usage between two local dates, totals in one query and bucket rows in one more (never a Python loop)."""
+    if bucket is not None and bucket not in BUCKETS:
+        raise ValueError(f"bucket must be one of {', '.join(BUCKETS)} or None, not {bucket!r}")
+    if start > end:
+        raise ValueError(f"start ({start}) is after end ({end})")
+    tz = report_time_zone()
+    since, until = local_day_bounds(start=start, end=end, tz=tz)
+    events = LLMCallEvent.objects.filter(created_at__gte=since, created_at__lt=until)
+    if user_id is not None:
+        events = events.filter(user_id=user_id)
+    if model is not None:
+        events = events.filter(model=model)
+
+    totals = events.aggregate(**_aggregates())
+    rows: list[UsageRow] = []
+    if bucket is not None:
+        grouped = (
+            events.annotate(bucket_start=_TRUNC[bucket]("created_at", tzinfo=tz))
+            .values("bucket_start")
+            .annotate(**_aggregates())
+            .order_by("bucket_start")
+        )
+        rows = [
+            UsageRow(
+                # The truncation comes back as an aware datetime in `tz`: its date is the local day.
+                date=timezone.localtime(group["bucket_start"], tz).date(),
+                calls=group["calls"],
+                failed_calls=group["failed_calls"],
+                input_tokens=group["input_tokens"] or 0,
+                output_tokens=group["output_tokens"] or 0,
+                cost=_money(group["cost"]),
+                unique_users=group["unique_users"],
+            )
+            for group in grouped
+        ]
+    return UsageSummary(
+        start=start,
+        end=end,
+        bucket=bucket,
+        total_calls=totals["calls"],
+        failed_calls=totals["failed_calls"],
+        total_input_tokens=totals["input_tokens"] or 0,
+        total_output_tokens=totals["output_tokens"] or 0,
+        total_cost=_money(totals["cost"]),
+        unique_users=totals["unique_users"],
+        rows=rows,
+    )
+
+
+# --- Ledger export ---------------------------------------------------------------------------
+
+LEDGER_EXPORT_COLUMNS = (
+    "id",
+    "created_at",
+    "user_id",
+    "username",
+    "kind",
+    "amount",
+    "balance_after",
+    "reason",
+    "initiated_by_id",
+    "initiated_by_username",
+    "llm_call_id",
+    "idempotency_key",
+)
+# The database columns behind LEDGER_EXPORT_COLUMNS, in the same order (one joined query).
+_LEDGER_EXPORT_VALUES = (
+    "id",
+    "created_at",
+    "wallet__user_id",
+    "wallet__user__username",
+    "kind",
+    "amount",
+    "balance_after",
+    "reason",
+    "initiated_by_id",
+    "initiated_by__username",
+    "llm_call_id",
+    "idempotency_key",
+)
+EXPORT_CHUNK_SIZE = 2000
+
+
+def ledger_export_queryset(
+    *,
+    kind: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    user_id: int | None = None,
+) -> QuerySet[CreditTransaction]:
+    """Ledger rows for export, oldest first: `created_after` inclusive, `created_before` exclusive."""
+    rows = CreditTransaction.objects.all()
+    if kind is not None:
+        rows = rows.filter(kind=kind)
+    if created_after is not None:
+        rows = rows.filter(created_at__gte=created_after)
+    if created_before is not None:
+        rows = rows.filter(created_at__lt=created_before)
+    if user_id is not None:
+        rows = rows.filter(wallet__user_id=user_id)
+    return rows.order_by("id")
+
+
+def ledger_export_rows(
+    queryset: QuerySet[CreditTransaction] | None = None, *, chunk_size: int = EXPORT_CHUNK_SIZE
+) -> Iterator[tuple]:
+    """Tuples in LEDGER_EXPORT_COLUMNS order, fetched in chunks (the ledger is never held in memory).
+
+    `queryset` is any CreditTransaction queryset (e.g. the admin's selection); by default, the whole
+    ledger. Values are raw (datetimes, Decimals); formatting for a file is the writer's job.
+    """
+    if queryset is None:
+        queryset = ledger_export_queryset()
+    if not queryset.query.order_by:
+        queryset = queryset.order_by("id")
+    yield from queryset.values_list(*_LEDGER_EXPORT_VALUES).iterator(chunk_size=chunk_size)
