@@ -1,0 +1,338 @@
+"""The support console for billing: wallets and grants, the read-only ledger and usage events, prices."""
+
+import csv
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpResponseRedirect, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.text import Truncator
+
+from billing import services
+from billing.exceptions import BillingError
+from billing.forms import GrantCreditsForm, ModelPriceForm
+from billing.models import CreditTransaction, LLMCallEvent, ModelPrice, Wallet
+from billing.money import format_money
+from billing.selectors import is_low_balance, transactions_for_user
+
+GRANT_PERMISSION = "billing.grant_credits"  # created by billing/migrations/0004_support_group.py
+LEDGER_ROWS_ON_WALLET_PAGE = 50
+
+
+class ReadOnlyAdminMixin:
+    """The ledger and the usage events are history: nobody edits them here, superusers included."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class LowBalanceFilter(admin.SimpleListFilter):
+    title = "low balance"
+    parameter_name = "low_balance"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Low balance"), ("no", "Above threshold")]
+
+    def queryset(self, request, queryset):
+        # The same rule as billing.selectors.is_low_balance, expressed as SQL so it can filter.
+        threshold = Decimal(settings.LOW_BALANCE_THRESHOLD)
+        if self.value() == "yes":
+            return queryset.filter(balance__lte=threshold)
+        if self.value() == "no":
+            return queryset.filter(balance__gt=threshold)
+        return queryset
+
+
+@admin.register(Wallet)
+class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Wallets are opened with their user and moved only by services: staff read them and grant."""
+
+    list_display = ["user", "email", "balance_display", "low_balance", "updated_at"]
+    list_select_related = ["user"]
+    list_filter = [LowBalanceFilter]
+    search_fields = ["user__username", "user__email"]
+    ordering = ["-id"]
+    show_full_result_count = False
+    fields = ["user", "email", "balance_display", "low_balance", "created_at", "updated_at"]
+    readonly_fields = fields
+    actions = ["grant_credits"]
+    change_form_template = "admin/billing/wallet/change_form.html"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("user")
+
+    @admin.display(description="email", ordering="user__email")
+    def email(self, wallet):
+        return wallet.user.email
+
+    @admin.display(description="balance", ordering="balance")
+    def balance_display(self, wallet):
+        return format_money(wallet.balance)
+
+    @admin.display(description="low balance", boolean=True)
+    def low_balance(self, wallet):
+        return is_low_balance(wallet.balance)
+
+    def has_grant_permission(self, request):
+        return request.user.has_perm(GRANT_PERMISSION)
+
+    def get_urls(self):
+        grant = path(
+            "<path:object_id>/grant/",
+            self.admin_site.admin_view(self.grant_view),
+            name="billing_wallet_grant",
+        )
+        return [grant, *super().get_urls()]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            context.update(
+                ledger=transactions_for_user(user=obj.user)[:LEDGER_ROWS_ON_WALLET_PAGE],
+                ledger_limit=LEDGER_ROWS_ON_WALLET_PAGE,
+                ledger_url=reverse("admin:billing_credittransaction_changelist") + f"?wallet={obj.pk}",
+                can_grant=self.has_grant_permission(request),
+                grant_url=reverse("admin:billing_wallet_grant", args=[obj.pk]),
+            )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    @admin.action(description="Grant credits…", permissions=["grant"])
+    def grant_credits(self, request, queryset):
+        """Intermediate page: the first POST (from the changelist) shows the form, the second grants."""
+        wallets = list(queryset.select_related("user").order_by("user__username"))
+        if "apply" in request.POST:
+            form = GrantCreditsForm(request.POST)
+            if form.is_valid() and self._grant(request, form, wallets):
+                return None  # back to the changelist, which shows the message
+        else:
+            form = GrantCreditsForm()
+        return self._grant_page(request, form, wallets, from_action=True)
+
+    def grant_view(self, request, object_id):
+        """The same grant form for one wallet, linked from its change page."""
+        wallet = self.get_object(request, unquote(object_id))
+        if wallet is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_grant_permission(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            form = GrantCreditsForm(request.POST)
+            if form.is_valid() and self._grant(request, form, [wallet]):
+                return HttpResponseRedirect(reverse("admin:billing_wallet_change", args=[wallet.pk]))
+        else:
+            form = GrantCreditsForm()
+        return self._grant_page(request, form, [wallet], from_action=False)
+
+    def _grant(self, request, form, wallets) -> bool:
+        """Grant to every wallet or to none; report it in a message, or put the refusal on the form."""
+        amount, reason = form.cleaned_data["amount"], form.cleaned_data["reason"]
+        try:
+            with transaction.atomic():
+                rows = [
+                    services.grant(
+                        user=wallet.user,
+                        amount=amount,
+                        reason=reason,
+                        initiated_by=request.user,
+                        idempotency_key=form.idempotency_key,
+                    )
+                    for wallet in wallets
+                ]
+        except BillingError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            return False
+        new = [(wallet, row) for wallet, row in zip(wallets, rows, strict=True) if not row.replayed]
+        for wallet, row in new:
+            self.log_change(request, wallet, f"Granted {format_money(row.amount)} credits: {row.reason}")
+        if new:
+            self.message_user(
+                request,
+                f"Granted {format_money(amount)} credits to {_wallets(len(new))}.",
+                messages.SUCCESS,
+            )
+        if len(new) < len(rows):
+            self.message_user(
+                request,
+                f"This form was already submitted for {_wallets(len(rows) - len(new))}; "
+                "nothing more was granted there.",
+                messages.WARNING,
+            )
+        return True
+
+    def _grant_page(self, request, form, wallets, *, from_action: bool):
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Grant credits",
+            "subtitle": _wallets(len(wallets)),
+            "opts": self.opts,
+            "form": form,
+            "wallets": wallets,
+            "from_action": from_action,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, "admin/billing/wallet/grant.html", context)
+
+
+def _wallets(count: int) -> str:
+    return f"{count} wallet" if count == 1 else f"{count} wallets"
+
+
+@admin.register(CreditTransaction)
+class CreditTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The append-only ledger: searchable, filterable, exportable, never editable."""
+
+    list_display = [
+        "id",
+        "created_at",
+        "user",
+        "kind",
+        "amount",
+        "balance_after",
+        "initiated_by",
+        "short_reason",
+    ]
+    list_display_links = ["id", "created_at"]
+    list_select_related = ["wallet__user", "initiated_by"]
+    list_filter = ["kind", "created_at", ("initiated_by", admin.EmptyFieldListFilter)]
+    search_fields = ["wallet__user__username", "wallet__user__email"]
+    # -id follows the (wallet, -id) index and insertion order; counting a big ledger is not worth it.
+    ordering = ["-id"]
+    show_full_result_count = False
+    actions = ["export_csv"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("wallet__user", "initiated_by")
+
+    @admin.display(description="user", ordering="wallet__user__username")
+    def user(self, row):
+        return row.wallet.user
+
+    @admin.display(description="reason")
+    def short_reason(self, row):
+        return Truncator(row.reason).chars(60)
+
+    # "view", not the default change/delete: view-only staff export what they can already read.
+    @admin.action(description="Export selected to CSV", permissions=["view"])
+    def export_csv(self, request, queryset):
+        rows = queryset.select_related("wallet__user", "initiated_by").order_by("-id")
+        response = StreamingHttpResponse(_ledger_csv_lines(rows), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="ledger.csv"'
+        return response
+
+
+LEDGER_CSV_HEADER = [
+    "id",
+    "created_at",
+    "user_id",
+    "username",
+    "kind",
+    "amount",
+    "balance_after",
+    "reason",
+    "initiated_by_id",
+    "initiated_by_username",
+    "llm_call_id",
+]
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+def _ledger_csv_lines(rows):
+    """CSV lines, one per ledger row, read in chunks so a big selection never sits in memory."""
+    writer = csv.writer(_Echo())
+    yield writer.writerow(LEDGER_CSV_HEADER)
+    for row in rows.iterator(chunk_size=2000):
+        initiator = row.initiated_by
+        yield writer.writerow(
+            [
+                row.pk,
+                row.created_at.isoformat(),
+                row.wallet.user_id,
+                _cell(row.wallet.user.username),
+                row.kind,
+                format_money(row.amount),
+                format_money(row.balance_after),
+                _cell(row.reason),
+                initiator.pk if initiator else "",
+                _cell(initiator.username) if initiator else "",
+                row.llm_call_id or "",
+            ]
+        )
+
+
+def _cell(text: str) -> str:
+    # A spreadsheet runs a cell that starts with =, +, - or @ as a formula; free text must not.
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@") else text
+
+
+class PricedModelFilter(admin.SimpleListFilter):
+    """Models named by price rows: a bounded list, unlike SELECT DISTINCT over every event."""
+
+    title = "model"
+    parameter_name = "model"
+
+    def lookups(self, request, model_admin):
+        return [(name, name) for name in ModelPrice.objects.order_by("model").values_list("model", flat=True)]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(model=self.value()) if self.value() else queryset
+
+
+@admin.register(LLMCallEvent)
+class LLMCallEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Metered model calls, as recorded: read-only."""
+
+    list_display = [
+        "id",
+        "created_at",
+        "user",
+        "model",
+        "provider",
+        "status",
+        "input_tokens",
+        "output_tokens",
+        "cost",
+        "latency_ms",
+    ]
+    list_display_links = ["id", "created_at"]
+    list_select_related = ["user"]
+    list_filter = [PricedModelFilter, "status", "created_at"]
+    search_fields = ["user__username", "user__email"]
+    ordering = ["-created_at"]
+    show_full_result_count = False
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    """Per-model prices; events keep the price they were charged at, so edits never re-price history."""
+
+    form = ModelPriceForm
+    list_display = ["model", "input_price_per_1k", "output_price_per_1k", "active", "updated_at"]
+    list_filter = ["active"]
+    search_fields = ["model"]
+    readonly_fields = ["created_at", "updated_at"]
+
+    def has_delete_permission(self, request, obj=None):
+        # Turns look a price up by model name; retire a model by unticking "active" instead.
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        # Renaming a priced model would orphan the sessions that name it.
+        if obj is not None:
+            return ["model", *self.readonly_fields]
+        return self.readonly_fields

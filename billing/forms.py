@@ -1,0 +1,80 @@
+"""Admin forms for billing: the staff grant form and the model-price form, validated like the API."""
+
+import uuid
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from billing.exceptions import BillingError
+from billing.models import ModelPrice
+from billing.money import AmountError, parse_amount
+from billing.services import GRANT_MAX, REASON_MAX, validate_grant_amount, validate_reason
+
+
+class GrantCreditsForm(forms.Form):
+    """Amount and reason for a staff grant; the service's own validators decide what is valid."""
+
+    # A CharField, not a DecimalField: forms.DecimalField accepts "1e3" and " 12 ", the API does not.
+    amount = forms.CharField(
+        label="Amount (credits)",
+        strip=False,
+        help_text=f"More than 0 and at most {GRANT_MAX}, with at most 6 decimal places (e.g. 25 or 12.5).",
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off", "size": 16}),
+    )
+    reason = forms.CharField(
+        max_length=REASON_MAX,
+        strip=False,
+        help_text="Why these credits are granted; recorded on the ledger row and shown to the user.",
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+    )
+    # One token per rendered form, sent as the grant's idempotency key: a double-submitted form
+    # (double click, browser resubmit) replays the first grant instead of granting twice.
+    submission = forms.CharField(widget=forms.HiddenInput, max_length=64)
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("initial", {}).setdefault("submission", uuid.uuid4().hex)
+        super().__init__(*args, **kwargs)
+
+    def clean_amount(self):
+        return _via_service(validate_grant_amount, self.cleaned_data["amount"])
+
+    def clean_reason(self):
+        return _via_service(validate_reason, self.cleaned_data["reason"])
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"admin-grant:{self.cleaned_data['submission']}"
+
+
+def _via_service(validator, value):
+    try:
+        return validator(value)
+    except BillingError as exc:
+        raise ValidationError(exc.message) from exc
+
+
+class ModelPriceForm(forms.ModelForm):
+    """Prices parsed as strictly as the API's, and refused below zero before the DB constraint is hit."""
+
+    input_price_per_1k = forms.CharField(label="Input price per 1k tokens", strip=False)
+    output_price_per_1k = forms.CharField(label="Output price per 1k tokens", strip=False)
+
+    class Meta:
+        model = ModelPrice
+        fields = ["model", "input_price_per_1k", "output_price_per_1k", "active"]
+
+    def clean_input_price_per_1k(self):
+        return _price(self.cleaned_data["input_price_per_1k"])
+
+    def clean_output_price_per_1k(self):
+        return _price(self.cleaned_data["output_price_per_1k"])
+
+
+def _price(raw):
+    try:
+        value = parse_amount(raw)
+    except AmountError as exc:
+        raise ValidationError(str(exc)) from exc
+    if value < 0:
+        raise ValidationError("A price cannot be negative; use 0 for a free model.")
+    return value
