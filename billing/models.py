@@ -13,18 +13,36 @@ def MoneyField(**kwargs):  # noqa: N802 - reads like a field class at the call s
 
 
 class Wallet(models.Model):
-    """One per user. `balance` is a cached sum of the wallet's ledger rows, moved only by services."""
+    """One per user. `balance` is a cached sum of the wallet's ledger rows, `held` of its open holds."""
+
+    class Enforcement(models.TextChoices):
+        DEFAULT = "default", "default (follow CREDIT_ENFORCEMENT_ENABLED)"
+        EXEMPT = "exempt", "exempt (never refused)"
+        ENFORCED = "enforced", "enforced (refused when empty, whatever the setting)"
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="wallet")
     balance = MoneyField(default=0)
+    held = MoneyField(default=0)
+    enforcement = models.CharField(max_length=8, choices=Enforcement.choices, default=Enforcement.DEFAULT)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         db_table = "billing_wallet"
+        constraints = [
+            models.CheckConstraint(condition=Q(held__gte=0), name="wallet_held_non_negative"),
+            models.CheckConstraint(
+                condition=Q(enforcement__in=["default", "exempt", "enforced"]),
+                name="wallet_enforcement_known",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Wallet of {self.user}"
+
+    @property
+    def available(self):
+        return self.balance - self.held
 
 
 class ModelPrice(models.Model):
@@ -69,6 +87,8 @@ class LLMCallEvent(models.Model):
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.OK)
     error = models.CharField(max_length=500, blank=True, default="")
     latency_ms = models.PositiveIntegerField(default=0)
+    # Enforcement was off for this wallet, but would have refused this turn (shadow mode).
+    shadow_refusal = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -170,3 +190,46 @@ class CreditTransaction(models.Model):
 
     def delete(self, *args, **kwargs):
         raise LedgerAppendOnly("The credit ledger is append-only: rows cannot be deleted.")
+
+
+class CreditHold(models.Model):
+    """A turn's estimated cost, reserved on the wallet before the model call (two-phase transfer)."""
+
+    class Status(models.TextChoices):
+        HELD = "held", "held"
+        SETTLED = "settled", "settled"
+        RELEASED = "released", "released"
+        EXPIRED = "expired", "expired"
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="holds")
+    amount = MoneyField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.HELD)
+    shadow_refusal = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+    llm_call = models.ForeignKey(
+        LLMCallEvent, on_delete=models.PROTECT, null=True, blank=True, related_name="holds"
+    )
+
+    class Meta:
+        db_table = "billing_credithold"
+        indexes = [
+            # Open holds per wallet (the reserve path) and expired ones across wallets (the cron path).
+            models.Index(
+                fields=["wallet", "expires_at"], name="credithold_open_idx", condition=Q(status="held")
+            ),
+            models.Index(
+                fields=["expires_at"], name="credithold_open_expiry_idx", condition=Q(status="held")
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="credithold_amount_non_negative"),
+            models.CheckConstraint(
+                condition=Q(status__in=["held", "settled", "released", "expired"]),
+                name="credithold_status_known",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"hold #{self.pk} {self.amount} ({self.status})"

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from django.db.models import Count, Sum
 
-from billing.models import CreditTransaction, Wallet
+from billing.models import CreditHold, CreditTransaction, Wallet
 from billing.money import to_decimal
 
 CHUNK = 5000
@@ -31,7 +31,7 @@ class LedgerCheck:
 
 
 def check_ledger(*, user_id: int | None = None) -> LedgerCheck:
-    """Verify balance == sum(amounts) and that balance_after chains row to row, in bounded memory."""
+    """Verify balance == sum(amounts), held == sum(open holds), and the balance_after chain, in bounded memory."""
     wallets = Wallet.objects.order_by("id")
     rows = CreditTransaction.objects.order_by("wallet_id", "id")
     if user_id is not None:
@@ -41,11 +41,18 @@ def check_ledger(*, user_id: int | None = None) -> LedgerCheck:
         r["wallet_id"]: (to_decimal(r["total"]), r["n"])
         for r in rows.order_by().values("wallet_id").annotate(total=Sum("amount"), n=Count("id"))
     }
+    holds = CreditHold.objects.filter(status=CreditHold.Status.HELD)
+    if user_id is not None:
+        holds = holds.filter(wallet__user_id=user_id)
+    open_holds = {
+        r["wallet_id"]: (to_decimal(r["total"]), r["n"])
+        for r in holds.values("wallet_id").annotate(total=Sum("amount"), n=Count("id"))
+    }
     names = {}
     result = LedgerCheck(discrepancies=[])
-    for wallet_id, username, balance in wallets.values_list("id", "user__username", "balance").iterator(
-        chunk_size=CHUNK
-    ):
+    for wallet_id, username, balance, held in wallets.values_list(
+        "id", "user__username", "balance", "held"
+    ).iterator(chunk_size=CHUNK):
         result.wallets += 1
         names[wallet_id] = username
         total, count = totals.get(wallet_id, (Decimal("0.000000"), 0))
@@ -53,6 +60,15 @@ def check_ledger(*, user_id: int | None = None) -> LedgerCheck:
         if balance != total:
             result.discrepancies.append(
                 Discrepancy(wallet_id, username, f"balance {balance} != sum of {count} rows {total}")
+            )
+        held_total, held_count = open_holds.get(wallet_id, (Decimal("0.000000"), 0))
+        if to_decimal(held) != held_total:
+            result.discrepancies.append(
+                Discrepancy(
+                    wallet_id,
+                    username,
+                    f"held {to_decimal(held)} != sum of {held_count} open holds {held_total}",
+                )
             )
     result.discrepancies.extend(_chain_breaks(rows, names, result))
     return result

@@ -3,15 +3,21 @@
 import logging
 import string
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from billing.exceptions import IdempotencyConflict, InitiatorNotStaff, InvalidAmount, InvalidGrant
-from billing.models import CreditTransaction, LLMCallEvent, ModelPrice, Wallet
+from billing.exceptions import (
+    BillingError,
+    IdempotencyConflict,
+    InitiatorNotStaff,
+    InvalidAmount,
+    InvalidGrant,
+)
+from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, Wallet
 from billing.money import AmountError, parse_amount, quantize, to_decimal
 
 logger = logging.getLogger(__name__)
@@ -22,9 +28,30 @@ IDEMPOTENCY_KEY_MAX = 255
 _PRINTABLE_ASCII = frozenset(string.printable) - frozenset("\t\n\r\x0b\x0c")
 STARTING_CREDITS_REASON = "Starting credits"
 
+WALLET = Wallet._meta.db_table
+HOLD = CreditHold._meta.db_table
 _MOVE_SQL = (
-    f"UPDATE {Wallet._meta.db_table} SET balance = balance + %s, updated_at = %s "  # noqa: S608 - table name is ours
+    f"UPDATE {WALLET} SET balance = balance + %s, held = held + %s, updated_at = %s "  # noqa: S608 - our table
     "WHERE user_id = %s RETURNING id, balance"
+)
+# One conditional statement decides a reservation: the wallet row is locked by the UPDATE itself, so
+# concurrent turns queue on it and each sees the `held` the previous one left.
+_RESERVE_SQL = (
+    f"UPDATE {WALLET} SET held = held - %(released)s + %(amount)s, updated_at = %(now)s "  # noqa: S608
+    "WHERE user_id = %(user_id)s AND ("
+    " enforcement = 'exempt'"
+    " OR (enforcement = 'default' AND NOT %(enforce_default)s)"
+    " OR balance - (held - %(released)s) > 0"
+    ") RETURNING id, balance, held, enforcement"
+)
+_EXPIRE_SQL = (
+    f"UPDATE {HOLD} SET status = 'expired', closed_at = %s "  # noqa: S608
+    f"WHERE status = 'held' AND expires_at <= %s AND wallet_id = (SELECT id FROM {WALLET} WHERE user_id = %s) "
+    "RETURNING amount"
+)
+_CLOSE_HOLD_SQL = (
+    f"UPDATE {HOLD} SET status = %s, closed_at = %s, llm_call_id = %s "  # noqa: S608
+    "WHERE id = %s AND status = 'held' RETURNING amount"
 )
 
 
@@ -35,10 +62,10 @@ class ChargeResult:
     balance_after: Decimal
 
 
-def _move(*, user_id: int, amount: Decimal) -> tuple[int, Decimal]:
-    """Add `amount` to the user's wallet in one locking statement; return (wallet id, new balance)."""
+def _move(*, user_id: int, amount: Decimal, held: Decimal = Decimal(0)) -> tuple[int, Decimal]:
+    """Add `amount` to the balance (and `held` to the holds) in one locking statement; return (id, balance)."""
     with connection.cursor() as cursor:
-        cursor.execute(_MOVE_SQL, [amount, timezone.now(), user_id])
+        cursor.execute(_MOVE_SQL, [amount, held, timezone.now(), user_id])
         row = cursor.fetchone()
     if row is None:
         raise Wallet.DoesNotExist(f"User {user_id} has no wallet.")
@@ -55,9 +82,10 @@ def _append(
     llm_call: LLMCallEvent | None = None,
     idempotency_key: str | None = None,
     created_at: datetime | None = None,
+    held: Decimal = Decimal(0),
 ) -> CreditTransaction:
     """Move the wallet and append its ledger row; the caller holds the transaction."""
-    wallet_id, balance_after = _move(user_id=user_id, amount=amount)
+    wallet_id, balance_after = _move(user_id=user_id, amount=amount, held=held)
     return CreditTransaction.objects.create(
         wallet_id=wallet_id,
         kind=kind,
@@ -201,6 +229,28 @@ def charge(
     occurred_at: datetime | None = None,
 ) -> ChargeResult:
     """Record the call with its price snapshot and debit its cost, atomically; the balance may go negative."""
+    return _record_and_debit(
+        user=user,
+        price=price,
+        provider=provider,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        latency_ms=latency_ms,
+        occurred_at=occurred_at,
+    )
+
+
+def _record_and_debit(
+    *,
+    user,
+    price: ModelPrice,
+    provider: str,
+    input_tokens: int,
+    output_tokens: int,
+    latency_ms: int,
+    occurred_at: datetime | None = None,
+    hold: CreditHold | None = None,
+) -> ChargeResult:
     cost = compute_cost(price=price, input_tokens=input_tokens, output_tokens=output_tokens)
     occurred_at = occurred_at or timezone.now()
     with transaction.atomic():
@@ -215,10 +265,14 @@ def charge(
             output_price_per_1k=price.output_price_per_1k,
             status=LLMCallEvent.Status.OK,
             latency_ms=latency_ms,
+            shadow_refusal=bool(hold and hold.shadow_refusal),
             created_at=occurred_at,
         )
-        if cost == 0:
-            balance = to_decimal(Wallet.objects.values_list("balance", flat=True).get(user=user))
+        released = (
+            _close_hold(hold=hold, status=CreditHold.Status.SETTLED, llm_call=event) if hold else Decimal(0)
+        )
+        if cost == 0:  # a debit is never zero: the call is recorded, the wallet only drops the hold
+            _, balance = _move(user_id=user.pk, amount=Decimal(0), held=-released)
             return ChargeResult(event=event, transaction=None, balance_after=balance)
         row = _append(
             user_id=user.pk,
@@ -227,6 +281,7 @@ def charge(
             reason=f"{price.model}: {input_tokens} in / {output_tokens} out tokens",
             llm_call=event,
             created_at=occurred_at,
+            held=-released,
         )
     return ChargeResult(event=event, transaction=row, balance_after=row.balance_after)
 
@@ -239,16 +294,202 @@ def record_failed_call(
     error: str,
     latency_ms: int = 0,
     price: ModelPrice | None = None,
+    hold: CreditHold | None = None,
 ) -> LLMCallEvent:
-    """Record a failed provider call: status error, zero cost, no ledger row."""
-    return LLMCallEvent.objects.create(
+    """Record a failed provider call (status error, zero cost, no ledger row) and release its hold."""
+    with transaction.atomic():
+        event = LLMCallEvent.objects.create(
+            user=user,
+            model=model,
+            provider=provider,
+            cost=0,
+            input_price_per_1k=price.input_price_per_1k if price else 0,
+            output_price_per_1k=price.output_price_per_1k if price else 0,
+            status=LLMCallEvent.Status.ERROR,
+            error=error[:500],
+            latency_ms=latency_ms,
+            shadow_refusal=bool(hold and hold.shadow_refusal),
+        )
+        if hold is not None:
+            released = _close_hold(hold=hold, status=CreditHold.Status.RELEASED, llm_call=event)
+            if released:
+                _move(user_id=user.pk, amount=Decimal(0), held=-released)
+    return event
+
+
+# --- Holds: reserve before the model call, settle or release after it --------------------------
+
+
+@dataclass(frozen=True)
+class Reservation:
+    hold: CreditHold | None  # None when refused
+    balance: Decimal
+    available: Decimal  # balance - held, before this reservation
+    refused: bool = False
+
+    @property
+    def shadow_refusal(self) -> bool:
+        return bool(self.hold and self.hold.shadow_refusal)
+
+
+def enforcement_applies(enforcement: str) -> bool:
+    """Whether an empty wallet is refused: its override, else CREDIT_ENFORCEMENT_ENABLED (read now)."""
+    if enforcement == Wallet.Enforcement.EXEMPT:
+        return False
+    if enforcement == Wallet.Enforcement.ENFORCED:
+        return True
+    return bool(settings.CREDIT_ENFORCEMENT_ENABLED)
+
+
+def _expire_holds(*, user_id: int, now: datetime) -> tuple[int, Decimal]:
+    """Mark the wallet's holds past their expiry as expired; return (count, amount) to drop from `held`."""
+    with connection.cursor() as cursor:
+        cursor.execute(_EXPIRE_SQL, [now, now, user_id])
+        amounts = [to_decimal(r[0]) for r in cursor.fetchall()]
+    return len(amounts), sum(amounts, Decimal(0))
+
+
+def _close_hold(*, hold: CreditHold, status: str, llm_call: LLMCallEvent | None) -> Decimal:
+    """Close a hold that is still open; return its amount, or 0 if it was closed already (e.g. expired)."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(_CLOSE_HOLD_SQL, [status, now, llm_call.pk if llm_call else None, hold.pk])
+        row = cursor.fetchone()
+    hold.status, hold.closed_at = status, now
+    return to_decimal(row[0]) if row else Decimal(0)
+
+
+def reserve(*, user, amount: Decimal) -> Reservation:
+    """Hold a turn's estimated cost in one conditional statement; refused when enforced and available <= 0."""
+    now = timezone.now()
+    amount = quantize(Decimal(amount))
+    with transaction.atomic():
+        _, released = _expire_holds(user_id=user.pk, now=now)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _RESERVE_SQL,
+                {
+                    "released": released,
+                    "amount": amount,
+                    "now": now,
+                    "user_id": user.pk,
+                    "enforce_default": bool(settings.CREDIT_ENFORCEMENT_ENABLED),
+                },
+            )
+            row = cursor.fetchone()
+        if row is None:  # refused (or no wallet): keep the expiry, answer with the wallet as it is
+            if released:
+                _move(user_id=user.pk, amount=Decimal(0), held=-released)
+            balance, held = Wallet.objects.values_list("balance", "held").get(user_id=user.pk)
+            balance, available = to_decimal(balance), to_decimal(balance) - to_decimal(held)
+            logger.info(
+                "turn refused: insufficient credits",
+                extra={"user_id": user.pk, "balance": str(balance), "available": str(available)},
+            )
+            return Reservation(hold=None, balance=balance, available=available, refused=True)
+        wallet_id, balance, held, enforcement = row
+        balance = to_decimal(balance)
+        available = balance - (to_decimal(held) - amount)
+        shadow = (
+            available <= 0
+            and enforcement == Wallet.Enforcement.DEFAULT
+            and not settings.CREDIT_ENFORCEMENT_ENABLED
+            and settings.CREDIT_ENFORCEMENT_SHADOW
+        )
+        hold = CreditHold.objects.create(
+            wallet_id=wallet_id,
+            amount=amount,
+            shadow_refusal=shadow,
+            created_at=now,
+            expires_at=now + timedelta(seconds=settings.CREDIT_HOLD_TTL_SECONDS),
+        )
+    if shadow:
+        logger.info(
+            "shadow refusal: enforcement would have refused this turn",
+            extra={
+                "user_id": user.pk,
+                "balance": str(balance),
+                "available": str(available),
+                "hold_id": hold.pk,
+            },
+        )
+    return Reservation(hold=hold, balance=balance, available=available)
+
+
+def settle(
+    *,
+    hold: CreditHold,
+    user,
+    price: ModelPrice,
+    provider: str,
+    input_tokens: int,
+    output_tokens: int,
+    latency_ms: int = 0,
+) -> ChargeResult:
+    """Close the hold, record the event and debit the actual cost, in one transaction."""
+    return _record_and_debit(
         user=user,
-        model=model,
+        price=price,
         provider=provider,
-        cost=0,
-        input_price_per_1k=price.input_price_per_1k if price else 0,
-        output_price_per_1k=price.output_price_per_1k if price else 0,
-        status=LLMCallEvent.Status.ERROR,
-        error=error[:500],
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
         latency_ms=latency_ms,
+        hold=hold,
     )
+
+
+def release(*, hold: CreditHold) -> None:
+    """Give back a hold that will not be settled (idempotent: a closed hold is left as it is)."""
+    with transaction.atomic():
+        released = _close_hold(hold=hold, status=CreditHold.Status.RELEASED, llm_call=None)
+        if released:
+            _move(user_id=hold.wallet.user_id, amount=Decimal(0), held=-released)
+
+
+def release_expired_holds() -> int:
+    """Expire every hold past its expiry, wallet by wallet; safe to run again and alongside turns."""
+    now = timezone.now()
+    user_ids = (
+        CreditHold.objects.filter(status=CreditHold.Status.HELD, expires_at__lte=now)
+        .values_list("wallet__user_id", flat=True)
+        .distinct()
+    )
+    count = 0
+    for user_id in list(user_ids):
+        with transaction.atomic():
+            n, released = _expire_holds(user_id=user_id, now=now)
+            if n:
+                _move(user_id=user_id, amount=Decimal(0), held=-released)
+        count += n
+    if count:
+        logger.info("expired holds released", extra={"holds": count})
+    return count
+
+
+def set_enforcement(*, user, enforcement: str, changed_by) -> Wallet:
+    """Change a wallet's enforcement override (default/exempt/enforced), logged with the staff user."""
+    if enforcement not in Wallet.Enforcement.values:
+        choices = ", ".join(Wallet.Enforcement.values)
+        raise BillingError(
+            f"Unknown enforcement {enforcement!r}; choose one of: {choices}.", field="enforcement"
+        )
+    if changed_by is None or not changed_by.is_staff:
+        raise InitiatorNotStaff("Only a staff user can change a wallet's enforcement.")
+    with transaction.atomic():
+        wallet = Wallet.objects.select_for_update().get(user=user)
+        previous = wallet.enforcement
+        if previous != enforcement:
+            wallet.enforcement = enforcement
+            wallet.save(update_fields=["enforcement", "updated_at"])
+    if previous != enforcement:
+        logger.info(
+            "wallet enforcement changed",
+            extra={
+                "user_id": user.pk,
+                "from": previous,
+                "to": enforcement,
+                "changed_by": changed_by.pk,
+                "changed_by_username": changed_by.username,
+            },
+        )
+    return wallet

@@ -175,6 +175,10 @@ SPECTACULAR_SETTINGS = {
 
 # --- Credits and enforcement ----------------------------------------------------------------
 CREDIT_ENFORCEMENT_ENABLED = env.bool("CREDIT_ENFORCEMENT_ENABLED", default=False)
+# Shadow mode: while enforcement is off, flag (and log) the turns it would have refused.
+CREDIT_ENFORCEMENT_SHADOW = env.bool("CREDIT_ENFORCEMENT_SHADOW", default=True)
+# A hold left open by a crashed worker is released after this many seconds.
+CREDIT_HOLD_TTL_SECONDS = env.int("CREDIT_HOLD_TTL_SECONDS", default=600)
 LOW_BALANCE_THRESHOLD = Decimal(env.str("LOW_BALANCE_THRESHOLD", default="1.000000"))
 STARTING_CREDITS = Decimal(env.str("STARTING_CREDITS", default="0"))
 SIGNUP_ENABLED = env.bool("SIGNUP_ENABLED", default=True)

@@ -1,0 +1,192 @@
+from datetime import timedelta
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.test import override_settings
+from django.utils import timezone
+
+from billing import services
+from billing.models import CreditHold, LLMCallEvent, Wallet
+from billing.reconcile import check_ledger
+from tests.factories import ModelPriceFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def price():
+    return ModelPriceFactory(input_price_per_1k=Decimal("1"), output_price_per_1k=Decimal("2"))
+
+
+@pytest.fixture
+def funded(user, staff_user):
+    services.grant(user=user, amount="10", reason="x", initiated_by=staff_user)
+    return user
+
+
+def wallet(user) -> Wallet:
+    return Wallet.objects.get(user=user)
+
+
+def test_reserve_then_settle_moves_held_and_balance(funded, price):
+    r = services.reserve(user=funded, amount=Decimal("3"))
+    assert not r.refused
+    assert (r.balance, r.available) == (Decimal("10"), Decimal("10"))
+    assert (wallet(funded).balance, wallet(funded).held) == (Decimal("10"), Decimal("3"))
+    assert wallet(funded).available == Decimal("7")
+
+    result = services.settle(
+        hold=r.hold, user=funded, price=price, provider="echo", input_tokens=500, output_tokens=250
+    )
+    assert result.event.cost == Decimal("1")  # 0.5 + 0.5: actual, not the estimate
+    assert result.balance_after == Decimal("9")
+    assert (wallet(funded).balance, wallet(funded).held) == (Decimal("9"), Decimal("0"))
+    hold = CreditHold.objects.get(pk=r.hold.pk)
+    assert (hold.status, hold.llm_call_id) == ("settled", result.event.pk)
+    assert check_ledger().ok
+
+
+def test_failed_call_releases_the_hold_and_debits_nothing(funded, price):
+    r = services.reserve(user=funded, amount=Decimal("3"))
+    event = services.record_failed_call(
+        user=funded, model=price.model, provider="openai", error="boom", price=price, hold=r.hold
+    )
+    assert event.status == "error"
+    assert (wallet(funded).balance, wallet(funded).held) == (Decimal("10"), Decimal("0"))
+    assert CreditHold.objects.get(pk=r.hold.pk).status == "released"
+    assert check_ledger().ok
+
+
+def test_release_is_idempotent(funded):
+    r = services.reserve(user=funded, amount=Decimal("3"))
+    services.release(hold=r.hold)
+    services.release(hold=r.hold)
+    assert wallet(funded).held == 0
+    assert check_ledger().ok
+
+
+def test_check_ledger_names_a_wallet_whose_held_disagrees_with_its_open_holds(funded):
+    services.reserve(user=funded, amount=Decimal("3"))
+    assert check_ledger().ok
+    Wallet.objects.filter(user=funded).update(held=Decimal("1"))
+    result = check_ledger()
+    assert not result.ok
+    assert "open holds" in result.discrepancies[0].problem
+
+
+def _abandon(user, amount="3"):
+    """A worker that reserved and died: the hold stays open, now past its expiry."""
+    r = services.reserve(user=user, amount=Decimal(amount))
+    CreditHold.objects.filter(pk=r.hold.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    return r.hold
+
+
+def test_abandoned_hold_is_released_by_the_command_once(funded):
+    fresh = services.reserve(user=funded, amount=Decimal("2")).hold  # not expired: must stay
+    hold = _abandon(funded)
+    out = StringIO()
+    call_command("release_expired_holds", stdout=out)
+    assert "Released 1 expired hold." in out.getvalue()
+    call_command("release_expired_holds", stdout=out)  # idempotent
+    assert CreditHold.objects.get(pk=hold.pk).status == "expired"
+    assert CreditHold.objects.get(pk=fresh.pk).status == "held"
+    assert wallet(funded).held == Decimal("2")
+    assert check_ledger().ok
+
+
+@override_settings(CREDIT_ENFORCEMENT_ENABLED=True)
+def test_abandoned_hold_is_released_by_the_next_reserve(user, staff_user):
+    services.grant(user=user, amount="1", reason="x", initiated_by=staff_user)
+    _abandon(user, amount="1")  # the whole balance is held by a dead turn
+    r = services.reserve(user=user, amount=Decimal("1"))
+    assert not r.refused, "the expired hold must not block the next turn"
+    assert wallet(user).held == Decimal("1")
+    assert check_ledger().ok
+
+
+def test_settling_after_expiry_still_debits_and_keeps_held_consistent(funded, price):
+    hold = _abandon(funded)
+    services.release_expired_holds()
+    services.settle(hold=hold, user=funded, price=price, provider="echo", input_tokens=1000, output_tokens=0)
+    assert (wallet(funded).balance, wallet(funded).held) == (Decimal("9"), Decimal("0"))
+    assert check_ledger().ok
+
+
+@override_settings(CREDIT_ENFORCEMENT_ENABLED=True)
+def test_whole_balance_held_is_refused_with_balance_and_available(funded):
+    services.reserve(user=funded, amount=Decimal("10"))
+    r = services.reserve(user=funded, amount=Decimal("1"))
+    assert r.refused and r.hold is None
+    assert (r.balance, r.available) == (Decimal("10"), Decimal("0"))
+    assert CreditHold.objects.count() == 1
+
+
+# Every override against both settings: (enforcement, setting) -> refused when empty?
+CASES = [
+    ("default", False, False),
+    ("default", True, True),
+    ("exempt", False, False),
+    ("exempt", True, False),
+    ("enforced", False, True),
+    ("enforced", True, True),
+]
+
+
+@pytest.mark.parametrize(("enforcement", "setting", "refused"), CASES)
+def test_override_decides_refusal_of_an_empty_wallet(user, enforcement, setting, refused):
+    Wallet.objects.filter(user=user).update(enforcement=enforcement)
+    with override_settings(CREDIT_ENFORCEMENT_ENABLED=setting):
+        r = services.reserve(user=user, amount=Decimal("1"))
+    assert r.refused is refused
+    assert CreditHold.objects.count() == (0 if refused else 1)
+
+
+@pytest.mark.parametrize(("enforcement", "setting", "_"), CASES)
+def test_a_wallet_with_credit_is_never_refused(funded, enforcement, setting, _):
+    Wallet.objects.filter(user=funded).update(enforcement=enforcement)
+    with override_settings(CREDIT_ENFORCEMENT_ENABLED=setting):
+        assert not services.reserve(user=funded, amount=Decimal("1")).refused
+
+
+@pytest.mark.parametrize(
+    ("enforcement", "setting", "shadow_setting", "shadow"),
+    [
+        ("default", False, True, True),
+        ("default", False, False, False),
+        ("exempt", False, True, False),  # never refused, so never a would-be refusal
+    ],
+)
+def test_shadow_refusal_is_flagged_on_the_event(user, price, enforcement, setting, shadow_setting, shadow):
+    Wallet.objects.filter(user=user).update(enforcement=enforcement)
+    with override_settings(CREDIT_ENFORCEMENT_ENABLED=setting, CREDIT_ENFORCEMENT_SHADOW=shadow_setting):
+        r = services.reserve(user=user, amount=Decimal("1"))
+    assert not r.refused
+    assert r.shadow_refusal is shadow
+    event = services.settle(
+        hold=r.hold, user=user, price=price, provider="echo", input_tokens=10, output_tokens=10
+    ).event
+    assert LLMCallEvent.objects.get(pk=event.pk).shadow_refusal is shadow
+
+
+def test_no_shadow_refusal_while_the_wallet_has_credit(funded):
+    assert not services.reserve(user=funded, amount=Decimal("1")).shadow_refusal
+
+
+def test_set_enforcement_changes_the_override_and_logs_the_staff_user(user, staff_user, caplog):
+    with caplog.at_level("INFO", logger="billing.services"):
+        services.set_enforcement(user=user, enforcement="exempt", changed_by=staff_user)
+    assert wallet(user).enforcement == "exempt"
+    record = next(r for r in caplog.records if r.getMessage() == "wallet enforcement changed")
+    assert (record.changed_by, record.__dict__["from"], record.to) == (staff_user.pk, "default", "exempt")
+
+
+def test_set_enforcement_refuses_unknown_values_and_non_staff(user):
+    from billing.exceptions import BillingError
+
+    with pytest.raises(BillingError):
+        services.set_enforcement(user=user, enforcement="sometimes", changed_by=user)
+    with pytest.raises(BillingError):
+        services.set_enforcement(user=user, enforcement="exempt", changed_by=user)
+    assert wallet(user).enforcement == "default"
