@@ -1,0 +1,158 @@
+"""The daily-usage admin page: usage buckets, totals and a server-drawn cost chart from reporting.selectors."""
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from urllib.parse import urlencode
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from billing.money import format_money
+from reporting.forms import UsageFilterForm
+from reporting.models import DailyUsage
+from reporting.selectors import BUCKETS, UsageRow, usage_summary
+
+# The chart's drawing box (SVG user units); the SVG scales to the page width.
+CHART_WIDTH, CHART_HEIGHT = 960, 260
+PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 80, 950, 16, 216
+MAX_X_LABELS = 12
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    day: date
+    cost: str
+    calls: int
+    label: str  # "" for bars whose date label is skipped to keep the axis readable
+
+
+@dataclass(frozen=True)
+class Chart:
+    width: int
+    height: int
+    bars: list[Bar]
+    gridlines: list[tuple[float, str]]  # (y, label) for 0, half and the maximum
+    plot_left: int
+    plot_right: int
+    plot_bottom: int
+    label_y: int
+
+
+def bucket_starts(*, start: date, end: date, bucket: str) -> list[date]:
+    """Every bucket's first day from the one holding `start` to the one holding `end` (weeks start Monday)."""
+    if bucket == "week":
+        current = start - timedelta(days=start.weekday())
+    elif bucket == "month":
+        current = start.replace(day=1)
+    else:
+        current = start
+    starts = []
+    while current <= end:
+        starts.append(current)
+        if bucket == "month":
+            current = (current.replace(day=28) + timedelta(days=4)).replace(day=1)
+        else:
+            current += timedelta(days=7 if bucket == "week" else 1)
+    return starts
+
+
+def cost_chart(*, rows: list[UsageRow], starts: list[date]) -> Chart:
+    """Bar geometry for cost per bucket; buckets without events get a zero bar so time reads evenly."""
+    cost_by_day = {row.date: row for row in rows}
+    peak = max((row.cost for row in rows), default=Decimal(0))
+    plot_width, plot_height = PLOT_RIGHT - PLOT_LEFT, PLOT_BOTTOM - PLOT_TOP
+    slot = plot_width / max(len(starts), 1)
+    label_every = max(1, -(-len(starts) // MAX_X_LABELS))
+    bars = []
+    for index, day in enumerate(starts):
+        row = cost_by_day.get(day)
+        cost = row.cost if row else Decimal(0)
+        height = float(cost / peak) * plot_height if peak else 0.0
+        bars.append(
+            Bar(
+                x=round(PLOT_LEFT + index * slot + slot * 0.1, 2),
+                y=round(PLOT_BOTTOM - height, 2),
+                width=round(slot * 0.8, 2),
+                height=round(height, 2),
+                day=day,
+                cost=format_money(cost),
+                calls=row.calls if row else 0,
+                label=day.isoformat() if index % label_every == 0 else "",
+            )
+        )
+    gridlines = [
+        (round(PLOT_BOTTOM - fraction * plot_height, 2), format_money(peak * Decimal(fraction)))
+        for fraction in ((0, 0.5, 1) if peak else (0,))
+    ]
+    return Chart(
+        width=CHART_WIDTH,
+        height=CHART_HEIGHT,
+        bars=bars,
+        gridlines=gridlines,
+        plot_left=PLOT_LEFT,
+        plot_right=PLOT_RIGHT,
+        plot_bottom=PLOT_BOTTOM,
+        label_y=PLOT_BOTTOM + 18,
+    )
+
+
+@admin.register(DailyUsage)
+class DailyUsageAdmin(admin.ModelAdmin):
+    """One page, no objects: the usage report for a date range, by day, week or month."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        # Only the changelist: the proxy's rows are events, which have their own admin.
+        view = self.admin_site.admin_view(self.changelist_view)
+        return [path("", view, name="reporting_dailyusage_changelist")]
+
+    def changelist_view(self, request, extra_context=None):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = UsageFilterForm(request.GET)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Daily usage",
+            "opts": self.opts,
+            "form": form,
+            "media": self.media + form.media,
+        }
+        if form.is_valid():
+            summary = usage_summary(**form.summary_arguments())
+            starts = bucket_starts(start=summary.start, end=summary.end, bucket=summary.bucket)
+            context.update(
+                summary=summary,
+                chart=cost_chart(rows=summary.rows, starts=starts),
+                bucket_links=self._bucket_links(request, current=summary.bucket),
+            )
+        else:
+            messages.error(request, "The report could not be shown: " + _errors_in_words(form))
+        return TemplateResponse(request, "admin/reporting/dailyusage/change_list.html", context)
+
+    def _bucket_links(self, request, *, current: str) -> list[tuple[str, str, bool]]:
+        """(label, query string, selected) for the day/week/month switch, keeping the other filters."""
+        links = []
+        for bucket in BUCKETS:
+            params = request.GET.copy()
+            params["bucket"] = bucket
+            links.append((bucket.capitalize(), "?" + urlencode(sorted(params.items())), bucket == current))
+        return links
+
+
+def _errors_in_words(form) -> str:
+    return " ".join(str(message) for messages_ in form.errors.values() for message in messages_)

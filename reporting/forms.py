@@ -1,0 +1,97 @@
+"""The daily-usage page's filter form: turns query parameters into usage_summary() arguments, or errors."""
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+
+from billing.models import ModelPrice
+from reporting.selectors import BUCKETS, default_range
+
+# Beyond this a day-by-day page stops being readable; weeks and months cover longer views.
+MAX_RANGE_DAYS = 3 * 366
+DATE_HELP = "YYYY-MM-DD"
+
+
+class UsageFilterForm(forms.Form):
+    """Every field is optional: an empty query means the last 30 days by day, for everyone."""
+
+    start = forms.DateField(
+        required=False,
+        input_formats=["%Y-%m-%d"],
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        error_messages={"invalid": f"Enter the start as a date, {DATE_HELP}."},
+    )
+    end = forms.DateField(
+        required=False,
+        input_formats=["%Y-%m-%d"],
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        error_messages={"invalid": f"Enter the end as a date, {DATE_HELP}."},
+    )
+    bucket = forms.ChoiceField(
+        required=False,
+        choices=[(name, name.capitalize()) for name in BUCKETS],
+        error_messages={"invalid_choice": "Choose the bucket: day, week or month."},
+    )
+    model = forms.ChoiceField(
+        required=False,
+        error_messages={"invalid_choice": "No price exists for %(value)s; pick a model from the list."},
+    )
+    user = forms.CharField(
+        required=False,
+        max_length=254,
+        widget=forms.TextInput(attrs={"placeholder": "username, email or id"}),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        names = ModelPrice.objects.order_by("model").values_list("model", flat=True)
+        self.fields["model"].choices = [("", "All models"), *((name, name) for name in names)]
+
+    def clean_user(self):
+        ref = self.cleaned_data["user"].strip()
+        if not ref:
+            return None
+        users = get_user_model().objects
+        if ref.isascii() and ref.isdigit():
+            found = users.filter(pk=int(ref))
+        elif "@" in ref:
+            found = users.filter(email__iexact=ref)
+        else:
+            found = users.filter(username=ref)
+        matches = list(found[:2])
+        if not matches:
+            raise ValidationError(f"No user matches {ref!r}: give a username, an email or an id.")
+        if len(matches) > 1:
+            raise ValidationError(f"More than one user has the email {ref!r}: give the username instead.")
+        return matches[0]
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        default_start, default_end = default_range()
+        start = data.get("start") or (
+            data["end"] - timedelta(days=(default_end - default_start).days)
+            if data.get("end")
+            else default_start
+        )
+        end = data.get("end") or (max(default_end, start) if data.get("start") else default_end)
+        if start > end:
+            raise ValidationError("The start date is after the end date: swap them or pick another range.")
+        if (end - start).days >= MAX_RANGE_DAYS:
+            raise ValidationError(f"Pick a range of at most {MAX_RANGE_DAYS} days.")
+        data.update(start=start, end=end, bucket=data.get("bucket") or "day", model=data.get("model") or None)
+        return data
+
+    def summary_arguments(self) -> dict:
+        """Keyword arguments for reporting.selectors.usage_summary (call only once the form is valid)."""
+        data = self.cleaned_data
+        return {
+            "start": data["start"],
+            "end": data["end"],
+            "bucket": data["bucket"],
+            "user_id": data["user"].pk if data["user"] else None,
+            "model": data["model"],
+        }
