@@ -1,3 +1,18 @@
-"""API routes (mounted under /api/v1/)."""
+"""Staff API routes (mounted under /api/v1/); each answers with and without a trailing slash."""
 
-urlpatterns = []
+from django.urls import re_path
+
+from billing.views_staff import StaffGrantView, StaffPricingDetailView, StaffPricingListView, StaffWalletView
+
+urlpatterns = [
+    re_path(r"^admin/wallets/(?P<user_id>[0-9]+)/?$", StaffWalletView.as_view(), name="admin-wallet"),
+    re_path(
+        r"^admin/wallets/(?P<user_id>[0-9]+)/grant/?$", StaffGrantView.as_view(), name="admin-wallet-grant"
+    ),
+    re_path(r"^admin/pricing/?$", StaffPricingListView.as_view(), name="admin-pricing-list"),
+    # Model names contain dots ("gpt-4.1-mini") and may contain slashes ("openai/gpt-4o"): the
+    # non-greedy match leaves an optional trailing slash to the route.
+    re_path(
+        r"^admin/pricing/(?P<model>.+?)/?$", StaffPricingDetailView.as_view(), name="admin-pricing-detail"
+    ),
+]

@@ -1,0 +1,146 @@
+"""Serializers of the staff API: wallet view, grant request/response, model prices, error shapes."""
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field
+from rest_framework import serializers
+
+from billing import pricing
+from billing.exceptions import BillingError
+from billing.models import ModelPrice
+from billing.serializers import CreditTransactionSerializer, MoneyField, StrictCharField
+from billing.services import REASON_MAX, validate_grant_amount, validate_reason
+
+# --- error shapes, for the OpenAPI schema ----------------------------------------------------
+
+
+class DetailErrorSerializer(serializers.Serializer):
+    """A non-field error: `detail`, and a machine-readable `code` for domain errors."""
+
+    detail = serializers.CharField()
+    code = serializers.CharField(required=False)
+
+
+VALIDATION_ERROR_SCHEMA = {
+    "type": "object",
+    "description": "Validation errors: each offending field (or query parameter) with its messages.",
+    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+}
+
+
+def error_responses(*codes: int) -> dict:
+    """The documented error responses for the given status codes."""
+    described = {
+        400: OpenApiResponse(VALIDATION_ERROR_SCHEMA, description="Invalid input; nothing was written."),
+        401: OpenApiResponse(DetailErrorSerializer, description="Not authenticated."),
+        403: OpenApiResponse(DetailErrorSerializer, description="Authenticated, but not a staff user."),
+        404: OpenApiResponse(DetailErrorSerializer, description="No such object."),
+        409: OpenApiResponse(
+            DetailErrorSerializer,
+            description="Idempotency-Key reused with a different amount or reason; nothing was written.",
+        ),
+    }
+    return {code: described[code] for code in codes}
+
+
+STAFF_ERRORS = (401, 403)
+
+# --- wallets and grants ----------------------------------------------------------------------
+
+
+class StaffUserSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    username = serializers.CharField(read_only=True)
+    email = serializers.EmailField(read_only=True)
+
+
+class StaffWalletSerializer(serializers.Serializer):
+    """A user's wallet as staff see it: balance, flag, and the 50 newest ledger rows."""
+
+    user = StaffUserSerializer(read_only=True)
+    balance = MoneyField(read_only=True)
+    low_balance = serializers.BooleanField(read_only=True)
+    transactions = CreditTransactionSerializer(
+        many=True, read_only=True, help_text="Newest first, at most 50."
+    )
+
+
+class GrantRequestSerializer(serializers.Serializer):
+    """`amount` and `reason`, checked by the same validators the grant service applies."""
+
+    amount = MoneyField(help_text="More than 0 and at most 10000, at most 6 decimal places.")
+    reason = StrictCharField(
+        max_length=REASON_MAX,
+        help_text="Why these credits are granted (required, at most 500 characters).",
+        error_messages={
+            "required": "A reason is required: say why these credits are granted.",
+            "blank": "A reason is required: say why these credits are granted.",
+            "null": "A reason is required: say why these credits are granted.",
+        },
+    )
+
+    def validate_amount(self, value):
+        return _as_field_error(validate_grant_amount, value)
+
+    def validate_reason(self, value):
+        return _as_field_error(validate_reason, value)
+
+
+class GrantResponseSerializer(serializers.Serializer):
+    transaction = CreditTransactionSerializer(read_only=True)
+    balance = MoneyField(read_only=True, help_text="The wallet balance right after this transaction.")
+
+
+# --- model prices ----------------------------------------------------------------------------
+
+
+@extend_schema_field({"type": "boolean"})
+class StrictBooleanField(serializers.Field):
+    """A JSON boolean only: "true", 1 or "yes" are refused rather than guessed at."""
+
+    default_error_messages = {"invalid": "Must be a JSON boolean: true or false."}
+
+    def to_internal_value(self, data) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+    def to_representation(self, value) -> bool:
+        return bool(value)
+
+
+class ModelPriceSerializer(serializers.ModelSerializer):
+    """A model's prices in credits per 1000 tokens; writes go through billing.pricing."""
+
+    model = StrictCharField(
+        max_length=100,
+        help_text="The model name as the provider spells it (e.g. gpt-4.1-mini); fixed once created.",
+    )
+    input_price_per_1k = MoneyField(help_text="Credits per 1000 input tokens, >= 0.")
+    output_price_per_1k = MoneyField(help_text="Credits per 1000 output tokens, >= 0.")
+    active = StrictBooleanField(required=False, help_text="Whether new sessions and turns may use it.")
+
+    class Meta:
+        model = ModelPrice
+        fields = ["model", "input_price_per_1k", "output_price_per_1k", "active", "created_at", "updated_at"]
+        read_only_fields = ["created_at", "updated_at"]
+
+    def validate_input_price_per_1k(self, value):
+        return _as_field_error(pricing.validate_price, value, field="input_price_per_1k")
+
+    def validate_output_price_per_1k(self, value):
+        return _as_field_error(pricing.validate_price, value, field="output_price_per_1k")
+
+    def validate_model(self, value):
+        if self.instance is not None and value != self.instance.model:
+            raise serializers.ValidationError(
+                "The model name cannot be changed: recorded calls and sessions refer to it. "
+                "Create a price for the new name instead."
+            )
+        return _as_field_error(pricing.validate_model_name, value)
+
+
+def _as_field_error(validator, value, **kwargs):
+    """Run a service validator inside a serializer, so every field's errors are reported at once."""
+    try:
+        return validator(value, **kwargs)
+    except BillingError as exc:
+        raise serializers.ValidationError(exc.message) from exc

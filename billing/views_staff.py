@@ -1,0 +1,208 @@
+"""The staff API: a user's wallet, credit grants (idempotent by header), and per-model prices."""
+
+from django.contrib.auth import get_user_model
+from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.generics import GenericAPIView
+from rest_framework.permissions import IsAdminUser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing import pricing
+from billing.models import ModelPrice, Wallet
+from billing.money import to_decimal
+from billing.selectors import is_low_balance, transactions_for_user
+from billing.serializers_staff import (
+    STAFF_ERRORS,
+    GrantRequestSerializer,
+    GrantResponseSerializer,
+    ModelPriceSerializer,
+    StaffWalletSerializer,
+    error_responses,
+)
+from billing.services import IDEMPOTENCY_KEY_MAX, grant, open_wallet
+
+STAFF_WALLET_TRANSACTIONS = 50
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+_MAX_ID = 2**63 - 1
+
+USER_ID_PARAMETER = OpenApiParameter(
+    "user_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The wallet owner's user id."
+)
+MODEL_PARAMETER = OpenApiParameter(
+    "model",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
+    description="The model name, e.g. gpt-4.1-mini (dots and slashes allowed; percent-encode a slash).",
+)
+
+
+def _get_user_or_404(user_id: str):
+    """The user with its wallet joined (one query), or 404."""
+    pk = int(user_id)
+    user = None
+    if 1 <= pk <= _MAX_ID:
+        user = get_user_model().objects.select_related("wallet").filter(pk=pk).first()
+    if user is None:
+        raise Http404(f"No user with id {user_id}.")
+    return user
+
+
+def _wallet_or_none(user) -> Wallet | None:
+    try:
+        return user.wallet
+    except Wallet.DoesNotExist:  # only users loaded raw (fixtures) lack one; signals open the rest
+        return None
+
+
+class StaffAPIView(APIView):
+    permission_classes = [IsAdminUser]
+
+
+class StaffWalletView(StaffAPIView):
+    @extend_schema(
+        operation_id="admin_wallet_retrieve",
+        summary="A user's wallet: balance, low-balance flag and the 50 newest ledger rows",
+        parameters=[USER_ID_PARAMETER],
+        responses={200: StaffWalletSerializer, **error_responses(*STAFF_ERRORS, 404)},
+        tags=["admin"],
+    )
+    def get(self, request, user_id: str):
+        user = _get_user_or_404(user_id)
+        wallet = _wallet_or_none(user)
+        balance = to_decimal(wallet.balance) if wallet else to_decimal(0)
+        rows = list(transactions_for_user(user=user)[:STAFF_WALLET_TRANSACTIONS]) if wallet else []
+        data = {
+            "user": user,
+            "balance": balance,
+            "low_balance": is_low_balance(balance),
+            "transactions": rows,
+        }
+        return Response(StaffWalletSerializer(data).data)
+
+
+class StaffGrantView(StaffAPIView):
+    @extend_schema(
+        operation_id="admin_wallet_grant",
+        summary="Grant credits to a user, attributed to the calling staff user",
+        description=(
+            "With an `Idempotency-Key` header, a retry with the same key, amount and reason returns the "
+            "first grant (and the balance right after it) with `Idempotent-Replayed: true` and grants "
+            "nothing more; the same key with another amount or reason is 409."
+        ),
+        parameters=[
+            USER_ID_PARAMETER,
+            OpenApiParameter(
+                IDEMPOTENCY_HEADER,
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                required=False,
+                description=f"1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters, scoped to the wallet.",
+            ),
+        ],
+        request=GrantRequestSerializer,
+        responses={
+            200: OpenApiResponse(
+                GrantResponseSerializer,
+                description="Granted, or the replay of an earlier grant with the same key and body.",
+            ),
+            **error_responses(400, *STAFF_ERRORS, 404, 409),
+        },
+        examples=[
+            OpenApiExample(
+                "Grant", value={"amount": "25.000000", "reason": "Support goodwill"}, request_only=True
+            )
+        ],
+        tags=["admin"],
+    )
+    def post(self, request, user_id: str):
+        user = _get_user_or_404(user_id)
+        body = GrantRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        if _wallet_or_none(user) is None:
+            open_wallet(user=user)
+        row = grant(
+            user=user,
+            amount=body.validated_data["amount"],
+            reason=body.validated_data["reason"],
+            initiated_by=request.user,
+            idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
+        )
+        data = GrantResponseSerializer({"transaction": row, "balance": row.balance_after}).data
+        headers = {REPLAYED_HEADER: "true"} if row.replayed else {}
+        return Response(data, status=status.HTTP_200_OK, headers=headers)
+
+
+class StaffPricingListView(GenericAPIView):
+    permission_classes = [IsAdminUser]
+    serializer_class = ModelPriceSerializer
+    queryset = ModelPrice.objects.order_by("model")
+    filter_backends = []
+
+    @extend_schema(
+        operation_id="admin_pricing_list",
+        summary="Every model's prices, by model name",
+        responses={200: ModelPriceSerializer(many=True), **error_responses(*STAFF_ERRORS)},
+        tags=["admin"],
+    )
+    def get(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="admin_pricing_create",
+        summary="Price a new model",
+        request=ModelPriceSerializer,
+        responses={201: ModelPriceSerializer, **error_responses(400, *STAFF_ERRORS)},
+        tags=["admin"],
+    )
+    def post(self, request):
+        body = self.get_serializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        price = pricing.create_price(**body.validated_data)
+        return Response(self.get_serializer(price).data, status=status.HTTP_201_CREATED)
+
+
+class StaffPricingDetailView(GenericAPIView):
+    permission_classes = [IsAdminUser]
+    serializer_class = ModelPriceSerializer
+    queryset = ModelPrice.objects.all()
+    lookup_field = "model"
+    filter_backends = []
+
+    def get_object(self) -> ModelPrice:
+        model = self.kwargs["model"]
+        price = self.get_queryset().filter(model=model).first()
+        if price is None:
+            raise Http404(f"No price for model {model!r}; create one with POST /api/v1/admin/pricing/.")
+        self.check_object_permissions(self.request, price)
+        return price
+
+    @extend_schema(
+        operation_id="admin_pricing_retrieve",
+        summary="One model's prices",
+        parameters=[MODEL_PARAMETER],
+        responses={200: ModelPriceSerializer, **error_responses(*STAFF_ERRORS, 404)},
+        tags=["admin"],
+    )
+    def get(self, request, model: str):
+        return Response(self.get_serializer(self.get_object()).data)
+
+    @extend_schema(
+        operation_id="admin_pricing_partial_update",
+        summary="Change a model's prices or availability (recorded calls keep their prices)",
+        parameters=[MODEL_PARAMETER],
+        request=ModelPriceSerializer(partial=True),
+        responses={200: ModelPriceSerializer, **error_responses(400, *STAFF_ERRORS, 404)},
+        tags=["admin"],
+    )
+    def patch(self, request, model: str):
+        price = self.get_object()
+        body = self.get_serializer(price, data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        changes = {name: value for name, value in body.validated_data.items() if name != "model"}
+        price = pricing.update_price(price=price, **changes)
+        return Response(self.get_serializer(price).data)
