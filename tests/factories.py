@@ -54,3 +54,17 @@ class LLMCallEventFactory(factory.django.DjangoModelFactory):
     input_price_per_1k = Decimal("0.500000")
     output_price_per_1k = Decimal("1.500000")
     status = LLMCallEvent.Status.OK
+
+
+from sessions_app.models import ChatSession  # noqa: E402 - appended with its factory
+
+
+class ChatSessionFactory(factory.django.DjangoModelFactory):
+    """A chat session on the default, priced model (echo-1, priced by billing's data migration)."""
+
+    class Meta:
+        model = ChatSession
+
+    owner = factory.SubFactory(UserFactory)
+    title = factory.Sequence(lambda n: f"Chat {n}")
+    model = "echo-1"

@@ -1,0 +1,175 @@
+"""Writes of chat sessions and the turn flow: call the provider outside any transaction, then charge."""
+
+import logging
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from billing import services as billing_services
+from billing.exceptions import PriceNotFound
+from billing.models import ModelPrice
+from sessions_app.models import ChatSession, Message, Turn
+from sessions_app.providers import ProviderError, get_provider
+from sessions_app.selectors import active_model_names, active_price, price_for_session, recent_history
+
+logger = logging.getLogger(__name__)
+
+_NEXT_ORDER_SQL = (
+    f"UPDATE {ChatSession._meta.db_table} SET message_count = message_count + 2, updated_at = %s "  # noqa: S608 - table name is ours
+    "WHERE id = %s RETURNING message_count"
+)
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    turn: Turn
+    balance_after: Decimal
+
+
+def _refuse_unpriced(model: str, *, field: str | None = "model") -> PriceNotFound:
+    choices = ", ".join(active_model_names()) or "none is priced yet; ask an operator"
+    return PriceNotFound(
+        f"The model {model!r} has no active price, so it cannot be used. Choose one of: {choices}.",
+        field=field,
+    )
+
+
+def _price_or_refuse(model: str) -> ModelPrice:
+    price = active_price(model=model)
+    if price is None:
+        raise _refuse_unpriced(model)
+    return price
+
+
+def validate_model(model: str) -> str:
+    """A model is usable when it has an active price; raise PriceNotFound (400 on `model`) if not."""
+    _price_or_refuse(model)
+    return model
+
+
+def create_session(*, owner, title: str = "", model: str | None = None) -> ChatSession:
+    """Open a chat session on a priced model (LLM_DEFAULT_MODEL unless given)."""
+    model = validate_model(model or settings.LLM_DEFAULT_MODEL)
+    return ChatSession.objects.create(owner=owner, title=title, model=model)
+
+
+def update_session(
+    *, session: ChatSession, title: str | None = None, model: str | None = None
+) -> ChatSession:
+    """Rename a session or move it to another priced model."""
+    fields = []
+    if title is not None:
+        session.title = title
+        fields.append("title")
+    if model is not None:
+        session.model = validate_model(model)
+        fields.append("model")
+    if fields:
+        session.save(update_fields=fields)
+    return session
+
+
+def delete_session(*, session: ChatSession) -> None:
+    """Remove a session with its messages and turns; its LLM call events and ledger rows stay."""
+    session.delete()
+
+
+def take_turn(*, session: ChatSession, user, content: str) -> TurnResult:
+    """Answer `content` in `session` and charge for it; on provider failure record the call, debit nothing.
+
+    The provider is called with no transaction open and no lock held. Then one transaction writes
+    both messages, the turn, the call event and its debit, or none of them. A failed call keeps no
+    messages (the user can simply resend); only its LLMCallEvent (status error, cost 0) is kept.
+    """
+    price = price_for_session(session=session)
+    if price is None:
+        # A price withdrawn since the session was opened: refuse before any call (PATCH the model).
+        raise _refuse_unpriced(session.model, field=None)
+    prompt = [*recent_history(session=session), {"role": Message.Role.USER.value, "content": content}]
+    provider = get_provider()
+    started = time.monotonic()
+    try:
+        completion = provider.complete(
+            model=session.model, messages=prompt, max_output_tokens=settings.LLM_MAX_OUTPUT_TOKENS
+        )
+    except ProviderError as exc:
+        latency_ms = _elapsed_ms(started)
+        event = billing_services.record_failed_call(
+            user=user,
+            model=session.model,
+            provider=provider.name,
+            error=f"{type(exc).__name__}: {exc.reason}",
+            latency_ms=latency_ms,
+            price=price,
+        )
+        logger.warning(
+            "llm provider failed",
+            extra={
+                "user_id": user.pk,
+                "session_id": session.pk,
+                "provider": provider.name,
+                "model": session.model,
+                "error": exc.reason,
+                "latency_ms": latency_ms,
+                "llm_call_id": event.pk,
+            },
+        )
+        raise
+    latency_ms = _elapsed_ms(started)
+
+    now = timezone.now()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(_NEXT_ORDER_SQL, [now, session.pk])
+            count = cursor.fetchone()[0]
+        user_message, assistant_message = Message.objects.bulk_create(
+            [
+                Message(
+                    session=session, role=Message.Role.USER, content=content, order=count - 2, created_at=now
+                ),
+                Message(
+                    session=session,
+                    role=Message.Role.ASSISTANT,
+                    content=completion.text,
+                    order=count - 1,
+                    created_at=now,
+                ),
+            ]
+        )
+        charged = billing_services.charge(
+            user=user,
+            price=price,
+            provider=provider.name,
+            input_tokens=completion.input_tokens,
+            output_tokens=completion.output_tokens,
+            latency_ms=latency_ms,
+            occurred_at=now,
+        )
+        turn = Turn.objects.create(
+            session=session,
+            user_message=user_message,
+            assistant_message=assistant_message,
+            llm_call=charged.event,
+            created_at=now,
+        )
+    session.message_count, session.updated_at = count, now
+    logger.info(
+        "turn charged",
+        extra={
+            "user_id": user.pk,
+            "session_id": session.pk,
+            "turn_id": turn.pk,
+            "llm_call_id": charged.event.pk,
+            "cost": str(charged.event.cost),
+            "balance_after": str(charged.balance_after),
+        },
+    )
+    return TurnResult(turn=turn, balance_after=charged.balance_after)
+
+
+def _elapsed_ms(started: float) -> int:
+    return max(0, round((time.monotonic() - started) * 1000))

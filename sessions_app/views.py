@@ -1,0 +1,197 @@
+"""Chat sessions and turns over HTTP: thin viewsets that call the selectors and the turn service."""
+
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.response import Response
+
+from billing.filters import reject_nul_query_params
+from billing.permissions import CreditEnforcement
+from billing.selectors import is_low_balance
+from sessions_app import services
+from sessions_app.api_errors import provider_error_to_http
+from sessions_app.models import ChatSession, Turn
+from sessions_app.providers import ProviderError
+from sessions_app.selectors import sessions_for_user, sessions_with_price_for_user, turns_for_session
+from sessions_app.serializers import (
+    ChatSessionSerializer,
+    CreatedTurnSerializer,
+    TurnRequestSerializer,
+    TurnSerializer,
+)
+
+_ERROR = inline_serializer("Error", fields={"detail": serializers.CharField()})
+_CODED_ERROR = inline_serializer(
+    "CodedError", fields={"detail": serializers.CharField(), "code": serializers.CharField()}
+)
+_PAYMENT_REQUIRED = inline_serializer(
+    "PaymentRequired",
+    fields={
+        "detail": serializers.CharField(default="Insufficient credits. Please top up your account."),
+        "code": serializers.CharField(default="insufficient_credits"),
+        "balance": serializers.CharField(help_text="The wallet balance, a 6-place decimal string."),
+    },
+)
+_SESSION_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="The session's id.")
+
+
+class OwnsSession(BasePermission):
+    """The URL's session must be the caller's: another user's session is 404, never 403."""
+
+    def has_permission(self, request, view) -> bool:
+        view.session = get_object_or_404(view.get_session_queryset(), pk=view.kwargs["session_pk"])
+        return True
+
+
+class NulSafeMixin:
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        reject_nul_query_params(request)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List your chat sessions", description="Most recently active first."),
+    create=extend_schema(
+        summary="Open a chat session",
+        description="`model` defaults to LLM_DEFAULT_MODEL; a model with no active price is 400.",
+        responses={
+            201: ChatSessionSerializer,
+            400: OpenApiResponse(description="Validation errors by field."),
+        },
+    ),
+    retrieve=extend_schema(
+        summary="Read one of your chat sessions",
+        parameters=[_SESSION_ID],
+        responses={200: ChatSessionSerializer, 404: _ERROR},
+    ),
+    partial_update=extend_schema(
+        summary="Rename a session or change its model",
+        parameters=[_SESSION_ID],
+        responses={
+            200: ChatSessionSerializer,
+            400: OpenApiResponse(description="Validation errors."),
+            404: _ERROR,
+        },
+    ),
+    destroy=extend_schema(
+        summary="Delete a session",
+        parameters=[_SESSION_ID],
+        description="Deletes its messages and turns; LLM call events and ledger rows are kept.",
+        responses={204: None, 404: _ERROR},
+    ),
+)
+class ChatSessionViewSet(
+    NulSafeMixin,
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    mixins.ListModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = ChatSessionSerializer
+    lookup_value_regex = "[0-9]+"
+    permission_classes = [IsAuthenticated]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    filter_backends = []  # no query filters on sessions
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ChatSession.objects.none()
+        return sessions_for_user(user=self.request.user)
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = services.create_session(
+            owner=self.request.user, title=data.get("title", ""), model=data.get("model")
+        )
+
+    def perform_update(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = services.update_session(
+            session=serializer.instance, title=data.get("title"), model=data.get("model")
+        )
+
+    def perform_destroy(self, instance):
+        services.delete_session(session=instance)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List a session's turns",
+        description="Oldest first.",
+        responses={200: TurnSerializer(many=True), 404: _ERROR},
+    ),
+    create=extend_schema(
+        summary="Take a turn: send a message, get the reply, pay for it",
+        description=(
+            "Calls the session's model with the recent history and debits the call's cost. With "
+            "CREDIT_ENFORCEMENT_ENABLED and a balance <= 0 the turn is refused with 402 and nothing is "
+            "written; otherwise the balance may go negative and `low_balance` says so. A provider failure "
+            "answers 502 (504 on timeout), debits nothing, and records the failed call."
+        ),
+        request=TurnRequestSerializer,
+        responses={
+            201: CreatedTurnSerializer,
+            400: OpenApiResponse(description="Invalid `content` (validation errors by field)."),
+            402: OpenApiResponse(_PAYMENT_REQUIRED, description="Credit enforcement refused the turn."),
+            404: _ERROR,
+            413: OpenApiResponse(_CODED_ERROR, description="Request body over 1 MB."),
+            502: OpenApiResponse(_CODED_ERROR, description="The model provider failed; nothing charged."),
+            504: OpenApiResponse(_CODED_ERROR, description="The model provider timed out; nothing charged."),
+        },
+    ),
+)
+@extend_schema(
+    parameters=[
+        OpenApiParameter("session_pk", int, OpenApiParameter.PATH, description=_SESSION_ID.description)
+    ]
+)
+class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    serializer_class = TurnSerializer
+    filter_backends = []
+    session: ChatSession
+
+    @classmethod
+    def as_view(cls, actions=None, **initkwargs):
+        # The provider is called outside any transaction: never wrap this view in ATOMIC_REQUESTS.
+        return transaction.non_atomic_requests(super().as_view(actions, **initkwargs))
+
+    def get_permissions(self):
+        permissions = [IsAuthenticated(), OwnsSession()]
+        if self.action == "create":
+            permissions.append(CreditEnforcement())
+        return permissions
+
+    def get_session_queryset(self):
+        if self.action == "create":
+            # The turn needs the model's price: read it with the session, in one query.
+            return sessions_with_price_for_user(user=self.request.user)
+        return sessions_for_user(user=self.request.user)
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Turn.objects.none()
+        return turns_for_session(session=self.session)
+
+    def create(self, request, *args, **kwargs):
+        payload = TurnRequestSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            result = services.take_turn(
+                session=self.session, user=request.user, content=payload.validated_data["content"]
+            )
+        except ProviderError as exc:
+            raise provider_error_to_http(exc) from exc
+        turn = result.turn
+        turn.balance_after = result.balance_after
+        turn.low_balance = is_low_balance(result.balance_after)
+        return Response(CreatedTurnSerializer(turn).data, status=status.HTTP_201_CREATED)

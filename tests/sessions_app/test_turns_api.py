@@ -1,0 +1,255 @@
+"""Taking a turn: the reply, the debit, the response shape, limits, and the query budget."""
+
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+
+from billing.models import CreditTransaction, LLMCallEvent, ModelPrice, Wallet
+from billing.services import compute_cost, grant
+from sessions_app import providers
+from sessions_app.models import Message, Turn
+from sessions_app.providers import Completion, count_tokens
+from sessions_app.selectors import HISTORY_MAX_MESSAGES
+from tests.factories import ChatSessionFactory, ModelPriceFactory, StaffUserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def fund(user, amount: str):
+    return grant(user=user, amount=Decimal(amount), reason="test funds", initiated_by=StaffUserFactory())
+
+
+def nothing_written():
+    return not (Message.objects.exists() or Turn.objects.exists() or LLMCallEvent.objects.exists()) and not (
+        CreditTransaction.objects.filter(kind="debit").exists()
+    )
+
+
+@pytest.fixture
+def session(user):
+    return ChatSessionFactory(owner=user)
+
+
+@pytest.mark.parametrize("suffix", ["/", ""])
+def test_turn_replies_debits_and_reports_usage(user_client, user, session, suffix):
+    fund(user, "10")
+    content = "Hello there, model!"
+
+    response = user_client.post(
+        f"/api/v1/sessions/{session.pk}/turns{suffix}", {"content": content}, format="json"
+    )
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert set(body) == {
+        "id", "session", "created_at", "user_message", "assistant_message", "usage", "balance_after", "low_balance",
+    }  # fmt: skip
+    reply = f"Echo: {content}"
+    assert body["session"] == session.pk
+    assert body["user_message"] == {"role": "user", "content": content}
+    assert body["assistant_message"] == {"role": "assistant", "content": reply}
+    price = ModelPrice.objects.get(model="echo-1")
+    cost = compute_cost(price=price, input_tokens=count_tokens(content), output_tokens=count_tokens(reply))
+    assert cost > 0
+    assert body["usage"] == {
+        "model": "echo-1",
+        "input_tokens": count_tokens(content),
+        "output_tokens": count_tokens(reply),
+        "cost": f"{cost:.6f}",
+    }
+    debit = CreditTransaction.objects.get(kind="debit")
+    assert debit.amount == -cost
+    assert body["balance_after"] == f"{Decimal('10') - cost:.6f}" == f"{debit.balance_after:.6f}"
+    assert body["low_balance"] is False
+    turn = Turn.objects.get(pk=body["id"])
+    assert turn.llm_call == debit.llm_call
+    assert (turn.user_message.order, turn.assistant_message.order) == (0, 1)
+
+
+@override_settings(LOW_BALANCE_THRESHOLD=Decimal("9.999999"))
+def test_low_balance_follows_the_threshold(user_client, user, session):
+    fund(user, "10")
+
+    body = user_client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": "hi"}, format="json").json()
+
+    assert Decimal(body["balance_after"]) < Decimal("10")
+    assert body["low_balance"] is True
+
+
+def test_history_is_sent_as_context_and_bounded(user, session, monkeypatch):
+    seen = []
+
+    class Recorder:
+        name = "echo"
+
+        def complete(self, *, model, messages, max_output_tokens):
+            seen.append(list(messages))
+            return Completion(text="ok", input_tokens=1, output_tokens=1)
+
+    monkeypatch.setattr(providers, "get_provider", lambda: Recorder())
+    monkeypatch.setattr("sessions_app.services.get_provider", lambda: Recorder())
+    from sessions_app.services import take_turn
+
+    for n in range(HISTORY_MAX_MESSAGES):
+        take_turn(session=session, user=user, content=f"message {n}")
+
+    last = seen[-1]
+    assert len(last) == HISTORY_MAX_MESSAGES + 1
+    assert last[-1] == {"role": "user", "content": f"message {HISTORY_MAX_MESSAGES - 1}"}
+    assert last[-2] == {"role": "assistant", "content": "ok"}
+    assert seen[1] == [
+        {"role": "user", "content": "message 0"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "message 1"},
+    ]
+    orders = list(Message.objects.filter(session=session).values_list("order", flat=True))
+    assert orders == list(range(2 * HISTORY_MAX_MESSAGES))
+
+
+def test_list_turns_oldest_first_with_usage(user_client, user, session):
+    for text in ["first", "second"]:
+        user_client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": text}, format="json")
+
+    response = user_client.get(f"/api/v1/sessions/{session.pk}/turns")
+
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [t["user_message"]["content"] for t in results] == ["first", "second"]
+    assert set(results[0]) == {"id", "session", "created_at", "user_message", "assistant_message", "usage"}
+    assert results[0]["usage"]["model"] == "echo-1"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, "This field is required."),
+        ({"content": ""}, "This field may not be blank."),
+        ({"content": "   \n\t "}, "This field may not be blank."),
+        ({"content": 42}, "Must be a string."),
+        ({"content": 4.2}, "Must be a string."),
+        ({"content": True}, "Must be a string."),
+        ({"content": None}, "This field may not be null."),
+        ({"content": ["hi"]}, "Must be a string."),
+        ({"content": {"text": "hi"}}, "Must be a string."),
+        ({"content": "x" * 32_001}, "Ensure this field has no more than 32000 characters."),
+        ({"content": "nul \x00 byte"}, "Null characters are not allowed."),
+    ],
+)
+def test_turn_rejects_bad_content_and_writes_nothing(user_client, session, body, message):
+    response = user_client.post(f"/api/v1/sessions/{session.pk}/turns/", body, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {"content": [message]}
+    assert nothing_written()
+
+
+def test_turn_accepts_exactly_32000_characters(user_client, session):
+    response = user_client.post(
+        f"/api/v1/sessions/{session.pk}/turns/", {"content": "y" * 32_000}, format="json"
+    )
+
+    assert response.status_code == 201
+    assert len(response.json()["user_message"]["content"]) == 32_000
+
+
+@pytest.mark.parametrize(
+    "raw", ['{"content": NaN}', '{"content": Infinity}', '{"content": -Infinity}', "[]", '"hi"', "", "{bad"]
+)
+def test_turn_rejects_invalid_json_and_writes_nothing(user_client, session, raw):
+    response = user_client.generic(
+        "POST", f"/api/v1/sessions/{session.pk}/turns/", raw, content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert nothing_written()
+
+
+def test_turn_rejects_a_body_over_one_megabyte_with_413(user_client, session):
+    response = user_client.post(
+        f"/api/v1/sessions/{session.pk}/turns/", {"content": "z" * (1024 * 1024)}, format="json"
+    )
+
+    assert response.status_code == 413
+    assert response.json()["code"] == "request_too_large"
+    assert nothing_written()
+
+
+def test_turn_on_a_model_whose_price_was_withdrawn_is_400(user_client, session):
+    ModelPrice.objects.filter(model="echo-1").update(active=False)
+
+    response = user_client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": "hi"}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "price_not_found"
+    assert nothing_written()
+
+
+def test_turn_query_budget(token_client, user, session, django_assert_max_num_queries):
+    fund(user, "5")
+    token_client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": "warm up"}, format="json")
+
+    # token; the session with its price (one query); the history; then BEGIN (a savepoint here,
+    # inside the test's transaction), the next message order, both messages (one INSERT),
+    # billing.charge's savepoint pair around event + wallet UPDATE ... RETURNING + ledger row, the
+    # turn, and COMMIT. 13 in production too (see test_turn_query_budget_in_a_real_transaction).
+    with django_assert_max_num_queries(13):
+        response = token_client.post(
+            f"/api/v1/sessions/{session.pk}/turns/", {"content": "count me"}, format="json"
+        )
+    assert response.status_code == 201
+
+
+@pytest.mark.django_db(transaction=True)
+def test_turn_query_budget_in_a_real_transaction(user, django_assert_num_queries):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    ModelPriceFactory(model="echo-1")  # a transactional test may run after a flush of the seeded price
+    session = ChatSessionFactory(owner=user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": "warm up"}, format="json")
+
+    with django_assert_num_queries(13):
+        response = client.post(
+            f"/api/v1/sessions/{session.pk}/turns/", {"content": "count me"}, format="json"
+        )
+    assert response.status_code == 201
+
+
+def test_turn_list_query_budget(token_client, user, session, django_assert_max_num_queries):
+    for n in range(5):
+        token_client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": f"t{n}"}, format="json")
+
+    # token, session, count, one joined page: no query per turn.
+    with django_assert_max_num_queries(4):
+        response = token_client.get(f"/api/v1/sessions/{session.pk}/turns/")
+    assert len(response.json()["results"]) == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_provider_is_called_outside_any_transaction(user, monkeypatch):
+    from rest_framework.test import APIClient
+
+    ModelPriceFactory(model="echo-1")  # a transactional test may run after a flush of the seeded price
+    session = ChatSessionFactory(owner=user)
+    states = []
+
+    class Probe:
+        name = "echo"
+
+        def complete(self, *, model, messages, max_output_tokens):
+            states.append(connection.in_atomic_block)
+            return Completion(text="ok", input_tokens=3, output_tokens=1)
+
+    monkeypatch.setattr("sessions_app.services.get_provider", lambda: Probe())
+    client = APIClient()
+    client.force_authenticate(user)
+
+    response = client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": "hi"}, format="json")
+
+    assert response.status_code == 201
+    assert states == [False]
+    assert Wallet.objects.get(user=user).balance < 0
