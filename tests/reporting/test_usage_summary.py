@@ -156,3 +156,182 @@ def test_default_range_takes_today_in_the_report_time_zone(settings, monkeypatch
     assert default_range() == (date(2026, 1, 30), date(2026, 2, 28))
     settings.REPORT_TIME_ZONE = "UTC"
     assert default_range() == (date(2026, 1, 31), date(2026, 3, 1))
+
+
+# --- the API ---------------------------------------------------------------------------------
+
+
+def api_row(day, calls, failed, tin, tout, cost, users):
+    return {
+        "date": day,
+        "calls": calls,
+        "failed_calls": failed,
+        "input_tokens": tin,
+        "output_tokens": tout,
+        "cost": cost,
+        "unique_users": users,
+    }
+
+
+def as_api(rows):
+    return [
+        api_row(
+            r.date.isoformat(),
+            r.calls,
+            r.failed_calls,
+            r.input_tokens,
+            r.output_tokens,
+            f"{r.cost:.6f}",
+            r.unique_users,
+        )
+        for r in rows
+    ]
+
+
+def summary(client, **params):
+    return client.get(URL, {"start": "2026-01-05", "end": "2026-02-01", **params})
+
+
+@pytest.mark.parametrize("url", [URL, URL + "/"])
+def test_summary_api_refuses_anonymous_with_401_and_users_with_403(api_client, user_client, url):
+    assert api_client.get(url).status_code == 401
+    assert user_client.get(url).status_code == 403
+
+
+def test_summary_api_by_day_matches_hand_computed_rows(staff_client, new_york_events):
+    response = summary(staff_client, bucket="day")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "start": "2026-01-05",
+        "end": "2026-02-01",
+        "bucket": "day",
+        "total_calls": 5,
+        "failed_calls": 2,
+        "total_input_tokens": 1317,
+        "total_output_tokens": 1158,
+        "total_cost": "3.387501",
+        "unique_users": 3,
+        "daily": as_api(DAY_ROWS),
+        "buckets": as_api(DAY_ROWS),
+    }
+    # Spot-check the conversion helper against a literal row.
+    assert response.json()["daily"][1] == api_row("2026-01-06", 1, 1, 200, 100, "0.250000", 1)
+
+
+@pytest.mark.parametrize("bucket, rows", [("week", WEEK_ROWS), ("month", MONTH_ROWS)])
+def test_summary_api_week_and_month_fill_buckets_not_daily(staff_client, new_york_events, bucket, rows):
+    body = summary(staff_client, bucket=bucket).json()
+
+    assert body["bucket"] == bucket
+    assert body["daily"] == []
+    assert body["buckets"] == as_api(rows)
+    assert (body["total_calls"], body["failed_calls"], body["total_cost"]) == (5, 2, "3.387501")
+
+
+@pytest.mark.parametrize("params", [{}, {"bucket": ""}])
+def test_summary_api_without_bucket_gives_totals_only(staff_client, new_york_events, params):
+    body = summary(staff_client, **params).json()
+
+    assert body["bucket"] is None
+    assert body["daily"] == [] and body["buckets"] == []
+    assert (body["total_calls"], body["unique_users"], body["total_cost"]) == (5, 3, "3.387501")
+
+
+def test_summary_api_filters_by_user_and_model(staff_client, new_york_events):
+    bob = new_york_events["bob"]
+
+    by_user = summary(staff_client, bucket="day", user_id=bob.pk).json()
+    by_model = summary(staff_client, model="gpt-4.1-mini").json()
+
+    assert [r["date"] for r in by_user["daily"]] == ["2026-01-06", "2026-01-12"]
+    assert (by_user["total_calls"], by_user["total_cost"], by_user["unique_users"]) == (2, "2.250000", 1)
+    assert (by_model["total_calls"], by_model["failed_calls"], by_model["total_cost"]) == (1, 1, "2.000000")
+
+
+@pytest.mark.parametrize("params", [{"user_id": "987654321"}, {"model": "no-such-model"}])
+def test_summary_api_of_unknown_user_or_model_is_zeros(staff_client, new_york_events, params):
+    response = summary(staff_client, bucket="week", **params)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["buckets"] == [] and body["daily"] == []
+    assert [
+        body[k] for k in ("total_calls", "failed_calls", "total_input_tokens", "total_output_tokens")
+    ] == [0] * 4
+    assert (body["total_cost"], body["unique_users"]) == ("0.000000", 0)
+
+
+def test_summary_api_defaults_to_the_last_30_days_in_the_report_time_zone(
+    staff_client, settings, monkeypatch
+):
+    from django.utils import timezone
+
+    settings.REPORT_TIME_ZONE = "Asia/Tokyo"
+    # 20:00 UTC on 2026-03-01 is already 2026-03-02 in Tokyo.
+    monkeypatch.setattr(timezone, "now", lambda: datetime(2026, 3, 1, 20, 0, tzinfo=UTC))
+    user = UserFactory()
+    LLMCallEventFactory(
+        user=user, created_at=datetime(2026, 3, 1, 16, 0, tzinfo=UTC)
+    )  # 01:00 on the 2nd, Tokyo
+    LLMCallEventFactory(
+        user=user, created_at=datetime(2026, 1, 31, 14, 59, tzinfo=UTC)
+    )  # 23:59 on Jan 31, Tokyo
+
+    body = staff_client.get(URL, {"bucket": "day"}).json()
+
+    assert (body["start"], body["end"]) == ("2026-02-01", "2026-03-02")
+    assert [r["date"] for r in body["daily"]] == ["2026-03-02"]
+
+
+def test_summary_api_with_only_one_end_of_the_range(staff_client, db, settings, monkeypatch):
+    from django.utils import timezone
+
+    settings.REPORT_TIME_ZONE = "UTC"
+    monkeypatch.setattr(timezone, "now", lambda: datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+
+    only_end = staff_client.get(URL, {"end": "2026-01-31"}).json()
+    only_start = staff_client.get(URL, {"start": "2026-02-20"}).json()
+
+    assert (only_end["start"], only_end["end"]) == ("2026-01-02", "2026-01-31")
+    assert (only_start["start"], only_start["end"]) == ("2026-02-20", "2026-03-01")
+
+
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"bucket": "year"}, "bucket"),
+        ({"bucket": "Day"}, "bucket"),
+        ({"start": "2026-1-5"}, "start"),
+        ({"start": "05/01/2026"}, "start"),
+        ({"start": "2026-02-30"}, "start"),
+        ({"end": "２０２６-01-05"}, "end"),
+        ({"end": "2026-01-05T00:00"}, "end"),
+        ({"start": "0001-01-01"}, "start"),
+        ({"end": "9999-12-31"}, "end"),
+        ({"start": "2026-02-02", "end": "2026-02-01"}, "start"),
+        ({"user_id": "abc"}, "user_id"),
+        ({"user_id": "1.0"}, "user_id"),
+        ({"user_id": "-1"}, "user_id"),
+        ({"user_id": "0"}, "user_id"),
+        ({"user_id": "１"}, "user_id"),
+        ({"user_id": "99999999999999999999999"}, "user_id"),
+        ({"model": "x" * 101}, "model"),
+        ({"model": "echo\x00-1"}, "model"),
+        ({"bucket": "day\x00"}, "bucket"),
+    ],
+)
+def test_summary_api_refuses_invalid_queries_with_400(staff_client, db, params, field):
+    response = staff_client.get(URL, params)
+
+    assert response.status_code == 400
+    assert field in response.json()
+    assert isinstance(response.json()[field][0], str)
+
+
+def test_summary_api_answers_in_few_queries(staff_client, new_york_events, django_assert_max_num_queries):
+    with django_assert_max_num_queries(2):
+        response = summary(staff_client, bucket="day")
+    assert response.status_code == 200
+    with django_assert_max_num_queries(1):
+        summary(staff_client)

@@ -1,0 +1,184 @@
+"""Strict query-string parsing for the staff reports: the usage summary and the ledger export."""
+
+import re
+from datetime import UTC, date, datetime, timedelta
+
+from django.http import QueryDict
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from billing.models import CreditTransaction
+from reporting.selectors import BUCKETS, DEFAULT_RANGE_DAYS, default_range
+
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+# A date, or a date and time with optional seconds, fraction and offset ("Z" or +hh:mm). A space
+# before the offset is a "+" that the client forgot to percent-encode ("+" decodes to " ").
+_DATETIME_RE = re.compile(
+    r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})"
+    r"(?:[T ](?P<time>[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?)"
+    r"(?P<offset>Z|[+\- ][0-9]{2}:?[0-9]{2})?)?",
+    re.ASCII,
+)
+# Dates whose local midnight and next midnight exist as datetimes in any time zone.
+_MIN_DATE, _MAX_DATE = date(1, 1, 2), date(9999, 12, 30)
+_MAX_ID = 2**63 - 1
+MODEL_NAME_MAX = 100
+
+
+def reject_null_characters(query_params: QueryDict) -> None:
+    """NUL in any query parameter (name or value) is a 400, never a database error."""
+    for name, values in query_params.lists():
+        if "\x00" in name or any("\x00" in value for value in values):
+            raise serializers.ValidationError(
+                {name.replace("\x00", "\\x00"): ["Null characters are not allowed in query parameters."]}
+            )
+
+
+@extend_schema_field(OpenApiTypes.DATE)
+class StrictDateField(serializers.Field):
+    """A calendar date spelled YYYY-MM-DD in ASCII digits; nothing else."""
+
+    default_error_messages = {"invalid": "Enter a date as YYYY-MM-DD (e.g. 2026-01-31)."}
+
+    def to_internal_value(self, data) -> date:
+        if not isinstance(data, str) or not _DATE_RE.fullmatch(data):
+            self.fail("invalid")
+        try:
+            value = date.fromisoformat(data)
+        except ValueError:
+            self.fail("invalid")
+        if not _MIN_DATE <= value <= _MAX_DATE:
+            raise serializers.ValidationError(f"Enter a date between {_MIN_DATE} and {_MAX_DATE}.")
+        return value
+
+    def to_representation(self, value: date) -> str:
+        return value.isoformat()
+
+
+@extend_schema_field({"type": "string", "description": "ISO 8601 date or datetime", "example": "2026-01-31"})
+class IsoDateOrDateTimeField(serializers.Field):
+    """An ISO 8601 date (midnight UTC) or datetime; a datetime without an offset is taken as UTC."""
+
+    default_error_messages = {
+        "invalid": (
+            "Enter an ISO 8601 date or datetime, e.g. 2026-01-31 or 2026-01-31T12:00:00Z "
+            "(percent-encode a '+' offset as %2B)."
+        )
+    }
+
+    def to_internal_value(self, data) -> datetime:
+        match = _DATETIME_RE.fullmatch(data) if isinstance(data, str) else None
+        if match is None:
+            self.fail("invalid")
+        text = match["date"]
+        if match["time"]:
+            text += "T" + match["time"]
+            offset = match["offset"]
+            if offset:
+                text += "+" + offset[1:] if offset[0] == " " else offset
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            self.fail("invalid")
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            self.fail("invalid")
+
+    def to_representation(self, value: datetime) -> str:
+        return value.isoformat()
+
+
+@extend_schema_field({"type": "integer", "minimum": 1})
+class StrictIdField(serializers.Field):
+    """A positive integer id in ASCII digits (no sign, spaces, fraction or other scripts' digits)."""
+
+    default_error_messages = {"invalid": "Enter a user id: a positive whole number (e.g. 42)."}
+
+    def to_internal_value(self, data) -> int:
+        if not isinstance(data, str) or not data.isascii() or not data.isdigit():
+            self.fail("invalid")
+        value = int(data)
+        if not 1 <= value <= _MAX_ID:
+            self.fail("invalid")
+        return value
+
+    def to_representation(self, value: int) -> int:
+        return value
+
+
+def _blank_is_absent(data: QueryDict, names) -> dict:
+    """The query as a plain dict, dropping `name=` (empty) so an empty parameter means no filter."""
+    return {name: data[name] for name in names if name in data and data[name] != ""}
+
+
+class UsageSummaryQuerySerializer(serializers.Serializer):
+    """`bucket`, `start`, `end`, `user_id`, `model`; fills in the default range and checks its order."""
+
+    bucket = serializers.ChoiceField(
+        choices=BUCKETS,
+        required=False,
+        help_text="day, week (starting Monday) or month; absent or empty: totals only.",
+        error_messages={
+            "invalid_choice": "Unknown bucket {input!r}; use day, week or month, or leave it out."
+        },
+    )
+    start = StrictDateField(
+        required=False, help_text="First day (inclusive), YYYY-MM-DD, in REPORT_TIME_ZONE."
+    )
+    end = StrictDateField(required=False, help_text="Last day (inclusive), YYYY-MM-DD, in REPORT_TIME_ZONE.")
+    user_id = StrictIdField(required=False, help_text="Only this user's calls (an unknown id gives zeros).")
+    model = serializers.CharField(
+        required=False,
+        max_length=MODEL_NAME_MAX,
+        help_text="Only calls to this model (an unknown model gives zeros).",
+    )
+
+    @classmethod
+    def from_query(cls, query_params: QueryDict) -> "UsageSummaryQuerySerializer":
+        reject_null_characters(query_params)
+        return cls(data=_blank_is_absent(query_params, cls._declared_fields))
+
+    def validate(self, attrs):
+        start, end = attrs.get("start"), attrs.get("end")
+        if start is None and end is None:
+            start, end = default_range()
+        elif start is None:
+            # The default length, ending on `end` (clamped at the earliest date we accept).
+            start = default_range(end)[0] if end - _MIN_DATE >= timedelta(DEFAULT_RANGE_DAYS) else _MIN_DATE
+        elif end is None:
+            end = default_range()[1]
+        if start > end:
+            raise serializers.ValidationError(
+                {"start": [f"start ({start}) is after end ({end}); the range is start..end, both inclusive."]}
+            )
+        attrs["start"], attrs["end"] = start, end
+        attrs.setdefault("bucket", None)
+        return attrs
+
+
+class LedgerExportQuerySerializer(serializers.Serializer):
+    """The user ledger's filters (`kind`, `created_after` inclusive, `created_before` exclusive) and `user_id`."""
+
+    kind = serializers.ChoiceField(
+        choices=CreditTransaction.Kind.choices,
+        required=False,
+        error_messages={
+            "invalid_choice": (
+                "Unknown kind {input!r}; use one of " + ", ".join(CreditTransaction.Kind.values) + "."
+            )
+        },
+    )
+    created_after = IsoDateOrDateTimeField(required=False, help_text="Rows at or after this date/datetime.")
+    created_before = IsoDateOrDateTimeField(
+        required=False, help_text="Rows strictly before this date/datetime."
+    )
+    user_id = StrictIdField(required=False, help_text="Only this user's ledger.")
+
+    @classmethod
+    def from_query(cls, query_params: QueryDict) -> "LedgerExportQuerySerializer":
+        reject_null_characters(query_params)
+        return cls(data=_blank_is_absent(query_params, cls._declared_fields))

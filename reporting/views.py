@@ -1,0 +1,130 @@
+"""The staff reporting API: the usage summary (JSON) and the ledger export (streamed CSV)."""
+
+from dataclasses import fields
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.permissions import IsAdminUser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing.serializers import MoneyField
+from billing.serializers_staff import STAFF_ERRORS, error_responses
+from reporting.exports import stream_ledger_csv
+from reporting.filters import LedgerExportQuerySerializer, UsageSummaryQuerySerializer
+from reporting.selectors import LEDGER_EXPORT_COLUMNS, ledger_export_queryset, usage_summary
+
+
+class UsageRowSerializer(serializers.Serializer):
+    date = serializers.DateField(help_text="The bucket's first day (YYYY-MM-DD, REPORT_TIME_ZONE).")
+    calls = serializers.IntegerField(help_text="Successful calls.")
+    failed_calls = serializers.IntegerField(help_text="Failed provider calls (not in the other figures).")
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    cost = MoneyField()
+    unique_users = serializers.IntegerField(help_text="Users with at least one successful call.")
+
+
+class UsageSummarySerializer(serializers.Serializer):
+    start = serializers.DateField()
+    end = serializers.DateField()
+    bucket = serializers.ChoiceField(choices=["day", "week", "month"], allow_null=True)
+    total_calls = serializers.IntegerField()
+    failed_calls = serializers.IntegerField()
+    total_input_tokens = serializers.IntegerField()
+    total_output_tokens = serializers.IntegerField()
+    total_cost = MoneyField()
+    unique_users = serializers.IntegerField()
+    daily = UsageRowSerializer(many=True, help_text="One row per day with events when bucket=day; else [].")
+    buckets = UsageRowSerializer(many=True, help_text="One row per bucket with events, oldest first.")
+
+
+class UsageSummaryView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        operation_id="admin_usage_summary",
+        summary="LLM usage totals and per-day/week/month rows, cut in REPORT_TIME_ZONE",
+        description=(
+            "Totals, tokens, cost and unique_users count successful calls; failed provider calls are "
+            "counted apart as failed_calls. Without start/end: the last 30 days ending today."
+        ),
+        parameters=[UsageSummaryQuerySerializer],
+        responses={200: UsageSummarySerializer, **error_responses(400, *STAFF_ERRORS)},
+        tags=["admin"],
+    )
+    def get(self, request):
+        query = UsageSummaryQuerySerializer.from_query(request.query_params)
+        query.is_valid(raise_exception=True)
+        summary = usage_summary(**query.validated_data)
+        data = {
+            **{field.name: getattr(summary, field.name) for field in fields(summary) if field.name != "rows"},
+            "daily": summary.rows if summary.bucket == "day" else [],
+            "buckets": summary.rows,
+        }
+        return Response(UsageSummarySerializer(data).data)
+
+
+class CSVRenderer(BaseRenderer):
+    """Declares text/csv for the schema; the export view answers with its own streaming response."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):  # pragma: no cover
+        raise NotImplementedError("the ledger export streams its own response")
+
+
+class JSONErrorsNegotiation(BaseContentNegotiation):
+    """Errors from the CSV endpoint are JSON whatever the Accept header says (never a 406)."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return JSONRenderer(), JSONRenderer.media_type
+
+
+class LedgerExportView(APIView):
+    permission_classes = [IsAdminUser]
+    # Only CSV is offered; JSONErrorsNegotiation still answers errors as JSON.
+    renderer_classes = [CSVRenderer]
+    content_negotiation_class = JSONErrorsNegotiation
+
+    @extend_schema(
+        operation_id="admin_transactions_export",
+        summary="The ledger as CSV, streamed, oldest first",
+        description=(
+            "Columns: "
+            + ", ".join(LEDGER_EXPORT_COLUMNS)
+            + ". Times are ISO 8601 UTC; money has 6 places. Filters as the user's ledger, plus user_id."
+        ),
+        parameters=[LedgerExportQuerySerializer],
+        responses={
+            (200, "text/csv"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="A CSV attachment with a header row.",
+                examples=[
+                    OpenApiExample(
+                        "Ledger",
+                        value=",".join(LEDGER_EXPORT_COLUMNS)
+                        + "\r\n1,2026-01-05T10:00:00+00:00,7,alice,grant,25.000000,25.000000,Welcome,2,"
+                        "ops,,\r\n",
+                    )
+                ],
+            ),
+            **{
+                (code, "application/json"): response
+                for code, response in error_responses(400, *STAFF_ERRORS).items()
+            },
+        },
+        tags=["admin"],
+    )
+    def get(self, request):
+        query = LedgerExportQuerySerializer.from_query(request.query_params)
+        query.is_valid(raise_exception=True)
+        return stream_ledger_csv(ledger_export_queryset(**query.validated_data))
