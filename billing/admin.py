@@ -1,6 +1,5 @@
 """The support console for billing: wallets and grants, the read-only ledger and usage events, prices."""
 
-import csv
 from decimal import Decimal
 
 from django.conf import settings
@@ -9,9 +8,10 @@ from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import HttpResponseRedirect, StreamingHttpResponse
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from billing import services
@@ -81,9 +81,14 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def balance_display(self, wallet):
         return format_money(wallet.balance)
 
-    @admin.display(description="low balance", boolean=True)
+    @admin.display(description="low balance")
     def low_balance(self, wallet):
-        return is_low_balance(wallet.balance)
+        # A warning marker rather than Django's boolean icons, whose green tick would read as "fine".
+        if is_low_balance(wallet.balance):
+            return format_html(
+                '<strong class="low-balance" style="color: var(--error-fg)">{}</strong>', "▼ low"
+            )
+        return ""
 
     def has_grant_permission(self, request):
         return request.user.has_perm(GRANT_PERMISSION)
@@ -210,7 +215,8 @@ class CreditTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # -id follows the (wallet, -id) index and insertion order; counting a big ledger is not worth it.
     ordering = ["-id"]
     show_full_result_count = False
-    actions = ["export_csv"]
+    # "Export selected to CSV" is added by reporting/admin.py: CSV exports are reporting's, and
+    # billing never imports reporting.
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("wallet__user", "initiated_by")
@@ -221,63 +227,7 @@ class CreditTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="reason")
     def short_reason(self, row):
-        return Truncator(row.reason).chars(60)
-
-    # "view", not the default change/delete: view-only staff export what they can already read.
-    @admin.action(description="Export selected to CSV", permissions=["view"])
-    def export_csv(self, request, queryset):
-        rows = queryset.select_related("wallet__user", "initiated_by").order_by("-id")
-        response = StreamingHttpResponse(_ledger_csv_lines(rows), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="ledger.csv"'
-        return response
-
-
-LEDGER_CSV_HEADER = [
-    "id",
-    "created_at",
-    "user_id",
-    "username",
-    "kind",
-    "amount",
-    "balance_after",
-    "reason",
-    "initiated_by_id",
-    "initiated_by_username",
-    "llm_call_id",
-]
-
-
-class _Echo:
-    def write(self, value):
-        return value
-
-
-def _ledger_csv_lines(rows):
-    """CSV lines, one per ledger row, read in chunks so a big selection never sits in memory."""
-    writer = csv.writer(_Echo())
-    yield writer.writerow(LEDGER_CSV_HEADER)
-    for row in rows.iterator(chunk_size=2000):
-        initiator = row.initiated_by
-        yield writer.writerow(
-            [
-                row.pk,
-                row.created_at.isoformat(),
-                row.wallet.user_id,
-                _cell(row.wallet.user.username),
-                row.kind,
-                format_money(row.amount),
-                format_money(row.balance_after),
-                _cell(row.reason),
-                initiator.pk if initiator else "",
-                _cell(initiator.username) if initiator else "",
-                row.llm_call_id or "",
-            ]
-        )
-
-
-def _cell(text: str) -> str:
-    # A spreadsheet runs a cell that starts with =, +, - or @ as a formula; free text must not.
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@") else text
+        return Truncator(row.reason).chars(40)
 
 
 class PricedModelFilter(admin.SimpleListFilter):

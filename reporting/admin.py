@@ -10,7 +10,9 @@ from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import path
 
+from billing.models import CreditTransaction
 from billing.money import format_money
+from reporting.exports import stream_ledger_csv
 from reporting.forms import UsageFilterForm
 from reporting.models import DailyUsage
 from reporting.selectors import BUCKETS, UsageRow, usage_summary
@@ -135,6 +137,10 @@ class DailyUsageAdmin(admin.ModelAdmin):
         if form.is_valid():
             summary = usage_summary(**form.summary_arguments())
             starts = bucket_starts(start=summary.start, end=summary.end, bucket=summary.bucket)
+            # Show the dates actually used (defaults included) in the date inputs.
+            form.data = form.data.copy()
+            form.data["start"], form.data["end"] = summary.start.isoformat(), summary.end.isoformat()
+            form.data["bucket"] = summary.bucket
             context.update(
                 summary=summary,
                 chart=cost_chart(rows=summary.rows, starts=starts),
@@ -156,3 +162,16 @@ class DailyUsageAdmin(admin.ModelAdmin):
 
 def _errors_in_words(form) -> str:
     return " ".join(str(message) for messages_ in form.errors.values() for message in messages_)
+
+
+# "view", not the default change/delete: the ledger is view-only for everyone, and whoever may read
+# it may export what they read.
+@admin.action(description="Export selected to CSV", permissions=["view"])
+def export_ledger_csv(modeladmin, request, queryset):
+    return stream_ledger_csv(queryset)
+
+
+# Billing registers the ledger admin but never imports reporting, so the export joins it from here
+# (billing comes before reporting in INSTALLED_APPS, so its admin is registered by now).
+_ledger_admin = admin.site.get_model_admin(CreditTransaction)
+_ledger_admin.actions = [*(_ledger_admin.actions or ()), export_ledger_csv]

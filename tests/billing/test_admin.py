@@ -131,14 +131,14 @@ def test_action_intermediate_page_answers_200(admin_client, ledger):
 
 def test_wallet_changelist_shows_balance_and_low_balance_marker(admin_client, ledger, settings):
     settings.LOW_BALANCE_THRESHOLD = Decimal("1")
-    response = admin_client.get(reverse("admin:billing_wallet_changelist"))
-    text = response.text
-    assert "0.500000" in text  # bob's balance
+    response = admin_client.get(reverse("admin:billing_wallet_changelist") + "?q=example.com")
     rows = {w.user.username: w for w in response.context["cl"].result_list}
+    assert set(rows) == {"admin", "alice", "bob"}
+    # bob (0.5) and admin (0) are at or under the threshold, alice (about 5) is not.
+    assert response.text.count('class="low-balance"') == 2
+    assert "0.500000" in response.text
     admin = response.context["cl"].model_admin
-    assert admin.low_balance(rows["bob"]) is True
-    assert admin.low_balance(rows["alice"]) is False
-    assert 'alt="True"' in text and 'alt="False"' in text
+    assert admin.low_balance(rows["bob"]) and not admin.low_balance(rows["alice"])
 
 
 def test_wallet_search_finds_by_username_and_email(admin_client, ledger):
@@ -388,7 +388,7 @@ def test_ledger_export_action_streams_the_selected_rows_as_csv(admin_client, adm
     selected = list(CreditTransaction.objects.filter(kind="grant"))
     response = admin_client.post(
         reverse("admin:billing_credittransaction_changelist"),
-        {"action": "export_csv", "_selected_action": [r.pk for r in selected]},
+        {"action": "export_ledger_csv", "_selected_action": [r.pk for r in selected]},
     )
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
@@ -402,7 +402,7 @@ def test_ledger_export_neutralizes_spreadsheet_formulas_in_reasons(admin_client,
     row = services.grant(user=ledger["bob"], amount="1", reason="=HYPERLINK(1)", initiated_by=admin_user)
     response = admin_client.post(
         reverse("admin:billing_credittransaction_changelist"),
-        {"action": "export_csv", "_selected_action": [row.pk]},
+        {"action": "export_ledger_csv", "_selected_action": [row.pk]},
     )
     (line,) = csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode()))
     assert line["reason"] == "'=HYPERLINK(1)"
@@ -507,7 +507,7 @@ def test_support_agent_can_export_the_ledger(support_client, ledger):
     row = CreditTransaction.objects.first()
     response = support_client.post(
         reverse("admin:billing_credittransaction_changelist"),
-        {"action": "export_csv", "_selected_action": [row.pk]},
+        {"action": "export_ledger_csv", "_selected_action": [row.pk]},
     )
     assert response["Content-Type"].startswith("text/csv")
 

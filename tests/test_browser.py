@@ -1,0 +1,175 @@
+"""A support agent's day in a real browser: log in, grant credits, read the ledger, read daily usage."""
+
+import importlib
+import os
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.apps import apps as global_apps
+from django.contrib.auth.models import Group
+from django.utils import timezone
+
+from billing.models import LLMCallEvent
+from tests.factories import DEFAULT_PASSWORD, LLMCallEventFactory, StaffUserFactory, UserFactory
+
+# Playwright's sync API keeps an event loop running in this thread; Django would otherwise refuse
+# the ORM calls the test makes to seed and check data.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"needs Chromium at {CHROMIUM} (CI installs it)"),
+]
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="needs the playwright package (requirements-dev)"
+)
+expect = sync_api.expect
+
+
+@pytest.fixture(autouse=True)
+def _plain_static_storage(settings):
+    # The manifest storage (DEBUG off) needs `collectstatic`; the live server serves static files itself.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture
+def page():
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1440, "height": 900})
+        context.set_default_timeout(15_000)
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+            browser.close()
+
+
+@pytest.fixture
+def seeded(settings):
+    """A support agent (the Support group from its migration), two customers, a week of calls."""
+    settings.REPORT_TIME_ZONE = "UTC"
+    # Transactional tests flush the database between tests; the migration's function recreates its rows.
+    importlib.import_module("billing.migrations.0004_support_group").create_support_group(global_apps, None)
+    agent = StaffUserFactory(username="agent")
+    agent.groups.add(Group.objects.get(name="Support"))
+    alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+    now = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
+    for days_ago, user, cost in [
+        (6, alice, "1.2"),
+        (4, bob, "3.5"),
+        (4, alice, "0.8"),
+        (1, bob, "2.25"),
+        (0, alice, "1"),
+    ]:
+        LLMCallEventFactory(user=user, cost=Decimal(cost), created_at=now - timedelta(days=days_ago))
+    LLMCallEventFactory(
+        user=bob, cost=0, status=LLMCallEvent.Status.ERROR, created_at=now - timedelta(days=1)
+    )
+    return {"agent": agent, "alice": alice, "bob": bob}
+
+
+def shoot(page, name: str):
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_support_agent_grants_credits_then_reads_ledger_and_daily_usage(live_server, seeded, page):
+    # `seeded` before `page`: ORM work done inside Playwright's greenlet opens a connection that
+    # pytest-django never closes (PostgreSQL then refuses to drop the test database).
+    url = live_server.url
+
+    page.goto(f"{url}/admin/login/?next=/admin/")
+    page.fill("#id_username", "agent")
+    page.fill("#id_password", DEFAULT_PASSWORD)
+    page.click("input[type=submit]")
+    expect(page.locator("#site-name")).to_be_visible()
+    expect(page.get_by_role("link", name="Daily usage")).to_be_visible()
+    shoot(page, "01-admin-index")
+
+    # The wallet list: select alice, run "Grant credits…".
+    page.goto(f"{url}/admin/billing/wallet/")
+    alice_row = page.locator("#result_list tbody tr", has_text="alice@example.com")
+    expect(alice_row).to_contain_text("0.000000")
+    expect(alice_row.locator(".low-balance")).to_have_count(1)
+    shoot(page, "02-wallet-list")
+    alice_row.locator("input.action-select").check()
+    page.select_option("select[name=action]", "grant_credits")
+    page.click("button[name=index]")
+
+    # The intermediate form.
+    expect(page.locator("h1")).to_have_text("Grant credits")
+    expect(page.locator("#grant-wallets")).to_contain_text("alice")
+    page.fill("#id_amount", "1e3")
+    page.fill("#id_reason", "Outage compensation")
+    page.click("input[type=submit][value='Grant credits']")
+    expect(page.locator(".errorlist")).to_contain_text("no exponent")
+    shoot(page, "03-grant-form-error")
+    page.fill("#id_amount", "25")
+    shoot(page, "04-grant-form")
+    page.click("input[type=submit][value='Grant credits']")
+
+    # Back on the list: the message and the new balance.
+    expect(page.locator(".messagelist .success")).to_have_text("Granted 25.000000 credits to 1 wallet.")
+    alice_row = page.locator("#result_list tbody tr", has_text="alice@example.com")
+    expect(alice_row).to_contain_text("25.000000")
+    expect(alice_row.locator(".low-balance")).to_have_count(0)
+    expect(page.locator("#result_list tbody tr", has_text="bob@example.com")).to_contain_text("0.000000")
+    shoot(page, "05-wallet-list-after-grant")
+
+    # The wallet's page: its ledger names the agent.
+    alice_row.locator("th a").click()
+    ledger = page.locator("#ledger-table tbody tr")
+    expect(ledger).to_have_count(1)
+    expect(ledger.first).to_contain_text("agent")
+    expect(ledger.first).to_contain_text("Outage compensation")
+    expect(page.locator("input[name=_save]")).to_have_count(0)
+    shoot(page, "06-wallet-page")
+
+    # The full ledger: the same row, with the agent as initiator and no way to add or edit.
+    page.get_by_role("link", name="Full ledger").click()
+    rows = page.locator("#result_list tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("agent")
+    expect(rows.first).to_contain_text("25.000000")
+    expect(page.locator("a.addlink")).to_have_count(0)
+    expect(page.locator("select[name=action] option[value=export_ledger_csv]")).to_have_count(1)
+    shoot(page, "07-ledger")
+
+    # Daily usage: a bar per day, the rows with events, and the totals.
+    page.goto(f"{url}/admin/reporting/dailyusage/")
+    expect(page.locator("h1")).to_have_text("Daily usage")
+    assert page.locator("#usage-chart rect").count() > 0
+    expect(page.locator("#usage-table tr.usage-row")).to_have_count(4)
+    expect(page.locator("#usage-totals")).to_contain_text("8.750000")
+    expect(page.locator("#usage-totals")).to_contain_text("Total")
+    shoot(page, "08-daily-usage")
+
+    page.get_by_role("link", name="Week", exact=True).click()
+    expect(page.locator("#bucket-switch a.selected")).to_have_text("Week")
+    expect(page.locator("#usage-totals")).to_contain_text("8.750000")
+    assert page.locator("#usage-chart rect").count() > 0
+    shoot(page, "09-daily-usage-by-week")
+
+    page.goto(f"{url}/admin/reporting/dailyusage/?start=2026-99-01&bucket=fortnight")
+    expect(page.locator(".messagelist .error")).to_contain_text("The report could not be shown")
+    shoot(page, "10-daily-usage-bad-params")
