@@ -1,5 +1,6 @@
 """The staff reporting API: the usage summary (JSON) and the ledger export (streamed CSV)."""
 
+import logging
 from dataclasses import fields
 
 from drf_spectacular.types import OpenApiTypes
@@ -16,6 +17,8 @@ from billing.serializers_staff import STAFF_ERRORS, error_responses
 from reporting.exports import stream_ledger_csv
 from reporting.filters import LedgerExportQuerySerializer, UsageSummaryQuerySerializer
 from reporting.selectors import LEDGER_EXPORT_COLUMNS, ledger_export_queryset, usage_summary
+
+logger = logging.getLogger(__name__)
 
 
 class UsageRowSerializer(serializers.Serializer):
@@ -127,4 +130,12 @@ class LedgerExportView(APIView):
     def get(self, request):
         query = LedgerExportQuerySerializer.from_query(request.query_params)
         query.is_valid(raise_exception=True)
+        # Who took a copy of the ledger, and which part: an audit line, not a debugging aid.
+        logger.info(
+            "ledger export",
+            extra={
+                "staff_user_id": request.user.pk,
+                "filters": {name: str(value) for name, value in query.validated_data.items()},
+            },
+        )
         return stream_ledger_csv(ledger_export_queryset(**query.validated_data))

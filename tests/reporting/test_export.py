@@ -120,6 +120,15 @@ def test_export_accepts_a_staff_token(ledger, staff_user):
     assert len(read_csv(response)) == 4
 
 
+def test_export_accepts_a_staff_session(ledger, staff_user, client):
+    client.force_login(staff_user)
+
+    response = client.get(URL)
+
+    assert response.status_code == 200
+    assert len(read_csv(response)) == 4
+
+
 def test_export_filters_by_kind_and_user(staff_client, ledger):
     grants = read_csv(staff_client.get(URL, {"kind": "grant"}))
     bobs = read_csv(staff_client.get(URL, {"user_id": ledger["bob"].pk}))
@@ -198,6 +207,28 @@ def test_export_reads_the_ledger_in_chunks_not_all_at_once(ledger, django_assert
     assert first[0] == ledger["first"].pk
     assert len(first) == len(LEDGER_EXPORT_COLUMNS)
     assert [row[0] for row in rows] == [ledger[n].pk for n in ("second", "debit", "third")]
+
+
+def test_export_endpoint_fetches_rows_through_a_chunked_iterator(staff_client, ledger, monkeypatch):
+    from django.db.models.query import QuerySet
+
+    from reporting.selectors import EXPORT_CHUNK_SIZE
+
+    calls = []
+    original = QuerySet.iterator
+
+    def spy(self, chunk_size=None):
+        calls.append((self.model, chunk_size))
+        return original(self, chunk_size=chunk_size)
+
+    monkeypatch.setattr(QuerySet, "iterator", spy)
+
+    response = staff_client.get(URL)
+    assert calls == []  # nothing is read before the response body is consumed
+    rows = read_csv(response)
+
+    assert len(rows) == 4
+    assert calls == [(CreditTransaction, EXPORT_CHUNK_SIZE)]
 
 
 def test_stream_ledger_csv_takes_an_admin_selection_or_tuples(ledger):
