@@ -14,7 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from billing import services
+from billing import pricing, services
 from billing.exceptions import BillingError
 from billing.forms import GrantCreditsForm, ModelPriceForm
 from billing.models import CreditTransaction, LLMCallEvent, ModelPrice, Wallet
@@ -276,6 +276,17 @@ class ModelPriceAdmin(admin.ModelAdmin):
     list_filter = ["active"]
     search_fields = ["model"]
     readonly_fields = ["created_at", "updated_at"]
+
+    def save_model(self, request, obj, form, change):
+        # Through billing.pricing, like the API: the same checks, the same lock and the same log line.
+        prices = {
+            name: form.cleaned_data[name] for name in ("input_price_per_1k", "output_price_per_1k", "active")
+        }
+        if change:
+            saved = pricing.update_price(price=obj, **prices)
+        else:
+            saved = pricing.create_price(model=form.cleaned_data["model"], **prices)
+        obj.pk, obj.created_at, obj.updated_at = saved.pk, saved.created_at, saved.updated_at
 
     def has_delete_permission(self, request, obj=None):
         # Turns look a price up by model name; retire a model by unticking "active" instead.

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 
 from billing.exceptions import BillingError
 from billing.models import ModelPrice
-from billing.money import AmountError, parse_amount
+from billing.pricing import validate_model_name, validate_price
 from billing.services import GRANT_MAX, REASON_MAX, validate_grant_amount, validate_reason
 
 
@@ -46,9 +46,9 @@ class GrantCreditsForm(forms.Form):
         return f"admin-grant:{self.cleaned_data['submission']}"
 
 
-def _via_service(validator, value):
+def _via_service(validator, value, **kwargs):
     try:
-        return validator(value)
+        return validator(value, **kwargs)
     except BillingError as exc:
         raise ValidationError(exc.message) from exc
 
@@ -56,6 +56,7 @@ def _via_service(validator, value):
 class ModelPriceForm(forms.ModelForm):
     """Prices parsed as strictly as the API's, and refused below zero before the DB constraint is hit."""
 
+    # CharFields so billing.pricing's strict parser sees what was typed (forms.DecimalField takes "1e3").
     input_price_per_1k = forms.CharField(label="Input price per 1k tokens", strip=False)
     output_price_per_1k = forms.CharField(label="Output price per 1k tokens", strip=False)
 
@@ -63,18 +64,15 @@ class ModelPriceForm(forms.ModelForm):
         model = ModelPrice
         fields = ["model", "input_price_per_1k", "output_price_per_1k", "active"]
 
+    def clean_model(self):
+        return _via_service(validate_model_name, self.cleaned_data["model"])
+
     def clean_input_price_per_1k(self):
-        return _price(self.cleaned_data["input_price_per_1k"])
+        return _via_service(
+            validate_price, self.cleaned_data["input_price_per_1k"], field="input_price_per_1k"
+        )
 
     def clean_output_price_per_1k(self):
-        return _price(self.cleaned_data["output_price_per_1k"])
-
-
-def _price(raw):
-    try:
-        value = parse_amount(raw)
-    except AmountError as exc:
-        raise ValidationError(str(exc)) from exc
-    if value < 0:
-        raise ValidationError("A price cannot be negative; use 0 for a free model.")
-    return value
+        return _via_service(
+            validate_price, self.cleaned_data["output_price_per_1k"], field="output_price_per_1k"
+        )

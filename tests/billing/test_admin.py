@@ -439,6 +439,43 @@ def test_model_price_admin_saves_a_valid_price(admin_client):
     assert (price.input_price_per_1k, price.output_price_per_1k) == (Decimal("0.25"), Decimal("1"))
 
 
+def test_model_price_admin_changes_prices_but_not_the_model_name(admin_client):
+    price = ModelPrice.objects.get(model="echo-1")
+    response = admin_client.post(
+        reverse("admin:billing_modelprice_change", args=[price.pk]),
+        {"model": "renamed", "input_price_per_1k": "1.25", "output_price_per_1k": "0", "active": "on"},
+    )
+    assert response.status_code == 302
+    price.refresh_from_db()
+    assert (price.model, price.input_price_per_1k, price.output_price_per_1k) == (
+        "echo-1",
+        Decimal("1.25"),
+        Decimal("0"),
+    )
+    assert LogEntry.objects.filter(object_id=str(price.pk)).exists()
+
+
+@pytest.mark.parametrize("name", ["has space", "", "/leading-slash", "x" * 101])
+def test_model_price_admin_refuses_a_bad_model_name(admin_client, name):
+    response = admin_client.post(
+        reverse("admin:billing_modelprice_add"),
+        {"model": name, "input_price_per_1k": "1", "output_price_per_1k": "1", "active": "on"},
+    )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["model"]
+    assert not ModelPrice.objects.exclude(model="echo-1").exists()
+
+
+def test_model_price_admin_refuses_a_model_that_already_has_a_price(admin_client):
+    response = admin_client.post(
+        reverse("admin:billing_modelprice_add"),
+        {"model": "echo-1", "input_price_per_1k": "9", "output_price_per_1k": "9", "active": "on"},
+    )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["model"]
+    assert ModelPrice.objects.get(model="echo-1").input_price_per_1k != Decimal("9")
+
+
 @pytest.mark.parametrize("bad", ["-0.5", "1e3", "abc", "0.0000001", ""])
 def test_model_price_admin_shows_a_form_error_for_a_bad_price(admin_client, bad):
     price = ModelPrice.objects.get(model="echo-1")
