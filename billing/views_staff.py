@@ -102,6 +102,14 @@ class StaffGrantView(StaffAPIView):
                 required=False,
                 description=f"1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters, scoped to the wallet.",
             ),
+            OpenApiParameter(
+                REPLAYED_HEADER,
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                response=[200],
+                enum=["true"],
+                description="Present (`true`) when this answer replays an earlier grant with the same key.",
+            ),
         ],
         request=GrantRequestSerializer,
         responses={

@@ -267,3 +267,16 @@ def test_price_change_never_alters_recorded_calls_or_their_debits(staff_client, 
     assert CreditTransaction.objects.get(llm_call=old_event).amount == Decimal("-1.2")
     new_event = LLMCallEvent.objects.get(pk=after.event.pk)
     assert (new_event.input_price_per_1k, new_event.cost) == (Decimal("4"), Decimal("12"))
+
+
+def test_pricing_create_losing_a_race_on_the_model_name_is_a_400_not_a_500(staff_client, monkeypatch):
+    from django.db.models.query import QuerySet
+
+    # The pre-check misses (another request created the row in between): the unique constraint decides.
+    monkeypatch.setattr(QuerySet, "exists", lambda self: False)
+
+    response = staff_client.post(LIST_URL, new_price(model="echo-1", input_price_per_1k="99"), format="json")
+
+    assert response.status_code == 400
+    assert "already has a price" in response.json()["model"][0]
+    assert ModelPrice.objects.get(model="echo-1").input_price_per_1k == Decimal("1")
