@@ -1,0 +1,32 @@
+"""Writes of accounts: sign-up and API tokens."""
+
+import logging
+
+from django.contrib.auth import authenticate, get_user_model
+from django.db import transaction
+from rest_framework.authtoken.models import Token
+
+logger = logging.getLogger(__name__)
+
+
+class InvalidCredentials(Exception):
+    """No active user with that username and password."""
+
+
+def register_user(*, username: str, email: str, password: str) -> tuple:
+    """Create the user (its wallet and starting grant come with it, via billing.signals) and its token."""
+    with transaction.atomic():
+        user = get_user_model().objects.create_user(username=username, email=email, password=password)
+        token = Token.objects.create(user=user)
+    logger.info("user registered", extra={"user_id": user.pk})
+    return user, token
+
+
+def issue_token(*, username: str, password: str, request=None) -> Token:
+    """The user's API token (created on first use); raise InvalidCredentials on a bad login."""
+    user = authenticate(request=request, username=username, password=password)
+    if user is None or not user.is_active:
+        logger.info("token refused: bad credentials", extra={"username": username[:150]})
+        raise InvalidCredentials
+    token, _ = Token.objects.get_or_create(user=user)
+    return token
