@@ -1,3 +1,15 @@
-"""API routes (mounted under /api/v1/)."""
+"""The user's own ledger (mounted under /api/v1/): users/me/wallet and users/me/transactions."""
 
-urlpatterns = []
+from django.urls import re_path
+from rest_framework.routers import SimpleRouter
+
+from billing.views_me import TransactionViewSet, WalletViewSet
+
+router = SimpleRouter()
+router.trailing_slash = "/?"  # the constructor only knows "/" or ""; the contract wants both
+router.register(r"users/me/transactions", TransactionViewSet, basename="my-transaction")
+
+urlpatterns = [
+    re_path(r"^users/me/wallet/?$", WalletViewSet.as_view({"get": "retrieve"}), name="my-wallet"),
+    *router.urls,
+]
