@@ -1,6 +1,11 @@
+"""Chat sessions, LLM providers and the turn flow."""
+
 from django.apps import AppConfig
 
 
 class SessionsAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "sessions_app"
+
+    def ready(self):
+        from sessions_app import checks  # noqa: F401  (registers the LLM settings checks)

@@ -149,6 +149,7 @@ def _completion_from(response) -> Completion:
 
 
 _PROVIDERS: dict[str, type] = {"echo": EchoProvider, "openai": OpenAIProvider}
+PROVIDER_NAMES = tuple(sorted(_PROVIDERS))
 
 
 def get_provider() -> LLMProvider:
@@ -158,5 +159,5 @@ def get_provider() -> LLMProvider:
         return _PROVIDERS[name]()
     except KeyError:
         raise ImproperlyConfigured(
-            f"LLM_PROVIDER={name!r} is not a known provider; use one of: {', '.join(sorted(_PROVIDERS))}."
+            f"LLM_PROVIDER={name!r} is not a known provider; use one of: {', '.join(PROVIDER_NAMES)}."
         ) from None

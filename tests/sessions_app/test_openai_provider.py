@@ -1,0 +1,236 @@
+"""The openai provider against a fake OpenAI-compatible server on loopback: success and each failure."""
+
+import json
+import threading
+import time
+from decimal import Decimal
+
+import pytest
+from django.test import override_settings
+from werkzeug import Response
+
+from billing.models import CreditTransaction, LLMCallEvent, ModelPrice, Wallet
+from billing.services import compute_cost, grant
+from sessions_app.models import Message, Turn
+from tests.factories import ChatSessionFactory, StaffUserFactory
+
+pytestmark = pytest.mark.django_db
+
+COMPLETIONS = "/v1/chat/completions"
+SECRET = "sk-test-secret-key-never-shown"
+
+
+def completion(text="Hello from the fake model.", prompt_tokens=120, completion_tokens=30, **extra):
+    body = {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "echo-1",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": 150,
+        },
+    }
+    body.update(extra)
+    return body
+
+
+@pytest.fixture
+def openai_settings(httpserver):
+    with override_settings(
+        LLM_PROVIDER="openai",
+        LLM_BASE_URL=httpserver.url_for("/v1"),
+        LLM_API_KEY=SECRET,
+        LLM_TIMEOUT_SECONDS=0.5,
+        LLM_MAX_OUTPUT_TOKENS=256,
+    ):
+        yield httpserver
+
+
+@pytest.fixture
+def session(user):
+    grant(user=user, amount=Decimal("10"), reason="test funds", initiated_by=StaffUserFactory())
+    return ChatSessionFactory(owner=user)
+
+
+def take(client, session, content="What is the capital of France?"):
+    return client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": content}, format="json")
+
+
+def assert_failed_and_not_charged(user, response):
+    assert SECRET not in response.content.decode()
+    assert "Traceback" not in response.content.decode()
+    event = LLMCallEvent.objects.get(user=user)
+    assert (event.status, event.cost, event.provider, event.model) == ("error", 0, "openai", "echo-1")
+    assert event.error
+    assert SECRET not in event.error
+    assert not CreditTransaction.objects.filter(wallet__user=user, kind="debit").exists()
+    assert Wallet.objects.get(user=user).balance == Decimal("10")
+    assert not Message.objects.exists()
+    assert not Turn.objects.exists()
+    return event
+
+
+def test_success_bills_the_usage_the_provider_reports(openai_settings, user_client, user, session):
+    openai_settings.expect_request(COMPLETIONS, method="POST").respond_with_json(completion())
+
+    response = take(user_client, session)
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["assistant_message"] == {"role": "assistant", "content": "Hello from the fake model."}
+    price = ModelPrice.objects.get(model="echo-1")
+    cost = compute_cost(price=price, input_tokens=120, output_tokens=30)
+    assert body["usage"] == {
+        "model": "echo-1",
+        "input_tokens": 120,
+        "output_tokens": 30,
+        "cost": f"{cost:.6f}",
+    }
+    assert body["balance_after"] == f"{Decimal('10') - cost:.6f}"
+    event = LLMCallEvent.objects.get(user=user)
+    assert (event.status, event.provider, event.input_tokens, event.output_tokens) == (
+        "ok",
+        "openai",
+        120,
+        30,
+    )
+    [(request, _)] = openai_settings.log
+    assert request.headers["Authorization"] == f"Bearer {SECRET}"
+    sent = request.get_json()
+    assert sent["model"] == "echo-1"
+    assert sent["max_tokens"] == 256
+    assert sent["messages"] == [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def test_second_turn_sends_the_history(openai_settings, user_client, session):
+    openai_settings.expect_request(COMPLETIONS, method="POST").respond_with_json(completion(text="Paris."))
+    take(user_client, session, "Capital of France?")
+    take(user_client, session, "And of Italy?")
+
+    sent = openai_settings.log[-1][0].get_json()["messages"]
+
+    assert sent == [
+        {"role": "user", "content": "Capital of France?"},
+        {"role": "assistant", "content": "Paris."},
+        {"role": "user", "content": "And of Italy?"},
+    ]
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_server_error_is_502(openai_settings, user_client, user, session, status):
+    openai_settings.expect_request(COMPLETIONS).respond_with_json(
+        {"error": {"message": f"boom, key {SECRET}", "type": "server_error"}}, status=status
+    )
+
+    response = take(user_client, session)
+
+    assert response.status_code == 502
+    assert response.json() == {
+        "detail": "The model provider failed to answer; nothing was charged. Try again in a moment.",
+        "code": "provider_error",
+    }
+    event = assert_failed_and_not_charged(user, response)
+    assert str(status) in event.error
+    assert len(openai_settings.log) == 1  # never retried: a retried paid call could bill twice
+
+
+def test_a_client_error_from_the_provider_is_502_too(openai_settings, user_client, user, session):
+    openai_settings.expect_request(COMPLETIONS).respond_with_json(
+        {"error": {"message": "bad key"}}, status=401
+    )
+
+    response = take(user_client, session)
+
+    assert response.status_code == 502
+    assert_failed_and_not_charged(user, response)
+
+
+def test_a_timeout_is_504(openai_settings, user_client, user, session):
+    release = threading.Event()
+
+    def slow(request):
+        # Hold the answer past LLM_TIMEOUT_SECONDS, then free the (single-threaded) fake server.
+        release.wait(5)
+        return Response(json.dumps(completion()), content_type="application/json")
+
+    openai_settings.expect_request(COMPLETIONS).respond_with_handler(slow)
+
+    started = time.monotonic()
+    try:
+        response = take(user_client, session)
+    finally:
+        release.set()
+
+    assert time.monotonic() - started < 3
+    assert response.status_code == 504
+    assert response.json() == {
+        "detail": "The model provider did not answer in time; nothing was charged. Try again in a moment.",
+        "code": "provider_timeout",
+    }
+    event = assert_failed_and_not_charged(user, response)
+    assert "Timeout" in event.error
+    assert event.latency_ms >= 400
+
+
+def test_an_unreachable_provider_is_502(user_client, user, session):
+    import socket
+
+    with socket.socket() as probe:  # a loopback port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with override_settings(
+        LLM_PROVIDER="openai", LLM_BASE_URL=f"http://127.0.0.1:{port}/v1", LLM_API_KEY=SECRET
+    ):
+        response = take(user_client, session)
+
+    assert response.status_code == 502
+    assert_failed_and_not_charged(user, response)
+
+
+@pytest.mark.parametrize(
+    "respond",
+    [
+        pytest.param(
+            lambda h: h.respond_with_data("this is not json", content_type="application/json"), id="bad-json"
+        ),
+        pytest.param(
+            lambda h: h.respond_with_data("<html>gateway</html>", content_type="text/html"), id="html"
+        ),
+        pytest.param(lambda h: h.respond_with_json({"hello": "world"}), id="no-choices"),
+        pytest.param(lambda h: h.respond_with_json(completion(choices=[])), id="empty-choices"),
+        pytest.param(lambda h: h.respond_with_json(completion(usage=None)), id="no-usage"),
+        pytest.param(lambda h: h.respond_with_json(completion(prompt_tokens=-5)), id="negative-usage"),
+        pytest.param(lambda h: h.respond_with_json(completion(prompt_tokens="many")), id="string-usage"),
+        pytest.param(
+            lambda h: h.respond_with_json(
+                completion(choices=[{"index": 0, "message": {"role": "assistant", "content": None}}])
+            ),
+            id="null-content",
+        ),
+        pytest.param(lambda h: h.respond_with_json([1, 2, 3]), id="a-list"),
+    ],
+)
+def test_a_malformed_response_is_502(openai_settings, user_client, user, session, respond):
+    respond(openai_settings.expect_request(COMPLETIONS))
+
+    response = take(user_client, session)
+
+    assert response.status_code == 502
+    assert response.json()["code"] == "provider_error"
+    event = assert_failed_and_not_charged(user, response)
+    assert "response" in event.error
+
+
+def test_enforcement_refusal_never_calls_the_provider(openai_settings, api_client):
+    broke = ChatSessionFactory()  # its owner's wallet is empty
+    api_client.force_authenticate(broke.owner)
+    openai_settings.expect_request(COMPLETIONS).respond_with_json(completion())
+
+    with override_settings(CREDIT_ENFORCEMENT_ENABLED=True):
+        response = take(api_client, broke)
+
+    assert response.status_code == 402
+    assert openai_settings.log == []
