@@ -59,13 +59,23 @@ class LowBalanceFilter(admin.SimpleListFilter):
 class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Wallets are opened with their user and moved only by services: staff read them and grant."""
 
-    list_display = ["user", "email", "balance_display", "low_balance", "updated_at"]
+    list_display = ["user", "email", "balance_display", "held_display", "low_balance", "updated_at"]
     list_select_related = ["user"]
     list_filter = [LowBalanceFilter]
     search_fields = ["user__username", "user__email"]
     ordering = ["-id"]
     show_full_result_count = False
-    fields = ["user", "email", "balance_display", "low_balance", "created_at", "updated_at"]
+    fields = [
+        "user",
+        "email",
+        "balance_display",
+        "held_display",
+        "available_display",
+        "low_balance",
+        "enforcement",
+        "created_at",
+        "updated_at",
+    ]
     readonly_fields = fields
     actions = ["grant_credits"]
     change_form_template = "admin/billing/wallet/change_form.html"
@@ -80,6 +90,14 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="balance", ordering="balance")
     def balance_display(self, wallet):
         return format_money(wallet.balance)
+
+    @admin.display(description="held by turns in flight", ordering="held")
+    def held_display(self, wallet):
+        return format_money(wallet.held)
+
+    @admin.display(description="available (balance - held)")
+    def available_display(self, wallet):
+        return format_money(wallet.available)
 
     @admin.display(description="low balance")
     def low_balance(self, wallet):

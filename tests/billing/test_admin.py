@@ -163,6 +163,7 @@ def test_wallet_page_shows_recent_ledger_and_a_grant_link(admin_client, ledger):
     assert 'id="ledger-table"' in response.text
     assert reverse("admin:billing_wallet_grant", args=[wallet.pk]) in response.text
     assert 'name="_save"' not in response.text  # nothing on a wallet is editable
+    assert "Available (balance - held)" in response.text
 
 
 def test_wallet_page_ledger_stops_at_fifty_rows(admin_client, admin_user):
