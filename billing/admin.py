@@ -106,7 +106,7 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return format_html(
                 '<strong class="low-balance" style="color: var(--error-fg)">{}</strong>', "▼ low"
             )
-        return ""
+        return format_html('<span style="color: var(--body-quiet-color)">{}</span>', "ok")
 
     def has_grant_permission(self, request):
         return request.user.has_perm(GRANT_PERMISSION)
