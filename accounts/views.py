@@ -25,9 +25,13 @@ _BAD_CREDENTIALS = "Unable to log in with the provided username and password."
 class AuthViewSet(viewsets.GenericViewSet):
     """auth/register, auth/token (anonymous) and auth/me (authenticated)."""
 
-    serializer_class = MeSerializer
     pagination_class = None
     filter_backends = []
+    # The browsable API's forms follow the action.
+    _serializers = {"register": RegisterSerializer, "token": TokenRequestSerializer}
+
+    def get_serializer_class(self):
+        return self._serializers.get(self.action, MeSerializer)
 
     @extend_schema(
         summary="Sign up",

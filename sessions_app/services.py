@@ -54,7 +54,8 @@ def validate_model(model: str) -> str:
 def create_session(*, owner, title: str = "", model: str | None = None) -> ChatSession:
     """Open a chat session on a priced model (LLM_DEFAULT_MODEL unless given)."""
     model = validate_model(model or settings.LLM_DEFAULT_MODEL)
-    return ChatSession.objects.create(owner=owner, title=title, model=model)
+    now = timezone.now()
+    return ChatSession.objects.create(owner=owner, title=title, model=model, created_at=now, updated_at=now)
 
 
 def update_session(

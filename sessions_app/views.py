@@ -136,7 +136,8 @@ class ChatSessionViewSet(
             "Calls the session's model with the recent history and debits the call's cost. With "
             "CREDIT_ENFORCEMENT_ENABLED and a balance <= 0 the turn is refused with 402 and nothing is "
             "written; otherwise the balance may go negative and `low_balance` says so. A provider failure "
-            "answers 502 (504 on timeout), debits nothing, and records the failed call."
+            "answers 502 (504 on timeout), debits nothing, and records the failed call; its messages are not "
+            "kept, so the client can simply resend."
         ),
         request=TurnRequestSerializer,
         responses={
@@ -170,6 +171,10 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
         if self.action == "create":
             permissions.append(CreditEnforcement())
         return permissions
+
+    def get_serializer_class(self):
+        # The browsable API offers a `content` form for POST; responses use the turn serializers.
+        return TurnRequestSerializer if self.action == "create" else TurnSerializer
 
     def get_session_queryset(self):
         if self.action == "create":

@@ -151,6 +151,16 @@ def test_token_refuses_bad_credentials_with_400(api_client, body):
     assert not Token.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "raw", ['{"username": "u", "password": NaN}', "[]", "", '{"username": "u", "username": "v"}']
+)
+def test_token_rejects_malformed_json(api_client, raw):
+    response = api_client.generic("POST", "/api/v1/auth/token", raw, content_type="application/json")
+
+    assert response.status_code == 400
+    assert not Token.objects.exists()
+
+
 def test_token_refuses_an_inactive_user(api_client):
     UserFactory(username="gone", is_active=False)
 

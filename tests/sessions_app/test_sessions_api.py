@@ -143,6 +143,38 @@ def test_patch_refuses_an_unpriced_model(user_client, user):
     assert session.model == "echo-1"
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"title": 7}, "title"),
+        ({"title": None}, "title"),
+        ({"model": False}, "model"),
+        ({"title": "x" * 201}, "title"),
+    ],
+)
+def test_patch_rejects_bad_input_and_changes_nothing(user_client, user, body, field):
+    session = ChatSessionFactory(owner=user, title="Keep")
+
+    response = user_client.patch(f"/api/v1/sessions/{session.pk}/", body, format="json")
+
+    assert response.status_code == 400
+    assert field in response.json()
+    session.refresh_from_db()
+    assert (session.title, session.model) == ("Keep", "echo-1")
+
+
+def test_patch_rejects_nan(user_client, user):
+    session = ChatSessionFactory(owner=user, title="Keep")
+
+    response = user_client.generic(
+        "PATCH", f"/api/v1/sessions/{session.pk}/", '{"title": NaN}', content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    session.refresh_from_db()
+    assert session.title == "Keep"
+
+
 def test_put_is_not_offered(user_client, user):
     session = ChatSessionFactory(owner=user)
 

@@ -12,6 +12,7 @@ from sessions_app import providers
 from sessions_app.models import Message, Turn
 from sessions_app.providers import Completion, count_tokens
 from sessions_app.selectors import HISTORY_MAX_MESSAGES
+from tests.conftest import requires_postgres
 from tests.factories import ChatSessionFactory, ModelPriceFactory, StaffUserFactory
 
 pytestmark = pytest.mark.django_db
@@ -253,3 +254,48 @@ def test_provider_is_called_outside_any_transaction(user, monkeypatch):
     assert response.status_code == 201
     assert states == [False]
     assert Wallet.objects.get(user=user).balance < 0
+
+
+@requires_postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_turns_of_one_session_both_land_in_order(user, monkeypatch):
+    import threading
+
+    from django.db import connections
+
+    from sessions_app.services import take_turn
+
+    ModelPriceFactory(model="echo-1")
+    session = ChatSessionFactory(owner=user)
+    both_called = threading.Barrier(2, timeout=10)
+
+    class Together:
+        name = "echo"
+
+        def complete(self, *, model, messages, max_output_tokens):
+            both_called.wait()  # both turns read the same history before either writes
+            return Completion(text="ok", input_tokens=10, output_tokens=5)
+
+    monkeypatch.setattr("sessions_app.services.get_provider", lambda: Together())
+    errors = []
+
+    def run(text):
+        try:
+            take_turn(session=session, user=user, content=text)
+        except Exception as exc:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(f"turn {n}",)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+
+    assert errors == []
+    assert sorted(Message.objects.filter(session=session).values_list("order", flat=True)) == [0, 1, 2, 3]
+    assert Turn.objects.filter(session=session).count() == 2
+    assert CreditTransaction.objects.filter(wallet__user=user, kind="debit").count() == 2
+    session.refresh_from_db()
+    assert session.message_count == 4
