@@ -144,11 +144,12 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def grant_view(self, request, object_id):
         """The same grant form for one wallet, linked from its change page."""
+        # The page shows the wallet, so granting needs the right to view it as well.
+        if not (self.has_grant_permission(request) and self.has_view_permission(request)):
+            raise PermissionDenied
         wallet = self.get_object(request, unquote(object_id))
         if wallet is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        if not self.has_grant_permission(request):
-            raise PermissionDenied
         if request.method == "POST":
             form = GrantCreditsForm(request.POST)
             if form.is_valid() and self._grant(request, form, [wallet]):

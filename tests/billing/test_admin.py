@@ -9,6 +9,7 @@ import pytest
 from django.apps import apps as global_apps
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
@@ -562,6 +563,20 @@ def test_staff_who_may_view_wallets_but_not_grant_gets_no_grant_action(client, l
     assert client.get(reverse("admin:billing_wallet_grant", args=[wallet.pk])).status_code == 403
     action_post(client, [wallet], apply="yes", amount="2", reason="Sneaky", submission="g" * 32)
     assert not CreditTransaction.objects.filter(reason="Sneaky").exists()
+
+
+def test_grant_permission_without_view_permission_opens_no_grant_page(client, ledger):
+    granter = StaffUserFactory()
+    granter.user_permissions.add(
+        Permission.objects.get_or_create(
+            codename="grant_credits",
+            content_type=ContentType.objects.get_for_model(Wallet),
+            defaults={"name": "Can grant credits"},
+        )[0]
+    )
+    client.force_login(granter)
+    wallet = wallet_of(ledger["bob"])
+    assert client.get(reverse("admin:billing_wallet_grant", args=[wallet.pk])).status_code == 403
 
 
 def test_staff_without_permissions_gets_403_on_billing_pages(client, ledger):

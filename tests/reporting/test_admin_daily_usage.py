@@ -182,6 +182,7 @@ def test_support_agent_sees_the_page_and_staff_without_the_permission_does_not(c
     client.force_login(agent)
     assert page(client, **MARCH).status_code == 200
     assert "Daily usage" in client.get(reverse("admin:index")).text
+    assert URL in client.get(reverse("admin:app_list", args=["reporting"])).text
     client.force_login(StaffUserFactory())
     assert page(client, **MARCH).status_code == 403
 
