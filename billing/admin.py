@@ -26,7 +26,7 @@ LEDGER_ROWS_ON_WALLET_PAGE = 50
 
 
 class ReadOnlyAdminMixin:
-    """The ledger and the usage events are history: nobody edits them here, superusers included."""
+    """Rows only services write (wallets, the ledger, usage events): no add, edit or delete here, for anyone."""
 
     def has_add_permission(self, request, obj=None):
         return False

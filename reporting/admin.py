@@ -1,11 +1,13 @@
 """The daily-usage admin page: usage buckets, totals and a server-drawn cost chart from reporting.selectors."""
 
+import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -16,6 +18,8 @@ from reporting.exports import stream_ledger_csv
 from reporting.forms import UsageFilterForm
 from reporting.models import DailyUsage
 from reporting.selectors import BUCKETS, UsageRow, usage_summary
+
+logger = logging.getLogger(__name__)
 
 # The chart's drawing box (SVG user units); the SVG scales to the page width.
 CHART_WIDTH, CHART_HEIGHT = 960, 260
@@ -168,6 +172,16 @@ def _errors_in_words(form) -> str:
 # it may export what they read.
 @admin.action(description="Export selected to CSV", permissions=["view"])
 def export_ledger_csv(modeladmin, request, queryset):
+    # Who took a copy of the ledger, and which part: the same audit line as the API's export.
+    logger.info(
+        "ledger export",
+        extra={
+            "staff_user_id": request.user.pk,
+            "source": "admin",
+            "select_across": request.POST.get("select_across") == "1",
+            "selected_ids": len(request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)),
+        },
+    )
     return stream_ledger_csv(queryset)
 
 

@@ -543,13 +543,16 @@ def test_support_agent_cannot_edit_or_add_prices(support_client):
     assert ModelPrice.objects.get(pk=price.pk).input_price_per_1k == price.input_price_per_1k
 
 
-def test_support_agent_can_export_the_ledger(support_client, ledger):
+def test_support_agent_can_export_the_ledger_and_the_export_is_logged(support_client, ledger, caplog):
     row = CreditTransaction.objects.first()
+    caplog.set_level("INFO", logger="reporting.admin")
     response = support_client.post(
         reverse("admin:billing_credittransaction_changelist"),
         {"action": "export_ledger_csv", "_selected_action": [row.pk]},
     )
     assert response["Content-Type"].startswith("text/csv")
+    (record,) = [r for r in caplog.records if r.getMessage() == "ledger export"]
+    assert (record.staff_user_id, record.selected_ids) == (support_client.agent.pk, 1)
 
 
 def test_staff_who_may_view_wallets_but_not_grant_gets_no_grant_action(client, ledger):
