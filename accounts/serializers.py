@@ -8,6 +8,7 @@ from rest_framework.validators import UniqueValidator
 from billing.serializers import MoneyField, StrictCharField
 
 User = get_user_model()
+USERNAME_TAKEN = "A user with that username already exists."
 
 
 class RegisterSerializer(serializers.Serializer):
@@ -15,7 +16,7 @@ class RegisterSerializer(serializers.Serializer):
         max_length=150,
         validators=[
             *User._meta.get_field("username").validators,
-            UniqueValidator(queryset=User.objects.all(), message="A user with that username already exists."),
+            UniqueValidator(queryset=User.objects.all(), message=USERNAME_TAKEN),
         ],
         help_text="Letters, digits and @/./+/-/_ only; at most 150 characters.",
     )

@@ -3,7 +3,7 @@
 import logging
 
 from django.contrib.auth import authenticate, get_user_model
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from rest_framework.authtoken.models import Token
 
 logger = logging.getLogger(__name__)
@@ -13,11 +13,21 @@ class InvalidCredentials(Exception):
     """No active user with that username and password."""
 
 
+class UsernameTaken(Exception):
+    """Another user has this username (possibly registered a moment ago, by a concurrent request)."""
+
+
 def register_user(*, username: str, email: str, password: str) -> tuple:
     """Create the user (its wallet and starting grant come with it, via billing.signals) and its token."""
-    with transaction.atomic():
-        user = get_user_model().objects.create_user(username=username, email=email, password=password)
-        token = Token.objects.create(user=user)
+    try:
+        with transaction.atomic():
+            user = get_user_model().objects.create_user(username=username, email=email, password=password)
+            token = Token.objects.create(user=user)
+    except IntegrityError as exc:
+        # The serializer checked the name; a concurrent sign-up can still win the unique index.
+        if get_user_model().objects.filter(username=username).exists():
+            raise UsernameTaken(username) from exc
+        raise
     logger.info("user registered", extra={"user_id": user.pk})
     return user, token
 

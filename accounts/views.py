@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from accounts import services
 from accounts.serializers import (
+    USERNAME_TAKEN,
     MeSerializer,
     RegisteredSerializer,
     RegisterSerializer,
@@ -18,7 +19,7 @@ from accounts.serializers import (
 )
 from billing.selectors import wallet_summary
 
-_ERROR = inline_serializer("AuthError", fields={"detail": serializers.CharField()})
+_ERROR = inline_serializer("SignupDisabled", fields={"detail": serializers.CharField()})
 _BAD_CREDENTIALS = "Unable to log in with the provided username and password."
 
 
@@ -59,7 +60,10 @@ class AuthViewSet(viewsets.GenericViewSet):
             raise PermissionDenied("Sign-up is disabled on this server; ask an operator for an account.")
         payload = RegisterSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        user, token = services.register_user(**payload.validated_data)
+        try:
+            user, token = services.register_user(**payload.validated_data)
+        except services.UsernameTaken:
+            raise ValidationError({"username": [USERNAME_TAKEN]}) from None
         body = {"id": user.pk, "username": user.username, "email": user.email, "token": token.key}
         return Response(RegisteredSerializer(body).data, status=status.HTTP_201_CREATED)
 

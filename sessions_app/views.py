@@ -28,12 +28,12 @@ from sessions_app.serializers import (
     TurnSerializer,
 )
 
-_ERROR = inline_serializer("Error", fields={"detail": serializers.CharField()})
+_ERROR = inline_serializer("SessionNotFound", fields={"detail": serializers.CharField()})
 _CODED_ERROR = inline_serializer(
-    "CodedError", fields={"detail": serializers.CharField(), "code": serializers.CharField()}
+    "TurnFailure", fields={"detail": serializers.CharField(), "code": serializers.CharField()}
 )
 _PAYMENT_REQUIRED = inline_serializer(
-    "PaymentRequired",
+    "InsufficientCredits",
     fields={
         "detail": serializers.CharField(default="Insufficient credits. Please top up your account."),
         "code": serializers.CharField(default="insufficient_credits"),

@@ -45,7 +45,7 @@ def test_turn_documents_its_request_and_every_outcome(schema):
     assert schema["components"]["schemas"][request]["required"] == ["content"]
     created = schema["components"]["schemas"]["CreatedTurn"]["properties"]
     assert {"usage", "balance_after", "low_balance", "user_message", "assistant_message"} <= set(created)
-    refused = schema["components"]["schemas"]["PaymentRequired"]["properties"]
+    refused = schema["components"]["schemas"]["InsufficientCredits"]["properties"]
     assert set(refused) == {"detail", "code", "balance"}
 
 

@@ -214,3 +214,28 @@ def test_me_query_budget(token_client, django_assert_max_num_queries):
     # One for the token (with its user), one for the wallet.
     with django_assert_max_num_queries(2):
         assert token_client.get("/api/v1/auth/me").status_code == 200
+
+
+def test_register_service_reports_a_username_won_by_a_concurrent_signup():
+    from accounts.services import UsernameTaken, register_user
+
+    UserFactory(username="ada")
+
+    with pytest.raises(UsernameTaken):
+        register_user(username="ada", email="other@example.com", password=GOOD["password"])
+    assert User.objects.filter(username="ada").count() == 1
+    assert Wallet.objects.count() == 1
+
+
+def test_register_answers_400_when_the_unique_index_catches_a_race(api_client, monkeypatch):
+    from rest_framework.validators import UniqueValidator
+
+    UserFactory(username="ada")
+    # The serializer's check passes (as it would for two simultaneous requests); the index decides.
+    monkeypatch.setattr(UniqueValidator, "__call__", lambda self, value, field: None)
+
+    response = api_client.post("/api/v1/auth/register", GOOD, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {"username": ["A user with that username already exists."]}
+    assert User.objects.count() == 1
