@@ -24,6 +24,10 @@ _NEXT_ORDER_SQL = (
 )
 
 
+class SessionGone(Exception):
+    """The session was deleted while its reply was being generated (the call is still metered)."""
+
+
 @dataclass(frozen=True)
 class TurnResult:
     turn: Turn
@@ -123,24 +127,11 @@ def take_turn(*, session: ChatSession, user, content: str) -> TurnResult:
     latency_ms = _elapsed_ms(started)
 
     now = timezone.now()
+    turn = None
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(_NEXT_ORDER_SQL, [now, session.pk])
-            count = cursor.fetchone()[0]
-        user_message, assistant_message = Message.objects.bulk_create(
-            [
-                Message(
-                    session=session, role=Message.Role.USER, content=content, order=count - 2, created_at=now
-                ),
-                Message(
-                    session=session,
-                    role=Message.Role.ASSISTANT,
-                    content=completion.text,
-                    order=count - 1,
-                    created_at=now,
-                ),
-            ]
-        )
+            row = cursor.fetchone()
         charged = billing_services.charge(
             user=user,
             price=price,
@@ -150,13 +141,41 @@ def take_turn(*, session: ChatSession, user, content: str) -> TurnResult:
             latency_ms=latency_ms,
             occurred_at=now,
         )
-        turn = Turn.objects.create(
-            session=session,
-            user_message=user_message,
-            assistant_message=assistant_message,
-            llm_call=charged.event,
-            created_at=now,
+        if row is not None:
+            count = row[0]
+            user_message, assistant_message = Message.objects.bulk_create(
+                [
+                    Message(
+                        session=session,
+                        role=Message.Role.USER,
+                        content=content,
+                        order=count - 2,
+                        created_at=now,
+                    ),
+                    Message(
+                        session=session,
+                        role=Message.Role.ASSISTANT,
+                        content=completion.text,
+                        order=count - 1,
+                        created_at=now,
+                    ),
+                ]
+            )
+            turn = Turn.objects.create(
+                session=session,
+                user_message=user_message,
+                assistant_message=assistant_message,
+                llm_call=charged.event,
+                created_at=now,
+            )
+    if turn is None:
+        # Deleted from another tab mid-call: the provider did the work, so the call stays metered
+        # and charged like any other; there is just no session left to keep the messages in.
+        logger.warning(
+            "session deleted during its turn",
+            extra={"user_id": user.pk, "session_id": session.pk, "llm_call_id": charged.event.pk},
         )
+        raise SessionGone(session.pk)
     session.message_count, session.updated_at = count, now
     logger.info(
         "turn charged",

@@ -10,6 +10,7 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.exceptions import NotFound
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 
@@ -196,6 +197,8 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
             )
         except ProviderError as exc:
             raise provider_error_to_http(exc) from exc
+        except services.SessionGone:
+            raise NotFound("This chat session was deleted while its reply was being generated.") from None
         turn = result.turn
         turn.balance_after = result.balance_after
         turn.low_balance = is_low_balance(result.balance_after)

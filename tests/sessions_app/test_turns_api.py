@@ -299,3 +299,26 @@ def test_concurrent_turns_of_one_session_both_land_in_order(user, monkeypatch):
     assert CreditTransaction.objects.filter(wallet__user=user, kind="debit").count() == 2
     session.refresh_from_db()
     assert session.message_count == 4
+
+
+def test_a_session_deleted_during_its_turn_is_404_and_the_call_stays_metered(user_client, user, monkeypatch):
+    session = ChatSessionFactory(owner=user)
+
+    class DeletesMidCall:
+        name = "echo"
+
+        def complete(self, *, model, messages, max_output_tokens):
+            type(session).objects.filter(pk=session.pk).delete()  # the user deletes it in another tab
+            return Completion(text="too late", input_tokens=10, output_tokens=5)
+
+    monkeypatch.setattr("sessions_app.services.get_provider", lambda: DeletesMidCall())
+
+    response = user_client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": "hi"}, format="json")
+
+    assert response.status_code == 404
+    assert "deleted" in response.json()["detail"]
+    event = LLMCallEvent.objects.get(user=user)
+    assert (event.status, event.input_tokens, event.output_tokens) == ("ok", 10, 5)
+    assert CreditTransaction.objects.get(wallet__user=user, kind="debit").llm_call == event
+    assert not Message.objects.exists()
+    assert not Turn.objects.exists()
