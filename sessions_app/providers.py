@@ -93,7 +93,7 @@ def _openai_client(base_url: str, api_key: str, timeout: float):
     # One client per configuration, shared across threads (it pools connections); retries are
     # ours to decide, and a retried paid call could bill twice, so there are none.
     return openai.OpenAI(
-        base_url=base_url,
+        base_url=base_url or None,  # empty: the client's default (api.openai.com or OPENAI_BASE_URL)
         # Self-hosted OpenAI-compatible servers often need no key; the client insists on one.
         api_key=api_key or "no-key",
         timeout=timeout,

@@ -234,3 +234,15 @@ def test_enforcement_refusal_never_calls_the_provider(openai_settings, api_clien
 
     assert response.status_code == 402
     assert openai_settings.log == []
+
+
+def test_an_empty_base_url_means_the_clients_default_endpoint(monkeypatch):
+    from sessions_app.providers import _openai_client
+
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    _openai_client.cache_clear()
+
+    client = _openai_client("", "", 5.0)
+
+    assert str(client.base_url).startswith("https://api.openai.com/")
+    assert client.max_retries == 0
