@@ -31,7 +31,10 @@ class IsoDateOrDateTimeField(forms.Field):
     """An ISO 8601 date (midnight UTC) or datetime (naive means UTC), as an aware UTC datetime."""
 
     default_error_messages = {
-        "invalid": "Enter an ISO 8601 date (YYYY-MM-DD) or datetime (YYYY-MM-DDTHH:MM[:SS][+HH:MM]).",
+        "invalid": (
+            "Enter an ISO 8601 date (YYYY-MM-DD) or datetime (YYYY-MM-DDTHH:MM[:SS][+HH:MM]); "
+            "in a URL, write '+' as %2B."
+        ),
         "range": "This date is out of the supported range.",
     }
 

@@ -217,3 +217,10 @@ def test_transactions_page_query_budget(token_client, user, staff, django_assert
 def test_wallet_query_budget(token_client, django_assert_max_num_queries):
     with django_assert_max_num_queries(2):
         assert token_client.get("/api/v1/users/me/wallet").status_code == 200
+
+
+def test_an_unencoded_plus_in_an_offset_gets_a_helpful_400(user_client):
+    body = user_client.get(f"{TX}?created_after=2026-01-01T00:00:00+01:00").json()
+
+    assert "%2B" in body["created_after"][0]
+    assert user_client.get(f"{TX}?created_after=2026-01-01T00:00:00%2B01:00").status_code == 200
