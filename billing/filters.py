@@ -33,7 +33,7 @@ class IsoDateOrDateTimeField(forms.Field):
     default_error_messages = {
         "invalid": (
             "Enter an ISO 8601 date (YYYY-MM-DD) or datetime (YYYY-MM-DDTHH:MM[:SS][+HH:MM]); "
-            "in a URL, write '+' as %2B."
+            "in a URL, send a '+' offset URL-encoded, or use Z for UTC."
         ),
         "range": "This date is out of the supported range.",
     }

@@ -222,5 +222,5 @@ def test_wallet_query_budget(token_client, django_assert_max_num_queries):
 def test_an_unencoded_plus_in_an_offset_gets_a_helpful_400(user_client):
     body = user_client.get(f"{TX}?created_after=2026-01-01T00:00:00+01:00").json()
 
-    assert "%2B" in body["created_after"][0]
+    assert "send a '+' offset URL-encoded" in body["created_after"][0]
     assert user_client.get(f"{TX}?created_after=2026-01-01T00:00:00%2B01:00").status_code == 200
