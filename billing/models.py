@@ -93,6 +93,7 @@ class LLMCallEvent(models.Model):
 
     class Meta:
         db_table = "billing_llmcallevent"
+        verbose_name = "LLM call event"
         indexes = [
             models.Index(fields=["created_at"], name="llmcall_created_idx"),
             models.Index(fields=["user", "created_at"], name="llmcall_user_created_idx"),

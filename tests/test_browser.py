@@ -41,15 +41,6 @@ sync_api = pytest.importorskip(
 expect = sync_api.expect
 
 
-@pytest.fixture(autouse=True)
-def _plain_static_storage(settings):
-    # The manifest storage (DEBUG off) needs `collectstatic`; the live server serves static files itself.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
 @pytest.fixture
 def page():
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -22,15 +22,6 @@ pytestmark = pytest.mark.django_db
 support_migration = importlib.import_module("billing.migrations.0004_support_group")
 
 
-@pytest.fixture(autouse=True)
-def _plain_static_storage(settings):
-    # The manifest storage (DEBUG off) needs `collectstatic`; admin pages only need static URLs.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
 @pytest.fixture
 def support_group(db):
     # A transactional test elsewhere in the suite may have flushed the migration's rows; re-running

@@ -21,15 +21,6 @@ pytestmark = pytest.mark.django_db
 URL = "/admin/reporting/dailyusage/"
 
 
-@pytest.fixture(autouse=True)
-def _plain_static_storage(settings):
-    # The manifest storage (DEBUG off) needs `collectstatic`; admin pages only need static URLs.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
 @pytest.fixture
 def usage(db, settings):
     """March 2026 in UTC: two users, two models, a failed call; 2026-03-02 is a Monday."""
