@@ -20,6 +20,8 @@ DEFAULT_RANGE_DAYS = 30
 
 _OK = Q(status=LLMCallEvent.Status.OK)
 _FAILED = Q(status=LLMCallEvent.Status.ERROR)
+# Turns enforcement would have refused (served anyway in shadow mode), whatever the provider did.
+_SHADOW = Q(shadow_refusal=True)
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class UsageRow:
     output_tokens: int
     cost: Decimal
     unique_users: int
+    shadow_refusals: int
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class UsageSummary:
     total_output_tokens: int
     total_cost: Decimal
     unique_users: int
+    shadow_refusals: int
     rows: list[UsageRow]
 
 
@@ -79,6 +83,7 @@ def _aggregates(prefix: str = "") -> dict:
         f"{prefix}output_tokens": Sum("output_tokens", filter=_OK),
         f"{prefix}cost": Sum("cost", filter=_OK),
         f"{prefix}unique_users": Count("user", distinct=True, filter=_OK),
+        f"{prefix}shadow_refusals": Count("id", filter=_SHADOW),
     }
 
 
@@ -126,6 +131,7 @@ def usage_summary(
                 output_tokens=group["output_tokens"] or 0,
                 cost=_money(group["cost"]),
                 unique_users=group["unique_users"],
+                shadow_refusals=group["shadow_refusals"],
             )
             for group in grouped
         ]
@@ -139,6 +145,7 @@ def usage_summary(
         total_output_tokens=totals["output_tokens"] or 0,
         total_cost=_money(totals["cost"]),
         unique_users=totals["unique_users"],
+        shadow_refusals=totals["shadow_refusals"],
         rows=rows,
     )
 

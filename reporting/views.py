@@ -29,6 +29,9 @@ class UsageRowSerializer(serializers.Serializer):
     output_tokens = serializers.IntegerField()
     cost = MoneyField()
     unique_users = serializers.IntegerField(help_text="Users with at least one successful call.")
+    shadow_refusals = serializers.IntegerField(
+        help_text="Turns served while enforcement was off that enforcement would have refused (shadow mode)."
+    )
 
 
 class UsageSummarySerializer(serializers.Serializer):
@@ -41,6 +44,9 @@ class UsageSummarySerializer(serializers.Serializer):
     total_output_tokens = serializers.IntegerField()
     total_cost = MoneyField()
     unique_users = serializers.IntegerField()
+    shadow_refusals = serializers.IntegerField(
+        help_text="Turns served while enforcement was off that enforcement would have refused (shadow mode)."
+    )
     daily = UsageRowSerializer(many=True, help_text="One row per day with events when bucket=day; else [].")
     buckets = UsageRowSerializer(many=True, help_text="One row per bucket with events, oldest first.")
 

@@ -12,7 +12,7 @@ START, END = date(2026, 1, 5), date(2026, 2, 1)
 URL = "/api/v1/admin/usage/summary"
 
 
-def row(day, calls, failed, tin, tout, cost, users):
+def row(day, calls, failed, tin, tout, cost, users, shadow=0):
     return UsageRow(
         date=date.fromisoformat(day),
         calls=calls,
@@ -21,6 +21,7 @@ def row(day, calls, failed, tin, tout, cost, users):
         output_tokens=tout,
         cost=Decimal(cost),
         unique_users=users,
+        shadow_refusals=shadow,
     )
 
 
@@ -161,7 +162,7 @@ def test_default_range_takes_today_in_the_report_time_zone(settings, monkeypatch
 # --- the API ---------------------------------------------------------------------------------
 
 
-def api_row(day, calls, failed, tin, tout, cost, users):
+def api_row(day, calls, failed, tin, tout, cost, users, shadow=0):
     return {
         "date": day,
         "calls": calls,
@@ -170,6 +171,7 @@ def api_row(day, calls, failed, tin, tout, cost, users):
         "output_tokens": tout,
         "cost": cost,
         "unique_users": users,
+        "shadow_refusals": shadow,
     }
 
 
@@ -183,6 +185,7 @@ def as_api(rows):
             r.output_tokens,
             f"{r.cost:.6f}",
             r.unique_users,
+            r.shadow_refusals,
         )
         for r in rows
     ]
@@ -212,6 +215,7 @@ def test_summary_api_by_day_matches_hand_computed_rows(staff_client, new_york_ev
         "total_output_tokens": 1158,
         "total_cost": "3.387501",
         "unique_users": 3,
+        "shadow_refusals": 0,
         "daily": as_api(DAY_ROWS),
         "buckets": as_api(DAY_ROWS),
     }
@@ -335,3 +339,32 @@ def test_summary_api_answers_in_few_queries(staff_client, new_york_events, djang
     assert response.status_code == 200
     with django_assert_max_num_queries(1):
         summary(staff_client)
+
+
+def test_shadow_refusals_are_counted_exactly_per_bucket_and_in_totals(staff_client, staff_user, settings):
+    """Turns served in shadow mode: counted whatever the provider did, and only those."""
+    from django.test import override_settings
+
+    from billing import services
+    from tests.factories import ModelPriceFactory, UserFactory
+
+    settings.REPORT_TIME_ZONE = "UTC"
+    price = ModelPriceFactory()
+    empty, funded = UserFactory(), UserFactory()
+    services.grant(user=funded, amount="100", reason="x", initiated_by=staff_user)
+    with override_settings(CREDIT_ENFORCEMENT_ENABLED=False, CREDIT_ENFORCEMENT_SHADOW=True):
+        for user, failed in [(empty, False), (empty, False), (empty, True), (funded, False)]:
+            hold = services.reserve(user=user, amount=Decimal("1")).hold
+            if failed:
+                services.record_failed_call(
+                    user=user, model=price.model, provider="echo", error="x", hold=hold
+                )
+            else:
+                services.settle(
+                    hold=hold, user=user, price=price, provider="echo", input_tokens=5, output_tokens=5
+                )
+
+    body = staff_client.get(URL, {"bucket": "day"}).json()
+    assert body["shadow_refusals"] == 3  # the empty wallet's three turns; the funded one is not
+    assert [r["shadow_refusals"] for r in body["daily"]] == [3]
+    assert staff_client.get(URL, {"user_id": funded.pk}).json()["shadow_refusals"] == 0
