@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from billing import pricing
 from billing.exceptions import BillingError
-from billing.models import ModelPrice
+from billing.models import ModelPrice, Wallet
 from billing.serializers import CreditTransactionSerializer, MoneyField, StrictCharField
 from billing.services import REASON_MAX, validate_grant_amount, validate_reason
 
@@ -58,8 +58,24 @@ class StaffWalletSerializer(serializers.Serializer):
     user = StaffUserSerializer(read_only=True)
     balance = MoneyField(read_only=True)
     low_balance = serializers.BooleanField(read_only=True)
+    held = MoneyField(read_only=True, help_text="Reserved by turns in flight.")
+    available = MoneyField(read_only=True, help_text="balance - held: what enforcement compares with 0.")
+    enforcement = serializers.ChoiceField(
+        choices=Wallet.Enforcement.choices,
+        read_only=True,
+        help_text="default: follow CREDIT_ENFORCEMENT_ENABLED; exempt: never refused; enforced: refused when empty.",
+    )
     transactions = CreditTransactionSerializer(
         many=True, read_only=True, help_text="Newest first, at most 50."
+    )
+
+
+class WalletEnforcementSerializer(serializers.Serializer):
+    """PATCH body of a staff wallet: the enforcement override (each change is logged with the staff user)."""
+
+    enforcement = serializers.ChoiceField(
+        choices=Wallet.Enforcement.choices,
+        help_text="default: follow CREDIT_ENFORCEMENT_ENABLED; exempt: never refused; enforced: refused when empty.",
     )
 
 

@@ -20,9 +20,10 @@ from billing.serializers_staff import (
     GrantResponseSerializer,
     ModelPriceSerializer,
     StaffWalletSerializer,
+    WalletEnforcementSerializer,
     error_responses,
 )
-from billing.services import IDEMPOTENCY_KEY_MAX, grant, open_wallet
+from billing.services import IDEMPOTENCY_KEY_MAX, grant, open_wallet, set_enforcement
 
 STAFF_WALLET_TRANSACTIONS = 50
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -71,14 +72,37 @@ class StaffWalletView(StaffAPIView):
         tags=["admin"],
     )
     def get(self, request, user_id: str):
+        return self._wallet_response(_get_user_or_404(user_id))
+
+    @extend_schema(
+        operation_id="admin_wallet_partial_update",
+        summary="Set a wallet's enforcement override (logged with the calling staff user)",
+        parameters=[USER_ID_PARAMETER],
+        request=WalletEnforcementSerializer,
+        responses={200: StaffWalletSerializer, **error_responses(400, *STAFF_ERRORS, 404)},
+        tags=["admin"],
+    )
+    def patch(self, request, user_id: str):
         user = _get_user_or_404(user_id)
+        body = WalletEnforcementSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        if _wallet_or_none(user) is None:
+            open_wallet(user=user)
+        set_enforcement(user=user, enforcement=body.validated_data["enforcement"], changed_by=request.user)
+        return self._wallet_response(_get_user_or_404(user_id))
+
+    def _wallet_response(self, user) -> Response:
         wallet = _wallet_or_none(user)
         balance = to_decimal(wallet.balance) if wallet else to_decimal(0)
+        held = to_decimal(wallet.held) if wallet else to_decimal(0)
         rows = list(transactions_for_user(user=user)[:STAFF_WALLET_TRANSACTIONS]) if wallet else []
         data = {
             "user": user,
             "balance": balance,
             "low_balance": is_low_balance(balance),
+            "held": held,
+            "available": balance - held,
+            "enforcement": wallet.enforcement if wallet else Wallet.Enforcement.DEFAULT,
             "transactions": rows,
         }
         return Response(StaffWalletSerializer(data).data)

@@ -365,3 +365,51 @@ def test_grant_replays_racing_on_one_key_write_exactly_one_row():
     assert {body["balance"] for _, _, body in results} == {"7.000000"}
     assert CreditTransaction.objects.filter(wallet__user=user).count() == 1
     assert balance_of(user) == Decimal("7")
+
+
+# --- the enforcement override ------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_staff_wallet_shows_held_available_and_enforcement(staff_client, staff_user, user):
+    services.grant(user=user, amount="5", reason="x", initiated_by=staff_user)
+    services.reserve(user=user, amount=Decimal("2"))
+
+    body = staff_client.get(wallet_url(user.pk)).json()
+
+    assert (body["balance"], body["held"], body["available"]) == ("5.000000", "2.000000", "3.000000")
+    assert body["enforcement"] == "default"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("slash", ["", "/"])
+def test_staff_patch_sets_the_enforcement_override_and_logs_who(
+    staff_client, staff_user, user, slash, caplog
+):
+    with caplog.at_level("INFO", logger="billing.services"):
+        response = staff_client.patch(wallet_url(user.pk, slash), {"enforcement": "enforced"}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["enforcement"] == "enforced"
+    assert Wallet.objects.get(user=user).enforcement == "enforced"
+    record = next(r for r in caplog.records if r.getMessage() == "wallet enforcement changed")
+    assert (record.changed_by, record.to) == (staff_user.pk, "enforced")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "body", [{}, {"enforcement": "sometimes"}, {"enforcement": 1}, {"enforcement": None}]
+)
+def test_staff_patch_refuses_a_bad_enforcement_with_400(staff_client, user, body):
+    response = staff_client.patch(wallet_url(user.pk), body, format="json")
+
+    assert response.status_code == 400
+    assert "enforcement" in response.json()
+    assert Wallet.objects.get(user=user).enforcement == "default"
+
+
+@pytest.mark.django_db
+def test_staff_patch_is_staff_only(api_client, user_client, user):
+    assert api_client.patch(wallet_url(user.pk), {"enforcement": "exempt"}, format="json").status_code == 401
+    assert user_client.patch(wallet_url(user.pk), {"enforcement": "exempt"}, format="json").status_code == 403
+    assert Wallet.objects.get(user=user).enforcement == "default"
