@@ -33,3 +33,15 @@ class IdempotencyConflict(BillingError):
 
 class PriceNotFound(BillingError):
     code = "price_not_found"
+
+
+class InsufficientCredits(BillingError):
+    """Enforcement refused a reservation: the wallet has nothing available (balance - held <= 0)."""
+
+    status_code = 402
+    code = "insufficient_credits"
+
+    def __init__(self, *, balance, available):
+        super().__init__("Insufficient credits. Please top up your account.")
+        self.balance = balance
+        self.available = available

@@ -3,13 +3,14 @@
 import logging
 from decimal import Decimal
 
-from django.conf import settings
 from rest_framework import status
 from rest_framework.exceptions import APIException, ErrorDetail
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
+from billing.exceptions import InsufficientCredits
 from billing.money import format_money
-from billing.selectors import wallet_summary
+from billing.selectors import enforcement_state
+from billing.services import enforcement_applies
 
 logger = logging.getLogger(__name__)
 
@@ -17,38 +18,44 @@ INSUFFICIENT_CREDITS = "Insufficient credits. Please top up your account."
 
 
 class PaymentRequired(APIException):
-    """402 with the body API.md pins: detail, code "insufficient_credits", and the balance."""
+    """402 with the body API.md pins: detail, code "insufficient_credits", balance, and available."""
 
     status_code = status.HTTP_402_PAYMENT_REQUIRED
     default_detail = INSUFFICIENT_CREDITS
     default_code = "insufficient_credits"
 
-    def __init__(self, *, balance: Decimal):
+    def __init__(self, *, balance: Decimal, available: Decimal):
         super().__init__()
         self.balance = balance
         self.detail = {
             "detail": ErrorDetail(INSUFFICIENT_CREDITS, code=self.default_code),
             "code": self.default_code,
             "balance": format_money(balance),
+            "available": format_money(available),
         }
 
-
-def enforcement_enabled() -> bool:
-    """CREDIT_ENFORCEMENT_ENABLED, read on every request so an override or reload takes effect."""
-    return bool(settings.CREDIT_ENFORCEMENT_ENABLED)
+    @classmethod
+    def from_refusal(cls, refusal: InsufficientCredits) -> "PaymentRequired":
+        return cls(balance=refusal.balance, available=refusal.available)
 
 
 def ensure_can_spend(*, user) -> None:
-    """Raise PaymentRequired when enforcement is on and the user's balance is <= 0."""
-    if not enforcement_enabled():
+    """Raise PaymentRequired when enforcement applies to the wallet and nothing is available.
+
+    The cheap pre-check (one read): billing.services.reserve() is the authoritative gate.
+    """
+    state = enforcement_state(user=user)
+    if not enforcement_applies(state.enforcement) or state.available > 0:
         return
-    balance = wallet_summary(user=user).balance
-    if balance <= 0:
-        logger.warning(
-            "paid call refused: insufficient credits",
-            extra={"user_id": user.pk, "balance": format_money(balance)},
-        )
-        raise PaymentRequired(balance=balance)
+    logger.warning(
+        "paid call refused: insufficient credits",
+        extra={
+            "user_id": user.pk,
+            "balance": format_money(state.balance),
+            "available": format_money(state.available),
+        },
+    )
+    raise PaymentRequired(balance=state.balance, available=state.available)
 
 
 class CreditEnforcement(BasePermission):

@@ -31,6 +31,23 @@ def wallet_summary(*, user) -> WalletSummary:
     )
 
 
+@dataclass(frozen=True)
+class EnforcementState:
+    balance: Decimal
+    held: Decimal
+    enforcement: str
+
+    @property
+    def available(self) -> Decimal:
+        return self.balance - self.held
+
+
+def enforcement_state(*, user) -> EnforcementState:
+    """What the enforcement gate reads about a wallet, in one query."""
+    balance, held, enforcement = Wallet.objects.values_list("balance", "held", "enforcement").get(user=user)
+    return EnforcementState(balance=to_decimal(balance), held=to_decimal(held), enforcement=enforcement)
+
+
 def transactions_for_user(*, user):
     """The user's ledger rows, newest first, with the initiator joined (no N+1)."""
     return CreditTransaction.objects.filter(wallet__user=user).select_related("initiated_by").order_by("-id")

@@ -253,7 +253,9 @@ def _record_and_debit(
 ) -> ChargeResult:
     cost = compute_cost(price=price, input_tokens=input_tokens, output_tokens=output_tokens)
     occurred_at = occurred_at or timezone.now()
-    with transaction.atomic():
+    # No savepoint: nothing here is retried, so inside a caller's transaction (the turn) a failure
+    # rolls back the whole turn, and the hot path saves a SAVEPOINT/RELEASE round trip pair.
+    with transaction.atomic(savepoint=False):
         event = LLMCallEvent.objects.create(
             user=user,
             model=price.model,
@@ -425,6 +427,7 @@ def settle(
     input_tokens: int,
     output_tokens: int,
     latency_ms: int = 0,
+    occurred_at: datetime | None = None,
 ) -> ChargeResult:
     """Close the hold, record the event and debit the actual cost, in one transaction."""
     return _record_and_debit(
@@ -434,6 +437,7 @@ def settle(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         latency_ms=latency_ms,
+        occurred_at=occurred_at,
         hold=hold,
     )
 

@@ -10,10 +10,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from billing import services as billing_services
-from billing.exceptions import PriceNotFound
+from billing.exceptions import InsufficientCredits, PriceNotFound
 from billing.models import ModelPrice
 from sessions_app.models import ChatSession, Message, Turn
-from sessions_app.providers import ProviderError, get_provider
+from sessions_app.providers import ProviderError, estimate_prompt_tokens, get_provider
 from sessions_app.selectors import active_model_names, active_price, price_for_session, recent_history
 
 logger = logging.getLogger(__name__)
@@ -96,6 +96,17 @@ def take_turn(*, session: ChatSession, user, content: str) -> TurnResult:
         raise _refuse_unpriced(session.model, field=None)
     prompt = [*recent_history(session=session), {"role": Message.Role.USER.value, "content": content}]
     provider = get_provider()
+    # Reserve the worst case before the call: the prompt by the counting rule plus the output cap.
+    # Under enforcement this one conditional UPDATE is the gate, so a burst of turns cannot overdraw.
+    estimate = billing_services.compute_cost(
+        price=price,
+        input_tokens=estimate_prompt_tokens(prompt),
+        output_tokens=settings.LLM_MAX_OUTPUT_TOKENS,
+    )
+    reservation = billing_services.reserve(user=user, amount=estimate)
+    if reservation.refused:
+        raise InsufficientCredits(balance=reservation.balance, available=reservation.available)
+    hold = reservation.hold
     started = time.monotonic()
     try:
         completion = provider.complete(
@@ -110,6 +121,7 @@ def take_turn(*, session: ChatSession, user, content: str) -> TurnResult:
             error=f"{type(exc).__name__}: {exc.reason}",
             latency_ms=latency_ms,
             price=price,
+            hold=hold,
         )
         logger.warning(
             "llm provider failed",
@@ -124,6 +136,10 @@ def take_turn(*, session: ChatSession, user, content: str) -> TurnResult:
             },
         )
         raise
+    except BaseException:
+        # Anything unexpected (a bug, a worker shutdown): give the hold back rather than wait for expiry.
+        billing_services.release(hold=hold)
+        raise
     latency_ms = _elapsed_ms(started)
 
     now = timezone.now()
@@ -132,7 +148,8 @@ def take_turn(*, session: ChatSession, user, content: str) -> TurnResult:
         with connection.cursor() as cursor:
             cursor.execute(_NEXT_ORDER_SQL, [now, session.pk])
             row = cursor.fetchone()
-        charged = billing_services.charge(
+        charged = billing_services.settle(
+            hold=hold,
             user=user,
             price=price,
             provider=provider.name,

@@ -14,8 +14,9 @@ from rest_framework.exceptions import NotFound
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 
+from billing.exceptions import InsufficientCredits
 from billing.filters import reject_nul_query_params
-from billing.permissions import CreditEnforcement
+from billing.permissions import CreditEnforcement, PaymentRequired
 from billing.selectors import is_low_balance
 from sessions_app import services
 from sessions_app.api_errors import provider_error_to_http
@@ -39,6 +40,9 @@ _PAYMENT_REQUIRED = inline_serializer(
         "detail": serializers.CharField(default="Insufficient credits. Please top up your account."),
         "code": serializers.CharField(default="insufficient_credits"),
         "balance": serializers.CharField(help_text="The wallet balance, a 6-place decimal string."),
+        "available": serializers.CharField(
+            help_text="balance - held (credits reserved by turns in flight), a 6-place decimal string."
+        ),
     },
 )
 _SESSION_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="The session's id.")
@@ -134,8 +138,10 @@ class ChatSessionViewSet(
     create=extend_schema(
         summary="Take a turn: send a message, get the reply, pay for it",
         description=(
-            "Calls the session's model with the recent history and debits the call's cost. With "
-            "CREDIT_ENFORCEMENT_ENABLED and a balance <= 0 the turn is refused with 402 and nothing is "
+            "Calls the session's model with the recent history and debits the call's cost. Before the call "
+            "the turn holds its worst-case cost (prompt tokens plus LLM_MAX_OUTPUT_TOKENS); when enforcement "
+            "applies to the wallet (CREDIT_ENFORCEMENT_ENABLED, or the wallet's `enforced` override) and "
+            "nothing is available (balance - held <= 0) the turn is refused with 402 and nothing is "
             "written; otherwise the balance may go negative and `low_balance` says so. A provider failure "
             "answers 502 (504 on timeout), debits nothing, and records the failed call; its messages are not "
             "kept, so the client can simply resend."
@@ -195,6 +201,8 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
             result = services.take_turn(
                 session=self.session, user=request.user, content=payload.validated_data["content"]
             )
+        except InsufficientCredits as refusal:
+            raise PaymentRequired.from_refusal(refusal) from None
         except ProviderError as exc:
             raise provider_error_to_http(exc) from exc
         except services.SessionGone:

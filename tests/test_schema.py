@@ -46,7 +46,7 @@ def test_turn_documents_its_request_and_every_outcome(schema):
     created = schema["components"]["schemas"]["CreatedTurn"]["properties"]
     assert {"usage", "balance_after", "low_balance", "user_message", "assistant_message"} <= set(created)
     refused = schema["components"]["schemas"]["InsufficientCredits"]["properties"]
-    assert set(refused) == {"detail", "code", "balance"}
+    assert set(refused) == {"detail", "code", "balance", "available"}
 
 
 def test_token_auth_is_the_documented_scheme(schema):

@@ -7,75 +7,125 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('billing', '0004_support_group'),
+        ("billing", "0004_support_group"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='CreditHold',
+            name="CreditHold",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('amount', models.DecimalField(decimal_places=6, max_digits=20)),
-                ('status', models.CharField(choices=[('held', 'held'), ('settled', 'settled'), ('released', 'released'), ('expired', 'expired')], default='held', max_length=8)),
-                ('shadow_refusal', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('expires_at', models.DateTimeField()),
-                ('closed_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("amount", models.DecimalField(decimal_places=6, max_digits=20)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("held", "held"),
+                            ("settled", "settled"),
+                            ("released", "released"),
+                            ("expired", "expired"),
+                        ],
+                        default="held",
+                        max_length=8,
+                    ),
+                ),
+                ("shadow_refusal", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("expires_at", models.DateTimeField()),
+                ("closed_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'db_table': 'billing_credithold',
+                "db_table": "billing_credithold",
             },
         ),
         migrations.AddField(
-            model_name='llmcallevent',
-            name='shadow_refusal',
+            model_name="llmcallevent",
+            name="shadow_refusal",
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name='wallet',
-            name='enforcement',
-            field=models.CharField(choices=[('default', 'default (follow CREDIT_ENFORCEMENT_ENABLED)'), ('exempt', 'exempt (never refused)'), ('enforced', 'enforced (refused when empty, whatever the setting)')], default='default', max_length=8),
+            model_name="wallet",
+            name="enforcement",
+            field=models.CharField(
+                choices=[
+                    ("default", "default (follow CREDIT_ENFORCEMENT_ENABLED)"),
+                    ("exempt", "exempt (never refused)"),
+                    ("enforced", "enforced (refused when empty, whatever the setting)"),
+                ],
+                default="default",
+                max_length=8,
+            ),
         ),
         migrations.AddField(
-            model_name='wallet',
-            name='held',
+            model_name="wallet",
+            name="held",
             field=models.DecimalField(decimal_places=6, default=0, max_digits=20),
         ),
         migrations.AddConstraint(
-            model_name='wallet',
-            constraint=models.CheckConstraint(condition=models.Q(('held__gte', 0)), name='wallet_held_non_negative'),
+            model_name="wallet",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("held__gte", 0)), name="wallet_held_non_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='wallet',
-            constraint=models.CheckConstraint(condition=models.Q(('enforcement__in', ['default', 'exempt', 'enforced'])), name='wallet_enforcement_known'),
+            model_name="wallet",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("enforcement__in", ["default", "exempt", "enforced"])),
+                name="wallet_enforcement_known",
+            ),
         ),
         migrations.AddField(
-            model_name='credithold',
-            name='llm_call',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='holds', to='billing.llmcallevent'),
+            model_name="credithold",
+            name="llm_call",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="holds",
+                to="billing.llmcallevent",
+            ),
         ),
         migrations.AddField(
-            model_name='credithold',
-            name='wallet',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='holds', to='billing.wallet'),
+            model_name="credithold",
+            name="wallet",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="holds", to="billing.wallet"
+            ),
         ),
         migrations.AddIndex(
-            model_name='credithold',
-            index=models.Index(condition=models.Q(('status', 'held')), fields=['wallet', 'expires_at'], name='credithold_open_idx'),
+            model_name="credithold",
+            index=models.Index(
+                condition=models.Q(("status", "held")),
+                fields=["wallet", "expires_at"],
+                name="credithold_open_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='credithold',
-            index=models.Index(condition=models.Q(('status', 'held')), fields=['expires_at'], name='credithold_open_expiry_idx'),
+            model_name="credithold",
+            index=models.Index(
+                condition=models.Q(("status", "held")),
+                fields=["expires_at"],
+                name="credithold_open_expiry_idx",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='credithold',
-            constraint=models.CheckConstraint(condition=models.Q(('amount__gte', 0)), name='credithold_amount_non_negative'),
+            model_name="credithold",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("amount__gte", 0)), name="credithold_amount_non_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='credithold',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['held', 'settled', 'released', 'expired'])), name='credithold_status_known'),
+            model_name="credithold",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["held", "settled", "released", "expired"])),
+                name="credithold_status_known",
+            ),
         ),
     ]

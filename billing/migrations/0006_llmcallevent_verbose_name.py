@@ -4,14 +4,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('billing', '0005_credit_holds'),
+        ("billing", "0005_credit_holds"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='llmcallevent',
-            options={'verbose_name': 'LLM call event'},
+            name="llmcallevent",
+            options={"verbose_name": "LLM call event"},
         ),
     ]

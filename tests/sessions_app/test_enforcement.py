@@ -40,6 +40,7 @@ def test_enabled_with_an_empty_wallet_refuses_with_402_and_writes_nothing(user_c
         "detail": "Insufficient credits. Please top up your account.",
         "code": "insufficient_credits",
         "balance": "0.000000",
+        "available": "0.000000",
     }
     assert not Message.objects.exists()
     assert not Turn.objects.exists()

@@ -191,11 +191,12 @@ def test_turn_query_budget(token_client, user, session, django_assert_max_num_qu
     fund(user, "5")
     token_client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": "warm up"}, format="json")
 
-    # token; the session with its price (one query); the history; then BEGIN (a savepoint here,
-    # inside the test's transaction), the next message order, both messages (one INSERT),
-    # billing.charge's savepoint pair around event + wallet UPDATE ... RETURNING + ledger row, the
-    # turn, and COMMIT. 13 in production too (see test_turn_query_budget_in_a_real_transaction).
-    with django_assert_max_num_queries(13):
+    # token; the session with its price (one query); the enforcement pre-check (one read); the
+    # history; the reservation (BEGIN, expire stale holds, the conditional wallet UPDATE, the hold
+    # INSERT, COMMIT); then BEGIN, the next message order, the event, the hold closed, the wallet
+    # UPDATE ... RETURNING, the ledger row, both messages (one INSERT), the turn, and COMMIT.
+    # 18 in production too (see test_turn_query_budget_in_a_real_transaction).
+    with django_assert_max_num_queries(18):
         response = token_client.post(
             f"/api/v1/sessions/{session.pk}/turns/", {"content": "count me"}, format="json"
         )
@@ -213,7 +214,7 @@ def test_turn_query_budget_in_a_real_transaction(user, django_assert_num_queries
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
     client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": "warm up"}, format="json")
 
-    with django_assert_num_queries(13):
+    with django_assert_num_queries(18):
         response = client.post(
             f"/api/v1/sessions/{session.pk}/turns/", {"content": "count me"}, format="json"
         )
