@@ -29,6 +29,7 @@ class Wallet(models.Model):
 
     class Meta:
         db_table = "billing_wallet"
+        permissions = [("set_enforcement", "Can set a wallet's enforcement override")]
         constraints = [
             models.CheckConstraint(condition=Q(held__gte=0), name="wallet_held_non_negative"),
             models.CheckConstraint(
