@@ -17,11 +17,12 @@ from django.utils.text import Truncator
 from billing import pricing, services
 from billing.exceptions import BillingError
 from billing.forms import GrantCreditsForm, ModelPriceForm
-from billing.models import CreditTransaction, LLMCallEvent, ModelPrice, Wallet
+from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, Wallet
 from billing.money import format_money
 from billing.selectors import is_low_balance, transactions_for_user
 
 GRANT_PERMISSION = "billing.grant_credits"  # created by billing/migrations/0004_support_group.py
+ENFORCEMENT_PERMISSION = "billing.set_enforcement"  # Wallet.Meta.permissions
 LEDGER_ROWS_ON_WALLET_PAGE = 50
 
 
@@ -77,7 +78,7 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "updated_at",
     ]
     readonly_fields = fields
-    actions = ["grant_credits"]
+    actions = ["grant_credits", "enforcement_default", "enforcement_exempt", "enforcement_enforced"]
     change_form_template = "admin/billing/wallet/change_form.html"
 
     def get_queryset(self, request):
@@ -110,6 +111,34 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def has_grant_permission(self, request):
         return request.user.has_perm(GRANT_PERMISSION)
+
+    def has_set_enforcement_permission(self, request):
+        return request.user.has_perm(ENFORCEMENT_PERMISSION)
+
+    @admin.action(description="Enforcement: follow the setting (default)", permissions=["set_enforcement"])
+    def enforcement_default(self, request, queryset):
+        self._set_enforcement(request, queryset, Wallet.Enforcement.DEFAULT)
+
+    @admin.action(description="Enforcement: exempt (never refuse)", permissions=["set_enforcement"])
+    def enforcement_exempt(self, request, queryset):
+        self._set_enforcement(request, queryset, Wallet.Enforcement.EXEMPT)
+
+    @admin.action(description="Enforcement: enforced (refuse when empty)", permissions=["set_enforcement"])
+    def enforcement_enforced(self, request, queryset):
+        self._set_enforcement(request, queryset, Wallet.Enforcement.ENFORCED)
+
+    def _set_enforcement(self, request, queryset, enforcement: str):
+        """The rollout switch per wallet, through the service that logs who changed it."""
+        changed = 0
+        for wallet in queryset.select_related("user"):
+            if wallet.enforcement == enforcement:
+                continue
+            services.set_enforcement(user=wallet.user, enforcement=enforcement, changed_by=request.user)
+            self.log_change(request, wallet, f"Enforcement set to {enforcement} (was {wallet.enforcement})")
+            changed += 1
+        self.message_user(
+            request, f"Enforcement set to {enforcement} on {_wallets(changed)}.", messages.SUCCESS
+        )
 
     def get_urls(self):
         grant = path(
@@ -316,3 +345,29 @@ class ModelPriceAdmin(admin.ModelAdmin):
         if obj is not None:
             return ["model", *self.readonly_fields]
         return self.readonly_fields
+
+
+@admin.register(CreditHold)
+class CreditHoldAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Credits reserved by turns in flight, and how each hold ended: read-only, written by services."""
+
+    list_display = [
+        "id",
+        "created_at",
+        "user",
+        "amount",
+        "status",
+        "shadow_refusal",
+        "expires_at",
+        "llm_call",
+    ]
+    list_display_links = ["id", "created_at"]
+    list_select_related = ["wallet__user"]
+    list_filter = ["status", "shadow_refusal", "created_at"]
+    search_fields = ["wallet__user__username", "wallet__user__email"]
+    ordering = ["-id"]
+    show_full_result_count = False
+
+    @admin.display(description="user", ordering="wallet__user__username")
+    def user(self, hold):
+        return hold.wallet.user

@@ -20,6 +20,7 @@ from tests.factories import LLMCallEventFactory, ModelPriceFactory, StaffUserFac
 pytestmark = pytest.mark.django_db
 
 support_migration = importlib.import_module("billing.migrations.0004_support_group")
+hold_view_migration = importlib.import_module("billing.migrations.0008_support_views_credit_holds")
 
 
 @pytest.fixture
@@ -27,6 +28,7 @@ def support_group(db):
     # A transactional test elsewhere in the suite may have flushed the migration's rows; re-running
     # the migration's own (idempotent) function restores exactly what `migrate` creates.
     support_migration.create_support_group(global_apps, None)
+    hold_view_migration.add_hold_view(global_apps, None)
     return Group.objects.get(name=support_migration.GROUP)
 
 
@@ -84,6 +86,7 @@ def admin_pages(ledger):
     row = CreditTransaction.objects.filter(wallet=alice_wallet).first()
     event = LLMCallEvent.objects.first()
     price = ModelPrice.objects.get(model="echo-1")
+    hold = services.reserve(user=ledger["alice"], amount=Decimal("1")).hold
     return [
         reverse("admin:index"),
         reverse("admin:app_list", args=["billing"]),
@@ -104,6 +107,9 @@ def admin_pages(ledger):
         reverse("admin:billing_modelprice_changelist"),
         reverse("admin:billing_modelprice_add"),
         reverse("admin:billing_modelprice_change", args=[price.pk]),
+        reverse("admin:billing_credithold_changelist"),
+        reverse("admin:billing_credithold_changelist") + "?status__exact=held",
+        reverse("admin:billing_credithold_change", args=[hold.pk]),
     ]
 
 
@@ -504,6 +510,7 @@ def test_support_group_holds_what_an_agent_needs_and_no_more(support_group):
         ("billing", "view_credittransaction"),
         ("billing", "view_llmcallevent"),
         ("billing", "view_modelprice"),
+        ("billing", "view_credithold"),
         ("reporting", "view_dailyusage"),
         ("accounts", "view_user"),
     }
@@ -585,3 +592,47 @@ def test_non_staff_user_is_sent_to_the_login_page(client, ledger):
         response = client.get(url)
         assert response.status_code == 302, url
         assert response["Location"].startswith(reverse("admin:login")), url
+
+
+# --- Enforcement overrides (the staged rollout) ------------------------------------------------
+
+
+@pytest.mark.parametrize("enforcement", ["exempt", "enforced", "default"])
+def test_enforcement_actions_set_the_override_and_log_the_staff_user(
+    admin_client, admin_user, ledger, enforcement, caplog
+):
+    wallets = [wallet_of(ledger["alice"]), wallet_of(ledger["bob"])]
+    Wallet.objects.filter(pk=wallets[1].pk).update(
+        enforcement="exempt" if enforcement != "exempt" else "enforced"
+    )
+    data = {"action": f"enforcement_{enforcement}", "_selected_action": [w.pk for w in wallets]}
+
+    with caplog.at_level("INFO", logger="billing.services"):
+        response = admin_client.post(reverse("admin:billing_wallet_changelist"), data, follow=True)
+
+    assert {w.enforcement for w in Wallet.objects.filter(pk__in=[w.pk for w in wallets])} == {enforcement}
+    changed = 1 if enforcement == "default" else 2
+    assert f"Enforcement set to {enforcement} on {changed} wallet" in " ".join(messages_of(response))
+    logged = [r for r in caplog.records if r.getMessage() == "wallet enforcement changed"]
+    assert len(logged) == changed and {r.changed_by for r in logged} == {admin_user.pk}
+
+
+def test_support_agents_cannot_switch_enforcement(support_client, ledger):
+    wallet = wallet_of(ledger["alice"])
+    changelist = support_client.get(reverse("admin:billing_wallet_changelist"))
+    assert "enforcement_exempt" not in changelist.content.decode()
+    support_client.post(
+        reverse("admin:billing_wallet_changelist"),
+        {"action": "enforcement_exempt", "_selected_action": [wallet.pk]},
+    )
+    assert wallet_of(ledger["alice"]).enforcement == "default"
+
+
+def test_credit_holds_are_view_only(admin_client, ledger):
+    hold = services.reserve(user=ledger["alice"], amount=Decimal("1")).hold
+    assert admin_client.get(reverse("admin:billing_credithold_add")).status_code == 403
+    assert admin_client.post(reverse("admin:billing_credithold_delete", args=[hold.pk])).status_code == 403
+    assert (
+        "Save"
+        not in admin_client.get(reverse("admin:billing_credithold_change", args=[hold.pk])).content.decode()
+    )
