@@ -20,3 +20,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
 ]
+
+# An unrouted /api/ path answers JSON (config.views.not_found), not an HTML page.
+handler404 = "config.views.not_found"

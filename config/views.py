@@ -4,6 +4,8 @@ import logging
 
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
+from django.http import JsonResponse
+from django.views.defaults import page_not_found
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -68,3 +70,13 @@ class HealthView(APIView):
                 status=503,
             )
         return Response({"status": "ok", "database": "ok", "pending_migrations": pending})
+
+
+def not_found(request, exception):
+    """An unrouted path under /api/ answers JSON like every other API error; the rest get Django's page.
+
+    Without it, `/api/v1/sessions/abc/` (no route matches a non-numeric id) answered an HTML page.
+    """
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return page_not_found(request, exception)
