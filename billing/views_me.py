@@ -10,6 +10,7 @@ from billing.filters import TransactionFilter, reject_nul_query_params
 from billing.models import CreditTransaction
 from billing.selectors import transactions_for_user, wallet_summary
 from billing.serializers import CreditTransactionSerializer, MoneyField
+from config.api import StrictPageSizeMixin
 
 
 class WalletSerializer(serializers.Serializer):
@@ -18,7 +19,7 @@ class WalletSerializer(serializers.Serializer):
     low_balance_threshold = MoneyField(read_only=True)
 
 
-class LedgerCursorPagination(CursorPagination):
+class LedgerCursorPagination(StrictPageSizeMixin, CursorPagination):
     """Newest first by id (stable under inserts); a malformed cursor is a 400 like any bad input."""
 
     ordering = "-id"

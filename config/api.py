@@ -6,7 +6,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from rest_framework import exceptions, status
-from rest_framework.pagination import PageNumberPagination
+from rest_framework.pagination import PageNumberPagination, _positive_int
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
@@ -62,10 +62,70 @@ class StrictJSONParser(JSONParser):
             raise exceptions.ParseError(f"JSON parse error - {exc}") from exc
 
 
-class DefaultPagination(PageNumberPagination):
+class StrictPageSizeMixin:
+    """A malformed `page_size` is a 400 like any bad input; DRF would silently use the default.
+
+    Larger than max_page_size is still cut to it (asking for "as many as you give" is not malformed).
+    """
+
+    def get_page_size(self, request):
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        try:
+            return _positive_int(raw, strict=True, cutoff=self.max_page_size)
+        except ValueError:
+            raise exceptions.ValidationError(
+                {
+                    self.page_size_query_param: [
+                        f"A page size is a whole number from 1 to {self.max_page_size}."
+                    ]
+                }
+            ) from None
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"] = {"type": "integer", "minimum": 1}
+        return parameters
+
+
+class DefaultPagination(StrictPageSizeMixin, PageNumberPagination):
+    """Page numbers; a malformed or out-of-range `page` or `page_size` is a 400 on that parameter."""
+
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def paginate_queryset(self, queryset, request, view=None):
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except exceptions.NotFound as exc:
+            # DRF answers 404 "Invalid page." for `page=abc` as for `page=99`: both are a bad query.
+            raise exceptions.ValidationError(
+                {self.page_query_param: ["Invalid page; follow the `next`/`previous` links as given."]}
+            ) from exc
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_query_param:
+                parameter["schema"] = {"type": "integer", "minimum": 1}
+        return parameters
+
+
+def document_pagination_errors(result, generator, request, public):
+    """drf-spectacular postprocessing hook: every paginated list documents the 400 for a bad page."""
+    paging = {"page", "page_size", "cursor"}
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            names = {p.get("name") for p in operation.get("parameters", []) if p.get("in") == "query"}
+            if names & paging and "400" not in operation.get("responses", {}):
+                operation["responses"]["400"] = {
+                    "description": 'A malformed `page`, `page_size` or `cursor`: `{"<parameter>": ["message"]}`.'
+                }
+    return result
 
 
 class RequestTooLarge(exceptions.APIException):

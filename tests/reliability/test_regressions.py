@@ -28,3 +28,51 @@ def test_an_unrouted_path_outside_the_api_keeps_django_s_page(client):
 
     assert response.status_code == 404
     assert response["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/sessions/", "/api/v1/users/me/transactions", "/api/v1/sessions/{session}/turns/"],
+)
+@pytest.mark.parametrize("page_size", ["abc", "0", "-3", "1.5", "5.560012160621306e-196", ""])
+def test_a_malformed_page_size_is_a_400_not_silently_the_default(user_client, user, path, page_size):
+    # Found by schemathesis: DRF ignored a malformed page_size and answered 200 with 50 rows.
+    from tests.factories import ChatSessionFactory
+
+    session = ChatSessionFactory(owner=user)
+    response = user_client.get(path.format(session=session.pk), {"page_size": page_size})
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["page_size"]
+
+
+@pytest.mark.parametrize("page", ["abc", "0", "2", "99999999999999999999"])
+def test_a_bad_page_number_is_a_400_on_page(user_client, page):
+    # Found by schemathesis: DRF answered 404 "Invalid page.", a status the schema did not document.
+    response = user_client.get("/api/v1/sessions/", {"page": page})
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["page"]
+
+
+def test_a_page_size_over_the_maximum_is_cut_to_it(user_client, user):
+    from billing import services
+    from tests.factories import StaffUserFactory
+
+    staff = StaffUserFactory()
+    for n in range(3):
+        services.grant(user=user, amount="1", reason=f"r{n}", initiated_by=staff)
+
+    response = user_client.get("/api/v1/users/me/transactions", {"page_size": "100000"})
+
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == 3
+
+
+def test_paginated_lists_document_the_400_and_a_positive_page_size(api_client):
+    schema = api_client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    for path in ("/api/v1/sessions/", "/api/v1/users/me/transactions/", "/api/v1/admin/pricing/"):
+        operation = schema["paths"][path]["get"]
+        assert "400" in operation["responses"], path
+        page_size = next(p for p in operation["parameters"] if p["name"] == "page_size")
+        assert page_size["schema"] == {"type": "integer", "minimum": 1}
