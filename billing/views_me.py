@@ -65,7 +65,7 @@ class TransactionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        reject_nul_query_params(request)
+        reject_nul_query_params(request.query_params)
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):

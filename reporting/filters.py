@@ -1,38 +1,22 @@
 """Strict query-string parsing for the staff reports: the usage summary and the ledger export."""
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from django.http import QueryDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from billing.filters import INSTANT_HELP, parse_iso_instant, reject_nul_query_params
 from billing.models import CreditTransaction
 from reporting.selectors import BUCKETS, DEFAULT_RANGE_DAYS, default_range
 
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
-# A date, or a date and time with optional seconds, fraction and offset ("Z" or +hh:mm). A space
-# before the offset is a "+" that the client forgot to percent-encode ("+" decodes to " ").
-_DATETIME_RE = re.compile(
-    r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})"
-    r"(?:[T ](?P<time>[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?)"
-    r"(?P<offset>Z|[+\- ][0-9]{2}:?[0-9]{2})?)?",
-    re.ASCII,
-)
 # Dates whose local midnight and next midnight exist as datetimes in any time zone.
 _MIN_DATE, _MAX_DATE = date(1, 1, 2), date(9999, 12, 30)
 _MAX_ID = 2**63 - 1
 MODEL_NAME_MAX = 100
-
-
-def reject_null_characters(query_params: QueryDict) -> None:
-    """NUL in any query parameter (name or value) is a 400, never a database error."""
-    for name, values in query_params.lists():
-        if "\x00" in name or any("\x00" in value for value in values):
-            raise serializers.ValidationError(
-                {name.replace("\x00", "\\x00"): ["Null characters are not allowed in query parameters."]}
-            )
 
 
 @extend_schema_field(OpenApiTypes.DATE)
@@ -58,34 +42,14 @@ class StrictDateField(serializers.Field):
 
 @extend_schema_field({"type": "string", "description": "ISO 8601 date or datetime", "example": "2026-01-31"})
 class IsoDateOrDateTimeField(serializers.Field):
-    """An ISO 8601 date (midnight UTC) or datetime; a datetime without an offset is taken as UTC."""
+    """billing.filters.parse_iso_instant as a serializer field: the user's ledger and the export agree."""
 
-    default_error_messages = {
-        "invalid": (
-            "Enter an ISO 8601 date or datetime, e.g. 2026-01-31 or 2026-01-31T12:00:00Z "
-            "(percent-encode a '+' offset as %2B)."
-        )
-    }
+    default_error_messages = {"invalid": INSTANT_HELP}
 
     def to_internal_value(self, data) -> datetime:
-        match = _DATETIME_RE.fullmatch(data) if isinstance(data, str) else None
-        if match is None:
-            self.fail("invalid")
-        text = match["date"]
-        if match["time"]:
-            text += "T" + match["time"]
-            offset = match["offset"]
-            if offset:
-                text += "+" + offset[1:] if offset[0] == " " else offset
         try:
-            value = datetime.fromisoformat(text)
+            return parse_iso_instant(data)
         except ValueError:
-            self.fail("invalid")
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        try:
-            return value.astimezone(UTC)
-        except OverflowError:
             self.fail("invalid")
 
     def to_representation(self, value: datetime) -> str:
@@ -139,7 +103,7 @@ class UsageSummaryQuerySerializer(serializers.Serializer):
 
     @classmethod
     def from_query(cls, query_params: QueryDict) -> "UsageSummaryQuerySerializer":
-        reject_null_characters(query_params)
+        reject_nul_query_params(query_params)
         return cls(data=_blank_is_absent(query_params, cls._declared_fields))
 
     def validate(self, attrs):
@@ -180,5 +144,5 @@ class LedgerExportQuerySerializer(serializers.Serializer):
 
     @classmethod
     def from_query(cls, query_params: QueryDict) -> "LedgerExportQuerySerializer":
-        reject_null_characters(query_params)
+        reject_nul_query_params(query_params)
         return cls(data=_blank_is_absent(query_params, cls._declared_fields))

@@ -59,7 +59,7 @@ class OwnsSession(BasePermission):
 class NulSafeMixin:
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        reject_nul_query_params(request)
+        reject_nul_query_params(request.query_params)
 
 
 @extend_schema_view(

@@ -166,6 +166,9 @@ def test_date_filters_are_inclusive_after_and_exclusive_before(user_client, user
         "created_after=2026-02-30",
         "created_after=2026-01-01T25:00",
         "created_after=2026-13-01",
+        "created_after=%EF%BC%92%EF%BC%90%EF%BC%92%EF%BC%96-01-06",  # full-width digits
+        "created_after=2026-1-6",
+        "created_after=%202026-01-06",
         "created_before=2026-01-01T00:00:00%2B99:00",
         "created_before=0001-01-01T00:00:00%2B01:00",
         "created_before=9999-12-31T23:59:59-01:00",
