@@ -21,7 +21,12 @@ class DetailErrorSerializer(serializers.Serializer):
 
 VALIDATION_ERROR_SCHEMA = {
     "type": "object",
-    "description": "Validation errors: each offending field (or query parameter) with its messages.",
+    "description": (
+        "Validation errors: each offending field (or query parameter) with its messages; a body that "
+        'is not JSON at all is `{"detail": "JSON parse error - ..."}`.'
+    ),
+    # A parse error carries `detail` (a string), so `detail` is not a field's message list.
+    "properties": {"detail": {"type": "string"}, "code": {"type": "string"}},
     "additionalProperties": {"type": "array", "items": {"type": "string"}},
 }
 
