@@ -3,9 +3,9 @@
 from datetime import timedelta
 
 from django import forms
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
+from accounts.selectors import users_matching
 from billing.models import ModelPrice
 from reporting.selectors import BUCKETS, default_range
 
@@ -53,14 +53,7 @@ class UsageFilterForm(forms.Form):
         ref = self.cleaned_data["user"].strip()
         if not ref:
             return None
-        users = get_user_model().objects
-        if ref.isascii() and ref.isdigit():
-            found = users.filter(pk=int(ref))
-        elif "@" in ref:
-            found = users.filter(email__iexact=ref)
-        else:
-            found = users.filter(username=ref)
-        matches = list(found[:2])
+        matches = users_matching(ref)
         if not matches:
             raise ValidationError(f"No user matches {ref!r}: give a username, an email or an id.")
         if len(matches) > 1:

@@ -3,6 +3,7 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.selectors import users_matching
 from billing import services
 from billing.exceptions import BillingError
 from billing.money import format_money
@@ -11,14 +12,7 @@ from billing.selectors import wallet_summary
 
 def resolve_user(ref: str):
     """A user by id (all digits), email (contains @, must be unambiguous) or username."""
-    users = get_user_model().objects
-    if ref.isascii() and ref.isdigit():
-        found = users.filter(pk=int(ref))
-    elif "@" in ref:
-        found = users.filter(email__iexact=ref)
-    else:
-        found = users.filter(username=ref)
-    matches = list(found[:2])
+    matches = users_matching(ref)
     if not matches:
         raise CommandError(f"No user matches {ref!r} (give an id, an email or a username).")
     if len(matches) > 1:

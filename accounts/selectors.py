@@ -1,0 +1,18 @@
+"""Reads of users for other apps: finding a user the way operators name one."""
+
+from django.contrib.auth import get_user_model
+
+
+def users_matching(ref: str) -> list:
+    """At most two users named by `ref`: an id when all ASCII digits, an email (any case) with '@', else a username.
+
+    Two results mean the reference is ambiguous (an email shared by two users); callers refuse it.
+    """
+    users = get_user_model().objects
+    if ref.isascii() and ref.isdigit():
+        found = users.filter(pk=int(ref))
+    elif "@" in ref:
+        found = users.filter(email__iexact=ref)
+    else:
+        found = users.filter(username=ref)
+    return list(found.order_by("pk")[:2])
