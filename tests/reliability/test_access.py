@@ -1,0 +1,244 @@
+"""Who may see what: every URL pattern of the project, walked from the resolver, against one table.
+
+A pattern the table does not name fails `test_every_url_pattern_has_a_row`, so a new endpoint (or a
+newly registered admin model) cannot ship without someone deciding who may reach it.
+"""
+
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import Group
+from django.contrib.contenttypes.models import ContentType
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.authtoken.models import Token
+
+from billing import services
+from billing.models import CreditTransaction, LLMCallEvent, ModelPrice
+from tests.factories import ChatSessionFactory, StaffUserFactory, UserFactory
+
+ROLES = ("anonymous", "user", "other", "staff")
+
+
+def walk(resolver=None, prefix=""):
+    """Every URL pattern as its full route string, recursively through includes (the admin's too)."""
+    resolver = resolver or get_resolver()
+    for pattern in resolver.url_patterns:
+        if isinstance(pattern, URLResolver):
+            yield from walk(pattern, prefix + str(pattern.pattern))
+        elif isinstance(pattern, URLPattern):
+            yield prefix + str(pattern.pattern)
+
+
+def S(anonymous, user, other, staff):  # noqa: N802 - reads as a table row
+    return {"anonymous": anonymous, "user": user, "other": other, "staff": staff}
+
+
+# Statuses: anonymous; "user" owns the objects in the URL; "other" is another ordinary user; "staff"
+# is a superuser (admin pages need model permissions, which tests/billing/test_admin.py covers by role).
+API_STAFF = S(401, 403, 403, 200)
+ADMIN_LOGIN = S(302, 302, 302, 200)  # not staff: sent to the admin login page
+ADMIN_REFUSED = S(302, 302, 302, 403)  # the ledger, events and holds: no add/change/delete, even for staff
+
+
+def _model_admin(model: str, *, add=ADMIN_LOGIN, change=ADMIN_LOGIN, delete=ADMIN_LOGIN, extra=()):
+    """The six URL patterns of a registered ModelAdmin, each with its placeholder object."""
+    base = f"admin/{model.replace('.', '/')}/"
+    obj = "{" + model.split(".")[1] + "}"
+    return [
+        (base, "get", f"/{base}", ADMIN_LOGIN),
+        (base + "add/", "get", f"/{base}add/", add),
+        (base + "<path:object_id>/history/", "get", f"/{base}{obj}/history/", ADMIN_LOGIN),
+        (base + "<path:object_id>/delete/", "get", f"/{base}{obj}/delete/", delete),
+        (base + "<path:object_id>/change/", "get", f"/{base}{obj}/change/", change),
+        # The bare object URL redirects to its change page, for anyone (the change page then decides).
+        (base + "<path:object_id>/", "get", f"/{base}{obj}/", S(302, 302, 302, 302)),
+        *extra,
+    ]
+
+
+# (route as the resolver spells it, method, URL with {placeholders}, expected status per role)
+TABLE = [
+    # --- Django admin -------------------------------------------------------------------------
+    ("admin/", "get", "/admin/", ADMIN_LOGIN),
+    ("admin/login/", "get", "/admin/login/", S(200, 200, 200, 302)),
+    ("admin/logout/", "post", "/admin/logout/", S(302, 302, 302, 200)),
+    ("admin/password_change/", "get", "/admin/password_change/", ADMIN_LOGIN),
+    ("admin/password_change/done/", "get", "/admin/password_change/done/", ADMIN_LOGIN),
+    ("admin/autocomplete/", "get", "/admin/autocomplete/", S(302, 302, 302, 403)),
+    ("admin/jsi18n/", "get", "/admin/jsi18n/", ADMIN_LOGIN),
+    # contenttypes' shortcut, behind the admin login: no model here has get_absolute_url, so staff get 404.
+    (
+        "admin/r/<path:content_type_id>/<path:object_id>/",
+        "get",
+        "/admin/r/{ct}/{wallet}/",
+        S(302, 302, 302, 404),
+    ),
+    *_model_admin("auth.group"),
+    *_model_admin("authtoken.tokenproxy", change=S(302, 302, 302, 200)),
+    *_model_admin(
+        "accounts.user",
+        extra=[
+            (
+                "admin/accounts/user/<id>/password/",
+                "get",
+                "/admin/accounts/user/{user}/password/",
+                ADMIN_LOGIN,
+            ),
+        ],
+    ),
+    *_model_admin(
+        "billing.wallet",
+        add=ADMIN_REFUSED,
+        delete=ADMIN_REFUSED,
+        extra=[
+            (
+                "admin/billing/wallet/<path:object_id>/grant/",
+                "get",
+                "/admin/billing/wallet/{wallet}/grant/",
+                ADMIN_LOGIN,
+            ),
+        ],
+    ),
+    *_model_admin("billing.credittransaction", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
+    *_model_admin("billing.llmcallevent", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
+    *_model_admin("billing.modelprice", delete=ADMIN_REFUSED),
+    *_model_admin("billing.credithold", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
+    ("admin/reporting/dailyusage/", "get", "/admin/reporting/dailyusage/", ADMIN_LOGIN),
+    (
+        "admin/^(?P<app_label>auth|authtoken|accounts|billing|reporting)/$",
+        "get",
+        "/admin/billing/",
+        ADMIN_LOGIN,
+    ),
+    # Unknown admin URLs: login first, then a 404 (never a hint to anonymous users what exists).
+    ("admin/(?P<url>.*)$", "get", "/admin/no/such/page/", S(302, 302, 302, 404)),
+    # --- API: open -----------------------------------------------------------------------------
+    ("api/v1/^schema/?$", "get", "/api/v1/schema/", S(200, 200, 200, 200)),
+    ("api/v1/^docs/?$", "get", "/api/v1/docs/", S(200, 200, 200, 200)),
+    ("api/v1/^health/?$", "get", "/api/v1/health", S(200, 200, 200, 200)),
+    ("api/v1/^auth/register/?$", "post", "/api/v1/auth/register", S(400, 400, 400, 400)),
+    ("api/v1/^auth/token/?$", "post", "/api/v1/auth/token", S(400, 400, 400, 400)),
+    # --- API: the caller's own ---------------------------------------------------------------
+    ("api/v1/^auth/me/?$", "get", "/api/v1/auth/me", S(401, 200, 200, 200)),
+    ("api/v1/^users/me/wallet/?$", "get", "/api/v1/users/me/wallet", S(401, 200, 200, 200)),
+    ("api/v1/^users/me/transactions/?$", "get", "/api/v1/users/me/transactions", S(401, 200, 200, 200)),
+    ("api/v1/^sessions/?$", "get", "/api/v1/sessions/", S(401, 200, 200, 200)),
+    ("api/v1/^sessions/?$", "post", "/api/v1/sessions/", S(401, 201, 201, 201)),
+    # Another user's session is 404, never 403 (staff included: sessions are private).
+    ("api/v1/^sessions/(?P<pk>[0-9]+)/?$", "get", "/api/v1/sessions/{session}/", S(401, 200, 404, 404)),
+    ("api/v1/^sessions/(?P<pk>[0-9]+)/?$", "patch", "/api/v1/sessions/{session}/", S(401, 200, 404, 404)),
+    ("api/v1/^sessions/(?P<pk>[0-9]+)/?$", "delete", "/api/v1/sessions/{session}/", S(401, 204, 404, 404)),
+    (
+        "api/v1/^sessions/(?P<session_pk>[0-9]+)/turns/?$",
+        "get",
+        "/api/v1/sessions/{session}/turns/",
+        S(401, 200, 404, 404),
+    ),
+    (
+        "api/v1/^sessions/(?P<session_pk>[0-9]+)/turns/?$",
+        "post",
+        "/api/v1/sessions/{session}/turns/",
+        S(401, 201, 404, 404),
+    ),
+    # --- API: staff only -----------------------------------------------------------------------
+    ("api/v1/^admin/wallets/(?P<user_id>[0-9]+)/?$", "get", "/api/v1/admin/wallets/{user}", API_STAFF),
+    ("api/v1/^admin/wallets/(?P<user_id>[0-9]+)/?$", "patch", "/api/v1/admin/wallets/{user}", API_STAFF),
+    (
+        "api/v1/^admin/wallets/(?P<user_id>[0-9]+)/grant/?$",
+        "post",
+        "/api/v1/admin/wallets/{user}/grant",
+        API_STAFF,
+    ),
+    ("api/v1/^admin/pricing/?$", "get", "/api/v1/admin/pricing/", API_STAFF),
+    ("api/v1/^admin/pricing/?$", "post", "/api/v1/admin/pricing/", S(401, 403, 403, 201)),
+    ("api/v1/^admin/pricing/(?P<model>.+?)/?$", "get", "/api/v1/admin/pricing/echo-1/", API_STAFF),
+    ("api/v1/^admin/pricing/(?P<model>.+?)/?$", "patch", "/api/v1/admin/pricing/echo-1/", API_STAFF),
+    ("api/v1/^admin/usage/summary/?$", "get", "/api/v1/admin/usage/summary", API_STAFF),
+    ("api/v1/^admin/transactions/export\\.csv/?$", "get", "/api/v1/admin/transactions/export.csv", API_STAFF),
+]
+
+# A body that the endpoint accepts from whoever may call it, so a status says "who", not "what".
+BODIES = {
+    ("post", "/api/v1/auth/register"): {"username": "", "password": ""},  # 400 for all: open, validated
+    ("post", "/api/v1/auth/token"): {"username": "nobody", "password": "wrong"},
+    ("post", "/api/v1/sessions/"): {"title": "t"},
+    ("patch", "/api/v1/sessions/{session}/"): {"title": "renamed"},
+    ("post", "/api/v1/sessions/{session}/turns/"): {"content": "hello"},
+    ("patch", "/api/v1/admin/wallets/{user}"): {"enforcement": "exempt"},
+    ("post", "/api/v1/admin/wallets/{user}/grant"): {"amount": "5", "reason": "access table"},
+    ("post", "/api/v1/admin/pricing/"): {
+        "model": "access-model",
+        "input_price_per_1k": "0.1",
+        "output_price_per_1k": "0.2",
+    },
+    ("patch", "/api/v1/admin/pricing/echo-1/"): {"active": True},
+}
+
+
+def test_every_url_pattern_has_a_row():
+    routes = set(walk())
+    named = {row[0] for row in TABLE}
+
+    assert routes - named == set(), "URL patterns without a row in TABLE: decide who may reach them"
+    assert named - routes == set(), "rows in TABLE for URL patterns that no longer exist"
+
+
+@pytest.fixture
+def world(db):
+    staff = StaffUserFactory(is_superuser=True)
+    user, other = UserFactory(), UserFactory()
+    services.grant(user=user, amount=Decimal("10"), reason="seed", initiated_by=staff)
+    session = ChatSessionFactory(owner=user)
+    price = ModelPrice.objects.get(model="echo-1")
+    services.charge(user=user, price=price, provider="echo", input_tokens=10, output_tokens=10)
+    hold = services.reserve(user=user, amount=Decimal("1")).hold
+    group = Group.objects.create(name="access-table")
+    token = Token.objects.create(user=user)
+    return {
+        "users": {"user": user, "other": other, "staff": staff},
+        "ids": {
+            "user": user.pk,
+            "wallet": user.wallet.pk,
+            "session": session.pk,
+            "credittransaction": CreditTransaction.objects.filter(wallet=user.wallet).first().pk,
+            "llmcallevent": LLMCallEvent.objects.first().pk,
+            "modelprice": price.pk,
+            "credithold": hold.pk,
+            "group": group.pk,
+            "tokenproxy": token.user_id,  # DRF's TokenProxy admin addresses a token by its user
+            "ct": ContentType.objects.get_for_model(user.wallet).pk,
+        },
+    }
+
+
+def _client(world, role: str, path: str) -> Client:
+    client = Client()
+    if role == "anonymous":
+        return client
+    account = world["users"][role]
+    if path.startswith("/api/"):
+        key = Token.objects.get_or_create(user=account)[0].key
+        return Client(headers={"Authorization": f"Token {key}"})
+    client.force_login(account)
+    return client
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(("route", "method", "url", "expected"), TABLE, ids=[f"{r[1]} {r[2]}" for r in TABLE])
+def test_each_role_gets_the_status_the_table_says(world, role, route, method, url, expected):
+    path = url.format(**world["ids"])
+    body = BODIES.get((method, url))
+    client = _client(world, role, path)
+    if method == "get":
+        response = client.get(path)
+    else:
+        response = getattr(client, method)(path, body or {}, content_type="application/json")
+
+    assert response.status_code == expected[role], (
+        response.status_code,
+        role,
+        method,
+        path,
+        response.content[:200],
+    )
