@@ -1,0 +1,155 @@
+"""A fake OpenAI-compatible chat-completions server on loopback that misbehaves on command.
+
+The fault is chosen per request by a marker in the last user message, so concurrent clients can
+mix faults deterministically: `[fault:error]` (HTTP 500), `[fault:garbage]` (200 with a body that is
+not a completion), `[fault:timeout]` (answers after the client's timeout), `[fault:hang]` (sends the
+headers and half a body, then stalls past the timeout), `[fault:slow=SECONDS]` (a good answer, late).
+No marker: a good completion whose usage follows the echo provider's token rule.
+
+Run by hand: `python bench/fake_openai.py --port 8765` (prints its base URL).
+"""
+
+import argparse
+import json
+import math
+import re
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+_MARKER = re.compile(r"\[fault:(?P<kind>[a-z]+)(?:=(?P<arg>[0-9.]+))?\]")
+# Every stall is bounded: past the client's timeout, never forever.
+MAX_STALL_SECONDS = 30.0
+
+
+def _tokens(text: str) -> int:
+    return math.ceil(len(text) / 4)
+
+
+class FakeOpenAIHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "FakeOpenAIServer"
+
+    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+        pass  # quiet: the load driver prints the figures
+
+    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            request = json.loads(self.rfile.read(length) or b"{}")
+            messages = request.get("messages") or []
+            last = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
+        except (ValueError, AttributeError):
+            self._send(400, b'{"error": {"message": "bad request"}}')
+            return
+        match = _MARKER.search(last)
+        kind = match["kind"] if match else "ok"
+        arg = float(match["arg"]) if match and match["arg"] else None
+        self.server.count(kind)
+        stall = min(self.server.stall_seconds, MAX_STALL_SECONDS)
+        if kind == "error":
+            self._send(500, b'{"error": {"message": "the fake provider failed on purpose"}}')
+        elif kind == "garbage":
+            self._send(200, b'{"choices": "not a list", "usage": {"prompt_tokens": "many"}}')
+        elif kind == "timeout":
+            time.sleep(stall)
+            self._send(200, self._completion(request, messages, last))
+        elif kind == "hang":
+            body = self._completion(request, messages, last)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            time.sleep(stall)
+            self.close_connection = True
+        else:
+            if kind == "slow" and arg:
+                # Known to be mid-turn (reserved, not settled): bench/faults.py picks its victims here.
+                port = self.client_address[1]
+                self.server.in_flight.add(port)
+                try:
+                    time.sleep(min(arg, MAX_STALL_SECONDS))
+                finally:
+                    self.server.in_flight.discard(port)
+            self._send(200, self._completion(request, messages, last))
+
+    def _completion(self, request: dict, messages: list, last: str) -> bytes:
+        reply = f"Echo: {last}"
+        prompt_tokens = sum(_tokens(str(m.get("content", ""))) for m in messages)
+        return json.dumps(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": request.get("model", "fake"),
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": _tokens(reply),
+                    "total_tokens": prompt_tokens + _tokens(reply),
+                },
+            }
+        ).encode()
+
+
+class FakeOpenAIServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, port: int = 0, stall_seconds: float = 3.0):
+        super().__init__(("127.0.0.1", port), FakeOpenAIHandler)
+        self.stall_seconds = stall_seconds
+        self.counts: dict[str, int] = {}
+        self.in_flight: set[int] = set()  # client ports of slow requests being answered
+        self._lock = threading.Lock()
+
+    def handle_error(self, request, client_address):
+        # A client that gave up (its timeout) closes the socket under a stalled answer: expected here.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+    def count(self, kind: str) -> None:
+        with self._lock:
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def start(self) -> "FakeOpenAIServer":
+        threading.Thread(target=self.serve_forever, name="fake-openai", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--stall", type=float, default=3.0, help="seconds a timeout/hang stalls")
+    args = parser.parse_args()
+    server = FakeOpenAIServer(args.port, args.stall)
+    print(f"fake OpenAI-compatible server at {server.base_url}")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()
