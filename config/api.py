@@ -1,16 +1,20 @@
 """Project-wide API plumbing: the strict JSON parser, default pagination, and error mapping."""
 
 import json
+import logging
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination, _positive_int
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from billing.exceptions import BillingError
+
+logger = logging.getLogger(__name__)
 
 
 class JSONNumber(Decimal):
@@ -134,8 +138,29 @@ class RequestTooLarge(exceptions.APIException):
     default_code = "request_too_large"
 
 
+class DatabaseUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = (
+        "The database connection was lost while handling this request. Check your balance or ledger "
+        "before you retry a paid request."
+    )
+    default_code = "database_unavailable"
+
+
 def exception_handler(exc, context):
     """DRF's handler, plus billing's domain errors and oversized bodies mapped to their statuses."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        # A connection lost mid-request (a restart, a failover, pg_terminate_backend): the transaction
+        # rolled back, so say so in JSON as /health does, instead of Django's HTML 500 page.
+        request = context.get("request")
+        logger.error(
+            "database unavailable during a request",
+            extra={"error": type(exc).__name__, "path": request.path if request else None},
+        )
+        exc = DatabaseUnavailable()
+        response = Response({"detail": exc.detail, "code": exc.default_code}, status=exc.status_code)
+        response["Retry-After"] = "1"
+        return response
     if isinstance(exc, RequestDataTooBig):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         exc = RequestTooLarge(f"Request body too large; the limit is {limit} bytes.")

@@ -92,3 +92,26 @@ def test_the_documented_400_admits_a_json_parse_error(staff_client, user, path):
     assert response.status_code == 400
     assert "JSON parse error" in response.json()["detail"]
     jsonschema.validate(response.json(), documented)
+
+
+@pytest.mark.parametrize("error", ["OperationalError", "InterfaceError"])
+def test_a_database_connection_lost_mid_request_is_a_json_503(token_client, user, monkeypatch, error):
+    # Found by the fault campaign: pg_terminate_backend during a turn's charge answered Django's HTML
+    # 500 page; the transaction had rolled back, but the client could not tell that from the page.
+    from django import db
+
+    from sessions_app import services
+    from tests.factories import ChatSessionFactory
+
+    session = ChatSessionFactory(owner=user)
+
+    def lost(**kwargs):
+        raise getattr(db, error)("terminating connection due to administrator command")
+
+    monkeypatch.setattr(services, "take_turn", lost)
+    response = token_client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": "hi"}, format="json")
+
+    assert response.status_code == 503
+    assert response["Content-Type"] == "application/json"
+    assert response["Retry-After"] == "1"
+    assert response.json()["code"] == "database_unavailable"
