@@ -55,3 +55,12 @@ check-ledger: install
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache test-artifacts
+
+# The reliability campaign at full size, by hand (make test runs a reduced size): schemathesis with
+# RELIABILITY_EXAMPLES examples per operation and role, then load and faults through gunicorn on
+# scratch PostgreSQL databases. Figures and what they prove: docs/reliability.md.
+.PHONY: reliability
+reliability: install-dev
+	RELIABILITY_EXAMPLES=$${RELIABILITY_EXAMPLES:-1000} $(BIN)/pytest -q tests/reliability/test_schemathesis.py
+	$(BIN)/python bench/load.py --full
+	$(BIN)/python bench/faults.py --full
