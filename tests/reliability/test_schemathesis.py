@@ -10,6 +10,8 @@ import os
 
 import pytest
 import schemathesis
+from django.core import signals
+from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 from hypothesis import HealthCheck
@@ -71,7 +73,21 @@ CHECKS = [
 
 
 @pytest.fixture
-def world(db, settings):
+def keep_the_test_connection():
+    """Keep the test transaction's connection across requests, as Django's test client does.
+
+    Schemathesis calls the WSGI app directly, so request_finished would run close_old_connections,
+    which closes a connection inside a transaction (the test's) and breaks every later query.
+    """
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def world(db, settings, keep_the_test_connection):
     """A staff user, a user with a funded wallet and a session, and another user's session."""
     settings.ALLOWED_HOSTS = ["localhost", "testserver"]
     staff = StaffUserFactory()
