@@ -235,3 +235,49 @@ class CreditHold(models.Model):
 
     def __str__(self) -> str:
         return f"hold #{self.pk} {self.amount} ({self.status})"
+
+
+class UsageDaily(models.Model):
+    """LLM usage per (local day, user, model), kept in the charging transaction (PostgreSQL).
+
+    The usage summary reads it instead of scanning events once `manage.py rebuild_usage_rollup` has
+    built it for the current REPORT_TIME_ZONE (see UsageRollupState). Figures mirror the summary's:
+    calls, tokens and cost count successful calls; failed calls and shadow refusals are apart.
+    """
+
+    day = models.DateField()
+    # No index of its own: (user, day) below serves it.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    model = models.CharField(max_length=100)
+    calls = models.BigIntegerField(default=0)
+    failed_calls = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cost = MoneyField(default=0)
+    shadow_refusals = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "billing_usagedaily"
+        verbose_name = "daily usage rollup"
+        # The unique (day, user, model) index is created by migration 0009 on PostgreSQL only, as a
+        # covering index (INCLUDE the figures): the summary reads a date range by an index-only scan
+        # in (day, user) order, and the charge's ON CONFLICT upsert uses it. SQLite keeps no rollup.
+        indexes = [models.Index(fields=["user", "day"], name="usagedaily_user_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.user_id} {self.model}"
+
+
+class UsageRollupState(models.Model):
+    """One row: the REPORT_TIME_ZONE the rollup was last rebuilt for; readers trust it only in that zone."""
+
+    time_zone = models.CharField(max_length=64)
+    built_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "billing_usagerollupstate"
+
+    def __str__(self) -> str:
+        return f"usage rollup ({self.time_zone}, {self.built_at:%Y-%m-%d %H:%M})"

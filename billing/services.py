@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from billing import rollup
 from billing.exceptions import (
     BillingError,
     IdempotencyConflict,
@@ -49,6 +51,63 @@ _EXPIRE_SQL = (
     f"WHERE status = 'held' AND expires_at <= %s AND wallet_id = (SELECT id FROM {WALLET} WHERE user_id = %s) "
     "RETURNING amount"
 )
+# PostgreSQL's reservation in one statement, atomic on its own (no BEGIN/COMMIT round trips):
+# expire the wallet's stale holds, lock the wallet (after the holds, as settle and
+# release_expired_holds do), decide on the row as locked, move `held`, and insert the hold. A refused
+# reservation still gives back what expired, as the multi-statement path below does.
+_RESERVE_ONE_SQL = (
+    "WITH exp AS ("  # noqa: S608 - every name below is one of our tables
+    f" UPDATE {HOLD} SET status = 'expired', closed_at = %(now)s"
+    " WHERE status = 'held' AND expires_at <= %(now)s"
+    f" AND wallet_id = (SELECT id FROM {WALLET} WHERE user_id = %(user_id)s) RETURNING amount"
+    "), rel AS (SELECT coalesce(sum(amount), 0) AS released, count(*) AS n FROM exp"
+    "), cur AS ("
+    " SELECT wl.id, wl.balance, wl.held, rel.released, rel.n, ("
+    "  wl.enforcement = 'exempt' OR (wl.enforcement = 'default' AND NOT %(enforce_default)s)"
+    "  OR wl.balance - (wl.held - rel.released) > 0) AS allowed"
+    f" FROM {WALLET} wl, rel WHERE wl.user_id = %(user_id)s FOR UPDATE OF wl"
+    "), w AS ("
+    f" UPDATE {WALLET} wl SET held = wl.held - cur.released"
+    " + CASE WHEN cur.allowed THEN %(amount)s ELSE 0 END, updated_at = %(now)s"
+    " FROM cur WHERE wl.id = cur.id AND (cur.allowed OR cur.n > 0)"
+    " RETURNING wl.id, wl.balance, wl.held, wl.enforcement, cur.allowed"
+    "), h AS ("
+    f" INSERT INTO {HOLD} (wallet_id, amount, status, shadow_refusal, created_at, expires_at)"
+    " SELECT w.id, %(amount)s, 'held', (w.balance - (w.held - %(amount)s) <= 0"
+    " AND w.enforcement = 'default' AND %(shadow_default)s), %(now)s, %(expires_at)s"
+    " FROM w WHERE w.allowed RETURNING id, wallet_id, shadow_refusal"
+    ") SELECT cur.allowed, cur.balance, cur.held - cur.released, w.balance, w.held, h.id, h.wallet_id,"
+    " h.shadow_refusal FROM cur LEFT JOIN w ON true LEFT JOIN h ON true"
+)
+# PostgreSQL's charge in one statement (data-modifying CTEs): the event, the hold closed, the wallet
+# moved by UPDATE ... RETURNING, the ledger row chained from that balance, and the usage rollup row.
+# The hold is taken before the wallet (h feeds w), the same lock order as release_expired_holds.
+_EVENT_COLUMNS = (
+    "user_id, model, provider, input_tokens, output_tokens, cost, input_price_per_1k, "
+    "output_price_per_1k, status, error, latency_ms, shadow_refusal, created_at"
+)
+_DEBIT_SQL = (
+    "WITH ev AS ("  # noqa: S608 - every name below is one of our tables
+    f" INSERT INTO {LLMCallEvent._meta.db_table} ({_EVENT_COLUMNS}) VALUES (%(user_id)s, %(model)s,"
+    " %(provider)s, %(input_tokens)s, %(output_tokens)s, %(cost)s, %(input_price)s, %(output_price)s,"
+    " 'ok', '', %(latency_ms)s, %(shadow)s, %(occurred_at)s) RETURNING id"
+    "), h AS ("
+    f" UPDATE {HOLD} SET status = 'settled', closed_at = %(now)s, llm_call_id = (SELECT id FROM ev)"
+    " WHERE id = %(hold_id)s AND status = 'held' RETURNING amount"
+    "), w AS ("
+    f" UPDATE {WALLET} SET balance = balance + %(amount)s,"
+    " held = held - coalesce((SELECT amount FROM h), 0), updated_at = %(now)s"
+    " WHERE user_id = %(user_id)s RETURNING id, balance"
+    "), tx AS ("
+    f" INSERT INTO {CreditTransaction._meta.db_table} (wallet_id, kind, amount, balance_after, reason,"
+    " initiated_by_id, llm_call_id, idempotency_key, created_at)"
+    " SELECT w.id, 'debit', %(amount)s, w.balance, %(reason)s, NULL, ev.id, NULL, %(occurred_at)s"
+    " FROM w, ev RETURNING id, wallet_id, balance_after"
+    "), r AS ("
+    f" INSERT INTO {rollup.ROLLUP} ({rollup.COLUMNS}) VALUES (%(day)s, %(user_id)s, %(model)s, 1, 0,"
+    f" %(input_tokens)s, %(output_tokens)s, %(cost)s, %(shadow_count)s) {rollup.UPSERT_TAIL}"
+    ") SELECT ev.id, tx.id, tx.wallet_id, tx.balance_after FROM ev, tx"
+)
 _CLOSE_HOLD_SQL = (
     f"UPDATE {HOLD} SET status = %s, closed_at = %s, llm_call_id = %s "  # noqa: S608
     "WHERE id = %s AND status = 'held' RETURNING amount"
@@ -60,6 +119,37 @@ class ChargeResult:
     event: LLMCallEvent
     transaction: CreditTransaction | None  # None when the call cost nothing (a debit is never 0)
     balance_after: Decimal
+
+
+def _one_statement_paths() -> bool:
+    """PostgreSQL runs reserve and debit as single statements; SQLite keeps the multi-statement paths."""
+    return connection.vendor == "postgresql"
+
+
+# Server-side prepared statements for the two single-statement paths: planning a five-part CTE costs
+# more than running it, and a prepared plan is reused per connection (PgBouncer >= 1.21 keeps
+# protocol-level prepared statements in transaction mode). Never more than this many different
+# queries: the connection's statement cache (psycopg's prepared_max, 100) is not ours alone.
+_PREPARE_ANYWAY = 10**9
+
+
+def _execute_prepared(sql: str, params: dict) -> tuple | None:
+    """Run one of our statements prepared, on the connection's transaction, logged like any other query."""
+    with connection.cursor() as django_cursor:  # connects, checks the thread, joins the transaction
+        raw = connection.connection
+        # Django's psycopg cursors bind client-side and disable preparing (prepare_threshold None);
+        # a server-binding cursor prepares when asked, so the threshold is lifted for this call only.
+        threshold, raw.prepare_threshold = raw.prepare_threshold, _PREPARE_ANYWAY
+        try:
+            with psycopg.Cursor(raw) as cursor, connection.wrap_database_errors:
+                if connection.queries_logged:
+                    with django_cursor.debug_sql(sql, params):
+                        cursor.execute(sql, params, prepare=True)
+                else:
+                    cursor.execute(sql, params, prepare=True)
+                return cursor.fetchone()
+        finally:
+            raw.prepare_threshold = threshold
 
 
 def _move(*, user_id: int, amount: Decimal, held: Decimal = Decimal(0)) -> tuple[int, Decimal]:
@@ -253,6 +343,22 @@ def _record_and_debit(
 ) -> ChargeResult:
     cost = compute_cost(price=price, input_tokens=input_tokens, output_tokens=output_tokens)
     occurred_at = occurred_at or timezone.now()
+    reason = f"{price.model}: {input_tokens} in / {output_tokens} out tokens"
+    shadow = bool(hold and hold.shadow_refusal)
+    if cost > 0 and _one_statement_paths():
+        return _debit_in_one_statement(
+            user=user,
+            price=price,
+            provider=provider,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            latency_ms=latency_ms,
+            occurred_at=occurred_at,
+            hold=hold,
+            cost=cost,
+            reason=reason,
+            shadow=shadow,
+        )
     # No savepoint: nothing here is retried, so inside a caller's transaction (the turn) a failure
     # rolls back the whole turn, and the hot path saves a SAVEPOINT/RELEASE round trip pair.
     with transaction.atomic(savepoint=False):
@@ -267,9 +373,10 @@ def _record_and_debit(
             output_price_per_1k=price.output_price_per_1k,
             status=LLMCallEvent.Status.OK,
             latency_ms=latency_ms,
-            shadow_refusal=bool(hold and hold.shadow_refusal),
+            shadow_refusal=shadow,
             created_at=occurred_at,
         )
+        rollup.add_event(event)
         released = (
             _close_hold(hold=hold, status=CreditHold.Status.SETTLED, llm_call=event) if hold else Decimal(0)
         )
@@ -280,12 +387,99 @@ def _record_and_debit(
             user_id=user.pk,
             kind=CreditTransaction.Kind.DEBIT,
             amount=-cost,
-            reason=f"{price.model}: {input_tokens} in / {output_tokens} out tokens",
+            reason=reason,
             llm_call=event,
             created_at=occurred_at,
             held=-released,
         )
     return ChargeResult(event=event, transaction=row, balance_after=row.balance_after)
+
+
+def _debit_in_one_statement(
+    *,
+    user,
+    price: ModelPrice,
+    provider: str,
+    input_tokens: int,
+    output_tokens: int,
+    latency_ms: int,
+    occurred_at: datetime,
+    hold: CreditHold | None,
+    cost: Decimal,
+    reason: str,
+    shadow: bool,
+) -> ChargeResult:
+    """The PostgreSQL hot path: the same rows as the ORM path above, written by one statement."""
+    now = timezone.now()
+    # Inside the turn's transaction this is one round trip; alone it still needs its own
+    # transaction, so that a missing wallet (Wallet.DoesNotExist) leaves no event behind.
+    with transaction.atomic(savepoint=False):
+        row = _execute_prepared(
+            _DEBIT_SQL,
+            {
+                "user_id": user.pk,
+                "model": price.model,
+                "provider": provider,
+                "input_tokens": input_tokens,
+                "output_tokens": output_tokens,
+                "cost": cost,
+                "input_price": price.input_price_per_1k,
+                "output_price": price.output_price_per_1k,
+                "latency_ms": latency_ms,
+                "shadow": shadow,
+                "shadow_count": 1 if shadow else 0,
+                "occurred_at": occurred_at,
+                "now": now,
+                "hold_id": hold.pk if hold else None,
+                "amount": -cost,
+                "reason": reason,
+                "day": rollup.local_day(occurred_at),
+            },
+        )
+        if row is None:
+            raise Wallet.DoesNotExist(f"User {user.pk} has no wallet.")
+    event_id, transaction_id, wallet_id, balance_after = row
+    if hold is not None:
+        hold.status, hold.closed_at = CreditHold.Status.SETTLED, now
+    event = _fetched(
+        LLMCallEvent(
+            id=event_id,
+            user=user,
+            model=price.model,
+            provider=provider,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost=cost,
+            input_price_per_1k=price.input_price_per_1k,
+            output_price_per_1k=price.output_price_per_1k,
+            status=LLMCallEvent.Status.OK,
+            latency_ms=latency_ms,
+            shadow_refusal=shadow,
+            created_at=occurred_at,
+        )
+    )
+    ledger_row = _fetched(
+        CreditTransaction(
+            id=transaction_id,
+            wallet_id=wallet_id,
+            kind=CreditTransaction.Kind.DEBIT,
+            amount=-cost,
+            balance_after=to_decimal(balance_after),
+            reason=reason,
+            initiated_by=None,
+            llm_call=event,
+            idempotency_key=None,
+            created_at=occurred_at,
+        )
+    )
+    return ChargeResult(event=event, transaction=ledger_row, balance_after=ledger_row.balance_after)
+
+
+def _fetched(instance):
+    """Mark an instance built from RETURNING values as a saved row (it is one), as the ORM would."""
+    instance._state.adding = False
+    instance._state.db = connection.alias
+    return instance
 
 
 def record_failed_call(
@@ -312,6 +506,7 @@ def record_failed_call(
             latency_ms=latency_ms,
             shadow_refusal=bool(hold and hold.shadow_refusal),
         )
+        rollup.add_event(event)
         if hold is not None:
             released = _close_hold(hold=hold, status=CreditHold.Status.RELEASED, llm_call=event)
             if released:
@@ -365,6 +560,8 @@ def reserve(*, user, amount: Decimal) -> Reservation:
     """Hold a turn's estimated cost in one conditional statement; refused when enforced and available <= 0."""
     now = timezone.now()
     amount = quantize(Decimal(amount))
+    if _one_statement_paths():
+        return _reserve_in_one_statement(user=user, amount=amount, now=now)
     with transaction.atomic():
         _, released = _expire_holds(user_id=user.pk, now=now)
         with connection.cursor() as cursor:
@@ -405,6 +602,56 @@ def reserve(*, user, amount: Decimal) -> Reservation:
             created_at=now,
             expires_at=now + timedelta(seconds=settings.CREDIT_HOLD_TTL_SECONDS),
         )
+    if shadow:
+        logger.info(
+            "shadow refusal: enforcement would have refused this turn",
+            extra={
+                "user_id": user.pk,
+                "balance": str(balance),
+                "available": str(available),
+                "hold_id": hold.pk,
+            },
+        )
+    return Reservation(hold=hold, balance=balance, available=available)
+
+
+def _reserve_in_one_statement(*, user, amount: Decimal, now: datetime) -> Reservation:
+    """reserve() on PostgreSQL: the same decision and rows as the multi-statement path, one round trip."""
+    expires_at = now + timedelta(seconds=settings.CREDIT_HOLD_TTL_SECONDS)
+    enforce_default = bool(settings.CREDIT_ENFORCEMENT_ENABLED)
+    row = _execute_prepared(
+        _RESERVE_ONE_SQL,
+        {
+            "now": now,
+            "user_id": user.pk,
+            "amount": amount,
+            "expires_at": expires_at,
+            "enforce_default": enforce_default,
+            "shadow_default": not enforce_default and bool(settings.CREDIT_ENFORCEMENT_SHADOW),
+        },
+    )
+    if row is None:
+        raise Wallet.DoesNotExist(f"User {user.pk} has no wallet.")
+    allowed, balance, held_before, _, held_after, hold_id, wallet_id, shadow = row
+    balance = to_decimal(balance)
+    if not allowed:
+        available = balance - to_decimal(held_before)
+        logger.info(
+            "turn refused: insufficient credits",
+            extra={"user_id": user.pk, "balance": str(balance), "available": str(available)},
+        )
+        return Reservation(hold=None, balance=balance, available=available, refused=True)
+    available = balance - (to_decimal(held_after) - amount)
+    hold = CreditHold(
+        id=hold_id,
+        wallet_id=wallet_id,
+        amount=amount,
+        status=CreditHold.Status.HELD,
+        shadow_refusal=shadow,
+        created_at=now,
+        expires_at=expires_at,
+    )
+    _fetched(hold)
     if shadow:
         logger.info(
             "shadow refusal: enforcement would have refused this turn",

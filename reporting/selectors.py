@@ -7,12 +7,13 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncMonth, TruncWeek
 from django.utils import timezone
 
-from billing.models import CreditTransaction, LLMCallEvent
+from billing.models import CreditTransaction, LLMCallEvent, UsageDaily
 from billing.money import to_decimal
+from billing.rollup import rollup_is_current
 
 BUCKETS = ("day", "week", "month")
 _TRUNC = {"day": TruncDay, "week": TruncWeek, "month": TruncMonth}
@@ -104,6 +105,8 @@ def usage_summary(
         raise ValueError(f"bucket must be one of {', '.join(BUCKETS)} or None, not {bucket!r}")
     if start > end:
         raise ValueError(f"start ({start}) is after end ({end})")
+    if rollup_is_current():
+        return _usage_from_rollup(start=start, end=end, bucket=bucket, user_id=user_id, model=model)
     tz = report_time_zone()
     since, until = local_day_bounds(start=start, end=end, tz=tz)
     events = LLMCallEvent.objects.filter(created_at__gte=since, created_at__lt=until)
@@ -146,6 +149,67 @@ def usage_summary(
         total_cost=_money(totals["cost"]),
         unique_users=totals["unique_users"],
         shadow_refusals=totals["shadow_refusals"],
+        rows=rows,
+    )
+
+
+_ROLLUP_TRUNC = {"week": TruncWeek, "month": TruncMonth}
+
+
+def _rollup_aggregates() -> dict:
+    # Aliases differ from the column names: an alias equal to a column would shadow it in filter=.
+    return {
+        "n_calls": Sum("calls"),
+        "n_failed_calls": Sum("failed_calls"),
+        "n_input_tokens": Sum("input_tokens"),
+        "n_output_tokens": Sum("output_tokens"),
+        "n_cost": Sum("cost"),
+        # A user counts once per bucket however many (model, day) rows they have in it.
+        "n_unique_users": Count("user", distinct=True, filter=Q(calls__gt=0)),
+        "n_shadow_refusals": Sum("shadow_refusals"),
+    }
+
+
+def _usage_from_rollup(
+    *, start: date, end: date, bucket: str | None, user_id: int | None, model: str | None
+) -> UsageSummary:
+    """usage_summary over the daily rollup (days already cut in REPORT_TIME_ZONE): the same figures."""
+    days = UsageDaily.objects.filter(day__gte=start, day__lte=end)
+    if user_id is not None:
+        days = days.filter(user_id=user_id)
+    if model is not None:
+        days = days.filter(model=model)
+    totals = days.aggregate(**_rollup_aggregates())
+    rows: list[UsageRow] = []
+    if bucket is not None:
+        if bucket == "day":
+            grouped = days.values(bucket_start=F("day"))
+        else:
+            grouped = days.annotate(bucket_start=_ROLLUP_TRUNC[bucket]("day")).values("bucket_start")
+        rows = [
+            UsageRow(
+                date=group["bucket_start"],
+                calls=group["n_calls"],
+                failed_calls=group["n_failed_calls"],
+                input_tokens=group["n_input_tokens"],
+                output_tokens=group["n_output_tokens"],
+                cost=_money(group["n_cost"]),
+                unique_users=group["n_unique_users"],
+                shadow_refusals=group["n_shadow_refusals"],
+            )
+            for group in grouped.annotate(**_rollup_aggregates()).order_by("bucket_start")
+        ]
+    return UsageSummary(
+        start=start,
+        end=end,
+        bucket=bucket,
+        total_calls=totals["n_calls"] or 0,
+        failed_calls=totals["n_failed_calls"] or 0,
+        total_input_tokens=totals["n_input_tokens"] or 0,
+        total_output_tokens=totals["n_output_tokens"] or 0,
+        total_cost=_money(totals["n_cost"]),
+        unique_users=totals["n_unique_users"],
+        shadow_refusals=totals["n_shadow_refusals"] or 0,
         rows=rows,
     )
 
