@@ -19,6 +19,7 @@ from billing.exceptions import BillingError
 from billing.forms import GrantCreditsForm, ModelPriceForm
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, Wallet
 from billing.money import format_money
+from billing.paginators import EstimatedCountPaginator
 from billing.selectors import is_low_balance, transactions_for_user
 
 GRANT_PERMISSION = "billing.grant_credits"  # created by billing/migrations/0004_support_group.py
@@ -66,6 +67,7 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["user__username", "user__email"]
     ordering = ["-id"]
     show_full_result_count = False
+    paginator = EstimatedCountPaginator  # no full COUNT(*) of a big table per page view
     fields = [
         "user",
         "email",
@@ -263,6 +265,7 @@ class CreditTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # -id follows the (wallet, -id) index and insertion order; counting a big ledger is not worth it.
     ordering = ["-id"]
     show_full_result_count = False
+    paginator = EstimatedCountPaginator  # no full COUNT(*) of a big table per page view
     # "Export selected to CSV" is added by reporting/admin.py: CSV exports are reporting's, and
     # billing never imports reporting.
 
@@ -313,6 +316,7 @@ class LLMCallEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["user__username", "user__email"]
     ordering = ["-created_at"]
     show_full_result_count = False
+    paginator = EstimatedCountPaginator  # no full COUNT(*) of a big table per page view
 
 
 @admin.register(ModelPrice)
@@ -367,6 +371,7 @@ class CreditHoldAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["wallet__user__username", "wallet__user__email"]
     ordering = ["-id"]
     show_full_result_count = False
+    paginator = EstimatedCountPaginator  # no full COUNT(*) of a big table per page view
 
     @admin.display(description="user", ordering="wallet__user__username")
     def user(self, hold):
