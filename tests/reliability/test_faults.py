@@ -27,7 +27,7 @@ def test_provider_timeouts_failures_garbage_and_hangs_charge_nothing(live_databa
 
 
 def test_a_worker_killed_mid_turn_leaves_a_hold_that_expires_and_nothing_else(live_database_url, world):
-    outcome = faults.worker_kills(live_database_url, world, faults.CI_SIZE)
+    outcome = faults.worker_kills(live_database_url, world, dict(faults.CI_SIZE, requests=300))
     logger.info(outcome.text())
 
     assert any(line.startswith("check_ledger clean") for line in outcome.invariants)
