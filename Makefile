@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test serve lint format install install-dev migrate seed check-ledger clean
+.PHONY: run test serve lint format install install-dev migrate seed check-ledger clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,21 @@ lint: install-dev
 format: install-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Benchmarks (docs/performance.md) against a seeded PostgreSQL bench database, never the test ones:
+#   createdb creditdesk_bench; DATABASE_URL=... manage.py migrate; DATABASE_URL=... bench/seed.py
+bench: export DATABASE_URL = $(BENCH_DATABASE_URL)
+bench: export SECRET_KEY ?= bench-not-secret
+bench: export ALLOWED_HOSTS = testserver
+bench: export LOG_LEVEL = WARNING
+bench: install
+	@test -n "$(BENCH_DATABASE_URL)" || { echo "make bench: set BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/creditdesk_bench"; exit 2; }
+	$(BIN)/python manage.py collectstatic --noinput -v0
+	$(BIN)/python bench/bench_billing.py
+	$(BIN)/python bench/bench_reads.py --scan
+	$(BIN)/python bench/bench_memory.py export
+	$(BIN)/python bench/bench_memory.py check
+	$(BIN)/python bench/bench_server.py
 
 check-ledger: install
 	$(BIN)/python manage.py check_ledger
