@@ -103,6 +103,9 @@ class DefaultPagination(StrictPageSizeMixin, PageNumberPagination):
     max_page_size = 200
 
     def paginate_queryset(self, queryset, request, view=None):
+        if request.query_params.get(self.page_query_param) == "":
+            # DRF reads `page=` as page 1; the schema says an integer, so it is malformed like `page=abc`.
+            raise exceptions.ValidationError({self.page_query_param: ["A page is a whole number from 1."]})
         try:
             return super().paginate_queryset(queryset, request, view)
         except exceptions.NotFound as exc:

@@ -115,3 +115,11 @@ def test_a_database_connection_lost_mid_request_is_a_json_503(token_client, user
     assert response["Content-Type"] == "application/json"
     assert response["Retry-After"] == "1"
     assert response.json()["code"] == "database_unavailable"
+
+
+def test_an_empty_page_is_a_400_like_any_malformed_page(user_client):
+    # Found by the full schemathesis run: `?page=` was read as page 1 against the schema's integer.
+    response = user_client.get("/api/v1/sessions/", {"page": ""})
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["page"]
