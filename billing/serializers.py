@@ -43,6 +43,9 @@ class StrictCharField(serializers.CharField):
             self.fail("not_a_string")
         if "\x00" in data:
             raise serializers.ValidationError("Null characters are not allowed.", code="null_characters")
+        # The schema's maxLength is about what the client sends; DRF would measure after trimming.
+        if self.max_length is not None and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
         return super().to_internal_value(data)
 
 
