@@ -153,11 +153,15 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--wallets", type=int, default=100)
+    parser.add_argument("--hot-only", action="store_true", help="only the hot wallet through charge()")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         raise SystemExit("Run against the PostgreSQL bench database (DATABASE_URL).")
-    wallets = setup_wallets(args.wallets)
     hot_user = get_user_model().objects.get(username="heavy")
+    if args.hot_only:
+        hot_charges(hot_user, args.seconds)
+        return
+    wallets = setup_wallets(args.wallets)
     staff = get_user_model().objects.get(username="benchstaff")
     services.grant(user=hot_user, amount="10000", reason="bench funds", initiated_by=staff)
     hot_token = Token.objects.get_or_create(user=hot_user)[0].key
@@ -209,7 +213,11 @@ def main() -> None:
         server.terminate()
         server.wait(10)
 
-    # The hot wallet straight through the service: the wallet row is the only contention.
+    hot_charges(hot_user, args.seconds)
+
+
+def hot_charges(hot_user, seconds: float) -> None:
+    """The hot wallet straight through the service: the wallet row is the only contention."""
     price = ModelPrice.objects.get(model="echo-1")
     before = balance_of("heavy")
 
@@ -219,8 +227,9 @@ def main() -> None:
         )
         return True, result.event.cost
 
-    hot_lat, costs, errors = load("hot wallet, charge() x16 threads", HOT_CLIENTS, args.seconds, hot_charge)
-    rate = len(hot_lat) / args.seconds
+    print(f"hot wallet: load {os.getloadavg()[0]:.2f}", flush=True)
+    hot_lat, costs, errors = load("hot wallet, charge() x16 threads", HOT_CLIENTS, seconds, hot_charge)
+    rate = len(hot_lat) / seconds
     exact = balance_of("heavy") == before - sum(costs, Decimal(0))
     ledger_ok = check_ledger(user_id=hot_user.pk).ok
     print(
