@@ -344,38 +344,27 @@ def _record_and_debit(
     cost = compute_cost(price=price, input_tokens=input_tokens, output_tokens=output_tokens)
     occurred_at = occurred_at or timezone.now()
     reason = f"{price.model}: {input_tokens} in / {output_tokens} out tokens"
-    shadow = bool(hold and hold.shadow_refusal)
+    # The event with its price snapshot, built once; each path below writes it.
+    event = LLMCallEvent(
+        user=user,
+        model=price.model,
+        provider=provider,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost=cost,
+        input_price_per_1k=price.input_price_per_1k,
+        output_price_per_1k=price.output_price_per_1k,
+        status=LLMCallEvent.Status.OK,
+        latency_ms=latency_ms,
+        shadow_refusal=bool(hold and hold.shadow_refusal),
+        created_at=occurred_at,
+    )
     if cost > 0 and _one_statement_paths():
-        return _debit_in_one_statement(
-            user=user,
-            price=price,
-            provider=provider,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            latency_ms=latency_ms,
-            occurred_at=occurred_at,
-            hold=hold,
-            cost=cost,
-            reason=reason,
-            shadow=shadow,
-        )
+        return _debit_in_one_statement(event=event, hold=hold, reason=reason)
     # No savepoint: nothing here is retried, so inside a caller's transaction (the turn) a failure
     # rolls back the whole turn, and the hot path saves a SAVEPOINT/RELEASE round trip pair.
     with transaction.atomic(savepoint=False):
-        event = LLMCallEvent.objects.create(
-            user=user,
-            model=price.model,
-            provider=provider,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cost=cost,
-            input_price_per_1k=price.input_price_per_1k,
-            output_price_per_1k=price.output_price_per_1k,
-            status=LLMCallEvent.Status.OK,
-            latency_ms=latency_ms,
-            shadow_refusal=shadow,
-            created_at=occurred_at,
-        )
+        event.save(force_insert=True)
         rollup.add_event(event)
         released = (
             _close_hold(hold=hold, status=CreditHold.Status.SETTLED, llm_call=event) if hold else Decimal(0)
@@ -395,20 +384,7 @@ def _record_and_debit(
     return ChargeResult(event=event, transaction=row, balance_after=row.balance_after)
 
 
-def _debit_in_one_statement(
-    *,
-    user,
-    price: ModelPrice,
-    provider: str,
-    input_tokens: int,
-    output_tokens: int,
-    latency_ms: int,
-    occurred_at: datetime,
-    hold: CreditHold | None,
-    cost: Decimal,
-    reason: str,
-    shadow: bool,
-) -> ChargeResult:
+def _debit_in_one_statement(*, event: LLMCallEvent, hold: CreditHold | None, reason: str) -> ChargeResult:
     """The PostgreSQL hot path: the same rows as the ORM path above, written by one statement."""
     now = timezone.now()
     # Inside the turn's transaction this is one round trip; alone it still needs its own
@@ -417,59 +393,44 @@ def _debit_in_one_statement(
         row = _execute_prepared(
             _DEBIT_SQL,
             {
-                "user_id": user.pk,
-                "model": price.model,
-                "provider": provider,
-                "input_tokens": input_tokens,
-                "output_tokens": output_tokens,
-                "cost": cost,
-                "input_price": price.input_price_per_1k,
-                "output_price": price.output_price_per_1k,
-                "latency_ms": latency_ms,
-                "shadow": shadow,
-                "shadow_count": 1 if shadow else 0,
-                "occurred_at": occurred_at,
+                "user_id": event.user_id,
+                "model": event.model,
+                "provider": event.provider,
+                "input_tokens": event.input_tokens,
+                "output_tokens": event.output_tokens,
+                "cost": event.cost,
+                "input_price": event.input_price_per_1k,
+                "output_price": event.output_price_per_1k,
+                "latency_ms": event.latency_ms,
+                "shadow": event.shadow_refusal,
+                "shadow_count": 1 if event.shadow_refusal else 0,
+                "occurred_at": event.created_at,
                 "now": now,
                 "hold_id": hold.pk if hold else None,
-                "amount": -cost,
+                "amount": -event.cost,
                 "reason": reason,
-                "day": rollup.local_day(occurred_at),
+                "day": rollup.local_day(event.created_at),
             },
         )
         if row is None:
-            raise Wallet.DoesNotExist(f"User {user.pk} has no wallet.")
+            raise Wallet.DoesNotExist(f"User {event.user_id} has no wallet.")
     event_id, transaction_id, wallet_id, balance_after = row
     if hold is not None:
         hold.status, hold.closed_at = CreditHold.Status.SETTLED, now
-    event = _fetched(
-        LLMCallEvent(
-            id=event_id,
-            user=user,
-            model=price.model,
-            provider=provider,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cost=cost,
-            input_price_per_1k=price.input_price_per_1k,
-            output_price_per_1k=price.output_price_per_1k,
-            status=LLMCallEvent.Status.OK,
-            latency_ms=latency_ms,
-            shadow_refusal=shadow,
-            created_at=occurred_at,
-        )
-    )
+    event.id = event_id
+    _fetched(event)
     ledger_row = _fetched(
         CreditTransaction(
             id=transaction_id,
             wallet_id=wallet_id,
             kind=CreditTransaction.Kind.DEBIT,
-            amount=-cost,
+            amount=-event.cost,
             balance_after=to_decimal(balance_after),
             reason=reason,
             initiated_by=None,
             llm_call=event,
             idempotency_key=None,
-            created_at=occurred_at,
+            created_at=event.created_at,
         )
     )
     return ChargeResult(event=event, transaction=ledger_row, balance_after=ledger_row.balance_after)
