@@ -542,11 +542,7 @@ def reserve(*, user, amount: Decimal) -> Reservation:
                 _move(user_id=user.pk, amount=Decimal(0), held=-released)
             balance, held = Wallet.objects.values_list("balance", "held").get(user_id=user.pk)
             balance, available = to_decimal(balance), to_decimal(balance) - to_decimal(held)
-            logger.info(
-                "turn refused: insufficient credits",
-                extra={"user_id": user.pk, "balance": str(balance), "available": str(available)},
-            )
-            return Reservation(hold=None, balance=balance, available=available, refused=True)
+            return _refused(user=user, balance=balance, available=available)
         wallet_id, balance, held, enforcement = row
         balance = to_decimal(balance)
         available = balance - (to_decimal(held) - amount)
@@ -563,7 +559,19 @@ def reserve(*, user, amount: Decimal) -> Reservation:
             created_at=now,
             expires_at=now + timedelta(seconds=settings.CREDIT_HOLD_TTL_SECONDS),
         )
-    if shadow:
+    return _admitted(user=user, hold=hold, balance=balance, available=available)
+
+
+def _refused(*, user, balance: Decimal, available: Decimal) -> Reservation:
+    logger.info(
+        "turn refused: insufficient credits",
+        extra={"user_id": user.pk, "balance": str(balance), "available": str(available)},
+    )
+    return Reservation(hold=None, balance=balance, available=available, refused=True)
+
+
+def _admitted(*, user, hold: CreditHold, balance: Decimal, available: Decimal) -> Reservation:
+    if hold.shadow_refusal:
         logger.info(
             "shadow refusal: enforcement would have refused this turn",
             extra={
@@ -597,11 +605,7 @@ def _reserve_in_one_statement(*, user, amount: Decimal, now: datetime) -> Reserv
     balance = to_decimal(balance)
     if not allowed:
         available = balance - to_decimal(held_before)
-        logger.info(
-            "turn refused: insufficient credits",
-            extra={"user_id": user.pk, "balance": str(balance), "available": str(available)},
-        )
-        return Reservation(hold=None, balance=balance, available=available, refused=True)
+        return _refused(user=user, balance=balance, available=available)
     available = balance - (to_decimal(held_after) - amount)
     hold = CreditHold(
         id=hold_id,
@@ -613,17 +617,7 @@ def _reserve_in_one_statement(*, user, amount: Decimal, now: datetime) -> Reserv
         expires_at=expires_at,
     )
     _fetched(hold)
-    if shadow:
-        logger.info(
-            "shadow refusal: enforcement would have refused this turn",
-            extra={
-                "user_id": user.pk,
-                "balance": str(balance),
-                "available": str(available),
-                "hold_id": hold.pk,
-            },
-        )
-    return Reservation(hold=hold, balance=balance, available=available)
+    return _admitted(user=user, hold=hold, balance=balance, available=available)
 
 
 def settle(
