@@ -87,10 +87,14 @@ class StrictPageSizeMixin:
                 }
             ) from None
 
+    # Query parameters documented as positive integers (subclasses add theirs).
+    integer_query_params = ("page_size_query_param",)
+
     def get_schema_operation_parameters(self, view):
         parameters = super().get_schema_operation_parameters(view)
+        names = {getattr(self, attr) for attr in self.integer_query_params}
         for parameter in parameters:
-            if parameter["name"] == self.page_size_query_param:
+            if parameter["name"] in names:
                 parameter["schema"] = {"type": "integer", "minimum": 1}
         return parameters
 
@@ -101,6 +105,7 @@ class DefaultPagination(StrictPageSizeMixin, PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+    integer_query_params = ("page_query_param", "page_size_query_param")
 
     def paginate_queryset(self, queryset, request, view=None):
         if request.query_params.get(self.page_query_param) == "":
@@ -113,13 +118,6 @@ class DefaultPagination(StrictPageSizeMixin, PageNumberPagination):
             raise exceptions.ValidationError(
                 {self.page_query_param: ["Invalid page; follow the `next`/`previous` links as given."]}
             ) from exc
-
-    def get_schema_operation_parameters(self, view):
-        parameters = super().get_schema_operation_parameters(view)
-        for parameter in parameters:
-            if parameter["name"] == self.page_query_param:
-                parameter["schema"] = {"type": "integer", "minimum": 1}
-        return parameters
 
 
 def document_pagination_errors(result, generator, request, public):
