@@ -154,6 +154,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--wallets", type=int, default=100)
     parser.add_argument("--hot-only", action="store_true", help="only the hot wallet through charge()")
+    parser.add_argument(
+        "--turns-only", action="store_true", help="only turns against auth/me (no hot wallet)"
+    )
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         raise SystemExit("Run against the PostgreSQL bench database (DATABASE_URL).")
@@ -195,6 +198,8 @@ def main() -> None:
         print(
             f"  turn / auth/me (p50, best round): {ratio:.2f}x (target <= 2x) -> {'PASS' if ratio <= 2 else 'FAIL'}"
         )
+        if args.turns_only:
+            return
 
         # The hot wallet through the server: 16 clients, one wallet, a session each.
         before = balance_of("heavy")
@@ -213,7 +218,8 @@ def main() -> None:
         server.terminate()
         server.wait(10)
 
-    hot_charges(hot_user, args.seconds)
+    if not args.turns_only:
+        hot_charges(hot_user, args.seconds)
 
 
 def hot_charges(hot_user, seconds: float) -> None:
