@@ -9,7 +9,7 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from billing.exceptions import InsufficientCredits
 from billing.money import format_money
-from billing.selectors import enforcement_state
+from billing.selectors import EnforcementState, enforcement_state
 from billing.services import enforcement_applies
 
 logger = logging.getLogger(__name__)
@@ -39,12 +39,14 @@ class PaymentRequired(APIException):
         return cls(balance=refusal.balance, available=refusal.available)
 
 
-def ensure_can_spend(*, user) -> None:
+def ensure_can_spend(*, user, state: EnforcementState | None = None) -> None:
     """Raise PaymentRequired when enforcement applies to the wallet and nothing is available.
 
-    The cheap pre-check (one read): billing.services.reserve() is the authoritative gate.
+    The cheap pre-check (one read, or none when the caller read `state` already):
+    billing.services.reserve() is the authoritative gate.
     """
-    state = enforcement_state(user=user)
+    if state is None:
+        state = enforcement_state(user=user)
     if not enforcement_applies(state.enforcement) or state.available > 0:
         return
     logger.warning(
@@ -61,12 +63,13 @@ def ensure_can_spend(*, user) -> None:
 class CreditEnforcement(BasePermission):
     """On a paid (unsafe) request: refuse with 402 when enforcement is on and the wallet is empty.
 
-    A cheap pre-check that stops a plainly empty wallet before any work; it reads nothing at all
-    when enforcement is off. Put it after the authentication and ownership checks.
+    A cheap pre-check that stops a plainly empty wallet before any work. Put it after the
+    authentication and ownership checks; a view that has read the wallet's state with its own
+    query puts it in `view.enforcement_state` and nothing is read again.
     """
 
     def has_permission(self, request, view) -> bool:
         if request.method in SAFE_METHODS or not request.user or not request.user.is_authenticated:
             return True
-        ensure_can_spend(user=request.user)
+        ensure_can_spend(user=request.user, state=getattr(view, "enforcement_state", None))
         return True

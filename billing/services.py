@@ -2,7 +2,8 @@
 
 import logging
 import string
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -86,7 +87,7 @@ _EVENT_COLUMNS = (
     "user_id, model, provider, input_tokens, output_tokens, cost, input_price_per_1k, "
     "output_price_per_1k, status, error, latency_ms, shadow_refusal, created_at"
 )
-_DEBIT_SQL = (
+_DEBIT_CTES = (
     "WITH ev AS ("  # noqa: S608 - every name below is one of our tables
     f" INSERT INTO {LLMCallEvent._meta.db_table} ({_EVENT_COLUMNS}) VALUES (%(user_id)s, %(model)s,"
     " %(provider)s, %(input_tokens)s, %(output_tokens)s, %(cost)s, %(input_price)s, %(output_price)s,"
@@ -106,8 +107,10 @@ _DEBIT_SQL = (
     "), r AS ("
     f" INSERT INTO {rollup.ROLLUP} ({rollup.COLUMNS}) VALUES (%(day)s, %(user_id)s, %(model)s, 1, 0,"
     f" %(input_tokens)s, %(output_tokens)s, %(cost)s, %(shadow_count)s) {rollup.UPSERT_TAIL}"
-    ") SELECT ev.id, tx.id, tx.wallet_id, tx.balance_after FROM ev, tx"
+    ")"
 )
+_DEBIT_RESULT = "ev.id, tx.id, tx.wallet_id, tx.balance_after"
+_DEBIT_SQL = f"{_DEBIT_CTES} SELECT {_DEBIT_RESULT} FROM ev, tx"  # noqa: S608
 _CLOSE_HOLD_SQL = (
     f"UPDATE {HOLD} SET status = %s, closed_at = %s, llm_call_id = %s "  # noqa: S608
     "WHERE id = %s AND status = 'held' RETURNING amount"
@@ -115,10 +118,30 @@ _CLOSE_HOLD_SQL = (
 
 
 @dataclass(frozen=True)
+class CompanionWrite:
+    """The caller's own rows, written with a settle() so that they commit or roll back with the debit.
+
+    On PostgreSQL the debit is one statement, and `ctes` (data-modifying CTEs on the caller's own
+    tables, "name AS (...), ...", named parameters that do not clash with the debit's) run in that
+    same statement, after the debit's CTEs: they may read the new event's id as `ev.id`, and
+    `columns` (a select list over them, e.g. scalar subqueries) comes back as `ChargeResult.companion`.
+    Elsewhere (SQLite, or a call that cost nothing) `fallback(event)` is called inside the debit's
+    transaction instead and must write the same rows and return the same values. Billing only runs
+    the caller's text; it never builds SQL for another app's tables.
+    """
+
+    ctes: str
+    columns: str
+    params: dict
+    fallback: Callable[[LLMCallEvent], tuple]
+
+
+@dataclass(frozen=True)
 class ChargeResult:
     event: LLMCallEvent
     transaction: CreditTransaction | None  # None when the call cost nothing (a debit is never 0)
     balance_after: Decimal
+    companion: tuple | None = None  # what a CompanionWrite returned
 
 
 def _one_statement_paths() -> bool:
@@ -340,6 +363,7 @@ def _record_and_debit(
     latency_ms: int,
     occurred_at: datetime | None = None,
     hold: CreditHold | None = None,
+    companion: CompanionWrite | None = None,
 ) -> ChargeResult:
     cost = compute_cost(price=price, input_tokens=input_tokens, output_tokens=output_tokens)
     occurred_at = occurred_at or timezone.now()
@@ -360,7 +384,7 @@ def _record_and_debit(
         created_at=occurred_at,
     )
     if cost > 0 and _one_statement_paths():
-        return _debit_in_one_statement(event=event, hold=hold, reason=reason)
+        return _debit_in_one_statement(event=event, hold=hold, reason=reason, companion=companion)
     # No savepoint: nothing here is retried, so inside a caller's transaction (the turn) a failure
     # rolls back the whole turn, and the hot path saves a SAVEPOINT/RELEASE round trip pair.
     with transaction.atomic(savepoint=False):
@@ -371,28 +395,40 @@ def _record_and_debit(
         )
         if cost == 0:  # a debit is never zero: the call is recorded, the wallet only drops the hold
             _, balance = _move(user_id=user.pk, amount=Decimal(0), held=-released)
-            return ChargeResult(event=event, transaction=None, balance_after=balance)
-        row = _append(
-            user_id=user.pk,
-            kind=CreditTransaction.Kind.DEBIT,
-            amount=-cost,
-            reason=reason,
-            llm_call=event,
-            created_at=occurred_at,
-            held=-released,
-        )
-    return ChargeResult(event=event, transaction=row, balance_after=row.balance_after)
+            result = ChargeResult(event=event, transaction=None, balance_after=balance)
+        else:
+            row = _append(
+                user_id=user.pk,
+                kind=CreditTransaction.Kind.DEBIT,
+                amount=-cost,
+                reason=reason,
+                llm_call=event,
+                created_at=occurred_at,
+                held=-released,
+            )
+            result = ChargeResult(event=event, transaction=row, balance_after=row.balance_after)
+        if companion is not None:
+            result = replace(result, companion=companion.fallback(event))
+    return result
 
 
-def _debit_in_one_statement(*, event: LLMCallEvent, hold: CreditHold | None, reason: str) -> ChargeResult:
-    """The PostgreSQL hot path: the same rows as the ORM path above, written by one statement."""
+def _debit_in_one_statement(
+    *, event: LLMCallEvent, hold: CreditHold | None, reason: str, companion: CompanionWrite | None
+) -> ChargeResult:
+    """The PostgreSQL hot path: the same rows as the ORM path above (and the companion's), one statement."""
     now = timezone.now()
+    sql, extra = _DEBIT_SQL, {}
+    if companion is not None:
+        # The caller's text is a constant of its module (parameters are bound, never formatted in).
+        sql = f"{_DEBIT_CTES}, {companion.ctes} SELECT {_DEBIT_RESULT}, {companion.columns} FROM ev, tx"  # noqa: S608
+        extra = companion.params
     # Inside the turn's transaction this is one round trip; alone it still needs its own
     # transaction, so that a missing wallet (Wallet.DoesNotExist) leaves no event behind.
     with transaction.atomic(savepoint=False):
         row = _execute_prepared(
-            _DEBIT_SQL,
+            sql,
             {
+                **extra,
                 "user_id": event.user_id,
                 "model": event.model,
                 "provider": event.provider,
@@ -414,7 +450,7 @@ def _debit_in_one_statement(*, event: LLMCallEvent, hold: CreditHold | None, rea
         )
         if row is None:
             raise Wallet.DoesNotExist(f"User {event.user_id} has no wallet.")
-    event_id, transaction_id, wallet_id, balance_after = row
+    event_id, transaction_id, wallet_id, balance_after = row[:4]
     if hold is not None:
         hold.status, hold.closed_at = CreditHold.Status.SETTLED, now
     event.id = event_id
@@ -433,7 +469,12 @@ def _debit_in_one_statement(*, event: LLMCallEvent, hold: CreditHold | None, rea
             created_at=event.created_at,
         )
     )
-    return ChargeResult(event=event, transaction=ledger_row, balance_after=ledger_row.balance_after)
+    return ChargeResult(
+        event=event,
+        transaction=ledger_row,
+        balance_after=ledger_row.balance_after,
+        companion=tuple(row[4:]) if companion is not None else None,
+    )
 
 
 def _fetched(instance):
@@ -630,8 +671,12 @@ def settle(
     output_tokens: int,
     latency_ms: int = 0,
     occurred_at: datetime | None = None,
+    companion: CompanionWrite | None = None,
 ) -> ChargeResult:
-    """Close the hold, record the event and debit the actual cost, in one transaction."""
+    """Close the hold, record the event and debit the actual cost, in one transaction.
+
+    `companion`: the caller's rows to write in that same transaction (see CompanionWrite).
+    """
     return _record_and_debit(
         user=user,
         price=price,
@@ -641,6 +686,7 @@ def settle(
         latency_ms=latency_ms,
         occurred_at=occurred_at,
         hold=hold,
+        companion=companion,
     )
 
 

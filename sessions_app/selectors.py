@@ -1,9 +1,13 @@
 """Reads of chat sessions and turns for views and the turn flow (no writes here)."""
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from dataclasses import dataclass
 
-from billing.models import ModelPrice
+from django.db import connection
+from django.db.models import QuerySet
+
+from billing.models import ModelPrice, Wallet
 from billing.money import to_decimal
+from billing.selectors import EnforcementState
 from sessions_app.models import ChatSession, Message, Turn
 from sessions_app.providers import ChatMessage
 
@@ -18,29 +22,66 @@ def sessions_for_user(*, user) -> QuerySet[ChatSession]:
     return ChatSession.objects.filter(owner=user).order_by("-updated_at", "-id")
 
 
-def sessions_with_price_for_user(*, user) -> QuerySet[ChatSession]:
-    """The user's sessions, each read with its model's active price in the same query (the hot path)."""
-    prices = ModelPrice.objects.filter(model=OuterRef("model"), active=True)
-    return sessions_for_user(user=user).annotate(
-        active_price_id=Subquery(prices.values("id")[:1]),
-        active_price_in=Subquery(prices.values("input_price_per_1k")[:1]),
-        active_price_out=Subquery(prices.values("output_price_per_1k")[:1]),
-    )
+@dataclass(frozen=True)
+class TurnContext:
+    """Everything a turn reads before it calls the model, read together (see turn_context)."""
+
+    session: ChatSession
+    price: ModelPrice | None  # None: the session's model has no active price
+    enforcement: EnforcementState | None  # None only if the owner has no wallet
+    history: list[ChatMessage]
+
+
+_SESSION_COLUMNS = ("id", "owner_id", "title", "model", "message_count")
+# The turn's reads in one round trip: the caller's session (absent: not theirs, or no such session),
+# its model's active price, the owner's wallet as the enforcement pre-check reads it, and the
+# session's latest messages, newest first (one result row per message; one row when it has none).
+# Plain SQL on both databases: this is the hot path, and compiling the ORM's version of it cost
+# more than running it.
+_TURN_CONTEXT_SQL = (
+    "SELECT s.id, s.owner_id, s.title, s.model, s.message_count,"  # noqa: S608 - our tables only
+    " p.id, p.input_price_per_1k, p.output_price_per_1k, w.balance, w.held, w.enforcement, m.role, m.content"
+    f" FROM {ChatSession._meta.db_table} s"
+    f" LEFT JOIN {ModelPrice._meta.db_table} p ON p.model = s.model AND p.active"
+    f" LEFT JOIN {Wallet._meta.db_table} w ON w.user_id = s.owner_id"
+    " LEFT JOIN (SELECT role, content, ord FROM ("
+    f'  SELECT role, content, "order" AS ord FROM {Message._meta.db_table}'
+    f'  WHERE session_id = %s ORDER BY "order" DESC LIMIT {HISTORY_MAX_MESSAGES}) AS recent'
+    " ) AS m ON 1 = 1"
+    " WHERE s.id = %s AND s.owner_id = %s"
+    " ORDER BY m.ord DESC"
+)
+
+
+def turn_context(*, user, session_id: int) -> TurnContext | None:
+    """The session (if it is the user's), its price, the wallet's enforcement state and the history."""
+    with connection.cursor() as cursor:
+        cursor.execute(_TURN_CONTEXT_SQL, [session_id, session_id, user.pk])
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    first = rows[0]
+    session = ChatSession.from_db(connection.alias, _SESSION_COLUMNS, first[:5])
+    price_id, price_in, price_out, balance, held, enforcement = first[5:11]
+    price = None
+    if price_id is not None:
+        price = ModelPrice(
+            id=price_id,
+            model=session.model,
+            input_price_per_1k=to_decimal(price_in),
+            output_price_per_1k=to_decimal(price_out),
+            active=True,
+        )
+    state = None
+    if balance is not None:
+        state = EnforcementState(balance=to_decimal(balance), held=to_decimal(held), enforcement=enforcement)
+    newest_first = [(role, content) for *_, role, content in rows if role is not None]
+    return TurnContext(session=session, price=price, enforcement=state, history=_bounded(newest_first))
 
 
 def price_for_session(*, session: ChatSession) -> ModelPrice | None:
-    """The active price of the session's model: from the session's annotations when it has them."""
-    if not hasattr(session, "active_price_id"):
-        return active_price(model=session.model)
-    if session.active_price_id is None:
-        return None
-    return ModelPrice(
-        id=session.active_price_id,
-        model=session.model,
-        input_price_per_1k=to_decimal(session.active_price_in),
-        output_price_per_1k=to_decimal(session.active_price_out),
-        active=True,
-    )
+    """The active price of the session's model, or None when it has none."""
+    return active_price(model=session.model)
 
 
 def turns_for_session(*, session: ChatSession) -> QuerySet[Turn]:
@@ -68,6 +109,11 @@ def recent_history(*, session: ChatSession) -> list[ChatMessage]:
         .order_by("-order")
         .values_list("role", "content")[:HISTORY_MAX_MESSAGES]
     )
+    return _bounded(rows)
+
+
+def _bounded(rows: list[tuple[str, str]]) -> list[ChatMessage]:
+    """(role, content) newest first, as the prompt's history: oldest first, within HISTORY_MAX_CHARS."""
     history: list[ChatMessage] = []
     budget = HISTORY_MAX_CHARS
     for role, content in rows:  # newest first: keep the most recent that fit

@@ -2,6 +2,7 @@
 
 from rest_framework import serializers
 
+from billing.money import format_money
 from billing.serializers import MoneyField, StrictCharField
 from sessions_app.models import ChatSession, Message, Turn
 
@@ -68,6 +69,33 @@ class CreatedTurnSerializer(TurnSerializer):
     class Meta(TurnSerializer.Meta):
         fields = [*TurnSerializer.Meta.fields, "balance_after", "low_balance"]
         read_only_fields = fields
+
+    def to_representation(self, turn: Turn) -> dict:
+        # Every turn answers with this: the declared fields above, written out rather than built as a
+        # tree of field objects per response (a test pins it equal to DRF's own representation).
+        call = turn.llm_call
+        return {
+            "id": turn.pk,
+            "session": turn.session_id,
+            "created_at": _DATETIME.to_representation(turn.created_at),
+            "user_message": _message(turn.user_message),
+            "assistant_message": _message(turn.assistant_message),
+            "usage": {
+                "model": call.model,
+                "input_tokens": call.input_tokens,
+                "output_tokens": call.output_tokens,
+                "cost": format_money(call.cost),
+            },
+            "balance_after": format_money(turn.balance_after),
+            "low_balance": bool(turn.low_balance),
+        }
+
+
+_DATETIME = serializers.DateTimeField(read_only=True)
+
+
+def _message(message: Message) -> dict:
+    return {"role": str(message.role), "content": message.content}
 
 
 class TurnRequestSerializer(serializers.Serializer):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from billing import services as billing_services
@@ -14,13 +14,38 @@ from billing.exceptions import InsufficientCredits, PriceNotFound
 from billing.models import ModelPrice
 from sessions_app.models import ChatSession, Message, Turn
 from sessions_app.providers import ProviderError, estimate_prompt_tokens, get_provider
-from sessions_app.selectors import active_model_names, active_price, price_for_session, recent_history
+from sessions_app.selectors import (
+    TurnContext,
+    active_model_names,
+    active_price,
+    price_for_session,
+    recent_history,
+)
 
 logger = logging.getLogger(__name__)
 
+SESSION, MESSAGE, TURN = (m._meta.db_table for m in (ChatSession, Message, Turn))
 _NEXT_ORDER_SQL = (
-    f"UPDATE {ChatSession._meta.db_table} SET message_count = message_count + 2, updated_at = %s "  # noqa: S608 - table name is ours
+    f"UPDATE {SESSION} SET message_count = message_count + 2, updated_at = %s "  # noqa: S608 - table name is ours
     "WHERE id = %s RETURNING message_count"
+)
+# A turn's own rows, written by billing's debit statement on PostgreSQL (billing.services.CompanionWrite):
+# the next two message orders (the session row's UPDATE also serializes turns of one session), both
+# messages, and the turn pointing at the new event `ev`. No session row (deleted mid-call): nothing.
+_TURN_ROWS_CTES = (
+    f"s AS (UPDATE {SESSION} SET message_count = message_count + 2, updated_at = %(turn_at)s"  # noqa: S608
+    " WHERE id = %(session_id)s RETURNING message_count"
+    f'), m AS (INSERT INTO {MESSAGE} (session_id, role, content, "order", created_at)'
+    " SELECT %(session_id)s, v.role, v.content, s.message_count - v.back, %(turn_at)s FROM s,"
+    " (VALUES ('user', %(prompt)s::text, 2), ('assistant', %(reply)s::text, 1)) AS v (role, content, back)"
+    " RETURNING id, role"
+    f"), t AS (INSERT INTO {TURN} (session_id, user_message_id, assistant_message_id, llm_call_id, created_at)"
+    " SELECT %(session_id)s, (SELECT id FROM m WHERE role = 'user'),"
+    " (SELECT id FROM m WHERE role = 'assistant'), ev.id, %(turn_at)s FROM s, ev RETURNING id)"
+)
+_TURN_ROWS_COLUMNS = (
+    "(SELECT message_count FROM s), (SELECT id FROM t),"
+    " (SELECT id FROM m WHERE role = 'user'), (SELECT id FROM m WHERE role = 'assistant')"
 )
 
 
@@ -83,18 +108,23 @@ def delete_session(*, session: ChatSession) -> None:
     session.delete()
 
 
-def take_turn(*, session: ChatSession, user, content: str) -> TurnResult:
+def take_turn(*, session: ChatSession, user, content: str, context: TurnContext | None = None) -> TurnResult:
     """Answer `content` in `session` and charge for it; on provider failure record the call, debit nothing.
 
     The provider is called with no transaction open and no lock held. Then one transaction writes
     both messages, the turn, the call event and its debit, or none of them. A failed call keeps no
     messages (the user can simply resend); only its LLMCallEvent (status error, cost 0) is kept.
+    `context` is what the view read with the session (selectors.turn_context); without it the
+    price and the history are read here.
     """
-    price = price_for_session(session=session)
+    if context is not None:
+        price, history = context.price, context.history
+    else:
+        price, history = price_for_session(session=session), recent_history(session=session)
     if price is None:
         # A price withdrawn since the session was opened: refuse before any call (PATCH the model).
         raise _refuse_unpriced(session.model, field=None)
-    prompt = [*recent_history(session=session), {"role": Message.Role.USER.value, "content": content}]
+    prompt = [*history, {"role": Message.Role.USER.value, "content": content}]
     provider = get_provider()
     # Reserve the worst case before the call: the prompt by the counting rule plus the output cap.
     # Under enforcement this one conditional UPDATE is the gate, so a burst of turns cannot overdraw.
@@ -143,49 +173,19 @@ def take_turn(*, session: ChatSession, user, content: str) -> TurnResult:
     latency_ms = _elapsed_ms(started)
 
     now = timezone.now()
-    turn = None
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(_NEXT_ORDER_SQL, [now, session.pk])
-            row = cursor.fetchone()
-        charged = billing_services.settle(
-            hold=hold,
-            user=user,
-            price=price,
-            provider=provider.name,
-            input_tokens=completion.input_tokens,
-            output_tokens=completion.output_tokens,
-            latency_ms=latency_ms,
-            occurred_at=now,
-        )
-        if row is not None:
-            count = row[0]
-            user_message, assistant_message = Message.objects.bulk_create(
-                [
-                    Message(
-                        session=session,
-                        role=Message.Role.USER,
-                        content=content,
-                        order=count - 2,
-                        created_at=now,
-                    ),
-                    Message(
-                        session=session,
-                        role=Message.Role.ASSISTANT,
-                        content=completion.text,
-                        order=count - 1,
-                        created_at=now,
-                    ),
-                ]
-            )
-            turn = Turn.objects.create(
-                session=session,
-                user_message=user_message,
-                assistant_message=assistant_message,
-                llm_call=charged.event,
-                created_at=now,
-            )
-    if turn is None:
+    charged = billing_services.settle(
+        hold=hold,
+        user=user,
+        price=price,
+        provider=provider.name,
+        input_tokens=completion.input_tokens,
+        output_tokens=completion.output_tokens,
+        latency_ms=latency_ms,
+        occurred_at=now,
+        companion=_turn_rows(session=session, prompt=content, reply=completion.text, now=now),
+    )
+    count, turn_id, user_message_id, assistant_message_id = charged.companion
+    if turn_id is None:
         # Deleted from another tab mid-call: the provider did the work, so the call stays metered
         # and charged like any other; there is just no session left to keep the messages in.
         logger.warning(
@@ -193,6 +193,34 @@ def take_turn(*, session: ChatSession, user, content: str) -> TurnResult:
             extra={"user_id": user.pk, "session_id": session.pk, "llm_call_id": charged.event.pk},
         )
         raise SessionGone(session.pk)
+    turn = _saved(
+        Turn(
+            id=turn_id,
+            session=session,
+            user_message=_saved(
+                Message(
+                    id=user_message_id,
+                    session=session,
+                    role=Message.Role.USER,
+                    content=content,
+                    order=count - 2,
+                    created_at=now,
+                )
+            ),
+            assistant_message=_saved(
+                Message(
+                    id=assistant_message_id,
+                    session=session,
+                    role=Message.Role.ASSISTANT,
+                    content=completion.text,
+                    order=count - 1,
+                    created_at=now,
+                )
+            ),
+            llm_call=charged.event,
+            created_at=now,
+        )
+    )
     session.message_count, session.updated_at = count, now
     logger.info(
         "turn charged",
@@ -206,6 +234,54 @@ def take_turn(*, session: ChatSession, user, content: str) -> TurnResult:
         },
     )
     return TurnResult(turn=turn, balance_after=charged.balance_after)
+
+
+def _turn_rows(*, session: ChatSession, prompt: str, reply: str, now) -> billing_services.CompanionWrite:
+    """The turn's messages and turn row, written with its debit: (message_count, turn, user msg, reply msg)."""
+
+    def write_with_the_orm(event) -> tuple:
+        with connection.cursor() as cursor:
+            cursor.execute(_NEXT_ORDER_SQL, [now, session.pk])
+            row = cursor.fetchone()
+        if row is None:
+            return None, None, None, None
+        count = row[0]
+        user_message, assistant_message = Message.objects.bulk_create(
+            [
+                Message(
+                    session=session, role=Message.Role.USER, content=prompt, order=count - 2, created_at=now
+                ),
+                Message(
+                    session=session,
+                    role=Message.Role.ASSISTANT,
+                    content=reply,
+                    order=count - 1,
+                    created_at=now,
+                ),
+            ]
+        )
+        turn = Turn.objects.create(
+            session=session,
+            user_message=user_message,
+            assistant_message=assistant_message,
+            llm_call=event,
+            created_at=now,
+        )
+        return count, turn.pk, user_message.pk, assistant_message.pk
+
+    return billing_services.CompanionWrite(
+        ctes=_TURN_ROWS_CTES,
+        columns=_TURN_ROWS_COLUMNS,
+        params={"session_id": session.pk, "turn_at": now, "prompt": prompt, "reply": reply},
+        fallback=write_with_the_orm,
+    )
+
+
+def _saved(instance):
+    """Mark an instance built from the values the database returned as a saved row, as the ORM would."""
+    instance._state.adding = False
+    instance._state.db = connection.alias
+    return instance
 
 
 def _elapsed_ms(started: float) -> int:

@@ -1,6 +1,7 @@
 """Chat sessions and turns over HTTP: thin viewsets that call the selectors and the turn service."""
 
 from django.db import transaction
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -22,7 +23,7 @@ from sessions_app import services
 from sessions_app.api_errors import provider_error_to_http
 from sessions_app.models import ChatSession, Turn
 from sessions_app.providers import ProviderError
-from sessions_app.selectors import sessions_for_user, sessions_with_price_for_user, turns_for_session
+from sessions_app.selectors import TurnContext, sessions_for_user, turn_context, turns_for_session
 from sessions_app.serializers import (
     ChatSessionSerializer,
     CreatedTurnSerializer,
@@ -45,6 +46,7 @@ _PAYMENT_REQUIRED = inline_serializer(
         ),
     },
 )
+_MAX_ID = 2**63 - 1  # a larger id names no session (and would overflow the database's integer)
 _SESSION_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="The session's id.")
 
 
@@ -52,7 +54,7 @@ class OwnsSession(BasePermission):
     """The URL's session must be the caller's: another user's session is 404, never 403."""
 
     def has_permission(self, request, view) -> bool:
-        view.session = get_object_or_404(view.get_session_queryset(), pk=view.kwargs["session_pk"])
+        view.load_session()
         return True
 
 
@@ -167,6 +169,9 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = TurnSerializer
     filter_backends = []
     session: ChatSession
+    turn_context: TurnContext | None = None
+    # Read by billing.permissions.CreditEnforcement instead of querying the wallet again.
+    enforcement_state = None
 
     @classmethod
     def as_view(cls, actions=None, **initkwargs):
@@ -183,11 +188,17 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
         # The browsable API offers a `content` form for POST; responses use the turn serializers.
         return TurnRequestSerializer if self.action == "create" else TurnSerializer
 
-    def get_session_queryset(self):
-        if self.action == "create":
-            # The turn needs the model's price: read it with the session, in one query.
-            return sessions_with_price_for_user(user=self.request.user)
-        return sessions_for_user(user=self.request.user)
+    def load_session(self):
+        session_pk = int(self.kwargs["session_pk"])
+        if self.action == "create" and session_pk <= _MAX_ID:
+            # A turn reads its session, price, wallet state and history in one query.
+            self.turn_context = turn_context(user=self.request.user, session_id=session_pk)
+            if self.turn_context is None:
+                raise Http404
+            self.session = self.turn_context.session
+            self.enforcement_state = self.turn_context.enforcement
+            return
+        self.session = get_object_or_404(sessions_for_user(user=self.request.user), pk=session_pk)
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -199,7 +210,10 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
         payload.is_valid(raise_exception=True)
         try:
             result = services.take_turn(
-                session=self.session, user=request.user, content=payload.validated_data["content"]
+                session=self.session,
+                user=request.user,
+                content=payload.validated_data["content"],
+                context=self.turn_context,
             )
         except InsufficientCredits as refusal:
             raise PaymentRequired.from_refusal(refusal) from None

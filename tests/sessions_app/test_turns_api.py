@@ -188,19 +188,21 @@ def test_turn_on_a_model_whose_price_was_withdrawn_is_400(user_client, session):
 
 
 # PostgreSQL reserves and debits in single statements (billing.services); SQLite keeps the steps.
-TURN_QUERIES = 11 if connection.vendor == "postgresql" else 18
+TURN_QUERIES = 6 if connection.vendor == "postgresql" else 16
 
 
 def test_turn_query_budget(token_client, user, session, django_assert_max_num_queries):
     fund(user, "5")
     token_client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": "warm up"}, format="json")
 
-    # token; the session with its price (one query); the enforcement pre-check (one read); the
-    # history; the reservation (SQLite: BEGIN, expire stale holds, the conditional wallet UPDATE,
-    # the hold INSERT, COMMIT; PostgreSQL: one statement); then BEGIN, the next message order, the
-    # debit (SQLite: the event, the hold closed, the wallet UPDATE ... RETURNING, the ledger row;
-    # PostgreSQL: one statement, with the usage rollup row), both messages (one INSERT), the turn,
-    # and COMMIT. The same in production (see test_turn_query_budget_in_a_real_transaction).
+    # token; the session with its price, the wallet for the enforcement pre-check and the history
+    # (one query: sessions_app.selectors.turn_context); the reservation (SQLite: BEGIN, expire
+    # stale holds, the conditional wallet UPDATE, the hold INSERT, COMMIT; PostgreSQL: one
+    # statement); then BEGIN, the debit with the turn's own rows, and COMMIT. The debit on
+    # PostgreSQL is one statement: the event, the hold closed, the wallet UPDATE ... RETURNING, the
+    # ledger row, the usage rollup row, and (billing.services.CompanionWrite) the next message
+    # order, both messages and the turn; on SQLite those are separate statements. The same in
+    # production (see test_turn_query_budget_in_a_real_transaction).
     with django_assert_max_num_queries(TURN_QUERIES):
         response = token_client.post(
             f"/api/v1/sessions/{session.pk}/turns/", {"content": "count me"}, format="json"
@@ -328,3 +330,26 @@ def test_a_session_deleted_during_its_turn_is_404_and_the_call_stays_metered(use
     assert CreditTransaction.objects.get(wallet__user=user, kind="debit").llm_call == event
     assert not Message.objects.exists()
     assert not Turn.objects.exists()
+
+
+@pytest.mark.parametrize("low", [False, True])
+def test_turn_response_equals_the_turn_as_stored(user_client, user, session, low):
+    """The turn's answer is built from what the write returned: it must say what the database holds."""
+    from rest_framework import serializers as drf
+
+    from billing.selectors import is_low_balance
+    from sessions_app.serializers import CreatedTurnSerializer
+
+    fund(user, "0.05" if low else "10")
+    user_client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": "first"}, format="json")
+    body = user_client.post(
+        f"/api/v1/sessions/{session.pk}/turns/", {"content": "second\nline"}, format="json"
+    ).json()
+
+    stored = Turn.objects.select_related("user_message", "assistant_message", "llm_call").get(pk=body["id"])
+    stored.balance_after = Wallet.objects.get(user=user).balance
+    stored.low_balance = is_low_balance(stored.balance_after)
+    generic = drf.ModelSerializer.to_representation(CreatedTurnSerializer(stored), stored)
+    assert body == generic
+    assert body["low_balance"] is low
+    assert (stored.user_message.order, stored.assistant_message.order) == (2, 3)
