@@ -103,7 +103,8 @@ _DEBIT_CTES = (
     f" INSERT INTO {CreditTransaction._meta.db_table} (wallet_id, kind, amount, balance_after, reason,"
     " initiated_by_id, llm_call_id, idempotency_key, created_at)"
     " SELECT w.id, 'debit', %(amount)s, w.balance, %(reason)s, NULL, ev.id, NULL, %(occurred_at)s"
-    " FROM w, ev RETURNING id, wallet_id, balance_after"
+    # No wallet: w is empty and the NULL wallet_id fails the whole statement (see _debit_in_one_statement).
+    " FROM ev LEFT JOIN w ON true RETURNING id, wallet_id, balance_after"
     "), r AS ("
     f" INSERT INTO {rollup.ROLLUP} ({rollup.COLUMNS}) VALUES (%(day)s, %(user_id)s, %(model)s, 1, 0,"
     f" %(input_tokens)s, %(output_tokens)s, %(cost)s, %(shadow_count)s) {rollup.UPSERT_TAIL}"
@@ -422,9 +423,10 @@ def _debit_in_one_statement(
         # The caller's text is a constant of its module (parameters are bound, never formatted in).
         sql = f"{_DEBIT_CTES}, {companion.ctes} SELECT {_DEBIT_RESULT}, {companion.columns} FROM ev, tx"  # noqa: S608
         extra = companion.params
-    # Inside the turn's transaction this is one round trip; alone it still needs its own
-    # transaction, so that a missing wallet (Wallet.DoesNotExist) leaves no event behind.
-    with transaction.atomic(savepoint=False):
+    # One statement is atomic on its own: no BEGIN/COMMIT round trips around it. A missing wallet
+    # (users loaded raw, without open_wallet) fails the ledger INSERT's NOT NULL, which rolls back
+    # everything the statement wrote.
+    try:
         row = _execute_prepared(
             sql,
             {
@@ -448,8 +450,13 @@ def _debit_in_one_statement(
                 "day": rollup.local_day(event.created_at),
             },
         )
-        if row is None:
-            raise Wallet.DoesNotExist(f"User {event.user_id} has no wallet.")
+    except IntegrityError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) == psycopg.errors.NotNullViolation.sqlstate and (
+            getattr(getattr(exc.__cause__, "diag", None), "table_name", None)
+            == CreditTransaction._meta.db_table
+        ):
+            raise Wallet.DoesNotExist(f"User {event.user_id} has no wallet.") from exc
+        raise
     event_id, transaction_id, wallet_id, balance_after = row[:4]
     if hold is not None:
         hold.status, hold.closed_at = CreditHold.Status.SETTLED, now

@@ -182,3 +182,37 @@ def test_check_ledger_is_clean_after_mixed_activity_and_names_a_broken_wallet(us
     result = check_ledger()
     assert not result.ok
     assert {d.wallet_id for d in result.discrepancies} == {user.wallet.pk}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("with_hold", [False, True])
+def test_a_charge_for_a_user_without_a_wallet_writes_nothing(with_hold):
+    """Outside any transaction (PostgreSQL: one statement, no BEGIN/COMMIT): all or nothing still."""
+    from billing.models import CreditHold, UsageDaily
+
+    price = ModelPriceFactory(model="nowallet-1")
+    user = UserFactory()
+    hold = None
+    if with_hold:
+        services.grant(user=user, amount="5", reason="funds", initiated_by=StaffUserFactory())
+        hold = services.reserve(user=user, amount=Decimal("1")).hold
+    else:
+        Wallet.objects.filter(user=user).delete()
+    events_before = LLMCallEvent.objects.count()
+
+    if with_hold:
+        # The hold's wallet must stay (holds point at it); charge another user who has none.
+        other = UserFactory()
+        Wallet.objects.filter(user=other).delete()
+        with pytest.raises(Wallet.DoesNotExist):
+            services.settle(
+                hold=hold, user=other, price=price, provider="echo", input_tokens=10, output_tokens=10
+            )
+        assert CreditHold.objects.get(pk=hold.pk).status == CreditHold.Status.HELD
+    else:
+        with pytest.raises(Wallet.DoesNotExist):
+            services.charge(user=user, price=price, provider="echo", input_tokens=10, output_tokens=10)
+
+    assert LLMCallEvent.objects.count() == events_before
+    assert not UsageDaily.objects.filter(model="nowallet-1").exists()
+    assert not CreditTransaction.objects.filter(kind="debit").exists()

@@ -188,7 +188,7 @@ def test_turn_on_a_model_whose_price_was_withdrawn_is_400(user_client, session):
 
 
 # PostgreSQL reserves and debits in single statements (billing.services); SQLite keeps the steps.
-TURN_QUERIES = 6 if connection.vendor == "postgresql" else 16
+TURN_QUERIES = 4 if connection.vendor == "postgresql" else 16
 
 
 def test_turn_query_budget(token_client, user, session, django_assert_max_num_queries):
@@ -198,10 +198,10 @@ def test_turn_query_budget(token_client, user, session, django_assert_max_num_qu
     # token; the session with its price, the wallet for the enforcement pre-check and the history
     # (one query: sessions_app.selectors.turn_context); the reservation (SQLite: BEGIN, expire
     # stale holds, the conditional wallet UPDATE, the hold INSERT, COMMIT; PostgreSQL: one
-    # statement); then BEGIN, the debit with the turn's own rows, and COMMIT. The debit on
-    # PostgreSQL is one statement: the event, the hold closed, the wallet UPDATE ... RETURNING, the
-    # ledger row, the usage rollup row, and (billing.services.CompanionWrite) the next message
-    # order, both messages and the turn; on SQLite those are separate statements. The same in
+    # statement); then the debit with the turn's own rows. On PostgreSQL that is one statement,
+    # atomic on its own: the event, the hold closed, the wallet UPDATE ... RETURNING, the ledger
+    # row, the usage rollup row, and (billing.services.CompanionWrite) the next message order, both
+    # messages and the turn. On SQLite: BEGIN, those as separate statements, COMMIT. The same in
     # production (see test_turn_query_budget_in_a_real_transaction).
     with django_assert_max_num_queries(TURN_QUERIES):
         response = token_client.post(
