@@ -353,3 +353,22 @@ def test_turn_response_equals_the_turn_as_stored(user_client, user, session, low
     assert body == generic
     assert body["low_balance"] is low
     assert (stored.user_message.order, stored.assistant_message.order) == (2, 3)
+
+
+def test_a_free_model_turn_keeps_its_messages_and_debits_nothing(user_client, user):
+    """A call that costs nothing takes the ORM path on every database; the turn's rows come with it."""
+    ModelPriceFactory(model="free-1", input_price_per_1k=Decimal("0"), output_price_per_1k=Decimal("0"))
+    session = ChatSessionFactory(owner=user, model="free-1")
+
+    first = user_client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": "one"}, format="json")
+    second = user_client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": "two"}, format="json")
+
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert second.json()["usage"]["cost"] == "0.000000"
+    assert second.json()["balance_after"] == "0.000000"
+    orders = list(Message.objects.filter(session=session).order_by("order").values_list("order", "content"))
+    assert [o for o, _ in orders] == [0, 1, 2, 3]
+    assert orders[2][1] == "two"
+    assert Turn.objects.filter(session=session).count() == 2
+    assert not CreditTransaction.objects.filter(kind="debit").exists()
+    assert Wallet.objects.get(user=user).held == 0
