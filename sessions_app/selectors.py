@@ -79,11 +79,6 @@ def turn_context(*, user, session_id: int) -> TurnContext | None:
     return TurnContext(session=session, price=price, enforcement=state, history=_bounded(newest_first))
 
 
-def price_for_session(*, session: ChatSession) -> ModelPrice | None:
-    """The active price of the session's model, or None when it has none."""
-    return active_price(model=session.model)
-
-
 def turns_for_session(*, session: ChatSession) -> QuerySet[Turn]:
     """A session's turns oldest first, with both messages and the call joined (no N+1)."""
     return (

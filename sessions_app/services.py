@@ -18,7 +18,6 @@ from sessions_app.selectors import (
     TurnContext,
     active_model_names,
     active_price,
-    price_for_session,
     recent_history,
 )
 
@@ -111,8 +110,9 @@ def delete_session(*, session: ChatSession) -> None:
 def take_turn(*, session: ChatSession, user, content: str, context: TurnContext | None = None) -> TurnResult:
     """Answer `content` in `session` and charge for it; on provider failure record the call, debit nothing.
 
-    The provider is called with no transaction open and no lock held. Then one transaction writes
-    both messages, the turn, the call event and its debit, or none of them. A failed call keeps no
+    The provider is called with no transaction open and no lock held. Then the debit writes both
+    messages, the turn, the call event and the ledger row, or none of them: on PostgreSQL in one
+    statement (billing.services.CompanionWrite), elsewhere in one transaction. A failed call keeps no
     messages (the user can simply resend); only its LLMCallEvent (status error, cost 0) is kept.
     `context` is what the view read with the session (selectors.turn_context); without it the
     price and the history are read here.
@@ -120,7 +120,7 @@ def take_turn(*, session: ChatSession, user, content: str, context: TurnContext 
     if context is not None:
         price, history = context.price, context.history
     else:
-        price, history = price_for_session(session=session), recent_history(session=session)
+        price, history = active_price(model=session.model), recent_history(session=session)
     if price is None:
         # A price withdrawn since the session was opened: refuse before any call (PATCH the model).
         raise _refuse_unpriced(session.model, field=None)
