@@ -80,7 +80,7 @@ _RESERVE_ONE_SQL = (
     " h.shadow_refusal FROM cur LEFT JOIN w ON true LEFT JOIN h ON true"
 )
 # PostgreSQL's charge in one statement (data-modifying CTEs): the event, the hold closed, the wallet
-# moved by UPDATE ... RETURNING, the ledger row chained from that balance, and the usage rollup row.
+# moved by UPDATE ... RETURNING, the ledger row chained from that balance, and the usage rollup rows.
 # The hold is taken before the wallet (h feeds w), the same lock order as release_expired_holds.
 _EVENT_COLUMNS = (
     "user_id, model, provider, input_tokens, output_tokens, cost, input_price_per_1k, "
@@ -103,10 +103,8 @@ _DEBIT_SQL = (
     " initiated_by_id, llm_call_id, idempotency_key, created_at)"
     " SELECT w.id, 'debit', %(amount)s, w.balance, %(reason)s, NULL, ev.id, NULL, %(occurred_at)s"
     " FROM w, ev RETURNING id, wallet_id, balance_after"
-    "), r AS ("
-    f" INSERT INTO {rollup.ROLLUP} ({rollup.COLUMNS}) VALUES (%(day)s, %(user_id)s, %(model)s, 1, 0,"
-    f" %(input_tokens)s, %(output_tokens)s, %(cost)s, %(shadow_count)s) {rollup.UPSERT_TAIL}"
-    ") SELECT ev.id, tx.id, tx.wallet_id, tx.balance_after FROM ev, tx"
+    f"), {rollup.DEBIT_CTES}"
+    " SELECT ev.id, tx.id, tx.wallet_id, tx.balance_after FROM ev, tx"
 )
 _CLOSE_HOLD_SQL = (
     f"UPDATE {HOLD} SET status = %s, closed_at = %s, llm_call_id = %s "  # noqa: S608
