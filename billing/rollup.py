@@ -74,7 +74,9 @@ def _rollup_ctes(*, ok: bool) -> str:
         "), ds AS ("
         f" INSERT INTO {DAY_SHARD} AS t ({DAY_SHARD_COLUMNS}) SELECT %(day)s, mod(%(user_id)s, {SHARDS}),"
         f" {calls}, {failed}, %(input_tokens)s, %(output_tokens)s, %(cost)s, %(shadow_count)s,"
-        " (SELECT count(*) FROM um)"
+        # FROM r: the shared row is locked after the user's row even when um never reads r (a
+        # failed call, where um's WHERE is constant false and r would run after this insert).
+        " (SELECT count(*) FROM um) FROM r"
         " ON CONFLICT (day, shard) DO UPDATE SET calls = t.calls + EXCLUDED.calls,"
         " failed_calls = t.failed_calls + EXCLUDED.failed_calls,"
         " input_tokens = t.input_tokens + EXCLUDED.input_tokens,"
@@ -101,7 +103,13 @@ def local_day(when: datetime) -> date:
 
 
 def add_event(event: LLMCallEvent) -> None:
-    """Count one recorded event in the rollups; the caller holds the transaction that wrote it."""
+    """Count one recorded event in the rollups; the caller holds the transaction that wrote it.
+
+    Call it after closing the hold and moving the wallet: the one-statement debit locks the hold,
+    the wallet, the user's rollup rows, then the (day, shard) row other users share. Taking the
+    shard row before the wallet would let this transaction and a debit of the same user, each
+    holding one, wait for each other (with a third user of the shard queued between them).
+    """
     if not enabled():
         return
     ok = event.status == LLMCallEvent.Status.OK

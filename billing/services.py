@@ -363,12 +363,12 @@ def _record_and_debit(
     # rolls back the whole turn, and the hot path saves a SAVEPOINT/RELEASE round trip pair.
     with transaction.atomic(savepoint=False):
         event.save(force_insert=True)
-        rollup.add_event(event)
         released = (
             _close_hold(hold=hold, status=CreditHold.Status.SETTLED, llm_call=event) if hold else Decimal(0)
         )
         if cost == 0:  # a debit is never zero: the call is recorded, the wallet only drops the hold
             _, balance = _move(user_id=user.pk, amount=Decimal(0), held=-released)
+            rollup.add_event(event)  # after the wallet, as the one-statement debit (see add_event)
             return ChargeResult(event=event, transaction=None, balance_after=balance)
         row = _append(
             user_id=user.pk,
@@ -379,6 +379,7 @@ def _record_and_debit(
             created_at=occurred_at,
             held=-released,
         )
+        rollup.add_event(event)
     return ChargeResult(event=event, transaction=row, balance_after=row.balance_after)
 
 
@@ -465,11 +466,11 @@ def record_failed_call(
             latency_ms=latency_ms,
             shadow_refusal=bool(hold and hold.shadow_refusal),
         )
-        rollup.add_event(event)
         if hold is not None:
             released = _close_hold(hold=hold, status=CreditHold.Status.RELEASED, llm_call=event)
             if released:
                 _move(user_id=user.pk, amount=Decimal(0), held=-released)
+        rollup.add_event(event)  # after the hold and the wallet, as the one-statement debit
     return event
 
 

@@ -2,12 +2,13 @@
 
 import random
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.utils import timezone
 
 from billing import services
-from billing.models import ModelPrice, UsageDayShard, UsageUserMonth, UsageUserWeek
+from billing.models import UsageDayShard, UsageUserMonth, UsageUserWeek
 from billing.rollup import SHARDS, rebuild_usage_rollup
 from tests.billing.test_concurrency import run_in_threads
 from tests.conftest import requires_postgres
@@ -21,9 +22,22 @@ USERS = 34  # more users than shards: several users share each (day, shard) row
 CALLS_PER_DAY = 4
 
 
+def settle_a_turn(user, price, when):
+    hold = services.reserve(user=user, amount=Decimal("0.01")).hold
+    services.settle(
+        hold=hold, user=user, price=price, provider="echo", input_tokens=3, output_tokens=2, occurred_at=when
+    )
+
+
+def fail_a_turn(user):
+    hold = services.reserve(user=user, amount=Decimal("0.01")).hold
+    services.record_failed_call(user=user, model="gpt-4.1-mini", provider="echo", error="timeout", hold=hold)
+
+
 def test_concurrent_first_calls_of_the_day_count_each_user_once():
     users = [UserFactory() for _ in range(USERS)]
-    prices = [ModelPrice.objects.get(model="echo-1"), ModelPriceFactory(model="gpt-4.1-mini")]
+    # Factories, not the data migration's row: a transactional test may run after a flush.
+    prices = [ModelPriceFactory(model="echo-1"), ModelPriceFactory(model="gpt-4.1-mini")]
     now = timezone.now()
     days = [now, now - timedelta(days=1)]
     jobs = []
@@ -40,6 +54,9 @@ def test_concurrent_first_calls_of_the_day_count_each_user_once():
                 user=u, model="echo-1", provider="echo", error="timeout"
             )
         )
+        # Turns: a hold settled, and a hold released by a failed call (hold, wallet, then rollups).
+        jobs.append(lambda u=user: settle_a_turn(u, prices[1], now))
+        jobs.append(lambda u=user: fail_a_turn(u))
         # A zero-cost successful call: the ORM path, racing the one-statement debits.
         jobs.append(
             lambda u=user: services.charge(
@@ -54,7 +71,9 @@ def test_concurrent_first_calls_of_the_day_count_each_user_once():
         day = when.date()  # REPORT_TIME_ZONE is UTC here
         shards = UsageDayShard.objects.filter(day=day)
         assert sum(shards.values_list("users", flat=True)) == USERS
-        assert sum(shards.values_list("calls", flat=True)) == USERS * (CALLS_PER_DAY + (when is now))
+        # Today also has each user's zero-cost call, settled turn and two failed calls.
+        assert sum(shards.values_list("calls", flat=True)) == USERS * (CALLS_PER_DAY + 2 * (when is now))
+        assert sum(shards.values_list("failed_calls", flat=True)) == USERS * 2 * (when is now)
         assert shards.count() == SHARDS
         months = UsageUserMonth.objects.filter(month=day.replace(day=1))
         assert sum(1 for m in months if m.days & (1 << (day.day - 1))) == USERS
