@@ -52,7 +52,9 @@ def _rollup_ctes(*, ok: bool) -> str:
     day's bit in the user's month bitmap; the ON CONFLICT ... WHERE re-checks the bit on the latest
     row version under the row lock, so exactly one charge per user and local day gets a row back.
     uw: that charge also sets the day's bit in the user's week bitmap. ds: the figures go to the
-    (day, user shard) row, plus one user when um returned a row. Shared rows are written last.
+    (day, user shard) row, plus one user when um returned a row. ds reads r and um, so the row other
+    users share is locked after the user's own rows; only uw may run after it, and uw's row is
+    written by nothing but this user's successful calls, which all hold the user's wallet first.
     """
     calls, failed = ("1", "0") if ok else ("0", "1")
     return (
@@ -177,6 +179,7 @@ def rebuild_usage_rollup() -> int:
             "coalesce(sum(output_tokens) FILTER (WHERE status = 'ok'), 0), "
             "coalesce(sum(cost) FILTER (WHERE status = 'ok'), 0), "
             "count(*) FILTER (WHERE shadow_refusal) "
+            # In key order, so a date range's rows sit together on disk as well as in the index.
             f"FROM {EVENT} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
             [tz],
         )
