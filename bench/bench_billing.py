@@ -32,6 +32,7 @@ from django.db import connection  # noqa: E402
 from bench._stats import summary  # noqa: E402
 from billing import services  # noqa: E402
 from billing.models import ModelPrice  # noqa: E402
+from billing.rollup import SHARDS  # noqa: E402
 
 IN_TOKENS, OUT_TOKENS = 120, 80
 
@@ -44,8 +45,8 @@ def _dsn() -> str:
     )
 
 
-def _has_rollup() -> bool:
-    return "billing_usagedaily" in connection.introspection.table_names()
+def _has_table(name: str) -> bool:
+    return name in connection.introspection.table_names()
 
 
 class Floor:
@@ -54,7 +55,8 @@ class Floor:
     def __init__(self, price: ModelPrice):
         self.conn = psycopg.connect(_dsn(), autocommit=True)
         self.price = price
-        self.rollup = _has_rollup()
+        self.rollup = _has_table("billing_usagedaily")
+        self.day_shards = _has_table("billing_usagedayshard")  # and the users' day bitmaps
 
     def _event_and_debit(self, cur, user_id: int, now: datetime, cost: Decimal, released: Decimal, hold_id):
         p = self.price
@@ -85,14 +87,45 @@ class Floor:
             [wallet_id, -cost, balance, "bench", event_id, now],
         )
         if self.rollup:
+            self._rollup(cur, user_id, now.date(), cost)
+
+    def _rollup(self, cur, user_id: int, day, cost: Decimal) -> None:
+        """The (day, user, model) row; on the user's first call of the day, the day's bits; the shard row."""
+        cur.execute(
+            "INSERT INTO billing_usagedaily AS r (day, user_id, model, calls, failed_calls, input_tokens, "
+            "output_tokens, cost, shadow_refusals) VALUES (%s, %s, %s, 1, 0, %s, %s, %s, 0) "
+            "ON CONFLICT (day, user_id, model) DO UPDATE SET calls = r.calls + 1, "
+            "input_tokens = r.input_tokens + EXCLUDED.input_tokens, "
+            "output_tokens = r.output_tokens + EXCLUDED.output_tokens, cost = r.cost + EXCLUDED.cost "
+            "RETURNING calls",
+            [day, user_id, self.price.model, IN_TOKENS, OUT_TOKENS, cost],
+        )
+        if not self.day_shards:
+            return
+        new_user = 0
+        if cur.fetchone()[0] == 1:
             cur.execute(
-                "INSERT INTO billing_usagedaily AS r (day, user_id, model, calls, failed_calls, input_tokens, "
-                "output_tokens, cost, shadow_refusals) VALUES (%s, %s, %s, 1, 0, %s, %s, %s, 0) "
-                "ON CONFLICT (day, user_id, model) DO UPDATE SET calls = r.calls + 1, "
-                "input_tokens = r.input_tokens + EXCLUDED.input_tokens, "
-                "output_tokens = r.output_tokens + EXCLUDED.output_tokens, cost = r.cost + EXCLUDED.cost",
-                [now.date(), user_id, p.model, IN_TOKENS, OUT_TOKENS, cost],
+                "INSERT INTO billing_usageusermonth AS t (month, user_id, days) VALUES (%s, %s, %s) "
+                "ON CONFLICT (month, user_id) DO UPDATE SET days = t.days | EXCLUDED.days "
+                "WHERE (t.days & EXCLUDED.days) = 0 RETURNING 1",
+                [day.replace(day=1), user_id, 1 << (day.day - 1)],
             )
+            if cur.fetchone() is not None:
+                new_user = 1
+                cur.execute(
+                    "INSERT INTO billing_usageuserweek AS t (week, user_id, days) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (week, user_id) DO UPDATE SET days = t.days | EXCLUDED.days",
+                    [day - timedelta(days=day.weekday()), user_id, 1 << day.weekday()],
+                )
+        cur.execute(
+            "INSERT INTO billing_usagedayshard AS t (day, shard, calls, failed_calls, input_tokens, "
+            "output_tokens, cost, shadow_refusals, users) VALUES (%s, %s, 1, 0, %s, %s, %s, 0, %s) "
+            "ON CONFLICT (day, shard) DO UPDATE SET calls = t.calls + 1, "
+            "input_tokens = t.input_tokens + EXCLUDED.input_tokens, "
+            "output_tokens = t.output_tokens + EXCLUDED.output_tokens, cost = t.cost + EXCLUDED.cost, "
+            "users = t.users + EXCLUDED.users",
+            [day, user_id % SHARDS, IN_TOKENS, OUT_TOKENS, cost, new_user],
+        )
 
     def charge(self, user_id: int, cost: Decimal) -> None:
         now = datetime.now(UTC)
@@ -176,7 +209,7 @@ def main() -> None:
                 values.clear()
     print(
         f"billing on the turn path: {args.iterations} iterations over {len(users)} wallets "
-        f"(rollup {'on' if floor.rollup else 'off'}), load {os.getloadavg()[0]:.2f}"
+        f"(rollup {'on' if floor.rollup else 'off'}, day shards {'on' if floor.day_shards else 'off'}), load {os.getloadavg()[0]:.2f}"
     )
     stats = {name: summary(values) for name, values in timings.items()}
     for name, s in stats.items():

@@ -91,6 +91,8 @@ def bench_usage(bench: Bench, staff, *, scan: bool) -> None:
     base = "/api/v1/admin/usage/summary"
     cases = [
         ("usage 30 days, bucket=day", f"{base}?bucket=day"),
+        ("usage 30 days, bucket=week", f"{base}?bucket=week"),
+        ("usage 30 days, bucket=month", f"{base}?bucket=month"),
         ("usage full year, bucket=day", f"{base}?bucket=day&start={{year_start}}&end={{today}}"),
         ("usage full year, bucket=week", f"{base}?bucket=week&start={{year_start}}&end={{today}}"),
         ("usage full year, bucket=month", f"{base}?bucket=month&start={{year_start}}&end={{today}}"),

@@ -81,7 +81,7 @@ _RESERVE_ONE_SQL = (
     " h.shadow_refusal FROM cur LEFT JOIN w ON true LEFT JOIN h ON true"
 )
 # PostgreSQL's charge in one statement (data-modifying CTEs): the event, the hold closed, the wallet
-# moved by UPDATE ... RETURNING, the ledger row chained from that balance, and the usage rollup row.
+# moved by UPDATE ... RETURNING, the ledger row chained from that balance, and the usage rollup rows.
 # The hold is taken before the wallet (h feeds w), the same lock order as release_expired_holds.
 _EVENT_COLUMNS = (
     "user_id, model, provider, input_tokens, output_tokens, cost, input_price_per_1k, "
@@ -105,10 +105,7 @@ _DEBIT_CTES = (
     " SELECT w.id, 'debit', %(amount)s, w.balance, %(reason)s, NULL, ev.id, NULL, %(occurred_at)s"
     # No wallet: w is empty and the NULL wallet_id fails the whole statement (see _debit_in_one_statement).
     " FROM ev LEFT JOIN w ON true RETURNING id, wallet_id, balance_after"
-    "), r AS ("
-    f" INSERT INTO {rollup.ROLLUP} ({rollup.COLUMNS}) VALUES (%(day)s, %(user_id)s, %(model)s, 1, 0,"
-    f" %(input_tokens)s, %(output_tokens)s, %(cost)s, %(shadow_count)s) {rollup.UPSERT_TAIL}"
-    ")"
+    f"), {rollup.DEBIT_CTES}"
 )
 _DEBIT_RESULT = "ev.id, tx.id, tx.wallet_id, tx.balance_after"
 _DEBIT_SQL = f"{_DEBIT_CTES} SELECT {_DEBIT_RESULT} FROM ev, tx"  # noqa: S608
@@ -390,7 +387,6 @@ def _record_and_debit(
     # rolls back the whole turn, and the hot path saves a SAVEPOINT/RELEASE round trip pair.
     with transaction.atomic(savepoint=False):
         event.save(force_insert=True)
-        rollup.add_event(event)
         released = (
             _close_hold(hold=hold, status=CreditHold.Status.SETTLED, llm_call=event) if hold else Decimal(0)
         )
@@ -410,6 +406,9 @@ def _record_and_debit(
             result = ChargeResult(event=event, transaction=row, balance_after=row.balance_after)
         if companion is not None:
             result = replace(result, companion=companion.fallback(event))
+        # Last, as in the one-statement debit: the hold, the wallet, the companion's rows (its
+        # CTEs are read by that statement's result), then the rollups' shared row (see add_event).
+        rollup.add_event(event)
     return result
 
 
@@ -515,11 +514,11 @@ def record_failed_call(
             latency_ms=latency_ms,
             shadow_refusal=bool(hold and hold.shadow_refusal),
         )
-        rollup.add_event(event)
         if hold is not None:
             released = _close_hold(hold=hold, status=CreditHold.Status.RELEASED, llm_call=event)
             if released:
                 _move(user_id=user.pk, amount=Decimal(0), held=-released)
+        rollup.add_event(event)  # after the hold and the wallet, as the one-statement debit
     return event
 
 

@@ -7,11 +7,19 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncMonth, TruncWeek
 from django.utils import timezone
 
-from billing.models import CreditTransaction, LLMCallEvent, UsageDaily
+from billing.models import (
+    CreditTransaction,
+    LLMCallEvent,
+    UsageDaily,
+    UsageDayShard,
+    UsageUserMonth,
+    UsageUserWeek,
+)
 from billing.money import to_decimal
 from billing.rollup import rollup_is_current
 
@@ -106,6 +114,8 @@ def usage_summary(
     if start > end:
         raise ValueError(f"start ({start}) is after end ({end})")
     if rollup_is_current():
+        if user_id is None and model is None:
+            return _usage_from_day_shards(start=start, end=end, bucket=bucket)
         return _usage_from_rollup(start=start, end=end, bucket=bucket, user_id=user_id, model=model)
     tz = report_time_zone()
     since, until = local_day_bounds(start=start, end=end, tz=tz)
@@ -211,6 +221,118 @@ def _usage_from_rollup(
         unique_users=totals["n_unique_users"],
         shadow_refusals=totals["n_shadow_refusals"] or 0,
         rows=rows,
+    )
+
+
+# --- Unfiltered usage from the day-shard rollup and the users' active-day bitmaps ---------------
+
+_DAY_SHARD = UsageDayShard._meta.db_table
+# A bucket's bitmap table, its period column, and the EXTRACT field giving a day's place (1-based) in it.
+_BITMAPS = {
+    "month": (UsageUserMonth._meta.db_table, "month", "day"),
+    "week": (UsageUserWeek._meta.db_table, "week", "isodow"),
+}
+# sum() of a bigint is numeric in PostgreSQL: counts are cast back so they come out as ints.
+_FIGURES = (
+    "coalesce(sum(calls), 0)::bigint, coalesce(sum(failed_calls), 0)::bigint, "
+    "coalesce(sum(input_tokens), 0)::bigint, coalesce(sum(output_tokens), 0)::bigint, "
+    "coalesce(sum(cost), 0), coalesce(sum(shadow_refusals), 0)::bigint"
+)
+
+
+def _period_start(day: date, period: str) -> date:
+    return day.replace(day=1) if period == "month" else day - timedelta(days=day.weekday())
+
+
+def _edge_masks(*, start: date, end: date, period: str) -> dict:
+    """The first and last periods [start, end] touches, each with the bits of its days inside the range.
+
+    Bit n is the period's day n+1 (the 1st of a month, a Monday), as billing.rollup sets them; the
+    periods in between lie wholly inside the range, so any bit counts there.
+    """
+    first, last = _period_start(start, period), _period_start(end, period)
+
+    def mask(period_start: date) -> int:
+        bits, day = 0, max(start, period_start)
+        while day <= end and _period_start(day, period) == period_start:
+            bits |= 1 << (day - period_start).days
+            day += timedelta(days=1)
+        return bits
+
+    return {"first": first, "first_mask": mask(first), "last": last, "last_mask": mask(last)}
+
+
+def _active_users_sql(period: str) -> str:
+    """Rows (user, period) of the bitmap with a bit inside [start, end] (parameters from _edge_masks)."""
+    table, column, _ = _BITMAPS[period]
+    return (
+        f"SELECT {column} AS period, user_id FROM {table} WHERE {column} BETWEEN %(first)s AND %(last)s "  # noqa: S608
+        f"AND (days & CASE {column} WHEN %(first)s THEN %(first_mask)s WHEN %(last)s THEN %(last_mask)s "
+        "ELSE -1 END) <> 0"
+    )
+
+
+def _usage_from_day_shards(*, start: date, end: date, bucket: str | None) -> UsageSummary:
+    """usage_summary with no user or model filter, exact and independent of the number of events.
+
+    Figures are sums over the (day, shard) rows of the range. Unique users: per day, the rows'
+    `users`; per week or month, the bitmaps of that period with a bit in the range (one row per user,
+    so a count); over the range, the distinct users of the month bitmaps it touches. Two queries.
+    """
+    params = {"start": start, "end": end, **_edge_masks(start=start, end=end, period="month")}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_FIGURES}, (SELECT count(*) FROM (SELECT DISTINCT user_id FROM "  # noqa: S608
+            f"({_active_users_sql('month')}) AS active) AS distinct_users) "
+            f"FROM {_DAY_SHARD} WHERE day BETWEEN %(start)s AND %(end)s",
+            params,
+        )
+        calls, failed, tokens_in, tokens_out, cost, shadow, users = cursor.fetchone()
+        rows: list[UsageRow] = []
+        if bucket is not None:
+            cursor.execute(*_day_shard_buckets_sql(start=start, end=end, bucket=bucket))
+            rows = [
+                UsageRow(
+                    date=day,
+                    calls=n_calls,
+                    failed_calls=n_failed,
+                    input_tokens=n_in,
+                    output_tokens=n_out,
+                    cost=_money(n_cost),
+                    unique_users=n_users,
+                    shadow_refusals=n_shadow,
+                )
+                for day, n_calls, n_failed, n_in, n_out, n_cost, n_shadow, n_users in cursor.fetchall()
+            ]
+    return UsageSummary(
+        start=start,
+        end=end,
+        bucket=bucket,
+        total_calls=calls,
+        failed_calls=failed,
+        total_input_tokens=tokens_in,
+        total_output_tokens=tokens_out,
+        total_cost=_money(cost),
+        unique_users=users,
+        shadow_refusals=shadow,
+        rows=rows,
+    )
+
+
+def _day_shard_buckets_sql(*, start: date, end: date, bucket: str) -> tuple[str, dict]:
+    """One row per bucket with events, oldest first: figures, shadow refusals, then unique users."""
+    params = {"start": start, "end": end}
+    in_range = f"FROM {_DAY_SHARD} WHERE day BETWEEN %(start)s AND %(end)s"
+    if bucket == "day":
+        return f"SELECT day, {_FIGURES}, sum(users)::bigint {in_range} GROUP BY day ORDER BY day", params  # noqa: S608
+    _, _, field = _BITMAPS[bucket]
+    params |= _edge_masks(start=start, end=end, period=bucket)
+    return (
+        f"WITH figures AS (SELECT day - (extract({field} FROM day)::int - 1) AS period, {_FIGURES} "  # noqa: S608
+        f"{in_range} GROUP BY 1), users AS (SELECT period, count(*) AS n FROM ({_active_users_sql(bucket)}) "
+        "AS active GROUP BY period) "
+        "SELECT figures.*, coalesce(users.n, 0) FROM figures LEFT JOIN users USING (period) ORDER BY period",
+        params,
     )
 
 

@@ -109,11 +109,24 @@ def test_usage_summary_from_the_rollup_queries(staff, busy_user, django_assert_n
         LLMCallEventFactory(user=busy_user, created_at=timezone.now() - timedelta(days=days_ago))
     rebuild_usage_rollup()
     client = token_client(staff)
-    # the token with its user, whether the rollup is current, totals, one row per day
+    # the token with its user, whether the rollup is current, then from the day shards: totals with
+    # the range's unique users (one query), one row per day
     with django_assert_num_queries(4):
         response = client.get("/api/v1/admin/usage/summary?bucket=day")
     assert response.status_code == 200
     assert response.json()["total_calls"] == 30 + 30  # the fixture's charges and 30 days of events
+    assert response.json()["unique_users"] == 1
+
+
+@requires_postgres
+def test_usage_summary_of_one_user_from_the_rollup_queries(staff, busy_user, django_assert_num_queries):
+    rebuild_usage_rollup()
+    client = token_client(staff)
+    # the same four, from the (day, user, model) rollup: a filter is beyond the day shards
+    with django_assert_num_queries(4):
+        response = client.get(f"/api/v1/admin/usage/summary?bucket=week&user_id={busy_user.pk}")
+    assert response.status_code == 200
+    assert response.json()["total_calls"] == 30
 
 
 def test_usage_summary_queries(staff, busy_user, django_assert_num_queries):

@@ -1,4 +1,4 @@
-"""manage.py rebuild_usage_rollup: recount the daily usage rollup from the events (backfill; safe to rerun)."""
+"""manage.py rebuild_usage_rollup: recount the usage rollups from the events (backfill; safe to rerun)."""
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -8,8 +8,9 @@ from billing.rollup import enabled, rebuild_usage_rollup
 
 class Command(BaseCommand):
     help = (
-        "Rebuild the (day, user, model) usage rollup from every LLM call event, in REPORT_TIME_ZONE. "
-        "Run it once after deploying the rollup and again after changing REPORT_TIME_ZONE."
+        "Rebuild the usage rollups from every LLM call event, in REPORT_TIME_ZONE: the (day, user, model) "
+        "rows, the (day, user shard) rows and the users' active-day bitmaps. Run it once after deploying "
+        "a migration that adds a rollup table (billing 0009, 0010) and again after changing REPORT_TIME_ZONE."
     )
 
     def handle(self, *args, **options):
