@@ -237,7 +237,21 @@ class CreditHold(models.Model):
         return f"hold #{self.pk} {self.amount} ({self.status})"
 
 
-class UsageDaily(models.Model):
+class UsageFigures(models.Model):
+    """What a usage rollup row adds up: successful calls with their tokens and cost; the rest apart."""
+
+    calls = models.BigIntegerField(default=0)
+    failed_calls = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cost = MoneyField(default=0)
+    shadow_refusals = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class UsageDaily(UsageFigures):
     """LLM usage per (local day, user, model), kept in the charging transaction (PostgreSQL).
 
     The usage summary reads it instead of scanning events once `manage.py rebuild_usage_rollup` has
@@ -251,12 +265,6 @@ class UsageDaily(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     model = models.CharField(max_length=100)
-    calls = models.BigIntegerField(default=0)
-    failed_calls = models.BigIntegerField(default=0)
-    input_tokens = models.BigIntegerField(default=0)
-    output_tokens = models.BigIntegerField(default=0)
-    cost = MoneyField(default=0)
-    shadow_refusals = models.BigIntegerField(default=0)
 
     class Meta:
         db_table = "billing_usagedaily"
@@ -270,7 +278,7 @@ class UsageDaily(models.Model):
         return f"{self.day} {self.user_id} {self.model}"
 
 
-class UsageDayShard(models.Model):
+class UsageDayShard(UsageFigures):
     """LLM usage per local day and user shard (user_id % billing.rollup.SHARDS), over every user and model.
 
     Kept in the charging transaction with UsageDaily (PostgreSQL), and read by the usage summary when it
@@ -281,12 +289,6 @@ class UsageDayShard(models.Model):
 
     day = models.DateField()
     shard = models.SmallIntegerField()
-    calls = models.BigIntegerField(default=0)
-    failed_calls = models.BigIntegerField(default=0)
-    input_tokens = models.BigIntegerField(default=0)
-    output_tokens = models.BigIntegerField(default=0)
-    cost = MoneyField(default=0)
-    shadow_refusals = models.BigIntegerField(default=0)
     users = models.BigIntegerField(default=0)
 
     class Meta:

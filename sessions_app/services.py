@@ -193,30 +193,16 @@ def take_turn(*, session: ChatSession, user, content: str, context: TurnContext 
             extra={"user_id": user.pk, "session_id": session.pk, "llm_call_id": charged.event.pk},
         )
         raise SessionGone(session.pk)
+    user_message, assistant_message = _message_pair(
+        session=session, prompt=content, reply=completion.text, count=count, now=now
+    )
+    user_message.id, assistant_message.id = user_message_id, assistant_message_id
     turn = _saved(
         Turn(
             id=turn_id,
             session=session,
-            user_message=_saved(
-                Message(
-                    id=user_message_id,
-                    session=session,
-                    role=Message.Role.USER,
-                    content=content,
-                    order=count - 2,
-                    created_at=now,
-                )
-            ),
-            assistant_message=_saved(
-                Message(
-                    id=assistant_message_id,
-                    session=session,
-                    role=Message.Role.ASSISTANT,
-                    content=completion.text,
-                    order=count - 1,
-                    created_at=now,
-                )
-            ),
+            user_message=_saved(user_message),
+            assistant_message=_saved(assistant_message),
             llm_call=charged.event,
             created_at=now,
         )
@@ -247,18 +233,7 @@ def _turn_rows(*, session: ChatSession, prompt: str, reply: str, now) -> billing
             return None, None, None, None
         count = row[0]
         user_message, assistant_message = Message.objects.bulk_create(
-            [
-                Message(
-                    session=session, role=Message.Role.USER, content=prompt, order=count - 2, created_at=now
-                ),
-                Message(
-                    session=session,
-                    role=Message.Role.ASSISTANT,
-                    content=reply,
-                    order=count - 1,
-                    created_at=now,
-                ),
-            ]
+            _message_pair(session=session, prompt=prompt, reply=reply, count=count, now=now)
         )
         turn = Turn.objects.create(
             session=session,
@@ -275,6 +250,14 @@ def _turn_rows(*, session: ChatSession, prompt: str, reply: str, now) -> billing
         params={"session_id": session.pk, "turn_at": now, "prompt": prompt, "reply": reply},
         fallback=write_with_the_orm,
     )
+
+
+def _message_pair(*, session: ChatSession, prompt: str, reply: str, count: int, now) -> list[Message]:
+    """The turn's two messages, the last two of a session that now has `count` messages."""
+    return [
+        Message(session=session, role=Message.Role.USER, content=prompt, order=count - 2, created_at=now),
+        Message(session=session, role=Message.Role.ASSISTANT, content=reply, order=count - 1, created_at=now),
+    ]
 
 
 def _saved(instance):
