@@ -25,6 +25,7 @@ from tests.conftest import requires_postgres
 from tests.factories import LLMCallEventFactory, ModelPriceFactory, UserFactory
 
 from .conftest import NEW_YORK, new_york
+from .test_usage_rollup import FIGURES, rollup_rows
 
 MODELS = ("echo-1", "gpt-4.1-mini", "gpt-4.1")
 # Ranges that start and end mid-week and mid-month, cross a month, a year and a week boundary, sit
@@ -45,31 +46,9 @@ RANGES = [
 def rollup_tables() -> dict[str, list[tuple]]:
     """Every row of the rollup tables but their ids, in key order."""
     return {
-        "daily": list(
-            UsageDaily.objects.order_by("day", "user_id", "model").values_list(
-                "day",
-                "user_id",
-                "model",
-                "calls",
-                "failed_calls",
-                "input_tokens",
-                "output_tokens",
-                "cost",
-                "shadow_refusals",
-            )
-        ),
+        "daily": rollup_rows(),
         "day_shards": list(
-            UsageDayShard.objects.order_by("day", "shard").values_list(
-                "day",
-                "shard",
-                "calls",
-                "failed_calls",
-                "input_tokens",
-                "output_tokens",
-                "cost",
-                "shadow_refusals",
-                "users",
-            )
+            UsageDayShard.objects.order_by("day", "shard").values_list("day", "shard", *FIGURES, "users")
         ),
         "months": list(
             UsageUserMonth.objects.order_by("month", "user_id").values_list("month", "user_id", "days")

@@ -19,19 +19,14 @@ from tests.factories import UserFactory
 
 from .test_usage_summary import END, START
 
+# The figures every rollup row adds up (billing.models.UsageFigures).
+FIGURES = ("calls", "failed_calls", "input_tokens", "output_tokens", "cost", "shadow_refusals")
+
 
 def rollup_rows() -> list[tuple]:
     return list(
         UsageDaily.objects.order_by("day", "user_id", "model").values_list(
-            "day",
-            "user_id",
-            "model",
-            "calls",
-            "failed_calls",
-            "input_tokens",
-            "output_tokens",
-            "cost",
-            "shadow_refusals",
+            "day", "user_id", "model", *FIGURES
         )
     )
 
