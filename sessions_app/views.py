@@ -193,8 +193,8 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
         if self.action == "create" and session_pk <= _MAX_ID:
             # A turn reads its session, price, wallet state and history in one query.
             self.turn_context = turn_context(user=self.request.user, session_id=session_pk)
-            if self.turn_context is None:
-                raise Http404
+            if self.turn_context is None:  # the same 404 as get_object_or_404 below
+                raise Http404(f"No {ChatSession._meta.object_name} matches the given query.")
             self.session = self.turn_context.session
             self.enforcement_state = self.turn_context.enforcement
             return

@@ -372,3 +372,14 @@ def test_a_free_model_turn_keeps_its_messages_and_debits_nothing(user_client, us
     assert Turn.objects.filter(session=session).count() == 2
     assert not CreditTransaction.objects.filter(kind="debit").exists()
     assert Wallet.objects.get(user=user).held == 0
+
+
+@pytest.mark.parametrize("session_id", ["999999", str(2**63), "9" * 30])
+def test_a_turn_on_an_unknown_session_is_the_same_404_as_listing_its_turns(user_client, user, session_id):
+    fund(user, "5")
+    posted = user_client.post(f"/api/v1/sessions/{session_id}/turns/", {"content": "hi"}, format="json")
+    listed = user_client.get(f"/api/v1/sessions/{session_id}/turns/")
+
+    assert (posted.status_code, listed.status_code) == (404, 404)
+    assert posted.json() == listed.json()
+    assert nothing_written()
