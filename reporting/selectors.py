@@ -100,6 +100,42 @@ def _money(value) -> Decimal:
     return to_decimal(value if value is not None else 0)
 
 
+_FIGURE_KEYS = (
+    "calls",
+    "failed_calls",
+    "input_tokens",
+    "output_tokens",
+    "cost",
+    "unique_users",
+    "shadow_refusals",
+)
+
+
+def _figures(values: dict) -> dict:
+    """A bucket's or a range's figures by _FIGURE_KEYS, an empty aggregate (None) read as 0."""
+    figures = {key: values[key] or 0 for key in _FIGURE_KEYS}
+    figures["cost"] = _money(values["cost"])
+    return figures
+
+
+def _summary(*, start: date, end: date, bucket: str | None, totals: dict, rows: list[dict]) -> UsageSummary:
+    """The summary from its totals and its bucket rows (each with `date`), as any of the readers got them."""
+    t = _figures(totals)
+    return UsageSummary(
+        start=start,
+        end=end,
+        bucket=bucket,
+        total_calls=t["calls"],
+        failed_calls=t["failed_calls"],
+        total_input_tokens=t["input_tokens"],
+        total_output_tokens=t["output_tokens"],
+        total_cost=t["cost"],
+        unique_users=t["unique_users"],
+        shadow_refusals=t["shadow_refusals"],
+        rows=[UsageRow(date=row["date"], **_figures(row)) for row in rows],
+    )
+
+
 def usage_summary(
     *,
     start: date,
@@ -126,7 +162,7 @@ def usage_summary(
         events = events.filter(model=model)
 
     totals = events.aggregate(**_aggregates())
-    rows: list[UsageRow] = []
+    rows = []
     if bucket is not None:
         grouped = (
             events.annotate(bucket_start=_TRUNC[bucket]("created_at", tzinfo=tz))
@@ -134,33 +170,9 @@ def usage_summary(
             .annotate(**_aggregates())
             .order_by("bucket_start")
         )
-        rows = [
-            UsageRow(
-                # The truncation comes back as an aware datetime in `tz`: its date is the local day.
-                date=timezone.localtime(group["bucket_start"], tz).date(),
-                calls=group["calls"],
-                failed_calls=group["failed_calls"],
-                input_tokens=group["input_tokens"] or 0,
-                output_tokens=group["output_tokens"] or 0,
-                cost=_money(group["cost"]),
-                unique_users=group["unique_users"],
-                shadow_refusals=group["shadow_refusals"],
-            )
-            for group in grouped
-        ]
-    return UsageSummary(
-        start=start,
-        end=end,
-        bucket=bucket,
-        total_calls=totals["calls"],
-        failed_calls=totals["failed_calls"],
-        total_input_tokens=totals["input_tokens"] or 0,
-        total_output_tokens=totals["output_tokens"] or 0,
-        total_cost=_money(totals["cost"]),
-        unique_users=totals["unique_users"],
-        shadow_refusals=totals["shadow_refusals"],
-        rows=rows,
-    )
+        # The truncation comes back as an aware datetime in `tz`: its date is the local day.
+        rows = [{**group, "date": timezone.localtime(group["bucket_start"], tz).date()} for group in grouped]
+    return _summary(start=start, end=end, bucket=bucket, totals=totals, rows=rows)
 
 
 _ROLLUP_TRUNC = {"week": TruncWeek, "month": TruncMonth}
@@ -190,38 +202,21 @@ def _usage_from_rollup(
     if model is not None:
         days = days.filter(model=model)
     totals = days.aggregate(**_rollup_aggregates())
-    rows: list[UsageRow] = []
+    rows = []
     if bucket is not None:
         if bucket == "day":
             grouped = days.values(bucket_start=F("day"))
         else:
             grouped = days.annotate(bucket_start=_ROLLUP_TRUNC[bucket]("day")).values("bucket_start")
         rows = [
-            UsageRow(
-                date=group["bucket_start"],
-                calls=group["n_calls"],
-                failed_calls=group["n_failed_calls"],
-                input_tokens=group["n_input_tokens"],
-                output_tokens=group["n_output_tokens"],
-                cost=_money(group["n_cost"]),
-                unique_users=group["n_unique_users"],
-                shadow_refusals=group["n_shadow_refusals"],
-            )
+            {**_unprefixed(group), "date": group["bucket_start"]}
             for group in grouped.annotate(**_rollup_aggregates()).order_by("bucket_start")
         ]
-    return UsageSummary(
-        start=start,
-        end=end,
-        bucket=bucket,
-        total_calls=totals["n_calls"] or 0,
-        failed_calls=totals["n_failed_calls"] or 0,
-        total_input_tokens=totals["n_input_tokens"] or 0,
-        total_output_tokens=totals["n_output_tokens"] or 0,
-        total_cost=_money(totals["n_cost"]),
-        unique_users=totals["n_unique_users"],
-        shadow_refusals=totals["n_shadow_refusals"] or 0,
-        rows=rows,
-    )
+    return _summary(start=start, end=end, bucket=bucket, totals=_unprefixed(totals), rows=rows)
+
+
+def _unprefixed(values: dict) -> dict:
+    return {key.removeprefix("n_"): value for key, value in values.items()}
 
 
 # --- Unfiltered usage from the day-shard rollup and the users' active-day bitmaps ---------------
@@ -232,6 +227,16 @@ _BITMAPS = {
     "month": (UsageUserMonth._meta.db_table, "month", "day"),
     "week": (UsageUserWeek._meta.db_table, "week", "isodow"),
 }
+# What the day-shard queries return after a bucket's date: _FIGURES, then the unique users.
+_SHARD_COLUMNS = (
+    "calls",
+    "failed_calls",
+    "input_tokens",
+    "output_tokens",
+    "cost",
+    "shadow_refusals",
+    "unique_users",
+)
 # sum() of a bigint is numeric in PostgreSQL: counts are cast back so they come out as ints.
 _FIGURES = (
     "coalesce(sum(calls), 0)::bigint, coalesce(sum(failed_calls), 0)::bigint, "
@@ -287,36 +292,15 @@ def _usage_from_day_shards(*, start: date, end: date, bucket: str | None) -> Usa
             f"FROM {_DAY_SHARD} WHERE day BETWEEN %(start)s AND %(end)s",
             params,
         )
-        calls, failed, tokens_in, tokens_out, cost, shadow, users = cursor.fetchone()
-        rows: list[UsageRow] = []
+        totals = dict(zip(_SHARD_COLUMNS, cursor.fetchone(), strict=True))
+        rows = []
         if bucket is not None:
             cursor.execute(*_day_shard_buckets_sql(start=start, end=end, bucket=bucket))
             rows = [
-                UsageRow(
-                    date=day,
-                    calls=n_calls,
-                    failed_calls=n_failed,
-                    input_tokens=n_in,
-                    output_tokens=n_out,
-                    cost=_money(n_cost),
-                    unique_users=n_users,
-                    shadow_refusals=n_shadow,
-                )
-                for day, n_calls, n_failed, n_in, n_out, n_cost, n_shadow, n_users in cursor.fetchall()
+                {"date": day, **dict(zip(_SHARD_COLUMNS, values, strict=True))}
+                for day, *values in cursor.fetchall()
             ]
-    return UsageSummary(
-        start=start,
-        end=end,
-        bucket=bucket,
-        total_calls=calls,
-        failed_calls=failed,
-        total_input_tokens=tokens_in,
-        total_output_tokens=tokens_out,
-        total_cost=_money(cost),
-        unique_users=users,
-        shadow_refusals=shadow,
-        rows=rows,
-    )
+    return _summary(start=start, end=end, bucket=bucket, totals=totals, rows=rows)
 
 
 def _day_shard_buckets_sql(*, start: date, end: date, bucket: str) -> tuple[str, dict]:
