@@ -2,22 +2,13 @@
 
 from decimal import Decimal
 
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
 from billing.models import CreditTransaction
 from billing.money import AmountError, format_money, parse_amount
 
 
-@extend_schema_field(
-    {
-        "type": "string",
-        "format": "decimal",
-        "pattern": r"^-?\d+\.\d{6}$",
-        "example": "12.500000",
-        "description": "Credits: a decimal with 6 places, as a string (a JSON number is accepted on input).",
-    }
-)
 class MoneyField(serializers.Field):
     """Credits on the wire: a 6-place decimal string out; an exact string or JSON number in."""
 
@@ -31,6 +22,37 @@ class MoneyField(serializers.Field):
 
     def to_representation(self, value) -> str:
         return format_money(Decimal(value))
+
+
+class MoneyFieldSchema(OpenApiSerializerFieldExtension):
+    """MoneyField in the schema: what the API answers, and, apart, the wider set of inputs it takes.
+
+    Answers are always a 6-place string. Inputs follow API.md's amount rule: a string or a JSON
+    number, ASCII digits with an optional fraction of at most 6 places of value (trailing zeros do
+    not count). Documenting the answer's pattern for requests made valid input look invalid.
+    """
+
+    target_class = MoneyField
+
+    def map_serializer_field(self, auto_schema, direction):
+        if direction == "request":
+            return {
+                "oneOf": [
+                    {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]{1,6}0*)?$", "example": "12.5"},
+                    {"type": "number", "example": 12.5},
+                ],
+                "description": (
+                    "Credits: a decimal string or a JSON number (parsed exactly), at most 6 decimal "
+                    "places of value, no exponent."
+                ),
+            }
+        return {
+            "type": "string",
+            "format": "decimal",
+            "pattern": r"^-?\d+\.\d{6}$",
+            "example": "12.500000",
+            "description": "Credits: a decimal with 6 places, as a string.",
+        }
 
 
 class StrictCharField(serializers.CharField):

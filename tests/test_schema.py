@@ -62,6 +62,29 @@ def test_money_is_a_six_place_decimal_string(schema):
     assert (balance["type"], balance["pattern"]) == ("string", r"^-?\d+\.\d{6}$")
 
 
+@pytest.mark.parametrize(
+    ("component", "field"),
+    [("GrantRequestRequest", "amount"), ("ModelPriceRequest", "input_price_per_1k")],
+)
+def test_money_in_a_request_is_documented_as_the_api_takes_it(schema, component, field):
+    """Inputs are wider than answers (API.md amounts): documenting only the answer's form made
+    schemathesis call an accepted "6" invalid data."""
+    import re
+
+    from billing.money import AmountError, parse_amount
+
+    branches = schema["components"]["schemas"][component]["properties"][field]["oneOf"]
+    assert {branch["type"] for branch in branches} == {"string", "number"}
+    pattern = re.compile(next(b["pattern"] for b in branches if b["type"] == "string"))
+    for text in ["6", "12.5", "-3", "0.0120000", "1.123456", "0.1234567", "1e3", "1.", ".5", " 5", "１０"]:
+        try:
+            parse_amount(text)
+            accepted = True
+        except AmountError:
+            accepted = False
+        assert bool(pattern.search(text)) == accepted, text
+
+
 def test_schema_is_served(api_client):
     response = api_client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
 
