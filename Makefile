@@ -60,7 +60,7 @@ bench: install
 	@test -n "$(BENCH_DATABASE_URL)" || { echo "make bench: set BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/creditdesk_bench"; exit 2; }
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python bench/bench_billing.py
-	$(BIN)/python bench/bench_reads.py --scan
+	$(BIN)/python bench/bench_reads.py
 	$(BIN)/python bench/bench_memory.py export
 	$(BIN)/python bench/bench_memory.py check
 	$(BIN)/python bench/bench_server.py

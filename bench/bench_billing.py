@@ -156,8 +156,6 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--wallets", type=int, default=100)
     args = parser.parse_args()
-    if connection.vendor != "postgresql":
-        raise SystemExit("Run against the PostgreSQL bench database (DATABASE_URL).")
     users = list(get_user_model().objects.filter(username__startswith="user").order_by("id")[: args.wallets])
     price = ModelPrice.objects.get(model="echo-1")
     cost = services.compute_cost(price=price, input_tokens=IN_TOKENS, output_tokens=OUT_TOKENS)
@@ -172,7 +170,7 @@ def main() -> None:
 
     def service_turn(user):
         reservation = services.reserve(user=user, amount=estimate)
-        services.settle(
+        services.charge(
             hold=reservation.hold,
             user=user,
             price=price,

@@ -7,7 +7,7 @@
 Each page is requested through Django's test client (the whole stack but the socket: middleware,
 auth, DRF or the admin, templates) with its queries captured. The floor is the same SQL, captured
 from the request, run again by hand on a plain psycopg connection: what PostgreSQL alone needs to
-answer the page. `--scan` also times the usage summary with the rollup switched off (the event scan).
+answer the page.
 """
 
 import argparse
@@ -32,8 +32,6 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 from bench._stats import summary  # noqa: E402
-
-SCAN_SUFFIX = " (event scan)"
 
 
 def _dsn() -> str:
@@ -83,7 +81,7 @@ class Bench:
         return response, queries
 
 
-def bench_usage(bench: Bench, staff, *, scan: bool) -> None:
+def bench_usage(bench: Bench, staff) -> None:
     from reporting import selectors
 
     client = Client()
@@ -106,18 +104,8 @@ def bench_usage(bench: Bench, staff, *, scan: bool) -> None:
         "year_start": (today - timedelta(days=365)).isoformat(),
         "user_id": get_user_model().objects.get(username="user1").pk,
     }
-    modes = [("", None)]
-    if scan:
-        modes.append((SCAN_SUFFIX, lambda: False))
-    for suffix, override in modes:
-        original = selectors.rollup_is_current
-        if override is not None:
-            selectors.rollup_is_current = override
-        try:
-            for name, url in cases:
-                bench.page(name + suffix, client, url.format(**params), target_ms=100)
-        finally:
-            selectors.rollup_is_current = original
+    for name, url in cases:
+        bench.page(name, client, url.format(**params), target_ms=100)
 
 
 def bench_admin(bench: Bench, staff) -> None:
@@ -162,10 +150,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--only", default="usage,admin,ledger")
-    parser.add_argument("--scan", action="store_true", help="also time the usage summary's event scan")
     args = parser.parse_args()
-    if connection.vendor != "postgresql":
-        raise SystemExit("Run against a seeded PostgreSQL bench database (bench/seed.py).")
     with connection.cursor() as cur:
         cur.execute(
             "SELECT (SELECT count(*) FROM billing_llmcallevent), (SELECT count(*) FROM billing_credittransaction)"
@@ -180,7 +165,7 @@ def main() -> None:
     staff = get_user_model().objects.get(username="benchstaff")
     only = set(args.only.split(","))
     if "usage" in only:
-        bench_usage(bench, staff, scan=args.scan)
+        bench_usage(bench, staff)
     if "admin" in only:
         bench_admin(bench, staff)
     if "ledger" in only:

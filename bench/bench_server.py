@@ -34,7 +34,7 @@ import django  # noqa: E402
 django.setup()
 
 from django.contrib.auth import get_user_model  # noqa: E402
-from django.db import close_old_connections, connection  # noqa: E402
+from django.db import close_old_connections  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
 from bench._stats import summary  # noqa: E402
@@ -158,8 +158,6 @@ def main() -> None:
         "--turns-only", action="store_true", help="only turns against auth/me (no hot wallet)"
     )
     args = parser.parse_args()
-    if connection.vendor != "postgresql":
-        raise SystemExit("Run against the PostgreSQL bench database (DATABASE_URL).")
     hot_user = get_user_model().objects.get(username="heavy")
     if args.hot_only:
         hot_charges(hot_user, args.seconds)

@@ -6,4 +6,4 @@ class BillingConfig(AppConfig):
     name = "billing"
 
     def ready(self):
-        from billing import signals  # noqa: F401  (every new user gets a wallet)
+        from billing import checks, signals  # noqa: F401  (checks registered; every new user gets a wallet)

@@ -252,11 +252,10 @@ class UsageFigures(models.Model):
 
 
 class UsageDaily(UsageFigures):
-    """LLM usage per (local day, user, model), kept in the charging transaction (PostgreSQL).
+    """LLM usage per (local day, user, model), kept by every recorded call (billing.rollup).
 
-    The usage summary reads it instead of scanning events once `manage.py rebuild_usage_rollup` has
-    built it for the current REPORT_TIME_ZONE (see UsageRollupState). Figures mirror the summary's:
-    calls, tokens and cost count successful calls; failed calls and shadow refusals are apart.
+    The usage summary reads it when filtered by user or model. Figures mirror the summary's: calls,
+    tokens and cost count successful calls; failed calls and shadow refusals are apart.
     """
 
     day = models.DateField()
@@ -269,9 +268,9 @@ class UsageDaily(UsageFigures):
     class Meta:
         db_table = "billing_usagedaily"
         verbose_name = "daily usage rollup"
-        # The unique (day, user, model) index is created by migration 0009 on PostgreSQL only, as a
+        # The unique (day, user, model) index is created by migration 0009 as a
         # covering index (INCLUDE the figures): the summary reads a date range by an index-only scan
-        # in (day, user) order, and the charge's ON CONFLICT upsert uses it. SQLite keeps no rollup.
+        # in (day, user) order, and the charge's ON CONFLICT upsert uses it.
         indexes = [models.Index(fields=["user", "day"], name="usagedaily_user_day_idx")]
 
     def __str__(self) -> str:
@@ -281,7 +280,7 @@ class UsageDaily(UsageFigures):
 class UsageDayShard(UsageFigures):
     """LLM usage per local day and user shard (user_id % billing.rollup.SHARDS), over every user and model.
 
-    Kept in the charging transaction with UsageDaily (PostgreSQL), and read by the usage summary when it
+    Kept by every recorded call with UsageDaily, and read by the usage summary when it
     has no user or model filter: a 30-day range is a few hundred rows whatever the number of events.
     Sharded so that concurrent charges of different users rarely wait on one row lock. `users` counts
     the shard's users with a successful call that day, so a day's unique users is the sum over shards.
@@ -301,7 +300,7 @@ class UsageDayShard(UsageFigures):
 
 
 class UsageUserMonth(models.Model):
-    """The local days of one month on which a user made at least one successful call, as a bitmap (PostgreSQL).
+    """The local days of one month on which a user made at least one successful call, as a bitmap.
 
     Bit d-1 of `days` is day d of the month. Setting a bit that was clear is how the charge learns it
     is the user's first successful call of the day (and counts the user in UsageDayShard.users); the
@@ -317,7 +316,7 @@ class UsageUserMonth(models.Model):
     class Meta:
         db_table = "billing_usageusermonth"
         verbose_name = "monthly active days of a user"
-        # The unique (month, user) index is created by migration 0010 on PostgreSQL only, covering
+        # The unique (month, user) index is created by migration 0010, covering
         # `days`: the charge's ON CONFLICT target and the summary's index-only scan of a month.
 
     def __str__(self) -> str:
@@ -340,14 +339,14 @@ class UsageUserWeek(models.Model):
     class Meta:
         db_table = "billing_usageuserweek"
         verbose_name = "weekly active days of a user"
-        # Unique (week, user) covering `days`: migration 0010, PostgreSQL only, as for UsageUserMonth.
+        # Unique (week, user) covering `days`: migration 0010, as for UsageUserMonth.
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.week} {self.days:07b}"
 
 
 class UsageRollupState(models.Model):
-    """One row: the REPORT_TIME_ZONE the rollup was last rebuilt for; readers trust it only in that zone."""
+    """One row: the REPORT_TIME_ZONE the rollups were last rebuilt in (a system check compares it to the setting)."""
 
     time_zone = models.CharField(max_length=64)
     built_at = models.DateTimeField(default=timezone.now)

@@ -22,12 +22,8 @@ def quantize(value: Decimal) -> Decimal:
 
 
 def to_decimal(value) -> Decimal:
-    """A database value (Decimal, int, or SQLite's float) as a 6-place Decimal."""
-    if isinstance(value, Decimal):
-        return quantize(value)
-    if isinstance(value, float):
-        return quantize(Decimal(repr(value)))
-    return quantize(Decimal(value))
+    """A database value (numeric, or an integer sum) as a 6-place Decimal."""
+    return quantize(value if isinstance(value, Decimal) else Decimal(value))
 
 
 def format_money(value: Decimal) -> str:

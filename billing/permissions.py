@@ -63,13 +63,13 @@ def ensure_can_spend(*, user, state: EnforcementState | None = None) -> None:
 class CreditEnforcement(BasePermission):
     """On a paid (unsafe) request: refuse with 402 when enforcement is on and the wallet is empty.
 
-    A cheap pre-check that stops a plainly empty wallet before any work. Put it after the
-    authentication and ownership checks; a view that has read the wallet's state with its own
-    query puts it in `view.enforcement_state` and nothing is read again.
+    An object permission: the view checks it on what it loaded for the paid call, which carries the
+    wallet's state as `enforcement` (an EnforcementState; read here when absent). A cheap pre-check
+    that stops a plainly empty wallet before any work; billing.services.reserve() is the real gate.
     """
 
-    def has_permission(self, request, view) -> bool:
+    def has_object_permission(self, request, view, obj) -> bool:
         if request.method in SAFE_METHODS or not request.user or not request.user.is_authenticated:
             return True
-        ensure_can_spend(user=request.user, state=getattr(view, "enforcement_state", None))
+        ensure_can_spend(user=request.user, state=getattr(obj, "enforcement", None))
         return True

@@ -4,10 +4,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Subquery
 
-from billing.models import CreditTransaction, Wallet
+from billing.models import CreditTransaction, ModelPrice, Wallet
 from billing.money import to_decimal
+from config.db import loaded
 
 
 @dataclass(frozen=True)
@@ -62,3 +64,46 @@ def transactions_for_user(*, user):
         .select_related("initiated_by")
         .order_by("-id")
     )
+
+
+def active_price(*, model: str) -> ModelPrice | None:
+    """The active price of a model, or None when it has none (such a model cannot be used)."""
+    return ModelPrice.objects.filter(model=model, active=True).first()
+
+
+def active_model_names() -> list[str]:
+    return list(ModelPrice.objects.filter(active=True).order_by("model").values_list("model", flat=True))
+
+
+@dataclass(frozen=True)
+class SpendState:
+    """What a paid call reads before it is made: the model's active price and the wallet's state."""
+
+    price: ModelPrice | None  # None: the model has no active price, so it cannot be used
+    enforcement: EnforcementState | None  # None only if the user has no wallet
+
+
+_PRICE_COLUMNS = [f.column for f in ModelPrice._meta.concrete_fields]
+# One round trip on the turn's hot path (the ORM's two queries cost more to compile than to run).
+_SPEND_STATE_SQL = (
+    "SELECT w.balance, w.held, w.enforcement, "  # noqa: S608 - our tables only
+    + ", ".join(f"p.{column}" for column in _PRICE_COLUMNS)
+    + f" FROM (SELECT 1) AS one LEFT JOIN {Wallet._meta.db_table} w ON w.user_id = %(user_id)s"
+    f" LEFT JOIN {ModelPrice._meta.db_table} p ON p.model = %(model)s AND p.active"
+)
+
+
+def spend_state(*, user, model: str) -> SpendState:
+    """The active price of `model` and the user's wallet as the enforcement gate reads it, in one query."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SPEND_STATE_SQL, {"user_id": user.pk, "model": model})
+        balance, held, enforcement, *price = cursor.fetchone()
+    state = None
+    if balance is not None:
+        state = EnforcementState(balance=to_decimal(balance), held=to_decimal(held), enforcement=enforcement)
+    found = None
+    if price[0] is not None:
+        found = loaded(
+            ModelPrice, **dict(zip([f.attname for f in ModelPrice._meta.concrete_fields], price, strict=True))
+        )
+    return SpendState(price=found, enforcement=state)

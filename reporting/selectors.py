@@ -2,35 +2,26 @@
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection
 from django.db.models import Count, F, Q, QuerySet, Sum
-from django.db.models.functions import TruncDay, TruncMonth, TruncWeek
+from django.db.models.functions import TruncMonth, TruncWeek
 from django.utils import timezone
 
 from billing.models import (
     CreditTransaction,
-    LLMCallEvent,
     UsageDaily,
     UsageDayShard,
-    UsageUserMonth,
-    UsageUserWeek,
 )
 from billing.money import to_decimal
-from billing.rollup import rollup_is_current
+from billing.rollup import BITMAPS
 
 BUCKETS = ("day", "week", "month")
-_TRUNC = {"day": TruncDay, "week": TruncWeek, "month": TruncMonth}
 DEFAULT_RANGE_DAYS = 30
-
-_OK = Q(status=LLMCallEvent.Status.OK)
-_FAILED = Q(status=LLMCallEvent.Status.ERROR)
-# Turns enforcement would have refused (served anyway in shadow mode), whatever the provider did.
-_SHADOW = Q(shadow_refusal=True)
 
 
 @dataclass(frozen=True)
@@ -74,26 +65,6 @@ def default_range(today: date | None = None) -> tuple[date, date]:
     if today is None:
         today = timezone.localdate(timezone=report_time_zone())
     return today - timedelta(days=DEFAULT_RANGE_DAYS - 1), today
-
-
-def local_day_bounds(*, start: date, end: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    """[start 00:00, end+1 00:00) in `tz` as aware datetimes: the half-open instant range of the dates."""
-    return (
-        datetime.combine(start, time.min, tzinfo=tz),
-        datetime.combine(end + timedelta(days=1), time.min, tzinfo=tz),
-    )
-
-
-def _aggregates(prefix: str = "") -> dict:
-    return {
-        f"{prefix}calls": Count("id", filter=_OK),
-        f"{prefix}failed_calls": Count("id", filter=_FAILED),
-        f"{prefix}input_tokens": Sum("input_tokens", filter=_OK),
-        f"{prefix}output_tokens": Sum("output_tokens", filter=_OK),
-        f"{prefix}cost": Sum("cost", filter=_OK),
-        f"{prefix}unique_users": Count("user", distinct=True, filter=_OK),
-        f"{prefix}shadow_refusals": Count("id", filter=_SHADOW),
-    }
 
 
 def _money(value) -> Decimal:
@@ -144,35 +115,18 @@ def usage_summary(
     user_id: int | None = None,
     model: str | None = None,
 ) -> UsageSummary:
-    """Usage between two local dates, totals in one query and bucket rows in one more (never a Python loop)."""
+    """Usage between two local dates, from the rollups (billing.rollup), in two queries whatever the events.
+
+    Unfiltered: the (day, user shard) rows and the users' active-day bitmaps. Filtered by user or
+    model: the (day, user, model) rows of that user or model.
+    """
     if bucket is not None and bucket not in BUCKETS:
         raise ValueError(f"bucket must be one of {', '.join(BUCKETS)} or None, not {bucket!r}")
     if start > end:
         raise ValueError(f"start ({start}) is after end ({end})")
-    if rollup_is_current():
-        if user_id is None and model is None:
-            return _usage_from_day_shards(start=start, end=end, bucket=bucket)
-        return _usage_from_rollup(start=start, end=end, bucket=bucket, user_id=user_id, model=model)
-    tz = report_time_zone()
-    since, until = local_day_bounds(start=start, end=end, tz=tz)
-    events = LLMCallEvent.objects.filter(created_at__gte=since, created_at__lt=until)
-    if user_id is not None:
-        events = events.filter(user_id=user_id)
-    if model is not None:
-        events = events.filter(model=model)
-
-    totals = events.aggregate(**_aggregates())
-    rows = []
-    if bucket is not None:
-        grouped = (
-            events.annotate(bucket_start=_TRUNC[bucket]("created_at", tzinfo=tz))
-            .values("bucket_start")
-            .annotate(**_aggregates())
-            .order_by("bucket_start")
-        )
-        # The truncation comes back as an aware datetime in `tz`: its date is the local day.
-        rows = [{**group, "date": timezone.localtime(group["bucket_start"], tz).date()} for group in grouped]
-    return _summary(start=start, end=end, bucket=bucket, totals=totals, rows=rows)
+    if user_id is None and model is None:
+        return _usage_from_day_shards(start=start, end=end, bucket=bucket)
+    return _usage_from_rollup(start=start, end=end, bucket=bucket, user_id=user_id, model=model)
 
 
 _ROLLUP_TRUNC = {"week": TruncWeek, "month": TruncMonth}
@@ -222,11 +176,6 @@ def _unprefixed(values: dict) -> dict:
 # --- Unfiltered usage from the day-shard rollup and the users' active-day bitmaps ---------------
 
 _DAY_SHARD = UsageDayShard._meta.db_table
-# A bucket's bitmap table, its period column, and the EXTRACT field giving a day's place (1-based) in it.
-_BITMAPS = {
-    "month": (UsageUserMonth._meta.db_table, "month", "day"),
-    "week": (UsageUserWeek._meta.db_table, "week", "isodow"),
-}
 # What the day-shard queries return after a bucket's date: _FIGURES, then the unique users.
 _SHARD_COLUMNS = (
     "calls",
@@ -245,38 +194,6 @@ _FIGURES = (
 )
 
 
-def _period_start(day: date, period: str) -> date:
-    return day.replace(day=1) if period == "month" else day - timedelta(days=day.weekday())
-
-
-def _edge_masks(*, start: date, end: date, period: str) -> dict:
-    """The first and last periods [start, end] touches, each with the bits of its days inside the range.
-
-    Bit n is the period's day n+1 (the 1st of a month, a Monday), as billing.rollup sets them; the
-    periods in between lie wholly inside the range, so any bit counts there.
-    """
-    first, last = _period_start(start, period), _period_start(end, period)
-
-    def mask(period_start: date) -> int:
-        bits, day = 0, max(start, period_start)
-        while day <= end and _period_start(day, period) == period_start:
-            bits |= 1 << (day - period_start).days
-            day += timedelta(days=1)
-        return bits
-
-    return {"first": first, "first_mask": mask(first), "last": last, "last_mask": mask(last)}
-
-
-def _active_users_sql(period: str) -> str:
-    """Rows (user, period) of the bitmap with a bit inside [start, end] (parameters from _edge_masks)."""
-    table, column, _ = _BITMAPS[period]
-    return (
-        f"SELECT {column} AS period, user_id FROM {table} WHERE {column} BETWEEN %(first)s AND %(last)s "  # noqa: S608
-        f"AND (days & CASE {column} WHEN %(first)s THEN %(first_mask)s WHEN %(last)s THEN %(last_mask)s "
-        "ELSE -1 END) <> 0"
-    )
-
-
 def _usage_from_day_shards(*, start: date, end: date, bucket: str | None) -> UsageSummary:
     """usage_summary with no user or model filter, exact and independent of the number of events.
 
@@ -284,11 +201,12 @@ def _usage_from_day_shards(*, start: date, end: date, bucket: str | None) -> Usa
     `users`; per week or month, the bitmaps of that period with a bit in the range (one row per user,
     so a count); over the range, the distinct users of the month bitmaps it touches. Two queries.
     """
-    params = {"start": start, "end": end, **_edge_masks(start=start, end=end, period="month")}
+    active_sql, params = BITMAPS["month"].active_users_sql(start=start, end=end)
+    params |= {"start": start, "end": end}
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT {_FIGURES}, (SELECT count(*) FROM (SELECT DISTINCT user_id FROM "  # noqa: S608
-            f"({_active_users_sql('month')}) AS active) AS distinct_users) "
+            f"({active_sql}) AS active) AS distinct_users) "
             f"FROM {_DAY_SHARD} WHERE day BETWEEN %(start)s AND %(end)s",
             params,
         )
@@ -309,11 +227,12 @@ def _day_shard_buckets_sql(*, start: date, end: date, bucket: str) -> tuple[str,
     in_range = f"FROM {_DAY_SHARD} WHERE day BETWEEN %(start)s AND %(end)s"
     if bucket == "day":
         return f"SELECT day, {_FIGURES}, sum(users)::bigint {in_range} GROUP BY day ORDER BY day", params  # noqa: S608
-    _, _, field = _BITMAPS[bucket]
-    params |= _edge_masks(start=start, end=end, period=bucket)
+    bitmap = BITMAPS[bucket]
+    active_sql, active_params = bitmap.active_users_sql(start=start, end=end)
+    params |= active_params
     return (
-        f"WITH figures AS (SELECT day - (extract({field} FROM day)::int - 1) AS period, {_FIGURES} "  # noqa: S608
-        f"{in_range} GROUP BY 1), users AS (SELECT period, count(*) AS n FROM ({_active_users_sql(bucket)}) "
+        f"WITH figures AS (SELECT {bitmap.start_sql('day')} AS period, {_FIGURES} "  # noqa: S608
+        f"{in_range} GROUP BY 1), users AS (SELECT period, count(*) AS n FROM ({active_sql}) "
         "AS active GROUP BY period) "
         "SELECT figures.*, coalesce(users.n, 0) FROM figures LEFT JOIN users USING (period) ORDER BY period",
         params,

@@ -5,9 +5,8 @@ from dataclasses import dataclass
 from django.db import connection
 from django.db.models import QuerySet
 
-from billing.models import ModelPrice, Wallet
-from billing.money import to_decimal
-from billing.selectors import EnforcementState
+from billing.models import ModelPrice
+from billing.selectors import EnforcementState, spend_state
 from sessions_app.models import ChatSession, Message, Turn
 from sessions_app.providers import ChatMessage
 
@@ -24,7 +23,7 @@ def sessions_for_user(*, user) -> QuerySet[ChatSession]:
 
 @dataclass(frozen=True)
 class TurnContext:
-    """Everything a turn reads before it calls the model, read together (see turn_context)."""
+    """Everything a turn reads before it calls the model (see turn_context)."""
 
     session: ChatSession
     price: ModelPrice | None  # None: the session's model has no active price
@@ -32,51 +31,35 @@ class TurnContext:
     history: list[ChatMessage]
 
 
-_SESSION_COLUMNS = ("id", "owner_id", "title", "model", "message_count")
-# The turn's reads in one round trip: the caller's session (absent: not theirs, or no such session),
-# its model's active price, the owner's wallet as the enforcement pre-check reads it, and the
-# session's latest messages, newest first (one result row per message; one row when it has none).
-# Plain SQL on both databases: this is the hot path, and compiling the ORM's version of it cost
-# more than running it.
-_TURN_CONTEXT_SQL = (
-    "SELECT s.id, s.owner_id, s.title, s.model, s.message_count,"  # noqa: S608 - our tables only
-    " p.id, p.input_price_per_1k, p.output_price_per_1k, w.balance, w.held, w.enforcement, m.role, m.content"
+_SESSION_COLUMNS = ("id", "owner_id", "title", "model", "message_count", "created_at", "updated_at")
+# The caller's session (absent: not theirs, or no such session) and its latest messages, newest
+# first, in one round trip: one result row per message, one row when it has none.
+_SESSION_AND_HISTORY_SQL = (
+    "SELECT s.id, s.owner_id, s.title, s.model, s.message_count, s.created_at, s.updated_at,"  # noqa: S608
+    " m.role, m.content"
     f" FROM {ChatSession._meta.db_table} s"
-    f" LEFT JOIN {ModelPrice._meta.db_table} p ON p.model = s.model AND p.active"
-    f" LEFT JOIN {Wallet._meta.db_table} w ON w.user_id = s.owner_id"
     " LEFT JOIN (SELECT role, content, ord FROM ("
     f'  SELECT role, content, "order" AS ord FROM {Message._meta.db_table}'
-    f'  WHERE session_id = %s ORDER BY "order" DESC LIMIT {HISTORY_MAX_MESSAGES}) AS recent'
-    " ) AS m ON 1 = 1"
-    " WHERE s.id = %s AND s.owner_id = %s"
+    f'  WHERE session_id = %(session_id)s ORDER BY "order" DESC LIMIT {HISTORY_MAX_MESSAGES}) AS recent'
+    " ) AS m ON true"
+    " WHERE s.id = %(session_id)s AND s.owner_id = %(user_id)s"
     " ORDER BY m.ord DESC"
 )
 
 
 def turn_context(*, user, session_id: int) -> TurnContext | None:
-    """The session (if it is the user's), its price, the wallet's enforcement state and the history."""
+    """The session (None if it is not the user's), its history, and billing's price and wallet state."""
     with connection.cursor() as cursor:
-        cursor.execute(_TURN_CONTEXT_SQL, [session_id, session_id, user.pk])
+        cursor.execute(_SESSION_AND_HISTORY_SQL, {"session_id": session_id, "user_id": user.pk})
         rows = cursor.fetchall()
     if not rows:
         return None
-    first = rows[0]
-    session = ChatSession.from_db(connection.alias, _SESSION_COLUMNS, first[:5])
-    price_id, price_in, price_out, balance, held, enforcement = first[5:11]
-    price = None
-    if price_id is not None:
-        price = ModelPrice(
-            id=price_id,
-            model=session.model,
-            input_price_per_1k=to_decimal(price_in),
-            output_price_per_1k=to_decimal(price_out),
-            active=True,
-        )
-    state = None
-    if balance is not None:
-        state = EnforcementState(balance=to_decimal(balance), held=to_decimal(held), enforcement=enforcement)
+    session = ChatSession.from_db(connection.alias, _SESSION_COLUMNS, rows[0][: len(_SESSION_COLUMNS)])
     newest_first = [(role, content) for *_, role, content in rows if role is not None]
-    return TurnContext(session=session, price=price, enforcement=state, history=_bounded(newest_first))
+    spend = spend_state(user=user, model=session.model)
+    return TurnContext(
+        session=session, price=spend.price, enforcement=spend.enforcement, history=_bounded(newest_first)
+    )
 
 
 def turns_for_session(*, session: ChatSession) -> QuerySet[Turn]:
@@ -86,25 +69,6 @@ def turns_for_session(*, session: ChatSession) -> QuerySet[Turn]:
         .select_related("user_message", "assistant_message", "llm_call")
         .order_by("id")
     )
-
-
-def active_price(*, model: str) -> ModelPrice | None:
-    """The active price of a model, or None when it has none (such a model cannot be used)."""
-    return ModelPrice.objects.filter(model=model, active=True).first()
-
-
-def active_model_names() -> list[str]:
-    return list(ModelPrice.objects.filter(active=True).order_by("model").values_list("model", flat=True))
-
-
-def recent_history(*, session: ChatSession) -> list[ChatMessage]:
-    """The session's latest messages, oldest first, bounded by count and total characters."""
-    rows = list(
-        Message.objects.filter(session=session)
-        .order_by("-order")
-        .values_list("role", "content")[:HISTORY_MAX_MESSAGES]
-    )
-    return _bounded(rows)
 
 
 def _bounded(rows: list[tuple[str, str]]) -> list[ChatMessage]:

@@ -6,33 +6,26 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection
+from django.db import transaction
 from django.utils import timezone
 
 from billing import services as billing_services
 from billing.exceptions import InsufficientCredits, PriceNotFound
-from billing.models import ModelPrice
+from billing.models import LLMCallEvent, ModelPrice
+from billing.selectors import active_model_names, active_price
+from config.db import execute_prepared, loaded
 from sessions_app.models import ChatSession, Message, Turn
 from sessions_app.providers import ProviderError, estimate_prompt_tokens, get_provider
-from sessions_app.selectors import (
-    TurnContext,
-    active_model_names,
-    active_price,
-    recent_history,
-)
+from sessions_app.selectors import TurnContext, turn_context
 
 logger = logging.getLogger(__name__)
 
 SESSION, MESSAGE, TURN = (m._meta.db_table for m in (ChatSession, Message, Turn))
-_NEXT_ORDER_SQL = (
-    f"UPDATE {SESSION} SET message_count = message_count + 2, updated_at = %s "  # noqa: S608 - table name is ours
-    "WHERE id = %s RETURNING message_count"
-)
-# A turn's own rows, written by billing's debit statement on PostgreSQL (billing.services.CompanionWrite):
-# the next two message orders (the session row's UPDATE also serializes turns of one session), both
-# messages, and the turn pointing at the new event `ev`. No session row (deleted mid-call): nothing.
-_TURN_ROWS_CTES = (
-    f"s AS (UPDATE {SESSION} SET message_count = message_count + 2, updated_at = %(turn_at)s"  # noqa: S608
+# A turn's own rows in one statement: the next two message orders (the session row's UPDATE also
+# serializes turns of one session), both messages, and the turn pointing at its metered call.
+# No session row (deleted while the model was answering): no row back, nothing written.
+_TURN_ROWS_SQL = (
+    f"WITH s AS (UPDATE {SESSION} SET message_count = message_count + 2, updated_at = %(turn_at)s"  # noqa: S608
     " WHERE id = %(session_id)s RETURNING message_count"
     f'), m AS (INSERT INTO {MESSAGE} (session_id, role, content, "order", created_at)'
     " SELECT %(session_id)s, v.role, v.content, s.message_count - v.back, %(turn_at)s FROM s,"
@@ -40,11 +33,9 @@ _TURN_ROWS_CTES = (
     " RETURNING id, role"
     f"), t AS (INSERT INTO {TURN} (session_id, user_message_id, assistant_message_id, llm_call_id, created_at)"
     " SELECT %(session_id)s, (SELECT id FROM m WHERE role = 'user'),"
-    " (SELECT id FROM m WHERE role = 'assistant'), ev.id, %(turn_at)s FROM s, ev RETURNING id)"
-)
-_TURN_ROWS_COLUMNS = (
-    "(SELECT message_count FROM s), (SELECT id FROM t),"
-    " (SELECT id FROM m WHERE role = 'user'), (SELECT id FROM m WHERE role = 'assistant')"
+    " (SELECT id FROM m WHERE role = 'assistant'), %(llm_call_id)s, %(turn_at)s FROM s RETURNING id)"
+    " SELECT s.message_count, (SELECT id FROM t), (SELECT id FROM m WHERE role = 'user'),"
+    " (SELECT id FROM m WHERE role = 'assistant') FROM s"
 )
 
 
@@ -110,17 +101,17 @@ def delete_session(*, session: ChatSession) -> None:
 def take_turn(*, session: ChatSession, user, content: str, context: TurnContext | None = None) -> TurnResult:
     """Answer `content` in `session` and charge for it; on provider failure record the call, debit nothing.
 
-    The provider is called with no transaction open and no lock held. Then the debit writes both
-    messages, the turn, the call event and the ledger row, or none of them: on PostgreSQL in one
-    statement (billing.services.CompanionWrite), elsewhere in one transaction. A failed call keeps no
-    messages (the user can simply resend); only its LLMCallEvent (status error, cost 0) is kept.
-    `context` is what the view read with the session (selectors.turn_context); without it the
-    price and the history are read here.
+    The provider is called with no transaction open and no lock held. Then one transaction writes
+    billing's part (the call event, the debit, the hold settled: billing.services.charge) and the
+    turn's own rows (both messages and the turn), or none of them. A failed call keeps no messages
+    (the user can simply resend); only its LLMCallEvent (status error, cost 0) is kept. `context` is
+    what the view read with the session (selectors.turn_context); without it, it is read here.
     """
-    if context is not None:
-        price, history = context.price, context.history
-    else:
-        price, history = active_price(model=session.model), recent_history(session=session)
+    if context is None:
+        context = turn_context(user=user, session_id=session.pk)
+        if context is None:
+            raise SessionGone(session.pk)
+    price, history = context.price, context.history
     if price is None:
         # A price withdrawn since the session was opened: refuse before any call (PATCH the model).
         raise _refuse_unpriced(session.model, field=None)
@@ -173,19 +164,21 @@ def take_turn(*, session: ChatSession, user, content: str, context: TurnContext 
     latency_ms = _elapsed_ms(started)
 
     now = timezone.now()
-    charged = billing_services.settle(
-        hold=hold,
-        user=user,
-        price=price,
-        provider=provider.name,
-        input_tokens=completion.input_tokens,
-        output_tokens=completion.output_tokens,
-        latency_ms=latency_ms,
-        occurred_at=now,
-        companion=_turn_rows(session=session, prompt=content, reply=completion.text, now=now),
-    )
-    count, turn_id, user_message_id, assistant_message_id = charged.companion
-    if turn_id is None:
+    with transaction.atomic():
+        charged = billing_services.charge(
+            user=user,
+            price=price,
+            provider=provider.name,
+            input_tokens=completion.input_tokens,
+            output_tokens=completion.output_tokens,
+            latency_ms=latency_ms,
+            occurred_at=now,
+            hold=hold,
+        )
+        turn = _write_turn_rows(
+            session=session, prompt=content, reply=completion.text, event=charged.event, now=now
+        )
+    if turn is None:
         # Deleted from another tab mid-call: the provider did the work, so the call stays metered
         # and charged like any other; there is just no session left to keep the messages in.
         logger.warning(
@@ -193,21 +186,6 @@ def take_turn(*, session: ChatSession, user, content: str, context: TurnContext 
             extra={"user_id": user.pk, "session_id": session.pk, "llm_call_id": charged.event.pk},
         )
         raise SessionGone(session.pk)
-    user_message, assistant_message = _message_pair(
-        session=session, prompt=content, reply=completion.text, count=count, now=now
-    )
-    user_message.id, assistant_message.id = user_message_id, assistant_message_id
-    turn = _saved(
-        Turn(
-            id=turn_id,
-            session=session,
-            user_message=_saved(user_message),
-            assistant_message=_saved(assistant_message),
-            llm_call=charged.event,
-            created_at=now,
-        )
-    )
-    session.message_count, session.updated_at = count, now
     logger.info(
         "turn charged",
         extra={
@@ -222,49 +200,40 @@ def take_turn(*, session: ChatSession, user, content: str, context: TurnContext 
     return TurnResult(turn=turn, balance_after=charged.balance_after)
 
 
-def _turn_rows(*, session: ChatSession, prompt: str, reply: str, now) -> billing_services.CompanionWrite:
-    """The turn's messages and turn row, written with its debit: (message_count, turn, user msg, reply msg)."""
-
-    def write_with_the_orm(event) -> tuple:
-        with connection.cursor() as cursor:
-            cursor.execute(_NEXT_ORDER_SQL, [now, session.pk])
-            row = cursor.fetchone()
-        if row is None:
-            return None, None, None, None
-        count = row[0]
-        user_message, assistant_message = Message.objects.bulk_create(
-            _message_pair(session=session, prompt=prompt, reply=reply, count=count, now=now)
-        )
-        turn = Turn.objects.create(
-            session=session,
-            user_message=user_message,
-            assistant_message=assistant_message,
-            llm_call=event,
-            created_at=now,
-        )
-        return count, turn.pk, user_message.pk, assistant_message.pk
-
-    return billing_services.CompanionWrite(
-        ctes=_TURN_ROWS_CTES,
-        columns=_TURN_ROWS_COLUMNS,
-        params={"session_id": session.pk, "turn_at": now, "prompt": prompt, "reply": reply},
-        fallback=write_with_the_orm,
+def _write_turn_rows(
+    *, session: ChatSession, prompt: str, reply: str, event: LLMCallEvent, now
+) -> Turn | None:
+    """Write the turn's messages and turn row (None if the session is gone); the caller holds the transaction."""
+    rows = execute_prepared(
+        _TURN_ROWS_SQL,
+        {"session_id": session.pk, "turn_at": now, "prompt": prompt, "reply": reply, "llm_call_id": event.pk},
     )
+    if not rows:
+        return None
+    ((count, turn_id, user_message_id, assistant_message_id),) = rows
+    session.message_count, session.updated_at = count, now
 
+    def message(*, id: int, role: str, content: str, order: int) -> Message:
+        return loaded(
+            Message, id=id, session_id=session.pk, role=role, content=content, order=order, created_at=now
+        )
 
-def _message_pair(*, session: ChatSession, prompt: str, reply: str, count: int, now) -> list[Message]:
-    """The turn's two messages, the last two of a session that now has `count` messages."""
-    return [
-        Message(session=session, role=Message.Role.USER, content=prompt, order=count - 2, created_at=now),
-        Message(session=session, role=Message.Role.ASSISTANT, content=reply, order=count - 1, created_at=now),
-    ]
-
-
-def _saved(instance):
-    """Mark an instance built from the values the database returned as a saved row, as the ORM would."""
-    instance._state.adding = False
-    instance._state.db = connection.alias
-    return instance
+    turn = loaded(
+        Turn,
+        id=turn_id,
+        session_id=session.pk,
+        user_message_id=user_message_id,
+        assistant_message_id=assistant_message_id,
+        llm_call_id=event.pk,
+        created_at=now,
+    )
+    # The related rows are known: set them, so serializing the turn reads nothing back.
+    turn.session, turn.llm_call = session, event
+    turn.user_message = message(id=user_message_id, role=Message.Role.USER, content=prompt, order=count - 2)
+    turn.assistant_message = message(
+        id=assistant_message_id, role=Message.Role.ASSISTANT, content=reply, order=count - 1
+    )
+    return turn
 
 
 def _elapsed_ms(started: float) -> int:

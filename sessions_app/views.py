@@ -12,7 +12,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.exceptions import NotFound
-from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from billing.exceptions import InsufficientCredits
@@ -48,14 +48,6 @@ _PAYMENT_REQUIRED = inline_serializer(
 )
 _MAX_ID = 2**63 - 1  # a larger id names no session (and would overflow the database's integer)
 _SESSION_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="The session's id.")
-
-
-class OwnsSession(BasePermission):
-    """The URL's session must be the caller's: another user's session is 404, never 403."""
-
-    def has_permission(self, request, view) -> bool:
-        view.load_session()
-        return True
 
 
 class NulSafeMixin:
@@ -170,8 +162,6 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     filter_backends = []
     session: ChatSession
     turn_context: TurnContext | None = None
-    # Read by billing.permissions.CreditEnforcement instead of querying the wallet again.
-    enforcement_state = None
 
     @classmethod
     def as_view(cls, actions=None, **initkwargs):
@@ -179,26 +169,28 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
         return transaction.non_atomic_requests(super().as_view(actions, **initkwargs))
 
     def get_permissions(self):
-        permissions = [IsAuthenticated(), OwnsSession()]
         if self.action == "create":
-            permissions.append(CreditEnforcement())
-        return permissions
+            return [IsAuthenticated(), CreditEnforcement()]
+        return [IsAuthenticated()]
 
     def get_serializer_class(self):
         # The browsable API offers a `content` form for POST; responses use the turn serializers.
         return TurnRequestSerializer if self.action == "create" else TurnSerializer
 
-    def load_session(self):
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)  # authentication, permissions, throttles
+        # The URL's session must be the caller's: another user's session is 404, never 403.
         session_pk = int(self.kwargs["session_pk"])
-        if self.action == "create" and session_pk <= _MAX_ID:
-            # A turn reads its session, price, wallet state and history in one query.
-            self.turn_context = turn_context(user=self.request.user, session_id=session_pk)
-            if self.turn_context is None:  # the same 404 as get_object_or_404 below
-                raise Http404(f"No {ChatSession._meta.object_name} matches the given query.")
-            self.session = self.turn_context.session
-            self.enforcement_state = self.turn_context.enforcement
+        if self.action != "create":
+            self.session = get_object_or_404(sessions_for_user(user=request.user), pk=session_pk)
             return
-        self.session = get_object_or_404(sessions_for_user(user=self.request.user), pk=session_pk)
+        # A turn reads its session and history, and billing's price and wallet state, up front.
+        if session_pk <= _MAX_ID:
+            self.turn_context = turn_context(user=request.user, session_id=session_pk)
+        if self.turn_context is None:  # the same 404 as get_object_or_404 above
+            raise Http404(f"No {ChatSession._meta.object_name} matches the given query.")
+        self.session = self.turn_context.session
+        self.check_object_permissions(request, self.turn_context)  # CreditEnforcement's 402
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):

@@ -6,6 +6,7 @@ import factory
 from django.contrib.auth import get_user_model
 
 from billing.models import ModelPrice
+from billing.rollup import rebuild_usage_rollup
 
 DEFAULT_PASSWORD = "correct-horse-battery-staple"
 
@@ -40,10 +41,21 @@ from billing.models import LLMCallEvent  # noqa: E402 - appended with its factor
 
 
 class LLMCallEventFactory(factory.django.DjangoModelFactory):
-    """A metered call as test data (not a credit movement): pass `created_at` to place it in time."""
+    """A metered call as test data (not a credit movement): pass `created_at` to place it in time.
+
+    The server keeps the usage rollups in the statement that records a call; an event written here
+    bypasses that, so the rollups are recounted after it (`rollups=False` to skip, for bulk data
+    recounted once at the end with billing.rollup.rebuild_usage_rollup).
+    """
 
     class Meta:
         model = LLMCallEvent
+        skip_postgeneration_save = True
+
+    @factory.post_generation
+    def rollups(self, create, extracted, **kwargs):
+        if create and extracted is not False:
+            rebuild_usage_rollup()
 
     user = factory.SubFactory(UserFactory)
     model = "echo-1"

@@ -2,14 +2,12 @@
 
 Clients authenticate as the frontend and scripts do (`Authorization: Token`), so the token lookup is
 counted. The turn is pinned in tests/sessions_app/test_turns_api.py and the usage summary's scan
-path in tests/reporting/test_usage_summary.py; the rest is here. PostgreSQL and SQLite differ where
-billing takes its single-statement paths (billing.services) or keeps the rollup (billing.rollup).
+path in tests/reporting/test_usage_summary.py; the rest is here.
 """
 
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -19,8 +17,6 @@ from billing.models import ModelPrice
 from billing.rollup import rebuild_usage_rollup
 from tests.conftest import requires_postgres
 from tests.factories import LLMCallEventFactory, StaffUserFactory, UserFactory
-
-POSTGRES = connection.vendor == "postgresql"
 
 
 def token_client(user) -> APIClient:
@@ -109,9 +105,9 @@ def test_usage_summary_from_the_rollup_queries(staff, busy_user, django_assert_n
         LLMCallEventFactory(user=busy_user, created_at=timezone.now() - timedelta(days=days_ago))
     rebuild_usage_rollup()
     client = token_client(staff)
-    # the token with its user, whether the rollup is current, then from the day shards: totals with
-    # the range's unique users (one query), one row per day
-    with django_assert_num_queries(4):
+    # the token with its user, then from the day shards: totals with the range's unique users (one
+    # query), one row per day
+    with django_assert_num_queries(3):
         response = client.get("/api/v1/admin/usage/summary?bucket=day")
     assert response.status_code == 200
     assert response.json()["total_calls"] == 30 + 30  # the fixture's charges and 30 days of events
@@ -122,8 +118,8 @@ def test_usage_summary_from_the_rollup_queries(staff, busy_user, django_assert_n
 def test_usage_summary_of_one_user_from_the_rollup_queries(staff, busy_user, django_assert_num_queries):
     rebuild_usage_rollup()
     client = token_client(staff)
-    # the same four, from the (day, user, model) rollup: a filter is beyond the day shards
-    with django_assert_num_queries(4):
+    # the same three, from the (day, user, model) rollup: a filter is beyond the day shards
+    with django_assert_num_queries(3):
         response = client.get(f"/api/v1/admin/usage/summary?bucket=week&user_id={busy_user.pk}")
     assert response.status_code == 200
     assert response.json()["total_calls"] == 30
@@ -131,7 +127,7 @@ def test_usage_summary_of_one_user_from_the_rollup_queries(staff, busy_user, dja
 
 def test_usage_summary_queries(staff, busy_user, django_assert_num_queries):
     client = token_client(staff)
-    # the token with its user, (PostgreSQL: whether the rollup is current), totals, one row per day
-    with django_assert_num_queries(4 if POSTGRES else 3):
+    # the token with its user, totals, one row per day
+    with django_assert_num_queries(3):
         response = client.get("/api/v1/admin/usage/summary?bucket=day")
     assert response.status_code == 200

@@ -1,4 +1,4 @@
-"""On PostgreSQL, the database itself refuses UPDATE and DELETE on the credit ledger."""
+"""The database itself refuses UPDATE and DELETE on the credit ledger."""
 
 from django.db import migrations
 
@@ -22,13 +22,11 @@ DROP FUNCTION IF EXISTS billing_credittransaction_append_only();
 
 
 def install(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(FORWARD, params=None)
+    schema_editor.execute(FORWARD, params=None)
 
 
 def uninstall(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(BACKWARD, params=None)
+    schema_editor.execute(BACKWARD, params=None)
 
 
 class Migration(migrations.Migration):

@@ -5,8 +5,7 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
-# PostgreSQL only (the rollup is kept there alone): a unique covering index, the charge's ON CONFLICT
-# target and the summary's index-only date-range scan. SQLite has no INCLUDE and never writes here.
+# A unique covering index: the charge's ON CONFLICT target and the summary's index-only date-range scan.
 COVERING_INDEX = (
     "CREATE UNIQUE INDEX usagedaily_day_user_model_uniq ON billing_usagedaily (day, user_id, model) "
     "INCLUDE (calls, failed_calls, input_tokens, output_tokens, cost, shadow_refusals)"
@@ -14,13 +13,11 @@ COVERING_INDEX = (
 
 
 def create_covering_index(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(COVERING_INDEX)
+    schema_editor.execute(COVERING_INDEX)
 
 
 def drop_covering_index(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute("DROP INDEX IF EXISTS usagedaily_day_user_model_uniq")
+    schema_editor.execute("DROP INDEX IF EXISTS usagedaily_day_user_model_uniq")
 
 
 class Migration(migrations.Migration):

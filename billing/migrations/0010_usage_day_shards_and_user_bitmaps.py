@@ -4,8 +4,8 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-# PostgreSQL only (the rollup is kept there alone): unique covering indexes, the charge's ON CONFLICT
-# targets and the summary's index-only scans of a month's or a week's bitmaps.
+# Unique covering indexes: the charge's ON CONFLICT targets and the summary's index-only scans of a
+# month's or a week's bitmaps.
 COVERING_INDEXES = (
     "CREATE UNIQUE INDEX usageusermonth_month_user_uniq ON billing_usageusermonth (month, user_id) "
     "INCLUDE (days)",
@@ -14,15 +14,13 @@ COVERING_INDEXES = (
 
 
 def create_covering_indexes(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        for statement in COVERING_INDEXES:
-            schema_editor.execute(statement)
+    for statement in COVERING_INDEXES:
+        schema_editor.execute(statement)
 
 
 def drop_covering_indexes(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute("DROP INDEX IF EXISTS usageusermonth_month_user_uniq")
-        schema_editor.execute("DROP INDEX IF EXISTS usageuserweek_week_user_uniq")
+    schema_editor.execute("DROP INDEX IF EXISTS usageusermonth_month_user_uniq")
+    schema_editor.execute("DROP INDEX IF EXISTS usageuserweek_week_user_uniq")
 
 
 def forget_the_rollup_build(apps, schema_editor):

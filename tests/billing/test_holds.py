@@ -37,7 +37,7 @@ def test_reserve_then_settle_moves_held_and_balance(funded, price):
     assert (wallet(funded).balance, wallet(funded).held) == (Decimal("10"), Decimal("3"))
     assert wallet(funded).available == Decimal("7")
 
-    result = services.settle(
+    result = services.charge(
         hold=r.hold, user=funded, price=price, provider="echo", input_tokens=500, output_tokens=250
     )
     assert result.event.cost == Decimal("1")  # 0.5 + 0.5: actual, not the estimate
@@ -109,7 +109,7 @@ def test_abandoned_hold_is_released_by_the_next_reserve(user, staff_user):
 def test_settling_after_expiry_still_debits_and_keeps_held_consistent(funded, price):
     hold = _abandon(funded)
     services.release_expired_holds()
-    services.settle(hold=hold, user=funded, price=price, provider="echo", input_tokens=1000, output_tokens=0)
+    services.charge(hold=hold, user=funded, price=price, provider="echo", input_tokens=1000, output_tokens=0)
     assert (wallet(funded).balance, wallet(funded).held) == (Decimal("9"), Decimal("0"))
     assert check_ledger().ok
 
@@ -164,7 +164,7 @@ def test_shadow_refusal_is_flagged_on_the_event(user, price, enforcement, settin
         r = services.reserve(user=user, amount=Decimal("1"))
     assert not r.refused
     assert r.shadow_refusal is shadow
-    event = services.settle(
+    event = services.charge(
         hold=r.hold, user=user, price=price, provider="echo", input_tokens=10, output_tokens=10
     ).event
     assert LLMCallEvent.objects.get(pk=event.pk).shadow_refusal is shadow

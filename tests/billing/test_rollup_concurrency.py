@@ -28,7 +28,7 @@ FAILED_CALLS = 3
 
 def settle_a_turn(user, price, when):
     hold = services.reserve(user=user, amount=Decimal("0.01")).hold
-    services.settle(
+    services.charge(
         hold=hold, user=user, price=price, provider="echo", input_tokens=3, output_tokens=2, occurred_at=when
     )
 

@@ -205,7 +205,7 @@ def test_a_charge_for_a_user_without_a_wallet_writes_nothing(with_hold):
         other = UserFactory()
         Wallet.objects.filter(user=other).delete()
         with pytest.raises(Wallet.DoesNotExist):
-            services.settle(
+            services.charge(
                 hold=hold, user=other, price=price, provider="echo", input_tokens=10, output_tokens=10
             )
         assert CreditHold.objects.get(pk=hold.pk).status == CreditHold.Status.HELD

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from billing.models import LLMCallEvent
+from billing.rollup import rebuild_usage_rollup
 from tests.factories import LLMCallEventFactory, UserFactory
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -39,6 +40,7 @@ def new_york_events(db, settings):
             cost=Decimal(cost),
             status=LLMCallEvent.Status.OK if ok else LLMCallEvent.Status.ERROR,
             created_at=when,
+            rollups=False,
         )
 
     # Out of range on both sides in local time (the first is 04:59 UTC on the 5th: a UTC cut would
@@ -65,4 +67,5 @@ def new_york_events(db, settings):
     event(carol, new_york(2026, 1, 20, 12, 0), model="gpt-4.1-mini", ok=False)
     # Sunday 2026-02-01: in the week of Monday 2026-01-26, in the month of February.
     event(carol, new_york(2026, 2, 1, 8, 0), input_tokens=7, output_tokens=3, cost="1.000001")
+    rebuild_usage_rollup()  # the factory writes events alone; a recorded call would keep the rollups
     return {"alice": alice, "bob": bob, "carol": carol}

@@ -200,8 +200,7 @@ def test_export_lists_the_known_kinds_in_its_error(staff_client, db):
 
 
 def test_export_reads_the_ledger_in_chunks_not_all_at_once(ledger, django_assert_max_num_queries):
-    # Two rows per chunk: on PostgreSQL a server-side cursor fetches repeatedly, on SQLite Django
-    # streams the cursor; either way the rows arrive lazily from one generator.
+    # Two rows per chunk: a server-side cursor fetches repeatedly; the rows arrive lazily from one generator.
     rows = ledger_export_rows(ledger_export_queryset(), chunk_size=2)
 
     assert not isinstance(rows, list | tuple)

@@ -5,17 +5,17 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.core.management import CommandError, call_command
-from django.db import connection
+from django.core.checks import run_checks
+from django.core.management import call_command
 from django.utils import timezone
 
 from billing import services
 from billing.models import ModelPrice, UsageDaily
-from billing.rollup import rebuild_usage_rollup, rollup_is_current
-from reporting import selectors
+from billing.rollup import built_for_time_zone, rebuild_usage_rollup
 from reporting.selectors import usage_summary
 from tests.conftest import requires_postgres
 from tests.factories import UserFactory
+from tests.reporting.event_scan import event_scan
 
 from .test_usage_summary import END, START
 
@@ -31,25 +31,17 @@ def rollup_rows() -> list[tuple]:
     )
 
 
-def scanned(monkeypatch, **kwargs):
-    with monkeypatch.context() as patch:
-        patch.setattr(selectors, "rollup_is_current", lambda: False)
-        return usage_summary(**kwargs)
-
-
 @requires_postgres
 @pytest.mark.parametrize("bucket", [None, "day", "week", "month"])
 @pytest.mark.parametrize("filters", ["all", "user", "model"])
-def test_summary_from_the_rollup_equals_the_event_scan(new_york_events, monkeypatch, bucket, filters):
-    rebuild_usage_rollup()
-    assert rollup_is_current()
+def test_summary_from_the_rollup_equals_the_event_scan(new_york_events, bucket, filters):
     kwargs = {"start": START, "end": END, "bucket": bucket}
     if filters == "user":
         kwargs["user_id"] = new_york_events["alice"].pk
     elif filters == "model":
         kwargs["model"] = "gpt-4.1-mini"
 
-    assert usage_summary(**kwargs) == scanned(monkeypatch, **kwargs)
+    assert usage_summary(**kwargs) == event_scan(**kwargs)
 
 
 @requires_postgres
@@ -63,7 +55,7 @@ def test_charges_keep_the_rollup_equal_to_a_recount(new_york_events, settings):
         user=alice, price=price, provider="echo", input_tokens=5, output_tokens=7, occurred_at=late_evening
     )
     hold = services.reserve(user=bob, amount=Decimal("0.5")).hold  # empty wallet: a shadow refusal
-    services.settle(hold=hold, user=bob, price=price, provider="echo", input_tokens=10, output_tokens=10)
+    services.charge(hold=hold, user=bob, price=price, provider="echo", input_tokens=10, output_tokens=10)
     hold = services.reserve(user=bob, amount=Decimal("0.5")).hold
     services.record_failed_call(user=bob, model="echo-1", provider="echo", error="timeout", hold=hold)
     services.charge(user=bob, price=price, provider="echo", input_tokens=0, output_tokens=0)  # costs 0
@@ -76,14 +68,17 @@ def test_charges_keep_the_rollup_equal_to_a_recount(new_york_events, settings):
     assert sum(r[8] for r in kept) == 2  # the settled and the failed turn were both shadow refusals
 
 
-@requires_postgres
-def test_summary_scans_events_again_when_report_time_zone_changes(new_york_events, settings, monkeypatch):
-    rebuild_usage_rollup()
+def test_a_report_time_zone_change_is_flagged_until_the_rollups_are_rebuilt(new_york_events, settings):
     settings.REPORT_TIME_ZONE = "UTC"
+    warnings = [w for w in run_checks(databases=["default"]) if w.id == "billing.W001"]
+    assert len(warnings) == 1 and "America/New_York" in warnings[0].msg
 
-    assert not rollup_is_current()
+    rebuild_usage_rollup()
+
+    assert built_for_time_zone() == "UTC"
+    assert not [w for w in run_checks(databases=["default"]) if w.id == "billing.W001"]
     summary = usage_summary(start=START, end=END, bucket="day")
-    assert summary == scanned(monkeypatch, start=START, end=END, bucket="day")
+    assert summary == event_scan(start=START, end=END, bucket="day")
 
 
 @requires_postgres
@@ -108,15 +103,3 @@ def test_rollup_counts_an_event_on_its_local_day(db, settings):
     (row,) = UsageDaily.objects.filter(user=user)
     assert row.day == timezone.localtime(when, ZoneInfo("America/New_York")).date()
     assert row.day == (when - timedelta(days=1)).date()
-
-
-@pytest.mark.skipif(connection.vendor == "postgresql", reason="SQLite behaviour: no rollup there")
-def test_sqlite_keeps_no_rollup_and_scans(db):
-    user = UserFactory()
-    price = ModelPrice.objects.get(model="echo-1")
-    services.charge(user=user, price=price, provider="echo", input_tokens=10, output_tokens=10)
-
-    assert not UsageDaily.objects.exists()
-    assert not rollup_is_current()
-    with pytest.raises(CommandError, match="PostgreSQL only"):
-        call_command("rebuild_usage_rollup")

@@ -187,22 +187,19 @@ def test_turn_on_a_model_whose_price_was_withdrawn_is_400(user_client, session):
     assert nothing_written()
 
 
-# PostgreSQL reserves and debits in single statements (billing.services); SQLite keeps the steps.
-TURN_QUERIES = 4 if connection.vendor == "postgresql" else 16
+# The token; the session with its history (sessions_app) and the model's price with the wallet's
+# state (billing): one query each; the reservation (one statement); then one transaction: billing's
+# charge (one statement: the event, the hold settled, the wallet UPDATE ... RETURNING, the ledger
+# row, the usage rollups) and the turn's own rows (one statement: the message order, both messages,
+# the turn). The test client runs inside a transaction, so the turn's atomic() is a SAVEPOINT and
+# its RELEASE; in production (test_turn_query_budget_in_a_real_transaction) it is BEGIN and COMMIT.
+TURN_QUERIES = 8
 
 
 def test_turn_query_budget(token_client, user, session, django_assert_max_num_queries):
     fund(user, "5")
     token_client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": "warm up"}, format="json")
 
-    # token; the session with its price, the wallet for the enforcement pre-check and the history
-    # (one query: sessions_app.selectors.turn_context); the reservation (SQLite: BEGIN, expire
-    # stale holds, the conditional wallet UPDATE, the hold INSERT, COMMIT; PostgreSQL: one
-    # statement); then the debit with the turn's own rows. On PostgreSQL that is one statement,
-    # atomic on its own: the event, the hold closed, the wallet UPDATE ... RETURNING, the ledger
-    # row, the usage rollup row, and (billing.services.CompanionWrite) the next message order, both
-    # messages and the turn. On SQLite: BEGIN, those as separate statements, COMMIT. The same in
-    # production (see test_turn_query_budget_in_a_real_transaction).
     with django_assert_max_num_queries(TURN_QUERIES):
         response = token_client.post(
             f"/api/v1/sessions/{session.pk}/turns/", {"content": "count me"}, format="json"

@@ -1,21 +1,19 @@
-"""manage.py rebuild_usage_rollup: recount the usage rollups from the events (backfill; safe to rerun)."""
+"""manage.py rebuild_usage_rollup: recount the usage rollups from the events (after a time zone change; safe to rerun)."""
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from billing.rollup import enabled, rebuild_usage_rollup
+from billing.rollup import rebuild_usage_rollup
 
 
 class Command(BaseCommand):
     help = (
         "Rebuild the usage rollups from every LLM call event, in REPORT_TIME_ZONE: the (day, user, model) "
-        "rows, the (day, user shard) rows and the users' active-day bitmaps. Run it once after deploying "
-        "a migration that adds a rollup table (billing 0009, 0010) and again after changing REPORT_TIME_ZONE."
+        "rows, the (day, user shard) rows and the users' active-day bitmaps. Every recorded call keeps them "
+        "current; run this after changing REPORT_TIME_ZONE (`manage.py check` says when)."
     )
 
     def handle(self, *args, **options):
-        if not enabled():
-            raise CommandError("The usage rollup is kept on PostgreSQL only; SQLite reports scan the events.")
         rows = rebuild_usage_rollup()
         self.stdout.write(
             self.style.SUCCESS(f"Usage rollup rebuilt: {rows} rows, days cut in {settings.REPORT_TIME_ZONE}.")

@@ -1,0 +1,43 @@
+"""Billing's services: every write that moves credits, each atomic, the wallet moved by one locking statement.
+
+- ledger: wallets opened, grants (idempotent), enforcement overrides;
+- holds: a call's cost reserved before it is made, released if it never is;
+- charging: a call recorded and debited (its hold settled), or recorded as failed (its hold released).
+"""
+
+from billing.services.charging import ChargeResult, charge, compute_cost, record_failed_call
+from billing.services.holds import Reservation, enforcement_applies, release, release_expired_holds, reserve
+from billing.services.ledger import (
+    GRANT_MAX,
+    IDEMPOTENCY_KEY_MAX,
+    REASON_MAX,
+    STARTING_CREDITS_REASON,
+    grant,
+    open_wallet,
+    set_enforcement,
+    validate_grant_amount,
+    validate_idempotency_key,
+    validate_reason,
+)
+
+__all__ = [
+    "GRANT_MAX",
+    "IDEMPOTENCY_KEY_MAX",
+    "REASON_MAX",
+    "STARTING_CREDITS_REASON",
+    "ChargeResult",
+    "Reservation",
+    "charge",
+    "compute_cost",
+    "enforcement_applies",
+    "grant",
+    "open_wallet",
+    "record_failed_call",
+    "release",
+    "release_expired_holds",
+    "reserve",
+    "set_enforcement",
+    "validate_grant_amount",
+    "validate_idempotency_key",
+    "validate_reason",
+]

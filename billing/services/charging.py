@@ -1,0 +1,187 @@
+"""Recording model calls: the metered event, its debit, its hold closed and the usage rollups, together."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from billing import rollup
+from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, Wallet
+from billing.money import quantize, to_decimal
+from billing.services._wallet import WALLET
+from billing.services.holds import HOLD
+from config.db import execute_prepared, loaded
+
+_EVENT_COLUMNS = (
+    "user_id, model, provider, input_tokens, output_tokens, cost, input_price_per_1k, "
+    "output_price_per_1k, status, error, latency_ms, shadow_refusal, created_at"
+)
+# Every recorded call, successful or failed, is this one statement (data-modifying CTEs): the event;
+# its hold closed (settled, or released for a failed call); the wallet moved by the cost and freed
+# of the hold, by UPDATE ... RETURNING; the debit row chained from that balance (none when the call
+# cost nothing: a debit is never 0); and the usage rollups. The hold is locked before the wallet
+# (h feeds w), the order release_expired_holds and reserve take them in; the rollup rows come last.
+_RECORD_SQL = (
+    "WITH ev AS ("  # noqa: S608 - every name below is one of our tables
+    f" INSERT INTO {LLMCallEvent._meta.db_table} ({_EVENT_COLUMNS}) VALUES (%(user_id)s, %(model)s,"
+    " %(provider)s, %(input_tokens)s, %(output_tokens)s, %(cost)s, %(input_price)s, %(output_price)s,"
+    " %(status)s, %(error)s, %(latency_ms)s, %(shadow)s, %(occurred_at)s) RETURNING id"
+    "), h AS ("
+    f" UPDATE {HOLD} SET status = %(hold_status)s, closed_at = %(now)s, llm_call_id = (SELECT id FROM ev)"
+    " WHERE id = %(hold_id)s AND status = 'held' RETURNING amount"
+    "), w AS ("
+    f" UPDATE {WALLET} SET balance = balance + %(amount)s,"
+    " held = held - coalesce((SELECT amount FROM h), 0), updated_at = %(now)s"
+    " WHERE user_id = %(user_id)s RETURNING id, balance"
+    "), tx AS ("
+    f" INSERT INTO {CreditTransaction._meta.db_table} (wallet_id, kind, amount, balance_after, reason,"
+    " initiated_by_id, llm_call_id, idempotency_key, created_at)"
+    " SELECT w.id, 'debit', %(amount)s, w.balance, %(reason)s, NULL, ev.id, NULL, %(occurred_at)s"
+    " FROM ev, w WHERE %(amount)s < 0 RETURNING id"
+    f"), {rollup.CALL_CTES}"
+    " SELECT ev.id, w.id, w.balance, tx.id FROM ev LEFT JOIN w ON true LEFT JOIN tx ON true"
+)
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    event: LLMCallEvent
+    transaction: CreditTransaction | None  # None when the call cost nothing (a debit is never 0)
+    balance_after: Decimal
+
+
+def compute_cost(*, price: ModelPrice, input_tokens: int, output_tokens: int) -> Decimal:
+    """tokens / 1000 x price per 1k, per direction, summed, quantized once."""
+    raw = (
+        Decimal(input_tokens) * price.input_price_per_1k + Decimal(output_tokens) * price.output_price_per_1k
+    ) / 1000
+    return quantize(raw)
+
+
+def charge(
+    *,
+    user,
+    price: ModelPrice,
+    provider: str,
+    input_tokens: int,
+    output_tokens: int,
+    latency_ms: int = 0,
+    occurred_at: datetime | None = None,
+    hold: CreditHold | None = None,
+) -> ChargeResult:
+    """Record a successful call at `price` and debit its cost, closing its hold; the balance may go negative.
+
+    Atomic: inside the caller's transaction when there is one (a turn writes its own rows in the
+    same one), else its own.
+    """
+    cost = compute_cost(price=price, input_tokens=input_tokens, output_tokens=output_tokens)
+    event = _event(
+        user_id=user.pk,
+        model=price.model,
+        provider=provider,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost=cost,
+        price=price,
+        status=LLMCallEvent.Status.OK,
+        error="",
+        latency_ms=latency_ms,
+        hold=hold,
+        created_at=occurred_at or timezone.now(),
+    )
+    reason = f"{price.model}: {input_tokens} in / {output_tokens} out tokens"
+    return _record(event, hold=hold, hold_status=CreditHold.Status.SETTLED, reason=reason)
+
+
+def record_failed_call(
+    *,
+    user,
+    model: str,
+    provider: str,
+    error: str,
+    latency_ms: int = 0,
+    price: ModelPrice | None = None,
+    hold: CreditHold | None = None,
+) -> LLMCallEvent:
+    """Record a failed provider call (status error, zero cost, no ledger row) and release its hold."""
+    event = _event(
+        user_id=user.pk,
+        model=model,
+        provider=provider,
+        input_tokens=0,
+        output_tokens=0,
+        cost=Decimal(0),
+        price=price,
+        status=LLMCallEvent.Status.ERROR,
+        error=error[:500],
+        latency_ms=latency_ms,
+        hold=hold,
+        created_at=timezone.now(),
+    )
+    return _record(event, hold=hold, hold_status=CreditHold.Status.RELEASED, reason="").event
+
+
+def _event(*, user_id: int, price: ModelPrice | None, hold: CreditHold | None, **fields) -> LLMCallEvent:
+    """The call's event with its price snapshot (history is never re-priced), not yet written."""
+    return LLMCallEvent(
+        user_id=user_id,
+        input_price_per_1k=price.input_price_per_1k if price else Decimal(0),
+        output_price_per_1k=price.output_price_per_1k if price else Decimal(0),
+        shadow_refusal=bool(hold and hold.shadow_refusal),
+        **fields,
+    )
+
+
+def _record(event: LLMCallEvent, *, hold: CreditHold | None, hold_status: str, reason: str) -> ChargeResult:
+    now = timezone.now()
+    amount = -event.cost
+    params = {
+        "user_id": event.user_id,
+        "model": event.model,
+        "provider": event.provider,
+        "input_tokens": event.input_tokens,
+        "output_tokens": event.output_tokens,
+        "cost": event.cost,
+        "input_price": event.input_price_per_1k,
+        "output_price": event.output_price_per_1k,
+        "status": event.status,
+        "error": event.error,
+        "latency_ms": event.latency_ms,
+        "shadow": event.shadow_refusal,
+        "occurred_at": event.created_at,
+        "now": now,
+        "hold_id": hold.pk if hold else None,
+        "hold_status": hold_status,
+        "amount": amount,
+        "reason": reason,
+        **rollup.call_params(event),
+    }
+    # No savepoint: nothing here is retried, so inside a caller's transaction a failure rolls back
+    # the caller's whole unit of work (a turn), and the hot path saves a SAVEPOINT round trip pair.
+    with transaction.atomic(savepoint=False):
+        ((event_id, wallet_id, balance_after, transaction_id),) = execute_prepared(_RECORD_SQL, params)
+        if wallet_id is None:  # users loaded raw, without open_wallet: nothing is kept
+            raise Wallet.DoesNotExist(f"User {event.user_id} has no wallet.")
+    if hold is not None:
+        hold.status, hold.closed_at, hold.llm_call_id = hold_status, now, event_id
+    values = {f.attname: getattr(event, f.attname) for f in LLMCallEvent._meta.concrete_fields}
+    event = loaded(LLMCallEvent, **{**values, "id": event_id})
+    balance_after = to_decimal(balance_after)
+    ledger_row = None
+    if transaction_id is not None:
+        ledger_row = loaded(
+            CreditTransaction,
+            id=transaction_id,
+            wallet_id=wallet_id,
+            kind=CreditTransaction.Kind.DEBIT,
+            amount=amount,
+            balance_after=balance_after,
+            reason=reason,
+            initiated_by_id=None,
+            llm_call_id=event_id,
+            idempotency_key=None,
+            created_at=event.created_at,
+        )
+    return ChargeResult(event=event, transaction=ledger_row, balance_after=balance_after)

@@ -1,0 +1,50 @@
+"""Database plumbing shared by the apps: prepared hot-path statements, and rows built from RETURNING."""
+
+from typing import TypeVar
+
+import psycopg
+from django.db import connection
+from django.db.models import Model
+
+M = TypeVar("M", bound=Model)
+
+# Planning a multi-part CTE costs more than running it, so each app's few hot statements are
+# prepared on the server once per connection (PgBouncer >= 1.21 keeps protocol-level prepared
+# statements in transaction mode). Django's cursors bind client-side and never prepare; this
+# threshold makes psycopg prepare on the first execution, for the statement run here only. Keep the
+# number of different statements small: the connection's cache (psycopg's prepared_max, 100) is shared.
+_PREPARE_NOW = 10**9
+
+
+def execute_prepared(sql: str, params: dict) -> list[tuple]:
+    """Run one statement prepared, on the connection's current transaction; return its rows.
+
+    Errors are Django's (IntegrityError, OperationalError, ...), and the query is logged like any
+    other when query logging is on (tests counting queries see it).
+    """
+    with connection.cursor() as django_cursor:  # connects, checks the thread, joins the transaction
+        raw = connection.connection
+        threshold, raw.prepare_threshold = raw.prepare_threshold, _PREPARE_NOW
+        try:
+            with psycopg.Cursor(raw) as cursor, connection.wrap_database_errors:
+                if connection.queries_logged:
+                    with django_cursor.debug_sql(sql, params):
+                        cursor.execute(sql, params, prepare=True)
+                else:
+                    cursor.execute(sql, params, prepare=True)
+                return cursor.fetchall() if cursor.description else []
+        finally:
+            raw.prepare_threshold = threshold
+
+
+def loaded(model: type[M], /, **values) -> M:
+    """An instance of a row the database just wrote and returned, as the ORM loads one (from_db).
+
+    Every concrete field must be given, by attname (`wallet_id`, not `wallet`): a missing one would
+    be deferred and cost a query when read.
+    """
+    fields = model._meta.concrete_fields
+    missing = [f.attname for f in fields if f.attname not in values]
+    if missing:
+        raise TypeError(f"{model.__name__} row is missing {', '.join(missing)}")
+    return model.from_db(connection.alias, [f.attname for f in fields], [values[f.attname] for f in fields])
