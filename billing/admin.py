@@ -304,7 +304,9 @@ class LLMCallEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "user",
         "model",
         "provider",
+        "purpose",
         "status",
+        "used_fallback",
         "input_tokens",
         "output_tokens",
         "cost",
@@ -312,7 +314,7 @@ class LLMCallEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     ]
     list_display_links = ["id", "created_at"]
     list_select_related = ["user"]
-    list_filter = [PricedModelFilter, "status", "created_at"]
+    list_filter = [PricedModelFilter, "purpose", "status", "used_fallback", "created_at"]
     search_fields = ["user__username", "user__email"]
     ordering = ["-created_at"]
     show_full_result_count = False

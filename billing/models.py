@@ -77,6 +77,11 @@ class LLMCallEvent(models.Model):
         OK = "ok", "ok"
         ERROR = "error", "error"
 
+    class Purpose(models.TextChoices):
+        CHAT = "chat", "chat"  # the turn's first call, answering the user
+        TOOL_FOLLOWUP = "tool_followup", "tool follow-up"  # a call answering tool results
+        SUMMARY = "summary", "summary"  # a call summarizing a session's older history
+
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="llm_calls")
     model = models.CharField(max_length=100)
     provider = models.CharField(max_length=32)
@@ -90,6 +95,13 @@ class LLMCallEvent(models.Model):
     latency_ms = models.PositiveIntegerField(default=0)
     # Enforcement was off for this wallet, but would have refused this turn (shadow mode).
     shadow_refusal = models.BooleanField(default=False)
+    # Database defaults too: rows written by raw SQL that predates these columns stay valid.
+    purpose = models.CharField(
+        max_length=16, choices=Purpose.choices, default=Purpose.CHAT, db_default=Purpose.CHAT
+    )
+    # The call failed and the caller used a deterministic stand-in for its answer (a summary's
+    # fallback): counted by the usage summary as `summary_fallbacks`.
+    used_fallback = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -104,6 +116,12 @@ class LLMCallEvent(models.Model):
             models.CheckConstraint(condition=Q(cost__gte=0), name="llmcall_cost_non_negative"),
             models.CheckConstraint(
                 condition=Q(status="ok") | Q(cost=0), name="llmcall_failed_call_costs_nothing"
+            ),
+            models.CheckConstraint(
+                condition=Q(purpose__in=["chat", "tool_followup", "summary"]), name="llmcall_purpose_known"
+            ),
+            models.CheckConstraint(
+                condition=Q(used_fallback=False) | Q(cost=0), name="llmcall_fallback_costs_nothing"
             ),
         ]
 
@@ -246,6 +264,8 @@ class UsageFigures(models.Model):
     output_tokens = models.BigIntegerField(default=0)
     cost = MoneyField(default=0)
     shadow_refusals = models.BigIntegerField(default=0)
+    # Calls whose answer was replaced by a deterministic fallback (LLMCallEvent.used_fallback).
+    summary_fallbacks = models.BigIntegerField(default=0, db_default=0)
 
     class Meta:
         abstract = True

@@ -36,6 +36,7 @@ class UsageRow:
     cost: Decimal
     unique_users: int
     shadow_refusals: int
+    summary_fallbacks: int
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class UsageSummary:
     total_cost: Decimal
     unique_users: int
     shadow_refusals: int
+    summary_fallbacks: int
     rows: list[UsageRow]
 
 
@@ -79,6 +81,7 @@ _FIGURE_KEYS = (
     "cost",
     "unique_users",
     "shadow_refusals",
+    "summary_fallbacks",
 )
 
 
@@ -103,6 +106,7 @@ def _summary(*, start: date, end: date, bucket: str | None, totals: dict, rows: 
         total_cost=t["cost"],
         unique_users=t["unique_users"],
         shadow_refusals=t["shadow_refusals"],
+        summary_fallbacks=t["summary_fallbacks"],
         rows=[UsageRow(date=row["date"], **_figures(row)) for row in rows],
     )
 
@@ -143,6 +147,7 @@ def _rollup_aggregates() -> dict:
         # A user counts once per bucket however many (model, day) rows they have in it.
         "n_unique_users": Count("user", distinct=True, filter=Q(calls__gt=0)),
         "n_shadow_refusals": Sum("shadow_refusals"),
+        "n_summary_fallbacks": Sum("summary_fallbacks"),
     }
 
 
@@ -184,13 +189,15 @@ _SHARD_COLUMNS = (
     "output_tokens",
     "cost",
     "shadow_refusals",
+    "summary_fallbacks",
     "unique_users",
 )
 # sum() of a bigint is numeric in PostgreSQL: counts are cast back so they come out as ints.
 _FIGURES = (
     "coalesce(sum(calls), 0)::bigint, coalesce(sum(failed_calls), 0)::bigint, "
     "coalesce(sum(input_tokens), 0)::bigint, coalesce(sum(output_tokens), 0)::bigint, "
-    "coalesce(sum(cost), 0), coalesce(sum(shadow_refusals), 0)::bigint"
+    "coalesce(sum(cost), 0), coalesce(sum(shadow_refusals), 0)::bigint, "
+    "coalesce(sum(summary_fallbacks), 0)::bigint"
 )
 
 

@@ -32,6 +32,9 @@ class UsageRowSerializer(serializers.Serializer):
     shadow_refusals = serializers.IntegerField(
         help_text="Turns served while enforcement was off that enforcement would have refused (shadow mode)."
     )
+    summary_fallbacks = serializers.IntegerField(
+        help_text="Session summaries whose model call failed, so a deterministic fallback summary was used."
+    )
 
 
 class UsageSummarySerializer(serializers.Serializer):
@@ -46,6 +49,9 @@ class UsageSummarySerializer(serializers.Serializer):
     unique_users = serializers.IntegerField()
     shadow_refusals = serializers.IntegerField(
         help_text="Turns served while enforcement was off that enforcement would have refused (shadow mode)."
+    )
+    summary_fallbacks = serializers.IntegerField(
+        help_text="Session summaries whose model call failed, so a deterministic fallback summary was used."
     )
     daily = UsageRowSerializer(many=True, help_text="One row per day with events when bucket=day; else [].")
     buckets = UsageRowSerializer(many=True, help_text="One row per bucket with events, oldest first.")

@@ -9,10 +9,10 @@ from django.db import migrations
 
 
 def recount(apps, schema_editor):
-    # The live module's rebuild: the same recount the command runs, under the same table locks.
-    from billing.rollup import rebuild_usage_rollup
-
-    rebuild_usage_rollup()
+    # The recount runs the live module's rebuild, which writes every rollup column of the current
+    # code, so it must run after the last migration that adds one: it moved to
+    # 0013_llm_call_purpose_and_fallbacks (a database that already ran it here recounts once more there).
+    pass
 
 
 class Migration(migrations.Migration):

@@ -16,7 +16,7 @@ from config.db import execute_prepared, loaded
 
 _EVENT_COLUMNS = (
     "user_id, model, provider, input_tokens, output_tokens, cost, input_price_per_1k, "
-    "output_price_per_1k, status, error, latency_ms, shadow_refusal, created_at"
+    "output_price_per_1k, status, error, latency_ms, shadow_refusal, purpose, used_fallback, created_at"
 )
 # Every recorded call, successful or failed, is this one statement (data-modifying CTEs): the event;
 # its hold closed (settled, or released for a failed call); the wallet moved by the cost and freed
@@ -27,7 +27,8 @@ _RECORD_SQL = (
     "WITH ev AS ("  # noqa: S608 - every name below is one of our tables
     f" INSERT INTO {LLMCallEvent._meta.db_table} ({_EVENT_COLUMNS}) VALUES (%(user_id)s, %(model)s,"
     " %(provider)s, %(input_tokens)s, %(output_tokens)s, %(cost)s, %(input_price)s, %(output_price)s,"
-    " %(status)s, %(error)s, %(latency_ms)s, %(shadow)s, %(occurred_at)s) RETURNING id"
+    " %(status)s, %(error)s, %(latency_ms)s, %(shadow)s, %(purpose)s, %(used_fallback)s, %(occurred_at)s)"
+    " RETURNING id"
     "), h AS ("
     f" UPDATE {HOLD} SET status = %(hold_status)s, closed_at = %(now)s, llm_call_id = (SELECT id FROM ev)"
     " WHERE id = %(hold_id)s AND status = 'held' RETURNING amount"
@@ -70,11 +71,12 @@ def charge(
     latency_ms: int = 0,
     occurred_at: datetime | None = None,
     hold: CreditHold | None = None,
+    purpose: str = LLMCallEvent.Purpose.CHAT,
 ) -> ChargeResult:
     """Record a successful call at `price` and debit its cost, closing its hold; the balance may go negative.
 
     Atomic: inside the caller's transaction when there is one (a turn writes its own rows in the
-    same one), else its own.
+    same one), else its own. `purpose` says why the call was made (LLMCallEvent.Purpose).
     """
     cost = compute_cost(price=price, input_tokens=input_tokens, output_tokens=output_tokens)
     event = _event(
@@ -89,6 +91,8 @@ def charge(
         error="",
         latency_ms=latency_ms,
         hold=hold,
+        purpose=purpose,
+        used_fallback=False,
         created_at=occurred_at or timezone.now(),
     )
     reason = f"{price.model}: {input_tokens} in / {output_tokens} out tokens"
@@ -104,8 +108,14 @@ def record_failed_call(
     latency_ms: int = 0,
     price: ModelPrice | None = None,
     hold: CreditHold | None = None,
+    purpose: str = LLMCallEvent.Purpose.CHAT,
+    used_fallback: bool = False,
 ) -> LLMCallEvent:
-    """Record a failed provider call (status error, zero cost, no ledger row) and release its hold."""
+    """Record a failed provider call (status error, zero cost, no ledger row) and release its hold.
+
+    `used_fallback`: the caller answered with a deterministic stand-in instead (counted in the usage
+    summary's `summary_fallbacks`).
+    """
     event = _event(
         user_id=user.pk,
         model=model,
@@ -118,6 +128,8 @@ def record_failed_call(
         error=error[:500],
         latency_ms=latency_ms,
         hold=hold,
+        purpose=purpose,
+        used_fallback=used_fallback,
         created_at=timezone.now(),
     )
     return _record(event, hold=hold, hold_status=CreditHold.Status.RELEASED, reason="").event
@@ -150,6 +162,8 @@ def _record(event: LLMCallEvent, *, hold: CreditHold | None, hold_status: str, r
         "error": event.error,
         "latency_ms": event.latency_ms,
         "shadow": event.shadow_refusal,
+        "purpose": event.purpose,
+        "used_fallback": event.used_fallback,
         "occurred_at": event.created_at,
         "now": now,
         "hold_id": hold.pk if hold else None,

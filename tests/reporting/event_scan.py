@@ -28,6 +28,7 @@ def _aggregates() -> dict:
         "cost": Sum("cost", filter=_OK),
         "unique_users": Count("user", distinct=True, filter=_OK),
         "shadow_refusals": Count("id", filter=Q(shadow_refusal=True)),
+        "summary_fallbacks": Count("id", filter=Q(used_fallback=True)),
     }
 
 

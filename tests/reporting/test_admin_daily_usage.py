@@ -206,8 +206,8 @@ def test_bucket_starts_cover_the_range_on_monday_weeks_and_first_of_month():
 
 def test_cost_chart_scales_bars_to_the_largest_cost_and_fills_gaps_with_zero():
     rows = [
-        UsageRow(date(2026, 3, 1), 1, 0, 1, 1, Decimal("2"), 1, 0),
-        UsageRow(date(2026, 3, 3), 1, 0, 1, 1, Decimal("1"), 1, 0),
+        UsageRow(date(2026, 3, 1), 1, 0, 1, 1, Decimal("2"), 1, 0, 0),
+        UsageRow(date(2026, 3, 3), 1, 0, 1, 1, Decimal("1"), 1, 0, 0),
     ]
     chart = cost_chart(rows=rows, starts=[date(2026, 3, day) for day in (1, 2, 3)])
     heights = [bar.height for bar in chart.bars]

@@ -20,7 +20,15 @@ from tests.reporting.event_scan import event_scan
 from .test_usage_summary import END, START
 
 # The figures every rollup row adds up (billing.models.UsageFigures).
-FIGURES = ("calls", "failed_calls", "input_tokens", "output_tokens", "cost", "shadow_refusals")
+FIGURES = (
+    "calls",
+    "failed_calls",
+    "input_tokens",
+    "output_tokens",
+    "cost",
+    "shadow_refusals",
+    "summary_fallbacks",
+)
 
 
 def rollup_rows() -> list[tuple]:

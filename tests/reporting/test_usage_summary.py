@@ -13,7 +13,7 @@ START, END = date(2026, 1, 5), date(2026, 2, 1)
 URL = "/api/v1/admin/usage/summary"
 
 
-def row(day, calls, failed, tin, tout, cost, users, shadow=0):
+def row(day, calls, failed, tin, tout, cost, users, shadow=0, fallbacks=0):
     return UsageRow(
         date=date.fromisoformat(day),
         calls=calls,
@@ -23,6 +23,7 @@ def row(day, calls, failed, tin, tout, cost, users, shadow=0):
         cost=Decimal(cost),
         unique_users=users,
         shadow_refusals=shadow,
+        summary_fallbacks=fallbacks,
     )
 
 
@@ -164,7 +165,7 @@ def test_default_range_takes_today_in_the_report_time_zone(settings, monkeypatch
 # --- the API ---------------------------------------------------------------------------------
 
 
-def api_row(day, calls, failed, tin, tout, cost, users, shadow=0):
+def api_row(day, calls, failed, tin, tout, cost, users, shadow=0, fallbacks=0):
     return {
         "date": day,
         "calls": calls,
@@ -174,6 +175,7 @@ def api_row(day, calls, failed, tin, tout, cost, users, shadow=0):
         "cost": cost,
         "unique_users": users,
         "shadow_refusals": shadow,
+        "summary_fallbacks": fallbacks,
     }
 
 
@@ -188,6 +190,7 @@ def as_api(rows):
             f"{r.cost:.6f}",
             r.unique_users,
             r.shadow_refusals,
+            r.summary_fallbacks,
         )
         for r in rows
     ]
@@ -218,6 +221,7 @@ def test_summary_api_by_day_matches_hand_computed_rows(staff_client, new_york_ev
         "total_cost": "3.387501",
         "unique_users": 3,
         "shadow_refusals": 0,
+        "summary_fallbacks": 0,
         "daily": as_api(DAY_ROWS),
         "buckets": as_api(DAY_ROWS),
     }
