@@ -6,6 +6,10 @@ not a completion), `[fault:timeout]` (answers after the client's timeout), `[fau
 headers and half a body, then stalls past the timeout), `[fault:slow=SECONDS]` (a good answer, late).
 No marker: a good completion whose usage follows the echo provider's token rule.
 
+Tool calls: when the request offers `tools`, each `[tool:NAME {json arguments}]` marker in the last user
+message is asked for in turn, one tool call per answer (as a model would, in the OpenAI format), and
+once every one has a `tool` result the answer echoes the message and the results.
+
 Run by hand: `python bench/fake_openai.py --port 8765` (prints its base URL).
 """
 
@@ -19,6 +23,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _MARKER = re.compile(r"\[fault:(?P<kind>[a-z]+)(?:=(?P<arg>[0-9.]+))?\]")
+_TOOL_MARKER = re.compile(r"\[tool:(?P<name>[a-z_]+) (?P<arguments>\{.*?\})\]")
 # Every stall is bounded: past the client's timeout, never forever.
 MAX_STALL_SECONDS = 30.0
 
@@ -84,21 +89,44 @@ class FakeOpenAIHandler(BaseHTTPRequestHandler):
             self._send(200, self._completion(request, messages, last))
 
     def _completion(self, request: dict, messages: list, last: str) -> bytes:
-        reply = f"Echo: {last}"
-        prompt_tokens = sum(_tokens(str(m.get("content", ""))) for m in messages)
+        prompt_tokens = sum(
+            _tokens(str(m.get("content") or ""))
+            + sum(_tokens(c["function"]["arguments"]) for c in m.get("tool_calls") or ())
+            for m in messages
+        )
+        last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+        since = messages[last_user + 1 :]
+        wanted = _TOOL_MARKER.findall(last) if request.get("tools") else []
+        asked = sum(len(m.get("tool_calls") or ()) for m in since if m.get("role") == "assistant")
+        if asked < len(wanted):
+            name, arguments = wanted[asked]
+            call = {
+                "id": f"call_fake_{asked + 1}",
+                "type": "function",
+                "function": {"name": name, "arguments": arguments},
+            }
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+            return self._body(request, message, "tool_calls", prompt_tokens, _tokens(arguments))
+        results = "".join(f"\n\n[tool] {m.get('content')}" for m in since if m.get("role") == "tool")
+        reply = f"Echo: {last}{results}"
+        return self._body(
+            request, {"role": "assistant", "content": reply}, "stop", prompt_tokens, _tokens(reply)
+        )
+
+    def _body(
+        self, request: dict, message: dict, finish_reason: str, prompt_tokens: int, completion_tokens: int
+    ) -> bytes:
         return json.dumps(
             {
                 "id": "chatcmpl-fake",
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": request.get("model", "fake"),
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
-                ],
+                "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
                 "usage": {
                     "prompt_tokens": prompt_tokens,
-                    "completion_tokens": _tokens(reply),
-                    "total_tokens": prompt_tokens + _tokens(reply),
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
                 },
             }
         ).encode()

@@ -124,8 +124,13 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Users' uploaded files go through the default storage: a local folder unless another backend (any
+# django-storages class, configured by its own settings) is named.
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": {
+        "BACKEND": env.str("FILE_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage")
+    },
     "staticfiles": {
         # The manifest exists only after collectstatic (make serve); tests and DEBUG serve from the apps.
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
@@ -196,6 +201,14 @@ LLM_API_KEY = env.str("LLM_API_KEY", default="")
 LLM_DEFAULT_MODEL = env.str("LLM_DEFAULT_MODEL", default="echo-1")
 LLM_TIMEOUT_SECONDS = env.float("LLM_TIMEOUT_SECONDS", default=30.0)
 LLM_MAX_OUTPUT_TOKENS = env.int("LLM_MAX_OUTPUT_TOKENS", default=1024)
+# Model calls that answer tool results, at most, in one turn (after its first call).
+LLM_MAX_TOOL_STEPS = env.int("LLM_MAX_TOOL_STEPS", default=4)
+# Past this many tokens of history, the older part is summarized by a model call.
+LLM_CONTEXT_TOKENS = env.int("LLM_CONTEXT_TOKENS", default=8000)
+
+# --- Users' files ---------------------------------------------------------------------------
+FILE_MAX_BYTES = env.int("FILE_MAX_BYTES", default=2 * 1024 * 1024)
+FILE_QUOTA_BYTES = env.int("FILE_QUOTA_BYTES", default=50 * 1024 * 1024)
 
 # --- Logging: one JSON object per line on stdout ---------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

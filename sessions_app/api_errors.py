@@ -1,8 +1,10 @@
-"""The one place that maps a provider failure to HTTP: a timeout is 504, anything else 502."""
+"""The one place that maps the conversation's failures to HTTP: a provider timeout is 504, any other
+provider failure 502; a refused upload 415 (not text) or 413 (too big, over quota)."""
 
 from rest_framework import status
 from rest_framework.exceptions import APIException
 
+from sessions_app.files import FileRefused, UnsupportedFileType
 from sessions_app.providers import ProviderError, ProviderTimeout
 
 
@@ -26,3 +28,21 @@ class ProviderTimedOut(ProviderFailed):
 def provider_error_to_http(exc: ProviderError) -> APIException:
     """The API error for a provider failure; the internal reason stays in the logs and the event."""
     return ProviderTimedOut() if isinstance(exc, ProviderTimeout) else ProviderFailed()
+
+
+class FileRefusedError(APIException):
+    """An upload refused by sessions_app.files: 415 for a type that is not text, else 413."""
+
+    def __init__(self, refusal: FileRefused):
+        self.status_code = (
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
+            if isinstance(refusal, UnsupportedFileType)
+            else status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+        )
+        super().__init__()
+        self.detail = {"detail": refusal.message, "code": refusal.code}
+
+
+def file_refusal_to_http(refusal: FileRefused) -> APIException:
+    """The API error for a refused upload: the message says what to do, `code` says which rule."""
+    return FileRefusedError(refusal)

@@ -1,4 +1,4 @@
-"""Chat sessions, LLM providers and the turn flow."""
+"""Chat sessions, LLM providers, tools and the turn flow."""
 
 from django.apps import AppConfig
 
@@ -8,4 +8,9 @@ class SessionsAppConfig(AppConfig):
     name = "sessions_app"
 
     def ready(self):
-        from sessions_app import checks  # noqa: F401  (registers the LLM settings checks)
+        from sessions_app import (
+            checks,  # noqa: F401  (registers the LLM settings checks)
+            tools,
+        )
+
+        tools.autodiscover()  # each tool module registers itself, once per process

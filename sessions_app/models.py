@@ -1,10 +1,18 @@
-"""Chat sessions, their messages, and turns (a user message, the reply, and the metered call)."""
+"""Chat sessions, their messages, turns and the model calls and tool runs in them, summaries, and files."""
+
+import uuid
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from billing.models import LLMCallEvent
+
+# The text search configuration of every full-text index and query here (tools.search).
+SEARCH_CONFIG = "english"
 
 
 class ChatSession(models.Model):
@@ -18,6 +26,10 @@ class ChatSession(models.Model):
     # Bumped by the turn's one UPDATE ... RETURNING: gives the next messages their order and
     # serializes concurrent turns of one session on its row.
     message_count = models.PositiveIntegerField(default=0)
+    # The latest summary of the older history, which stands in for it in prompts (None: none yet).
+    summary = models.ForeignKey(
+        "SessionSummary", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -52,6 +64,8 @@ class Message(models.Model):
     class Meta:
         db_table = "sessions_app_message"
         ordering = ["session", "order"]
+        # The search tool's index: the same expression as its query (tools.search), so it is used.
+        indexes = [GinIndex(SearchVector("content", config=SEARCH_CONFIG), name="message_content_search_idx")]
         constraints = [
             models.UniqueConstraint(fields=["session", "order"], name="message_session_order_uniq"),
         ]
@@ -61,16 +75,27 @@ class Message(models.Model):
 
 
 class Turn(models.Model):
-    """A billed exchange: the user's message, the assistant's reply, and the metered LLM call.
+    """A billed exchange: the user's message, the assistant's reply, and the metered LLM calls.
 
-    The call event belongs to billing and outlives the turn: deleting a session deletes its turns
-    and messages, never the events or the ledger rows that point at them (PROTECT on this side).
+    `llm_call` is the turn's first (chat) call; every call of the turn, follow-ups and summaries
+    included, is linked in order by TurnCall. The call events belong to billing and outlive the
+    turn: deleting a session deletes its turns and messages, never the events or the ledger rows
+    that point at them (PROTECT on this side).
     """
+
+    class StopReason(models.TextChoices):
+        COMPLETE = "complete", "complete"  # the model answered
+        INSUFFICIENT_CREDITS = "insufficient_credits", "insufficient credits for the next call"
+        PROVIDER_ERROR = "provider_error", "the provider failed on a follow-up call"
+        TOOL_STEPS_EXHAUSTED = "tool_steps_exhausted", "more tool steps than LLM_MAX_TOOL_STEPS"
 
     session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="turns")
     user_message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="turn_as_prompt")
     assistant_message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="turn_as_reply")
     llm_call = models.OneToOneField(LLMCallEvent, on_delete=models.PROTECT, related_name="turn")
+    stop_reason = models.CharField(
+        max_length=24, choices=StopReason.choices, default=StopReason.COMPLETE, db_default=StopReason.COMPLETE
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -79,3 +104,105 @@ class Turn(models.Model):
 
     def __str__(self) -> str:
         return f"Turn #{self.pk} of session {self.session_id}"
+
+
+class TurnCall(models.Model):
+    """One model call of a turn, in the order it was made (billing's event never points back here)."""
+
+    turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="calls")
+    llm_call = models.OneToOneField(LLMCallEvent, on_delete=models.PROTECT, related_name="turn_call")
+    position = models.PositiveSmallIntegerField()
+
+    class Meta:
+        db_table = "sessions_app_turncall"
+        constraints = [
+            models.UniqueConstraint(fields=["turn", "position"], name="turncall_turn_position_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"call {self.position} of turn {self.turn_id}"
+
+
+class ToolCallEvent(models.Model):
+    """One tool run in a turn, as the model asked for it: what, with which arguments, and how it went."""
+
+    class Status(models.TextChoices):
+        OK = "ok", "ok"
+        ERROR = "error", "error"
+
+    turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="tool_calls")
+    position = models.PositiveSmallIntegerField()
+    call_id = models.CharField(max_length=100, blank=True, default="")  # the model's id for the call
+    tool = models.CharField(max_length=64)
+    arguments = models.JSONField(default=dict)
+    status = models.CharField(max_length=8, choices=Status.choices)
+    error = models.CharField(max_length=500, blank=True, default="")
+    result_chars = models.PositiveIntegerField(default=0)
+    latency_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "sessions_app_toolcallevent"
+        verbose_name = "tool call event"
+        indexes = [models.Index(fields=["created_at"], name="toolcall_created_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["turn", "position"], name="toolcall_turn_position_uniq"),
+            models.CheckConstraint(condition=Q(status__in=["ok", "error"]), name="toolcall_status_known"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool} call #{self.pk} ({self.status})"
+
+
+class SessionSummary(models.Model):
+    """A summary of a session's first `covers_turns` turns, made by a billed model call (or its fallback).
+
+    The latest one (ChatSession.summary) stands in for those turns' messages in later prompts.
+    """
+
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="summaries")
+    text = models.TextField()
+    covers_turns = models.PositiveIntegerField()
+    # Messages with an order below this are summarized (2 per turn).
+    covers_messages = models.PositiveIntegerField()
+    used_fallback = models.BooleanField(default=False)
+    llm_call = models.OneToOneField(LLMCallEvent, on_delete=models.PROTECT, related_name="session_summary")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "sessions_app_sessionsummary"
+        verbose_name_plural = "session summaries"
+        indexes = [models.Index(fields=["session", "-id"], name="summary_session_recent_idx")]
+
+    def __str__(self) -> str:
+        return f"Summary of session {self.session_id} ({self.covers_turns} turns)"
+
+
+def _upload_path(instance: "UserFile", filename: str) -> str:
+    # Never the uploaded name: it is kept in `name`, and a storage path must not depend on user input.
+    return f"user_files/{instance.owner_id}/{uuid.uuid4().hex}"
+
+
+class UserFile(models.Model):
+    """A text file a user uploaded: its bytes in the default storage, its words indexed for search."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="files")
+    name = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveBigIntegerField()
+    file = models.FileField(upload_to=_upload_path, max_length=255)
+    # to_tsvector of the text's first FILE_INDEX_CHARS characters (services.upload_file).
+    search_vector = SearchVectorField(null=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "sessions_app_userfile"
+        verbose_name = "user file"
+        indexes = [
+            models.Index(fields=["owner", "-created_at", "-id"], name="userfile_owner_recent_idx"),
+            GinIndex(fields=["search_vector"], name="userfile_search_idx"),
+        ]
+        constraints = [models.CheckConstraint(condition=Q(size__gte=0), name="userfile_size_non_negative")]
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.pk})"

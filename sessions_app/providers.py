@@ -1,16 +1,23 @@
-"""LLM providers behind one small interface: `complete(model, messages, max_output_tokens)`.
+"""LLM providers behind one small interface: `complete(model, messages, max_output_tokens, tools)`.
 
 `echo` (the embedded default) answers offline and deterministically; `openai` talks to any
 OpenAI-compatible endpoint through the official client. A provider raises only `ProviderError`
 subclasses; `sessions_app.api_errors` is the one place that maps them to HTTP.
+
+Tools use the OpenAI chat-completions format throughout: `tools` offered as function specs, a
+completion's `tool_calls` (id, function name, JSON arguments), an assistant message carrying them
+and one `tool` message per result. The echo model "decides" deterministically from the user's words
+(`search for <words>`, `read file <id>`) so the whole flow runs offline.
 """
 
 import functools
+import json
 import logging
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypedDict
+from typing import NotRequired, Protocol, TypedDict
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -21,8 +28,26 @@ CHARS_PER_TOKEN = 4
 
 
 class ChatMessage(TypedDict):
-    role: str  # "system", "user" or "assistant"
+    role: str  # "system", "user", "assistant" or "tool"
     content: str
+    tool_calls: NotRequired[list[dict]]  # an assistant message asking for tools (OpenAI format)
+    tool_call_id: NotRequired[str]  # a tool message: the call it answers
+
+
+@dataclass(frozen=True)
+class ToolCallRequest:
+    """A tool the model asked for: its call id, the tool's name, and the JSON arguments it wrote."""
+
+    id: str
+    name: str
+    arguments: str
+
+    def as_message_item(self) -> dict:
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
 
 
 @dataclass(frozen=True)
@@ -30,6 +55,7 @@ class Completion:
     text: str
     input_tokens: int
     output_tokens: int
+    tool_calls: tuple[ToolCallRequest, ...] = ()
 
 
 class ProviderError(Exception):
@@ -56,7 +82,12 @@ class LLMProvider(Protocol):
     name: str
 
     def complete(
-        self, *, model: str, messages: Sequence[ChatMessage], max_output_tokens: int
+        self,
+        *,
+        model: str,
+        messages: Sequence[ChatMessage],
+        max_output_tokens: int,
+        tools: Sequence[dict] | None = None,
     ) -> Completion: ...
 
 
@@ -65,24 +96,76 @@ def count_tokens(text: str) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
-def estimate_prompt_tokens(messages: Sequence[ChatMessage]) -> int:
-    """Prompt tokens by the same rule, summed over the messages' contents (for cost estimates)."""
-    return sum(count_tokens(message["content"]) for message in messages)
+def message_tokens(message: ChatMessage) -> int:
+    """A message's tokens by that rule: its content and the tool calls it carries."""
+    calls = message.get("tool_calls") or ()
+    return count_tokens(message.get("content") or "") + sum(
+        count_tokens(c["function"]["name"]) + count_tokens(c["function"]["arguments"]) for c in calls
+    )
+
+
+def estimate_prompt_tokens(messages: Sequence[ChatMessage], tools: Sequence[dict] | None = None) -> int:
+    """Prompt tokens by the same rule, over the messages and the tools offered (for cost estimates)."""
+    offered = count_tokens(json.dumps(list(tools), separators=(",", ":"))) if tools else 0
+    return sum(message_tokens(message) for message in messages) + offered
+
+
+# The echo model's simulated choice of tools, in the order the user's words name them.
+ECHO_SEARCH = re.compile(
+    r"search for (?P<query>.+?)(?=\s+(?:and|then)\s+read file\b|[.?!\n]|$)", re.IGNORECASE
+)
+ECHO_READ = re.compile(r"read file #?(?P<file_id>[0-9]{1,18})\b", re.IGNORECASE)
+
+
+def echo_tool_choices(text: str) -> list[tuple[str, dict]]:
+    """(tool, arguments) the echo model asks for, given the user's message, in the order named."""
+    found = [(m.start(), "search", {"query": m["query"].strip()}) for m in ECHO_SEARCH.finditer(text)]
+    found += [(m.start(), "file_read", {"file_id": int(m["file_id"])}) for m in ECHO_READ.finditer(text)]
+    return [(name, arguments) for _, name, arguments in sorted(found, key=lambda f: f[0])]
 
 
 class EchoProvider:
-    """Offline and deterministic: replies with the last user message, capped at max_output_tokens."""
+    """Offline and deterministic: replies with the last user message, capped at max_output_tokens.
+
+    With tools offered, it first asks for each tool the user's message names (`search for <words>`,
+    `read file <id>`), one per call, in order; once every one is answered it replies with the
+    message and the tools' results.
+    """
 
     name = "echo"
 
-    def complete(self, *, model: str, messages: Sequence[ChatMessage], max_output_tokens: int) -> Completion:
-        last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-        reply = f"Echo: {last_user}"[: max(max_output_tokens, 1) * CHARS_PER_TOKEN]
-        return Completion(
-            text=reply,
-            input_tokens=estimate_prompt_tokens(messages),
-            output_tokens=count_tokens(reply),
+    def complete(
+        self,
+        *,
+        model: str,
+        messages: Sequence[ChatMessage],
+        max_output_tokens: int,
+        tools: Sequence[dict] | None = None,
+    ) -> Completion:
+        last = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
+        last_user = messages[last]["content"] if last is not None else ""
+        since = messages[last + 1 :] if last is not None else []
+        input_tokens = estimate_prompt_tokens(messages)
+        offered = {t["function"]["name"] for t in tools or ()}
+        wanted = [(name, args) for name, args in echo_tool_choices(last_user) if name in offered]
+        asked = sum(len(m.get("tool_calls") or ()) for m in since if m["role"] == "assistant")
+        if asked < len(wanted):
+            name, arguments = wanted[asked]
+            call = ToolCallRequest(id=f"call_{asked + 1}", name=name, arguments=json.dumps(arguments))
+            return Completion(
+                text="",
+                input_tokens=input_tokens,
+                output_tokens=count_tokens(call.name) + count_tokens(call.arguments),
+                tool_calls=(call,),
+            )
+        names = {c["id"]: c["function"]["name"] for m in since for c in m.get("tool_calls") or ()}
+        results = "".join(
+            f"\n\n[{names.get(m.get('tool_call_id', ''), 'tool')}] {m['content']}"
+            for m in since
+            if m["role"] == "tool"
         )
+        reply = f"Echo: {last_user}{results}"[: max(max_output_tokens, 1) * CHARS_PER_TOKEN]
+        return Completion(text=reply, input_tokens=input_tokens, output_tokens=count_tokens(reply))
 
 
 @functools.lru_cache(maxsize=4)
@@ -106,16 +189,25 @@ class OpenAIProvider:
 
     name = "openai"
 
-    def complete(self, *, model: str, messages: Sequence[ChatMessage], max_output_tokens: int) -> Completion:
+    def complete(
+        self,
+        *,
+        model: str,
+        messages: Sequence[ChatMessage],
+        max_output_tokens: int,
+        tools: Sequence[dict] | None = None,
+    ) -> Completion:
         import openai
 
         timeout = float(settings.LLM_TIMEOUT_SECONDS)
         client = _openai_client(settings.LLM_BASE_URL, settings.LLM_API_KEY, timeout)
+        extra = {"tools": list(tools)} if tools else {}
         try:
             response = client.chat.completions.create(
                 model=model,
-                messages=[{"role": m["role"], "content": m["content"]} for m in messages],
+                messages=[wire_message(m) for m in messages],
                 max_tokens=max_output_tokens,
+                **extra,
             )
         except openai.APITimeoutError as exc:
             raise ProviderTimeout(f"no answer within {timeout:g}s") from exc
@@ -129,13 +221,39 @@ class OpenAIProvider:
         return _completion_from(response)
 
 
+def wire_message(message: ChatMessage) -> dict:
+    """A message as the chat-completions API takes it (only the keys it has)."""
+    wire = {"role": message["role"], "content": message["content"]}
+    if message.get("tool_calls"):
+        wire["tool_calls"] = message["tool_calls"]
+    if message.get("tool_call_id"):
+        wire["tool_call_id"] = message["tool_call_id"]
+    return wire
+
+
+def _tool_calls_from(message) -> tuple[ToolCallRequest, ...]:
+    calls = getattr(message, "tool_calls", None) or ()
+    requests = []
+    for call in calls:
+        function = getattr(call, "function", None)
+        call_id, name = getattr(call, "id", None), getattr(function, "name", None)
+        arguments = getattr(function, "arguments", None)
+        if not (isinstance(call_id, str) and isinstance(name, str) and isinstance(arguments, str)):
+            raise ProviderBadResponse("malformed response: a tool call without id, name or arguments")
+        requests.append(ToolCallRequest(id=call_id[:100], name=name, arguments=arguments))
+    return tuple(requests)
+
+
 def _completion_from(response) -> Completion:
-    """Read text and usage from a chat completion, refusing anything that does not look like one."""
+    """Read text, tool calls and usage from a chat completion, refusing anything that does not look like one."""
     choices = getattr(response, "choices", None)
     if not choices:
         raise ProviderBadResponse("malformed response: no choices")
     message = getattr(choices[0], "message", None)
     text = getattr(message, "content", None)
+    tool_calls = _tool_calls_from(message)
+    if text is None and tool_calls:
+        text = ""  # a message that only asks for tools has no content
     if not isinstance(text, str):
         raise ProviderBadResponse("malformed response: no message content")
     usage = getattr(response, "usage", None)
@@ -145,7 +263,9 @@ def _completion_from(response) -> Completion:
         # bool is an int; a count must be a real non-negative integer or we cannot bill it.
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ProviderBadResponse("malformed response: no usable token usage")
-    return Completion(text=text, input_tokens=input_tokens, output_tokens=output_tokens)
+    return Completion(
+        text=text, input_tokens=input_tokens, output_tokens=output_tokens, tool_calls=tool_calls
+    )
 
 
 _PROVIDERS: dict[str, type] = {"echo": EchoProvider, "openai": OpenAIProvider}

@@ -2,12 +2,13 @@
 
 from dataclasses import dataclass
 
+from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank, SearchVector
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
 from billing.models import ModelPrice
 from billing.selectors import EnforcementState, spend_state
-from sessions_app.models import ChatSession, Message, Turn
+from sessions_app.models import SEARCH_CONFIG, ChatSession, Message, SessionSummary, Turn, UserFile
 from sessions_app.providers import ChatMessage
 
 # The prompt's context: at most this many recent messages, and at most this many characters of
@@ -22,29 +23,64 @@ def sessions_for_user(*, user) -> QuerySet[ChatSession]:
 
 
 @dataclass(frozen=True)
+class SummaryState:
+    """The session's current summary, as the prompt and the next summary need it."""
+
+    text: str
+    covers_turns: int
+    covers_messages: int  # messages with an order below this are in the summary
+
+
+@dataclass(frozen=True)
 class TurnContext:
     """Everything a turn reads before it calls the model (see turn_context)."""
 
     session: ChatSession
     price: ModelPrice | None  # None: the session's model has no active price
     enforcement: EnforcementState | None  # None only if the owner has no wallet
+    # The prompt's history: the summary (a system message) when there is one, then the recent
+    # messages it does not cover.
     history: list[ChatMessage]
+    summary: SummaryState | None = None
+    uncovered_chars: int = 0  # characters of all the messages the summary does not cover
 
 
-_SESSION_COLUMNS = ("id", "owner_id", "title", "model", "message_count", "created_at", "updated_at")
-# The caller's session (absent: not theirs, or no such session) and its latest messages, newest
-# first, in one round trip: one result row per message, one row when it has none.
+_SESSION_COLUMNS = (
+    "id",
+    "owner_id",
+    "title",
+    "model",
+    "message_count",
+    "summary_id",
+    "created_at",
+    "updated_at",
+)
+# The caller's session (absent: not theirs, or no such session), its summary, the size of the history
+# the summary does not cover, and the latest uncovered messages, newest first, in one round trip: one
+# result row per message, one row when it has none.
 _SESSION_AND_HISTORY_SQL = (
-    "SELECT s.id, s.owner_id, s.title, s.model, s.message_count, s.created_at, s.updated_at,"  # noqa: S608
-    " m.role, m.content"
+    "SELECT s.id, s.owner_id, s.title, s.model, s.message_count, s.summary_id, s.created_at, s.updated_at,"  # noqa: S608
+    " sm.text, sm.covers_turns, coalesce(sm.covers_messages, 0), u.chars, m.role, m.content"
     f" FROM {ChatSession._meta.db_table} s"
-    " LEFT JOIN (SELECT role, content, ord FROM ("
+    f" LEFT JOIN {SessionSummary._meta.db_table} sm ON sm.id = s.summary_id"
+    " LEFT JOIN LATERAL (SELECT coalesce(sum(length(content)), 0) AS chars"
+    f"  FROM {Message._meta.db_table}"
+    '  WHERE session_id = s.id AND "order" >= coalesce(sm.covers_messages, 0)) AS u ON true'
+    " LEFT JOIN LATERAL ("
     f'  SELECT role, content, "order" AS ord FROM {Message._meta.db_table}'
-    f'  WHERE session_id = %(session_id)s ORDER BY "order" DESC LIMIT {HISTORY_MAX_MESSAGES}) AS recent'
-    " ) AS m ON true"
+    '  WHERE session_id = s.id AND "order" >= coalesce(sm.covers_messages, 0)'
+    f'  ORDER BY "order" DESC LIMIT {HISTORY_MAX_MESSAGES}) AS m ON true'
     " WHERE s.id = %(session_id)s AND s.owner_id = %(user_id)s"
     " ORDER BY m.ord DESC"
 )
+
+
+def summary_message(summary: SummaryState) -> ChatMessage:
+    """The summary as it stands in a prompt for the turns it covers."""
+    return {
+        "role": "system",
+        "content": f"Summary of the first {summary.covers_turns} turns of this conversation:\n{summary.text}",
+    }
 
 
 def turn_context(*, user, session_id: int) -> TurnContext | None:
@@ -54,11 +90,26 @@ def turn_context(*, user, session_id: int) -> TurnContext | None:
         rows = cursor.fetchall()
     if not rows:
         return None
-    session = ChatSession.from_db(connection.alias, _SESSION_COLUMNS, rows[0][: len(_SESSION_COLUMNS)])
+    width = len(_SESSION_COLUMNS)
+    session = ChatSession.from_db(connection.alias, _SESSION_COLUMNS, rows[0][:width])
+    summary_text, covers_turns, covers_messages, uncovered_chars = rows[0][width : width + 4]
+    summary = (
+        SummaryState(text=summary_text, covers_turns=covers_turns, covers_messages=covers_messages)
+        if summary_text is not None
+        else None
+    )
     newest_first = [(role, content) for *_, role, content in rows if role is not None]
+    history = _bounded(newest_first)
+    if summary is not None:
+        history.insert(0, summary_message(summary))
     spend = spend_state(user=user, model=session.model)
     return TurnContext(
-        session=session, price=spend.price, enforcement=spend.enforcement, history=_bounded(newest_first)
+        session=session,
+        price=spend.price,
+        enforcement=spend.enforcement,
+        history=history,
+        summary=summary,
+        uncovered_chars=int(uncovered_chars),
     )
 
 
@@ -82,3 +133,57 @@ def _bounded(rows: list[tuple[str, str]]) -> list[ChatMessage]:
         history.append({"role": role, "content": content})
     history.reverse()
     return history
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    kind: str  # "file" or "message"
+    id: int
+    rank: float
+    title: str  # the file's name, or the session's title
+    snippet: str  # the matching words in context ("" for a file: read it with file_read)
+    session_id: int | None = None
+    role: str = ""
+
+
+def search_own_content(*, user, query: str, limit: int) -> list[SearchHit]:
+    """The user's own files and messages that match `query` (web search syntax), best first, at most `limit`.
+
+    PostgreSQL full-text search on both (UserFile.search_vector; the messages' expression index),
+    each asked for `limit` hits, merged by rank. Another user's rows are never read.
+    """
+    terms = SearchQuery(query, config=SEARCH_CONFIG, search_type="websearch")
+    files = (
+        UserFile.objects.filter(owner=user, search_vector=terms)
+        .annotate(rank=SearchRank(F("search_vector"), terms))
+        .order_by("-rank", "-id")
+        .values_list("id", "name", "rank")[:limit]
+    )
+    vector = SearchVector("content", config=SEARCH_CONFIG)
+    messages = (
+        Message.objects.annotate(document=vector)
+        .filter(session__owner=user, document=terms)
+        .annotate(
+            rank=SearchRank(vector, terms),
+            snippet=SearchHeadline(
+                "content",
+                terms,
+                config=SEARCH_CONFIG,
+                start_sel="**",
+                stop_sel="**",
+                max_words=30,
+                min_words=12,
+            ),
+        )
+        .order_by("-rank", "-id")
+        .values_list("id", "session_id", "session__title", "role", "rank", "snippet")[:limit]
+    )
+    hits = [SearchHit(kind="file", id=pk, rank=rank, title=name, snippet="") for pk, name, rank in files]
+    hits += [
+        SearchHit(
+            kind="message", id=pk, rank=rank, title=title, snippet=snippet, session_id=session_id, role=role
+        )
+        for pk, session_id, title, role, rank, snippet in messages
+    ]
+    hits.sort(key=lambda hit: hit.rank, reverse=True)
+    return hits[:limit]

@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from billing.money import format_money
 from billing.serializers import MoneyField, StrictCharField
-from sessions_app.models import ChatSession, Message, Turn
+from sessions_app.models import ChatSession, Message, Turn, UserFile
 
 CONTENT_MAX_CHARS = 32_000
 
@@ -109,3 +109,18 @@ class TurnRequestSerializer(serializers.Serializer):
         if not value.strip():
             raise serializers.ValidationError("This field may not be blank.", code="blank")
         return value
+
+
+class UserFileSerializer(serializers.ModelSerializer):
+    """A file as the API shows it (its bytes are at /api/v1/files/{id}/content)."""
+
+    class Meta:
+        model = UserFile
+        fields = ["id", "name", "content_type", "size", "created_at"]
+        read_only_fields = fields
+
+
+class FileUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(
+        max_length=255, help_text="A text file (text/* or application/json), at most FILE_MAX_BYTES."
+    )

@@ -225,6 +225,7 @@ def _write_turn_rows(
         user_message_id=user_message_id,
         assistant_message_id=assistant_message_id,
         llm_call_id=event.pk,
+        stop_reason=Turn.StopReason.COMPLETE,
         created_at=now,
     )
     # The related rows are known: set them, so serializing the turn reads nothing back.

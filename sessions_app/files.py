@@ -1,0 +1,153 @@
+"""The user's files: upload (text only, size and quota checked, words indexed), delete, and the reads
+the files API and the tools share. Bytes live in Django's default storage; rows in UserFile.
+"""
+
+import logging
+import mimetypes
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.postgres.search import SearchVector
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import UploadedFile
+from django.db import connection, transaction
+from django.db.models import QuerySet, Sum, Value
+from django.utils import timezone
+
+from sessions_app.models import SEARCH_CONFIG, UserFile
+
+logger = logging.getLogger(__name__)
+
+# Words past this many characters of a file are not indexed (a tsvector holds at most 1 MB).
+FILE_INDEX_CHARS = 256 * 1024
+TEXT_TYPES_HINT = "text/* or application/json"
+
+
+class FileRefused(Exception):
+    """An upload that is not stored; `code` names why (the API maps it to 413 or 415)."""
+
+    code = "invalid_file"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class UnsupportedFileType(FileRefused):
+    code = "unsupported_file_type"
+
+
+class FileTooLarge(FileRefused):
+    code = "file_too_large"
+
+
+class QuotaExceeded(FileRefused):
+    code = "quota_exceeded"
+
+
+@dataclass(frozen=True)
+class FileText:
+    file: UserFile
+    text: str  # the requested slice
+    start: int
+    total_chars: int
+
+
+def text_content_type(uploaded: UploadedFile) -> str:
+    """The upload's media type (declared, else guessed from its name) if it is a text type; else refuse."""
+    declared = (uploaded.content_type or "").split(";", 1)[0].strip().lower()
+    if declared in ("", "application/octet-stream"):
+        declared = (mimetypes.guess_type(uploaded.name or "")[0] or declared).lower()
+    if declared.startswith("text/") or declared == "application/json":
+        return declared
+    raise UnsupportedFileType(
+        f"Only text files can be uploaded ({TEXT_TYPES_HINT}); this one is {declared or 'of no declared type'}."
+    )
+
+
+def files_for_user(*, user) -> QuerySet[UserFile]:
+    """The user's own files, newest first; another user's are simply absent."""
+    return UserFile.objects.filter(owner=user).defer("search_vector").order_by("-created_at", "-id")
+
+
+def used_bytes(*, user) -> int:
+    """What the user's files take from FILE_QUOTA_BYTES."""
+    return UserFile.objects.filter(owner=user).aggregate(total=Sum("size"))["total"] or 0
+
+
+def _refuse_over_quota(*, user, size: int) -> None:
+    used, quota = used_bytes(user=user), settings.FILE_QUOTA_BYTES
+    if used + size > quota:
+        raise QuotaExceeded(
+            f"This file ({size} bytes) would take your files past your quota: {used} of {quota} bytes are "
+            "used. Delete some files and try again."
+        )
+
+
+def upload_file(*, owner, uploaded: UploadedFile) -> UserFile:
+    """Store a text file for `owner` and index its words; FileRefused (nothing kept) if not text, too big or over quota."""
+    content_type = text_content_type(uploaded)
+    if uploaded.size > settings.FILE_MAX_BYTES:
+        raise FileTooLarge(
+            f"The file is {uploaded.size} bytes; the largest upload is {settings.FILE_MAX_BYTES} bytes."
+        )
+    data = b"".join(uploaded.chunks())
+    if b"\x00" in data:
+        raise UnsupportedFileType(
+            f"The file holds binary data; only text files ({TEXT_TYPES_HINT}) are taken."
+        )
+    _refuse_over_quota(user=owner, size=len(data))  # early, before storing anything
+    text = data.decode("utf-8", errors="replace")
+    row = UserFile(
+        owner=owner,
+        name=(uploaded.name or "untitled")[:255],
+        content_type=content_type,
+        size=len(data),
+        created_at=timezone.now(),
+    )
+    # The bytes first (the storage may be remote: no transaction or lock is held meanwhile), then the
+    # row, under the owner's quota lock; a refusal or failure removes the stored bytes again.
+    row.file.save(row.name, ContentFile(data), save=False)
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                # Serializes one owner's uploads, so two racing ones cannot both fit in the quota.
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended('userfile-quota:' || %s, 0))", [owner.pk]
+                )
+            _refuse_over_quota(user=owner, size=row.size)
+            row.search_vector = SearchVector(Value(text[:FILE_INDEX_CHARS]), config=SEARCH_CONFIG)
+            row.save(force_insert=True)
+    except BaseException:
+        default_storage.delete(row.file.name)
+        raise
+    row.search_vector = None  # the stored vector is not read back
+    logger.info(
+        "file uploaded",
+        extra={"user_id": owner.pk, "file_id": row.pk, "size": row.size, "content_type": content_type},
+    )
+    return row
+
+
+def delete_file(*, file: UserFile) -> None:
+    """Remove a file's row, then its bytes once that has committed."""
+    name = file.file.name
+    with transaction.atomic():
+        file.delete()
+        transaction.on_commit(lambda: _delete_stored(name))
+
+
+def _delete_stored(name: str) -> None:
+    try:
+        default_storage.delete(name)
+    except Exception:  # the row is gone; stray bytes are only space, so log and go on
+        logger.exception("stored file could not be deleted", extra={"storage_name": name})
+
+
+def read_file_text(*, file: UserFile, start: int = 0, max_chars: int) -> FileText:
+    """Characters [start, start + max_chars) of a file's text (undecodable bytes replaced)."""
+    with default_storage.open(file.file.name, "rb") as stored:
+        text = stored.read().decode("utf-8", errors="replace")
+    start = max(0, min(start, len(text)))
+    return FileText(file=file, text=text[start : start + max_chars], start=start, total_chars=len(text))
