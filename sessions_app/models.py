@@ -115,6 +115,7 @@ class TurnCall(models.Model):
 
     class Meta:
         db_table = "sessions_app_turncall"
+        ordering = ["turn", "position"]
         constraints = [
             models.UniqueConstraint(fields=["turn", "position"], name="turncall_turn_position_uniq")
         ]
@@ -144,6 +145,7 @@ class ToolCallEvent(models.Model):
     class Meta:
         db_table = "sessions_app_toolcallevent"
         verbose_name = "tool call event"
+        ordering = ["turn", "position"]
         indexes = [models.Index(fields=["created_at"], name="toolcall_created_idx")]
         constraints = [
             models.UniqueConstraint(fields=["turn", "position"], name="toolcall_turn_position_uniq"),

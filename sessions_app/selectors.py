@@ -4,11 +4,20 @@ from dataclasses import dataclass
 
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank, SearchVector
 from django.db import connection
-from django.db.models import F, QuerySet
+from django.db.models import F, Prefetch, QuerySet
 
 from billing.models import ModelPrice
 from billing.selectors import EnforcementState, spend_state
-from sessions_app.models import SEARCH_CONFIG, ChatSession, Message, SessionSummary, Turn, UserFile
+from sessions_app.models import (
+    SEARCH_CONFIG,
+    ChatSession,
+    Message,
+    SessionSummary,
+    ToolCallEvent,
+    Turn,
+    TurnCall,
+    UserFile,
+)
 from sessions_app.providers import ChatMessage
 
 # The prompt's context: at most this many recent messages, and at most this many characters of
@@ -19,7 +28,7 @@ HISTORY_MAX_CHARS = 64_000
 
 def sessions_for_user(*, user) -> QuerySet[ChatSession]:
     """The user's own sessions, most recently active first; another user's are simply absent."""
-    return ChatSession.objects.filter(owner=user).order_by("-updated_at", "-id")
+    return ChatSession.objects.filter(owner=user).select_related("summary").order_by("-updated_at", "-id")
 
 
 @dataclass(frozen=True)
@@ -114,10 +123,17 @@ def turn_context(*, user, session_id: int) -> TurnContext | None:
 
 
 def turns_for_session(*, session: ChatSession) -> QuerySet[Turn]:
-    """A session's turns oldest first, with both messages and the call joined (no N+1)."""
+    """A session's turns oldest first, with both messages joined and their calls and tool runs prefetched.
+
+    A page costs three queries whatever its size: the turns, their calls, their tool runs.
+    """
     return (
         Turn.objects.filter(session=session)
-        .select_related("user_message", "assistant_message", "llm_call")
+        .select_related("session", "user_message", "assistant_message")
+        .prefetch_related(
+            Prefetch("calls", queryset=TurnCall.objects.select_related("llm_call").order_by("position")),
+            Prefetch("tool_calls", queryset=ToolCallEvent.objects.order_by("position")),
+        )
         .order_by("id")
     )
 

@@ -2,8 +2,6 @@
 
 import logging
 import time
-from dataclasses import dataclass
-from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
@@ -13,40 +11,12 @@ from billing import services as billing_services
 from billing.exceptions import InsufficientCredits, PriceNotFound
 from billing.models import LLMCallEvent, ModelPrice
 from billing.selectors import active_model_names, active_price
-from config.db import execute_prepared, loaded
 from sessions_app.models import ChatSession, Message, Turn
 from sessions_app.providers import ProviderError, estimate_prompt_tokens, get_provider
 from sessions_app.selectors import TurnContext, turn_context
+from sessions_app.turn_loop import SessionGone, TurnResult, write_turn_rows
 
 logger = logging.getLogger(__name__)
-
-SESSION, MESSAGE, TURN = (m._meta.db_table for m in (ChatSession, Message, Turn))
-# A turn's own rows in one statement: the next two message orders (the session row's UPDATE also
-# serializes turns of one session), both messages, and the turn pointing at its metered call.
-# No session row (deleted while the model was answering): no row back, nothing written.
-_TURN_ROWS_SQL = (
-    f"WITH s AS (UPDATE {SESSION} SET message_count = message_count + 2, updated_at = %(turn_at)s"  # noqa: S608
-    " WHERE id = %(session_id)s RETURNING message_count"
-    f'), m AS (INSERT INTO {MESSAGE} (session_id, role, content, "order", created_at)'
-    " SELECT %(session_id)s, v.role, v.content, s.message_count - v.back, %(turn_at)s FROM s,"
-    " (VALUES ('user', %(prompt)s::text, 2), ('assistant', %(reply)s::text, 1)) AS v (role, content, back)"
-    " RETURNING id, role"
-    f"), t AS (INSERT INTO {TURN} (session_id, user_message_id, assistant_message_id, llm_call_id, created_at)"
-    " SELECT %(session_id)s, (SELECT id FROM m WHERE role = 'user'),"
-    " (SELECT id FROM m WHERE role = 'assistant'), %(llm_call_id)s, %(turn_at)s FROM s RETURNING id)"
-    " SELECT s.message_count, (SELECT id FROM t), (SELECT id FROM m WHERE role = 'user'),"
-    " (SELECT id FROM m WHERE role = 'assistant') FROM s"
-)
-
-
-class SessionGone(Exception):
-    """The session was deleted while its reply was being generated (the call is still metered)."""
-
-
-@dataclass(frozen=True)
-class TurnResult:
-    turn: Turn
-    balance_after: Decimal
 
 
 def _refuse_unpriced(model: str, *, field: str | None = "model") -> PriceNotFound:
@@ -203,38 +173,16 @@ def take_turn(*, session: ChatSession, user, content: str, context: TurnContext 
 def _write_turn_rows(
     *, session: ChatSession, prompt: str, reply: str, event: LLMCallEvent, now
 ) -> Turn | None:
-    """Write the turn's messages and turn row (None if the session is gone); the caller holds the transaction."""
-    rows = execute_prepared(
-        _TURN_ROWS_SQL,
-        {"session_id": session.pk, "turn_at": now, "prompt": prompt, "reply": reply, "llm_call_id": event.pk},
-    )
-    if not rows:
-        return None
-    ((count, turn_id, user_message_id, assistant_message_id),) = rows
-    session.message_count, session.updated_at = count, now
-
-    def message(*, id: int, role: str, content: str, order: int) -> Message:
-        return loaded(
-            Message, id=id, session_id=session.pk, role=role, content=content, order=order, created_at=now
-        )
-
-    turn = loaded(
-        Turn,
-        id=turn_id,
-        session_id=session.pk,
-        user_message_id=user_message_id,
-        assistant_message_id=assistant_message_id,
-        llm_call_id=event.pk,
+    """Write the turn's messages, turn row and call (None if the session is gone); the caller holds the transaction."""
+    return write_turn_rows(
+        session=session,
+        prompt=prompt,
+        reply=reply,
+        events=[event],
+        tool_runs=[],
         stop_reason=Turn.StopReason.COMPLETE,
-        created_at=now,
+        now=now,
     )
-    # The related rows are known: set them, so serializing the turn reads nothing back.
-    turn.session, turn.llm_call = session, event
-    turn.user_message = message(id=user_message_id, role=Message.Role.USER, content=prompt, order=count - 2)
-    turn.assistant_message = message(
-        id=assistant_message_id, role=Message.Role.ASSISTANT, content=reply, order=count - 1
-    )
-    return turn
 
 
 def _elapsed_ms(started: float) -> int:

@@ -83,12 +83,25 @@ def test_success_bills_the_usage_the_provider_reports(openai_settings, user_clie
     assert body["assistant_message"] == {"role": "assistant", "content": "Hello from the fake model."}
     price = ModelPrice.objects.get(model="echo-1")
     cost = compute_cost(price=price, input_tokens=120, output_tokens=30)
+    event = LLMCallEvent.objects.get(user=user)
     assert body["usage"] == {
         "model": "echo-1",
         "input_tokens": 120,
         "output_tokens": 30,
         "cost": f"{cost:.6f}",
+        "calls": [
+            {
+                "id": event.pk,
+                "purpose": "chat",
+                "model": "echo-1",
+                "input_tokens": 120,
+                "output_tokens": 30,
+                "cost": f"{cost:.6f}",
+                "used_fallback": False,
+            }
+        ],
     }
+    assert body["tool_calls"] == []
     assert body["balance_after"] == f"{Decimal('10') - cost:.6f}"
     event = LLMCallEvent.objects.get(user=user)
     assert (event.status, event.provider, event.input_tokens, event.output_tokens) == (

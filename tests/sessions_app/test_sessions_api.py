@@ -17,8 +17,13 @@ def test_create_session_defaults_to_the_default_model(user_client, user, path):
 
     assert response.status_code == 201, response.content
     body = response.json()
-    assert set(body) == {"id", "title", "model", "turn_count", "created_at", "updated_at"}
-    assert (body["title"], body["model"], body["turn_count"]) == ("Trip plans", "echo-1", 0)
+    assert set(body) == {"id", "title", "model", "turn_count", "summary", "created_at", "updated_at"}
+    assert (body["title"], body["model"], body["turn_count"], body["summary"]) == (
+        "Trip plans",
+        "echo-1",
+        0,
+        None,
+    )
     assert body["created_at"].endswith("Z") or body["created_at"].endswith("+00:00")
     assert ChatSession.objects.get(pk=body["id"]).owner == user
 

@@ -45,7 +45,8 @@ def test_turn_replies_debits_and_reports_usage(user_client, user, session, suffi
     assert response.status_code == 201, response.content
     body = response.json()
     assert set(body) == {
-        "id", "session", "created_at", "user_message", "assistant_message", "usage", "balance_after", "low_balance",
+        "id", "session", "created_at", "user_message", "assistant_message", "usage", "tool_calls", "stop_reason",
+        "balance_after", "low_balance",
     }  # fmt: skip
     reply = f"Echo: {content}"
     assert body["session"] == session.pk
@@ -54,13 +55,25 @@ def test_turn_replies_debits_and_reports_usage(user_client, user, session, suffi
     price = ModelPrice.objects.get(model="echo-1")
     cost = compute_cost(price=price, input_tokens=count_tokens(content), output_tokens=count_tokens(reply))
     assert cost > 0
+    debit = CreditTransaction.objects.get(kind="debit")
     assert body["usage"] == {
         "model": "echo-1",
         "input_tokens": count_tokens(content),
         "output_tokens": count_tokens(reply),
         "cost": f"{cost:.6f}",
+        "calls": [
+            {
+                "id": debit.llm_call_id,
+                "purpose": "chat",
+                "model": "echo-1",
+                "input_tokens": count_tokens(content),
+                "output_tokens": count_tokens(reply),
+                "cost": f"{cost:.6f}",
+                "used_fallback": False,
+            }
+        ],
     }
-    debit = CreditTransaction.objects.get(kind="debit")
+    assert (body["tool_calls"], body["stop_reason"]) == ([], "complete")
     assert debit.amount == -cost
     assert body["balance_after"] == f"{Decimal('10') - cost:.6f}" == f"{debit.balance_after:.6f}"
     assert body["low_balance"] is False
@@ -118,8 +131,11 @@ def test_list_turns_oldest_first_with_usage(user_client, user, session):
     assert response.status_code == 200
     results = response.json()["results"]
     assert [t["user_message"]["content"] for t in results] == ["first", "second"]
-    assert set(results[0]) == {"id", "session", "created_at", "user_message", "assistant_message", "usage"}
+    assert set(results[0]) == {
+        "id", "session", "created_at", "user_message", "assistant_message", "usage", "tool_calls", "stop_reason",
+    }  # fmt: skip
     assert results[0]["usage"]["model"] == "echo-1"
+    assert [c["purpose"] for c in results[0]["usage"]["calls"]] == ["chat"]
 
 
 @pytest.mark.parametrize(
@@ -229,8 +245,8 @@ def test_turn_list_query_budget(token_client, user, session, django_assert_max_n
     for n in range(5):
         token_client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": f"t{n}"}, format="json")
 
-    # token, session, count, one joined page: no query per turn.
-    with django_assert_max_num_queries(4):
+    # token, session, count, one joined page, its calls, its tool runs: no query per turn.
+    with django_assert_max_num_queries(6):
         response = token_client.get(f"/api/v1/sessions/{session.pk}/turns/")
     assert len(response.json()["results"]) == 5
 

@@ -1,0 +1,428 @@
+"""A turn as a loop of model calls, step by step, for any driver (a plain request or a stream).
+
+Each step: `next_call()` reserves the call's worst case (billing.services.reserve) and says what to
+send; the driver makes the call with no transaction open and no lock held; then `completed()` (or
+`failed()` / `abandoned()`). A call that asks for tools is settled at once as its own LLMCallEvent,
+the tools run, and their results make the next call (a `tool_followup`), at most LLM_MAX_TOOL_STEPS
+of them. The call that answers is settled in `finish()`, in one transaction with the turn's own rows
+(its messages, the turn, its calls in order, its tool runs). Then, past LLM_CONTEXT_TOKENS, the older
+history is summarized (sessions_app.summaries) by one more billed call.
+
+Under enforcement a call that cannot be reserved ends the turn: InsufficientCredits (402) when it is
+the first, else the turn completes with what it has and says so (`stop_reason`). A provider failure
+on the first call is re-raised (502/504, nothing charged); on a follow-up the failed call is recorded
+and the turn completes with what it has.
+"""
+
+import logging
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from billing import services as billing_services
+from billing.exceptions import InsufficientCredits
+from billing.models import CreditHold, LLMCallEvent
+from config.db import execute_prepared, loaded
+from sessions_app import summaries
+from sessions_app.models import ChatSession, Message, ToolCallEvent, Turn, TurnCall
+from sessions_app.providers import (
+    ChatMessage,
+    Completion,
+    LLMProvider,
+    ProviderError,
+    estimate_prompt_tokens,
+    get_provider,
+)
+from sessions_app.selectors import TurnContext
+from sessions_app.tools import ToolContext, ToolRun, run_tool, tool_specs
+
+logger = logging.getLogger(__name__)
+
+Purpose = LLMCallEvent.Purpose
+StopReason = Turn.StopReason
+# Tool calls run from one model answer, at most (a model asking for more is told the rest were skipped).
+MAX_TOOL_CALLS_PER_STEP = 8
+STOP_NOTES = {
+    StopReason.INSUFFICIENT_CREDITS: (
+        "[The answer stops here: your credits ran out before the model could use the tool results. "
+        "Top up your account and ask again.]"
+    ),
+    StopReason.PROVIDER_ERROR: (
+        "[The answer stops here: the model provider failed while answering the tool results. "
+        "Ask again in a moment.]"
+    ),
+    StopReason.TOOL_STEPS_EXHAUSTED: (
+        "[The answer stops here: the model asked for more tool steps than one turn allows.]"
+    ),
+}
+
+SESSION, MESSAGE, TURN, TURN_CALL = (m._meta.db_table for m in (ChatSession, Message, Turn, TurnCall))
+# A turn's own rows in one statement: the next two message orders (the session row's UPDATE also
+# serializes turns of one session), both messages, the turn pointing at its first call, and the
+# turn's calls in order. No session row (deleted while the model was answering): nothing written.
+_TURN_ROWS_SQL = (
+    f"WITH s AS (UPDATE {SESSION} SET message_count = message_count + 2, updated_at = %(turn_at)s"  # noqa: S608
+    " WHERE id = %(session_id)s RETURNING message_count"
+    f'), m AS (INSERT INTO {MESSAGE} (session_id, role, content, "order", created_at)'
+    " SELECT %(session_id)s, v.role, v.content, s.message_count - v.back, %(turn_at)s FROM s,"
+    " (VALUES ('user', %(prompt)s::text, 2), ('assistant', %(reply)s::text, 1)) AS v (role, content, back)"
+    " RETURNING id, role"
+    f"), t AS (INSERT INTO {TURN} (session_id, user_message_id, assistant_message_id, llm_call_id,"
+    " stop_reason, created_at)"
+    " SELECT %(session_id)s, (SELECT id FROM m WHERE role = 'user'),"
+    " (SELECT id FROM m WHERE role = 'assistant'), (%(call_ids)s::bigint[])[1], %(stop_reason)s, %(turn_at)s"
+    f" FROM s RETURNING id), c AS (INSERT INTO {TURN_CALL} (turn_id, llm_call_id, position)"
+    " SELECT t.id, x.llm_call_id, x.n - 1 FROM t,"
+    " unnest(%(call_ids)s::bigint[]) WITH ORDINALITY AS x (llm_call_id, n))"
+    " SELECT s.message_count, (SELECT id FROM t), (SELECT id FROM m WHERE role = 'user'),"
+    " (SELECT id FROM m WHERE role = 'assistant') FROM s"
+)
+
+
+class SessionGone(Exception):
+    """The session was deleted while its reply was being generated (the calls are still metered)."""
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    turn: Turn  # with `call_events` and `tool_call_events` set, in order
+    balance_after: Decimal
+
+
+@dataclass
+class ModelCall:
+    """One reserved model call: what to send, and the hold that pays for it."""
+
+    purpose: str
+    messages: list[ChatMessage]
+    tools: list[dict] | None  # None: no tools offered (the last follow-up must answer in text)
+    hold: CreditHold
+    max_output_tokens: int
+    started: float = field(default_factory=time.monotonic)
+
+    def provider_arguments(self, model: str) -> dict:
+        """complete()'s keyword arguments for this call."""
+        return {
+            "model": model,
+            "messages": self.messages,
+            "max_output_tokens": self.max_output_tokens,
+            "tools": self.tools,
+        }
+
+
+@dataclass(frozen=True)
+class _Answer:
+    call: ModelCall
+    completion: Completion
+    latency_ms: int
+
+
+class TurnLoop:
+    """One turn's model calls (see the module docstring); `run()` drives it with plain calls."""
+
+    def __init__(
+        self,
+        *,
+        session: ChatSession,
+        user,
+        content: str,
+        context: TurnContext,
+        provider: LLMProvider | None = None,
+    ):
+        self.session, self.user, self.content, self.context = session, user, content, context
+        self.price = context.price
+        self.provider = provider or get_provider()
+        self.messages: list[ChatMessage] = [
+            *context.history,
+            {"role": Message.Role.USER.value, "content": content},
+        ]
+        self.events: list[LLMCallEvent] = []  # every settled or failed call, in order
+        self.tool_runs: list[ToolRun] = []
+        self.followups = 0
+        self.answer: _Answer | None = None
+        self.stop_reason = StopReason.COMPLETE
+        self.balance_after: Decimal | None = None
+        self.last_text = ""  # what the model said alongside its last tool calls
+        self.done = False
+        self.tool_context = ToolContext(user=user, session_id=session.pk)
+
+    # --- the steps ------------------------------------------------------------------------------
+
+    def next_call(self) -> ModelCall | None:
+        """Reserve the next call and say what to send, or None when the turn has its answer.
+
+        Raises InsufficientCredits when enforcement refuses the turn's first call.
+        """
+        if self.done:
+            return None
+        first = not self.events
+        tools = tool_specs() if self.followups < settings.LLM_MAX_TOOL_STEPS else None
+        max_output_tokens = settings.LLM_MAX_OUTPUT_TOKENS
+        # The worst case: the prompt (and the tools offered) by the counting rule, plus the output cap.
+        # Under enforcement this one conditional UPDATE is the gate, so a burst of turns cannot overdraw
+        # by more than one call.
+        estimate = billing_services.compute_cost(
+            price=self.price,
+            input_tokens=estimate_prompt_tokens(self.messages, tools),
+            output_tokens=max_output_tokens,
+        )
+        reservation = billing_services.reserve(user=self.user, amount=estimate)
+        if reservation.refused:
+            if first:
+                raise InsufficientCredits(balance=reservation.balance, available=reservation.available)
+            self.balance_after = reservation.balance
+            self._stop(StopReason.INSUFFICIENT_CREDITS)
+            return None
+        return ModelCall(
+            purpose=Purpose.CHAT if first else Purpose.TOOL_FOLLOWUP,
+            messages=list(self.messages),
+            tools=tools,
+            hold=reservation.hold,
+            max_output_tokens=max_output_tokens,
+        )
+
+    def completed(self, call: ModelCall, completion: Completion) -> None:
+        """Take the model's answer: settle it and run the tools it asked for, or keep it as the turn's answer."""
+        latency_ms = _elapsed_ms(call.started)
+        if not (completion.tool_calls and call.tools):
+            if completion.tool_calls:  # tools asked for when none were offered: the steps are spent
+                self.stop_reason = StopReason.TOOL_STEPS_EXHAUSTED
+            self.answer = _Answer(call=call, completion=completion, latency_ms=latency_ms)
+            self.done = True
+            return
+        charged = billing_services.charge(
+            user=self.user,
+            price=self.price,
+            provider=self.provider.name,
+            input_tokens=completion.input_tokens,
+            output_tokens=completion.output_tokens,
+            latency_ms=latency_ms,
+            occurred_at=timezone.now(),
+            hold=call.hold,
+            purpose=call.purpose,
+        )
+        self.events.append(charged.event)
+        self.balance_after = charged.balance_after
+        self.last_text = completion.text
+        requests = completion.tool_calls[:MAX_TOOL_CALLS_PER_STEP]
+        self.messages.append(
+            {
+                "role": "assistant",
+                "content": completion.text,
+                "tool_calls": [request.as_message_item() for request in requests],
+            }
+        )
+        for request in requests:  # no transaction open: each tool reads with its own queries
+            run = run_tool(
+                context=self.tool_context, call_id=request.id, name=request.name, arguments=request.arguments
+            )
+            self.tool_runs.append(run)
+            self.messages.append({"role": "tool", "tool_call_id": request.id, "content": run.result})
+        self.followups += 1
+
+    def failed(self, call: ModelCall, exc: ProviderError) -> None:
+        """Record a failed call (no debit, its hold released); re-raise when it was the turn's first."""
+        latency_ms = _elapsed_ms(call.started)
+        event = billing_services.record_failed_call(
+            user=self.user,
+            model=self.session.model,
+            provider=self.provider.name,
+            error=f"{type(exc).__name__}: {exc.reason}",
+            latency_ms=latency_ms,
+            price=self.price,
+            hold=call.hold,
+            purpose=call.purpose,
+        )
+        logger.warning(
+            "llm provider failed",
+            extra={
+                "user_id": self.user.pk,
+                "session_id": self.session.pk,
+                "provider": self.provider.name,
+                "model": self.session.model,
+                "purpose": call.purpose,
+                "error": exc.reason,
+                "latency_ms": latency_ms,
+                "llm_call_id": event.pk,
+            },
+        )
+        if not self.events:
+            raise exc
+        self.events.append(event)
+        self._stop(StopReason.PROVIDER_ERROR)
+
+    def abandoned(self, call: ModelCall) -> None:
+        """Give the call's hold back (a bug, a worker shutdown, a client gone): never wait for expiry."""
+        billing_services.release(hold=call.hold)
+
+    def finish(self) -> TurnResult:
+        """Settle the answering call with the turn's own rows in one transaction; then summarize if due."""
+        now = timezone.now()
+        reply = self.reply_text()
+        with transaction.atomic():
+            if self.answer is not None:
+                answer = self.answer
+                charged = billing_services.charge(
+                    user=self.user,
+                    price=self.price,
+                    provider=self.provider.name,
+                    input_tokens=answer.completion.input_tokens,
+                    output_tokens=answer.completion.output_tokens,
+                    latency_ms=answer.latency_ms,
+                    occurred_at=now,
+                    hold=answer.call.hold,
+                    purpose=answer.call.purpose,
+                )
+                self.events.append(charged.event)
+                self.balance_after = charged.balance_after
+            turn = write_turn_rows(
+                session=self.session,
+                prompt=self.content,
+                reply=reply,
+                events=self.events,
+                tool_runs=self.tool_runs,
+                stop_reason=self.stop_reason,
+                now=now,
+            )
+        if turn is None:
+            # Deleted from another tab mid-call: the provider did the work, so the calls stay metered
+            # and charged like any other; there is just no session left to keep the messages in.
+            logger.warning(
+                "session deleted during its turn",
+                extra={
+                    "user_id": self.user.pk,
+                    "session_id": self.session.pk,
+                    "llm_call_ids": [e.pk for e in self.events],
+                },
+            )
+            raise SessionGone(self.session.pk)
+        logger.info(
+            "turn charged",
+            extra={
+                "user_id": self.user.pk,
+                "session_id": self.session.pk,
+                "turn_id": turn.pk,
+                "llm_call_ids": [e.pk for e in self.events],
+                "tool_calls": len(self.tool_runs),
+                "stop_reason": self.stop_reason,
+                "cost": str(sum((e.cost for e in self.events), Decimal(0))),
+                "balance_after": str(self.balance_after),
+            },
+        )
+        summarized = summaries.summarize_if_due(
+            turn=turn, user=self.user, context=self.context, price=self.price, provider=self.provider
+        )
+        if summarized is not None:
+            turn.call_events.append(summarized.event)
+            if summarized.balance_after is not None:
+                self.balance_after = summarized.balance_after
+        return TurnResult(turn=turn, balance_after=self.balance_after)
+
+    def reply_text(self) -> str:
+        """The assistant's message: the model's answer, and a note when the turn stopped short."""
+        text = self.answer.completion.text if self.answer is not None else self.last_text
+        if self.stop_reason == StopReason.COMPLETE:
+            return text
+        return f"{text}\n\n{STOP_NOTES[self.stop_reason]}" if text else STOP_NOTES[self.stop_reason]
+
+    def run(self) -> TurnResult:
+        """The plain driver: each call made with `complete()`, then the turn written."""
+        while (call := self.next_call()) is not None:
+            try:
+                completion = self.provider.complete(**call.provider_arguments(self.session.model))
+            except ProviderError as exc:
+                self.failed(call, exc)  # re-raised when it was the first call
+                continue
+            except BaseException:
+                self.abandoned(call)
+                raise
+            self.completed(call, completion)
+        return self.finish()
+
+    def _stop(self, reason: str) -> None:
+        self.stop_reason = reason
+        self.done = True
+
+
+def write_turn_rows(
+    *,
+    session: ChatSession,
+    prompt: str,
+    reply: str,
+    events: list[LLMCallEvent],
+    tool_runs: list[ToolRun],
+    stop_reason: str,
+    now,
+) -> Turn | None:
+    """Write the turn's messages, turn row, calls and tool runs (None if the session is gone).
+
+    The caller holds the transaction. The rows are set on the returned turn (`call_events`,
+    `tool_call_events` and the related rows), so serializing it reads nothing back.
+    """
+    rows = execute_prepared(
+        _TURN_ROWS_SQL,
+        {
+            "session_id": session.pk,
+            "turn_at": now,
+            "prompt": prompt,
+            "reply": reply,
+            "call_ids": [event.pk for event in events],
+            "stop_reason": stop_reason,
+        },
+    )
+    if not rows:
+        return None
+    ((count, turn_id, user_message_id, assistant_message_id),) = rows
+    session.message_count, session.updated_at = count, now
+
+    def message(*, id: int, role: str, content: str, order: int) -> Message:
+        return loaded(
+            Message, id=id, session_id=session.pk, role=role, content=content, order=order, created_at=now
+        )
+
+    turn = loaded(
+        Turn,
+        id=turn_id,
+        session_id=session.pk,
+        user_message_id=user_message_id,
+        assistant_message_id=assistant_message_id,
+        llm_call_id=events[0].pk,
+        stop_reason=stop_reason,
+        created_at=now,
+    )
+    turn.session, turn.llm_call = session, events[0]
+    turn.user_message = message(id=user_message_id, role=Message.Role.USER, content=prompt, order=count - 2)
+    turn.assistant_message = message(
+        id=assistant_message_id, role=Message.Role.ASSISTANT, content=reply, order=count - 1
+    )
+    turn.call_events = list(events)
+    turn.tool_call_events = (
+        ToolCallEvent.objects.bulk_create(
+            [
+                ToolCallEvent(
+                    turn_id=turn_id,
+                    position=position,
+                    call_id=run.call_id,
+                    tool=run.tool,
+                    arguments=run.arguments,
+                    status=ToolCallEvent.Status.OK if run.ok else ToolCallEvent.Status.ERROR,
+                    error=run.error,
+                    result_chars=len(run.result),
+                    latency_ms=run.latency_ms,
+                    created_at=now,
+                )
+                for position, run in enumerate(tool_runs)
+            ]
+        )
+        if tool_runs
+        else []
+    )
+    return turn
+
+
+def _elapsed_ms(started: float) -> int:
+    return max(0, round((time.monotonic() - started) * 1000))

@@ -1,0 +1,125 @@
+"""The tool registry and the two tools: each reads only the calling user's data, bounded, with clear errors."""
+
+import json
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from sessions_app import files
+from sessions_app.models import Message
+from sessions_app.tools import Tool, ToolContext, register, registered, run_tool, tool_specs
+from sessions_app.tools.file_read import READ_MAX_CHARS
+from tests.factories import ChatSessionFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def put(user, text: str, name: str = "notes.txt"):
+    return files.upload_file(
+        owner=user, uploaded=SimpleUploadedFile(name, text.encode(), content_type="text/plain")
+    )
+
+
+def say(session, content: str, order: int, role: str = "user"):
+    return Message.objects.create(session=session, role=role, content=content, order=order)
+
+
+def run(user, name: str, **arguments):
+    return run_tool(
+        context=ToolContext(user=user, session_id=0), call_id="c1", name=name, arguments=json.dumps(arguments)
+    )
+
+
+def test_both_tools_are_registered_once_at_start_up_with_openai_specs():
+    assert {"search", "file_read"} <= set(registered())
+    specs = {spec["function"]["name"]: spec for spec in tool_specs()}
+    assert specs["search"]["type"] == "function"
+    assert specs["search"]["function"]["parameters"]["required"] == ["query"]
+    assert specs["file_read"]["function"]["parameters"]["required"] == ["file_id"]
+
+
+def test_registering_another_tool_under_a_taken_name_is_refused():
+    with pytest.raises(RuntimeError):
+        register(Tool(name="search", description="", parameters={"type": "object"}, function=lambda c, a: ""))
+
+
+def test_search_finds_own_files_and_messages_ranked(user):
+    own = put(
+        user, "Quarterly budget: the marketing budget grows, the budget for travel shrinks.", "budget.txt"
+    )
+    put(user, "Holiday plans and a beach.", "holiday.txt")
+    session = ChatSessionFactory(owner=user, title="Planning")
+    say(session, "What was our budget for travel last year?", 0)
+
+    result = run(user, "search", query="budget")
+
+    assert result.ok, result.result
+    assert f'file #{own.pk} "budget.txt"' in result.result
+    assert f'message in session #{session.pk} "Planning"' in result.result
+    assert "holiday" not in result.result.lower()
+    # The file with three mentions ranks above the message with one.
+    assert result.result.index("budget.txt") < result.result.index("Planning")
+
+
+def test_search_never_returns_another_users_files_or_messages(user):
+    other = UserFactory()
+    put(other, "Secret merger plans with Initech.", "secret.txt")
+    say(ChatSessionFactory(owner=other), "Our merger with Initech closes Friday.", 0)
+
+    result = run(user, "search", query="merger Initech")
+
+    assert result.ok
+    assert result.result.startswith("No files or messages of yours match")
+    assert "secret" not in result.result.lower() and "Friday" not in result.result
+
+
+def test_search_results_are_bounded(user):
+    session = ChatSessionFactory(owner=user)
+    for n in range(30):
+        say(session, f"invoice number {n} " + "filler words " * 200, n)
+
+    result = run(user, "search", query="invoice", limit=10)
+
+    assert result.result.count("\n- ") == 10
+    assert len(result.result) <= 4000
+
+
+def test_file_read_reads_own_file_bounded_with_a_way_to_read_on(user):
+    row = put(user, "A" * READ_MAX_CHARS + "TAIL")
+
+    first = run(user, "file_read", file_id=row.pk)
+    rest = run(user, "file_read", file_id=row.pk, offset=READ_MAX_CHARS)
+
+    assert first.ok and "A" * 100 in first.result and "TAIL" not in first.result
+    assert f"offset={READ_MAX_CHARS}" in first.result
+    assert rest.ok and rest.result.endswith("TAIL")
+
+
+def test_file_read_of_another_users_file_is_the_same_error_as_a_missing_one(user):
+    theirs = put(UserFactory(), "their confidential numbers")
+
+    other = run(user, "file_read", file_id=theirs.pk)
+    missing = run(user, "file_read", file_id=theirs.pk + 1000)
+
+    assert not other.ok and not missing.ok
+    assert "confidential" not in other.result
+    assert other.result.replace(str(theirs.pk), "N") == missing.result.replace(str(theirs.pk + 1000), "N")
+    assert other.result == f"Error: No file with id {theirs.pk} among your files."
+
+
+@pytest.mark.parametrize(
+    "name, arguments, message",
+    [
+        ("nope", "{}", "There is no tool named 'nope'"),
+        ("file_read", "not json", "not valid JSON"),
+        ("file_read", "[1]", "must be a JSON object"),
+        ("file_read", '{"file_id": "seven"}', "Invalid arguments"),
+        ("search", '{"query": "x", "extra": 1}', "Invalid arguments"),
+    ],
+)
+def test_bad_calls_are_tool_errors_the_model_reads(user, name, arguments, message):
+    result = run_tool(
+        context=ToolContext(user=user, session_id=0), call_id="c", name=name, arguments=arguments
+    )
+    assert not result.ok
+    assert message in result.result
