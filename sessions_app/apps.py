@@ -14,3 +14,9 @@ class SessionsAppConfig(AppConfig):
         )
 
         tools.autodiscover()  # each tool module registers itself, once per process
+
+    def seed_demo(self, *, users) -> None:
+        """Demo conversations for `manage.py seed_demo` (make run): one using both tools, one summarized."""
+        from sessions_app.demo import seed_conversations
+
+        seed_conversations(users=users)

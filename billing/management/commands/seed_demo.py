@@ -4,6 +4,7 @@ import random
 from datetime import timedelta
 from decimal import Decimal
 
+from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -54,6 +55,11 @@ class Command(BaseCommand):
             )
             if not LLMCallEvent.objects.filter(user=user).exists():
                 self._usage(user)
+        # Other apps add theirs (an AppConfig with a `seed_demo(*, users)` method): billing names none of them.
+        demo_users = list(user_model.objects.filter(username__in=[name for name, _ in DEMO_USERS]))
+        for app_config in apps.get_app_configs():
+            if callable(getattr(app_config, "seed_demo", None)):
+                app_config.seed_demo(users=demo_users)
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
         self.stdout.write(f"  staff (admin at /admin/):  {STAFF[0]} / {STAFF[1]}")
         for username, password in DEMO_USERS:
