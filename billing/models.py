@@ -145,6 +145,10 @@ class CreditTransaction(models.Model):
         LLMCallEvent, on_delete=models.PROTECT, null=True, blank=True, related_name="transactions"
     )
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    # The debit a refund gives back (all or part of); set on refunds only (credittx_refund_of_iff_refund).
+    refund_of = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="refunds"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = CreditTransactionQuerySet.as_manager()
@@ -172,6 +176,11 @@ class CreditTransaction(models.Model):
             models.CheckConstraint(
                 condition=Q(kind__in=["grant", "debit", "refund", "adjustment"]),
                 name="credittx_kind_known",
+            ),
+            models.CheckConstraint(
+                condition=(Q(kind="refund") & Q(refund_of__isnull=False))
+                | (~Q(kind="refund") & Q(refund_of__isnull=True)),
+                name="credittx_refund_of_iff_refund",
             ),
             models.UniqueConstraint(
                 fields=["wallet", "idempotency_key"],

@@ -2,6 +2,7 @@
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -98,7 +99,14 @@ def delete_session(*, session: ChatSession) -> None:
     session.delete()
 
 
-def take_turn(*, session: ChatSession, user, content: str, context: TurnContext | None = None) -> TurnResult:
+def take_turn(
+    *,
+    session: ChatSession,
+    user,
+    content: str,
+    context: TurnContext | None = None,
+    before_commit: Callable[[TurnResult], None] | None = None,
+) -> TurnResult:
     """Answer `content` in `session` and charge for it; on provider failure record the call, debit nothing.
 
     The provider is called with no transaction open and no lock held. Then one transaction writes
@@ -106,6 +114,8 @@ def take_turn(*, session: ChatSession, user, content: str, context: TurnContext 
     turn's own rows (both messages and the turn), or none of them. A failed call keeps no messages
     (the user can simply resend); only its LLMCallEvent (status error, cost 0) is kept. `context` is
     what the view read with the session (selectors.turn_context); without it, it is read here.
+    `before_commit(result)` runs inside that transaction once the turn is written (an idempotent
+    turn records its key as done there); if it raises, nothing of the turn is kept.
     """
     if context is None:
         context = turn_context(user=user, session_id=session.pk)
@@ -178,6 +188,8 @@ def take_turn(*, session: ChatSession, user, content: str, context: TurnContext 
         turn = _write_turn_rows(
             session=session, prompt=content, reply=completion.text, event=charged.event, now=now
         )
+        if turn is not None and before_commit is not None:
+            before_commit(TurnResult(turn=turn, balance_after=charged.balance_after))
     if turn is None:
         # Deleted from another tab mid-call: the provider did the work, so the call stays metered
         # and charged like any other; there is just no session left to keep the messages in.

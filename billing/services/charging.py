@@ -182,6 +182,7 @@ def _record(event: LLMCallEvent, *, hold: CreditHold | None, hold_status: str, r
             initiated_by_id=None,
             llm_call_id=event_id,
             idempotency_key=None,
+            refund_of_id=None,
             created_at=event.created_at,
         )
     return ChargeResult(event=event, transaction=ledger_row, balance_after=balance_after)
