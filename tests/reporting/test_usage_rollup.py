@@ -14,7 +14,6 @@ from billing.models import ModelPrice, UsageDaily
 from billing.rollup import rebuild_usage_rollup, rollup_is_current
 from reporting import selectors
 from reporting.selectors import usage_summary
-from tests.conftest import requires_postgres
 from tests.factories import UserFactory
 
 from .test_usage_summary import END, START
@@ -37,7 +36,6 @@ def scanned(monkeypatch, **kwargs):
         return usage_summary(**kwargs)
 
 
-@requires_postgres
 @pytest.mark.parametrize("bucket", [None, "day", "week", "month"])
 @pytest.mark.parametrize("filters", ["all", "user", "model"])
 def test_summary_from_the_rollup_equals_the_event_scan(new_york_events, monkeypatch, bucket, filters):
@@ -52,7 +50,6 @@ def test_summary_from_the_rollup_equals_the_event_scan(new_york_events, monkeypa
     assert usage_summary(**kwargs) == scanned(monkeypatch, **kwargs)
 
 
-@requires_postgres
 def test_charges_keep_the_rollup_equal_to_a_recount(new_york_events, settings):
     rebuild_usage_rollup()
     price = ModelPrice.objects.get(model="echo-1")
@@ -76,7 +73,6 @@ def test_charges_keep_the_rollup_equal_to_a_recount(new_york_events, settings):
     assert sum(r[8] for r in kept) == 2  # the settled and the failed turn were both shadow refusals
 
 
-@requires_postgres
 def test_summary_scans_events_again_when_report_time_zone_changes(new_york_events, settings, monkeypatch):
     rebuild_usage_rollup()
     settings.REPORT_TIME_ZONE = "UTC"
@@ -86,14 +82,12 @@ def test_summary_scans_events_again_when_report_time_zone_changes(new_york_event
     assert summary == scanned(monkeypatch, start=START, end=END, bucket="day")
 
 
-@requires_postgres
 def test_rebuild_command_reports_rows(new_york_events, capsys):
     call_command("rebuild_usage_rollup")
 
     assert "Usage rollup rebuilt: 9 rows, days cut in America/New_York." in capsys.readouterr().out
 
 
-@requires_postgres
 def test_rollup_counts_an_event_on_its_local_day(db, settings):
     settings.REPORT_TIME_ZONE = "America/New_York"
     user = UserFactory()
