@@ -174,16 +174,47 @@ def is_our_postmaster(pid: int) -> bool:
 
 
 def running_pid() -> int | None:
-    """The postmaster serving DATA, if one runs. Lock files naming a pid reused by another process go."""
-    pid = read_pid(DATA / "postmaster.pid")
+    """The postmaster serving DATA, if one runs.
+
+    A lock file left by a killed server is PostgreSQL's to handle, except when its pid still answers
+    signals: a zombie nobody reaped yet, or a pid now reused by another process. PostgreSQL would
+    refuse to start on those, so they are removed, once no old backend is attached to the killed
+    server's shared memory any more (the check PostgreSQL itself makes with that file).
+    """
+    pidfile = DATA / "postmaster.pid"
+    pid = read_pid(pidfile)
     if pid is not None and is_our_postmaster(pid):
         return pid
-    for lock in (DATA / "postmaster.pid", socket_dir() / f".s.PGSQL.{PORT}.lock"):
+    for lock in (pidfile, socket_dir() / f".s.PGSQL.{PORT}.lock"):
         stale = read_pid(lock)
-        if stale is not None and pid_alive(stale) and not is_our_postmaster(stale):
-            lock.unlink(missing_ok=True)
-            say(f"removed {shown(lock)}: its pid {stale} is now another process")
+        if stale is None or not pid_exists(stale):
+            continue
+        if lock == pidfile and not wait_until(lambda: not shared_memory_in_use(pidfile), 30):
+            fail(f"processes of a killed server still use {shown(DATA)}; end them, then retry")
+        lock.unlink(missing_ok=True)
+        say(f"removed {shown(lock)} of a killed server: its pid {stale} is not that server")
     return None
+
+
+def shared_memory_in_use(pidfile: Path) -> bool:
+    """Whether a process is attached to the SysV segment named in postmaster.pid (Linux only)."""
+    try:
+        shmid = int(pidfile.read_text().splitlines()[6].split()[1])
+        rows = Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
+    except (OSError, IndexError, ValueError):
+        return False
+    return any(int(row.split()[1]) == shmid and int(row.split()[6]) > 0 for row in rows)
+
+
+def pid_exists(pid: int) -> bool:
+    """Whether `pid` answers signals (a zombie does)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def pid_alive(pid: int) -> bool:
