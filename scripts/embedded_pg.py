@@ -453,11 +453,13 @@ def run(argv: list[str]) -> int:
             else:
                 say("another run still uses the server; it stops when the last run ends")
 
-    if returncode < 0 or (command is None and received):  # died of a signal: die of it too (make sees it)
-        sig = -returncode if returncode < 0 else received[-1]
+    # COMMAND ended by SIGINT/SIGTERM/SIGHUP (or stopped before it began): end by the same signal, so
+    # that make and shells see an interrupted run, not an error.
+    sig = -returncode if returncode < 0 else (received[-1] if command is None and received else 0)
+    if sig in FORWARDED:
         signal.signal(sig, signal.SIG_DFL)
         os.kill(os.getpid(), sig)
-    return returncode
+    return 128 - returncode if returncode < 0 else returncode
 
 
 def stop_command() -> int:
