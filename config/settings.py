@@ -82,26 +82,33 @@ TEMPLATES = [
 WSGI_APPLICATION = "config.wsgi.application"
 
 # --- Database -------------------------------------------------------------------------------
-# No DATABASE_URL: a SQLite file (the embedded default). PostgreSQL: psycopg 3 with Django's
-# connection pool, at most DATABASE_POOL_MAX_SIZE connections per process (0 disables the pool).
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# PostgreSQL only: psycopg 3 with Django's connection pool, at most DATABASE_POOL_MAX_SIZE
+# connections per process (0 disables the pool). Settings never start a server: with no
+# DATABASE_URL, `make run` / `make test` (scripts/embedded_pg.py) start an embedded one and set it.
+if not env.str("DATABASE_URL", default=""):
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not set. Run through `make run` or `make test` (they start an embedded "
+        "PostgreSQL in .pgdata/ and set it), wrap a command in `scripts/embedded_pg.py COMMAND`, or "
+        "set DATABASE_URL=postgres://user:pass@host:5432/creditdesk."
+    )
+DATABASES = {"default": env.db("DATABASE_URL")}
 _db = DATABASES["default"]
-if _db["ENGINE"] == "django.db.backends.postgresql":
-    # Tests run threads that each need a connection of their own: no pool there.
-    _pool_max = env.int("DATABASE_POOL_MAX_SIZE", default=0 if TESTING else 4)
-    if _pool_max > 0:
-        _db.setdefault("OPTIONS", {})["pool"] = {
-            "min_size": 1,
-            "max_size": _pool_max,
-            "timeout": env.int("DATABASE_POOL_TIMEOUT", default=10),
-        }
-    else:
-        _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-        _db["CONN_HEALTH_CHECKS"] = True
-elif _db["ENGINE"] == "django.db.backends.sqlite3":
-    # Take the write lock when a transaction starts, so concurrent dev-server threads queue
-    # instead of failing half-way with "database is locked".
-    _db.setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 20})
+if _db["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured(f"DATABASE_URL must be a postgres:// URL; this one is {_db['ENGINE']}.")
+if not _db["HOST"] and "host" in _db.get("OPTIONS", {}):
+    # postgres://user@/name?host=/socket/dir (the embedded server's URL): HOST is the socket folder.
+    _db["HOST"] = _db["OPTIONS"].pop("host")
+# Tests run threads that each need a connection of their own: no pool there.
+_pool_max = env.int("DATABASE_POOL_MAX_SIZE", default=0 if TESTING else 4)
+if _pool_max > 0:
+    _db.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": _pool_max,
+        "timeout": env.int("DATABASE_POOL_TIMEOUT", default=10),
+    }
+else:
+    _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    _db["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"

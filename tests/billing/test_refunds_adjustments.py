@@ -15,7 +15,6 @@ from billing.exceptions import IdempotencyConflict, InitiatorNotStaff, InvalidAm
 from billing.models import CreditTransaction, ModelPrice, Wallet
 from billing.reconcile import check_ledger
 from tests.billing.test_concurrency import run_in_threads
-from tests.conftest import requires_postgres
 from tests.factories import ModelPriceFactory, StaffUserFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -410,7 +409,6 @@ def test_admin_ledger_pages_show_the_new_kinds(admin_client, admin_user, user):
 # --- concurrency -----------------------------------------------------------------------------
 
 
-@requires_postgres
 @pytest.mark.django_db(transaction=True)
 def test_twenty_concurrent_partial_refunds_never_exceed_the_debit():
     user, staff = UserFactory(), StaffUserFactory()

@@ -16,7 +16,6 @@ from sessions_app import idempotency
 from sessions_app.models import Turn, TurnRequest
 from sessions_app.providers import Completion, ProviderTimeout
 from tests.billing.test_concurrency import run_in_threads
-from tests.conftest import requires_postgres
 from tests.factories import ChatSessionFactory, ModelPriceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -224,7 +223,6 @@ def test_the_database_refuses_a_second_row_for_one_key(user):
         )
 
 
-@requires_postgres
 @pytest.mark.django_db(transaction=True)
 def test_thirty_concurrent_retries_of_one_turn_call_the_model_once_and_charge_once(monkeypatch):
     user = UserFactory()

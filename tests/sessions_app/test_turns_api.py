@@ -12,7 +12,6 @@ from sessions_app import providers
 from sessions_app.models import Message, Turn
 from sessions_app.providers import Completion, count_tokens
 from sessions_app.selectors import HISTORY_MAX_MESSAGES
-from tests.conftest import requires_postgres
 from tests.factories import ChatSessionFactory, ModelPriceFactory, StaffUserFactory
 
 pytestmark = pytest.mark.django_db
@@ -261,7 +260,6 @@ def test_provider_is_called_outside_any_transaction(user, monkeypatch):
     assert Wallet.objects.get(user=user).balance < 0
 
 
-@requires_postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_turns_of_one_session_both_land_in_order(user, monkeypatch):
     import threading
