@@ -86,6 +86,5 @@ clean:
 # scratch PostgreSQL databases. Figures and what they prove: docs/reliability.md.
 .PHONY: reliability
 reliability: install-dev
-	RELIABILITY_EXAMPLES=$${RELIABILITY_EXAMPLES:-1000} $(BIN)/pytest -q tests/reliability/test_schemathesis.py
-	$(BIN)/python bench/load.py --full
-	$(BIN)/python bench/faults.py --full
+	$(WITH_DB) sh -c 'RELIABILITY_EXAMPLES=$${RELIABILITY_EXAMPLES:-1000} $(BIN)/pytest -q tests/reliability/test_schemathesis.py \
+	  && $(BIN)/python bench/load.py --full && $(BIN)/python bench/faults.py --full'
