@@ -13,13 +13,14 @@ from drf_spectacular.utils import (
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from billing.exceptions import InsufficientCredits
 from billing.filters import reject_nul_query_params
 from billing.permissions import CreditEnforcement, PaymentRequired
 from billing.selectors import is_low_balance
-from sessions_app import services
+from sessions_app import services, streaming
 from sessions_app.api_errors import provider_error_to_http
 from sessions_app.models import ChatSession, Turn
 from sessions_app.providers import ProviderError
@@ -162,6 +163,7 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     filter_backends = []
     session: ChatSession
     turn_context: TurnContext | None = None
+    streamed = False  # create with `Accept: text/event-stream` (sessions_app.streaming)
 
     @classmethod
     def as_view(cls, actions=None, **initkwargs):
@@ -176,6 +178,13 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     def get_serializer_class(self):
         # The browsable API offers a `content` form for POST; responses use the turn serializers.
         return TurnRequestSerializer if self.action == "create" else TurnSerializer
+
+    def perform_content_negotiation(self, request, force=False):
+        # A streamed turn's refusals (400, 402, 404, ...) are plain JSON before any stream: never 406.
+        if self.action == "create" and streaming.wants_event_stream(request):
+            self.streamed = True
+            return JSONRenderer(), JSONRenderer.media_type
+        return super().perform_content_negotiation(request, force)
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authentication, permissions, throttles
@@ -201,6 +210,13 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
         payload = TurnRequestSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         try:
+            if self.streamed:
+                return streaming.stream_turn(
+                    session=self.session,
+                    user=request.user,
+                    content=payload.validated_data["content"],
+                    context=self.turn_context,
+                )
             result = services.take_turn(
                 session=self.session,
                 user=request.user,
