@@ -218,6 +218,9 @@ class OpenAIProvider:
             raise ProviderUnavailable(f"provider answered HTTP {exc.status_code}") from exc
         except (openai.OpenAIError, ValueError, TypeError) as exc:
             raise ProviderBadResponse(f"unreadable stream ({type(exc).__name__})") from exc
+        except Exception as exc:  # noqa: BLE001 - only the client runs in here
+            # Mid-body, the client's stream surfaces its transport's own errors (a connection cut).
+            raise ProviderUnavailable(f"stream broken ({type(exc).__name__})") from exc
         yield _usage_from(usage)
 
 
