@@ -36,12 +36,13 @@ run: export DEBUG ?= true
 run: install
 	$(WITH_DB) sh -c '$(RUN_CMD)'
 
-# Production-style server: gunicorn behind WhiteNoise (set SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL:
-# no embedded database here, settings refuse to start without DATABASE_URL).
+# Production-style server: uvicorn (ASGI, so a streamed turn holds no worker) behind WhiteNoise
+# (set SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL: no embedded database here, settings refuse to start
+# without it). docs/streaming.md: why ASGI for everything.
 serve: install
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/gunicorn config.wsgi --bind $(HOST):$(PORT) --workers $${WEB_CONCURRENCY:-3} --access-logfile -
+	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --workers $${WEB_CONCURRENCY:-3} --proxy-headers --timeout-graceful-shutdown 30
 
 test: install-dev
 	@if [ -n "$$DATABASE_URL" ]; then echo "make test: database = $$DATABASE_URL"; \

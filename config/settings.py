@@ -203,6 +203,8 @@ LLM_API_KEY = env.str("LLM_API_KEY", default="")
 LLM_DEFAULT_MODEL = env.str("LLM_DEFAULT_MODEL", default="echo-1")
 LLM_TIMEOUT_SECONDS = env.float("LLM_TIMEOUT_SECONDS", default=30.0)
 LLM_MAX_OUTPUT_TOKENS = env.int("LLM_MAX_OUTPUT_TOKENS", default=1024)
+# The echo provider's pause between streamed pieces (0: as fast as it can; demos and load tests slow it).
+LLM_ECHO_STREAM_DELAY_SECONDS = env.float("LLM_ECHO_STREAM_DELAY_SECONDS", default=0.0)
 
 # --- Logging: one JSON object per line on stdout ---------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

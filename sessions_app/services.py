@@ -99,23 +99,31 @@ def delete_session(*, session: ChatSession) -> None:
     session.delete()
 
 
-def take_turn(
-    *,
-    session: ChatSession,
-    user,
-    content: str,
-    context: TurnContext | None = None,
-    before_commit: Callable[[TurnResult], None] | None = None,
-) -> TurnResult:
-    """Answer `content` in `session` and charge for it; on provider failure record the call, debit nothing.
+@dataclass
+class PreparedTurn:
+    """A turn between its reservation and its settlement (prepare_turn, then one of the settle_* steps)."""
 
-    The provider is called with no transaction open and no lock held. Then one transaction writes
-    billing's part (the call event, the debit, the hold settled: billing.services.charge) and the
-    turn's own rows (both messages and the turn), or none of them. A failed call keeps no messages
-    (the user can simply resend); only its LLMCallEvent (status error, cost 0) is kept. `context` is
-    what the view read with the session (selectors.turn_context); without it, it is read here.
-    `before_commit(result)` runs inside that transaction once the turn is written (an idempotent
-    turn records its key as done there); if it raises, nothing of the turn is kept.
+    session: ChatSession
+    user: object
+    content: str
+    price: ModelPrice
+    prompt: list
+    provider: object
+    hold: object  # billing.models.CreditHold, open until settled, failed or released
+    started: float = 0.0
+
+    @property
+    def prompt_tokens(self) -> int:
+        return estimate_prompt_tokens(self.prompt)
+
+
+def prepare_turn(
+    *, session: ChatSession, user, content: str, context: TurnContext | None = None
+) -> PreparedTurn:
+    """Read what the turn needs and reserve its worst-case cost; raises InsufficientCredits when refused.
+
+    `context` is what the view read with the session (selectors.turn_context); without it, it is
+    read here. Nothing else is written: a caller that does not go on must release(hold).
     """
     if context is None:
         context = turn_context(user=user, session_id=session.pk)
@@ -137,60 +145,114 @@ def take_turn(
     reservation = billing_services.reserve(user=user, amount=estimate)
     if reservation.refused:
         raise InsufficientCredits(balance=reservation.balance, available=reservation.available)
-    hold = reservation.hold
-    started = time.monotonic()
+    return PreparedTurn(
+        session=session,
+        user=user,
+        content=content,
+        price=price,
+        prompt=prompt,
+        provider=provider,
+        hold=reservation.hold,
+        started=time.monotonic(),
+    )
+
+
+def take_turn(
+    *,
+    session: ChatSession,
+    user,
+    content: str,
+    context: TurnContext | None = None,
+    before_commit: Callable[[TurnResult], None] | None = None,
+) -> TurnResult:
+    """Answer `content` in `session` and charge for it; on provider failure record the call, debit nothing.
+
+    The provider is called with no transaction open and no lock held. Then one transaction writes
+    billing's part (the call event, the debit, the hold settled: billing.services.charge) and the
+    turn's own rows (both messages and the turn), or none of them. A failed call keeps no messages
+    (the user can simply resend); only its LLMCallEvent (status error, cost 0) is kept. `context` is
+    what the view read with the session (selectors.turn_context); without it, it is read here.
+    The streamed turn (sessions_app.streaming) runs the same steps around the provider's stream.
+    `before_commit(result)` runs inside that transaction once the turn is written (an idempotent
+    turn records its key as done there); if it raises, nothing of the turn is kept.
+    """
+    turn = prepare_turn(session=session, user=user, content=content, context=context)
     try:
-        completion = provider.complete(
-            model=session.model, messages=prompt, max_output_tokens=settings.LLM_MAX_OUTPUT_TOKENS
+        completion = turn.provider.complete(
+            model=session.model, messages=turn.prompt, max_output_tokens=settings.LLM_MAX_OUTPUT_TOKENS
         )
     except ProviderError as exc:
-        latency_ms = _elapsed_ms(started)
-        event = billing_services.record_failed_call(
-            user=user,
-            model=session.model,
-            provider=provider.name,
-            error=f"{type(exc).__name__}: {exc.reason}",
-            latency_ms=latency_ms,
-            price=price,
-            hold=hold,
-        )
-        logger.warning(
-            "llm provider failed",
-            extra={
-                "user_id": user.pk,
-                "session_id": session.pk,
-                "provider": provider.name,
-                "model": session.model,
-                "error": exc.reason,
-                "latency_ms": latency_ms,
-                "llm_call_id": event.pk,
-            },
-        )
+        fail_turn(turn, exc)
         raise
     except BaseException:
         # Anything unexpected (a bug, a worker shutdown): give the hold back rather than wait for expiry.
-        billing_services.release(hold=hold)
+        billing_services.release(hold=turn.hold)
         raise
-    latency_ms = _elapsed_ms(started)
+    return settle_turn(
+        turn,
+        reply=completion.text,
+        input_tokens=completion.input_tokens,
+        output_tokens=completion.output_tokens,
+        before_commit=before_commit,
+    )
 
+
+def fail_turn(turn: PreparedTurn, exc: ProviderError) -> LLMCallEvent:
+    """Record the failed call (status error, cost 0) and release the turn's hold; no messages are kept."""
+    latency_ms = _elapsed_ms(turn.started)
+    event = billing_services.record_failed_call(
+        user=turn.user,
+        model=turn.session.model,
+        provider=turn.provider.name,
+        error=f"{type(exc).__name__}: {exc.reason}",
+        latency_ms=latency_ms,
+        price=turn.price,
+        hold=turn.hold,
+    )
+    logger.warning(
+        "llm provider failed",
+        extra={
+            "user_id": turn.user.pk,
+            "session_id": turn.session.pk,
+            "provider": turn.provider.name,
+            "model": turn.session.model,
+            "error": exc.reason,
+            "latency_ms": latency_ms,
+            "llm_call_id": event.pk,
+        },
+    )
+    return event
+
+
+def settle_turn(
+    turn: PreparedTurn,
+    *,
+    reply: str,
+    input_tokens: int,
+    output_tokens: int,
+    before_commit: Callable[[TurnResult], None] | None = None,
+) -> TurnResult:
+    """Charge the call (its hold settled) and write the turn's rows, in one transaction (see take_turn)."""
+    latency_ms = _elapsed_ms(turn.started)
+    session, user = turn.session, turn.user
     now = timezone.now()
     with transaction.atomic():
         charged = billing_services.charge(
             user=user,
-            price=price,
-            provider=provider.name,
-            input_tokens=completion.input_tokens,
-            output_tokens=completion.output_tokens,
+            price=turn.price,
+            provider=turn.provider.name,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
             latency_ms=latency_ms,
             occurred_at=now,
-            hold=hold,
+            hold=turn.hold,
         )
-        turn = _write_turn_rows(
-            session=session, prompt=content, reply=completion.text, event=charged.event, now=now
+        row = _write_turn_rows(
+            session=session, prompt=turn.content, reply=reply, event=charged.event, now=now
         )
-        if turn is not None and before_commit is not None:
-            before_commit(TurnResult(turn=turn, balance_after=charged.balance_after))
-    if turn is None:
+        if row is not None and before_commit is not None:
+            before_commit(TurnResult(turn=row, balance_after=charged.balance_after))
+    if row is None:
         # Deleted from another tab mid-call: the provider did the work, so the call stays metered
         # and charged like any other; there is just no session left to keep the messages in.
         logger.warning(
@@ -203,13 +265,46 @@ def take_turn(
         extra={
             "user_id": user.pk,
             "session_id": session.pk,
-            "turn_id": turn.pk,
+            "turn_id": row.pk,
             "llm_call_id": charged.event.pk,
             "cost": str(charged.event.cost),
             "balance_after": str(charged.balance_after),
         },
     )
-    return TurnResult(turn=turn, balance_after=charged.balance_after)
+    return TurnResult(turn=row, balance_after=charged.balance_after)
+
+
+def settle_abandoned_turn(
+    turn: PreparedTurn, *, input_tokens: int, output_tokens: int, why: str
+) -> LLMCallEvent:
+    """Charge a call whose reply was not delivered whole (a streamed turn the client left); no turn rows.
+
+    The tokens are the provider's report when it came, else the counting rule over what it produced;
+    either way the cost is capped at the hold (the worst case reserved before the call).
+    """
+    output_tokens = min(output_tokens, settings.LLM_MAX_OUTPUT_TOKENS)
+    charged = billing_services.charge(
+        user=turn.user,
+        price=turn.price,
+        provider=turn.provider.name,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        latency_ms=_elapsed_ms(turn.started),
+        hold=turn.hold,
+    )
+    logger.warning(
+        "streamed turn abandoned",
+        extra={
+            "user_id": turn.user.pk,
+            "session_id": turn.session.pk,
+            "llm_call_id": charged.event.pk,
+            "reason": why,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cost": str(charged.event.cost),
+        },
+    )
+    return charged.event
 
 
 def _write_turn_rows(

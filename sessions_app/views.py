@@ -11,15 +11,15 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from billing.exceptions import InsufficientCredits
 from billing.filters import reject_nul_query_params
 from billing.permissions import CreditEnforcement, PaymentRequired
-from billing.selectors import is_low_balance
-from sessions_app import idempotency, services
+from sessions_app import idempotency, services, streaming
 from sessions_app.api_errors import provider_error_to_http
 from sessions_app.models import ChatSession, Turn
 from sessions_app.providers import ProviderError
@@ -29,6 +29,7 @@ from sessions_app.serializers import (
     CreatedTurnSerializer,
     TurnRequestSerializer,
     TurnSerializer,
+    created_turn_body,
 )
 
 _ERROR = inline_serializer("SessionNotFound", fields={"detail": serializers.CharField()})
@@ -193,6 +194,7 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     filter_backends = []
     session: ChatSession
     turn_context: TurnContext | None = None
+    streamed = False  # create with `Accept: text/event-stream` (sessions_app.streaming)
 
     @classmethod
     def as_view(cls, actions=None, **initkwargs):
@@ -207,6 +209,13 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     def get_serializer_class(self):
         # The browsable API offers a `content` form for POST; responses use the turn serializers.
         return TurnRequestSerializer if self.action == "create" else TurnSerializer
+
+    def perform_content_negotiation(self, request, force=False):
+        # A streamed turn's refusals (400, 402, 404, ...) are plain JSON before any stream: never 406.
+        if self.action == "create" and streaming.wants_event_stream(request):
+            self.streamed = True
+            return JSONRenderer(), JSONRenderer.media_type
+        return super().perform_content_negotiation(request, force)
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authentication, permissions, throttles
@@ -235,6 +244,16 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
         payload.is_valid(raise_exception=True)
         content = payload.validated_data["content"]
         key = request.headers.get(IDEMPOTENCY_HEADER)
+        if self.streamed:
+            if key is not None:
+                raise ValidationError(
+                    {
+                        "idempotency_key": [
+                            "A streamed turn takes no Idempotency-Key; send it without streaming."
+                        ]
+                    }
+                )
+            return self._take_turn(request, content)
         if key is None:
             return Response(self._take_turn(request, content), status=status.HTTP_201_CREATED)
         body, replayed = idempotency.run_once(
@@ -256,6 +275,10 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
             record(bodies[0], result.turn.pk)
 
         try:
+            if self.streamed:
+                return streaming.stream_turn(
+                    session=self.session, user=request.user, content=content, context=self.turn_context
+                )
             result = services.take_turn(
                 session=self.session,
                 user=request.user,
@@ -273,7 +296,4 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
 
 
 def _created_body(result: services.TurnResult) -> dict:
-    turn = result.turn
-    turn.balance_after = result.balance_after
-    turn.low_balance = is_low_balance(result.balance_after)
-    return CreatedTurnSerializer(turn).data
+    return created_turn_body(result.turn, balance_after=result.balance_after)
