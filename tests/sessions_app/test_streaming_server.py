@@ -26,10 +26,9 @@ from billing.reconcile import check_ledger
 from billing.services import compute_cost, grant
 from sessions_app.models import Message, Turn
 from sessions_app.providers import count_tokens
-from tests.conftest import requires_postgres
 from tests.factories import ChatSessionFactory, StaffUserFactory, UserFactory
 
-pytestmark = [requires_postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
