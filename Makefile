@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test serve lint format install install-dev migrate seed check-ledger clean bench
+.PHONY: run test serve worker lint format install install-dev migrate seed check-ledger clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ serve: install
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/gunicorn config.wsgi --bind $(HOST):$(PORT) --workers $${WEB_CONCURRENCY:-3} --access-logfile -
+
+# The background worker (docs/notifications.md): webhook and email deliveries, periodic chores.
+# Run one or more beside the web server, on any machine with the same settings; they connect by
+# WORKER_DATABASE_URL when set (PostgreSQL itself, not PgBouncer), else DATABASE_URL.
+worker: install
+	$(BIN)/python manage.py procrastinate worker
 
 test: install-dev
 	@if [ -n "$$DATABASE_URL" ]; then echo "make test: database = $$DATABASE_URL"; \
