@@ -237,7 +237,8 @@ LOGGING = {
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
-        # procrastinate lists every periodic task at each start of every process: keep only its warnings.
+        # procrastinate lists its tasks at each start of every process: keep only their warnings.
         "procrastinate.periodic": {"level": "WARNING"},
+        "procrastinate.blueprints": {"level": "WARNING"},
     },
 }
