@@ -10,7 +10,7 @@ MANAGE := $(BIN)/python manage.py
 # make's SIGTERM reach it directly. See scripts/embedded_pg.py.
 WITH_DB := exec $(BIN)/python scripts/embedded_pg.py
 
-.PHONY: run test serve lint format install install-dev migrate seed check-ledger clean bench
+.PHONY: run test serve worker lint format install install-dev migrate seed check-ledger clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ serve: install
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --workers $${WEB_CONCURRENCY:-3} --proxy-headers --timeout-graceful-shutdown 30
+
+# The background worker (docs/notifications.md): webhook and email deliveries, periodic chores.
+# Run one or more beside the web server, on any machine with the same settings; they connect by
+# WORKER_DATABASE_URL when set (PostgreSQL itself, not PgBouncer), else DATABASE_URL.
+worker: install
+	$(BIN)/python manage.py procrastinate worker
 
 test: install-dev
 	@if [ -n "$$DATABASE_URL" ]; then echo "make test: database = $$DATABASE_URL"; \

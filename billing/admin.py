@@ -20,7 +20,7 @@ from billing.forms import AdjustForm, GrantCreditsForm, ModelPriceForm, RefundFo
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, Wallet
 from billing.money import format_money
 from billing.paginators import EstimatedCountPaginator
-from billing.selectors import is_low_balance, transactions_for_user
+from billing.selectors import is_low_balance, last_wallet_event, transactions_for_user
 
 GRANT_PERMISSION = "billing.grant_credits"  # created by billing/migrations/0004_support_group.py
 ENFORCEMENT_PERMISSION = "billing.set_enforcement"  # Wallet.Meta.permissions
@@ -75,6 +75,7 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "held_display",
         "available_display",
         "low_balance",
+        "last_crossing",
         "enforcement",
         "created_at",
         "updated_at",
@@ -116,6 +117,20 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 '<strong class="low-balance" style="color: var(--error-fg)">{}</strong>', "▼ low"
             )
         return format_html('<span style="color: var(--body-quiet-color)">{}</span>', "ok")
+
+    @admin.display(description="last crossing")
+    def last_crossing(self, wallet):
+        event = last_wallet_event(wallet_id=wallet.pk)
+        if event is None:
+            return "none"
+        url = reverse("admin:billing_walletevent_change", args=[event.pk])
+        return format_html(
+            '<a href="{}">{}</a> at {} (balance {})',
+            url,
+            event.type,
+            event.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            format_money(event.balance),
+        )
 
     def has_grant_permission(self, request):
         return request.user.has_perm(GRANT_PERMISSION)

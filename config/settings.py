@@ -42,10 +42,12 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "procrastinate.contrib.django",
     "accounts",
     "billing",
     "sessions_app",
     "reporting",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -206,6 +208,34 @@ LLM_MAX_OUTPUT_TOKENS = env.int("LLM_MAX_OUTPUT_TOKENS", default=1024)
 # The echo provider's pause between streamed pieces (0: as fast as it can; demos and load tests slow it).
 LLM_ECHO_STREAM_DELAY_SECONDS = env.float("LLM_ECHO_STREAM_DELAY_SECONDS", default=0.0)
 
+# --- Background work and notifications (docs/notifications.md) -------------------------------
+# Crossing events are POSTed here, signed with WEBHOOK_SECRET; empty: no webhook (email only).
+WEBHOOK_URL = env.str("WEBHOOK_URL", default="")
+WEBHOOK_SECRET = env.str("WEBHOOK_SECRET", default="")
+if WEBHOOK_URL and not WEBHOOK_SECRET:
+    raise ImproperlyConfigured(
+        "WEBHOOK_URL is set but WEBHOOK_SECRET is empty: set WEBHOOK_SECRET so receivers can verify deliveries."
+    )
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+# Tries per delivery job (with exponential backoff between them) before the delivery is marked dead.
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
+# Seconds of the first backoff; the n-th retry waits WEBHOOK_RETRY_BASE_SECONDS ** n.
+WEBHOOK_RETRY_BASE_SECONDS = env.int("WEBHOOK_RETRY_BASE_SECONDS", default=4)
+# Workers (manage.py procrastinate worker) connect here when set, else by DATABASE_URL: LISTEN/NOTIFY
+# and long-lived connections do not pass through PgBouncer in transaction mode.
+WORKER_DATABASE_URL = env.str("WORKER_DATABASE_URL", default="")
+# A worker silent for this long is presumed dead and its running jobs are retried by another worker.
+WORKER_STALLED_SECONDS = env.int("WORKER_STALLED_SECONDS", default=30)
+PROCRASTINATE_ON_APP_READY = "config.queue.on_app_ready"
+PROCRASTINATE_WORKER_DEFAULTS = {
+    "update_heartbeat_interval": max(WORKER_STALLED_SECONDS / 3, 0.5),
+    "stalled_worker_timeout": WORKER_STALLED_SECONDS,
+}
+# Email: console in DEBUG; else SMTP (EMAIL_URL, e.g. smtp+tls://user:pass@smtp.example.com:587).
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25")
+globals().update(EMAIL_CONFIG)  # EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, ... as the URL says
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="creditdesk <noreply@localhost>")
+
 # --- Logging: one JSON object per line on stdout ---------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
@@ -214,5 +244,10 @@ LOGGING = {
     "formatters": {"json": {"()": "config.logging.JSONFormatter"}},
     "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json"}},
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # procrastinate lists its tasks at each start of every process: keep only their warnings.
+        "procrastinate.periodic": {"level": "WARNING"},
+        "procrastinate.blueprints": {"level": "WARNING"},
+    },
 }
