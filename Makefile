@@ -28,10 +28,11 @@ install: $(VENV)/.runtime-installed
 install-dev: $(VENV)/.dev-installed
 
 # Local product: embedded PostgreSQL and the offline echo provider unless DATABASE_URL / LLM_PROVIDER
-# say otherwise. RUN_CMD is one shell command line run inside the database's lifetime; to add a
-# background process, e.g. a worker: `... && { $(MANAGE) worker & exec $(MANAGE) runserver ...; }`
-# (whatever is left in its process group when runserver ends is terminated before the server stops).
-RUN_CMD = $(MANAGE) migrate --noinput && $(MANAGE) seed_demo && exec $(MANAGE) runserver $(HOST):$(PORT)
+# say otherwise. RUN_CMD is one shell command line run inside the database's lifetime: the background
+# worker (notifications, periodic chores) runs beside the dev server; whatever is left in the
+# command's process group when runserver ends is terminated before the database stops.
+RUN_CMD = $(MANAGE) migrate --noinput && $(MANAGE) seed_demo \
+	&& { $(MANAGE) procrastinate worker & exec $(MANAGE) runserver $(HOST):$(PORT); }
 run: export DEBUG ?= true
 run: install
 	$(WITH_DB) sh -c '$(RUN_CMD)'
