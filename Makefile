@@ -4,8 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+MANAGE := $(BIN)/python manage.py
+# Runs its arguments with a database: DATABASE_URL's, or (unset) an embedded PostgreSQL in .pgdata/
+# (EMBEDDED_PG_DIR) that is started before and stopped after, also on Ctrl-C / SIGTERM. `exec` lets
+# make's SIGTERM reach it directly. See scripts/embedded_pg.py.
+WITH_DB := exec $(BIN)/python scripts/embedded_pg.py
 
-.PHONY: run test serve lint format install install-dev migrate seed check-ledger clean bench
+.PHONY: run test serve worker lint format install install-dev migrate seed check-ledger clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,25 +27,36 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
 install: $(VENV)/.runtime-installed
 install-dev: $(VENV)/.dev-installed
 
-# Local product: SQLite file and the offline echo provider unless DATABASE_URL / LLM_PROVIDER say otherwise.
+# Local product: embedded PostgreSQL and the offline echo provider unless DATABASE_URL / LLM_PROVIDER
+# say otherwise. RUN_CMD is one shell command line run inside the database's lifetime: the background
+# worker (notifications, periodic chores) runs beside the dev server; whatever is left in the
+# command's process group when runserver ends is terminated before the database stops.
+RUN_CMD = $(MANAGE) migrate --noinput && $(MANAGE) seed_demo \
+	&& { $(MANAGE) procrastinate worker & exec $(MANAGE) runserver $(HOST):$(PORT); }
 run: export DEBUG ?= true
 run: install
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py seed_demo
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	$(WITH_DB) sh -c '$(RUN_CMD)'
 
-# Production-style server: gunicorn behind WhiteNoise (set SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL).
+# Production-style server: uvicorn (ASGI, so a streamed turn holds no worker) behind WhiteNoise
+# (set SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL: no embedded database here, settings refuse to start
+# without it). docs/streaming.md: why ASGI for everything.
 serve: install
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/gunicorn config.wsgi --bind $(HOST):$(PORT) --workers $${WEB_CONCURRENCY:-3} --access-logfile -
+	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --workers $${WEB_CONCURRENCY:-3} --proxy-headers --timeout-graceful-shutdown 30
+
+# The background worker (docs/notifications.md): webhook and email deliveries, periodic chores.
+# Run one or more beside the web server, on any machine with the same settings; they connect by
+# WORKER_DATABASE_URL when set (PostgreSQL itself, not PgBouncer), else DATABASE_URL.
+worker: install
+	$(BIN)/python manage.py procrastinate worker
 
 test: install-dev
 	@if [ -n "$$DATABASE_URL" ]; then echo "make test: database = $$DATABASE_URL"; \
-	  else echo "make test: database = SQLite (set DATABASE_URL for PostgreSQL)"; fi
+	  else echo "make test: database = embedded PostgreSQL in .pgdata/ (DATABASE_URL unset)"; fi
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(WITH_DB) $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .
@@ -66,16 +82,17 @@ bench: install
 	$(BIN)/python bench/bench_server.py
 
 check-ledger: install
-	$(BIN)/python manage.py check_ledger
+	$(WITH_DB) $(MANAGE) check_ledger
 
+# The embedded server is stopped first (refused while a make run / make test uses it).
 clean:
-	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache test-artifacts
+	if [ -d .pgdata ] && [ -x $(BIN)/python ]; then $(BIN)/python scripts/embedded_pg.py --stop; fi
+	rm -rf $(VENV) .pgdata staticfiles .pytest_cache test-artifacts
 
 # The reliability campaign at full size, by hand (make test runs a reduced size): schemathesis with
 # RELIABILITY_EXAMPLES examples per operation and role, then load and faults through gunicorn on
 # scratch PostgreSQL databases. Figures and what they prove: docs/reliability.md.
 .PHONY: reliability
 reliability: install-dev
-	RELIABILITY_EXAMPLES=$${RELIABILITY_EXAMPLES:-1000} $(BIN)/pytest -q tests/reliability/test_schemathesis.py
-	$(BIN)/python bench/load.py --full
-	$(BIN)/python bench/faults.py --full
+	$(WITH_DB) sh -c 'RELIABILITY_EXAMPLES=$${RELIABILITY_EXAMPLES:-1000} $(BIN)/pytest -q tests/reliability/test_schemathesis.py \
+	  && $(BIN)/python bench/load.py --full && $(BIN)/python bench/faults.py --full'

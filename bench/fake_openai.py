@@ -10,6 +10,12 @@ Tool calls: when the request offers `tools`, each `[tool:NAME {json arguments}]`
 message is asked for in turn, one tool call per answer (as a model would, in the OpenAI format), and
 once every one has a `tool` result the answer echoes the message and the results.
 
+`"stream": true` requests are answered as the real API streams (chunked `data:` lines of
+`chat.completion.chunk`, then, with `stream_options.include_usage`, a last chunk carrying the usage,
+then `data: [DONE]`): the reply in 4-token pieces, `stream_delay` seconds apart (the server's
+default, or `[fault:drip=SECONDS]`). `[fault:midstream]` sends half of the pieces and then drops the
+connection mid-body (no usage ever arrives).
+
 Run by hand: `python bench/fake_openai.py --port 8765` (prints its base URL).
 """
 
@@ -60,6 +66,12 @@ class FakeOpenAIHandler(BaseHTTPRequestHandler):
         arg = float(match["arg"]) if match and match["arg"] else None
         self.server.count(kind)
         stall = min(self.server.stall_seconds, MAX_STALL_SECONDS)
+        if request.get("stream") and kind in ("ok", "drip", "midstream"):
+            delay = arg if kind == "drip" and arg is not None else self.server.stream_delay
+            self._stream(
+                request, messages, last, delay=min(delay, MAX_STALL_SECONDS), cut=kind == "midstream"
+            )
+            return
         if kind == "error":
             self._send(500, b'{"error": {"message": "the fake provider failed on purpose"}}')
         elif kind == "garbage":
@@ -87,6 +99,50 @@ class FakeOpenAIHandler(BaseHTTPRequestHandler):
                 finally:
                     self.server.in_flight.discard(port)
             self._send(200, self._completion(request, messages, last))
+
+    def _chunk(self, payload: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
+        self.wfile.flush()
+
+    def _stream(self, request: dict, messages: list, last: str, *, delay: float, cut: bool) -> None:
+        reply = f"Echo: {last}"
+        pieces = [reply[i : i + 16] for i in range(0, len(reply), 16)] or [""]
+        prompt_tokens = sum(_tokens(str(m.get("content", ""))) for m in messages)
+        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time())}
+        base["model"] = request.get("model", "fake")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.server.streams_open(+1)
+        try:
+            for n, piece in enumerate(pieces):
+                if cut and n >= max(1, len(pieces) // 2):
+                    self.close_connection = True
+                    self.wfile.flush()
+                    return  # no terminating chunk: the client sees a body cut short
+                if delay:
+                    time.sleep(delay)
+                choice = {"index": 0, "delta": {"content": piece}, "finish_reason": None}
+                self._chunk(b"data: " + json.dumps({**base, "choices": [choice]}).encode() + b"\n\n")
+            stop = {"index": 0, "delta": {}, "finish_reason": "stop"}
+            self._chunk(b"data: " + json.dumps({**base, "choices": [stop]}).encode() + b"\n\n")
+            if (request.get("stream_options") or {}).get("include_usage"):
+                usage = {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": _tokens(reply),
+                    "total_tokens": prompt_tokens + _tokens(reply),
+                }
+                payload = json.dumps({**base, "choices": [], "usage": usage}).encode()
+                self._chunk(b"data: " + payload + b"\n\n")
+            self._chunk(b"data: [DONE]\n\n")
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except ConnectionError:
+            self.close_connection = True  # the client (our server) stopped reading: it hung up
+            self.server.count("stream_abandoned")
+        finally:
+            self.server.streams_open(-1)
 
     def _completion(self, request: dict, messages: list, last: str) -> bytes:
         prompt_tokens = sum(
@@ -135,9 +191,12 @@ class FakeOpenAIHandler(BaseHTTPRequestHandler):
 class FakeOpenAIServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, port: int = 0, stall_seconds: float = 3.0):
+    def __init__(self, port: int = 0, stall_seconds: float = 3.0, stream_delay: float = 0.0):
         super().__init__(("127.0.0.1", port), FakeOpenAIHandler)
         self.stall_seconds = stall_seconds
+        self.stream_delay = stream_delay
+        self.open_streams = 0
+        self.max_open_streams = 0
         self.counts: dict[str, int] = {}
         self.in_flight: set[int] = set()  # client ports of slow requests being answered
         self._lock = threading.Lock()
@@ -150,6 +209,11 @@ class FakeOpenAIServer(ThreadingHTTPServer):
     def count(self, kind: str) -> None:
         with self._lock:
             self.counts[kind] = self.counts.get(kind, 0) + 1
+
+    def streams_open(self, step: int) -> None:
+        with self._lock:
+            self.open_streams += step
+            self.max_open_streams = max(self.max_open_streams, self.open_streams)
 
     @property
     def base_url(self) -> str:
@@ -168,8 +232,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--stall", type=float, default=3.0, help="seconds a timeout/hang stalls")
+    parser.add_argument("--stream-delay", type=float, default=0.0, help="seconds between streamed pieces")
     args = parser.parse_args()
-    server = FakeOpenAIServer(args.port, args.stall)
+    server = FakeOpenAIServer(args.port, args.stall, args.stream_delay)
     print(f"fake OpenAI-compatible server at {server.base_url}")
     try:
         server.serve_forever()

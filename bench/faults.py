@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python bench/faults.py`
     sys.path.insert(0, str(ROOT))
 
-from bench.fake_openai import FakeOpenAIServer  # noqa: E402 - after the path fix above
+from bench._db import maintenance_dsn  # noqa: E402 - after the path fix above
+from bench.fake_openai import FakeOpenAIServer  # noqa: E402
 from bench.load import (  # noqa: E402
     Driver,
     InvariantBroken,
@@ -412,7 +413,7 @@ def main(argv=None) -> int:
     parser.add_argument("--full", action="store_true", help=f"the full size: {FULL_SIZE}")
     parser.add_argument(
         "--postgres",
-        default=os.environ.get("RELIABILITY_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres"),
+        default=maintenance_dsn(),
     )
     parser.add_argument(
         "--database", default="creditdesk_reliability_faults", help="scratch database (dropped first)"

@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python bench/load.py`
     sys.path.insert(0, str(ROOT))
 
+from bench._db import maintenance_dsn  # noqa: E402 - after the path fix above
+
 HOST = "127.0.0.1"
 SERVER_START_SECONDS = 60
 REQUEST_TIMEOUT_SECONDS = 30
@@ -668,7 +670,7 @@ def main(argv=None) -> int:
     parser.add_argument("--max-seconds", type=float, default=900)
     parser.add_argument(
         "--postgres",
-        default=os.environ.get("RELIABILITY_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres"),
+        default=maintenance_dsn(),
     )
     parser.add_argument(
         "--database", default="creditdesk_reliability", help="scratch database (dropped first)"

@@ -16,11 +16,11 @@ from django.utils.text import Truncator
 
 from billing import pricing, services
 from billing.exceptions import BillingError
-from billing.forms import GrantCreditsForm, ModelPriceForm
+from billing.forms import AdjustForm, GrantCreditsForm, ModelPriceForm, RefundForm
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, Wallet
 from billing.money import format_money
 from billing.paginators import EstimatedCountPaginator
-from billing.selectors import is_low_balance, transactions_for_user
+from billing.selectors import is_low_balance, last_wallet_event, transactions_for_user
 
 GRANT_PERMISSION = "billing.grant_credits"  # created by billing/migrations/0004_support_group.py
 ENFORCEMENT_PERMISSION = "billing.set_enforcement"  # Wallet.Meta.permissions
@@ -75,12 +75,19 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "held_display",
         "available_display",
         "low_balance",
+        "last_crossing",
         "enforcement",
         "created_at",
         "updated_at",
     ]
     readonly_fields = fields
-    actions = ["grant_credits", "enforcement_default", "enforcement_exempt", "enforcement_enforced"]
+    actions = [
+        "grant_credits",
+        "adjust_credits",
+        "enforcement_default",
+        "enforcement_exempt",
+        "enforcement_enforced",
+    ]
     change_form_template = "admin/billing/wallet/change_form.html"
 
     def get_queryset(self, request):
@@ -110,6 +117,20 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 '<strong class="low-balance" style="color: var(--error-fg)">{}</strong>', "▼ low"
             )
         return format_html('<span style="color: var(--body-quiet-color)">{}</span>', "ok")
+
+    @admin.display(description="last crossing")
+    def last_crossing(self, wallet):
+        event = last_wallet_event(wallet_id=wallet.pk)
+        if event is None:
+            return "none"
+        url = reverse("admin:billing_walletevent_change", args=[event.pk])
+        return format_html(
+            '<a href="{}">{}</a> at {} (balance {})',
+            url,
+            event.type,
+            event.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            format_money(event.balance),
+        )
 
     def has_grant_permission(self, request):
         return request.user.has_perm(GRANT_PERMISSION)
@@ -239,6 +260,88 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/billing/wallet/grant.html", context)
 
+    @admin.action(description="Adjust…", permissions=["grant"])
+    def adjust_credits(self, request, queryset):
+        """Intermediate page: a signed correction of each selected wallet, through services.adjust."""
+        wallets = list(queryset.select_related("user").order_by("user__username"))
+        return ledger_action(
+            self,
+            request,
+            form_class=AdjustForm,
+            targets=wallets,
+            action="adjust_credits",
+            title="Adjust wallets",
+            intro="The signed amount is added to each wallet below as an adjustment ledger row.",
+            submit_label="Adjust",
+            headers=["User", "Email", "Balance now"],
+            cells=lambda w: [w.user.get_username(), w.user.email, format_money(w.balance)],
+            write=lambda w, form: services.adjust(
+                user=w.user,
+                amount=form.cleaned_data["amount"],
+                reason=form.cleaned_data["reason"],
+                initiated_by=request.user,
+                idempotency_key=form.idempotency_key(w.pk),
+            ),
+            logged_on=lambda w, row: (w, f"Adjusted by {format_money(row.amount)} credits: {row.reason}"),
+        )
+
+
+def ledger_action(
+    model_admin,
+    request,
+    *,
+    form_class,
+    targets,
+    action,
+    title,
+    intro,
+    submit_label,
+    headers,
+    cells,
+    write,
+    logged_on,
+):
+    """An action's intermediate form: first POST shows it, the second writes every row or none.
+
+    Each written row is recorded in Django's LogEntry (`logged_on(target, row)` names the object and
+    the message); replays of a double-submitted form write and log nothing new.
+    """
+    form = form_class(request.POST) if "apply" in request.POST else form_class()
+    if "apply" in request.POST and form.is_valid():
+        try:
+            with transaction.atomic():
+                rows = [write(target, form) for target in targets]
+        except BillingError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            new = [(target, row) for target, row in zip(targets, rows, strict=True) if not row.replayed]
+            for target, row in new:
+                model_admin.log_change(request, *logged_on(target, row))
+            if new:
+                model_admin.message_user(
+                    request, f"{submit_label}: {len(new)} ledger row(s) written.", messages.SUCCESS
+                )
+            if len(new) < len(rows):
+                model_admin.message_user(
+                    request, "This form was already submitted; nothing more was written.", messages.WARNING
+                )
+            return None  # back to the changelist, which shows the message
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "opts": model_admin.opts,
+        "form": form,
+        "intro": intro,
+        "headers": headers,
+        "rows": [cells(target) for target in targets],
+        "selected": [target.pk for target in targets],
+        "action": action,
+        "submit_label": submit_label,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "media": model_admin.media + form.media,
+    }
+    return TemplateResponse(request, "admin/billing/ledger_action.html", context)
+
 
 def _wallets(count: int) -> str:
     return f"{count} wallet" if count == 1 else f"{count} wallets"
@@ -256,11 +359,13 @@ class CreditTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "amount",
         "balance_after",
         "initiated_by",
+        "refund_of",
         "short_reason",
     ]
     list_display_links = ["id", "created_at"]
     list_select_related = ["wallet__user", "initiated_by"]
     list_filter = ["kind", "created_at", ("initiated_by", admin.EmptyFieldListFilter)]
+    actions = ["refund"]
     search_fields = ["wallet__user__username", "wallet__user__email"]
     # -id follows the (wallet, -id) index and insertion order; counting a big ledger is not worth it.
     ordering = ["-id"]
@@ -279,6 +384,52 @@ class CreditTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="reason")
     def short_reason(self, row):
         return Truncator(row.reason).chars(40)
+
+    def has_refund_permission(self, request):
+        return request.user.has_perm(GRANT_PERMISSION)
+
+    @admin.action(description="Refund…", permissions=["refund"])
+    def refund(self, request, queryset):
+        """Intermediate page: refund each selected debit (all that is left, or the amount), via services.refund."""
+        rows = list(queryset.select_related("wallet__user").order_by("id"))
+        not_debits = [row.pk for row in rows if row.kind != CreditTransaction.Kind.DEBIT]
+        if not_debits:
+            self.message_user(
+                request,
+                f"Only debits can be refunded; deselect {', '.join(map(str, not_debits))} "
+                "(to correct another kind of row, adjust its wallet).",
+                messages.ERROR,
+            )
+            return None
+        return ledger_action(
+            self,
+            request,
+            form_class=RefundForm,
+            targets=rows,
+            action="refund",
+            title="Refund debits",
+            intro="Each debit below is refunded (all that is left of it, or the amount) as a new refund row.",
+            submit_label="Refund",
+            headers=["Debit", "User", "Amount", "Left to refund", "Reason"],
+            cells=lambda d: [
+                d.pk,
+                d.wallet.user.get_username(),
+                format_money(d.amount),
+                format_money(services.refundable(debit=d)),
+                d.reason,
+            ],
+            write=lambda d, form: services.refund(
+                debit=d,
+                amount=form.cleaned_data["amount"],
+                reason=form.cleaned_data["reason"],
+                initiated_by=request.user,
+                idempotency_key=form.idempotency_key(d.pk),
+            ),
+            logged_on=lambda d, row: (
+                d,
+                f"Refunded {format_money(row.amount)} credits of debit {d.pk} (row {row.pk}): {row.reason}",
+            ),
+        )
 
 
 class PricedModelFilter(admin.SimpleListFilter):

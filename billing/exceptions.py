@@ -21,6 +21,12 @@ class InvalidGrant(BillingError):
     code = "invalid_grant"
 
 
+class InvalidRefund(BillingError):
+    """Not a debit, or nothing of it is left to refund."""
+
+    code = "invalid_refund"
+
+
 class InitiatorNotStaff(BillingError):
     status_code = 400
     code = "initiator_not_staff"

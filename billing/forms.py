@@ -8,7 +8,14 @@ from django.core.exceptions import ValidationError
 from billing.exceptions import BillingError
 from billing.models import ModelPrice
 from billing.pricing import validate_model_name, validate_price
-from billing.services import GRANT_MAX, REASON_MAX, validate_grant_amount, validate_reason
+from billing.services import (
+    GRANT_MAX,
+    REASON_MAX,
+    validate_adjustment_amount,
+    validate_grant_amount,
+    validate_reason,
+    validate_refund_amount,
+)
 
 
 class GrantCreditsForm(forms.Form):
@@ -44,6 +51,60 @@ class GrantCreditsForm(forms.Form):
     @property
     def idempotency_key(self) -> str:
         return f"admin-grant:{self.cleaned_data['submission']}"
+
+
+class _LedgerActionForm(forms.Form):
+    """Amount and reason of a refund or an adjustment, validated by the service's own validators."""
+
+    reason = forms.CharField(
+        max_length=REASON_MAX,
+        strip=False,
+        help_text="Why; recorded on the ledger row and shown to the user.",
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+    )
+    # One token per rendered form, part of the idempotency key: a double submit replays, never repeats.
+    submission = forms.CharField(widget=forms.HiddenInput, max_length=64)
+    key_prefix = ""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("initial", {}).setdefault("submission", uuid.uuid4().hex)
+        super().__init__(*args, **kwargs)
+
+    def clean_reason(self):
+        return _via_service(validate_reason, self.cleaned_data["reason"])
+
+    def idempotency_key(self, target_pk: int) -> str:
+        return f"{self.key_prefix}:{self.cleaned_data['submission']}:{target_pk}"
+
+
+class RefundForm(_LedgerActionForm):
+    amount = forms.CharField(
+        label="Amount (credits)",
+        strip=False,
+        required=False,
+        help_text="Leave empty to refund all that is left of each debit; else more than 0 and at most that.",
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off", "size": 16}),
+    )
+    field_order = ["amount", "reason"]
+    key_prefix = "admin-refund"
+
+    def clean_amount(self):
+        raw = self.cleaned_data["amount"]
+        return None if raw == "" else _via_service(validate_refund_amount, raw)
+
+
+class AdjustForm(_LedgerActionForm):
+    amount = forms.CharField(
+        label="Amount (credits)",
+        strip=False,
+        help_text=f"Signed: + adds credits, - removes them (e.g. -3.5); not 0, at most {GRANT_MAX} either way.",
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off", "size": 16}),
+    )
+    field_order = ["amount", "reason"]
+    key_prefix = "admin-adjust"
+
+    def clean_amount(self):
+        return _via_service(validate_adjustment_amount, self.cleaned_data["amount"])
 
 
 def _via_service(validator, value, **kwargs):

@@ -163,6 +163,10 @@ class CreditTransaction(models.Model):
         LLMCallEvent, on_delete=models.PROTECT, null=True, blank=True, related_name="transactions"
     )
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    # The debit a refund gives back (all or part of); set on refunds only (credittx_refund_of_iff_refund).
+    refund_of = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="refunds"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = CreditTransactionQuerySet.as_manager()
@@ -190,6 +194,11 @@ class CreditTransaction(models.Model):
             models.CheckConstraint(
                 condition=Q(kind__in=["grant", "debit", "refund", "adjustment"]),
                 name="credittx_kind_known",
+            ),
+            models.CheckConstraint(
+                condition=(Q(kind="refund") & Q(refund_of__isnull=False))
+                | (~Q(kind="refund") & Q(refund_of__isnull=True)),
+                name="credittx_refund_of_iff_refund",
             ),
             models.UniqueConstraint(
                 fields=["wallet", "idempotency_key"],
@@ -376,3 +385,42 @@ class UsageRollupState(models.Model):
 
     def __str__(self) -> str:
         return f"usage rollup ({self.time_zone}, {self.built_at:%Y-%m-%d %H:%M})"
+
+
+class WalletEvent(models.Model):
+    """A wallet crossing a line (low balance, empty, back above), recorded once in the transaction that moved it.
+
+    Written only by billing.services.crossings under the wallet's row lock, so each crossing is one
+    row; delivery (webhook, email) is background work keyed by `uuid`, which receivers dedupe on.
+    """
+
+    class Type(models.TextChoices):
+        LOW_BALANCE = "wallet.low_balance", "wallet.low_balance"
+        DEPLETED = "wallet.depleted", "wallet.depleted"
+        REPLENISHED = "wallet.replenished", "wallet.replenished"
+
+    uuid = models.UUIDField(unique=True, editable=False)
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="events")
+    type = models.CharField(max_length=32, choices=Type.choices)
+    balance_before = MoneyField()
+    balance = MoneyField()  # the balance right after the move that crossed
+    threshold = MoneyField()  # LOW_BALANCE_THRESHOLD when it crossed
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "billing_walletevent"
+        verbose_name = "wallet event"
+        indexes = [
+            # The wallet's last crossing (the next crossing's check, the wallet admin page).
+            models.Index(fields=["wallet", "-id"], name="walletevent_wallet_id_idx"),
+            models.Index(fields=["created_at"], name="walletevent_created_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(type__in=["wallet.low_balance", "wallet.depleted", "wallet.replenished"]),
+                name="walletevent_type_known",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} #{self.pk}"

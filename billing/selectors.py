@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Subquery
 
-from billing.models import CreditTransaction, ModelPrice, Wallet
+from billing.models import CreditTransaction, ModelPrice, Wallet, WalletEvent
 from billing.money import to_decimal
 from config.db import loaded
 
@@ -107,3 +107,8 @@ def spend_state(*, user, model: str) -> SpendState:
             ModelPrice, **dict(zip([f.attname for f in ModelPrice._meta.concrete_fields], price, strict=True))
         )
     return SpendState(price=found, enforcement=state)
+
+
+def last_wallet_event(*, wallet_id: int) -> WalletEvent | None:
+    """The wallet's last crossing (low balance, depleted, replenished), or None."""
+    return WalletEvent.objects.filter(wallet_id=wallet_id).order_by("-id").first()

@@ -79,12 +79,29 @@ class UserRefSerializer(serializers.Serializer):
 class CreditTransactionSerializer(serializers.ModelSerializer):
     """A ledger row as API.md pins it; expects `initiated_by` selected with the row."""
 
-    amount = MoneyField(read_only=True, help_text="Signed: grants +, debits -.")
+    amount = MoneyField(
+        read_only=True, help_text="Signed: grants and refunds +, debits -, adjustments either way."
+    )
     balance_after = MoneyField(read_only=True)
     initiated_by = UserRefSerializer(read_only=True, allow_null=True)
     llm_call = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    refund_of = serializers.PrimaryKeyRelatedField(
+        read_only=True,
+        allow_null=True,
+        help_text="For a refund, the id of the debit it gives back; else null.",
+    )
 
     class Meta:
         model = CreditTransaction
-        fields = ["id", "kind", "amount", "balance_after", "reason", "created_at", "initiated_by", "llm_call"]
+        fields = [
+            "id",
+            "kind",
+            "amount",
+            "balance_after",
+            "reason",
+            "created_at",
+            "initiated_by",
+            "llm_call",
+            "refund_of",
+        ]
         read_only_fields = fields

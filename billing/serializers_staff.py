@@ -7,7 +7,13 @@ from billing import pricing
 from billing.exceptions import BillingError
 from billing.models import ModelPrice, Wallet
 from billing.serializers import CreditTransactionSerializer, MoneyField, StrictCharField
-from billing.services import REASON_MAX, validate_grant_amount, validate_reason
+from billing.services import (
+    REASON_MAX,
+    validate_adjustment_amount,
+    validate_grant_amount,
+    validate_reason,
+    validate_refund_amount,
+)
 
 # --- error shapes, for the OpenAPI schema ----------------------------------------------------
 
@@ -40,7 +46,7 @@ def error_responses(*codes: int) -> dict:
         404: OpenApiResponse(DetailErrorSerializer, description="No such object."),
         409: OpenApiResponse(
             DetailErrorSerializer,
-            description="Idempotency-Key reused with a different amount or reason; nothing was written.",
+            description="Idempotency-Key reused with a different body; nothing was written.",
         ),
     }
     return {code: described[code] for code in codes}
@@ -108,6 +114,50 @@ class GrantRequestSerializer(serializers.Serializer):
 class GrantResponseSerializer(serializers.Serializer):
     transaction = CreditTransactionSerializer(read_only=True)
     balance = MoneyField(read_only=True, help_text="The wallet balance right after this transaction.")
+
+
+# The answer of every staff write of one ledger row (grant, refund, adjustment): the row, the balance.
+LedgerWriteResponseSerializer = GrantResponseSerializer
+
+
+def _reason_field(why: str):
+    message = f"A reason is required: say why {why}."
+    return StrictCharField(
+        max_length=REASON_MAX,
+        help_text=f"Why {why} (required, at most 500 characters).",
+        error_messages={"required": message, "blank": message, "null": message},
+    )
+
+
+class RefundRequestSerializer(serializers.Serializer):
+    """Optional `amount` (default: all that is left refundable of the debit) and a required `reason`."""
+
+    amount = MoneyField(
+        required=False,
+        help_text="More than 0 and at most what is left refundable of the debit; omit it to refund all of that.",
+    )
+    reason = _reason_field("this debit is refunded")
+
+    def validate_amount(self, value):
+        return _as_field_error(validate_refund_amount, value)
+
+    def validate_reason(self, value):
+        return _as_field_error(validate_reason, value)
+
+
+class AdjustRequestSerializer(serializers.Serializer):
+    """A signed, non-zero `amount` (abs <= 10000) and a required `reason`."""
+
+    amount = MoneyField(
+        help_text="Signed and non-zero: + adds credits, - removes them; abs(amount) <= 10000, at most 6 places."
+    )
+    reason = _reason_field("this wallet is corrected")
+
+    def validate_amount(self, value):
+        return _as_field_error(validate_adjustment_amount, value)
+
+    def validate_reason(self, value):
+        return _as_field_error(validate_reason, value)
 
 
 # --- model prices ----------------------------------------------------------------------------

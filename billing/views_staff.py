@@ -1,4 +1,4 @@
-"""The staff API: a user's wallet, credit grants (idempotent by header), and per-model prices."""
+"""The staff API: a user's wallet, grants, refunds and adjustments (idempotent by header), model prices."""
 
 from django.contrib.auth import get_user_model
 from django.http import Http404
@@ -11,19 +11,22 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing import pricing
-from billing.models import ModelPrice, Wallet
+from billing.models import CreditTransaction, ModelPrice, Wallet
 from billing.money import to_decimal
 from billing.selectors import is_low_balance, transactions_for_user
 from billing.serializers_staff import (
     STAFF_ERRORS,
+    AdjustRequestSerializer,
     GrantRequestSerializer,
     GrantResponseSerializer,
+    LedgerWriteResponseSerializer,
     ModelPriceSerializer,
+    RefundRequestSerializer,
     StaffWalletSerializer,
     WalletEnforcementSerializer,
     error_responses,
 )
-from billing.services import IDEMPOTENCY_KEY_MAX, grant, open_wallet, set_enforcement
+from billing.services import IDEMPOTENCY_KEY_MAX, adjust, grant, open_wallet, refund, set_enforcement
 
 STAFF_WALLET_TRANSACTIONS = 50
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -166,6 +169,118 @@ class StaffGrantView(StaffAPIView):
         data = GrantResponseSerializer({"transaction": row, "balance": row.balance_after}).data
         headers = {REPLAYED_HEADER: "true"} if row.replayed else {}
         return Response(data, status=status.HTTP_200_OK, headers=headers)
+
+
+IDEMPOTENCY_PARAMETERS = [
+    OpenApiParameter(
+        IDEMPOTENCY_HEADER,
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        required=False,
+        description=(
+            f"1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters, scoped to the wallet (one key space "
+            "for grants, refunds and adjustments)."
+        ),
+    ),
+    OpenApiParameter(
+        REPLAYED_HEADER,
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        response=[200],
+        enum=["true"],
+        description="Present (`true`) when this answer replays an earlier request with the same key.",
+    ),
+]
+TRANSACTION_ID_PARAMETER = OpenApiParameter(
+    "transaction_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The debit's ledger row id."
+)
+
+
+def _ledger_write_response(row) -> Response:
+    """200 with the row and the balance right after it; `Idempotent-Replayed: true` on a replay."""
+    data = LedgerWriteResponseSerializer({"transaction": row, "balance": row.balance_after}).data
+    headers = {REPLAYED_HEADER: "true"} if row.replayed else {}
+    return Response(data, status=status.HTTP_200_OK, headers=headers)
+
+
+class StaffRefundView(StaffAPIView):
+    @extend_schema(
+        operation_id="admin_transaction_refund",
+        summary="Refund all or part of a debit, as a new refund row attributed to the calling staff user",
+        description=(
+            "Only a `debit` can be refunded. `amount` defaults to what is left refundable (the debit minus "
+            "its earlier refunds); the refunds of one debit never add up to more than it (400 on `amount`, "
+            "or a `detail` when nothing is left). The new row has kind `refund` and `refund_of` = the "
+            "debit's id. With an `Idempotency-Key` header a retry with the same key and body returns the "
+            "first refund with `Idempotent-Replayed: true`; the same key with another body is 409."
+        ),
+        parameters=[TRANSACTION_ID_PARAMETER, *IDEMPOTENCY_PARAMETERS],
+        request=RefundRequestSerializer,
+        responses={
+            200: OpenApiResponse(LedgerWriteResponseSerializer, description="Refunded, or the replay."),
+            **error_responses(400, *STAFF_ERRORS, 404, 409),
+        },
+        examples=[
+            OpenApiExample(
+                "Partial refund", value={"amount": "0.5", "reason": "Reply was cut off"}, request_only=True
+            ),
+            OpenApiExample("Refund what is left", value={"reason": "Outage"}, request_only=True),
+        ],
+        tags=["admin"],
+    )
+    def post(self, request, transaction_id: str):
+        pk = int(transaction_id)
+        debit = CreditTransaction.objects.filter(pk=pk).first() if 1 <= pk <= _MAX_ID else None
+        if debit is None:
+            raise Http404(f"No ledger transaction with id {transaction_id}.")
+        body = RefundRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        row = refund(
+            debit=debit,
+            amount=body.validated_data.get("amount"),
+            reason=body.validated_data["reason"],
+            initiated_by=request.user,
+            idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
+        )
+        return _ledger_write_response(row)
+
+
+class StaffAdjustView(StaffAPIView):
+    @extend_schema(
+        operation_id="admin_wallet_adjust",
+        summary="Correct a wallet by a signed amount (kind adjustment), attributed to the calling staff user",
+        description=(
+            "`amount` is signed and non-zero (a leading `-` removes credits; the balance may go negative), "
+            "`abs(amount) <= 10000`, at most 6 decimal places. `Idempotency-Key` as for grants (same key "
+            "space per wallet)."
+        ),
+        parameters=[USER_ID_PARAMETER, *IDEMPOTENCY_PARAMETERS],
+        request=AdjustRequestSerializer,
+        responses={
+            200: OpenApiResponse(LedgerWriteResponseSerializer, description="Adjusted, or the replay."),
+            **error_responses(400, *STAFF_ERRORS, 404, 409),
+        },
+        examples=[
+            OpenApiExample(
+                "Adjustment", value={"amount": "-3.25", "reason": "Duplicate grant"}, request_only=True
+            )
+        ],
+        tags=["admin"],
+    )
+    def post(self, request, user_id: str):
+        user = _get_user_or_404(user_id)
+        body = AdjustRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        if _wallet_or_none(user) is None:
+            open_wallet(user=user)
+        row = adjust(
+            user=user,
+            amount=body.validated_data["amount"],
+            reason=body.validated_data["reason"],
+            initiated_by=request.user,
+            idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
+        )
+        return _ledger_write_response(row)
 
 
 class StaffPricingListView(GenericAPIView):

@@ -42,10 +42,12 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "procrastinate.contrib.django",
     "accounts",
     "billing",
     "sessions_app",
     "reporting",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -82,26 +84,33 @@ TEMPLATES = [
 WSGI_APPLICATION = "config.wsgi.application"
 
 # --- Database -------------------------------------------------------------------------------
-# No DATABASE_URL: a SQLite file (the embedded default). PostgreSQL: psycopg 3 with Django's
-# connection pool, at most DATABASE_POOL_MAX_SIZE connections per process (0 disables the pool).
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# PostgreSQL only: psycopg 3 with Django's connection pool, at most DATABASE_POOL_MAX_SIZE
+# connections per process (0 disables the pool). Settings never start a server: with no
+# DATABASE_URL, `make run` / `make test` (scripts/embedded_pg.py) start an embedded one and set it.
+if not env.str("DATABASE_URL", default=""):
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not set. Run through `make run` or `make test` (they start an embedded "
+        "PostgreSQL in .pgdata/ and set it), wrap a command in `scripts/embedded_pg.py COMMAND`, or "
+        "set DATABASE_URL=postgres://user:pass@host:5432/creditdesk."
+    )
+DATABASES = {"default": env.db("DATABASE_URL")}
 _db = DATABASES["default"]
-if _db["ENGINE"] == "django.db.backends.postgresql":
-    # Tests run threads that each need a connection of their own: no pool there.
-    _pool_max = env.int("DATABASE_POOL_MAX_SIZE", default=0 if TESTING else 4)
-    if _pool_max > 0:
-        _db.setdefault("OPTIONS", {})["pool"] = {
-            "min_size": 1,
-            "max_size": _pool_max,
-            "timeout": env.int("DATABASE_POOL_TIMEOUT", default=10),
-        }
-    else:
-        _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-        _db["CONN_HEALTH_CHECKS"] = True
-elif _db["ENGINE"] == "django.db.backends.sqlite3":
-    # Take the write lock when a transaction starts, so concurrent dev-server threads queue
-    # instead of failing half-way with "database is locked".
-    _db.setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 20})
+if _db["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured(f"DATABASE_URL must be a postgres:// URL; this one is {_db['ENGINE']}.")
+if not _db["HOST"] and "host" in _db.get("OPTIONS", {}):
+    # postgres://user@/name?host=/socket/dir (the embedded server's URL): HOST is the socket folder.
+    _db["HOST"] = _db["OPTIONS"].pop("host")
+# Tests run threads that each need a connection of their own: no pool there.
+_pool_max = env.int("DATABASE_POOL_MAX_SIZE", default=0 if TESTING else 4)
+if _pool_max > 0:
+    _db.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": _pool_max,
+        "timeout": env.int("DATABASE_POOL_TIMEOUT", default=10),
+    }
+else:
+    _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    _db["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
@@ -210,6 +219,37 @@ LLM_CONTEXT_TOKENS = env.int("LLM_CONTEXT_TOKENS", default=8000)
 FILE_MAX_BYTES = env.int("FILE_MAX_BYTES", default=2 * 1024 * 1024)
 FILE_QUOTA_BYTES = env.int("FILE_QUOTA_BYTES", default=50 * 1024 * 1024)
 
+# The echo provider's pause between streamed pieces (0: as fast as it can; demos and load tests slow it).
+LLM_ECHO_STREAM_DELAY_SECONDS = env.float("LLM_ECHO_STREAM_DELAY_SECONDS", default=0.0)
+
+# --- Background work and notifications (docs/notifications.md) -------------------------------
+# Crossing events are POSTed here, signed with WEBHOOK_SECRET; empty: no webhook (email only).
+WEBHOOK_URL = env.str("WEBHOOK_URL", default="")
+WEBHOOK_SECRET = env.str("WEBHOOK_SECRET", default="")
+if WEBHOOK_URL and not WEBHOOK_SECRET:
+    raise ImproperlyConfigured(
+        "WEBHOOK_URL is set but WEBHOOK_SECRET is empty: set WEBHOOK_SECRET so receivers can verify deliveries."
+    )
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+# Tries per delivery job (with exponential backoff between them) before the delivery is marked dead.
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
+# Seconds of the first backoff; the n-th retry waits WEBHOOK_RETRY_BASE_SECONDS ** n.
+WEBHOOK_RETRY_BASE_SECONDS = env.int("WEBHOOK_RETRY_BASE_SECONDS", default=4)
+# Workers (manage.py procrastinate worker) connect here when set, else by DATABASE_URL: LISTEN/NOTIFY
+# and long-lived connections do not pass through PgBouncer in transaction mode.
+WORKER_DATABASE_URL = env.str("WORKER_DATABASE_URL", default="")
+# A worker silent for this long is presumed dead and its running jobs are retried by another worker.
+WORKER_STALLED_SECONDS = env.int("WORKER_STALLED_SECONDS", default=30)
+PROCRASTINATE_ON_APP_READY = "config.queue.on_app_ready"
+PROCRASTINATE_WORKER_DEFAULTS = {
+    "update_heartbeat_interval": max(WORKER_STALLED_SECONDS / 3, 0.5),
+    "stalled_worker_timeout": WORKER_STALLED_SECONDS,
+}
+# Email: console in DEBUG; else SMTP (EMAIL_URL, e.g. smtp+tls://user:pass@smtp.example.com:587).
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25")
+globals().update(EMAIL_CONFIG)  # EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, ... as the URL says
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="creditdesk <noreply@localhost>")
+
 # --- Logging: one JSON object per line on stdout ---------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
@@ -218,5 +258,10 @@ LOGGING = {
     "formatters": {"json": {"()": "config.logging.JSONFormatter"}},
     "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json"}},
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # procrastinate lists its tasks at each start of every process: keep only their warnings.
+        "procrastinate.periodic": {"level": "WARNING"},
+        "procrastinate.blueprints": {"level": "WARNING"},
+    },
 }

@@ -261,6 +261,7 @@ LEDGER_EXPORT_COLUMNS = (
     "initiated_by_username",
     "llm_call_id",
     "idempotency_key",
+    "refund_of",
 )
 # The database columns behind LEDGER_EXPORT_COLUMNS, in the same order (one joined query).
 _LEDGER_EXPORT_VALUES = (
@@ -276,6 +277,7 @@ _LEDGER_EXPORT_VALUES = (
     "initiated_by__username",
     "llm_call_id",
     "idempotency_key",
+    "refund_of_id",
 )
 EXPORT_CHUNK_SIZE = 2000
 

@@ -27,7 +27,7 @@ class UsageRowSerializer(serializers.Serializer):
     failed_calls = serializers.IntegerField(help_text="Failed provider calls (not in the other figures).")
     input_tokens = serializers.IntegerField()
     output_tokens = serializers.IntegerField()
-    cost = MoneyField()
+    cost = MoneyField(help_text="Gross metered cost of the successful calls (refunds are not netted out).")
     unique_users = serializers.IntegerField(help_text="Users with at least one successful call.")
     shadow_refusals = serializers.IntegerField(
         help_text="Turns served while enforcement was off that enforcement would have refused (shadow mode)."
@@ -45,7 +45,13 @@ class UsageSummarySerializer(serializers.Serializer):
     failed_calls = serializers.IntegerField()
     total_input_tokens = serializers.IntegerField()
     total_output_tokens = serializers.IntegerField()
-    total_cost = MoneyField()
+    total_cost = MoneyField(
+        help_text=(
+            "Gross usage: what the successful calls cost when they were made, as metered. Refunds and "
+            "adjustments are ledger corrections, not usage, and are not netted out here; read them in the "
+            "ledger (kind=refund, each with refund_of) or the CSV export."
+        )
+    )
     unique_users = serializers.IntegerField()
     shadow_refusals = serializers.IntegerField(
         help_text="Turns served while enforcement was off that enforcement would have refused (shadow mode)."

@@ -208,3 +208,47 @@ class UserFile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} (#{self.pk})"
+
+
+class TurnRequest(models.Model):
+    """A turn sent with an Idempotency-Key: claimed before the model call, completed with the turn's debit.
+
+    The unique (user, key) decides between concurrent duplicates: the first insert wins, the others
+    find its row (in progress: 409; done: its stored 201 body is replayed). A failed attempt deletes
+    its row, so the key stays unused.
+    """
+
+    class State(models.TextChoices):
+        IN_PROGRESS = "in_progress", "in progress"
+        DONE = "done", "done"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    # sha256 of the session id and the content: the same key with another body is a conflict.
+    content_hash = models.CharField(max_length=64)
+    # Changes when an abandoned attempt is taken over, so the stale attempt cannot complete it.
+    attempt = models.UUIDField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.IN_PROGRESS)
+    turn = models.ForeignKey(Turn, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    response = models.JSONField(null=True, blank=True)  # the first 201 body, replayed as is
+    created_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "sessions_app_turnrequest"
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="turnrequest_user_key_uniq"),
+            models.CheckConstraint(
+                condition=Q(state__in=["in_progress", "done"]), name="turnrequest_state_known"
+            ),
+            models.CheckConstraint(
+                condition=(Q(state="done") & Q(response__isnull=False) & Q(completed_at__isnull=False))
+                | (Q(state="in_progress") & Q(response__isnull=True)),
+                name="turnrequest_done_has_response",
+            ),
+        ]
+        # The pruning job's scan: old rows by age.
+        indexes = [models.Index(fields=["created_at"], name="turnrequest_created_idx")]
+
+    def __str__(self) -> str:
+        return f"turn request {self.key!r} of user {self.user_id} ({self.state})"

@@ -8,14 +8,19 @@ Tools use the OpenAI chat-completions format throughout: `tools` offered as func
 completion's `tool_calls` (id, function name, JSON arguments), an assistant message carrying them
 and one `tool` message per result. The echo model "decides" deterministically from the user's words
 (`search for <words>`, `read file <id>`) so the whole flow runs offline.
+
+Both also stream: `stream(...)` is an async iterator of `Delta` (text as the model writes it) and,
+last, one `Usage` (the counts the provider reports for the whole call). A stream that ends without
+a `Usage` raises ProviderBadResponse: what is billed always comes from the provider's own report.
 """
 
+import asyncio
 import functools
 import json
 import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import NotRequired, Protocol, TypedDict
 
@@ -25,6 +30,7 @@ from django.core.exceptions import ImproperlyConfigured
 logger = logging.getLogger(__name__)
 
 CHARS_PER_TOKEN = 4
+ECHO_STREAM_CHUNK_TOKENS = 4
 
 
 class ChatMessage(TypedDict):
@@ -58,6 +64,31 @@ class Completion:
     tool_calls: tuple[ToolCallRequest, ...] = ()
 
 
+@dataclass(frozen=True)
+class Delta:
+    """A piece of the reply, as the model wrote it."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The token counts the provider reports for a whole streamed call (its last event)."""
+
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True)
+class ToolCalls:
+    """The tools the model asked for in a streamed call (before its Usage), whole."""
+
+    calls: tuple[ToolCallRequest, ...]
+
+
+StreamEvent = Delta | ToolCalls | Usage
+
+
 class ProviderError(Exception):
     """The model provider failed; `reason` is a short internal description (no secrets, no body)."""
 
@@ -89,6 +120,15 @@ class LLMProvider(Protocol):
         max_output_tokens: int,
         tools: Sequence[dict] | None = None,
     ) -> Completion: ...
+
+    def stream(
+        self,
+        *,
+        model: str,
+        messages: Sequence[ChatMessage],
+        max_output_tokens: int,
+        tools: Sequence[dict] | None = None,
+    ) -> AsyncIterator[StreamEvent]: ...
 
 
 def count_tokens(text: str) -> int:
@@ -167,6 +207,28 @@ class EchoProvider:
         reply = f"Echo: {last_user}{results}"[: max(max_output_tokens, 1) * CHARS_PER_TOKEN]
         return Completion(text=reply, input_tokens=input_tokens, output_tokens=count_tokens(reply))
 
+    async def stream(
+        self,
+        *,
+        model: str,
+        messages: Sequence[ChatMessage],
+        max_output_tokens: int,
+        tools: Sequence[dict] | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """The same reply as complete(), in ECHO_STREAM_CHUNK_TOKENS-token pieces (deterministic)."""
+        completion = self.complete(
+            model=model, messages=messages, max_output_tokens=max_output_tokens, tools=tools
+        )
+        if completion.tool_calls:
+            yield ToolCalls(completion.tool_calls)
+        size = ECHO_STREAM_CHUNK_TOKENS * CHARS_PER_TOKEN  # whole tokens: the pieces' counts add up
+        delay = float(settings.LLM_ECHO_STREAM_DELAY_SECONDS)
+        for start in range(0, len(completion.text), size):
+            if delay:
+                await asyncio.sleep(delay)
+            yield Delta(completion.text[start : start + size])
+        yield Usage(input_tokens=completion.input_tokens, output_tokens=completion.output_tokens)
+
 
 @functools.lru_cache(maxsize=4)
 def _openai_client(base_url: str, api_key: str, timeout: float):
@@ -181,6 +243,17 @@ def _openai_client(base_url: str, api_key: str, timeout: float):
         api_key=api_key or "no-key",
         timeout=timeout,
         max_retries=0,
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _async_openai_client(base_url: str, api_key: str, timeout: float, loop: asyncio.AbstractEventLoop):
+    import openai
+
+    # The streaming path's client, one per configuration and event loop (its connections belong to
+    # the loop; an ASGI server runs one per process).
+    return openai.AsyncOpenAI(
+        base_url=base_url or None, api_key=api_key or "no-key", timeout=timeout, max_retries=0
     )
 
 
@@ -220,6 +293,62 @@ class OpenAIProvider:
             raise ProviderBadResponse(f"unreadable response ({type(exc).__name__})") from exc
         return _completion_from(response)
 
+    async def stream(
+        self,
+        *,
+        model: str,
+        messages: Sequence[ChatMessage],
+        max_output_tokens: int,
+        tools: Sequence[dict] | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """`stream=True` with `include_usage`: deltas as they come, the tool calls whole, then the usage."""
+        import openai
+
+        timeout = float(settings.LLM_TIMEOUT_SECONDS)
+        client = _async_openai_client(
+            settings.LLM_BASE_URL, settings.LLM_API_KEY, timeout, asyncio.get_running_loop()
+        )
+        usage = None
+        calls: dict[int, dict] = {}  # tool calls arrive in pieces, by index
+        extra = {"tools": list(tools)} if tools else {}
+        try:
+            response = await client.chat.completions.create(
+                model=model,
+                messages=[wire_message(m) for m in messages],
+                max_tokens=max_output_tokens,
+                stream=True,
+                stream_options={"include_usage": True},
+                **extra,
+            )
+            try:
+                async for chunk in response:
+                    for choice in getattr(chunk, "choices", None) or ():
+                        delta = getattr(choice, "delta", None)
+                        text = getattr(delta, "content", None)
+                        if isinstance(text, str) and text:
+                            yield Delta(text)
+                        for piece in getattr(delta, "tool_calls", None) or ():
+                            _add_tool_call_piece(calls, piece)
+                    if getattr(chunk, "usage", None) is not None:
+                        usage = chunk.usage
+            finally:
+                # Closing the response stops the model (a client that left, a cancelled task).
+                await response.close()
+        except openai.APITimeoutError as exc:
+            raise ProviderTimeout(f"no answer within {timeout:g}s") from exc
+        except openai.APIConnectionError as exc:
+            raise ProviderUnavailable("connection to the provider failed") from exc
+        except openai.APIStatusError as exc:
+            raise ProviderUnavailable(f"provider answered HTTP {exc.status_code}") from exc
+        except (openai.OpenAIError, ValueError, TypeError) as exc:
+            raise ProviderBadResponse(f"unreadable stream ({type(exc).__name__})") from exc
+        except Exception as exc:  # noqa: BLE001 - only the client runs in here
+            # Mid-body, the client's stream surfaces its transport's own errors (a connection cut).
+            raise ProviderUnavailable(f"stream broken ({type(exc).__name__})") from exc
+        if calls:
+            yield ToolCalls(_tool_calls_from_pieces(calls))
+        yield _usage_from(usage)
+
 
 def wire_message(message: ChatMessage) -> dict:
     """A message as the chat-completions API takes it (only the keys it has)."""
@@ -241,6 +370,31 @@ def _tool_calls_from(message) -> tuple[ToolCallRequest, ...]:
         if not (isinstance(call_id, str) and isinstance(name, str) and isinstance(arguments, str)):
             raise ProviderBadResponse("malformed response: a tool call without id, name or arguments")
         requests.append(ToolCallRequest(id=call_id[:100], name=name, arguments=arguments))
+    return tuple(requests)
+
+
+def _add_tool_call_piece(calls: dict[int, dict], piece) -> None:
+    """Fold one streamed tool-call delta (by its index) into the calls so far."""
+    index = getattr(piece, "index", None)
+    if not isinstance(index, int):
+        raise ProviderBadResponse("malformed stream: a tool call piece without an index")
+    call = calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+    function = getattr(piece, "function", None)
+    for key, value in (
+        ("id", getattr(piece, "id", None)),
+        ("name", getattr(function, "name", None)),
+        ("arguments", getattr(function, "arguments", None)),
+    ):
+        if isinstance(value, str):
+            call[key] = value if key != "arguments" else call[key] + value
+
+
+def _tool_calls_from_pieces(calls: dict[int, dict]) -> tuple[ToolCallRequest, ...]:
+    requests = []
+    for _, call in sorted(calls.items()):
+        if not (call["id"] and call["name"]):
+            raise ProviderBadResponse("malformed stream: a tool call without id or name")
+        requests.append(ToolCallRequest(id=call["id"][:100], name=call["name"], arguments=call["arguments"]))
     return tuple(requests)
 
 
@@ -266,6 +420,16 @@ def _completion_from(response) -> Completion:
     return Completion(
         text=text, input_tokens=input_tokens, output_tokens=output_tokens, tool_calls=tool_calls
     )
+
+
+def _usage_from(usage) -> Usage:
+    """The usage of a stream's last chunk; a stream without one cannot be billed by its report."""
+    input_tokens = getattr(usage, "prompt_tokens", None)
+    output_tokens = getattr(usage, "completion_tokens", None)
+    for value in (input_tokens, output_tokens):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ProviderBadResponse("malformed stream: no usable token usage")
+    return Usage(input_tokens=input_tokens, output_tokens=output_tokens)
 
 
 _PROVIDERS: dict[str, type] = {"echo": EchoProvider, "openai": OpenAIProvider}

@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from billing.models import LLMCallEvent
 from billing.money import format_money
+from billing.selectors import is_low_balance
 from billing.serializers import MoneyField, StrictCharField
 from sessions_app.models import ChatSession, Message, SessionSummary, ToolCallEvent, Turn, UserFile
 
@@ -201,6 +202,12 @@ class CreatedTurnSerializer(TurnSerializer):
 
 
 _DATETIME = serializers.DateTimeField(read_only=True)
+
+
+def created_turn_body(turn: Turn, *, balance_after) -> dict:
+    """The 201 body of a turn just taken (plain or streamed `done`): the turn and the wallet after its debit."""
+    turn.balance_after, turn.low_balance = balance_after, is_low_balance(balance_after)
+    return CreatedTurnSerializer(turn).data
 
 
 def _message(message: Message) -> dict:

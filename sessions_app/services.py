@@ -1,20 +1,18 @@
-"""Writes of chat sessions and the turn flow: call the provider outside any transaction, then charge."""
+"""Writes of chat sessions and the turn: a loop of model calls (turn_loop), each reserved, made outside any transaction, and charged."""
 
 import logging
-import time
+from collections.abc import Callable
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
-from billing import services as billing_services
-from billing.exceptions import InsufficientCredits, PriceNotFound
-from billing.models import LLMCallEvent, ModelPrice
+from billing.exceptions import PriceNotFound
+from billing.models import ModelPrice
 from billing.selectors import active_model_names, active_price
-from sessions_app.models import ChatSession, Message, Turn
-from sessions_app.providers import ProviderError, estimate_prompt_tokens, get_provider
+from sessions_app.models import ChatSession
+from sessions_app.providers import get_provider
 from sessions_app.selectors import TurnContext, turn_context
-from sessions_app.turn_loop import SessionGone, TurnResult, write_turn_rows
+from sessions_app.turn_loop import SessionGone, TurnLoop, TurnResult
 
 logger = logging.getLogger(__name__)
 
@@ -68,122 +66,42 @@ def delete_session(*, session: ChatSession) -> None:
     session.delete()
 
 
-def take_turn(*, session: ChatSession, user, content: str, context: TurnContext | None = None) -> TurnResult:
-    """Answer `content` in `session` and charge for it; on provider failure record the call, debit nothing.
+def prepare_turn(*, session: ChatSession, user, content: str, context: TurnContext | None = None) -> TurnLoop:
+    """Read what the turn needs and reserve its first model call; raises InsufficientCredits when refused.
 
-    The provider is called with no transaction open and no lock held. Then one transaction writes
-    billing's part (the call event, the debit, the hold settled: billing.services.charge) and the
-    turn's own rows (both messages and the turn), or none of them. A failed call keeps no messages
-    (the user can simply resend); only its LLMCallEvent (status error, cost 0) is kept. `context` is
-    what the view read with the session (selectors.turn_context); without it, it is read here.
+    `context` is what the view read with the session (selectors.turn_context); without it, it is
+    read here. Nothing else is written: a caller that does not go on must `release_open_call()`.
     """
     if context is None:
         context = turn_context(user=user, session_id=session.pk)
         if context is None:
             raise SessionGone(session.pk)
-    price, history = context.price, context.history
-    if price is None:
+    if context.price is None:
         # A price withdrawn since the session was opened: refuse before any call (PATCH the model).
         raise _refuse_unpriced(session.model, field=None)
-    prompt = [*history, {"role": Message.Role.USER.value, "content": content}]
-    provider = get_provider()
-    # Reserve the worst case before the call: the prompt by the counting rule plus the output cap.
-    # Under enforcement this one conditional UPDATE is the gate, so a burst of turns cannot overdraw.
-    estimate = billing_services.compute_cost(
-        price=price,
-        input_tokens=estimate_prompt_tokens(prompt),
-        output_tokens=settings.LLM_MAX_OUTPUT_TOKENS,
-    )
-    reservation = billing_services.reserve(user=user, amount=estimate)
-    if reservation.refused:
-        raise InsufficientCredits(balance=reservation.balance, available=reservation.available)
-    hold = reservation.hold
-    started = time.monotonic()
-    try:
-        completion = provider.complete(
-            model=session.model, messages=prompt, max_output_tokens=settings.LLM_MAX_OUTPUT_TOKENS
-        )
-    except ProviderError as exc:
-        latency_ms = _elapsed_ms(started)
-        event = billing_services.record_failed_call(
-            user=user,
-            model=session.model,
-            provider=provider.name,
-            error=f"{type(exc).__name__}: {exc.reason}",
-            latency_ms=latency_ms,
-            price=price,
-            hold=hold,
-        )
-        logger.warning(
-            "llm provider failed",
-            extra={
-                "user_id": user.pk,
-                "session_id": session.pk,
-                "provider": provider.name,
-                "model": session.model,
-                "error": exc.reason,
-                "latency_ms": latency_ms,
-                "llm_call_id": event.pk,
-            },
-        )
-        raise
-    except BaseException:
-        # Anything unexpected (a bug, a worker shutdown): give the hold back rather than wait for expiry.
-        billing_services.release(hold=hold)
-        raise
-    latency_ms = _elapsed_ms(started)
-
-    now = timezone.now()
-    with transaction.atomic():
-        charged = billing_services.charge(
-            user=user,
-            price=price,
-            provider=provider.name,
-            input_tokens=completion.input_tokens,
-            output_tokens=completion.output_tokens,
-            latency_ms=latency_ms,
-            occurred_at=now,
-            hold=hold,
-        )
-        turn = _write_turn_rows(
-            session=session, prompt=content, reply=completion.text, event=charged.event, now=now
-        )
-    if turn is None:
-        # Deleted from another tab mid-call: the provider did the work, so the call stays metered
-        # and charged like any other; there is just no session left to keep the messages in.
-        logger.warning(
-            "session deleted during its turn",
-            extra={"user_id": user.pk, "session_id": session.pk, "llm_call_id": charged.event.pk},
-        )
-        raise SessionGone(session.pk)
-    logger.info(
-        "turn charged",
-        extra={
-            "user_id": user.pk,
-            "session_id": session.pk,
-            "turn_id": turn.pk,
-            "llm_call_id": charged.event.pk,
-            "cost": str(charged.event.cost),
-            "balance_after": str(charged.balance_after),
-        },
-    )
-    return TurnResult(turn=turn, balance_after=charged.balance_after)
+    loop = TurnLoop(session=session, user=user, content=content, context=context, provider=get_provider())
+    loop.start()
+    return loop
 
 
-def _write_turn_rows(
-    *, session: ChatSession, prompt: str, reply: str, event: LLMCallEvent, now
-) -> Turn | None:
-    """Write the turn's messages, turn row and call (None if the session is gone); the caller holds the transaction."""
-    return write_turn_rows(
-        session=session,
-        prompt=prompt,
-        reply=reply,
-        events=[event],
-        tool_runs=[],
-        stop_reason=Turn.StopReason.COMPLETE,
-        now=now,
-    )
+def take_turn(
+    *,
+    session: ChatSession,
+    user,
+    content: str,
+    context: TurnContext | None = None,
+    before_commit: Callable[[TurnResult], None] | None = None,
+) -> TurnResult:
+    """Answer `content` in `session` with a loop of model calls (tools when the model asks), and charge each.
 
-
-def _elapsed_ms(started: float) -> int:
-    return max(0, round((time.monotonic() - started) * 1000))
+    Every call is reserved before it is made, made with no transaction open and no lock held, and
+    settled as its own LLMCallEvent (sessions_app.turn_loop); the answering call is settled in one
+    transaction with the turn's own rows (messages, turn, its calls, its tool runs). A provider
+    failure on the first call records the call, keeps no messages and debits nothing (the user can
+    simply resend). The streamed turn (sessions_app.streaming) drives the same loop around the
+    provider's stream. `before_commit(result)` runs inside that last transaction once the turn is
+    written (an idempotent turn records its key as done there); if it raises, the turn's rows and
+    its answering call's charge are not kept.
+    """
+    loop = prepare_turn(session=session, user=user, content=content, context=context)
+    return loop.run(before_commit=before_commit)

@@ -1,21 +1,24 @@
 """A turn as a loop of model calls, step by step, for any driver (a plain request or a stream).
 
-Each step: `next_call()` reserves the call's worst case (billing.services.reserve) and says what to
-send; the driver makes the call with no transaction open and no lock held; then `completed()` (or
-`failed()` / `abandoned()`). A call that asks for tools is settled at once as its own LLMCallEvent,
-the tools run, and their results make the next call (a `tool_followup`), at most LLM_MAX_TOOL_STEPS
-of them. The call that answers is settled in `finish()`, in one transaction with the turn's own rows
-(its messages, the turn, its calls in order, its tool runs). Then, past LLM_CONTEXT_TOKENS, the older
-history is summarized (sessions_app.summaries) by one more billed call.
+`start()` reserves the first call (InsufficientCredits, 402, when enforcement refuses it). Then each
+step: `next_call()` hands out the reserved call (reserving the next one from the second on) and says
+what to send; the driver makes the call with no transaction open and no lock held; then
+`completed()` (or `failed()`, `release_open_call()`, `charge_undelivered()`). A call that asks for
+tools is settled at once as its own LLMCallEvent, the tools run, and their results make the next
+call (a `tool_followup`), at most LLM_MAX_TOOL_STEPS of them; the last one is offered no tools, so
+it answers. `finish()` makes the summary call when the history is past LLM_CONTEXT_TOKENS
+(sessions_app.summaries), then settles the answering call and the summary call in one transaction
+with the turn's own rows (its messages, the turn, its calls in order, its tool runs).
 
 Under enforcement a call that cannot be reserved ends the turn: InsufficientCredits (402) when it is
-the first, else the turn completes with what it has and says so (`stop_reason`). A provider failure
-on the first call is re-raised (502/504, nothing charged); on a follow-up the failed call is recorded
-and the turn completes with what it has.
+the first, else the turn completes with what it has and says so (`stop_reason` and a note in the
+reply). A provider failure on the first call is re-raised (502/504, nothing charged, no messages);
+on a follow-up the failed call is recorded and the turn completes with what it has.
 """
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -34,10 +37,12 @@ from sessions_app.providers import (
     Completion,
     LLMProvider,
     ProviderError,
+    count_tokens,
     estimate_prompt_tokens,
     get_provider,
 )
 from sessions_app.selectors import TurnContext
+from sessions_app.summaries import SummaryCall
 from sessions_app.tools import ToolContext, ToolRun, run_tool, tool_specs
 
 logger = logging.getLogger(__name__)
@@ -103,6 +108,7 @@ class ModelCall:
     hold: CreditHold
     max_output_tokens: int
     started: float = field(default_factory=time.monotonic)
+    sent: bool = False  # the provider was asked (a streamed call: its stream was opened)
 
     def provider_arguments(self, model: str) -> dict:
         """complete()'s keyword arguments for this call."""
@@ -148,18 +154,38 @@ class TurnLoop:
         self.balance_after: Decimal | None = None
         self.last_text = ""  # what the model said alongside its last tool calls
         self.done = False
+        self.finished = False
+        self.open_call: ModelCall | None = None  # reserved, neither answered nor failed yet
+        self._reserved: ModelCall | None = None  # the first call, reserved by start()
         self.tool_context = ToolContext(user=user, session_id=session.pk)
 
     # --- the steps ------------------------------------------------------------------------------
 
-    def next_call(self) -> ModelCall | None:
-        """Reserve the next call and say what to send, or None when the turn has its answer.
+    @property
+    def first_call_pending(self) -> bool:
+        """No call of this turn has been answered or recorded yet."""
+        return not self.events and self.answer is None
 
-        Raises InsufficientCredits when enforcement refuses the turn's first call.
-        """
+    def start(self) -> None:
+        """Reserve the first call; InsufficientCredits when enforcement refuses it (nothing written)."""
+        self._reserved = self._reserve()
+
+    def next_call(self) -> ModelCall | None:
+        """The next call to make, reserved, or None when the turn has its answer (or stopped short)."""
+        if self._reserved is not None:
+            call, self._reserved = self._reserved, None
+        else:
+            call = self._reserve()
+        if call is not None:
+            call.started = time.monotonic()
+        self.open_call = call
+        return call
+
+    def _reserve(self) -> ModelCall | None:
+        """Reserve the next call, or None when the turn is done; refused: 402 on the first, else stop."""
         if self.done:
             return None
-        first = not self.events
+        first = self.first_call_pending
         tools = tool_specs() if self.followups < settings.LLM_MAX_TOOL_STEPS else None
         max_output_tokens = settings.LLM_MAX_OUTPUT_TOKENS
         # The worst case: the prompt (and the tools offered) by the counting rule, plus the output cap.
@@ -187,6 +213,7 @@ class TurnLoop:
 
     def completed(self, call: ModelCall, completion: Completion) -> None:
         """Take the model's answer: settle it and run the tools it asked for, or keep it as the turn's answer."""
+        self.open_call = None
         latency_ms = _elapsed_ms(call.started)
         if not (completion.tool_calls and call.tools):
             if completion.tool_calls:  # tools asked for when none were offered: the steps are spent
@@ -226,6 +253,7 @@ class TurnLoop:
 
     def failed(self, call: ModelCall, exc: ProviderError) -> None:
         """Record a failed call (no debit, its hold released); re-raise when it was the turn's first."""
+        self.open_call = None
         latency_ms = _elapsed_ms(call.started)
         event = billing_services.record_failed_call(
             user=self.user,
@@ -250,44 +278,134 @@ class TurnLoop:
                 "llm_call_id": event.pk,
             },
         )
-        if not self.events:
+        if self.first_call_pending:
             raise exc
         self.events.append(event)
         self._stop(StopReason.PROVIDER_ERROR)
 
-    def abandoned(self, call: ModelCall) -> None:
-        """Give the call's hold back (a bug, a worker shutdown, a client gone): never wait for expiry."""
-        billing_services.release(hold=call.hold)
+    def release_open_call(self) -> None:
+        """Give the open call's hold back (a bug, a worker shutdown): never wait for its expiry."""
+        for call in (self.open_call, self._reserved):
+            if call is not None:
+                billing_services.release(hold=call.hold)
+        self.open_call = self._reserved = None
 
-    def finish(self) -> TurnResult:
-        """Settle the answering call with the turn's own rows in one transaction; then summarize if due."""
-        now = timezone.now()
+    def charge_undelivered(
+        self,
+        *,
+        produced: str = "",
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        why: str,
+    ) -> LLMCallEvent | None:
+        """Charge what the model did for a turn that will not be written (a streamed turn whose client left).
+
+        The open call, with the provider's usage when it came, else the prompt and `produced` by the
+        counting rule; or the answer not yet settled. Output capped at the reservation's cap; no
+        turn rows. Earlier tool steps were settled already. None when nothing was open.
+        """
+        if self.finished:
+            return None
+        if self._reserved is not None or (self.open_call is not None and not self.open_call.sent):
+            self.release_open_call()  # reserved but never sent: nothing to charge
+            return None
+        if self.open_call is not None:
+            call, self.open_call = self.open_call, None
+            if input_tokens is None or output_tokens is None:
+                input_tokens = estimate_prompt_tokens(call.messages)
+                output_tokens = count_tokens(produced)
+        elif self.answer is not None:
+            call, completion = self.answer.call, self.answer.completion
+            input_tokens, output_tokens = completion.input_tokens, completion.output_tokens
+            self.answer = None
+        else:
+            return None
+        self.done = self.finished = True
+        charged = billing_services.charge(
+            user=self.user,
+            price=self.price,
+            provider=self.provider.name,
+            input_tokens=input_tokens,
+            output_tokens=min(output_tokens, call.max_output_tokens),
+            latency_ms=_elapsed_ms(call.started),
+            hold=call.hold,
+            purpose=call.purpose,
+        )
+        logger.warning(
+            "turn abandoned",
+            extra={
+                "user_id": self.user.pk,
+                "session_id": self.session.pk,
+                "llm_call_id": charged.event.pk,
+                "reason": why,
+                "input_tokens": input_tokens,
+                "output_tokens": output_tokens,
+                "cost": str(charged.event.cost),
+            },
+        )
+        return charged.event
+
+    def finish(self, *, before_commit: Callable[[TurnResult], None] | None = None) -> TurnResult:
+        """Summarize if due, then settle the answering and summary calls with the turn's rows in one transaction.
+
+        `before_commit(result)` runs inside that transaction once the turn is written.
+        """
+        self.finished = True
         reply = self.reply_text()
-        with transaction.atomic():
-            if self.answer is not None:
-                answer = self.answer
-                charged = billing_services.charge(
-                    user=self.user,
-                    price=self.price,
-                    provider=self.provider.name,
-                    input_tokens=answer.completion.input_tokens,
-                    output_tokens=answer.completion.output_tokens,
-                    latency_ms=answer.latency_ms,
-                    occurred_at=now,
-                    hold=answer.call.hold,
-                    purpose=answer.call.purpose,
+        summary_call = self._summary_call(reply)
+        now = timezone.now()
+        summary_event = None
+        try:
+            with transaction.atomic():
+                if self.answer is not None:
+                    answer = self.answer
+                    charged = billing_services.charge(
+                        user=self.user,
+                        price=self.price,
+                        provider=self.provider.name,
+                        input_tokens=answer.completion.input_tokens,
+                        output_tokens=answer.completion.output_tokens,
+                        latency_ms=answer.latency_ms,
+                        occurred_at=now,
+                        hold=answer.call.hold,
+                        purpose=answer.call.purpose,
+                    )
+                    self.events.append(charged.event)
+                    self.balance_after = charged.balance_after
+                if summary_call is not None:
+                    summary_event, balance_after = summaries.record_summary_call(
+                        call=summary_call,
+                        user=self.user,
+                        model=self.session.model,
+                        price=self.price,
+                        provider=self.provider,
+                    )
+                    self.events.append(summary_event)
+                    if balance_after is not None:
+                        self.balance_after = balance_after
+                turn = write_turn_rows(
+                    session=self.session,
+                    prompt=self.content,
+                    reply=reply,
+                    events=self.events,
+                    tool_runs=self.tool_runs,
+                    stop_reason=self.stop_reason,
+                    now=now,
                 )
-                self.events.append(charged.event)
-                self.balance_after = charged.balance_after
-            turn = write_turn_rows(
-                session=self.session,
-                prompt=self.content,
-                reply=reply,
-                events=self.events,
-                tool_runs=self.tool_runs,
-                stop_reason=self.stop_reason,
-                now=now,
-            )
+                if turn is not None:
+                    if summary_call is not None:
+                        summaries.save_summary(session=self.session, call=summary_call, event=summary_event)
+                    if before_commit is not None:
+                        before_commit(TurnResult(turn=turn, balance_after=self.balance_after))
+        except BaseException:
+            # Nothing of the transaction was kept: give the holds back rather than wait for their expiry.
+            for hold in (
+                self.answer.call.hold if self.answer else None,
+                summary_call.hold if summary_call else None,
+            ):
+                if hold is not None:
+                    billing_services.release(hold=hold)
+            raise
         if turn is None:
             # Deleted from another tab mid-call: the provider did the work, so the calls stay metered
             # and charged like any other; there is just no session left to keep the messages in.
@@ -313,14 +431,16 @@ class TurnLoop:
                 "balance_after": str(self.balance_after),
             },
         )
-        summarized = summaries.summarize_if_due(
-            turn=turn, user=self.user, context=self.context, price=self.price, provider=self.provider
-        )
-        if summarized is not None:
-            turn.call_events.append(summarized.event)
-            if summarized.balance_after is not None:
-                self.balance_after = summarized.balance_after
         return TurnResult(turn=turn, balance_after=self.balance_after)
+
+    def _summary_call(self, reply: str) -> SummaryCall | None:
+        """The summary call, made now (no transaction open) when the history is past LLM_CONTEXT_TOKENS."""
+        plan = summaries.plan_summary(context=self.context, content=self.content, reply=reply)
+        if plan is None:
+            return None
+        return summaries.make_summary_call(
+            plan=plan, user=self.user, model=self.session.model, price=self.price, provider=self.provider
+        )
 
     def reply_text(self) -> str:
         """The assistant's message: the model's answer, and a note when the turn stopped short."""
@@ -329,19 +449,24 @@ class TurnLoop:
             return text
         return f"{text}\n\n{STOP_NOTES[self.stop_reason]}" if text else STOP_NOTES[self.stop_reason]
 
-    def run(self) -> TurnResult:
-        """The plain driver: each call made with `complete()`, then the turn written."""
-        while (call := self.next_call()) is not None:
-            try:
-                completion = self.provider.complete(**call.provider_arguments(self.session.model))
-            except ProviderError as exc:
-                self.failed(call, exc)  # re-raised when it was the first call
-                continue
-            except BaseException:
-                self.abandoned(call)
-                raise
-            self.completed(call, completion)
-        return self.finish()
+    def run(self, *, before_commit: Callable[[TurnResult], None] | None = None) -> TurnResult:
+        """The plain driver: each call made with `complete()`, then the turn written (after start())."""
+        try:
+            while (call := self.next_call()) is not None:
+                try:
+                    call.sent = True
+                    completion = self.provider.complete(**call.provider_arguments(self.session.model))
+                except ProviderError as exc:
+                    self.failed(call, exc)  # re-raised when it was the first call
+                    continue
+                self.completed(call, completion)
+        except ProviderError:
+            raise
+        except BaseException:
+            # Anything unexpected (a bug, a worker shutdown): give the hold back rather than wait for expiry.
+            self.release_open_call()
+            raise
+        return self.finish(before_commit=before_commit)
 
     def _stop(self, reason: str) -> None:
         self.stop_reason = reason

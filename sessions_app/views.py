@@ -11,15 +11,15 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from billing.exceptions import InsufficientCredits
 from billing.filters import reject_nul_query_params
 from billing.permissions import CreditEnforcement, PaymentRequired
-from billing.selectors import is_low_balance
-from sessions_app import services
+from sessions_app import idempotency, services, streaming
 from sessions_app.api_errors import provider_error_to_http
 from sessions_app.models import ChatSession, Turn
 from sessions_app.providers import ProviderError
@@ -29,6 +29,7 @@ from sessions_app.serializers import (
     CreatedTurnSerializer,
     TurnRequestSerializer,
     TurnSerializer,
+    created_turn_body,
 )
 
 _ERROR = inline_serializer("SessionNotFound", fields={"detail": serializers.CharField()})
@@ -46,6 +47,8 @@ _PAYMENT_REQUIRED = inline_serializer(
         ),
     },
 )
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
 _MAX_ID = 2**63 - 1  # a larger id names no session (and would overflow the database's integer)
 _SESSION_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="The session's id.")
 
@@ -138,14 +141,43 @@ class ChatSessionViewSet(
             "nothing is available (balance - held <= 0) the turn is refused with 402 and nothing is "
             "written; otherwise the balance may go negative and `low_balance` says so. A provider failure "
             "answers 502 (504 on timeout), debits nothing, and records the failed call; its messages are not "
-            "kept, so the client can simply resend."
+            "kept, so the client can simply resend. With an `Idempotency-Key` header (scoped to the user), "
+            "a retry with the same key and content in the same session answers the first 201 body with "
+            "`Idempotent-Replayed: true`, calls no model and charges nothing; other content is 409 "
+            "`idempotency_conflict`; a retry while the first is still running is 409 `request_in_progress`. "
+            "A failed first attempt (402, 502, 504, any error) leaves the key unused. Keys are kept at least "
+            "24 hours; an attempt still running after CREDIT_HOLD_TTL_SECONDS counts as abandoned."
         ),
+        parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="1 to 255 printable ASCII characters, scoped to the user (400 otherwise).",
+            ),
+            OpenApiParameter(
+                REPLAYED_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                response=[201],
+                enum=["true"],
+                description="Present (`true`) when this answer replays the first turn sent with the same key.",
+            ),
+        ],
         request=TurnRequestSerializer,
         responses={
             201: CreatedTurnSerializer,
             400: OpenApiResponse(description="Invalid `content` (validation errors by field)."),
             402: OpenApiResponse(_PAYMENT_REQUIRED, description="Credit enforcement refused the turn."),
             404: _ERROR,
+            409: OpenApiResponse(
+                _CODED_ERROR,
+                description=(
+                    "Idempotency-Key reused with other content (`idempotency_conflict`), or its first "
+                    "request still running (`request_in_progress`)."
+                ),
+            ),
             413: OpenApiResponse(_CODED_ERROR, description="Request body over 1 MB."),
             502: OpenApiResponse(_CODED_ERROR, description="The model provider failed; nothing charged."),
             504: OpenApiResponse(_CODED_ERROR, description="The model provider timed out; nothing charged."),
@@ -162,6 +194,7 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     filter_backends = []
     session: ChatSession
     turn_context: TurnContext | None = None
+    streamed = False  # create with `Accept: text/event-stream` (sessions_app.streaming)
 
     @classmethod
     def as_view(cls, actions=None, **initkwargs):
@@ -177,6 +210,13 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
         # The browsable API offers a `content` form for POST; responses use the turn serializers.
         return TurnRequestSerializer if self.action == "create" else TurnSerializer
 
+    def perform_content_negotiation(self, request, force=False):
+        # A streamed turn's refusals (400, 402, 404, ...) are plain JSON before any stream: never 406.
+        if self.action == "create" and streaming.wants_event_stream(request):
+            self.streamed = True
+            return JSONRenderer(), JSONRenderer.media_type
+        return super().perform_content_negotiation(request, force)
+
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authentication, permissions, throttles
         # The URL's session must be the caller's: another user's session is 404, never 403.
@@ -190,7 +230,9 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
         if self.turn_context is None:  # the same 404 as get_object_or_404 above
             raise Http404(f"No {ChatSession._meta.object_name} matches the given query.")
         self.session = self.turn_context.session
-        self.check_object_permissions(request, self.turn_context)  # CreditEnforcement's 402
+        # A replay of a completed idempotent turn answers its first 201 even if the wallet is now empty.
+        if not idempotency.has_done(user=request.user, key=request.headers.get(IDEMPOTENCY_HEADER)):
+            self.check_object_permissions(request, self.turn_context)  # CreditEnforcement's 402
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -200,12 +242,49 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     def create(self, request, *args, **kwargs):
         payload = TurnRequestSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
+        content = payload.validated_data["content"]
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        if self.streamed:
+            if key is not None:
+                raise ValidationError(
+                    {
+                        "idempotency_key": [
+                            "A streamed turn takes no Idempotency-Key; send it without streaming."
+                        ]
+                    }
+                )
+            return self._take_turn(request, content)
+        if key is None:
+            return Response(self._take_turn(request, content), status=status.HTTP_201_CREATED)
+        body, replayed = idempotency.run_once(
+            user=request.user,
+            key=key,
+            session_id=self.session.pk,
+            content=content,
+            take=lambda record: self._take_turn(request, content, record=record),
+        )
+        headers = {REPLAYED_HEADER: "true"} if replayed else {}
+        return Response(body, status=status.HTTP_201_CREATED, headers=headers)
+
+    def _take_turn(self, request, content: str, record=None) -> dict:
+        """The turn's 201 body; with `record`, it is built and recorded inside the turn's transaction."""
+        bodies = []
+
+        def before_commit(result: services.TurnResult) -> None:
+            bodies.append(_created_body(result))
+            record(bodies[0], result.turn.pk)
+
         try:
+            if self.streamed:
+                return streaming.stream_turn(
+                    session=self.session, user=request.user, content=content, context=self.turn_context
+                )
             result = services.take_turn(
                 session=self.session,
                 user=request.user,
-                content=payload.validated_data["content"],
+                content=content,
                 context=self.turn_context,
+                before_commit=before_commit if record else None,
             )
         except InsufficientCredits as refusal:
             raise PaymentRequired.from_refusal(refusal) from None
@@ -213,7 +292,8 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
             raise provider_error_to_http(exc) from exc
         except services.SessionGone:
             raise NotFound("This chat session was deleted while its reply was being generated.") from None
-        turn = result.turn
-        turn.balance_after = result.balance_after
-        turn.low_balance = is_low_balance(result.balance_after)
-        return Response(CreatedTurnSerializer(turn).data, status=status.HTTP_201_CREATED)
+        return bodies[0] if bodies else _created_body(result)
+
+
+def _created_body(result: services.TurnResult) -> dict:
+    return created_turn_body(result.turn, balance_after=result.balance_after)

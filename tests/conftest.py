@@ -1,9 +1,6 @@
-"""Shared fixtures; with REQUIRE_POSTGRES=1 the suite refuses to run anywhere but PostgreSQL."""
-
-import os
+"""Shared fixtures."""
 
 import pytest
-from django.db import connection
 from rest_framework.test import APIClient
 
 from tests.factories import StaffUserFactory, UserFactory
@@ -14,23 +11,6 @@ def pytest_report_header(config):
 
     db = settings.DATABASES["default"]
     return f"database: {db['ENGINE'].rsplit('.', 1)[-1]} {db.get('HOST') or ''} {db['NAME']}"
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _require_postgres():
-    """REQUIRE_POSTGRES=1 (CI): never fall back to SQLite; an unreachable server errors every test."""
-    if os.environ.get("REQUIRE_POSTGRES") == "1" and connection.vendor != "postgresql":
-        pytest.exit(
-            f"REQUIRE_POSTGRES=1 but the suite runs on {connection.vendor}; set DATABASE_URL "
-            "to a reachable PostgreSQL server.",
-            returncode=3,
-        )
-
-
-requires_postgres = pytest.mark.skipif(
-    connection.vendor != "postgresql",
-    reason="needs PostgreSQL (row locks, triggers, concurrent connections); set DATABASE_URL",
-)
 
 
 @pytest.fixture

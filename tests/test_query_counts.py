@@ -15,7 +15,6 @@ from rest_framework.test import APIClient
 from billing import services
 from billing.models import ModelPrice
 from billing.rollup import rebuild_usage_rollup
-from tests.conftest import requires_postgres
 from tests.factories import LLMCallEventFactory, StaffUserFactory, UserFactory
 
 
@@ -99,7 +98,6 @@ def test_grant_queries(staff, busy_user, django_assert_num_queries):
     assert response["Idempotent-Replayed"] == "true"
 
 
-@requires_postgres
 def test_usage_summary_from_the_rollup_queries(staff, busy_user, django_assert_num_queries):
     for days_ago in range(40):
         LLMCallEventFactory(user=busy_user, created_at=timezone.now() - timedelta(days=days_ago))
@@ -114,7 +112,6 @@ def test_usage_summary_from_the_rollup_queries(staff, busy_user, django_assert_n
     assert response.json()["unique_users"] == 1
 
 
-@requires_postgres
 def test_usage_summary_of_one_user_from_the_rollup_queries(staff, busy_user, django_assert_num_queries):
     rebuild_usage_rollup()
     client = token_client(staff)

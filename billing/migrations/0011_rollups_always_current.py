@@ -11,7 +11,7 @@ from django.db import migrations
 def recount(apps, schema_editor):
     # The recount runs the live module's rebuild, which writes every rollup column of the current
     # code, so it must run after the last migration that adds one: it moved to
-    # 0013_llm_call_purpose_and_fallbacks (a database that already ran it here recounts once more there).
+    # 0014_llm_call_purpose_and_fallbacks (a database that already ran it here recounts once more there).
     pass
 
 

@@ -1,6 +1,6 @@
 """Billing's services: every write that moves credits, each atomic, the wallet moved by one locking statement.
 
-- ledger: wallets opened, grants (idempotent), enforcement overrides;
+- ledger: wallets opened, grants, refunds and adjustments (idempotent), enforcement overrides;
 - holds: a call's cost reserved before it is made, released if it never is;
 - charging: a call recorded and debited (its hold settled), or recorded as failed (its hold released).
 """
@@ -12,12 +12,17 @@ from billing.services.ledger import (
     IDEMPOTENCY_KEY_MAX,
     REASON_MAX,
     STARTING_CREDITS_REASON,
+    adjust,
     grant,
     open_wallet,
+    refund,
+    refundable,
     set_enforcement,
+    validate_adjustment_amount,
     validate_grant_amount,
     validate_idempotency_key,
     validate_reason,
+    validate_refund_amount,
 )
 
 __all__ = [
@@ -26,6 +31,7 @@ __all__ = [
     "REASON_MAX",
     "STARTING_CREDITS_REASON",
     "ChargeResult",
+    "adjust",
     "Reservation",
     "charge",
     "compute_cost",
@@ -33,11 +39,15 @@ __all__ = [
     "grant",
     "open_wallet",
     "record_failed_call",
+    "refund",
+    "refundable",
     "release",
     "release_expired_holds",
     "reserve",
     "set_enforcement",
+    "validate_adjustment_amount",
     "validate_grant_amount",
     "validate_idempotency_key",
     "validate_reason",
+    "validate_refund_amount",
 ]

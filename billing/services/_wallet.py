@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from billing.models import Wallet
 from billing.money import to_decimal
+from billing.services.crossings import record_crossings
 
 WALLET = Wallet._meta.db_table
 # The UPDATE locks the row for the rest of the caller's transaction: concurrent writers queue on it,
@@ -26,11 +27,18 @@ class Moved:
 
 
 def move(*, user_id: int, amount: Decimal, held: Decimal = Decimal(0)) -> Moved:
-    """Add `amount` to the balance and `held` to the holds; the caller holds the transaction."""
+    """Add `amount` to the balance and `held` to the holds, recording any crossing; the caller holds the transaction."""
     with connection.cursor() as cursor:
         cursor.execute(_MOVE_SQL, [amount, held, timezone.now(), user_id])
         row = cursor.fetchone()
     if row is None:
         raise Wallet.DoesNotExist(f"User {user_id} has no wallet.")
     balance_after = to_decimal(row[1])
-    return Moved(wallet_id=row[0], balance_before=balance_after - amount, balance_after=balance_after)
+    moved = Moved(wallet_id=row[0], balance_before=balance_after - amount, balance_after=balance_after)
+    record_crossings(
+        wallet_id=moved.wallet_id,
+        user_id=user_id,
+        balance_before=moved.balance_before,
+        balance_after=moved.balance_after,
+    )
+    return moved

@@ -11,6 +11,7 @@ from billing import rollup
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, Wallet
 from billing.money import quantize, to_decimal
 from billing.services._wallet import WALLET
+from billing.services.crossings import record_crossings
 from billing.services.holds import HOLD
 from config.db import execute_prepared, loaded
 
@@ -178,11 +179,18 @@ def _record(event: LLMCallEvent, *, hold: CreditHold | None, hold_status: str, r
         ((event_id, wallet_id, balance_after, transaction_id),) = execute_prepared(_RECORD_SQL, params)
         if wallet_id is None:  # users loaded raw, without open_wallet: nothing is kept
             raise Wallet.DoesNotExist(f"User {event.user_id} has no wallet.")
+        # Still under the wallet's row lock, in the same transaction: a crossing is recorded once.
+        balance_after = to_decimal(balance_after)
+        record_crossings(
+            wallet_id=wallet_id,
+            user_id=event.user_id,
+            balance_before=balance_after - amount,
+            balance_after=balance_after,
+        )
     if hold is not None:
         hold.status, hold.closed_at, hold.llm_call_id = hold_status, now, event_id
     values = {f.attname: getattr(event, f.attname) for f in LLMCallEvent._meta.concrete_fields}
     event = loaded(LLMCallEvent, **{**values, "id": event_id})
-    balance_after = to_decimal(balance_after)
     ledger_row = None
     if transaction_id is not None:
         ledger_row = loaded(
@@ -196,6 +204,7 @@ def _record(event: LLMCallEvent, *, hold: CreditHold | None, hold_status: str, r
             initiated_by_id=None,
             llm_call_id=event_id,
             idempotency_key=None,
+            refund_of_id=None,
             created_at=event.created_at,
         )
     return ChargeResult(event=event, transaction=ledger_row, balance_after=balance_after)

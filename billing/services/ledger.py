@@ -1,4 +1,4 @@
-"""Ledger rows written by people and by sign-up: wallets opened, grants, enforcement overrides."""
+"""Ledger rows written by people and by sign-up: wallets opened, grants, refunds, adjustments, enforcement."""
 
 import logging
 import string
@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from billing.exceptions import (
@@ -15,9 +16,10 @@ from billing.exceptions import (
     InitiatorNotStaff,
     InvalidAmount,
     InvalidGrant,
+    InvalidRefund,
 )
 from billing.models import CreditTransaction, LLMCallEvent, Wallet
-from billing.money import AmountError, parse_amount, quantize
+from billing.money import AmountError, format_money, parse_amount, quantize
 from billing.services._wallet import move
 
 logger = logging.getLogger(__name__)
@@ -27,6 +29,7 @@ REASON_MAX = 500
 IDEMPOTENCY_KEY_MAX = 255
 _PRINTABLE_ASCII = frozenset(string.printable) - frozenset("\t\n\r\x0b\x0c")
 STARTING_CREDITS_REASON = "Starting credits"
+_LOGGED = {"grant": "credits granted", "refund": "credits refunded", "adjustment": "wallet adjusted"}
 
 
 def append(
@@ -38,6 +41,7 @@ def append(
     initiated_by=None,
     llm_call: LLMCallEvent | None = None,
     idempotency_key: str | None = None,
+    refund_of: CreditTransaction | None = None,
     created_at: datetime | None = None,
 ) -> CreditTransaction:
     """Move the wallet and append its ledger row with that statement's balance; the caller holds the transaction."""
@@ -51,6 +55,7 @@ def append(
         initiated_by=initiated_by,
         llm_call=llm_call,
         idempotency_key=idempotency_key,
+        refund_of=refund_of,
         created_at=created_at or timezone.now(),
     )
 
@@ -71,16 +76,43 @@ def open_wallet(*, user) -> Wallet:
     return wallet
 
 
-def validate_grant_amount(raw) -> Decimal:
-    """A grant amount per API.md: exact decimal, at most 6 places, 0 < amount <= 10000."""
+def _parse(raw) -> Decimal:
     try:
-        amount = parse_amount(raw)
+        return parse_amount(raw)
     except AmountError as exc:
         raise InvalidAmount(str(exc), field="amount") from exc
+
+
+def validate_grant_amount(raw) -> Decimal:
+    """A grant amount per API.md: exact decimal, at most 6 places, 0 < amount <= 10000."""
+    amount = _parse(raw)
     if amount <= 0:
         raise InvalidAmount("Ensure this value is greater than 0.", field="amount")
     if amount > GRANT_MAX:
         raise InvalidAmount(f"Ensure this value is less than or equal to {GRANT_MAX}.", field="amount")
+    return amount
+
+
+def validate_adjustment_amount(raw) -> Decimal:
+    """An adjustment: the grant's amount grammar, signed (a leading '-'), non-zero, abs <= 10000."""
+    amount = _parse(raw)
+    if amount == 0:
+        raise InvalidAmount(
+            "An adjustment cannot be 0: give a positive amount to add credits, a negative one to remove them.",
+            field="amount",
+        )
+    if abs(amount) > GRANT_MAX:
+        raise InvalidAmount(
+            f"Ensure the absolute value is less than or equal to {GRANT_MAX}.", field="amount"
+        )
+    return amount
+
+
+def validate_refund_amount(raw) -> Decimal:
+    """A refund amount: the grant's grammar, > 0 (the debit's refundable rest bounds it, under lock)."""
+    amount = _parse(raw)
+    if amount <= 0:
+        raise InvalidAmount("Ensure this value is greater than 0.", field="amount")
     return amount
 
 
@@ -105,21 +137,120 @@ def validate_idempotency_key(key) -> str:
     return key
 
 
-def _replay(*, user, idempotency_key: str, amount: Decimal, reason: str) -> CreditTransaction | None:
+def _require_staff(initiated_by, *, what: str) -> None:
+    if initiated_by is None or not initiated_by.is_staff or not initiated_by.is_active:
+        raise InitiatorNotStaff(f"Only an active staff user can {what}.")
+
+
+def _replay(
+    *,
+    user_id: int,
+    idempotency_key: str,
+    kind: str,
+    amount: Decimal | None,
+    reason: str,
+    refund_of_id: int | None = None,
+) -> CreditTransaction | None:
+    """The row written earlier with this key on this wallet (marked `replayed`), None if there is none.
+
+    One key space per wallet, shared by grants, refunds and adjustments: the first row must match
+    the kind, the amount (None: any, for a refund that asked for "what is left"), the reason and,
+    for a refund, the debit; otherwise the reuse is a 409 IdempotencyConflict.
+    """
     first = (
         CreditTransaction.objects.select_related("initiated_by")
-        .filter(wallet__user=user, idempotency_key=idempotency_key)
+        .filter(wallet__user_id=user_id, idempotency_key=idempotency_key)
         .first()
     )
     if first is None:
         return None
-    if first.amount != amount or first.reason != reason:
+    if kind == CreditTransaction.Kind.REFUND:
+        what, matches_target = "debit, amount or reason", first.refund_of_id == refund_of_id
+    else:
+        what, matches_target = "amount or reason", True
+    if (
+        first.kind != kind
+        or not matches_target
+        or (amount is not None and first.amount != amount)
+        or first.reason != reason
+    ):
         raise IdempotencyConflict(
-            "This idempotency key was already used for a grant with a different amount or reason; "
-            "send a new key for a new grant."
+            f"This idempotency key was already used for a {first.kind} with a different {what}; "
+            f"send a new key for a new {kind}."
         )
     first.replayed = True
     return first
+
+
+def _append_once(
+    *,
+    user_id: int,
+    kind: str,
+    amount: Decimal | None,
+    reason: str,
+    initiated_by,
+    idempotency_key: str | None,
+    refund_of: CreditTransaction | None = None,
+    check=None,
+) -> CreditTransaction:
+    """Append a staff-initiated row at most once per idempotency key; `replayed` says which happened.
+
+    With `check` (lock, check, append): the wallet row is locked first, then the key is looked up
+    and `check()` returns the amount to append (it may refuse), then the row is appended, all in one
+    transaction, so concurrent writers of one wallet decide one after the other. Without it, the
+    append's own UPDATE ... RETURNING is the lock. Either way a race on one key is settled by the
+    unique (wallet, idempotency_key) constraint, and the loser answers with the winner's row.
+    """
+    refund_of_id = refund_of.pk if refund_of is not None else None
+    replay = {
+        "user_id": user_id,
+        "idempotency_key": idempotency_key,
+        "kind": kind,
+        "amount": amount,
+        "reason": reason,
+        "refund_of_id": refund_of_id,
+    }
+    if idempotency_key is not None and check is None:
+        found = _replay(**replay)
+        if found is not None:
+            return found
+    try:
+        with transaction.atomic():
+            if check is not None:
+                Wallet.objects.select_for_update().filter(user_id=user_id).values_list("id").get()
+                if idempotency_key is not None:
+                    found = _replay(**replay)
+                    if found is not None:
+                        return found
+                amount = check()
+            row = append(
+                user_id=user_id,
+                kind=kind,
+                amount=amount,
+                reason=reason,
+                initiated_by=initiated_by,
+                idempotency_key=idempotency_key,
+                refund_of=refund_of,
+            )
+    except IntegrityError:
+        # Two requests raced on one key: the unique constraint let one through; answer with it.
+        found = idempotency_key and _replay(**replay)
+        if not found:
+            raise
+        return found
+    row.replayed = False
+    logger.info(
+        _LOGGED[kind],
+        extra={
+            "user_id": user_id,
+            "kind": kind,
+            "amount": str(row.amount),
+            "initiated_by": initiated_by.pk,
+            "transaction_id": row.pk,
+            "refund_of": refund_of_id,
+        },
+    )
+    return row
 
 
 def grant(
@@ -128,42 +259,95 @@ def grant(
     """Grant credits once per idempotency key; the returned row has `replayed` True on a replay."""
     amount = validate_grant_amount(amount)
     reason = validate_reason(reason)
-    if initiated_by is None or not initiated_by.is_staff or not initiated_by.is_active:
-        raise InitiatorNotStaff("Only an active staff user can grant credits.")
+    _require_staff(initiated_by, what="grant credits")
     if idempotency_key is not None:
         idempotency_key = validate_idempotency_key(idempotency_key)
-        found = _replay(user=user, idempotency_key=idempotency_key, amount=amount, reason=reason)
-        if found is not None:
-            return found
-    try:
-        with transaction.atomic():
-            row = append(
-                user_id=user.pk,
-                kind=CreditTransaction.Kind.GRANT,
-                amount=amount,
-                reason=reason,
-                initiated_by=initiated_by,
-                idempotency_key=idempotency_key,
-            )
-    except IntegrityError:
-        # Two requests raced on one key: the unique constraint let one through; answer with it.
-        found = idempotency_key and _replay(
-            user=user, idempotency_key=idempotency_key, amount=amount, reason=reason
-        )
-        if not found:
-            raise
-        return found
-    row.replayed = False
-    logger.info(
-        "credits granted",
-        extra={
-            "user_id": user.pk,
-            "amount": str(amount),
-            "initiated_by": initiated_by.pk,
-            "transaction_id": row.pk,
-        },
+    return _append_once(
+        user_id=user.pk,
+        kind=CreditTransaction.Kind.GRANT,
+        amount=amount,
+        reason=reason,
+        initiated_by=initiated_by,
+        idempotency_key=idempotency_key,
     )
-    return row
+
+
+def adjust(
+    *, user, amount, reason: str, initiated_by, idempotency_key: str | None = None
+) -> CreditTransaction:
+    """Correct a wallet by a signed, non-zero amount (abs <= 10000) once per key; may leave it negative."""
+    amount = validate_adjustment_amount(amount)
+    reason = validate_reason(reason)
+    _require_staff(initiated_by, what="adjust a wallet")
+    if idempotency_key is not None:
+        idempotency_key = validate_idempotency_key(idempotency_key)
+    return _append_once(
+        user_id=user.pk,
+        kind=CreditTransaction.Kind.ADJUSTMENT,
+        amount=amount,
+        reason=reason,
+        initiated_by=initiated_by,
+        idempotency_key=idempotency_key,
+    )
+
+
+def refundable(*, debit: CreditTransaction) -> Decimal:
+    """What is left to refund of a debit (its cost minus its refunds so far); read, not locked."""
+    refunded = debit.refunds.aggregate(total=Sum("amount"))["total"] or Decimal(0)
+    return quantize(-debit.amount - refunded)
+
+
+def refund(
+    *,
+    debit: CreditTransaction,
+    amount: Decimal | None,
+    reason: str,
+    initiated_by,
+    idempotency_key: str | None = None,
+) -> CreditTransaction:
+    """Give back all (amount None) or part of a debit as a new refund row; its refunds never exceed it.
+
+    Lock, check, append: the wallet is locked before the debit's refunds are summed, so concurrent
+    refunds of one debit are decided one after the other.
+    """
+    if debit.kind != CreditTransaction.Kind.DEBIT:
+        raise InvalidRefund(
+            f"Only a debit can be refunded; transaction {debit.pk} is a {debit.kind}. "
+            "To correct it, record an adjustment."
+        )
+    if amount is not None:
+        amount = validate_refund_amount(amount)
+    reason = validate_reason(reason)
+    _require_staff(initiated_by, what="refund credits")
+    if idempotency_key is not None:
+        idempotency_key = validate_idempotency_key(idempotency_key)
+
+    def check() -> Decimal:
+        left = refundable(debit=debit)
+        if left <= 0:
+            raise InvalidRefund(f"Debit {debit.pk} is already fully refunded; nothing is left to refund.")
+        if amount is not None and amount > left:
+            raise InvalidAmount(
+                f"Ensure this value is at most {format_money(left)}: that is what is left to refund "
+                f"of debit {debit.pk}.",
+                field="amount",
+            )
+        return left if amount is None else amount
+
+    return _append_once(
+        user_id=_owner_id(debit),
+        kind=CreditTransaction.Kind.REFUND,
+        amount=amount,
+        reason=reason,
+        initiated_by=initiated_by,
+        idempotency_key=idempotency_key,
+        refund_of=debit,
+        check=check,
+    )
+
+
+def _owner_id(row: CreditTransaction) -> int:
+    return Wallet.objects.values_list("user_id", flat=True).get(pk=row.wallet_id)
 
 
 def set_enforcement(*, user, enforcement: str, changed_by) -> Wallet:

@@ -12,8 +12,8 @@ import sessions_app.models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("billing", "0013_llm_call_purpose_and_fallbacks"),
-        ("sessions_app", "0001_initial"),
+        ("billing", "0014_llm_call_purpose_and_fallbacks"),
+        ("sessions_app", "0002_turn_request"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -10,10 +10,9 @@ from django.db import connection
 from billing import services
 from billing.models import CreditTransaction, Wallet
 from billing.reconcile import check_ledger
-from tests.conftest import requires_postgres
 from tests.factories import ModelPriceFactory, StaffUserFactory, UserFactory
 
-pytestmark = [requires_postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 THREADS = 8
 OPERATIONS = 400

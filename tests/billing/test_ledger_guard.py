@@ -5,7 +5,6 @@ from django.db import DatabaseError, connection, transaction
 
 from billing import services
 from billing.models import CreditTransaction, LedgerAppendOnly
-from tests.conftest import requires_postgres
 
 pytestmark = pytest.mark.django_db
 
@@ -53,14 +52,12 @@ def test_idempotency_key_is_unique_per_wallet_in_the_database(row):
         CreditTransaction.objects.create(**kwargs)
 
 
-@requires_postgres
 def test_postgres_trigger_refuses_orm_update(row):
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         CreditTransaction.objects.filter(pk=row.pk).update(amount=Decimal("500"))
     assert CreditTransaction.objects.get(pk=row.pk).amount == Decimal("5")
 
 
-@requires_postgres
 @pytest.mark.parametrize(
     "sql",
     [

@@ -81,6 +81,7 @@ def test_transactions_newest_first_with_shape(user_client, user, staff, path):
         "created_at": first["created_at"],
         "initiated_by": None,
         "llm_call": result.turn.llm_call_id,
+        "refund_of": None,
     }
     assert first["amount"].startswith("-")
     assert second == {
@@ -92,6 +93,7 @@ def test_transactions_newest_first_with_shape(user_client, user, staff, path):
         "created_at": second["created_at"],
         "initiated_by": {"id": staff.pk, "username": "alice-staff"},
         "llm_call": None,
+        "refund_of": None,
     }
     assert datetime.fromisoformat(second["created_at"].replace("Z", "+00:00")).tzinfo is not None
 

@@ -14,11 +14,10 @@ from billing import services
 from billing.models import UsageDaily, UsageDayShard, UsageUserMonth, UsageUserWeek, Wallet
 from billing.rollup import SHARDS, rebuild_usage_rollup
 from tests.billing.test_concurrency import run_in_threads
-from tests.conftest import requires_postgres
 from tests.factories import ModelPriceFactory, UserFactory
 from tests.reporting.test_usage_day_shards import rollup_tables
 
-pytestmark = [requires_postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 THREADS = 8
 USERS = 34  # more users than shards: several users share each (day, shard) row

@@ -10,7 +10,6 @@ from rest_framework.test import APIClient
 
 from billing import services
 from billing.models import CreditTransaction, Wallet
-from tests.conftest import requires_postgres
 from tests.factories import StaffUserFactory, UserFactory
 
 
@@ -333,7 +332,6 @@ def test_grant_accepts_a_255_character_key(staff_client, user):
     assert response.status_code == 200
 
 
-@requires_postgres
 @pytest.mark.django_db(transaction=True)
 def test_grant_replays_racing_on_one_key_write_exactly_one_row():
     user, staff = UserFactory(), StaffUserFactory()

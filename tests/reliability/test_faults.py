@@ -6,11 +6,10 @@ import logging
 import pytest
 
 from bench import faults, load
-from tests.conftest import requires_postgres
 
 logger = logging.getLogger(__name__)
 
-pytestmark = [requires_postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from django.urls import reverse
 from billing import services
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, Wallet
 from billing.reconcile import check_ledger
-from tests.conftest import requires_postgres
 from tests.factories import UserFactory
 
 
@@ -75,7 +74,6 @@ def test_the_wallet_admin_offers_no_field_that_moves_money(admin_client, ledger)
     assert check_ledger().ok
 
 
-@requires_postgres
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     "sql",

@@ -8,11 +8,10 @@ import logging
 import pytest
 
 from bench import load
-from tests.conftest import requires_postgres
 
 logger = logging.getLogger(__name__)
 
-pytestmark = [requires_postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 def test_load_through_gunicorn_loses_and_doubles_no_credit(live_database_url):

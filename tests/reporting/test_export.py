@@ -31,6 +31,7 @@ HEADER = [
     "initiated_by_username",
     "llm_call_id",
     "idempotency_key",
+    "refund_of",
 ]
 
 
@@ -100,6 +101,7 @@ def test_export_streams_the_whole_ledger_as_csv(staff_client, ledger, staff_user
         "initiated_by_username": staff_user.username,
         "llm_call_id": "",
         "idempotency_key": "w-1",
+        "refund_of": "",
     }
     # A reason a spreadsheet would run as a formula is defused; negative amounts are left alone.
     assert second["reason"] == "'=HYPERLINK(evil)"

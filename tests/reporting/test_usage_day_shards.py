@@ -20,7 +20,6 @@ from billing.models import (
 )
 from billing.rollup import SHARDS, rebuild_usage_rollup
 from reporting.selectors import usage_summary
-from tests.conftest import requires_postgres
 from tests.factories import LLMCallEventFactory, ModelPriceFactory, UserFactory
 from tests.reporting.event_scan import event_scan
 
@@ -105,7 +104,6 @@ def busy_weeks(db, settings):
     return users
 
 
-@requires_postgres
 @pytest.mark.parametrize("bucket", [None, "day", "week", "month"])
 def test_summary_from_the_day_shards_equals_the_event_scan(busy_weeks, monkeypatch, bucket):
     rebuild_usage_rollup()
@@ -115,7 +113,6 @@ def test_summary_from_the_day_shards_equals_the_event_scan(busy_weeks, monkeypat
         assert from_day_shards(**kwargs) == event_scan(**kwargs), (start, end)
 
 
-@requires_postgres
 def test_the_ranges_exercise_distinct_users(busy_weeks):
     """The data is such that a sum of per-day or per-week users would be wrong: the counts are distinct."""
     rebuild_usage_rollup()
@@ -132,7 +129,6 @@ def test_the_ranges_exercise_distinct_users(busy_weeks):
     assert months.rows[0].date == date(2025, 12, 1)  # and a partial first month
 
 
-@requires_postgres
 def test_rebuild_derives_the_day_shards_and_bitmaps_from_events(busy_weeks):
     rebuild_usage_rollup()
     tables = rollup_tables()
@@ -163,7 +159,6 @@ def charge(user, price, when: datetime, tokens: int = 10):
     )
 
 
-@requires_postgres
 def test_charges_settles_failures_and_zero_cost_calls_keep_every_table_equal_to_a_recount(
     db, settings, priced, monkeypatch
 ):
@@ -204,7 +199,6 @@ def test_charges_settles_failures_and_zero_cost_calls_keep_every_table_equal_to_
             assert from_day_shards(**kwargs) == event_scan(**kwargs), kwargs
 
 
-@requires_postgres
 def test_a_user_counts_once_a_day_and_a_failed_call_never_counts(db, settings, priced):
     settings.REPORT_TIME_ZONE = "UTC"
     user = UserFactory()
@@ -227,7 +221,6 @@ def test_a_user_counts_once_a_day_and_a_failed_call_never_counts(db, settings, p
     assert (week.week, week.days) == (day - timedelta(days=day.weekday()), 1 << day.weekday())
 
 
-@requires_postgres
 def test_a_filtered_summary_reads_the_daily_rollup(new_york_events, monkeypatch):
     """With a user or model filter the day shards cannot answer: the (day, user, model) rows do."""
     rebuild_usage_rollup()

@@ -13,7 +13,6 @@ from billing import services
 from billing.models import ModelPrice, UsageDaily
 from billing.rollup import built_for_time_zone, rebuild_usage_rollup
 from reporting.selectors import usage_summary
-from tests.conftest import requires_postgres
 from tests.factories import UserFactory
 from tests.reporting.event_scan import event_scan
 
@@ -39,7 +38,6 @@ def rollup_rows() -> list[tuple]:
     )
 
 
-@requires_postgres
 @pytest.mark.parametrize("bucket", [None, "day", "week", "month"])
 @pytest.mark.parametrize("filters", ["all", "user", "model"])
 def test_summary_from_the_rollup_equals_the_event_scan(new_york_events, bucket, filters):
@@ -52,7 +50,6 @@ def test_summary_from_the_rollup_equals_the_event_scan(new_york_events, bucket, 
     assert usage_summary(**kwargs) == event_scan(**kwargs)
 
 
-@requires_postgres
 def test_charges_keep_the_rollup_equal_to_a_recount(new_york_events, settings):
     rebuild_usage_rollup()
     price = ModelPrice.objects.get(model="echo-1")
@@ -89,14 +86,12 @@ def test_a_report_time_zone_change_is_flagged_until_the_rollups_are_rebuilt(new_
     assert summary == event_scan(start=START, end=END, bucket="day")
 
 
-@requires_postgres
 def test_rebuild_command_reports_rows(new_york_events, capsys):
     call_command("rebuild_usage_rollup")
 
     assert "Usage rollup rebuilt: 9 rows, days cut in America/New_York." in capsys.readouterr().out
 
 
-@requires_postgres
 def test_rollup_counts_an_event_on_its_local_day(db, settings):
     settings.REPORT_TIME_ZONE = "America/New_York"
     user = UserFactory()

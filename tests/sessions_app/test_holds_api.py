@@ -16,7 +16,6 @@ from billing import services
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, Wallet
 from billing.reconcile import check_ledger
 from sessions_app.providers import EchoProvider
-from tests.conftest import requires_postgres
 from tests.factories import ChatSessionFactory, ModelPriceFactory, StaffUserFactory, UserFactory
 
 
@@ -132,7 +131,6 @@ def turn_costs() -> tuple[Decimal, Decimal]:
     return min(costs), max(costs)
 
 
-@requires_postgres
 @pytest.mark.django_db(transaction=True)
 @override_settings(CREDIT_ENFORCEMENT_ENABLED=True)
 def test_fifty_racing_turns_cannot_overdraw_an_enforced_wallet(slow_echo):
@@ -169,7 +167,6 @@ def test_fifty_racing_turns_cannot_overdraw_an_enforced_wallet(slow_echo):
     assert check_ledger().ok
 
 
-@requires_postgres
 @pytest.mark.django_db(transaction=True)
 @override_settings(CREDIT_ENFORCEMENT_ENABLED=False)
 def test_fifty_racing_turns_without_enforcement_are_all_served_and_billed(slow_echo):

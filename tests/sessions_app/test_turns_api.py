@@ -12,7 +12,6 @@ from sessions_app import providers
 from sessions_app.models import Message, Turn
 from sessions_app.providers import Completion, count_tokens
 from sessions_app.selectors import HISTORY_MAX_MESSAGES
-from tests.conftest import requires_postgres
 from tests.factories import ChatSessionFactory, ModelPriceFactory, StaffUserFactory
 
 pytestmark = pytest.mark.django_db
@@ -98,7 +97,7 @@ def test_history_is_sent_as_context_and_bounded(user, session, monkeypatch):
     class Recorder:
         name = "echo"
 
-        def complete(self, *, model, messages, max_output_tokens):
+        def complete(self, *, model, messages, max_output_tokens, tools=None):
             seen.append(list(messages))
             return Completion(text="ok", input_tokens=1, output_tokens=1)
 
@@ -262,7 +261,7 @@ def test_provider_is_called_outside_any_transaction(user, monkeypatch):
     class Probe:
         name = "echo"
 
-        def complete(self, *, model, messages, max_output_tokens):
+        def complete(self, *, model, messages, max_output_tokens, tools=None):
             states.append(connection.in_atomic_block)
             return Completion(text="ok", input_tokens=3, output_tokens=1)
 
@@ -277,7 +276,6 @@ def test_provider_is_called_outside_any_transaction(user, monkeypatch):
     assert Wallet.objects.get(user=user).balance < 0
 
 
-@requires_postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_turns_of_one_session_both_land_in_order(user, monkeypatch):
     import threading
@@ -293,7 +291,7 @@ def test_concurrent_turns_of_one_session_both_land_in_order(user, monkeypatch):
     class Together:
         name = "echo"
 
-        def complete(self, *, model, messages, max_output_tokens):
+        def complete(self, *, model, messages, max_output_tokens, tools=None):
             both_called.wait()  # both turns read the same history before either writes
             return Completion(text="ok", input_tokens=10, output_tokens=5)
 
@@ -328,7 +326,7 @@ def test_a_session_deleted_during_its_turn_is_404_and_the_call_stays_metered(use
     class DeletesMidCall:
         name = "echo"
 
-        def complete(self, *, model, messages, max_output_tokens):
+        def complete(self, *, model, messages, max_output_tokens, tools=None):
             type(session).objects.filter(pk=session.pk).delete()  # the user deletes it in another tab
             return Completion(text="too late", input_tokens=10, output_tokens=5)
 

@@ -22,6 +22,16 @@ def resolve_user(ref: str):
     return matches[0]
 
 
+def staff_initiator(username: str, *, what: str = "grant credits"):
+    """The active staff user named `username`, to record as the initiator, or a one-line CommandError."""
+    initiator = get_user_model().objects.filter(username=username).first()
+    if initiator is None:
+        raise CommandError(f"No user named {username!r} to record as the initiator.")
+    if not initiator.is_staff or not initiator.is_active:
+        raise CommandError(f"{username!r} is not an active staff user; only staff can {what}.")
+    return initiator
+
+
 class Command(BaseCommand):
     help = "Grant credits to a user's wallet, attributed to a staff user."
 
@@ -39,11 +49,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, user, amount, reason, initiated_by, idempotency_key=None, **options):
-        initiator = get_user_model().objects.filter(username=initiated_by).first()
-        if initiator is None:
-            raise CommandError(f"No user named {initiated_by!r} to record as the initiator.")
-        if not initiator.is_staff or not initiator.is_active:
-            raise CommandError(f"{initiated_by!r} is not an active staff user; only staff can grant credits.")
+        initiator = staff_initiator(initiated_by)
         recipient = resolve_user(user)
         try:
             row = services.grant(

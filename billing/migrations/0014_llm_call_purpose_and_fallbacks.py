@@ -1,8 +1,8 @@
 """Model calls say why they were made (purpose) and whether a fallback stood in for the answer.
 
 The rollups count fallbacks (`summary_fallbacks`), and are recounted from the events at the end (the
-recount 0011 used to run; about 70 s per 10M events). The (day, user, model) covering index is rebuilt to include the new figure, so the usage
-summary keeps its index-only scan.
+recount 0011 used to run; about 70 s per 10M events). The (day, user, model) covering index is
+rebuilt to include the new figure, so the usage summary keeps its index-only scan.
 """
 
 from django.conf import settings
@@ -27,7 +27,7 @@ def recount(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("billing", "0011_rollups_always_current"),
+        ("billing", "0013_wallet_event"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -1,0 +1,54 @@
+"""manage.py adjust_credits: correct a wallet by a signed amount from the shell, through the API's service."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from billing import services
+from billing.exceptions import BillingError
+from billing.management.commands.grant_credits import resolve_user, staff_initiator
+from billing.money import format_money
+
+
+class Command(BaseCommand):
+    help = "Correct a user's wallet by a signed, non-zero amount (kind adjustment), attributed to staff."
+
+    def add_arguments(self, parser):
+        parser.add_argument("user", help="The wallet owner: id (all digits), email (contains @) or username.")
+        parser.add_argument(
+            "amount",
+            help="Signed credits: + adds, - removes (e.g. -3.5); non-zero, abs <= 10000, <= 6 places.",
+        )
+        parser.add_argument("--reason", required=True, help="Why (required, at most 500 characters).")
+        parser.add_argument(
+            "--initiated-by", required=True, dest="initiated_by", help="Username of the staff user adjusting."
+        )
+        parser.add_argument(
+            "--idempotency-key",
+            dest="idempotency_key",
+            help="Adjust at most once per key for this wallet (shared with the API's Idempotency-Key).",
+        )
+
+    def handle(self, *args, user, amount, reason, initiated_by, idempotency_key=None, **options):
+        initiator = staff_initiator(initiated_by, what="adjust a wallet")
+        owner = resolve_user(user)
+        try:
+            row = services.adjust(
+                user=owner,
+                amount=amount,
+                reason=reason,
+                initiated_by=initiator,
+                idempotency_key=idempotency_key,
+            )
+        except BillingError as exc:
+            where = f"{exc.field}: " if exc.field else ""
+            raise CommandError(f"{where}{exc.message}") from exc
+        if row.replayed:
+            message = (
+                f"Already adjusted with this idempotency key (transaction {row.pk}); nothing new written."
+            )
+        else:
+            message = (
+                f"Adjusted {owner.username}'s wallet by {format_money(row.amount)} (transaction {row.pk})."
+            )
+        self.stdout.write(
+            self.style.SUCCESS(f"{message} Balance after it: {format_money(row.balance_after)}")
+        )

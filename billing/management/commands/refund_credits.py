@@ -1,0 +1,56 @@
+"""manage.py refund_credits: refund all or part of a debit from the shell, through the API's service."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from billing import services
+from billing.exceptions import BillingError
+from billing.management.commands.grant_credits import staff_initiator
+from billing.models import CreditTransaction
+from billing.money import format_money
+
+
+class Command(BaseCommand):
+    help = "Refund a debit (all that is left of it, or --amount), as a new refund row attributed to staff."
+
+    def add_arguments(self, parser):
+        parser.add_argument("transaction", help="The id of the debit to refund.")
+        parser.add_argument("--amount", help="Credits to refund (default: all that is left refundable).")
+        parser.add_argument("--reason", required=True, help="Why (required, at most 500 characters).")
+        parser.add_argument(
+            "--initiated-by", required=True, dest="initiated_by", help="Username of the staff user refunding."
+        )
+        parser.add_argument(
+            "--idempotency-key",
+            dest="idempotency_key",
+            help="Refund at most once per key for this wallet (shared with the API's Idempotency-Key).",
+        )
+
+    def handle(self, *args, transaction, amount=None, reason, initiated_by, idempotency_key=None, **options):
+        initiator = staff_initiator(initiated_by, what="refund credits")
+        debit = (
+            CreditTransaction.objects.filter(pk=int(transaction)).first() if transaction.isdigit() else None
+        )
+        if debit is None:
+            raise CommandError(f"No ledger transaction with id {transaction!r}.")
+        try:
+            row = services.refund(
+                debit=debit,
+                amount=amount,
+                reason=reason,
+                initiated_by=initiator,
+                idempotency_key=idempotency_key,
+            )
+        except BillingError as exc:
+            where = f"{exc.field}: " if exc.field else ""
+            raise CommandError(f"{where}{exc.message}") from exc
+        if row.replayed:
+            message = (
+                f"Already refunded with this idempotency key (transaction {row.pk}); nothing new written."
+            )
+        else:
+            message = (
+                f"Refunded {format_money(row.amount)} credits of debit {debit.pk} (transaction {row.pk})."
+            )
+        self.stdout.write(
+            self.style.SUCCESS(f"{message} Balance after it: {format_money(row.balance_after)}")
+        )

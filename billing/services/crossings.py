@@ -1,0 +1,93 @@
+"""Wallet crossings: one WalletEvent (and its delivery job) per crossing, in the transaction that moved the wallet.
+
+Both ways a balance changes (`_wallet.move` and `charging._record`) call `record_crossings` with the
+before/after of their one locking statement, inside the caller's transaction and under the wallet's
+row lock: concurrent moves of one wallet are serialized, each sees the balance the previous one left,
+so exactly one of them takes the wallet across a line. The common move crosses nothing and costs no query.
+"""
+
+import logging
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from billing.models import WalletEvent
+from billing.money import quantize
+from config import queue
+
+logger = logging.getLogger(__name__)
+
+# Billing sits below the app that delivers events (notifications) and never imports it: it defers
+# the delivery job by name, in the same transaction as the event row (procrastinate over PostgreSQL),
+# so an event is never recorded without its job, nor a job deferred for a rolled-back event.
+DELIVER_TASK = "notifications.deliver_wallet_event"
+_DOWN_TYPES = (WalletEvent.Type.LOW_BALANCE, WalletEvent.Type.DEPLETED)
+
+
+def crossings(*, balance_before: Decimal, balance_after: Decimal, threshold: Decimal) -> list[str]:
+    """The lines a move crosses: from above the threshold to at or below it, from above 0 to <= 0, back above."""
+    found = []
+    if balance_before > threshold >= balance_after:
+        found.append(WalletEvent.Type.LOW_BALANCE)
+    if balance_before > 0 >= balance_after:
+        found.append(WalletEvent.Type.DEPLETED)
+    if balance_before <= threshold < balance_after:
+        found.append(WalletEvent.Type.REPLENISHED)
+    return found
+
+
+def record_crossings(
+    *, wallet_id: int, user_id: int, balance_before: Decimal, balance_after: Decimal
+) -> list[WalletEvent]:
+    """Record each line this move crossed, once, with its delivery job; the caller holds the wallet's lock."""
+    if balance_before == balance_after:  # hold-only moves, zero-cost calls
+        return []
+    threshold = quantize(Decimal(settings.LOW_BALANCE_THRESHOLD))
+    types = crossings(balance_before=balance_before, balance_after=balance_after, threshold=threshold)
+    if not types:
+        return []
+    if types == [WalletEvent.Type.REPLENISHED] and not _was_low(wallet_id):
+        # Back above only after a low or empty notice: a new wallet's starting credits tell no one anything.
+        return []
+    now = timezone.now()
+    with transaction.atomic(savepoint=False):
+        events = WalletEvent.objects.bulk_create(
+            [
+                WalletEvent(
+                    uuid=uuid.uuid4(),
+                    wallet_id=wallet_id,
+                    type=type_,
+                    balance_before=balance_before,
+                    balance=balance_after,
+                    threshold=threshold,
+                    created_at=now,
+                )
+                for type_ in types
+            ]
+        )
+        for event in events:
+            queue.defer(DELIVER_TASK, lock=f"wallet-event-{event.pk}", event_id=event.pk)
+    for event in events:
+        logger.info(
+            "wallet event recorded",
+            extra={
+                "event": str(event.uuid),
+                "type": event.type,
+                "user_id": user_id,
+                "wallet_id": wallet_id,
+                "balance": str(balance_after),
+                "threshold": str(threshold),
+            },
+        )
+    return events
+
+
+def _was_low(wallet_id: int) -> bool:
+    """Whether the wallet's last crossing took it down (read under the lock that orders crossings)."""
+    last = (
+        WalletEvent.objects.filter(wallet_id=wallet_id).order_by("-id").values_list("type", flat=True).first()
+    )
+    return last in _DOWN_TYPES

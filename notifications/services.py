@@ -1,0 +1,197 @@
+"""Delivering wallet events: the signed webhook POST and the user's email, each recorded as a Delivery.
+
+Network calls happen outside any transaction; each attempt is committed before it is made (so a
+worker killed mid-call leaves `attempts` counted and the delivery pending), and its outcome after.
+A delivery is at-least-once: a retried or recovered job may send an event twice; receivers dedupe by `id`.
+"""
+
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
+
+from billing.models import WalletEvent
+from billing.money import format_money
+from config import queue
+from notifications import signing
+from notifications.models import Delivery
+
+logger = logging.getLogger(__name__)
+
+DELIVER_TASK = "notifications.deliver_wallet_event"  # billing.services.crossings defers it by this name
+ERROR_MAX = 500
+# Emails tell the user what to do; a wallet back above the line is news for the webhook only.
+_EMAIL_SUBJECTS = {
+    WalletEvent.Type.LOW_BALANCE: "Your creditdesk credits are running low",
+    WalletEvent.Type.DEPLETED: "Your creditdesk credits have run out",
+}
+
+
+class DeliveryFailed(Exception):
+    """At least one channel of an event failed this time; the job is retried with backoff."""
+
+
+def payload(event: WalletEvent) -> dict:
+    """The webhook body (API.md): id, type, created_at, data {user_id, balance, threshold}."""
+    return {
+        "id": str(event.uuid),
+        "type": event.type,
+        "created_at": event.created_at.isoformat().replace("+00:00", "Z"),
+        "data": {
+            "user_id": event.wallet.user_id,
+            "balance": format_money(event.balance),
+            "threshold": format_money(event.threshold),
+        },
+    }
+
+
+def deliver_event(*, event_id: int, attempt: int, final: bool) -> list[Delivery]:
+    """Send the event on every channel not yet done; raise DeliveryFailed to be retried, or mark dead if `final`."""
+    event = WalletEvent.objects.select_related("wallet__user").get(pk=event_id)
+    deliveries = _deliveries(event)
+    failed = []
+    for delivery in deliveries:
+        if delivery.state != Delivery.State.PENDING:
+            continue
+        _start_attempt(delivery)
+        started = time.monotonic()
+        try:
+            if delivery.channel == Delivery.Channel.WEBHOOK:
+                _post_webhook(event)
+            else:
+                _send_email(event)
+        except Exception as exc:  # any failure of a receiver is recorded, then retried
+            error = f"{type(exc).__name__}: {exc}"[:ERROR_MAX]
+            dead = final
+            _finish(delivery, state=Delivery.State.DEAD if dead else Delivery.State.PENDING, error=error)
+            (logger.error if dead else logger.warning)(
+                "delivery dead: no more tries" if dead else "delivery failed: will retry",
+                extra=_log_extra(event, delivery, attempt, started, error=error),
+            )
+            failed.append(delivery)
+            continue
+        _finish(delivery, state=Delivery.State.DELIVERED, error="")
+        logger.info("delivered", extra=_log_extra(event, delivery, attempt, started))
+    if failed and not final:
+        raise DeliveryFailed(", ".join(f"{d.channel}: {d.last_error}" for d in failed))
+    return deliveries
+
+
+def redeliver(*, event: WalletEvent, initiated_by=None) -> int:
+    """Send an event again on its delivered or dead channels (an operator's action); returns the job id."""
+    with transaction.atomic():
+        reset = (
+            Delivery.objects.filter(event=event)
+            .exclude(state=Delivery.State.SKIPPED)
+            .update(state=Delivery.State.PENDING, last_error="")
+        )
+        job_id = queue.defer(DELIVER_TASK, lock=f"wallet-event-{event.pk}", event_id=event.pk)
+    logger.info(
+        "redelivery requested",
+        extra={
+            "event": str(event.uuid),
+            "deliveries": reset,
+            "job_id": job_id,
+            "initiated_by": getattr(initiated_by, "pk", None),
+        },
+    )
+    return job_id
+
+
+def _deliveries(event: WalletEvent) -> list[Delivery]:
+    """The event's delivery rows, created on its first run: skipped where there is nowhere to send it."""
+    wanted = {
+        Delivery.Channel.WEBHOOK: bool(settings.WEBHOOK_URL),
+        Delivery.Channel.EMAIL: event.type in _EMAIL_SUBJECTS and bool(event.wallet.user.email),
+    }
+    rows = []
+    for channel, enabled in wanted.items():
+        state = Delivery.State.PENDING if enabled else Delivery.State.SKIPPED
+        row, _ = Delivery.objects.get_or_create(event=event, channel=channel, defaults={"state": state})
+        rows.append(row)
+    return rows
+
+
+def _start_attempt(delivery: Delivery) -> None:
+    delivery.attempts += 1
+    delivery.last_attempt_at = timezone.now()
+    Delivery.objects.filter(pk=delivery.pk).update(
+        attempts=delivery.attempts, last_attempt_at=delivery.last_attempt_at
+    )
+
+
+def _finish(delivery: Delivery, *, state: str, error: str) -> None:
+    delivery.state, delivery.last_error = state, error
+    if state == Delivery.State.DELIVERED:
+        delivery.delivered_at = timezone.now()
+    Delivery.objects.filter(pk=delivery.pk).update(
+        state=state, last_error=error, delivered_at=delivery.delivered_at
+    )
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer we do not follow (it would turn the POST into a GET): it fails the attempt."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
+
+
+def _post_webhook(event: WalletEvent) -> int:
+    url = settings.WEBHOOK_URL
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"WEBHOOK_URL must be an http(s) URL, not {url!r}")
+    body = json.dumps(payload(event), separators=(",", ":")).encode()
+    request = urllib.request.Request(  # noqa: S310 - the scheme is checked above
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "creditdesk-webhooks/1",
+            signing.HEADER: signing.sign(body=body, secret=settings.WEBHOOK_SECRET),
+        },
+    )
+    try:
+        with _opener.open(request, timeout=settings.WEBHOOK_TIMEOUT_SECONDS) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        raise DeliveryFailed(f"HTTP {exc.code} from the receiver") from exc
+
+
+def _send_email(event: WalletEvent) -> None:
+    user = event.wallet.user
+    balance, threshold = format_money(event.balance), format_money(event.threshold)
+    if event.type == WalletEvent.Type.DEPLETED:
+        advice = "New turns may be refused until credits are added. Ask your administrator for a top-up."
+    else:
+        advice = f"Your balance is at or below {threshold} credits. Ask your administrator for a top-up."
+    send_mail(
+        subject=_EMAIL_SUBJECTS[event.type],
+        message=f"Hello {user.get_username()},\n\nYour balance is {balance} credits.\n{advice}\n",
+        from_email=None,
+        recipient_list=[user.email],
+    )
+
+
+def _log_extra(event: WalletEvent, delivery: Delivery, attempt: int, started: float, error: str = "") -> dict:
+    extra = {
+        "event": str(event.uuid),
+        "type": event.type,
+        "channel": delivery.channel,
+        "delivery_id": delivery.pk,
+        "attempt": delivery.attempts,
+        "job_attempt": attempt,
+        "ms": round((time.monotonic() - started) * 1000),
+    }
+    if error:
+        extra["error"] = error
+    return extra

@@ -1,0 +1,196 @@
+"""Streamed turns: `POST .../turns/` with `Accept: text/event-stream` answers Server-Sent Events.
+
+The same loop of model calls as a plain turn (sessions_app.turn_loop): `prepare_turn` reserves the
+first call in the view, before the response (so a refusal is a plain JSON 402 and no byte of the
+stream exists without a hold); then a task of its own makes each call with the provider's stream,
+relays its text as `delta` events, hands the whole answer (text, tool calls, the provider's usage)
+to the loop (which settles a tool step, runs the tools and reserves the next call), and at the end
+finishes the turn (the answering call charged with the turn's rows in one transaction) and sends
+`done` with the plain turn's 201 body.
+
+How a stream ends, and what it costs:
+- complete: every call charged with the usage the provider reported; the turn's messages are kept.
+- the provider fails mid-stream: on the first call, `error` event; the call is recorded as failed
+  (cost 0, hold released) -- nothing is charged beyond what the provider reported, and it reported
+  nothing. On a follow-up, the turn completes with what it has (`stop_reason: "provider_error"`).
+- the client hangs up (or the server stops and cancels the request): the model is stopped and the
+  open call is charged with the provider's usage if it had arrived, else the prompt by the counting
+  rule plus the tokens produced so far by the counting rule (at most the hold); tool steps already
+  taken stay charged. No messages are kept: the user never saw the whole reply, and can resend.
+- the process dies: the open hold expires after CREDIT_HOLD_TTL_SECONDS like any other.
+
+Served by an ASGI server, the stream holds no worker thread and no database connection: the view's
+thread gives its connection back before the response starts, and each database step after it runs
+through `sync_to_async` (one thread per request, so the loop's steps never overlap) and gives its
+connection back at once. No transaction spans the stream.
+"""
+
+import asyncio
+import json
+import logging
+
+from asgiref.sync import sync_to_async
+from django.db import connection
+from django.http import StreamingHttpResponse
+
+from sessions_app import services
+from sessions_app.api_errors import provider_error_to_http
+from sessions_app.providers import Completion, Delta, ProviderError, ToolCalls, Usage
+from sessions_app.serializers import created_turn_body
+from sessions_app.turn_loop import TurnLoop
+
+logger = logging.getLogger(__name__)
+
+EVENT_STREAM = "text/event-stream"
+SESSION_GONE = {
+    "detail": "This chat session was deleted while its reply was being generated.",
+    "code": "not_found",
+}
+INTERNAL_ERROR = {"detail": "The turn failed on our side; nothing was charged.", "code": "internal_error"}
+_RUNNING: set[asyncio.Task] = set()  # producers are referenced until done (asyncio keeps weak refs)
+
+
+def wants_event_stream(request) -> bool:
+    """Whether the Accept header asks for text/event-stream (with a q above 0)."""
+    for item in request.META.get("HTTP_ACCEPT", "").split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        if media.lower() != EVENT_STREAM:
+            continue
+        q = next((p.split("=", 1)[1] for p in params if p.lower().startswith("q=")), "1")
+        try:
+            if float(q) > 0:
+                return True
+        except ValueError:
+            return True
+    return False
+
+
+def sse(event: str, data: dict) -> bytes:
+    """One Server-Sent Event: its name and one line of JSON."""
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def _give_back_connection() -> None:
+    """Return this thread's connection (to the pool, or closed) unless a transaction is open.
+
+    A stream may last minutes; a connection kept by each would exhaust the pool (or the server's
+    max_connections) long before the workers are busy. Inside a transaction (the test client's)
+    there is nothing to give back.
+    """
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+def _db_step(function):
+    """`function` as a coroutine run in the request's thread, its connection given back after."""
+
+    def step(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        finally:
+            _give_back_connection()
+
+    return sync_to_async(step, thread_sensitive=True)
+
+
+def stream_turn(*, session, user, content: str, context=None) -> StreamingHttpResponse:
+    """Reserve the turn's first call (raising InsufficientCredits / PriceNotFound like take_turn) and stream it."""
+    loop = services.prepare_turn(session=session, user=user, content=content, context=context)
+    _give_back_connection()
+    response = StreamingHttpResponse(_events(loop), content_type=EVENT_STREAM)
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # a proxy in front must not buffer the stream
+    return response
+
+
+async def _events(loop: TurnLoop):
+    """The response body: relay the producer's events; a consumer that goes away stops the producer."""
+    queue: asyncio.Queue = asyncio.Queue()
+    producer = asyncio.create_task(_produce(loop, queue))
+    _RUNNING.add(producer)
+    producer.add_done_callback(_RUNNING.discard)
+    try:
+        while True:
+            event, data = await queue.get()
+            yield sse(event, data)
+            if event in ("done", "error"):
+                return
+    finally:
+        # Reached on a clean end, and when the client left: the ASGI handler cancels the request
+        # (CancelledError at the await above), or the body is closed (GeneratorExit at the yield).
+        if not producer.done():
+            producer.cancel()
+            try:
+                await producer
+            except asyncio.CancelledError:
+                pass
+
+
+async def _produce(loop: TurnLoop, queue: asyncio.Queue) -> None:
+    """Make the turn's calls with the provider's stream, relay their text, and end the turn exactly once."""
+    produced: list[str] = []
+    usage: Usage | None = None
+    try:
+        call = await _db_step(loop.next_call)()
+        while call is not None:
+            produced, usage, tool_calls = [], None, ()
+            call.sent = True
+            try:
+                async for item in loop.provider.stream(**call.provider_arguments(loop.session.model)):
+                    if isinstance(item, Delta):
+                        produced.append(item.text)
+                        queue.put_nowait(("delta", {"text": item.text}))
+                    elif isinstance(item, ToolCalls):
+                        tool_calls = item.calls
+                    elif isinstance(item, Usage):
+                        usage = item
+            except ProviderError as exc:
+                if usage is not None:  # the provider reported its usage, then failed: that usage is owed
+                    await _charge_undelivered(
+                        loop, produced, usage, why=f"provider failed after usage: {exc.reason}"
+                    )
+                    queue.put_nowait(("error", dict(provider_error_to_http(exc).detail)))
+                    return
+                try:
+                    await _db_step(loop.failed)(call, exc)  # re-raised when it was the turn's first call
+                except ProviderError:
+                    queue.put_nowait(("error", dict(provider_error_to_http(exc).detail)))
+                    return
+                break  # a follow-up failed: the turn completes with what it has
+            completion = Completion(
+                text="".join(produced),
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                tool_calls=tool_calls,
+            )
+            await _db_step(loop.completed)(call, completion)
+            produced, usage = [], None  # that call is the loop's now: nothing of it is open here
+            call = await _db_step(loop.next_call)()
+        body = await asyncio.shield(_db_step(_finish_and_render)(loop))
+    except asyncio.CancelledError:
+        await _charge_undelivered(loop, produced, usage, why="client disconnected")
+        raise
+    except services.SessionGone:
+        queue.put_nowait(("error", SESSION_GONE))
+    except Exception:
+        logger.exception(
+            "streamed turn failed", extra={"user_id": loop.user.pk, "session_id": loop.session.pk}
+        )
+        await _db_step(loop.release_open_call)()
+        queue.put_nowait(("error", INTERNAL_ERROR))
+    else:
+        queue.put_nowait(("done", body))
+
+
+def _finish_and_render(loop: TurnLoop) -> dict:
+    result = loop.finish()
+    return created_turn_body(result.turn, balance_after=result.balance_after)
+
+
+async def _charge_undelivered(loop: TurnLoop, produced: list[str], usage: Usage | None, *, why: str) -> None:
+    """Charge an undelivered turn's open call: the provider's usage if reported, else the counting rule so far."""
+    tokens = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens} if usage else {}
+    # Shielded: a second cancellation (the server stopping) must not interrupt the charge half-way.
+    # The loop's steps run one after another in the request's thread, so this sees the loop as the
+    # step before it left it (a turn already finished is not charged again).
+    await asyncio.shield(_db_step(loop.charge_undelivered)(produced="".join(produced), why=why, **tokens))

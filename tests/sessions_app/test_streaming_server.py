@@ -1,0 +1,267 @@
+"""Streamed turns through a real ASGI server: uvicorn on loopback, against the test database.
+
+The server is a subprocess (its own event loop, threads and connections, as deployed) whose
+provider is the OpenAI client talking to bench/fake_openai.py streaming slowly; the tests commit
+their rows (transaction=True) so the server sees them, and read what it wrote back.
+"""
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from rest_framework.authtoken.models import Token
+
+from bench.fake_openai import FakeOpenAIServer
+from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, Wallet
+from billing.reconcile import check_ledger
+from billing.services import compute_cost, grant
+from sessions_app.models import Message, Turn
+from sessions_app.providers import count_tokens
+from tests.factories import ChatSessionFactory, StaffUserFactory, UserFactory
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+DRIP = 0.05  # seconds between the fake model's 4-token pieces
+LONG = "Tell me everything about the history of the Mediterranean, in detail. " * 6
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def fake_model():
+    server = FakeOpenAIServer(stall_seconds=2.0, stream_delay=DRIP).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(django_db_setup, fake_model, tmp_path_factory):
+    """uvicorn serving config.asgi on a free loopback port, on the test database."""
+    db = settings.DATABASES["default"]
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "SECRET_KEY": "streaming-test-not-a-secret",
+        "DEBUG": "false",
+        "ALLOWED_HOSTS": HOST,
+        "SECURE_SSL_REDIRECT": "false",
+        "DATABASE_POOL_MAX_SIZE": "2",  # a small pool: streams must not each keep a connection
+        "LOG_LEVEL": "WARNING",
+        "LLM_PROVIDER": "openai",
+        "LLM_BASE_URL": fake_model.base_url,
+        "LLM_TIMEOUT_SECONDS": "5",
+        "LLM_MAX_OUTPUT_TOKENS": "256",
+    }
+    log_path = tmp_path_factory.mktemp("uvicorn") / "server.log"
+    log = log_path.open("wb")
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "config.asgi:application",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+    ]
+    process = subprocess.Popen(  # noqa: S603 - our own server, fixed arguments
+        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        assert process.poll() is None, log_path.read_text()
+        try:
+            conn = http.client.HTTPConnection(HOST, port, timeout=2)
+            conn.request("GET", "/api/v1/health")
+            if conn.getresponse().status == 200:
+                break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, log_path.read_text()
+        time.sleep(0.2)
+    yield port
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=15)
+    log.close()
+
+
+@pytest.fixture
+def account():
+    """A user with credits, a token and a session (committed, so the server sees them)."""
+    ModelPrice.objects.get_or_create(
+        model="echo-1", defaults={"input_price_per_1k": Decimal("0.5"), "output_price_per_1k": Decimal("1.5")}
+    )
+    user = UserFactory()
+    grant(user=user, amount=Decimal("10"), reason="test funds", initiated_by=StaffUserFactory())
+    session = ChatSessionFactory(owner=user, model="echo-1")
+    return user, Token.objects.create(user=user).key, session
+
+
+def open_stream(port, token, session_id, content):
+    conn = http.client.HTTPConnection(HOST, port, timeout=15)
+    body = json.dumps({"content": content})
+    headers = {
+        "Authorization": f"Token {token}",
+        "Accept": "text/event-stream",
+        "Content-Type": "application/json",
+    }
+    conn.request("POST", f"/api/v1/sessions/{session_id}/turns/", body=body, headers=headers)
+    return conn, conn.getresponse()
+
+
+def events(response):
+    """(event, data) pairs as the server sends them."""
+    name = None
+    while line := response.readline():
+        line = line.decode().rstrip("\n")
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            yield name, json.loads(line.removeprefix("data: "))
+
+
+def wait_closed(user, timeout=10.0) -> CreditHold:
+    deadline = time.monotonic() + timeout
+    while True:
+        hold = CreditHold.objects.get(wallet__user=user)
+        if hold.status != CreditHold.Status.HELD or time.monotonic() > deadline:
+            return hold
+        time.sleep(0.05)
+
+
+def test_a_whole_stream_sends_deltas_then_done_with_the_turn_and_bills_the_reported_usage(server, account):
+    user, token, session = account
+    content = "What is the capital of France?"
+    conn, response = open_stream(server, token, session.pk, content)
+
+    assert response.status == 200
+    assert response.getheader("Content-Type") == "text/event-stream"
+    received = list(events(response))
+    conn.close()
+
+    names = [name for name, _ in received]
+    assert names[-1] == "done" and names.count("done") == 1 and set(names[:-1]) == {"delta"}
+    assert len(names) > 2  # written in pieces, not in one go
+    text = "".join(data["text"] for name, data in received if name == "delta")
+    done = received[-1][1]
+    assert text == done["assistant_message"]["content"] == f"Echo: {content}"
+    assert set(done) == {
+        "id",
+        "session",
+        "created_at",
+        "user_message",
+        "assistant_message",
+        "usage",
+        "tool_calls",
+        "stop_reason",
+        "balance_after",
+        "low_balance",
+    }
+    price = ModelPrice.objects.get(model="echo-1")
+    cost = compute_cost(price=price, input_tokens=count_tokens(content), output_tokens=count_tokens(text))
+    assert done["usage"]["output_tokens"] == count_tokens(text)  # the fake's reported usage
+    assert done["usage"]["cost"] == f"{cost:.6f}"
+    assert done["balance_after"] == f"{Decimal('10') - cost:.6f}"
+    assert Turn.objects.get().pk == done["id"]
+    assert CreditHold.objects.get(wallet__user=user).status == CreditHold.Status.SETTLED
+    assert Wallet.objects.get(user=user).held == 0
+    assert check_ledger().ok
+
+
+def test_a_client_that_hangs_up_mid_stream_is_charged_for_what_was_produced_and_leaves_no_hold(
+    server, account
+):
+    user, token, session = account
+    conn, response = open_stream(server, token, session.pk, LONG)
+    got = []
+    for _name, data in events(response):
+        got.append(data["text"])
+        if len(got) == 3:
+            break
+    conn.sock.shutdown(socket.SHUT_RDWR)
+    conn.close()
+
+    hold = wait_closed(user)
+    assert hold.status == CreditHold.Status.SETTLED
+    event = LLMCallEvent.objects.get(user=user)
+    full_reply_tokens = count_tokens(f"Echo: {LONG}")
+    # What the fake model had produced when the server stopped it, by the counting rule: at least
+    # what we read, less than the whole reply; never $0, never more than the hold.
+    assert count_tokens("".join(got)) <= event.output_tokens < full_reply_tokens
+    assert event.input_tokens == count_tokens(LONG)
+    assert 0 < event.cost <= hold.amount
+    debit = CreditTransaction.objects.get(wallet__user=user, kind="debit")
+    assert debit.amount == -event.cost and debit.llm_call_id == event.pk
+    assert not Turn.objects.exists() and not Message.objects.exists()  # a partial reply is not kept
+    assert Wallet.objects.get(user=user).held == 0
+    assert check_ledger().ok
+
+
+def test_a_provider_failing_mid_stream_sends_one_error_and_charges_nothing_unreported(server, account):
+    user, token, session = account
+    conn, response = open_stream(server, token, session.pk, f"{LONG} [fault:midstream]")
+
+    assert response.status == 200
+    received = list(events(response))
+    conn.close()
+
+    names = [name for name, _ in received]
+    assert names[-1] == "error" and names.count("error") == 1 and "done" not in names
+    assert "delta" in names  # it failed after writing
+    assert received[-1][1] == {
+        "detail": "The model provider failed to answer; nothing was charged. Try again in a moment.",
+        "code": "provider_error",
+    }
+    event = LLMCallEvent.objects.get(user=user)
+    assert (event.status, event.cost) == ("error", 0)  # the provider reported no usage
+    assert CreditHold.objects.get(wallet__user=user).status == CreditHold.Status.RELEASED
+    assert not CreditTransaction.objects.filter(wallet__user=user, kind="debit").exists()
+    assert Wallet.objects.get(user=user).balance == Decimal("10")
+    assert not Turn.objects.exists()
+    assert check_ledger().ok
+
+
+def test_enforcement_refuses_with_plain_402_json_before_any_stream(server):
+    user = UserFactory()
+    Wallet.objects.filter(user=user).update(enforcement=Wallet.Enforcement.ENFORCED)
+    session = ChatSessionFactory(owner=user, model="echo-1")
+    token = Token.objects.create(user=user).key
+
+    conn, response = open_stream(server, token, session.pk, "Hello?")
+    raw = response.read()
+    conn.close()
+
+    assert response.status == 402
+    assert response.getheader("Content-Type") == "application/json"
+    assert json.loads(raw)["code"] == "insufficient_credits"
+    assert not CreditHold.objects.exists()
+    assert not LLMCallEvent.objects.exists()
+
+
+def test_an_unknown_session_and_a_blank_message_are_plain_json_too(server, account):
+    _, token, session = account
+    conn, response = open_stream(server, token, 2**40, "Hello?")
+    assert (response.status, response.getheader("Content-Type")) == (404, "application/json")
+    response.read()
+    conn.close()
+    conn, response = open_stream(server, token, session.pk, "")
+    assert (response.status, response.getheader("Content-Type")) == (400, "application/json")
+    response.read()
+    conn.close()
+    assert not CreditHold.objects.exists()
