@@ -8,7 +8,8 @@ No marker: a good completion whose usage follows the echo provider's token rule.
 
 Tool calls: when the request offers `tools`, each `[tool:NAME {json arguments}]` marker in the last user
 message is asked for in turn, one tool call per answer (as a model would, in the OpenAI format), and
-once every one has a `tool` result the answer echoes the message and the results.
+once every one has a `tool` result the answer echoes the message and the results (streamed too: a
+tool call's arguments arrive in two pieces).
 
 `"stream": true` requests are answered as the real API streams (chunked `data:` lines of
 `chat.completion.chunk`, then, with `stream_options.include_usage`, a last chunk carrying the usage,
@@ -105,9 +106,23 @@ class FakeOpenAIHandler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _stream(self, request: dict, messages: list, last: str, *, delay: float, cut: bool) -> None:
-        reply = f"Echo: {last}"
+        message, finish_reason, prompt_tokens, completion_tokens = self._answer(request, messages, last)
+        reply = message.get("content") or ""
         pieces = [reply[i : i + 16] for i in range(0, len(reply), 16)] or [""]
-        prompt_tokens = sum(_tokens(str(m.get("content", ""))) for m in messages)
+        if message.get("tool_calls"):
+            # A tool call streams in pieces too: its id and name first, then its arguments in two halves.
+            call = message["tool_calls"][0]
+            arguments = call["function"]["arguments"]
+            half = len(arguments) // 2
+            pieces = [
+                {
+                    "index": 0,
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["function"]["name"], "arguments": arguments[:half]},
+                },
+                {"index": 0, "function": {"arguments": arguments[half:]}},
+            ]
         base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time())}
         base["model"] = request.get("model", "fake")
         self.send_response(200)
@@ -123,15 +138,16 @@ class FakeOpenAIHandler(BaseHTTPRequestHandler):
                     return  # no terminating chunk: the client sees a body cut short
                 if delay:
                     time.sleep(delay)
-                choice = {"index": 0, "delta": {"content": piece}, "finish_reason": None}
+                delta = {"tool_calls": [piece]} if isinstance(piece, dict) else {"content": piece}
+                choice = {"index": 0, "delta": delta, "finish_reason": None}
                 self._chunk(b"data: " + json.dumps({**base, "choices": [choice]}).encode() + b"\n\n")
-            stop = {"index": 0, "delta": {}, "finish_reason": "stop"}
+            stop = {"index": 0, "delta": {}, "finish_reason": finish_reason}
             self._chunk(b"data: " + json.dumps({**base, "choices": [stop]}).encode() + b"\n\n")
             if (request.get("stream_options") or {}).get("include_usage"):
                 usage = {
                     "prompt_tokens": prompt_tokens,
-                    "completion_tokens": _tokens(reply),
-                    "total_tokens": prompt_tokens + _tokens(reply),
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
                 }
                 payload = json.dumps({**base, "choices": [], "usage": usage}).encode()
                 self._chunk(b"data: " + payload + b"\n\n")
@@ -144,7 +160,8 @@ class FakeOpenAIHandler(BaseHTTPRequestHandler):
         finally:
             self.server.streams_open(-1)
 
-    def _completion(self, request: dict, messages: list, last: str) -> bytes:
+    def _answer(self, request: dict, messages: list, last: str) -> tuple[dict, str, int, int]:
+        """(message, finish_reason, prompt_tokens, completion_tokens): a tool call or the echo reply."""
         prompt_tokens = sum(
             _tokens(str(m.get("content") or ""))
             + sum(_tokens(c["function"]["arguments"]) for c in m.get("tool_calls") or ())
@@ -162,12 +179,13 @@ class FakeOpenAIHandler(BaseHTTPRequestHandler):
                 "function": {"name": name, "arguments": arguments},
             }
             message = {"role": "assistant", "content": None, "tool_calls": [call]}
-            return self._body(request, message, "tool_calls", prompt_tokens, _tokens(arguments))
+            return message, "tool_calls", prompt_tokens, _tokens(arguments)
         results = "".join(f"\n\n[tool] {m.get('content')}" for m in since if m.get("role") == "tool")
         reply = f"Echo: {last}{results}"
-        return self._body(
-            request, {"role": "assistant", "content": reply}, "stop", prompt_tokens, _tokens(reply)
-        )
+        return {"role": "assistant", "content": reply}, "stop", prompt_tokens, _tokens(reply)
+
+    def _completion(self, request: dict, messages: list, last: str) -> bytes:
+        return self._body(request, *self._answer(request, messages, last))
 
     def _body(
         self, request: dict, message: dict, finish_reason: str, prompt_tokens: int, completion_tokens: int
