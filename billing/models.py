@@ -275,6 +275,9 @@ class UsageFigures(models.Model):
     shadow_refusals = models.BigIntegerField(default=0)
     # Calls whose answer was replaced by a deterministic fallback (LLMCallEvent.used_fallback).
     summary_fallbacks = models.BigIntegerField(default=0, db_default=0)
+    # The part of `cost` spent on tool follow-ups and on session summaries (the rest answered users).
+    tool_followup_cost = MoneyField(default=0, db_default=0)
+    summary_cost = MoneyField(default=0, db_default=0)
 
     class Meta:
         abstract = True

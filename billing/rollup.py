@@ -94,7 +94,8 @@ _MONTH, _WEEK = BITMAPS["month"], BITMAPS["week"]
 
 # The rollups' upkeep for one recorded call, as CTEs of billing.services.charging's statement.
 # Parameters: day, user_id, model, calls and failed_calls (1/0 or 0/1), input_tokens, output_tokens,
-# cost (the figures count successful calls only: zeros for a failed one), shadow_count, fallback_count.
+# cost (the figures count successful calls only: zeros for a failed one), shadow_count, fallback_count,
+# followup_cost and summary_cost (the call's cost again when it was made for that purpose, else 0).
 #   r:  the (day, user, model) row.
 #   um: on the user's first successful call of the local day, set the day's bit in the month bitmap;
 #       the ON CONFLICT ... WHERE re-checks the bit on the latest row version under the row lock, so
@@ -104,16 +105,21 @@ _MONTH, _WEEK = BITMAPS["month"], BITMAPS["week"]
 # Lock order: ds reads r and um, so the row other users share is locked after the user's own rows;
 # only uw may run after it, and uw's row is written by nothing but this user's successful calls,
 # which all hold the user's wallet first.
-_FIGURES = "calls, failed_calls, input_tokens, output_tokens, cost, shadow_refusals, summary_fallbacks"
+_FIGURES = (
+    "calls, failed_calls, input_tokens, output_tokens, cost, shadow_refusals, summary_fallbacks,"
+    " tool_followup_cost, summary_cost"
+)
 CALL_CTES = (
     f"r AS (INSERT INTO {ROLLUP} (day, user_id, model, {_FIGURES}) VALUES (%(day)s, %(user_id)s, %(model)s,"  # noqa: S608
     " %(calls)s, %(failed_calls)s, %(input_tokens)s, %(output_tokens)s, %(cost)s, %(shadow_count)s,"
-    " %(fallback_count)s) ON CONFLICT (day, user_id, model) DO UPDATE SET"
+    " %(fallback_count)s, %(followup_cost)s, %(summary_cost)s) ON CONFLICT (day, user_id, model) DO UPDATE SET"
     f" calls = {ROLLUP}.calls + EXCLUDED.calls, failed_calls = {ROLLUP}.failed_calls + EXCLUDED.failed_calls,"
     f" input_tokens = {ROLLUP}.input_tokens + EXCLUDED.input_tokens,"
     f" output_tokens = {ROLLUP}.output_tokens + EXCLUDED.output_tokens, cost = {ROLLUP}.cost + EXCLUDED.cost,"
     f" shadow_refusals = {ROLLUP}.shadow_refusals + EXCLUDED.shadow_refusals,"
-    f" summary_fallbacks = {ROLLUP}.summary_fallbacks + EXCLUDED.summary_fallbacks RETURNING calls"
+    f" summary_fallbacks = {ROLLUP}.summary_fallbacks + EXCLUDED.summary_fallbacks,"
+    f" tool_followup_cost = {ROLLUP}.tool_followup_cost + EXCLUDED.tool_followup_cost,"
+    f" summary_cost = {ROLLUP}.summary_cost + EXCLUDED.summary_cost RETURNING calls"
     "), um AS ("
     f" INSERT INTO {_MONTH.table} AS t (month, user_id, days)"
     f" SELECT {_MONTH.start_sql('%(day)s::date')}, %(user_id)s, {_MONTH.bit_sql('%(day)s::date')}"
@@ -127,7 +133,8 @@ CALL_CTES = (
     "), ds AS ("
     f" INSERT INTO {DAY_SHARD} AS t (day, shard, {_FIGURES}, users)"
     f" SELECT %(day)s, mod(%(user_id)s, {SHARDS}), %(calls)s, %(failed_calls)s, %(input_tokens)s,"
-    " %(output_tokens)s, %(cost)s, %(shadow_count)s, %(fallback_count)s, (SELECT count(*) FROM um)"
+    " %(output_tokens)s, %(cost)s, %(shadow_count)s, %(fallback_count)s, %(followup_cost)s, %(summary_cost)s,"
+    " (SELECT count(*) FROM um)"
     # FROM r: the shared row is locked after the user's row even when um never reads r (a failed
     # call, where um's WHERE is false and r would otherwise run after this insert).
     " FROM r ON CONFLICT (day, shard) DO UPDATE SET calls = t.calls + EXCLUDED.calls,"
@@ -135,7 +142,9 @@ CALL_CTES = (
     " input_tokens = t.input_tokens + EXCLUDED.input_tokens,"
     " output_tokens = t.output_tokens + EXCLUDED.output_tokens, cost = t.cost + EXCLUDED.cost,"
     " shadow_refusals = t.shadow_refusals + EXCLUDED.shadow_refusals,"
-    " summary_fallbacks = t.summary_fallbacks + EXCLUDED.summary_fallbacks, users = t.users + EXCLUDED.users"
+    " summary_fallbacks = t.summary_fallbacks + EXCLUDED.summary_fallbacks,"
+    " tool_followup_cost = t.tool_followup_cost + EXCLUDED.tool_followup_cost,"
+    " summary_cost = t.summary_cost + EXCLUDED.summary_cost, users = t.users + EXCLUDED.users"
     ")"
 )
 # Every table a call writes a rollup row in, in the order it writes them (the rebuild locks them so).
@@ -154,6 +163,8 @@ def call_params(event: LLMCallEvent) -> dict:
         "cost": event.cost if ok else 0,
         "shadow_count": 1 if event.shadow_refusal else 0,
         "fallback_count": 1 if event.used_fallback else 0,
+        "followup_cost": event.cost if ok and event.purpose == LLMCallEvent.Purpose.TOOL_FOLLOWUP else 0,
+        "summary_cost": event.cost if ok and event.purpose == LLMCallEvent.Purpose.SUMMARY else 0,
     }
 
 
@@ -172,7 +183,8 @@ def built_for_time_zone() -> str | None:
 _DERIVE_SQL = (
     f"INSERT INTO {DAY_SHARD} (day, shard, {_FIGURES}, users) "  # noqa: S608
     f"SELECT day, mod(user_id, {SHARDS}), sum(calls), sum(failed_calls), sum(input_tokens), "
-    "sum(output_tokens), sum(cost), sum(shadow_refusals), sum(summary_fallbacks), "
+    "sum(output_tokens), sum(cost), sum(shadow_refusals), sum(summary_fallbacks), sum(tool_followup_cost), "
+    "sum(summary_cost), "
     "count(DISTINCT user_id) FILTER (WHERE calls > 0) "
     f"FROM {ROLLUP} GROUP BY 1, 2 ORDER BY 1, 2",
     *(
@@ -206,7 +218,9 @@ def rebuild_usage_rollup() -> int:
             "coalesce(sum(input_tokens) FILTER (WHERE status = 'ok'), 0), "
             "coalesce(sum(output_tokens) FILTER (WHERE status = 'ok'), 0), "
             "coalesce(sum(cost) FILTER (WHERE status = 'ok'), 0), "
-            "count(*) FILTER (WHERE shadow_refusal), count(*) FILTER (WHERE used_fallback) "
+            "count(*) FILTER (WHERE shadow_refusal), count(*) FILTER (WHERE used_fallback), "
+            "coalesce(sum(cost) FILTER (WHERE status = 'ok' AND purpose = 'tool_followup'), 0), "
+            "coalesce(sum(cost) FILTER (WHERE status = 'ok' AND purpose = 'summary'), 0) "
             f"FROM {EVENT} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
             [tz],
         )

@@ -37,6 +37,13 @@ class UsageRow:
     unique_users: int
     shadow_refusals: int
     summary_fallbacks: int
+    tool_followup_cost: Decimal = Decimal(0)  # the part of `cost` that answered tool results
+    summary_cost: Decimal = Decimal(0)  # the part of `cost` that summarized sessions
+
+    @property
+    def chat_cost(self) -> Decimal:
+        """The part of `cost` that answered users directly (every call's cost but the two above)."""
+        return self.cost - self.tool_followup_cost - self.summary_cost
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,12 @@ class UsageSummary:
     shadow_refusals: int
     summary_fallbacks: int
     rows: list[UsageRow]
+    total_tool_followup_cost: Decimal = Decimal(0)
+    total_summary_cost: Decimal = Decimal(0)
+
+    @property
+    def total_chat_cost(self) -> Decimal:
+        return self.total_cost - self.total_tool_followup_cost - self.total_summary_cost
 
 
 def report_time_zone() -> ZoneInfo:
@@ -82,13 +95,17 @@ _FIGURE_KEYS = (
     "unique_users",
     "shadow_refusals",
     "summary_fallbacks",
+    "tool_followup_cost",
+    "summary_cost",
 )
+_MONEY_KEYS = ("cost", "tool_followup_cost", "summary_cost")
 
 
 def _figures(values: dict) -> dict:
     """A bucket's or a range's figures by _FIGURE_KEYS, an empty aggregate (None) read as 0."""
-    figures = {key: values[key] or 0 for key in _FIGURE_KEYS}
-    figures["cost"] = _money(values["cost"])
+    figures = {key: values.get(key) or 0 for key in _FIGURE_KEYS}
+    for key in _MONEY_KEYS:
+        figures[key] = _money(values.get(key))
     return figures
 
 
@@ -107,6 +124,8 @@ def _summary(*, start: date, end: date, bucket: str | None, totals: dict, rows: 
         unique_users=t["unique_users"],
         shadow_refusals=t["shadow_refusals"],
         summary_fallbacks=t["summary_fallbacks"],
+        total_tool_followup_cost=t["tool_followup_cost"],
+        total_summary_cost=t["summary_cost"],
         rows=[UsageRow(date=row["date"], **_figures(row)) for row in rows],
     )
 
@@ -148,6 +167,8 @@ def _rollup_aggregates() -> dict:
         "n_unique_users": Count("user", distinct=True, filter=Q(calls__gt=0)),
         "n_shadow_refusals": Sum("shadow_refusals"),
         "n_summary_fallbacks": Sum("summary_fallbacks"),
+        "n_tool_followup_cost": Sum("tool_followup_cost"),
+        "n_summary_cost": Sum("summary_cost"),
     }
 
 
@@ -190,6 +211,8 @@ _SHARD_COLUMNS = (
     "cost",
     "shadow_refusals",
     "summary_fallbacks",
+    "tool_followup_cost",
+    "summary_cost",
     "unique_users",
 )
 # sum() of a bigint is numeric in PostgreSQL: counts are cast back so they come out as ints.
@@ -197,7 +220,8 @@ _FIGURES = (
     "coalesce(sum(calls), 0)::bigint, coalesce(sum(failed_calls), 0)::bigint, "
     "coalesce(sum(input_tokens), 0)::bigint, coalesce(sum(output_tokens), 0)::bigint, "
     "coalesce(sum(cost), 0), coalesce(sum(shadow_refusals), 0)::bigint, "
-    "coalesce(sum(summary_fallbacks), 0)::bigint"
+    "coalesce(sum(summary_fallbacks), 0)::bigint, coalesce(sum(tool_followup_cost), 0), "
+    "coalesce(sum(summary_cost), 0)"
 )
 
 

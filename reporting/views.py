@@ -4,7 +4,7 @@ import logging
 from dataclasses import fields
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import IsAdminUser
@@ -12,6 +12,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from billing.money import format_money
 from billing.serializers import MoneyField
 from billing.serializers_staff import STAFF_ERRORS, error_responses
 from reporting.exports import stream_ledger_csv
@@ -19,6 +20,20 @@ from reporting.filters import LedgerExportQuerySerializer, UsageSummaryQuerySeri
 from reporting.selectors import LEDGER_EXPORT_COLUMNS, ledger_export_queryset, usage_summary
 
 logger = logging.getLogger(__name__)
+
+
+class CostByPurposeSerializer(serializers.Serializer):
+    chat = MoneyField(help_text="Calls answering users.")
+    tool_followup = MoneyField(help_text="Calls answering tool results.")
+    summary = MoneyField(help_text="Calls summarizing sessions.")
+
+
+def _by_purpose(chat, tool_followup, summary) -> dict:
+    return {
+        "chat": format_money(chat),
+        "tool_followup": format_money(tool_followup),
+        "summary": format_money(summary),
+    }
 
 
 class UsageRowSerializer(serializers.Serializer):
@@ -35,6 +50,13 @@ class UsageRowSerializer(serializers.Serializer):
     summary_fallbacks = serializers.IntegerField(
         help_text="Session summaries whose model call failed, so a deterministic fallback summary was used."
     )
+    cost_by_purpose = serializers.SerializerMethodField(
+        help_text="`cost` split by why the calls were made: chat, tool_followup, summary."
+    )
+
+    @extend_schema_field(CostByPurposeSerializer)
+    def get_cost_by_purpose(self, row) -> dict:
+        return _by_purpose(row.chat_cost, row.tool_followup_cost, row.summary_cost)
 
 
 class UsageSummarySerializer(serializers.Serializer):
@@ -58,6 +80,9 @@ class UsageSummarySerializer(serializers.Serializer):
     )
     summary_fallbacks = serializers.IntegerField(
         help_text="Session summaries whose model call failed, so a deterministic fallback summary was used."
+    )
+    cost_by_purpose = CostByPurposeSerializer(
+        help_text="`total_cost` split by why the calls were made: chat, tool_followup, summary."
     )
     daily = UsageRowSerializer(many=True, help_text="One row per day with events when bucket=day; else [].")
     buckets = UsageRowSerializer(many=True, help_text="One row per bucket with events, oldest first.")
@@ -83,6 +108,11 @@ class UsageSummaryView(APIView):
         summary = usage_summary(**query.validated_data)
         data = {
             **{field.name: getattr(summary, field.name) for field in fields(summary) if field.name != "rows"},
+            "cost_by_purpose": {
+                "chat": summary.total_chat_cost,
+                "tool_followup": summary.total_tool_followup_cost,
+                "summary": summary.total_summary_cost,
+            },
             "daily": summary.rows if summary.bucket == "day" else [],
             "buckets": summary.rows,
         }

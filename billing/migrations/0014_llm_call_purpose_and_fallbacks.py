@@ -1,6 +1,7 @@
 """Model calls say why they were made (purpose) and whether a fallback stood in for the answer.
 
-The rollups count fallbacks (`summary_fallbacks`), and are recounted from the events at the end (the
+The rollups count fallbacks (`summary_fallbacks`) and split the cost by purpose (`tool_followup_cost`,
+`summary_cost`; the rest is chat), and are recounted from the events at the end (the
 recount 0011 used to run; about 70 s per 10M events). The (day, user, model) covering index is
 rebuilt to include the new figure, so the usage summary keeps its index-only scan.
 """
@@ -12,7 +13,7 @@ _INDEX = (
     "CREATE UNIQUE INDEX usagedaily_day_user_model_uniq ON billing_usagedaily (day, user_id, model) "
     "INCLUDE (calls, failed_calls, input_tokens, output_tokens, cost, shadow_refusals{})"
 )
-COVERING_INDEX = _INDEX.format(", summary_fallbacks")
+COVERING_INDEX = _INDEX.format(", summary_fallbacks, tool_followup_cost, summary_cost")
 PREVIOUS_COVERING_INDEX = _INDEX.format("")
 DROP_INDEX = "DROP INDEX IF EXISTS usagedaily_day_user_model_uniq"
 
@@ -56,6 +57,26 @@ class Migration(migrations.Migration):
             model_name="usagedayshard",
             name="summary_fallbacks",
             field=models.BigIntegerField(db_default=0, default=0),
+        ),
+        migrations.AddField(
+            model_name="usagedaily",
+            name="tool_followup_cost",
+            field=models.DecimalField(db_default=0, decimal_places=6, default=0, max_digits=20),
+        ),
+        migrations.AddField(
+            model_name="usagedaily",
+            name="summary_cost",
+            field=models.DecimalField(db_default=0, decimal_places=6, default=0, max_digits=20),
+        ),
+        migrations.AddField(
+            model_name="usagedayshard",
+            name="tool_followup_cost",
+            field=models.DecimalField(db_default=0, decimal_places=6, default=0, max_digits=20),
+        ),
+        migrations.AddField(
+            model_name="usagedayshard",
+            name="summary_cost",
+            field=models.DecimalField(db_default=0, decimal_places=6, default=0, max_digits=20),
         ),
         migrations.AddConstraint(
             model_name="llmcallevent",

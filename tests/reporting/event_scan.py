@@ -21,6 +21,9 @@ _OK = Q(status=LLMCallEvent.Status.OK)
 
 def _aggregates() -> dict:
     return {
+        # First: later, "cost" names the aggregate below, not the column.
+        "tool_followup_cost": Sum("cost", filter=_OK & Q(purpose=LLMCallEvent.Purpose.TOOL_FOLLOWUP)),
+        "summary_cost": Sum("cost", filter=_OK & Q(purpose=LLMCallEvent.Purpose.SUMMARY)),
         "calls": Count("id", filter=_OK),
         "failed_calls": Count("id", filter=Q(status=LLMCallEvent.Status.ERROR)),
         "input_tokens": Sum("input_tokens", filter=_OK),

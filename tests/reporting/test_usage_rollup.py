@@ -27,6 +27,8 @@ FIGURES = (
     "cost",
     "shadow_refusals",
     "summary_fallbacks",
+    "tool_followup_cost",
+    "summary_cost",
 )
 
 

@@ -176,6 +176,7 @@ def api_row(day, calls, failed, tin, tout, cost, users, shadow=0, fallbacks=0):
         "unique_users": users,
         "shadow_refusals": shadow,
         "summary_fallbacks": fallbacks,
+        "cost_by_purpose": {"chat": cost, "tool_followup": "0.000000", "summary": "0.000000"},
     }
 
 
@@ -222,6 +223,7 @@ def test_summary_api_by_day_matches_hand_computed_rows(staff_client, new_york_ev
         "unique_users": 3,
         "shadow_refusals": 0,
         "summary_fallbacks": 0,
+        "cost_by_purpose": {"chat": "3.387501", "tool_followup": "0.000000", "summary": "0.000000"},
         "daily": as_api(DAY_ROWS),
         "buckets": as_api(DAY_ROWS),
     }

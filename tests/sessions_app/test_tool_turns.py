@@ -355,3 +355,21 @@ def test_forty_racing_tool_turns_on_a_thin_wallet_overdraw_by_at_most_one_call(s
         assert debits_of(ids) == sum(
             LLMCallEvent.objects.filter(pk__in=ids).values_list("cost", flat=True), Decimal(0)
         )
+
+
+def test_the_usage_summary_and_its_admin_page_split_cost_by_purpose(
+    user_client, user, staff_client, admin_client
+):
+    fund(user)
+    session = ChatSessionFactory(owner=user)
+    body = take(user_client, session, "search for budget").json()
+    chat, followup = (Decimal(c["cost"]) for c in body["usage"]["calls"])
+
+    usage = staff_client.get("/api/v1/admin/usage/summary", {"bucket": "day"}).json()
+    mine = staff_client.get("/api/v1/admin/usage/summary", {"bucket": "week", "user_id": user.pk}).json()
+
+    for split in (usage["cost_by_purpose"], usage["daily"][0]["cost_by_purpose"], mine["cost_by_purpose"]):
+        assert split == {"chat": f"{chat:.6f}", "tool_followup": f"{followup:.6f}", "summary": "0.000000"}
+    assert Decimal(usage["total_cost"]) == chat + followup
+    page = admin_client.get("/admin/reporting/dailyusage/").content.decode()
+    assert "Tool follow-ups" in page and f"{followup:.6f}" in page
