@@ -118,13 +118,6 @@ class Migration(migrations.Migration):
                 max_length=24,
             ),
         ),
-        migrations.AddIndex(
-            model_name="message",
-            index=django.contrib.postgres.indexes.GinIndex(
-                django.contrib.postgres.search.SearchVector("content", config="english"),
-                name="message_content_search_idx",
-            ),
-        ),
         migrations.AddField(
             model_name="sessionsummary",
             name="llm_call",
