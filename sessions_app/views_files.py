@@ -11,6 +11,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import UnsupportedMediaType
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -41,7 +42,7 @@ _FILE_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="The f
             201: UserFileSerializer,
             400: OpenApiResponse(description="No `file` field, or an empty file."),
             413: OpenApiResponse(_REFUSED, description="Too large, or over your quota (`quota_exceeded`)."),
-            415: OpenApiResponse(_REFUSED, description="Not a text file."),
+            415: OpenApiResponse(_REFUSED, description="Not a text file, or not a multipart upload."),
         },
     ),
     retrieve=extend_schema(
@@ -84,7 +85,17 @@ class UserFileViewSet(
         return super().get_object()
 
     def create(self, request, *args, **kwargs):
-        payload = FileUploadSerializer(data=request.data)
+        try:
+            data = request.data
+        except UnsupportedMediaType:
+            # The same body as a refused file type: {"detail", "code"}.
+            raise file_refusal_to_http(
+                files.UnsupportedFileType(
+                    "Send the file as multipart/form-data, in a field named `file`; "
+                    f"this request is {request.content_type or 'of no declared type'}."
+                )
+            ) from None
+        payload = FileUploadSerializer(data=data)
         payload.is_valid(raise_exception=True)
         try:
             row = files.upload_file(owner=request.user, uploaded=payload.validated_data["file"])

@@ -9,12 +9,16 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.authtoken.models import Token
 
 from billing import services
 from billing.models import CreditTransaction, LLMCallEvent, ModelPrice
+from sessions_app import files
+from sessions_app.models import SessionSummary, ToolCallEvent
+from sessions_app.services import take_turn
 from tests.factories import ChatSessionFactory, StaffUserFactory, UserFactory
 
 ROLES = ("anonymous", "user", "other", "staff")
@@ -104,9 +108,13 @@ TABLE = [
     *_model_admin("billing.llmcallevent", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
     *_model_admin("billing.modelprice", delete=ADMIN_REFUSED),
     *_model_admin("billing.credithold", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
+    # The conversation's records: view-only (no add, change or delete), for staff too.
+    *_model_admin("sessions_app.toolcallevent", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
+    *_model_admin("sessions_app.userfile", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
+    *_model_admin("sessions_app.sessionsummary", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
     ("admin/reporting/dailyusage/", "get", "/admin/reporting/dailyusage/", ADMIN_LOGIN),
     (
-        "admin/^(?P<app_label>auth|authtoken|accounts|billing|reporting)/$",
+        "admin/^(?P<app_label>auth|authtoken|procrastinate|accounts|billing|sessions_app|reporting|notifications)/$",
         "get",
         "/admin/billing/",
         ADMIN_LOGIN,
@@ -140,6 +148,18 @@ TABLE = [
         "post",
         "/api/v1/sessions/{session}/turns/",
         S(401, 201, 404, 404),
+    ),
+    # The user's files: another user's (staff included) is 404. The upload is multipart: the table's
+    # JSON body is 415 for whoever may upload (tests/sessions_app/test_files_api.py uploads for real).
+    ("api/v1/^files/?$", "get", "/api/v1/files/", S(401, 200, 200, 200)),
+    ("api/v1/^files/?$", "post", "/api/v1/files/", S(401, 415, 415, 415)),
+    ("api/v1/^files/(?P<pk>[0-9]+)/?$", "get", "/api/v1/files/{userfile}/", S(401, 200, 404, 404)),
+    ("api/v1/^files/(?P<pk>[0-9]+)/?$", "delete", "/api/v1/files/{userfile}/", S(401, 204, 404, 404)),
+    (
+        "api/v1/^files/(?P<pk>[0-9]+)/content/?$",
+        "get",
+        "/api/v1/files/{userfile}/content",
+        S(401, 200, 404, 404),
     ),
     # --- API: staff only -----------------------------------------------------------------------
     ("api/v1/^admin/wallets/(?P<user_id>[0-9]+)/?$", "get", "/api/v1/admin/wallets/{user}", API_STAFF),
@@ -195,6 +215,16 @@ def world(db):
     hold = services.reserve(user=user, amount=Decimal("1")).hold
     group = Group.objects.create(name="access-table")
     token = Token.objects.create(user=user)
+    upload = SimpleUploadedFile("notes.txt", b"search me", content_type="text/plain")
+    user_file = files.upload_file(owner=user, uploaded=upload)
+    turn = take_turn(session=session, user=user, content="search for notes").turn
+    summary = SessionSummary.objects.create(
+        session=session,
+        text="t",
+        covers_turns=1,
+        covers_messages=2,
+        llm_call=LLMCallEvent.objects.filter(turn_call__isnull=True).first(),
+    )
     return {
         "users": {"user": user, "other": other, "staff": staff},
         "ids": {
@@ -208,6 +238,9 @@ def world(db):
             "group": group.pk,
             "tokenproxy": token.user_id,  # DRF's TokenProxy admin addresses a token by its user
             "ct": ContentType.objects.get_for_model(user.wallet).pk,
+            "userfile": user_file.pk,
+            "toolcallevent": ToolCallEvent.objects.get(turn=turn).pk,
+            "sessionsummary": summary.pk,
         },
     }
 
