@@ -62,3 +62,12 @@ def transactions_for_user(*, user):
         .select_related("initiated_by")
         .order_by("-id")
     )
+
+
+def transactions_initiated_by(*, staff_user):
+    """Ledger rows a staff user initiated (grants, refunds, adjustments), newest first, owner joined."""
+    return (
+        CreditTransaction.objects.filter(initiated_by=staff_user)
+        .select_related("wallet__user")
+        .order_by("-id")
+    )

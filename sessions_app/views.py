@@ -19,6 +19,7 @@ from billing.exceptions import InsufficientCredits
 from billing.filters import reject_nul_query_params
 from billing.permissions import CreditEnforcement, PaymentRequired
 from billing.selectors import is_low_balance
+from config.throttling import TurnThrottle
 from sessions_app import services
 from sessions_app.api_errors import provider_error_to_http
 from sessions_app.models import ChatSession, Turn
@@ -167,6 +168,8 @@ class ChatSessionViewSet(
 )
 class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = TurnSerializer
+    # Turns started per user (THROTTLE_TURN_RATE); reading the list is not counted.
+    throttle_classes = [TurnThrottle]
     filter_backends = []
     session: ChatSession
     turn_context: TurnContext | None = None
