@@ -4,7 +4,7 @@ import logging
 import math
 
 from axes.helpers import get_cool_off
-from django.template.response import TemplateResponse
+from django.shortcuts import render
 
 logger = logging.getLogger(__name__)
 
@@ -13,7 +13,8 @@ def lockout_response(request, original_response=None, credentials=None):
     cool_off = get_cool_off(request)
     minutes = math.ceil(cool_off.total_seconds() / 60) if cool_off else None
     logger.warning("admin login locked out", extra={"path": request.path})
-    response = TemplateResponse(
+    # Rendered here: axes hands this to the middleware above it, after the view has run.
+    response = render(
         request,
         "admin/login_locked.html",
         {"title": "Login locked", "minutes": minutes},

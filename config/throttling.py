@@ -205,6 +205,8 @@ def document_throttled_responses(result, generator, request, public):
     """drf-spectacular postprocessing hook: every throttled operation documents its 429."""
     throttled = set()
     for path, _regex, method, callback in generator.endpoints or []:
+        if method.upper() not in UNSAFE_METHODS:  # every throttle here counts writes only
+            continue
         view = generator.create_view(callback, method, request)
         if any(issubclass(cls, SettingRateThrottle) for cls in _throttle_classes(view)):
             throttled.add((generator.coerce_path(path, method, view), method.lower()))
