@@ -1,10 +1,13 @@
-"""The page a locked-out admin login gets (AXES_LOCKOUT_CALLABLE): 429, Retry-After, and what to do."""
+"""The admin login lockout's policy hooks (django-axes): what is recorded, what is watched, and the 429 page."""
 
+import hashlib
 import logging
 import math
 
 from axes.helpers import get_cool_off
+from django.contrib.auth import get_user_model
 from django.shortcuts import render
+from django.urls import reverse
 
 logger = logging.getLogger(__name__)
 
@@ -23,3 +26,24 @@ def lockout_response(request, original_response=None, credentials=None):
     if cool_off:
         response["Retry-After"] = str(math.ceil(cool_off.total_seconds()))
     return response
+
+
+def attempted_username(request, credentials) -> str | None:
+    """The name axes records and locks (AXES_USERNAME_CALLABLE): a real username as typed, else a digest.
+
+    A password typed into the username field then never lands in the attempts table or its admin page.
+    """
+    data = credentials or {}
+    name = data.get("username")
+    if name is None and request is not None:
+        name = request.POST.get("username")
+    if not name:
+        return None
+    if get_user_model().objects.filter(username=name).exists():
+        return name
+    return "unknown-" + hashlib.sha256(name.encode()).hexdigest()[:12]
+
+
+def outside_admin_login(request, credentials) -> bool:
+    """AXES_WHITELIST_CALLABLE: only the admin login form is watched; the API has its throttles."""
+    return request is None or not request.path.startswith(reverse("admin:index"))

@@ -222,6 +222,8 @@ AXES_ONLY_ADMIN_SITE = True
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "config.throttling.client_ip"
 AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
+AXES_USERNAME_CALLABLE = "accounts.lockout.attempted_username"
+AXES_WHITELIST_CALLABLE = "accounts.lockout.outside_admin_login"
 AXES_VERBOSE = False
 
 # --- API ------------------------------------------------------------------------------------
