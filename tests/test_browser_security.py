@@ -58,12 +58,16 @@ def admin_login(page, url, username, password):
     page.click("input[type=submit]")
 
 
-@pytest.mark.django_db(transaction=True)
-def test_guesser_is_locked_out_while_a_colleague_logs_in_and_unlocks(live_server, settings, browser):
+@pytest.fixture
+def staff(settings):
+    """Seeded before `browser`: ORM work inside Playwright's loop leaves a connection open (test_browser.py)."""
     settings.TRUSTED_PROXY_COUNT = 1
     settings.THROTTLE_AUTH_RATE = "10/minute"
-    StaffUserFactory(username="ops")
-    StaffUserFactory(username="lead", is_superuser=True)
+    return StaffUserFactory(username="ops"), StaffUserFactory(username="lead", is_superuser=True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_guesser_is_locked_out_while_a_colleague_logs_in_and_unlocks(live_server, settings, staff, browser):
     url = live_server.url
     violations = []
     guesser = page_from(browser, "203.0.113.66", violations)
@@ -94,8 +98,7 @@ def test_guesser_is_locked_out_while_a_colleague_logs_in_and_unlocks(live_server
 
 
 @pytest.mark.django_db(transaction=True)
-def test_admin_and_swagger_ui_work_under_the_content_security_policy(live_server, browser):
-    StaffUserFactory(username="lead", is_superuser=True)
+def test_admin_and_swagger_ui_work_under_the_content_security_policy(live_server, staff, browser):
     url = live_server.url
     violations = []
     page = page_from(browser, "198.51.100.8", violations)
