@@ -53,6 +53,9 @@ class TokenRequestSerializer(serializers.Serializer):
 
 class TokenSerializer(serializers.Serializer):
     token = serializers.CharField(read_only=True, help_text="Send as `Authorization: Token <token>`.")
+    expiry = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="When the token stops working; get a new one before."
+    )
 
 
 class MeWalletSerializer(serializers.Serializer):

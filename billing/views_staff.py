@@ -1,5 +1,7 @@
 """The staff API: a user's wallet, grants, refunds and adjustments (idempotent by header), model prices."""
 
+import logging
+
 from django.contrib.auth import get_user_model
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
@@ -27,6 +29,9 @@ from billing.serializers_staff import (
     error_responses,
 )
 from billing.services import IDEMPOTENCY_KEY_MAX, adjust, grant, open_wallet, refund, set_enforcement
+from config.throttling import UNSAFE_METHODS, StaffMoneyThrottle
+
+audit_logger = logging.getLogger("creditdesk.audit")
 
 STAFF_WALLET_TRANSACTIONS = 50
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -62,8 +67,34 @@ def _wallet_or_none(user) -> Wallet | None:
         return None
 
 
-class StaffAPIView(APIView):
+class StaffWriteMixin:
+    """Staff-only; writes throttled per staff user (THROTTLE_STAFF_RATE) and logged with who made them.
+
+    Every staff view that moves money or changes prices or enforcement takes this mixin (or StaffAPIView).
+    """
+
     permission_classes = [IsAdminUser]
+    throttle_classes = [StaffMoneyThrottle]
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        user = getattr(request, "user", None)
+        if request.method in UNSAFE_METHODS and user is not None and user.is_authenticated:
+            audit_logger.info(
+                "staff api write",
+                extra={
+                    "staff_user_id": user.pk,
+                    "staff_username": user.get_username(),
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                },
+            )
+        return response
+
+
+class StaffAPIView(StaffWriteMixin, APIView):
+    pass
 
 
 class StaffWalletView(StaffAPIView):
@@ -283,8 +314,7 @@ class StaffAdjustView(StaffAPIView):
         return _ledger_write_response(row)
 
 
-class StaffPricingListView(GenericAPIView):
-    permission_classes = [IsAdminUser]
+class StaffPricingListView(StaffWriteMixin, GenericAPIView):
     serializer_class = ModelPriceSerializer
     queryset = ModelPrice.objects.order_by("model")
     filter_backends = []
@@ -313,8 +343,7 @@ class StaffPricingListView(GenericAPIView):
         return Response(self.get_serializer(price).data, status=status.HTTP_201_CREATED)
 
 
-class StaffPricingDetailView(GenericAPIView):
-    permission_classes = [IsAdminUser]
+class StaffPricingDetailView(StaffWriteMixin, GenericAPIView):
     serializer_class = ModelPriceSerializer
     queryset = ModelPrice.objects.all()
     lookup_field = "model"

@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from billing.exceptions import InsufficientCredits
 from billing.filters import reject_nul_query_params
 from billing.permissions import CreditEnforcement, PaymentRequired
+from config.throttling import TurnThrottle
 from sessions_app import idempotency, services, streaming
 from sessions_app.api_errors import provider_error_to_http
 from sessions_app.models import ChatSession, Turn
@@ -191,6 +192,8 @@ class ChatSessionViewSet(
 )
 class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = TurnSerializer
+    # Turns started per user (THROTTLE_TURN_RATE); reading the list is not counted.
+    throttle_classes = [TurnThrottle]
     filter_backends = []
     session: ChatSession
     turn_context: TurnContext | None = None

@@ -7,15 +7,15 @@ newly registered admin model) cannot ship without someone deciding who may reach
 from decimal import Decimal
 
 import pytest
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
-from rest_framework.authtoken.models import Token
 
 from billing import services
 from billing.models import CreditTransaction, LLMCallEvent, ModelPrice
-from tests.factories import ChatSessionFactory, StaffUserFactory, UserFactory
+from tests.factories import ChatSessionFactory, StaffUserFactory, UserFactory, api_token
 
 ROLES = ("anonymous", "user", "other", "staff")
 
@@ -75,7 +75,12 @@ TABLE = [
         S(302, 302, 302, 404),
     ),
     *_model_admin("auth.group"),
-    *_model_admin("authtoken.tokenproxy", change=S(302, 302, 302, 200)),
+    # API tokens: listed and revoked (deleted), never added or edited here; no key is shown.
+    *_model_admin("knox.authtoken", add=ADMIN_REFUSED),
+    # Admin login attempts (django-axes): staff read them and unlock by deleting an attempt.
+    *_model_admin("axes.accessattempt", add=ADMIN_REFUSED),
+    *_model_admin("axes.accesslog", add=ADMIN_REFUSED),
+    *_model_admin("axes.accessfailurelog", add=ADMIN_REFUSED),
     *_model_admin(
         "accounts.user",
         extra=[
@@ -106,7 +111,7 @@ TABLE = [
     *_model_admin("billing.credithold", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
     ("admin/reporting/dailyusage/", "get", "/admin/reporting/dailyusage/", ADMIN_LOGIN),
     (
-        "admin/^(?P<app_label>auth|authtoken|accounts|billing|reporting)/$",
+        "admin/^(?P<app_label>auth|axes|accounts|knox|billing|reporting)/$",
         "get",
         "/admin/billing/",
         ADMIN_LOGIN,
@@ -119,6 +124,8 @@ TABLE = [
     ("api/v1/^health/?$", "get", "/api/v1/health", S(200, 200, 200, 200)),
     ("api/v1/^auth/register/?$", "post", "/api/v1/auth/register", S(400, 400, 400, 400)),
     ("api/v1/^auth/token/?$", "post", "/api/v1/auth/token", S(400, 400, 400, 400)),
+    ("api/v1/^auth/logout/?$", "post", "/api/v1/auth/logout", S(401, 204, 204, 204)),
+    ("api/v1/^auth/logout-all/?$", "post", "/api/v1/auth/logout-all", S(401, 204, 204, 204)),
     # --- API: the caller's own ---------------------------------------------------------------
     ("api/v1/^auth/me/?$", "get", "/api/v1/auth/me", S(401, 200, 200, 200)),
     ("api/v1/^users/me/wallet/?$", "get", "/api/v1/users/me/wallet", S(401, 200, 200, 200)),
@@ -194,7 +201,9 @@ def world(db):
     services.charge(user=user, price=price, provider="echo", input_tokens=10, output_tokens=10)
     hold = services.reserve(user=user, amount=Decimal("1")).hold
     group = Group.objects.create(name="access-table")
-    token = Token.objects.create(user=user)
+    api_token(user)
+    seen = {"user_agent": "test", "http_accept": "*/*", "path_info": "/admin/login/"}
+    token = user.auth_token_set.get()
     return {
         "users": {"user": user, "other": other, "staff": staff},
         "ids": {
@@ -206,7 +215,14 @@ def world(db):
             "modelprice": price.pk,
             "credithold": hold.pk,
             "group": group.pk,
-            "tokenproxy": token.user_id,  # DRF's TokenProxy admin addresses a token by its user
+            "authtoken": token.pk,
+            "accessattempt": AccessAttempt.objects.create(
+                username="someone", ip_address="203.0.113.5", failures_since_start=1, **seen
+            ).pk,
+            "accesslog": AccessLog.objects.create(username="someone", ip_address="203.0.113.5", **seen).pk,
+            "accessfailurelog": AccessFailureLog.objects.create(
+                username="someone", ip_address="203.0.113.5", **seen
+            ).pk,  # knox addresses a token by its digest (never its key)
             "ct": ContentType.objects.get_for_model(user.wallet).pk,
         },
     }
@@ -218,8 +234,7 @@ def _client(world, role: str, path: str) -> Client:
         return client
     account = world["users"][role]
     if path.startswith("/api/"):
-        key = Token.objects.get_or_create(user=account)[0].key
-        return Client(headers={"Authorization": f"Token {key}"})
+        return Client(headers={"Authorization": f"Token {api_token(account)}"})
     client.force_login(account)
     return client
 

@@ -16,13 +16,12 @@ from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
-from rest_framework.authtoken.models import Token
 from schemathesis.config import SchemathesisConfig
 
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent
 from billing.reconcile import check_ledger
 from config.wsgi import application
-from tests.factories import ChatSessionFactory, StaffUserFactory, UserFactory
+from tests.factories import ChatSessionFactory, StaffUserFactory, UserFactory, api_token
 
 # 100 per operation and per role keeps CI near a minute; `make reliability` runs 1000 (docs/reliability.md).
 EXAMPLES = int(os.environ.get("RELIABILITY_EXAMPLES", "100"))
@@ -103,8 +102,8 @@ def world(db, settings, keep_the_test_connection):
         "session": ChatSessionFactory(owner=user),
         "other_session": ChatSessionFactory(owner=other),
         "tokens": {
-            "staff": Token.objects.create(user=staff).key,
-            "user": Token.objects.create(user=user).key,
+            "staff": api_token(staff),
+            "user": api_token(user),
         },
     }
 
