@@ -1,8 +1,8 @@
 """The auth API: sign-up, token exchange, and the caller's identity with its wallet."""
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import serializers, status, viewsets
+from drf_spectacular.utils import extend_schema
+from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -18,8 +18,8 @@ from accounts.serializers import (
     TokenSerializer,
 )
 from billing.selectors import wallet_summary
+from config.api_fields import error_responses
 
-_ERROR = inline_serializer("SignupDisabled", fields={"detail": serializers.CharField()})
 _BAD_CREDENTIALS = "Unable to log in with the provided username and password."
 
 
@@ -43,8 +43,9 @@ class AuthViewSet(viewsets.GenericViewSet):
         request=RegisterSerializer,
         responses={
             201: RegisteredSerializer,
-            400: OpenApiResponse(description="Validation errors by field."),
-            403: OpenApiResponse(_ERROR, description="Sign-up is disabled on this server."),
+            **error_responses(
+                400, 403, 413, s403="Sign-up is disabled on this server (SIGNUP_ENABLED=false)."
+            ),
         },
         auth=[],
     )
@@ -72,7 +73,7 @@ class AuthViewSet(viewsets.GenericViewSet):
         request=TokenRequestSerializer,
         responses={
             200: TokenSerializer,
-            400: OpenApiResponse(description="Missing fields or bad credentials."),
+            **error_responses(400, 413, s400="Missing fields, or bad credentials (`non_field_errors`)."),
         },
         auth=[],
     )
@@ -92,7 +93,7 @@ class AuthViewSet(viewsets.GenericViewSet):
             raise ValidationError({"non_field_errors": [_BAD_CREDENTIALS]}) from None
         return Response(TokenSerializer({"token": token.key}).data)
 
-    @extend_schema(summary="Who am I, and my wallet", responses={200: MeSerializer})
+    @extend_schema(summary="Who am I, and my wallet", responses={200: MeSerializer, **error_responses(401)})
     @action(detail=False, methods=["get"], permission_classes=[IsAuthenticated], url_path="me")
     def me(self, request):
         user = request.user

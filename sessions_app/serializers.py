@@ -3,7 +3,8 @@
 from rest_framework import serializers
 
 from billing.money import format_money
-from billing.serializers import MoneyField, StrictCharField
+from billing.pricing import MODEL_NAME_PATTERN
+from config.api_fields import NOT_BLANK_PATTERN, MoneyField, StrictCharField
 from sessions_app.models import ChatSession, Message, Turn
 
 CONTENT_MAX_CHARS = 32_000
@@ -16,6 +17,8 @@ class ChatSessionSerializer(serializers.ModelSerializer):
     model = StrictCharField(
         max_length=100,
         required=False,
+        trim_whitespace=False,
+        pattern=f"^{MODEL_NAME_PATTERN}$",
         help_text="A model with an active price; defaults to LLM_DEFAULT_MODEL.",
     )
     turn_count = serializers.SerializerMethodField(help_text="Completed (billed) turns in this session.")
@@ -102,6 +105,7 @@ class TurnRequestSerializer(serializers.Serializer):
     content = StrictCharField(
         max_length=CONTENT_MAX_CHARS,
         trim_whitespace=False,
+        pattern=NOT_BLANK_PATTERN,
         help_text=f"The user's message: a string, non-empty after trimming, at most {CONTENT_MAX_CHARS} characters.",
     )
 
