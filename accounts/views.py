@@ -2,9 +2,9 @@
 
 from django.conf import settings
 from django.contrib.auth import logout as end_session
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema
 from knox.models import AuthToken
-from rest_framework import serializers, status, viewsets
+from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -20,10 +20,9 @@ from accounts.serializers import (
     TokenSerializer,
 )
 from billing.selectors import wallet_summary
-from billing.serializers_staff import DetailErrorSerializer
+from config.api_fields import error_responses
 from config.throttling import AUTH_THROTTLES, SIGNUP_THROTTLES
 
-_ERROR = inline_serializer("SignupDisabled", fields={"detail": serializers.CharField()})
 _BAD_CREDENTIALS = "Unable to log in with the provided username and password."
 
 
@@ -48,8 +47,9 @@ class AuthViewSet(viewsets.GenericViewSet):
         request=RegisterSerializer,
         responses={
             201: RegisteredSerializer,
-            400: OpenApiResponse(description="Validation errors by field."),
-            403: OpenApiResponse(_ERROR, description="Sign-up is disabled on this server."),
+            **error_responses(
+                400, 403, 413, s403="Sign-up is disabled on this server (SIGNUP_ENABLED=false)."
+            ),
         },
         auth=[],
     )
@@ -82,7 +82,7 @@ class AuthViewSet(viewsets.GenericViewSet):
         request=TokenRequestSerializer,
         responses={
             200: TokenSerializer,
-            400: OpenApiResponse(description="Missing fields or bad credentials."),
+            **error_responses(400, 413, s400="Missing fields, or bad credentials (`non_field_errors`)."),
         },
         auth=[],
     )
@@ -107,7 +107,7 @@ class AuthViewSet(viewsets.GenericViewSet):
         summary="Log out: revoke the token this request carries",
         description="The token stops working at once. Signed in with a session (browsable API): ends it.",
         request=None,
-        responses={204: None, 401: OpenApiResponse(DetailErrorSerializer, description="Not authenticated.")},
+        responses={204: None, **error_responses(401)},
     )
     @action(detail=False, methods=["post"], permission_classes=[IsAuthenticated], url_path="logout")
     def logout(self, request):
@@ -120,7 +120,7 @@ class AuthViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="Log out everywhere: revoke every API token of the caller",
         request=None,
-        responses={204: None, 401: OpenApiResponse(DetailErrorSerializer, description="Not authenticated.")},
+        responses={204: None, **error_responses(401)},
     )
     @action(detail=False, methods=["post"], permission_classes=[IsAuthenticated], url_path="logout-all")
     def logout_all(self, request):
@@ -129,7 +129,7 @@ class AuthViewSet(viewsets.GenericViewSet):
             end_session(request)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(summary="Who am I, and my wallet", responses={200: MeSerializer})
+    @extend_schema(summary="Who am I, and my wallet", responses={200: MeSerializer, **error_responses(401)})
     @action(detail=False, methods=["get"], permission_classes=[IsAuthenticated], url_path="me")
     def me(self, request):
         user = request.user

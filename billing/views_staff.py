@@ -17,7 +17,6 @@ from billing.models import CreditTransaction, ModelPrice, Wallet
 from billing.money import to_decimal
 from billing.selectors import is_low_balance, transactions_for_user
 from billing.serializers_staff import (
-    STAFF_ERRORS,
     AdjustRequestSerializer,
     GrantRequestSerializer,
     GrantResponseSerializer,
@@ -26,9 +25,9 @@ from billing.serializers_staff import (
     RefundRequestSerializer,
     StaffWalletSerializer,
     WalletEnforcementSerializer,
-    error_responses,
 )
 from billing.services import IDEMPOTENCY_KEY_MAX, adjust, grant, open_wallet, refund, set_enforcement
+from config.api_fields import STAFF_ERRORS, error_responses, id_in_range
 from config.throttling import UNSAFE_METHODS, StaffMoneyThrottle
 
 audit_logger = logging.getLogger("creditdesk.audit")
@@ -36,7 +35,6 @@ audit_logger = logging.getLogger("creditdesk.audit")
 STAFF_WALLET_TRANSACTIONS = 50
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
-_MAX_ID = 2**63 - 1
 
 USER_ID_PARAMETER = OpenApiParameter(
     "user_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The wallet owner's user id."
@@ -53,7 +51,7 @@ def _get_user_or_404(user_id: str):
     """The user with its wallet joined (one query), or 404."""
     pk = int(user_id)
     user = None
-    if 1 <= pk <= _MAX_ID:
+    if id_in_range(pk):
         user = get_user_model().objects.select_related("wallet").filter(pk=pk).first()
     if user is None:
         raise Http404(f"No user with id {user_id}.")
@@ -112,7 +110,14 @@ class StaffWalletView(StaffAPIView):
         operation_id="admin_wallet_partial_update",
         summary="Set a wallet's enforcement override (logged with the calling staff user)",
         parameters=[USER_ID_PARAMETER],
-        request=WalletEnforcementSerializer,
+        # PATCH, but `enforcement` is required: the only thing this PATCH changes.
+        request={
+            "application/json": {
+                "type": "object",
+                "properties": {"enforcement": {"type": "string", "enum": list(Wallet.Enforcement.values)}},
+                "required": ["enforcement"],
+            }
+        },
         responses={200: StaffWalletSerializer, **error_responses(400, *STAFF_ERRORS, 404)},
         tags=["admin"],
     )
@@ -155,7 +160,7 @@ class StaffGrantView(StaffAPIView):
             USER_ID_PARAMETER,
             OpenApiParameter(
                 IDEMPOTENCY_HEADER,
-                OpenApiTypes.STR,
+                {"type": "string", "pattern": f"^[ -~]{{1,{IDEMPOTENCY_KEY_MAX}}}$"},
                 OpenApiParameter.HEADER,
                 required=False,
                 description=f"1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters, scoped to the wallet.",
@@ -261,7 +266,7 @@ class StaffRefundView(StaffAPIView):
     )
     def post(self, request, transaction_id: str):
         pk = int(transaction_id)
-        debit = CreditTransaction.objects.filter(pk=pk).first() if 1 <= pk <= _MAX_ID else None
+        debit = CreditTransaction.objects.filter(pk=pk).first() if id_in_range(pk) else None
         if debit is None:
             raise Http404(f"No ledger transaction with id {transaction_id}.")
         body = RefundRequestSerializer(data=request.data)
@@ -333,7 +338,12 @@ class StaffPricingListView(StaffWriteMixin, GenericAPIView):
         operation_id="admin_pricing_create",
         summary="Price a new model",
         request=ModelPriceSerializer,
-        responses={201: ModelPriceSerializer, **error_responses(400, *STAFF_ERRORS)},
+        responses={
+            201: ModelPriceSerializer,
+            **error_responses(
+                400, *STAFF_ERRORS, 409, s409="The model already has a price (`code` `model_already_priced`)."
+            ),
+        },
         tags=["admin"],
     )
     def post(self, request):

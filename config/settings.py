@@ -45,7 +45,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "procrastinate.contrib.django",
-    "drf_spectacular_sidecar",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc assets, served by the project (docs work offline)
     "accounts",
     "billing",
     "sessions_app",
@@ -57,6 +57,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.middleware.RequestBodyLimitMiddleware",
+    "config.middleware.APIErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -264,7 +265,8 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    # Self-hosted Swagger UI (no CDN): the content security policy allows this origin only.
+    # The interactive docs load their assets from this server, never from a CDN (they work offline,
+    # and the content security policy allows this origin only).
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -273,6 +275,7 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "config.api.document_pagination_errors",
         "config.throttling.document_throttled_responses",
+        "config.api.document_common_responses",
     ],
 }
 

@@ -121,6 +121,7 @@ TABLE = [
     # --- API: open -----------------------------------------------------------------------------
     ("api/v1/^schema/?$", "get", "/api/v1/schema/", S(200, 200, 200, 200)),
     ("api/v1/^docs/?$", "get", "/api/v1/docs/", S(200, 200, 200, 200)),
+    ("api/v1/^redoc/?$", "get", "/api/v1/redoc/", S(200, 200, 200, 200)),
     ("api/v1/^health/?$", "get", "/api/v1/health", S(200, 200, 200, 200)),
     ("api/v1/^auth/register/?$", "post", "/api/v1/auth/register", S(400, 400, 400, 400)),
     ("api/v1/^auth/token/?$", "post", "/api/v1/auth/token", S(400, 400, 400, 400)),
