@@ -12,9 +12,11 @@ from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
+from procrastinate.contrib.django.models import ProcrastinateJob
 
 from billing import services
-from billing.models import CreditTransaction, LLMCallEvent, ModelPrice
+from billing.models import CreditTransaction, LLMCallEvent, ModelPrice, WalletEvent
+from notifications.models import Delivery
 from tests.factories import ChatSessionFactory, StaffUserFactory, UserFactory, api_token
 
 ROLES = ("anonymous", "user", "other", "staff")
@@ -109,9 +111,14 @@ TABLE = [
     *_model_admin("billing.llmcallevent", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
     *_model_admin("billing.modelprice", delete=ADMIN_REFUSED),
     *_model_admin("billing.credithold", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
+    # Wallet crossings and their deliveries: view-only (written by billing and the worker).
+    *_model_admin("billing.walletevent", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
+    *_model_admin("notifications.delivery", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
+    # The task queue's jobs (procrastinate's own read-only admin).
+    *_model_admin("procrastinate.procrastinatejob", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
     ("admin/reporting/dailyusage/", "get", "/admin/reporting/dailyusage/", ADMIN_LOGIN),
     (
-        "admin/^(?P<app_label>auth|axes|accounts|knox|billing|reporting)/$",
+        "admin/^(?P<app_label>auth|axes|procrastinate|accounts|knox|billing|reporting|notifications)/$",
         "get",
         "/admin/billing/",
         ADMIN_LOGIN,
@@ -162,6 +169,18 @@ TABLE = [
     ("api/v1/^admin/pricing/?$", "post", "/api/v1/admin/pricing/", S(401, 403, 403, 201)),
     ("api/v1/^admin/pricing/(?P<model>.+?)/?$", "get", "/api/v1/admin/pricing/echo-1/", API_STAFF),
     ("api/v1/^admin/pricing/(?P<model>.+?)/?$", "patch", "/api/v1/admin/pricing/echo-1/", API_STAFF),
+    (
+        "api/v1/^admin/wallets/(?P<user_id>[0-9]+)/adjust/?$",
+        "post",
+        "/api/v1/admin/wallets/{user}/adjust",
+        API_STAFF,
+    ),
+    (
+        "api/v1/^admin/transactions/(?P<transaction_id>[0-9]+)/refund/?$",
+        "post",
+        "/api/v1/admin/transactions/{debit}/refund",
+        API_STAFF,
+    ),
     ("api/v1/^admin/usage/summary/?$", "get", "/api/v1/admin/usage/summary", API_STAFF),
     ("api/v1/^admin/transactions/export\\.csv/?$", "get", "/api/v1/admin/transactions/export.csv", API_STAFF),
 ]
@@ -175,6 +194,8 @@ BODIES = {
     ("post", "/api/v1/sessions/{session}/turns/"): {"content": "hello"},
     ("patch", "/api/v1/admin/wallets/{user}"): {"enforcement": "exempt"},
     ("post", "/api/v1/admin/wallets/{user}/grant"): {"amount": "5", "reason": "access table"},
+    ("post", "/api/v1/admin/wallets/{user}/adjust"): {"amount": "-0.5", "reason": "access table"},
+    ("post", "/api/v1/admin/transactions/{debit}/refund"): {"amount": "0.000001", "reason": "access table"},
     ("post", "/api/v1/admin/pricing/"): {
         "model": "access-model",
         "input_price_per_1k": "0.1",
@@ -201,6 +222,11 @@ def world(db):
     price = ModelPrice.objects.get(model="echo-1")
     services.charge(user=user, price=price, provider="echo", input_tokens=10, output_tokens=10)
     hold = services.reserve(user=user, amount=Decimal("1")).hold
+    debit = CreditTransaction.objects.get(wallet=user.wallet, kind=CreditTransaction.Kind.DEBIT)
+    # Down to below LOW_BALANCE_THRESHOLD: a wallet event, and its delivery job on the queue.
+    services.adjust(user=user, amount=Decimal("-9.5"), reason="access table", initiated_by=staff)
+    event = WalletEvent.objects.get(wallet=user.wallet)
+    delivery = Delivery.objects.create(event=event, channel=Delivery.Channel.EMAIL)
     group = Group.objects.create(name="access-table")
     api_token(user)
     seen = {"user_agent": "test", "http_accept": "*/*", "path_info": "/admin/login/"}
@@ -215,6 +241,10 @@ def world(db):
             "llmcallevent": LLMCallEvent.objects.first().pk,
             "modelprice": price.pk,
             "credithold": hold.pk,
+            "debit": debit.pk,
+            "walletevent": event.pk,
+            "delivery": delivery.pk,
+            "procrastinatejob": ProcrastinateJob.objects.order_by("id").first().pk,
             "group": group.pk,
             "authtoken": token.pk,
             "accessattempt": AccessAttempt.objects.create(
