@@ -146,8 +146,9 @@ _COMMON_RESPONSES = {
     },
     "414": {
         "description": (
-            "Request line too long for the server (gunicorn's limit, 4094 bytes by default): answered "
-            "by gunicorn itself, before the application, as a short HTML page."
+            "Only behind gunicorn (a deployment's choice; `make serve` runs uvicorn, which passes long "
+            "request lines to the application): a request line over gunicorn's limit (4094 bytes by "
+            "default) is answered by gunicorn itself, before the application, as a short HTML page."
         ),
         "content": {"text/html": {"schema": _STRING}},
     },
