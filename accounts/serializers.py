@@ -5,10 +5,11 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
-from billing.serializers import MoneyField, StrictCharField
+from config.api_fields import MoneyField, StrictCharField
 
 User = get_user_model()
 USERNAME_TAKEN = "A user with that username already exists."
+PASSWORD_PATTERN = r"^(?=[^\x00]*[^\x00\d])[^\x00]{8,}$"
 
 
 class RegisterSerializer(serializers.Serializer):
@@ -25,8 +26,10 @@ class RegisterSerializer(serializers.Serializer):
         write_only=True,
         trim_whitespace=False,
         max_length=128,
+        # What the default validators need at least: 8 characters, not all digits (schema only).
+        pattern=PASSWORD_PATTERN,
         style={"input_type": "password"},
-        help_text="Checked by the server's password validators.",
+        help_text="At least 8 characters, not all digits, not a common password; checked by the server's password validators.",
     )
 
     def validate(self, attrs):
@@ -53,6 +56,9 @@ class TokenRequestSerializer(serializers.Serializer):
 
 class TokenSerializer(serializers.Serializer):
     token = serializers.CharField(read_only=True, help_text="Send as `Authorization: Token <token>`.")
+    expiry = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="When the token stops working; get a new one before."
+    )
 
 
 class MeWalletSerializer(serializers.Serializer):

@@ -1,10 +1,14 @@
-"""Writes of accounts: sign-up and API tokens."""
+"""Writes of accounts: sign-up, and API tokens (issued, revoked, swept; stored hashed by django-rest-knox)."""
 
 import logging
+from dataclasses import dataclass
+from datetime import datetime
 
+from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.db import IntegrityError, transaction
-from rest_framework.authtoken.models import Token
+from django.utils import timezone
+from knox.models import AuthToken
 
 logger = logging.getLogger(__name__)
 
@@ -17,12 +21,32 @@ class UsernameTaken(Exception):
     """Another user has this username (possibly registered a moment ago, by a concurrent request)."""
 
 
+@dataclass(frozen=True)
+class IssuedToken:
+    """A new API token: `key` is shown to the client once and stored only as a digest."""
+
+    key: str
+    expiry: datetime | None
+
+
+def _new_token(user) -> IssuedToken:
+    """A fresh token for the user; their expired tokens and any beyond AUTH_TOKEN_MAX_PER_USER go."""
+    tokens = AuthToken.objects.filter(user=user)
+    tokens.filter(expiry__lt=timezone.now()).delete()
+    keep = max(settings.AUTH_TOKEN_MAX_PER_USER - 1, 0)
+    surplus = list(tokens.order_by("-created").values_list("digest", flat=True)[keep:])
+    if surplus:
+        AuthToken.objects.filter(digest__in=surplus).delete()
+    instance, key = AuthToken.objects.create(user=user)
+    return IssuedToken(key=key, expiry=instance.expiry)
+
+
 def register_user(*, username: str, email: str, password: str) -> tuple:
-    """Create the user (its wallet and starting grant come with it, via billing.signals) and its token."""
+    """Create the user (its wallet and starting grant come with it, via billing.signals) and its first token."""
     try:
         with transaction.atomic():
             user = get_user_model().objects.create_user(username=username, email=email, password=password)
-            token = Token.objects.create(user=user)
+            token = _new_token(user)
     except IntegrityError as exc:
         # The serializer checked the name; a concurrent sign-up can still win the unique index.
         if get_user_model().objects.filter(username=username).exists():
@@ -32,11 +56,37 @@ def register_user(*, username: str, email: str, password: str) -> tuple:
     return user, token
 
 
-def issue_token(*, username: str, password: str, request=None) -> Token:
-    """The user's API token (created on first use); raise InvalidCredentials on a bad login."""
+def issue_token(*, username: str, password: str, request=None) -> IssuedToken:
+    """A new API token for a good login (expires after AUTH_TOKEN_TTL_HOURS); InvalidCredentials otherwise."""
     user = authenticate(request=request, username=username, password=password)
     if user is None or not user.is_active:
-        logger.info("token refused: bad credentials", extra={"username": username[:150]})
+        # The username is what the client typed; it may be a password pasted in the wrong field.
+        logger.info("token refused: bad credentials")
         raise InvalidCredentials
-    token, _ = Token.objects.get_or_create(user=user)
+    token = _new_token(user)
+    logger.info("token issued", extra={"user_id": user.pk})
     return token
+
+
+def revoke_token(*, token: AuthToken) -> None:
+    """Log out one client: the token stops working at once."""
+    user_id = token.user_id
+    token.delete()
+    logger.info("token revoked", extra={"user_id": user_id})
+
+
+def revoke_all_tokens(*, user, revoked_by=None) -> int:
+    """Log the user out everywhere: every API token of theirs stops working. Returns how many there were."""
+    count, _ = AuthToken.objects.filter(user=user).delete()
+    logger.info(
+        "all tokens revoked",
+        extra={"user_id": user.pk, "tokens": count, "revoked_by": revoked_by.pk if revoked_by else user.pk},
+    )
+    return count
+
+
+def purge_expired_tokens() -> int:
+    """Delete every expired token (they already fail authentication); returns how many."""
+    count, _ = AuthToken.objects.filter(expiry__lt=timezone.now()).delete()
+    logger.info("expired tokens purged", extra={"tokens": count})
+    return count

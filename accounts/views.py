@@ -1,8 +1,10 @@
-"""The auth API: sign-up, token exchange, and the caller's identity with its wallet."""
+"""The auth API: sign-up, token exchange, log out (one token or all), and the caller's identity with its wallet."""
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import serializers, status, viewsets
+from django.contrib.auth import logout as end_session
+from drf_spectacular.utils import extend_schema
+from knox.models import AuthToken
+from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -18,13 +20,14 @@ from accounts.serializers import (
     TokenSerializer,
 )
 from billing.selectors import wallet_summary
+from config.api_fields import error_responses
+from config.throttling import AUTH_THROTTLES, SIGNUP_THROTTLES
 
-_ERROR = inline_serializer("SignupDisabled", fields={"detail": serializers.CharField()})
 _BAD_CREDENTIALS = "Unable to log in with the provided username and password."
 
 
 class AuthViewSet(viewsets.GenericViewSet):
-    """auth/register, auth/token (anonymous) and auth/me (authenticated)."""
+    """auth/register, auth/token (anonymous, throttled), auth/logout, auth/logout-all and auth/me."""
 
     pagination_class = None
     filter_backends = []
@@ -38,13 +41,15 @@ class AuthViewSet(viewsets.GenericViewSet):
         summary="Sign up",
         description=(
             "Creates the user, its wallet (STARTING_CREDITS, recorded as a grant when non-zero) and its "
-            "API token. Django's password validators apply. 403 when SIGNUP_ENABLED is false."
+            "API token. Django's password validators apply. 403 when SIGNUP_ENABLED is false. "
+            "Limited per client address and per username (THROTTLE_SIGNUP_RATE): 429 with Retry-After."
         ),
         request=RegisterSerializer,
         responses={
             201: RegisteredSerializer,
-            400: OpenApiResponse(description="Validation errors by field."),
-            403: OpenApiResponse(_ERROR, description="Sign-up is disabled on this server."),
+            **error_responses(
+                400, 403, 413, s403="Sign-up is disabled on this server (SIGNUP_ENABLED=false)."
+            ),
         },
         auth=[],
     )
@@ -53,6 +58,7 @@ class AuthViewSet(viewsets.GenericViewSet):
         methods=["post"],
         permission_classes=[AllowAny],
         authentication_classes=[],
+        throttle_classes=SIGNUP_THROTTLES,
         url_path="register",
     )
     def register(self, request):
@@ -69,10 +75,14 @@ class AuthViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Exchange a username and password for an API token",
+        description=(
+            "Each call issues a new token, valid for AUTH_TOKEN_TTL_HOURS (`expiry`); only its digest is "
+            "stored. Limited per client address and per username (THROTTLE_AUTH_RATE): 429 with Retry-After."
+        ),
         request=TokenRequestSerializer,
         responses={
             200: TokenSerializer,
-            400: OpenApiResponse(description="Missing fields or bad credentials."),
+            **error_responses(400, 413, s400="Missing fields, or bad credentials (`non_field_errors`)."),
         },
         auth=[],
     )
@@ -81,6 +91,7 @@ class AuthViewSet(viewsets.GenericViewSet):
         methods=["post"],
         permission_classes=[AllowAny],
         authentication_classes=[],
+        throttle_classes=AUTH_THROTTLES,
         url_path="token",
     )
     def token(self, request):
@@ -90,9 +101,35 @@ class AuthViewSet(viewsets.GenericViewSet):
             token = services.issue_token(**payload.validated_data, request=request)
         except services.InvalidCredentials:
             raise ValidationError({"non_field_errors": [_BAD_CREDENTIALS]}) from None
-        return Response(TokenSerializer({"token": token.key}).data)
+        return Response(TokenSerializer({"token": token.key, "expiry": token.expiry}).data)
 
-    @extend_schema(summary="Who am I, and my wallet", responses={200: MeSerializer})
+    @extend_schema(
+        summary="Log out: revoke the token this request carries",
+        description="The token stops working at once. Signed in with a session (browsable API): ends it.",
+        request=None,
+        responses={204: None, **error_responses(401)},
+    )
+    @action(detail=False, methods=["post"], permission_classes=[IsAuthenticated], url_path="logout")
+    def logout(self, request):
+        if isinstance(request.auth, AuthToken):
+            services.revoke_token(token=request.auth)
+        else:
+            end_session(request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="Log out everywhere: revoke every API token of the caller",
+        request=None,
+        responses={204: None, **error_responses(401)},
+    )
+    @action(detail=False, methods=["post"], permission_classes=[IsAuthenticated], url_path="logout-all")
+    def logout_all(self, request):
+        services.revoke_all_tokens(user=request.user)
+        if not isinstance(request.auth, AuthToken):
+            end_session(request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(summary="Who am I, and my wallet", responses={200: MeSerializer, **error_responses(401)})
     @action(detail=False, methods=["get"], permission_classes=[IsAuthenticated], url_path="me")
     def me(self, request):
         user = request.user

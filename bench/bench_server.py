@@ -35,7 +35,7 @@ django.setup()
 
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import close_old_connections  # noqa: E402
-from rest_framework.authtoken.models import Token  # noqa: E402
+from knox.models import AuthToken  # noqa: E402
 
 from bench._stats import summary  # noqa: E402
 from billing import services  # noqa: E402
@@ -54,8 +54,8 @@ def setup_wallets(count: int, *, prefix: str = "user", funds: str = "1000") -> l
     out = []
     for user in users:
         services.grant(user=user, amount=funds, reason="bench funds", initiated_by=staff)
-        token, _ = Token.objects.get_or_create(user=user)
-        out.append((token.key, create_session(owner=user, title="bench").pk))
+        _, key = AuthToken.objects.create(user=user)
+        out.append((key, create_session(owner=user, title="bench").pk))
     return out
 
 
@@ -118,6 +118,11 @@ def start_server(workers: int) -> subprocess.Popen:
         "LOG_LEVEL": "WARNING",
         "LLM_PROVIDER": "echo",
         "DATABASE_POOL_MAX_SIZE": "4",
+        # Plain HTTP on loopback, and a benchmark is not abuse: no TLS redirect, no throttles.
+        "SECURE_SSL_REDIRECT": "false",
+        "THROTTLE_TURN_RATE": "",
+        "THROTTLE_STAFF_RATE": "",
+        "THROTTLE_AUTH_RATE": "",
     }
     server = subprocess.Popen(
         [
@@ -165,7 +170,7 @@ def main() -> None:
     wallets = setup_wallets(args.wallets)
     staff = get_user_model().objects.get(username="benchstaff")
     services.grant(user=hot_user, amount="10000", reason="bench funds", initiated_by=staff)
-    hot_token = Token.objects.get_or_create(user=hot_user)[0].key
+    hot_token = AuthToken.objects.create(user=hot_user)[1]
     hot_sessions = [create_session(owner=hot_user, title="hot").pk for _ in range(HOT_CLIENTS)]
     server = start_server(args.workers)
     print(

@@ -101,6 +101,11 @@ def start_server(
         "ALLOWED_HOSTS": HOST,
         "DATABASE_POOL_MAX_SIZE": "0",
         "LOG_LEVEL": "WARNING",
+        # Plain HTTP on loopback, and load is not abuse: no TLS redirect, no throttles.
+        "SECURE_SSL_REDIRECT": "false",
+        "THROTTLE_TURN_RATE": "",
+        "THROTTLE_STAFF_RATE": "",
+        "THROTTLE_AUTH_RATE": "",
         **(env or {}),
     }
     command = [
@@ -182,7 +187,7 @@ class World:
 def seed_world(*, users: int, hot: int, starting: Decimal = Decimal("50")) -> World:
     """Users with tokens, a session each (hot wallets get several), a grant each; through the services."""
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
+    from knox.models import AuthToken
 
     from billing import services
     from billing.models import ModelPrice
@@ -201,8 +206,8 @@ def seed_world(*, users: int, hot: int, starting: Decimal = Decimal("50")) -> Wo
         services.open_wallet(user=user)
         services.grant(user=user, amount=starting, reason="reliability seed", initiated_by=staff)
         sessions = [create_session(owner=user, title=f"s{k}").pk for k in range(4 if n < hot else 1)]
-        accounts.append(Account(user.pk, Token.objects.create(user=user).key, sessions))
-    return World(Token.objects.create(user=staff).key, accounts, accounts[:hot])
+        accounts.append(Account(user.pk, AuthToken.objects.create(user=user)[1], sessions))
+    return World(AuthToken.objects.create(user=staff)[1], accounts, accounts[:hot])
 
 
 # --- the clients -------------------------------------------------------------------------------

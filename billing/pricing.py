@@ -15,12 +15,20 @@ logger = logging.getLogger(__name__)
 MODEL_NAME_MAX = ModelPrice._meta.get_field("model").max_length
 # Provider model names: "gpt-4.1-mini", "openai/gpt-4o", "claude-3-5-sonnet@20240620". No spaces or
 # control characters, and no leading/trailing "/" (it would be ambiguous with the URL's slash).
-_MODEL_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._:@+/-]*[A-Za-z0-9._:@+-])?", re.ASCII)
+MODEL_NAME_PATTERN = r"[A-Za-z0-9](?:[A-Za-z0-9._:@+/-]*[A-Za-z0-9._:@+-])?"
+_MODEL_NAME_RE = re.compile(MODEL_NAME_PATTERN, re.ASCII)
 _UNSET = object()
 
 
 class InvalidPrice(BillingError):
     code = "invalid_price"
+
+
+class PriceExists(BillingError):
+    """The model is priced already: a conflict with the current state, not a malformed request."""
+
+    status_code = 409
+    code = "model_already_priced"
 
 
 def validate_model_name(name) -> str:
@@ -62,9 +70,8 @@ def create_price(*, model: str, input_price_per_1k, output_price_per_1k, active:
     input_price = validate_price(input_price_per_1k, field="input_price_per_1k")
     output_price = validate_price(output_price_per_1k, field="output_price_per_1k")
     active = _validate_active(active)
-    exists = InvalidPrice(
-        f"The model {model!r} already has a price; change it with PATCH /api/v1/admin/pricing/{model}/.",
-        field="model",
+    exists = PriceExists(
+        f"The model {model!r} already has a price; change it with PATCH /api/v1/admin/pricing/{model}/."
     )
     if ModelPrice.objects.filter(model=model).exists():
         raise exists

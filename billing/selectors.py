@@ -112,3 +112,12 @@ def spend_state(*, user, model: str) -> SpendState:
 def last_wallet_event(*, wallet_id: int) -> WalletEvent | None:
     """The wallet's last crossing (low balance, depleted, replenished), or None."""
     return WalletEvent.objects.filter(wallet_id=wallet_id).order_by("-id").first()
+
+
+def transactions_initiated_by(*, staff_user):
+    """Ledger rows a staff user initiated (grants, refunds, adjustments), newest first, owner joined."""
+    return (
+        CreditTransaction.objects.filter(initiated_by=staff_user)
+        .select_related("wallet__user")
+        .order_by("-id")
+    )

@@ -1,58 +1,25 @@
-"""Serializers of the staff API: wallet view, grant request/response, model prices, error shapes."""
+"""Serializers of the staff API: wallet view, grant request/response, model prices."""
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema_field
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from billing import pricing
 from billing.exceptions import BillingError
 from billing.models import ModelPrice, Wallet
-from billing.serializers import CreditTransactionSerializer, MoneyField, StrictCharField
+from billing.money import MAX_DIGITS, PLACES
+from billing.serializers import CreditTransactionSerializer
 from billing.services import (
+    GRANT_MAX,
     REASON_MAX,
     validate_adjustment_amount,
     validate_grant_amount,
     validate_reason,
     validate_refund_amount,
 )
+from config.api_fields import MoneyField, StrictCharField
 
-# --- error shapes, for the OpenAPI schema ----------------------------------------------------
-
-
-class DetailErrorSerializer(serializers.Serializer):
-    """A non-field error: `detail`, and a machine-readable `code` for domain errors."""
-
-    detail = serializers.CharField()
-    code = serializers.CharField(required=False)
-
-
-VALIDATION_ERROR_SCHEMA = {
-    "type": "object",
-    "description": (
-        "Validation errors: each offending field (or query parameter) with its messages; a body that "
-        'is not JSON at all is `{"detail": "JSON parse error - ..."}`.'
-    ),
-    # A parse error carries `detail` (a string), so `detail` is not a field's message list.
-    "properties": {"detail": {"type": "string"}, "code": {"type": "string"}},
-    "additionalProperties": {"type": "array", "items": {"type": "string"}},
-}
-
-
-def error_responses(*codes: int) -> dict:
-    """The documented error responses for the given status codes."""
-    described = {
-        400: OpenApiResponse(VALIDATION_ERROR_SCHEMA, description="Invalid input; nothing was written."),
-        401: OpenApiResponse(DetailErrorSerializer, description="Not authenticated."),
-        403: OpenApiResponse(DetailErrorSerializer, description="Authenticated, but not a staff user."),
-        404: OpenApiResponse(DetailErrorSerializer, description="No such object."),
-        409: OpenApiResponse(
-            DetailErrorSerializer,
-            description="Idempotency-Key reused with a different body; nothing was written.",
-        ),
-    }
-    return {code: described[code] for code in codes}
-
-
-STAFF_ERRORS = (401, 403)
+# The largest whole number of credits a money column holds (20 digits, 6 of them after the point).
+PRICE_MAX = 10 ** (MAX_DIGITS - PLACES) - 1
 
 # --- wallets and grants ----------------------------------------------------------------------
 
@@ -93,7 +60,12 @@ class WalletEnforcementSerializer(serializers.Serializer):
 class GrantRequestSerializer(serializers.Serializer):
     """`amount` and `reason`, checked by the same validators the grant service applies."""
 
-    amount = MoneyField(help_text="More than 0 and at most 10000, at most 6 decimal places.")
+    amount = MoneyField(
+        minimum=0,
+        exclusive_minimum=True,
+        maximum=int(GRANT_MAX),
+        help_text=f"More than 0 and at most {GRANT_MAX}, at most 6 decimal places.",
+    )
     reason = StrictCharField(
         max_length=REASON_MAX,
         help_text="Why these credits are granted (required, at most 500 characters).",
@@ -183,10 +155,17 @@ class ModelPriceSerializer(serializers.ModelSerializer):
 
     model = StrictCharField(
         max_length=100,
+        # Checked as sent: " gpt-4o" is not a model name (and must not become one by trimming).
+        trim_whitespace=False,
+        pattern=f"^{pricing.MODEL_NAME_PATTERN}$",
         help_text="The model name as the provider spells it (e.g. gpt-4.1-mini); fixed once created.",
     )
-    input_price_per_1k = MoneyField(help_text="Credits per 1000 input tokens, >= 0.")
-    output_price_per_1k = MoneyField(help_text="Credits per 1000 output tokens, >= 0.")
+    input_price_per_1k = MoneyField(
+        minimum=0, maximum=PRICE_MAX, help_text="Credits per 1000 input tokens, >= 0."
+    )
+    output_price_per_1k = MoneyField(
+        minimum=0, maximum=PRICE_MAX, help_text="Credits per 1000 output tokens, >= 0."
+    )
     active = StrictBooleanField(required=False, help_text="Whether new sessions and turns may use it.")
 
     class Meta:

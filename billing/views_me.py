@@ -1,16 +1,17 @@
 """The user's own ledger over HTTP: the wallet summary and the transactions, newest first."""
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from billing.filters import TransactionFilter, reject_nul_query_params
+from billing.filters import TransactionFilter
 from billing.models import CreditTransaction
 from billing.selectors import transactions_for_user, wallet_summary
-from billing.serializers import CreditTransactionSerializer, MoneyField
+from billing.serializers import CreditTransactionSerializer
 from config.api import StrictPageSizeMixin
+from config.api_fields import MoneyField, NulSafeMixin, error_responses
 
 
 class WalletSerializer(serializers.Serializer):
@@ -37,7 +38,7 @@ class LedgerCursorPagination(StrictPageSizeMixin, CursorPagination):
 
 
 class WalletViewSet(viewsets.ViewSet):
-    @extend_schema(summary="Your wallet", responses={200: WalletSerializer})
+    @extend_schema(summary="Your wallet", responses={200: WalletSerializer, **error_responses(401)})
     def retrieve(self, request):
         return Response(WalletSerializer(wallet_summary(user=request.user)).data)
 
@@ -50,22 +51,17 @@ class WalletViewSet(viewsets.ViewSet):
     ),
     responses={
         200: CreditTransactionSerializer(many=True),
-        400: OpenApiResponse(
-            description=(
-                "A malformed filter or cursor, or a NUL character in a query parameter: "
-                '`{"<parameter>": ["message"]}`.'
-            )
+        **error_responses(
+            400,
+            401,
+            s400='A malformed filter or cursor, or a NUL character in a query parameter: `{"<parameter>": ["message"]}`.',
         ),
     },
 )
-class TransactionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+class TransactionViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = CreditTransactionSerializer
     pagination_class = LedgerCursorPagination
     filterset_class = TransactionFilter
-
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        reject_nul_query_params(request.query_params)
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):

@@ -1,5 +1,7 @@
 """The staff API: a user's wallet, grants, refunds and adjustments (idempotent by header), model prices."""
 
+import logging
+
 from django.contrib.auth import get_user_model
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
@@ -15,7 +17,6 @@ from billing.models import CreditTransaction, ModelPrice, Wallet
 from billing.money import to_decimal
 from billing.selectors import is_low_balance, transactions_for_user
 from billing.serializers_staff import (
-    STAFF_ERRORS,
     AdjustRequestSerializer,
     GrantRequestSerializer,
     GrantResponseSerializer,
@@ -24,14 +25,16 @@ from billing.serializers_staff import (
     RefundRequestSerializer,
     StaffWalletSerializer,
     WalletEnforcementSerializer,
-    error_responses,
 )
 from billing.services import IDEMPOTENCY_KEY_MAX, adjust, grant, open_wallet, refund, set_enforcement
+from config.api_fields import STAFF_ERRORS, error_responses, id_in_range
+from config.throttling import UNSAFE_METHODS, StaffMoneyThrottle
+
+audit_logger = logging.getLogger("creditdesk.audit")
 
 STAFF_WALLET_TRANSACTIONS = 50
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
-_MAX_ID = 2**63 - 1
 
 USER_ID_PARAMETER = OpenApiParameter(
     "user_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The wallet owner's user id."
@@ -48,7 +51,7 @@ def _get_user_or_404(user_id: str):
     """The user with its wallet joined (one query), or 404."""
     pk = int(user_id)
     user = None
-    if 1 <= pk <= _MAX_ID:
+    if id_in_range(pk):
         user = get_user_model().objects.select_related("wallet").filter(pk=pk).first()
     if user is None:
         raise Http404(f"No user with id {user_id}.")
@@ -62,8 +65,34 @@ def _wallet_or_none(user) -> Wallet | None:
         return None
 
 
-class StaffAPIView(APIView):
+class StaffWriteMixin:
+    """Staff-only; writes throttled per staff user (THROTTLE_STAFF_RATE) and logged with who made them.
+
+    Every staff view that moves money or changes prices or enforcement takes this mixin (or StaffAPIView).
+    """
+
     permission_classes = [IsAdminUser]
+    throttle_classes = [StaffMoneyThrottle]
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        user = getattr(request, "user", None)
+        if request.method in UNSAFE_METHODS and user is not None and user.is_authenticated:
+            audit_logger.info(
+                "staff api write",
+                extra={
+                    "staff_user_id": user.pk,
+                    "staff_username": user.get_username(),
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                },
+            )
+        return response
+
+
+class StaffAPIView(StaffWriteMixin, APIView):
+    pass
 
 
 class StaffWalletView(StaffAPIView):
@@ -81,7 +110,14 @@ class StaffWalletView(StaffAPIView):
         operation_id="admin_wallet_partial_update",
         summary="Set a wallet's enforcement override (logged with the calling staff user)",
         parameters=[USER_ID_PARAMETER],
-        request=WalletEnforcementSerializer,
+        # PATCH, but `enforcement` is required: the only thing this PATCH changes.
+        request={
+            "application/json": {
+                "type": "object",
+                "properties": {"enforcement": {"type": "string", "enum": list(Wallet.Enforcement.values)}},
+                "required": ["enforcement"],
+            }
+        },
         responses={200: StaffWalletSerializer, **error_responses(400, *STAFF_ERRORS, 404)},
         tags=["admin"],
     )
@@ -124,7 +160,7 @@ class StaffGrantView(StaffAPIView):
             USER_ID_PARAMETER,
             OpenApiParameter(
                 IDEMPOTENCY_HEADER,
-                OpenApiTypes.STR,
+                {"type": "string", "pattern": f"^[ -~]{{1,{IDEMPOTENCY_KEY_MAX}}}$"},
                 OpenApiParameter.HEADER,
                 required=False,
                 description=f"1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters, scoped to the wallet.",
@@ -230,7 +266,7 @@ class StaffRefundView(StaffAPIView):
     )
     def post(self, request, transaction_id: str):
         pk = int(transaction_id)
-        debit = CreditTransaction.objects.filter(pk=pk).first() if 1 <= pk <= _MAX_ID else None
+        debit = CreditTransaction.objects.filter(pk=pk).first() if id_in_range(pk) else None
         if debit is None:
             raise Http404(f"No ledger transaction with id {transaction_id}.")
         body = RefundRequestSerializer(data=request.data)
@@ -283,8 +319,7 @@ class StaffAdjustView(StaffAPIView):
         return _ledger_write_response(row)
 
 
-class StaffPricingListView(GenericAPIView):
-    permission_classes = [IsAdminUser]
+class StaffPricingListView(StaffWriteMixin, GenericAPIView):
     serializer_class = ModelPriceSerializer
     queryset = ModelPrice.objects.order_by("model")
     filter_backends = []
@@ -303,7 +338,12 @@ class StaffPricingListView(GenericAPIView):
         operation_id="admin_pricing_create",
         summary="Price a new model",
         request=ModelPriceSerializer,
-        responses={201: ModelPriceSerializer, **error_responses(400, *STAFF_ERRORS)},
+        responses={
+            201: ModelPriceSerializer,
+            **error_responses(
+                400, *STAFF_ERRORS, 409, s409="The model already has a price (`code` `model_already_priced`)."
+            ),
+        },
         tags=["admin"],
     )
     def post(self, request):
@@ -313,8 +353,7 @@ class StaffPricingListView(GenericAPIView):
         return Response(self.get_serializer(price).data, status=status.HTTP_201_CREATED)
 
 
-class StaffPricingDetailView(GenericAPIView):
-    permission_classes = [IsAdminUser]
+class StaffPricingDetailView(StaffWriteMixin, GenericAPIView):
     serializer_class = ModelPriceSerializer
     queryset = ModelPrice.objects.all()
     lookup_field = "model"

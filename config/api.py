@@ -74,7 +74,7 @@ class StrictPageSizeMixin:
 
     def get_page_size(self, request):
         raw = request.query_params.get(self.page_size_query_param)
-        if raw is None:
+        if raw is None or raw == "":  # `page_size=` means absent, as every optional parameter
             return self.page_size
         try:
             return _positive_int(raw, strict=True, cutoff=self.max_page_size)
@@ -108,9 +108,7 @@ class DefaultPagination(StrictPageSizeMixin, PageNumberPagination):
     integer_query_params = ("page_query_param", "page_size_query_param")
 
     def paginate_queryset(self, queryset, request, view=None):
-        if request.query_params.get(self.page_query_param) == "":
-            # DRF reads `page=` as page 1; the schema says an integer, so it is malformed like `page=abc`.
-            raise exceptions.ValidationError({self.page_query_param: ["A page is a whole number from 1."]})
+        # `page=` is page 1 (DRF reads it so): an empty optional parameter means absent, everywhere.
         try:
             return super().paginate_queryset(queryset, request, view)
         except exceptions.NotFound as exc:
@@ -130,6 +128,71 @@ def document_pagination_errors(result, generator, request, public):
                 operation["responses"]["400"] = {
                     "description": 'A malformed `page`, `page_size` or `cursor`: `{"<parameter>": ["message"]}`.'
                 }
+    return result
+
+
+def _json(properties: dict, required: list[str]) -> dict:
+    return {
+        "application/json": {"schema": {"type": "object", "properties": properties, "required": required}}
+    }
+
+
+_STRING = {"type": "string"}
+# What any operation may answer besides its own statuses (docs/api.md "Errors").
+_COMMON_RESPONSES = {
+    "413": {
+        "description": "Request body over the limit (1 MB); `code` is `request_too_large`.",
+        "content": _json({"detail": _STRING, "code": _STRING}, ["detail", "code"]),
+    },
+    "414": {
+        "description": (
+            "Only behind gunicorn (a deployment's choice; `make serve` runs uvicorn, which passes long "
+            "request lines to the application): a request line over gunicorn's limit (4094 bytes by "
+            "default) is answered by gunicorn itself, before the application, as a short HTML page."
+        ),
+        "content": {"text/html": {"schema": _STRING}},
+    },
+    "500": {
+        "description": (
+            "An unexpected error. `error_id` is also in the server's log line (with the traceback): "
+            "quote it to an operator."
+        ),
+        "content": _json({"detail": _STRING, "error_id": _STRING}, ["detail", "error_id"]),
+    },
+    "503": {
+        "description": (
+            "The database connection was lost; the request's transaction rolled back "
+            "(`code` `database_unavailable`, header `Retry-After`)."
+        ),
+        "content": _json({"detail": _STRING, "code": _STRING}, ["detail", "code"]),
+    },
+}
+
+
+def document_common_responses(result, generator, request, public):
+    """drf-spectacular postprocessing hook: what every operation may answer, said once.
+
+    401 where the operation needs authentication, 413 where it takes a body, 414/500/503 everywhere;
+    and every optional query parameter admits an empty value, which the server reads as absent
+    (`?kind=` is no filter), so `allowEmptyValue` says so.
+    """
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            security = operation.get("security")
+            needs_auth = bool(security) and {} not in security  # `{}`: anonymous calls are served
+            if needs_auth and "401" not in responses:
+                responses["401"] = {
+                    "description": "Not authenticated: send `Authorization: Token <key>`.",
+                    "content": _json({"detail": _STRING}, ["detail"]),
+                }
+            for status_code, response in _COMMON_RESPONSES.items():
+                if status_code == "413" and "requestBody" not in operation:
+                    continue
+                responses.setdefault(status_code, response)
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "query" and not parameter.get("required"):
+                    parameter["allowEmptyValue"] = True
     return result
 
 

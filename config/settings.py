@@ -1,6 +1,7 @@
 """The one settings module: every difference between environments is an environment variable."""
 
 import sys
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -39,10 +40,12 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
+    "axes",
     "django_filters",
     "drf_spectacular",
     "procrastinate.contrib.django",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc assets, served by the project (docs work offline)
     "accounts",
     "billing",
     "sessions_app",
@@ -54,12 +57,17 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.middleware.RequestBodyLimitMiddleware",
+    "config.middleware.APIErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.security.ContentSecurityPolicyMiddleware",
+    "config.throttling.AdminLoginThrottleMiddleware",
+    # Last: turns a lockout flagged during authentication into the lockout page (accounts.lockout).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -151,15 +159,92 @@ STORAGES = {
 # Request bodies over 1 MB are refused with 413 (config.middleware).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
-if not DEBUG:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
-    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+# --- Security (README "Deployment") ----------------------------------------------------------
+# TLS ends at the proxy, which says so in X-Forwarded-Proto; plain HTTP is redirected to HTTPS unless
+# SECURE_SSL_REDIRECT=false (e.g. a loopback server behind nothing).
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The test client speaks plain HTTP; tests/test_security.py checks the production default.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not (DEBUG or TESTING))
+# The health check answers load balancers that probe over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^api/v1/health/?$"]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SESSION_COOKIE_HTTPONLY = True
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# Preloading is the domain owner's commitment (hstspreload.org), not the app's: check --deploy's
+# reminder about it is silenced until SECURE_HSTS_PRELOAD=true.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# config.security.ContentSecurityPolicyMiddleware: scripts, styles, images and fonts from this origin
+# only (the admin and the self-hosted Swagger UI need nothing else); inline styles are allowed because
+# the admin and Swagger UI set style attributes, inline scripts are not.
+CONTENT_SECURITY_POLICY = env.str(
+    "CONTENT_SECURITY_POLICY",
+    default=(
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; object-src 'none'; "
+        "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+    ),
+)
+# How many proxies in front of the app append to X-Forwarded-For; 0 = use the socket's address.
+# The client address feeds the per-IP throttles and the admin lockout, so never trust more hops
+# than you run: a client can put anything in the header.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
+# The cache shared by every process: throttle counters live here. The default is a table in the
+# database (created by accounts/migrations/0002); CACHE_URL=redis://host:6379/0 uses Django's RedisCache.
+CACHES = {
+    "default": env.cache_url(
+        "CACHE_URL", default="locmemcache://" if TESTING else "dbcache://creditdesk_cache"
+    )
+}
+if CACHES["default"]["BACKEND"] == "django_redis.cache.RedisCache":
+    CACHES["default"]["BACKEND"] = "django.core.cache.backends.redis.RedisCache"  # no extra package
+else:
+    # Django culls a third of the entries past MAX_ENTRIES (300): a burst of throttle keys for made-up
+    # usernames would then reset real counters. Expired entries are culled first.
+    CACHES["default"].setdefault("OPTIONS", {}).setdefault("MAX_ENTRIES", 1_000_000)
+
+# Throttle rates (DRF rate strings "<n>/second|minute|hour|day"; empty disables), config.throttling.
+THROTTLE_AUTH_RATE = env.str("THROTTLE_AUTH_RATE", default="10/minute") or None
+THROTTLE_SIGNUP_RATE = env.str("THROTTLE_SIGNUP_RATE", default="10/hour") or None
+THROTTLE_TURN_RATE = env.str("THROTTLE_TURN_RATE", default="60/minute") or None
+THROTTLE_STAFF_RATE = env.str("THROTTLE_STAFF_RATE", default="60/minute") or None
+
+# API tokens (django-rest-knox): stored as SHA-512 digests, sent as `Authorization: Token <key>`.
+AUTH_TOKEN_TTL_HOURS = env.int("AUTH_TOKEN_TTL_HOURS", default=24 * 7)
+AUTH_TOKEN_MAX_PER_USER = env.int("AUTH_TOKEN_MAX_PER_USER", default=10)
+REST_KNOX = {
+    "AUTH_HEADER_PREFIX": "Token",
+    "TOKEN_TTL": timedelta(hours=AUTH_TOKEN_TTL_HOURS),
+    "AUTO_REFRESH": False,
+}
+
+# Admin login lockout (django-axes): after ADMIN_LOGIN_FAILURE_LIMIT failures for one username from
+# one address, that pair is locked for ADMIN_LOCKOUT_MINUTES (staff unlock: README "Deployment").
+AUTHENTICATION_BACKENDS = [
+    "accounts.backends.AdminLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("ADMIN_LOCKOUT_MINUTES", default=30))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_ONLY_ADMIN_SITE = True
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "config.throttling.client_ip"
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
+AXES_USERNAME_CALLABLE = "accounts.lockout.attempted_username"
+AXES_WHITELIST_CALLABLE = "accounts.lockout.outside_admin_login"
+AXES_VERBOSE = False
 
 # --- API ------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -185,10 +270,17 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The interactive docs load their assets from this server, never from a CDN (they work offline,
+    # and the content security policy allows this origin only).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "config.api.document_pagination_errors",
+        "config.throttling.document_throttled_responses",
+        "config.api.document_common_responses",
     ],
 }
 

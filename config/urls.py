@@ -2,13 +2,14 @@
 
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from config.views import HealthView
 
 api_v1 = [
     re_path(r"^schema/?$", SpectacularAPIView.as_view(), name="schema"),
-    re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    re_path(r"^docs/?$", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
+    re_path(r"^redoc/?$", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     re_path(r"^health/?$", HealthView.as_view(), name="health"),
     path("", include("accounts.urls")),
     path("", include("billing.urls")),
@@ -21,5 +22,6 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
 ]
 
-# An unrouted /api/ path answers JSON (config.views.not_found), not an HTML page.
+# An unrouted /api/ path, or an unhandled error under /api/, answers JSON, not an HTML page.
 handler404 = "config.views.not_found"
+handler500 = "config.views.server_error"

@@ -1,24 +1,40 @@
 """Project-level endpoints: the health check that load balancers and operators poll."""
 
+import functools
 import logging
+import sys
 
 from django.db import DatabaseError, connection
-from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.recorder import MigrationRecorder
 from django.http import JsonResponse
 from django.views.defaults import page_not_found
+from django.views.defaults import server_error as default_server_error
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.middleware import API_PREFIX, api_server_error
+
 logger = logging.getLogger(__name__)
 
 
+@functools.cache
+def migrations_on_disk() -> frozenset[tuple[str, str]]:
+    """Every migration the code ships, as (app, name); read from disk once per process.
+
+    The files do not change under a running process, so /health never rebuilds the graph per poll.
+    """
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    return frozenset(loader.graph.nodes)
+
+
 def _pending_migrations() -> int:
-    """Migrations on disk not yet applied to the database (reads the django_migrations table)."""
-    executor = MigrationExecutor(connection)
-    return len(executor.migration_plan(executor.loader.graph.leaf_nodes()))
+    """Migrations on disk not yet recorded as applied: one small query on django_migrations."""
+    applied = set(MigrationRecorder.Migration.objects.values_list("app", "name"))
+    return len(migrations_on_disk() - applied)
 
 
 class HealthView(APIView):
@@ -70,6 +86,13 @@ class HealthView(APIView):
                 status=503,
             )
         return Response({"status": "ok", "database": "ok", "pending_migrations": pending})
+
+
+def server_error(request):
+    """handler500: an API path answers the JSON 500 with an error id (logged); the rest, Django's page."""
+    if request.path.startswith(API_PREFIX):
+        return api_server_error(request, sys.exc_info())
+    return default_server_error(request)
 
 
 def not_found(request, exception):

@@ -3,7 +3,7 @@
 import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
@@ -13,7 +13,6 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from billing.models import CreditTransaction
-from billing.money import format_money
 from reporting.exports import stream_ledger_csv
 from reporting.forms import UsageFilterForm
 from reporting.models import DailyUsage
@@ -69,10 +68,45 @@ def bucket_starts(*, start: date, end: date, bucket: str) -> list[date]:
     return starts
 
 
+TARGET_TICKS = 4
+
+
+def nice_axis(peak: Decimal) -> tuple[Decimal, Decimal]:
+    """The axis top and tick step for values up to `peak`: steps of 1, 2, 2.5 or 5 times a power of ten."""
+    if peak <= 0:
+        return Decimal(1), Decimal(1)
+    raw = peak / TARGET_TICKS
+    power = Decimal(10) ** raw.adjusted()  # the power of ten at or below raw
+    step = next(
+        power * m
+        for m in (Decimal(1), Decimal(2), Decimal("2.5"), Decimal(5), Decimal(10))
+        if power * m >= raw
+    )
+    top = (peak / step).to_integral_value(rounding=ROUND_CEILING) * step  # first multiple at or above peak
+    return top, step
+
+
+def chart_number(value: Decimal, step: Decimal) -> str:
+    """A chart label: grouped thousands, and only as many decimals as the tick step needs."""
+    places = max(0, -step.normalize().as_tuple().exponent)
+    return f"{value:,.{places}f}"
+
+
+def chart_cost(value: Decimal) -> str:
+    """A cost as a chart shows it (the table shows it exact): 2 decimals, more only below 0.01."""
+    if value == 0 or abs(value) >= Decimal("0.01"):
+        return f"{value:,.2f}"
+    return f"{value.normalize():f}"
+
+
 def cost_chart(*, rows: list[UsageRow], starts: list[date]) -> Chart:
-    """Bar geometry for cost per bucket; buckets without events get a zero bar so time reads evenly."""
+    """Bar geometry for cost per bucket; buckets without events get a zero bar so time reads evenly.
+
+    The y axis runs from 0 to a round value at or above the largest cost, with ticks at round steps.
+    """
     cost_by_day = {row.date: row for row in rows}
     peak = max((row.cost for row in rows), default=Decimal(0))
+    top, step = nice_axis(peak)
     plot_width, plot_height = PLOT_RIGHT - PLOT_LEFT, PLOT_BOTTOM - PLOT_TOP
     slot = plot_width / max(len(starts), 1)
     label_every = max(1, -(-len(starts) // MAX_X_LABELS))
@@ -80,7 +114,7 @@ def cost_chart(*, rows: list[UsageRow], starts: list[date]) -> Chart:
     for index, day in enumerate(starts):
         row = cost_by_day.get(day)
         cost = row.cost if row else Decimal(0)
-        height = float(cost / peak) * plot_height if peak else 0.0
+        height = float(cost / top) * plot_height
         bars.append(
             Bar(
                 x=round(PLOT_LEFT + index * slot + slot * 0.1, 2),
@@ -88,14 +122,15 @@ def cost_chart(*, rows: list[UsageRow], starts: list[date]) -> Chart:
                 width=round(slot * 0.8, 2),
                 height=round(height, 2),
                 day=day,
-                cost=format_money(cost),
+                cost=chart_cost(cost),
                 calls=row.calls if row else 0,
                 label=day.isoformat() if index % label_every == 0 else "",
             )
         )
+    ticks = int(top / step)
     gridlines = [
-        (round(PLOT_BOTTOM - fraction * plot_height, 2), format_money(peak * Decimal(fraction)))
-        for fraction in ((0, 0.5, 1) if peak else (0,))
+        (round(PLOT_BOTTOM - float(step * i / top) * plot_height, 2), chart_number(step * i, step))
+        for i in range(ticks + 1)
     ]
     return Chart(
         width=CHART_WIDTH,

@@ -8,14 +8,14 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from billing.filters import INSTANT_HELP, parse_iso_instant, reject_nul_query_params
+from billing.filters import INSTANT_HELP, INSTANT_SCHEMA, parse_iso_instant
 from billing.models import CreditTransaction
+from config.api_fields import MAX_ID, blank_is_absent, id_in_range, reject_nul_query_params
 from reporting.selectors import BUCKETS, DEFAULT_RANGE_DAYS, default_range
 
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
 # Dates whose local midnight and next midnight exist as datetimes in any time zone.
 _MIN_DATE, _MAX_DATE = date(1, 1, 2), date(9999, 12, 30)
-_MAX_ID = 2**63 - 1
 MODEL_NAME_MAX = 100
 
 
@@ -40,7 +40,7 @@ class StrictDateField(serializers.Field):
         return value.isoformat()
 
 
-@extend_schema_field({"type": "string", "description": "ISO 8601 date or datetime", "example": "2026-01-31"})
+@extend_schema_field(INSTANT_SCHEMA)
 class IsoDateOrDateTimeField(serializers.Field):
     """billing.filters.parse_iso_instant as a serializer field: the user's ledger and the export agree."""
 
@@ -56,7 +56,7 @@ class IsoDateOrDateTimeField(serializers.Field):
         return value.isoformat()
 
 
-@extend_schema_field({"type": "integer", "minimum": 1})
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_ID})
 class StrictIdField(serializers.Field):
     """A positive integer id in ASCII digits (no sign, spaces, fraction or other scripts' digits)."""
 
@@ -66,17 +66,12 @@ class StrictIdField(serializers.Field):
         if not isinstance(data, str) or not data.isascii() or not data.isdigit():
             self.fail("invalid")
         value = int(data)
-        if not 1 <= value <= _MAX_ID:
+        if not id_in_range(value):
             self.fail("invalid")
         return value
 
     def to_representation(self, value: int) -> int:
         return value
-
-
-def _blank_is_absent(data: QueryDict, names) -> dict:
-    """The query as a plain dict, dropping `name=` (empty) so an empty parameter means no filter."""
-    return {name: data[name] for name in names if name in data and data[name] != ""}
 
 
 class UsageSummaryQuerySerializer(serializers.Serializer):
@@ -97,6 +92,8 @@ class UsageSummaryQuerySerializer(serializers.Serializer):
     user_id = StrictIdField(required=False, help_text="Only this user's calls (an unknown id gives zeros).")
     model = serializers.CharField(
         required=False,
+        # Kept as sent: " x" names no model, which is zeros, not a malformed filter.
+        trim_whitespace=False,
         max_length=MODEL_NAME_MAX,
         help_text="Only calls to this model (an unknown model gives zeros).",
     )
@@ -104,7 +101,7 @@ class UsageSummaryQuerySerializer(serializers.Serializer):
     @classmethod
     def from_query(cls, query_params: QueryDict) -> "UsageSummaryQuerySerializer":
         reject_nul_query_params(query_params)
-        return cls(data=_blank_is_absent(query_params, cls._declared_fields))
+        return cls(data=blank_is_absent(query_params, cls._declared_fields))
 
     def validate(self, attrs):
         start, end = attrs.get("start"), attrs.get("end")
@@ -145,4 +142,4 @@ class LedgerExportQuerySerializer(serializers.Serializer):
     @classmethod
     def from_query(cls, query_params: QueryDict) -> "LedgerExportQuerySerializer":
         reject_nul_query_params(query_params)
-        return cls(data=_blank_is_absent(query_params, cls._declared_fields))
+        return cls(data=blank_is_absent(query_params, cls._declared_fields))

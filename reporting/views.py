@@ -13,8 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.money import format_money
-from billing.serializers import MoneyField
-from billing.serializers_staff import STAFF_ERRORS, error_responses
+from config.api_fields import STAFF_ERRORS, MoneyField, error_responses
 from reporting.exports import stream_ledger_csv
 from reporting.filters import LedgerExportQuerySerializer, UsageSummaryQuerySerializer
 from reporting.selectors import LEDGER_EXPORT_COLUMNS, ledger_export_queryset, usage_summary

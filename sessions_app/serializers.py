@@ -7,8 +7,9 @@ from rest_framework import serializers
 
 from billing.models import LLMCallEvent
 from billing.money import format_money
+from billing.pricing import MODEL_NAME_PATTERN
 from billing.selectors import is_low_balance
-from billing.serializers import MoneyField, StrictCharField
+from config.api_fields import NOT_BLANK_PATTERN, MoneyField, StrictCharField
 from sessions_app.models import ChatSession, Message, SessionSummary, ToolCallEvent, Turn, UserFile
 
 CONTENT_MAX_CHARS = 32_000
@@ -28,6 +29,8 @@ class ChatSessionSerializer(serializers.ModelSerializer):
     model = StrictCharField(
         max_length=100,
         required=False,
+        trim_whitespace=False,
+        pattern=f"^{MODEL_NAME_PATTERN}$",
         help_text="A model with an active price; defaults to LLM_DEFAULT_MODEL.",
     )
     turn_count = serializers.SerializerMethodField(help_text="Completed (billed) turns in this session.")
@@ -218,6 +221,7 @@ class TurnRequestSerializer(serializers.Serializer):
     content = StrictCharField(
         max_length=CONTENT_MAX_CHARS,
         trim_whitespace=False,
+        pattern=NOT_BLANK_PATTERN,
         help_text=f"The user's message: a string, non-empty after trimming, at most {CONTENT_MAX_CHARS} characters.",
     )
 

@@ -1,24 +1,19 @@
 """Chat sessions and turns over HTTP: thin viewsets that call the selectors and the turn service."""
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.http import Http404
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import (
-    OpenApiParameter,
-    OpenApiResponse,
-    extend_schema,
-    extend_schema_view,
-    inline_serializer,
-)
-from rest_framework import mixins, serializers, status, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from billing.exceptions import InsufficientCredits
-from billing.filters import reject_nul_query_params
 from billing.permissions import CreditEnforcement, PaymentRequired
+from config.api_fields import MAX_ID, NulSafeMixin, error_responses
+from config.throttling import TurnThrottle
 from sessions_app import idempotency, services, streaming
 from sessions_app.api_errors import provider_error_to_http
 from sessions_app.models import ChatSession, Turn
@@ -32,62 +27,38 @@ from sessions_app.serializers import (
     created_turn_body,
 )
 
-_ERROR = inline_serializer("SessionNotFound", fields={"detail": serializers.CharField()})
-_CODED_ERROR = inline_serializer(
-    "TurnFailure", fields={"detail": serializers.CharField(), "code": serializers.CharField()}
-)
-_PAYMENT_REQUIRED = inline_serializer(
-    "InsufficientCredits",
-    fields={
-        "detail": serializers.CharField(default="Insufficient credits. Please top up your account."),
-        "code": serializers.CharField(default="insufficient_credits"),
-        "balance": serializers.CharField(help_text="The wallet balance, a 6-place decimal string."),
-        "available": serializers.CharField(
-            help_text="balance - held (credits reserved by turns in flight), a 6-place decimal string."
-        ),
-    },
-)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
-_MAX_ID = 2**63 - 1  # a larger id names no session (and would overflow the database's integer)
 _SESSION_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="The session's id.")
 
 
-class NulSafeMixin:
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        reject_nul_query_params(request.query_params)
-
-
 @extend_schema_view(
-    list=extend_schema(summary="List your chat sessions", description="Most recently active first."),
+    list=extend_schema(
+        summary="List your chat sessions",
+        description="Most recently active first.",
+        responses={200: ChatSessionSerializer(many=True), **error_responses(400, 401)},
+    ),
     create=extend_schema(
         summary="Open a chat session",
         description="`model` defaults to LLM_DEFAULT_MODEL; a model with no active price is 400.",
-        responses={
-            201: ChatSessionSerializer,
-            400: OpenApiResponse(description="Validation errors by field."),
-        },
+        responses={201: ChatSessionSerializer, **error_responses(400, 401, 413)},
     ),
     retrieve=extend_schema(
         summary="Read one of your chat sessions",
         parameters=[_SESSION_ID],
-        responses={200: ChatSessionSerializer, 404: _ERROR},
+        responses={200: ChatSessionSerializer, **error_responses(401, 404)},
     ),
     partial_update=extend_schema(
         summary="Rename a session or change its model",
+        description="A session deleted meanwhile (even by a concurrent request) is 404.",
         parameters=[_SESSION_ID],
-        responses={
-            200: ChatSessionSerializer,
-            400: OpenApiResponse(description="Validation errors."),
-            404: _ERROR,
-        },
+        responses={200: ChatSessionSerializer, **error_responses(400, 401, 404, 413)},
     ),
     destroy=extend_schema(
         summary="Delete a session",
         parameters=[_SESSION_ID],
         description="Deletes its messages and turns; LLM call events and ledger rows are kept.",
-        responses={204: None, 404: _ERROR},
+        responses={204: None, **error_responses(401, 404)},
     ),
 )
 class ChatSessionViewSet(
@@ -118,9 +89,18 @@ class ChatSessionViewSet(
 
     def perform_update(self, serializer):
         data = serializer.validated_data
-        serializer.instance = services.update_session(
-            session=serializer.instance, title=data.get("title"), model=data.get("model")
-        )
+        session = serializer.instance
+        try:
+            with transaction.atomic():  # a savepoint, so the check below can still query
+                serializer.instance = services.update_session(
+                    session=session, title=data.get("title"), model=data.get("model")
+                )
+        except DatabaseError as exc:
+            # A DELETE that committed after this request read the session: Django's save finds no
+            # row to update. That is the 404 a missing session gets; any other error goes on up.
+            if type(exc) is not DatabaseError or ChatSession.objects.filter(pk=session.pk).exists():
+                raise
+            raise Http404(f"No {ChatSession._meta.object_name} matches the given query.") from exc
 
     def perform_destroy(self, instance):
         services.delete_session(session=instance)
@@ -130,7 +110,7 @@ class ChatSessionViewSet(
     list=extend_schema(
         summary="List a session's turns",
         description="Oldest first.",
-        responses={200: TurnSerializer(many=True), 404: _ERROR},
+        responses={200: TurnSerializer(many=True), **error_responses(400, 401, 404)},
     ),
     create=extend_schema(
         summary="Take a turn: send a message, get the reply, pay for it",
@@ -168,19 +148,21 @@ class ChatSessionViewSet(
         request=TurnRequestSerializer,
         responses={
             201: CreatedTurnSerializer,
-            400: OpenApiResponse(description="Invalid `content` (validation errors by field)."),
-            402: OpenApiResponse(_PAYMENT_REQUIRED, description="Credit enforcement refused the turn."),
-            404: _ERROR,
-            409: OpenApiResponse(
-                _CODED_ERROR,
-                description=(
+            **error_responses(
+                400,
+                401,
+                402,
+                404,
+                409,
+                413,
+                502,
+                504,
+                s400="Invalid `content` or `Idempotency-Key`; nothing was written.",
+                s409=(
                     "Idempotency-Key reused with other content (`idempotency_conflict`), or its first "
                     "request still running (`request_in_progress`)."
                 ),
             ),
-            413: OpenApiResponse(_CODED_ERROR, description="Request body over 1 MB."),
-            502: OpenApiResponse(_CODED_ERROR, description="The model provider failed; nothing charged."),
-            504: OpenApiResponse(_CODED_ERROR, description="The model provider timed out; nothing charged."),
         },
     ),
 )
@@ -191,6 +173,8 @@ class ChatSessionViewSet(
 )
 class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = TurnSerializer
+    # Turns started per user (THROTTLE_TURN_RATE); reading the list is not counted.
+    throttle_classes = [TurnThrottle]
     filter_backends = []
     session: ChatSession
     turn_context: TurnContext | None = None
@@ -225,7 +209,7 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
             self.session = get_object_or_404(sessions_for_user(user=request.user), pk=session_pk)
             return
         # A turn reads its session and history, and billing's price and wallet state, up front.
-        if session_pk <= _MAX_ID:
+        if session_pk <= MAX_ID:
             self.turn_context = turn_context(user=request.user, session_id=session_pk)
         if self.turn_context is None:  # the same 404 as get_object_or_404 above
             raise Http404(f"No {ChatSession._meta.object_name} matches the given query.")

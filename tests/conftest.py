@@ -1,9 +1,10 @@
 """Shared fixtures."""
 
 import pytest
+from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from tests.factories import StaffUserFactory, UserFactory
+from tests.factories import StaffUserFactory, UserFactory, api_token
 
 
 def pytest_report_header(config):
@@ -18,6 +19,27 @@ def media_root(settings, tmp_path):
     """Uploaded files go to a temporary folder per test, never the checkout's MEDIA_ROOT."""
     settings.MEDIA_ROOT = str(tmp_path / "media")
     return settings.MEDIA_ROOT
+
+
+THROTTLE_SETTINGS = (
+    "THROTTLE_AUTH_RATE",
+    "THROTTLE_SIGNUP_RATE",
+    "THROTTLE_TURN_RATE",
+    "THROTTLE_STAFF_RATE",
+)
+
+
+@pytest.fixture(autouse=True)
+def _throttles_out_of_the_way(settings):
+    """Every test starts with empty throttle counters and rates no test reaches by accident.
+
+    The throttles still run (and count) on every request; tests/test_throttling.py sets real rates.
+    """
+    cache.clear()
+    for name in THROTTLE_SETTINGS:
+        setattr(settings, name, "100000/minute")
+    yield
+    cache.clear()
 
 
 @pytest.fixture
@@ -52,8 +74,6 @@ def staff_client(staff_user):
 @pytest.fixture
 def token_client(user):
     """A client that authenticates like the frontend: `Authorization: Token <key>`."""
-    from rest_framework.authtoken.models import Token
-
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     return client

@@ -80,3 +80,10 @@ class ChatSessionFactory(factory.django.DjangoModelFactory):
     owner = factory.SubFactory(UserFactory)
     title = factory.Sequence(lambda n: f"Chat {n}")
     model = "echo-1"
+
+
+def api_token(user) -> str:
+    """A new API token for the user, as a client sends it (knox keeps only its digest)."""
+    from knox.models import AuthToken
+
+    return AuthToken.objects.create(user=user)[1]

@@ -164,3 +164,42 @@ def test_support_agent_grants_credits_then_reads_ledger_and_daily_usage(live_ser
     page.goto(f"{url}/admin/reporting/dailyusage/?start=2026-99-01&bucket=fortnight")
     expect(page.locator(".messagelist .error")).to_contain_text("The report could not be shown")
     shoot(page, "10-daily-usage-bad-params")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("path", "operation"),
+    [("/api/v1/docs/", ".opblock"), ("/api/v1/redoc/", "[data-section-id^='operation/']")],
+)
+def test_interactive_docs_render_offline_and_list_every_operation(live_server, page, path, operation):
+    # The docs' scripts and styles come from this server (drf-spectacular-sidecar): any other host is
+    # cut off here, as on a machine without internet.
+    from drf_spectacular.generators import SchemaGenerator
+
+    outside = []
+
+    def offline(route):
+        if route.request.url.startswith(live_server.url):
+            return route.continue_()
+        outside.append((route.request.resource_type, route.request.url))
+        return route.abort()
+
+    page.context.route("**/*", offline)
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    operations = sum(len(methods) for methods in schema["paths"].values())
+
+    page.goto(f"{live_server.url}{path}")
+
+    expect(page.locator(operation)).to_have_count(operations)
+    expect(page.get_by_text("/api/v1/sessions/{session_pk}/turns/").first).to_be_attached()
+    # Redoc's page asks for web fonts and its own logo, and renders fine without them; nothing the
+    # docs need (scripts, styles, the schema) comes from anywhere but this server.
+    needed = [
+        (kind, url)
+        for kind, url in outside
+        if kind not in ("font", "image") and "fonts.googleapis" not in url
+    ]
+    assert needed == []
+    if "docs" in path:
+        assert outside == []
+    shoot(page, "11-swagger-ui" if "docs" in path else "12-redoc")

@@ -44,3 +44,24 @@ def test_health_reports_pending_migrations(api_client, monkeypatch):
 
     assert response.status_code == 200
     assert response.json()["pending_migrations"] >= 1
+
+
+def test_health_builds_the_migration_graph_at_most_once_per_process(api_client, monkeypatch):
+    # A load balancer polls every few seconds: reading every migration file per poll was the cost.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from config import views
+
+    views.migrations_on_disk.cache_clear()
+    built = []
+    real_loader = views.MigrationLoader
+    monkeypatch.setattr(views, "MigrationLoader", lambda *a, **k: built.append(1) or real_loader(*a, **k))
+
+    for _ in range(5):
+        with CaptureQueriesContext(connection) as queries:
+            response = api_client.get("/api/v1/health")
+        assert response.json()["pending_migrations"] == 0
+
+    assert len(built) == 1
+    assert len(queries) == 2  # SELECT 1, and the applied migrations

@@ -9,18 +9,17 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from billing import services
 from billing.models import ModelPrice
 from billing.rollup import rebuild_usage_rollup
-from tests.factories import LLMCallEventFactory, StaffUserFactory, UserFactory
+from tests.factories import LLMCallEventFactory, StaffUserFactory, UserFactory, api_token
 
 
 def token_client(user) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     return client
 
 

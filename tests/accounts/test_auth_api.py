@@ -5,7 +5,8 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import override_settings
-from rest_framework.authtoken.models import Token
+from knox.crypto import hash_token
+from knox.models import AuthToken
 
 from billing.models import CreditTransaction, Wallet
 from tests.factories import DEFAULT_PASSWORD, StaffUserFactory, UserFactory
@@ -25,7 +26,8 @@ def test_register_creates_user_wallet_and_token(api_client, path):
     assert set(body) == {"id", "username", "email", "token"}
     user = User.objects.get(pk=body["id"])
     assert (body["username"], body["email"]) == ("ada", "ada@example.com")
-    assert body["token"] == Token.objects.get(user=user).key
+    # Stored as a digest only: the key the client got is nowhere in the table.
+    assert AuthToken.objects.get(user=user).digest == hash_token(body["token"])
     assert user.check_password(GOOD["password"])
     assert Wallet.objects.get(user=user).balance == 0
     assert not CreditTransaction.objects.filter(wallet__user=user).exists()
@@ -127,9 +129,13 @@ def test_token_exchanges_credentials_for_the_users_token(api_client, user, path)
     response = api_client.post(path, {"username": user.username, "password": DEFAULT_PASSWORD}, format="json")
 
     assert response.status_code == 200
-    assert response.json() == {"token": Token.objects.get(user=user).key}
+    body = response.json()
+    assert set(body) == {"token", "expiry"}
+    assert AuthToken.objects.get(user=user).digest == hash_token(body["token"])
+    # Each login is a token of its own, so logging out one client leaves the others signed in.
     again = api_client.post(path, {"username": user.username, "password": DEFAULT_PASSWORD}, format="json")
-    assert again.json() == response.json()
+    assert again.json()["token"] != body["token"]
+    assert AuthToken.objects.filter(user=user).count() == 2
 
 
 @pytest.mark.parametrize(
@@ -148,7 +154,7 @@ def test_token_refuses_bad_credentials_with_400(api_client, body):
     response = api_client.post("/api/v1/auth/token", body, format="json")
 
     assert response.status_code == 400
-    assert not Token.objects.exists()
+    assert not AuthToken.objects.exists()
 
 
 @pytest.mark.parametrize(
@@ -158,7 +164,7 @@ def test_token_rejects_malformed_json(api_client, raw):
     response = api_client.generic("POST", "/api/v1/auth/token", raw, content_type="application/json")
 
     assert response.status_code == 400
-    assert not Token.objects.exists()
+    assert not AuthToken.objects.exists()
 
 
 def test_token_refuses_an_inactive_user(api_client):

@@ -121,8 +121,9 @@ def test_pricing_create_accepts_free_and_inactive_models(staff_client):
 def test_pricing_create_refuses_a_model_that_already_has_a_price(staff_client):
     response = staff_client.post(LIST_URL, new_price(model="echo-1", input_price_per_1k="99"), format="json")
 
-    assert response.status_code == 400
-    assert "already has a price" in response.json()["model"][0]
+    assert response.status_code == 409
+    assert response.json()["code"] == "model_already_priced"
+    assert "already has a price" in response.json()["detail"]
     assert ModelPrice.objects.get(model="echo-1").input_price_per_1k == Decimal("1")
 
 
@@ -277,6 +278,7 @@ def test_pricing_create_losing_a_race_on_the_model_name_is_a_400_not_a_500(staff
 
     response = staff_client.post(LIST_URL, new_price(model="echo-1", input_price_per_1k="99"), format="json")
 
-    assert response.status_code == 400
-    assert "already has a price" in response.json()["model"][0]
+    assert response.status_code == 409
+    assert response.json()["code"] == "model_already_priced"
+    assert "already has a price" in response.json()["detail"]
     assert ModelPrice.objects.get(model="echo-1").input_price_per_1k == Decimal("1")

@@ -5,12 +5,11 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from billing import services
 from billing.models import CreditTransaction, Wallet
-from tests.factories import StaffUserFactory, UserFactory
+from tests.factories import StaffUserFactory, UserFactory, api_token
 
 
 def wallet_url(user_id, slash=""):
@@ -55,7 +54,7 @@ def test_staff_wallet_endpoints_refuse_anonymous_with_401_and_users_with_403(
 
 def test_staff_wallet_accepts_a_staff_token(user, staff_user):
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=staff_user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(staff_user)}")
 
     assert client.get(wallet_url(user.pk)).status_code == 200
     assert post_grant(client, user.pk, {"amount": "1", "reason": "Token grant"}).status_code == 200

@@ -11,11 +11,10 @@ from werkzeug import Response
 from billing import services as billing_services
 from billing.models import WalletEvent
 from notifications.models import Delivery
-from tests.conftest import requires_postgres
 from tests.factories import ModelPriceFactory, StaffUserFactory, UserFactory
 from tests.notifications.conftest import wait_for
 
-pytestmark = [requires_postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def cross_low_balance() -> WalletEvent:

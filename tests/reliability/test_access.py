@@ -7,19 +7,21 @@ newly registered admin model) cannot ship without someone deciding who may reach
 from decimal import Decimal
 
 import pytest
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
-from rest_framework.authtoken.models import Token
+from procrastinate.contrib.django.models import ProcrastinateJob
 
 from billing import services
-from billing.models import CreditTransaction, LLMCallEvent, ModelPrice
+from billing.models import CreditTransaction, LLMCallEvent, ModelPrice, WalletEvent
+from notifications.models import Delivery
 from sessions_app import files
 from sessions_app.models import SessionSummary, ToolCallEvent
 from sessions_app.services import take_turn
-from tests.factories import ChatSessionFactory, StaffUserFactory, UserFactory
+from tests.factories import ChatSessionFactory, StaffUserFactory, UserFactory, api_token
 
 ROLES = ("anonymous", "user", "other", "staff")
 
@@ -79,7 +81,12 @@ TABLE = [
         S(302, 302, 302, 404),
     ),
     *_model_admin("auth.group"),
-    *_model_admin("authtoken.tokenproxy", change=S(302, 302, 302, 200)),
+    # API tokens: listed and revoked (deleted), never added or edited here; no key is shown.
+    *_model_admin("knox.authtoken", add=ADMIN_REFUSED),
+    # Admin login attempts (django-axes): staff read them and unlock by deleting an attempt.
+    *_model_admin("axes.accessattempt", add=ADMIN_REFUSED),
+    *_model_admin("axes.accesslog", add=ADMIN_REFUSED),
+    *_model_admin("axes.accessfailurelog", add=ADMIN_REFUSED),
     *_model_admin(
         "accounts.user",
         extra=[
@@ -108,13 +115,18 @@ TABLE = [
     *_model_admin("billing.llmcallevent", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
     *_model_admin("billing.modelprice", delete=ADMIN_REFUSED),
     *_model_admin("billing.credithold", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
+    # Wallet crossings and their deliveries: view-only (written by billing and the worker).
+    *_model_admin("billing.walletevent", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
+    *_model_admin("notifications.delivery", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
+    # The task queue's jobs (procrastinate's own read-only admin).
+    *_model_admin("procrastinate.procrastinatejob", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
     # The conversation's records: view-only (no add, change or delete), for staff too.
     *_model_admin("sessions_app.toolcallevent", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
     *_model_admin("sessions_app.userfile", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
     *_model_admin("sessions_app.sessionsummary", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
     ("admin/reporting/dailyusage/", "get", "/admin/reporting/dailyusage/", ADMIN_LOGIN),
     (
-        "admin/^(?P<app_label>auth|authtoken|procrastinate|accounts|billing|sessions_app|reporting|notifications)/$",
+        "admin/^(?P<app_label>auth|axes|procrastinate|accounts|knox|billing|sessions_app|reporting|notifications)/$",
         "get",
         "/admin/billing/",
         ADMIN_LOGIN,
@@ -124,9 +136,12 @@ TABLE = [
     # --- API: open -----------------------------------------------------------------------------
     ("api/v1/^schema/?$", "get", "/api/v1/schema/", S(200, 200, 200, 200)),
     ("api/v1/^docs/?$", "get", "/api/v1/docs/", S(200, 200, 200, 200)),
+    ("api/v1/^redoc/?$", "get", "/api/v1/redoc/", S(200, 200, 200, 200)),
     ("api/v1/^health/?$", "get", "/api/v1/health", S(200, 200, 200, 200)),
     ("api/v1/^auth/register/?$", "post", "/api/v1/auth/register", S(400, 400, 400, 400)),
     ("api/v1/^auth/token/?$", "post", "/api/v1/auth/token", S(400, 400, 400, 400)),
+    ("api/v1/^auth/logout/?$", "post", "/api/v1/auth/logout", S(401, 204, 204, 204)),
+    ("api/v1/^auth/logout-all/?$", "post", "/api/v1/auth/logout-all", S(401, 204, 204, 204)),
     # --- API: the caller's own ---------------------------------------------------------------
     ("api/v1/^auth/me/?$", "get", "/api/v1/auth/me", S(401, 200, 200, 200)),
     ("api/v1/^users/me/wallet/?$", "get", "/api/v1/users/me/wallet", S(401, 200, 200, 200)),
@@ -174,6 +189,18 @@ TABLE = [
     ("api/v1/^admin/pricing/?$", "post", "/api/v1/admin/pricing/", S(401, 403, 403, 201)),
     ("api/v1/^admin/pricing/(?P<model>.+?)/?$", "get", "/api/v1/admin/pricing/echo-1/", API_STAFF),
     ("api/v1/^admin/pricing/(?P<model>.+?)/?$", "patch", "/api/v1/admin/pricing/echo-1/", API_STAFF),
+    (
+        "api/v1/^admin/wallets/(?P<user_id>[0-9]+)/adjust/?$",
+        "post",
+        "/api/v1/admin/wallets/{user}/adjust",
+        API_STAFF,
+    ),
+    (
+        "api/v1/^admin/transactions/(?P<transaction_id>[0-9]+)/refund/?$",
+        "post",
+        "/api/v1/admin/transactions/{debit}/refund",
+        API_STAFF,
+    ),
     ("api/v1/^admin/usage/summary/?$", "get", "/api/v1/admin/usage/summary", API_STAFF),
     ("api/v1/^admin/transactions/export\\.csv/?$", "get", "/api/v1/admin/transactions/export.csv", API_STAFF),
 ]
@@ -187,6 +214,8 @@ BODIES = {
     ("post", "/api/v1/sessions/{session}/turns/"): {"content": "hello"},
     ("patch", "/api/v1/admin/wallets/{user}"): {"enforcement": "exempt"},
     ("post", "/api/v1/admin/wallets/{user}/grant"): {"amount": "5", "reason": "access table"},
+    ("post", "/api/v1/admin/wallets/{user}/adjust"): {"amount": "-0.5", "reason": "access table"},
+    ("post", "/api/v1/admin/transactions/{debit}/refund"): {"amount": "0.000001", "reason": "access table"},
     ("post", "/api/v1/admin/pricing/"): {
         "model": "access-model",
         "input_price_per_1k": "0.1",
@@ -213,8 +242,15 @@ def world(db):
     price = ModelPrice.objects.get(model="echo-1")
     services.charge(user=user, price=price, provider="echo", input_tokens=10, output_tokens=10)
     hold = services.reserve(user=user, amount=Decimal("1")).hold
+    debit = CreditTransaction.objects.get(wallet=user.wallet, kind=CreditTransaction.Kind.DEBIT)
+    # Down to below LOW_BALANCE_THRESHOLD: a wallet event, and its delivery job on the queue.
+    services.adjust(user=user, amount=Decimal("-9.5"), reason="access table", initiated_by=staff)
+    event = WalletEvent.objects.get(wallet=user.wallet)
+    delivery = Delivery.objects.create(event=event, channel=Delivery.Channel.EMAIL)
     group = Group.objects.create(name="access-table")
-    token = Token.objects.create(user=user)
+    api_token(user)
+    seen = {"user_agent": "test", "http_accept": "*/*", "path_info": "/admin/login/"}
+    token = user.auth_token_set.get()
     upload = SimpleUploadedFile("notes.txt", b"search me", content_type="text/plain")
     user_file = files.upload_file(owner=user, uploaded=upload)
     turn = take_turn(session=session, user=user, content="search for notes").turn
@@ -235,8 +271,19 @@ def world(db):
             "llmcallevent": LLMCallEvent.objects.first().pk,
             "modelprice": price.pk,
             "credithold": hold.pk,
+            "debit": debit.pk,
+            "walletevent": event.pk,
+            "delivery": delivery.pk,
+            "procrastinatejob": ProcrastinateJob.objects.order_by("id").first().pk,
             "group": group.pk,
-            "tokenproxy": token.user_id,  # DRF's TokenProxy admin addresses a token by its user
+            "authtoken": token.pk,
+            "accessattempt": AccessAttempt.objects.create(
+                username="someone", ip_address="203.0.113.5", failures_since_start=1, **seen
+            ).pk,
+            "accesslog": AccessLog.objects.create(username="someone", ip_address="203.0.113.5", **seen).pk,
+            "accessfailurelog": AccessFailureLog.objects.create(
+                username="someone", ip_address="203.0.113.5", **seen
+            ).pk,  # knox addresses a token by its digest (never its key)
             "ct": ContentType.objects.get_for_model(user.wallet).pk,
             "userfile": user_file.pk,
             "toolcallevent": ToolCallEvent.objects.get(turn=turn).pk,
@@ -251,8 +298,7 @@ def _client(world, role: str, path: str) -> Client:
         return client
     account = world["users"][role]
     if path.startswith("/api/"):
-        key = Token.objects.get_or_create(user=account)[0].key
-        return Client(headers={"Authorization": f"Token {key}"})
+        return Client(headers={"Authorization": f"Token {api_token(account)}"})
     client.force_login(account)
     return client
 

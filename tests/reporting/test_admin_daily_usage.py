@@ -212,5 +212,33 @@ def test_cost_chart_scales_bars_to_the_largest_cost_and_fills_gaps_with_zero():
     chart = cost_chart(rows=rows, starts=[date(2026, 3, day) for day in (1, 2, 3)])
     heights = [bar.height for bar in chart.bars]
     assert heights[1] == 0 and heights[0] == 2 * heights[2] > 0
-    assert [bar.cost for bar in chart.bars] == ["2.000000", "0.000000", "1.000000"]
-    assert chart.gridlines[-1][1] == "2.000000"
+    assert [bar.cost for bar in chart.bars] == ["2.00", "0.00", "1.00"]
+    assert [label for _, label in chart.gridlines] == ["0.0", "0.5", "1.0", "1.5", "2.0"]
+
+
+@pytest.mark.parametrize(
+    ("peak", "labels"),
+    [
+        ("8.75", ["0.0", "2.5", "5.0", "7.5", "10.0"]),
+        ("3.141593", ["0", "1", "2", "3", "4"]),
+        ("0.004217", ["0.000", "0.002", "0.004", "0.006"]),
+        ("123456.5", ["0", "50,000", "100,000", "150,000"]),
+    ],
+)
+def test_cost_chart_ticks_are_round_values_with_grouped_thousands(peak, labels):
+    rows = [UsageRow(date(2026, 3, 1), 1, 0, 1, 1, Decimal(peak), 1, 0)]
+    chart = cost_chart(rows=rows, starts=[date(2026, 3, 1)])
+
+    assert [label for _, label in chart.gridlines] == labels
+    assert 0 < chart.bars[0].height <= 200
+
+
+def test_daily_usage_table_groups_thousands(admin_client):
+    from tests.factories import LLMCallEventFactory, UserFactory
+
+    LLMCallEventFactory(user=UserFactory(), input_tokens=1234567, output_tokens=2500, cost=Decimal("1"))
+    response = admin_client.get("/admin/reporting/dailyusage/", {"bucket": "day"})
+
+    body = response.content.decode()
+    assert "1,234,567" in body and "2,500" in body
+    assert LLMCallEvent.objects.count() == 1

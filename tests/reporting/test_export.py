@@ -7,14 +7,13 @@ from decimal import Decimal
 
 import pytest
 from django.http import StreamingHttpResponse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from billing import services
 from billing.models import CreditTransaction
 from reporting.exports import stream_ledger_csv
 from reporting.selectors import LEDGER_EXPORT_COLUMNS, ledger_export_queryset, ledger_export_rows
-from tests.factories import ModelPriceFactory, UserFactory
+from tests.factories import ModelPriceFactory, UserFactory, api_token
 
 URL = "/api/v1/admin/transactions/export.csv"
 DEBIT_AT = datetime(2020, 1, 6, 12, 0, tzinfo=UTC)
@@ -114,7 +113,7 @@ def test_export_streams_the_whole_ledger_as_csv(staff_client, ledger, staff_user
 
 def test_export_accepts_a_staff_token(ledger, staff_user):
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=staff_user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(staff_user)}")
 
     response = client.get(URL, HTTP_ACCEPT="text/csv")
 

@@ -9,14 +9,13 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 from django.test import override_settings
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from billing import services
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, Wallet
 from billing.reconcile import check_ledger
 from sessions_app.providers import EchoProvider
-from tests.factories import ChatSessionFactory, ModelPriceFactory, StaffUserFactory, UserFactory
+from tests.factories import ChatSessionFactory, ModelPriceFactory, StaffUserFactory, UserFactory, api_token
 
 
 def turn(client, session, content="please answer"):
@@ -109,7 +108,7 @@ def slow_echo(monkeypatch):
 
 
 def race(user, session) -> list[int]:
-    key = Token.objects.create(user=user).key
+    key = api_token(user)
     barrier = threading.Barrier(RACERS)
 
     def one(n):

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from rest_framework.authtoken.models import Token
 
 from bench.fake_openai import FakeOpenAIServer
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, Wallet
@@ -26,7 +25,7 @@ from billing.reconcile import check_ledger
 from billing.services import compute_cost, grant
 from sessions_app.models import Message, Turn
 from sessions_app.providers import count_tokens
-from tests.factories import ChatSessionFactory, StaffUserFactory, UserFactory
+from tests.factories import ChatSessionFactory, StaffUserFactory, UserFactory, api_token
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -110,7 +109,7 @@ def account():
     user = UserFactory()
     grant(user=user, amount=Decimal("10"), reason="test funds", initiated_by=StaffUserFactory())
     session = ChatSessionFactory(owner=user, model="echo-1")
-    return user, Token.objects.create(user=user).key, session
+    return user, api_token(user), session
 
 
 def open_stream(port, token, session_id, content):
@@ -241,7 +240,7 @@ def test_enforcement_refuses_with_plain_402_json_before_any_stream(server):
     user = UserFactory()
     Wallet.objects.filter(user=user).update(enforcement=Wallet.Enforcement.ENFORCED)
     session = ChatSessionFactory(owner=user, model="echo-1")
-    token = Token.objects.create(user=user).key
+    token = api_token(user)
 
     conn, response = open_stream(server, token, session.pk, "Hello?")
     raw = response.read()

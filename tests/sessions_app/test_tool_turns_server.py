@@ -16,13 +16,12 @@ from decimal import Decimal
 
 import pytest
 from django.conf import settings
-from rest_framework.authtoken.models import Token
 
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, Wallet
 from billing.reconcile import check_ledger
 from billing.services import grant
 from sessions_app.models import ToolCallEvent, Turn, TurnCall
-from tests.factories import ChatSessionFactory, ModelPriceFactory, StaffUserFactory, UserFactory
+from tests.factories import ChatSessionFactory, ModelPriceFactory, StaffUserFactory, UserFactory, api_token
 
 from .test_streaming_server import HOST, ROOT, _free_port
 
@@ -83,7 +82,7 @@ def account(amount="10"):
     ModelPriceFactory(model="echo-1")  # a transactional test may run after a flush of the seeded price
     user = UserFactory()
     grant(user=user, amount=Decimal(amount), reason="test funds", initiated_by=StaffUserFactory())
-    return user, Token.objects.create(user=user).key
+    return user, api_token(user)
 
 
 def call(port, token, method, path, body=None, content_type="application/json"):

@@ -224,13 +224,14 @@ def test_turn_query_budget(token_client, user, session, django_assert_max_num_qu
 
 @pytest.mark.django_db(transaction=True)
 def test_turn_query_budget_in_a_real_transaction(user, django_assert_num_queries):
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
+
+    from tests.factories import api_token
 
     ModelPriceFactory(model="echo-1")  # a transactional test may run after a flush of the seeded price
     session = ChatSessionFactory(owner=user)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": "warm up"}, format="json")
 
     with django_assert_num_queries(TURN_QUERIES):

@@ -1,0 +1,22 @@
+"""Revoke every API token of one user (log them out everywhere), from the command line."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from accounts.selectors import users_matching
+from accounts.services import revoke_all_tokens
+
+
+class Command(BaseCommand):
+    help = "Revoke every API token of a user (an id, an email or a username)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("user", help="User id (all digits), email (contains @) or username.")
+
+    def handle(self, *args, user, **options):
+        found = users_matching(user)
+        if not found:
+            raise CommandError(f"No user matches {user!r}.")
+        if len(found) > 1:
+            raise CommandError(f"{user!r} matches more than one user; use the user id.")
+        count = revoke_all_tokens(user=found[0])
+        self.stdout.write(self.style.SUCCESS(f"Revoked {count} token(s) of {found[0].username}."))

@@ -1,0 +1,233 @@
+"""Throttles at the rates a deployment keeps: auth and sign-up per address and username, turns per user, staff writes."""
+
+from decimal import Decimal
+
+import pytest
+from django.core.cache import caches
+from django.core.management import call_command
+from django.db import connection
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+from billing.models import CreditTransaction
+from billing.services import grant
+from tests.factories import DEFAULT_PASSWORD, ChatSessionFactory, StaffUserFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+# The production defaults (config/settings.py); conftest relaxes them for every other test.
+DEFAULTS = {
+    "THROTTLE_AUTH_RATE": "10/minute",
+    "THROTTLE_SIGNUP_RATE": "10/hour",
+    "THROTTLE_TURN_RATE": "60/minute",
+    "THROTTLE_STAFF_RATE": "60/minute",
+}
+
+
+@pytest.fixture
+def real_rates(settings):
+    for name, rate in DEFAULTS.items():
+        setattr(settings, name, rate)
+    return settings
+
+
+def client_from(address: str, **extra) -> APIClient:
+    return APIClient(REMOTE_ADDR=address, **extra)
+
+
+def login(client, username, password=DEFAULT_PASSWORD):
+    return client.post("/api/v1/auth/token", {"username": username, "password": password}, format="json")
+
+
+def assert_throttled(response):
+    assert response.status_code == 429, response.content
+    wait = int(response["Retry-After"])
+    assert 1 <= wait <= 3600
+    body = response.json()
+    assert body == {
+        "detail": f"Too many requests; try again in {wait} second{'s' if wait != 1 else ''}.",
+        "code": "throttled",
+        "retry_after": wait,
+    }
+
+
+def test_settings_defaults_are_the_documented_ones():
+    from config import settings as module
+
+    source = open(module.__file__).read()
+    for name, rate in DEFAULTS.items():
+        assert f'env.str("{name}", default="{rate}")' in source
+
+
+def test_brute_force_on_the_token_endpoint_is_throttled_while_another_user_logs_in(real_rates):
+    victim, bystander = UserFactory(username="victim"), UserFactory(username="bystander")
+    attacker, colleague = client_from("203.0.113.66"), client_from("198.51.100.7")
+    statuses = []
+    for attempt in range(200):
+        statuses.append(login(attacker, victim.username, f"guess-{attempt}").status_code)
+        if attempt % 20 == 0:
+            # Someone else, elsewhere, is unaffected throughout.
+            assert login(colleague, bystander.username).status_code == 200
+
+    first_429 = statuses.index(429)
+    assert first_429 == 10  # THROTTLE_AUTH_RATE: 10 a minute
+    assert set(statuses[:first_429]) == {400}
+    assert set(statuses[first_429:]) == {429}
+    # Even the right password is refused from the attacking address now...
+    assert_throttled(login(attacker, victim.username))
+    # ...and guessing from many addresses still counts against the username.
+    assert login(client_from("192.0.2.1"), victim.username).status_code == 429
+
+
+def test_username_throttle_counts_across_addresses(real_rates):
+    UserFactory(username="target")
+    for n in range(10):
+        assert login(client_from(f"192.0.2.{n + 1}"), "target", "wrong").status_code == 400
+    assert_throttled(login(client_from("192.0.2.200"), "target", "wrong"))
+    # The username is compared case-insensitively, so case variants share the counter.
+    assert login(client_from("192.0.2.201"), "TARGET", "wrong").status_code == 429
+
+
+def test_address_throttle_counts_across_usernames(real_rates):
+    client = client_from("203.0.113.9")
+    for n in range(10):
+        assert login(client, f"user-{n}", "wrong").status_code == 400
+    assert_throttled(login(client, "someone-else", "wrong"))
+
+
+def test_signup_is_throttled_per_address(real_rates):
+    client = client_from("203.0.113.10")
+    for n in range(10):
+        body = {"username": f"new-{n}", "email": f"new-{n}@example.com", "password": "a-long-passphrase-1"}
+        assert client.post("/api/v1/auth/register", body, format="json").status_code == 201
+    body = {"username": "one-more", "email": "one@example.com", "password": "a-long-passphrase-1"}
+    assert_throttled(client.post("/api/v1/auth/register", body, format="json"))
+    # Another address may still sign up.
+    assert client_from("198.51.100.1").post("/api/v1/auth/register", body, format="json").status_code == 201
+
+
+def test_forwarded_address_is_used_only_behind_trusted_proxies(real_rates, settings):
+    UserFactory(username="u")
+    # No trusted proxy: a client's X-Forwarded-For is ignored, so rotating it does not help.
+    for n in range(10):
+        login(client_from("203.0.113.1", HTTP_X_FORWARDED_FOR=f"10.0.0.{n}"), f"x{n}", "wrong")
+    assert login(client_from("203.0.113.1", HTTP_X_FORWARDED_FOR="10.0.1.1"), "y", "wrong").status_code == 429
+
+    # One trusted proxy: the address it appended is the client's (not what the client wrote before it).
+    settings.TRUSTED_PROXY_COUNT = 1
+    proxy = "10.1.1.1"
+    for n in range(10):
+        login(client_from(proxy, HTTP_X_FORWARDED_FOR=f"6.6.6.{n}, 203.0.113.50"), f"z{n}", "wrong")
+    assert login(client_from(proxy, HTTP_X_FORWARDED_FOR="203.0.113.50"), "w", "wrong").status_code == 429
+    assert login(client_from(proxy, HTTP_X_FORWARDED_FOR="203.0.113.51"), "w", "wrong").status_code == 400
+
+
+@pytest.fixture
+def funded_session(user):
+    grant(user=user, amount=Decimal("100"), reason="test funds", initiated_by=StaffUserFactory())
+    return ChatSessionFactory(owner=user)
+
+
+def test_turns_are_throttled_per_user(settings, user, user_client, funded_session):
+    settings.THROTTLE_TURN_RATE = "3/minute"
+    url = f"/api/v1/sessions/{funded_session.pk}/turns/"
+    for _ in range(3):
+        assert user_client.post(url, {"content": "hi"}, format="json").status_code == 201
+    response = user_client.post(url, {"content": "hi"}, format="json")
+    assert_throttled(response)
+    assert CreditTransaction.objects.filter(wallet__user=user, kind="debit").count() == 3
+    # Reading is not counted; another user is not affected.
+    assert user_client.get(url).status_code == 200
+    other = UserFactory()
+    grant(user=other, amount=Decimal("10"), reason="funds", initiated_by=StaffUserFactory())
+    other_session = ChatSessionFactory(owner=other)
+    client = APIClient()
+    client.force_authenticate(other)
+    assert (
+        client.post(
+            f"/api/v1/sessions/{other_session.pk}/turns/", {"content": "hi"}, format="json"
+        ).status_code
+        == 201
+    )
+
+
+def test_default_turn_rate_allows_a_chatty_user(real_rates, user, user_client, funded_session):
+    url = f"/api/v1/sessions/{funded_session.pk}/turns/"
+    statuses = [user_client.post(url, {"content": "hi"}, format="json").status_code for _ in range(61)]
+    assert statuses[:60] == [201] * 60
+    assert statuses[60] == 429
+
+
+def test_staff_money_writes_are_throttled_per_staff_user(settings, user, staff_client):
+    settings.THROTTLE_STAFF_RATE = "2/minute"
+    url = f"/api/v1/admin/wallets/{user.pk}/grant"
+    for _ in range(2):
+        assert staff_client.post(url, {"amount": "1", "reason": "r"}, format="json").status_code == 200
+    assert_throttled(staff_client.post(url, {"amount": "1", "reason": "r"}, format="json"))
+    assert_throttled(staff_client.patch("/api/v1/admin/pricing/echo-1/", {"active": True}, format="json"))
+    assert_throttled(
+        staff_client.patch(f"/api/v1/admin/wallets/{user.pk}", {"enforcement": "exempt"}, format="json")
+    )
+    # Reads are not counted.
+    assert staff_client.get(f"/api/v1/admin/wallets/{user.pk}").status_code == 200
+    assert staff_client.get("/api/v1/admin/pricing/").status_code == 200
+    # Another staff user has a budget of their own.
+    colleague = APIClient()
+    colleague.force_authenticate(StaffUserFactory())
+    assert colleague.post(url, {"amount": "1", "reason": "r"}, format="json").status_code == 200
+    assert CreditTransaction.objects.filter(wallet__user=user).count() == 3
+
+
+def test_staff_throttle_class_is_reusable_for_new_money_endpoints():
+    from billing.views_staff import StaffAPIView, StaffPricingDetailView, StaffPricingListView
+    from config.throttling import StaffMoneyThrottle
+
+    for view in (StaffAPIView, StaffPricingListView, StaffPricingDetailView):
+        assert StaffMoneyThrottle in view.throttle_classes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_counters_live_in_the_database_cache_shared_by_processes(settings):
+    """The default without Redis: a table that every process reads (created by migrate)."""
+    settings.THROTTLE_AUTH_RATE = "2/minute"
+    dbcache = {
+        "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "throttle_test"}
+    }
+    with override_settings(CACHES=dbcache):
+        call_command("createcachetable", verbosity=0)
+        client = client_from("203.0.113.77")
+        assert login(client, "a", "wrong").status_code == 400
+        assert login(client, "a", "wrong").status_code == 400
+        assert login(client, "a", "wrong").status_code == 429
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM throttle_test")
+            assert cursor.fetchone()[0] >= 2  # the address counter and the username counter
+        caches["default"].clear()
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE throttle_test")
+
+
+def test_cache_url_selects_redis_or_the_database(monkeypatch):
+    import environ
+
+    env = environ.Env()
+    monkeypatch.setenv("CACHE_URL", "redis://127.0.0.1:6379/0")
+    assert env.cache_url("CACHE_URL")["LOCATION"] == "redis://127.0.0.1:6379/0"
+    monkeypatch.setenv("CACHE_URL", "dbcache://creditdesk_cache")
+    assert env.cache_url("CACHE_URL")["BACKEND"] == "django.core.cache.backends.db.DatabaseCache"
+
+
+def test_schema_documents_the_429s(api_client):
+    schema = api_client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    paths = schema["paths"]
+    throttled = [
+        paths["/api/v1/auth/token/"]["post"],
+        paths["/api/v1/auth/register/"]["post"],
+        paths["/api/v1/sessions/{session_pk}/turns/"]["post"],
+        paths["/api/v1/admin/wallets/{user_id}/grant/"]["post"],
+        paths["/api/v1/admin/pricing/"]["post"],
+    ]
+    for operation in throttled:
+        assert "429" in operation["responses"], operation["operationId"]
+        assert "Retry-After" in operation["responses"]["429"]["headers"]
+    assert "429" not in paths["/api/v1/sessions/{session_pk}/turns/"]["get"]["responses"]
