@@ -36,7 +36,7 @@ class UsageRow:
     cost: Decimal
     unique_users: int
     shadow_refusals: int
-    summary_fallbacks: int
+    summary_fallbacks: int = 0
     tool_followup_cost: Decimal = Decimal(0)  # the part of `cost` that answered tool results
     summary_cost: Decimal = Decimal(0)  # the part of `cost` that summarized sessions
 
