@@ -37,7 +37,7 @@ from sessions_app import services
 from sessions_app.api_errors import provider_error_to_http
 from sessions_app.providers import Completion, Delta, ProviderError, ToolCalls, Usage
 from sessions_app.serializers import created_turn_body
-from sessions_app.turn_loop import TurnLoop
+from sessions_app.turn_loop import PART_SEPARATOR, TurnLoop
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,7 @@ async def _produce(loop: TurnLoop, queue: asyncio.Queue) -> None:
     """Make the turn's calls with the provider's stream, relay their text, and end the turn exactly once."""
     produced: list[str] = []
     usage: Usage | None = None
+    sent: list[str] = []  # every delta sent, so the reply's text is what the client read
     try:
         call = await _db_step(loop.next_call)()
         while call is not None:
@@ -137,9 +138,11 @@ async def _produce(loop: TurnLoop, queue: asyncio.Queue) -> None:
             call.sent = True
             try:
                 async for item in loop.provider.stream(**call.provider_arguments(loop.session.model)):
-                    if isinstance(item, Delta):
+                    if isinstance(item, Delta) and item.text:
+                        if sent and not produced:  # a new call's first words: apart, as in the reply
+                            _send_delta(queue, sent, PART_SEPARATOR)
                         produced.append(item.text)
-                        queue.put_nowait(("delta", {"text": item.text}))
+                        _send_delta(queue, sent, item.text)
                     elif isinstance(item, ToolCalls):
                         tool_calls = item.calls
                     elif isinstance(item, Usage):
@@ -166,6 +169,10 @@ async def _produce(loop: TurnLoop, queue: asyncio.Queue) -> None:
             await _db_step(loop.completed)(call, completion)
             produced, usage = [], None  # that call is the loop's now: nothing of it is open here
             call = await _db_step(loop.next_call)()
+        # A turn that stopped short says so at the end of its reply: the client reads that too.
+        reply, streamed = loop.reply_text(), "".join(sent)
+        if reply.startswith(streamed) and len(reply) > len(streamed):
+            _send_delta(queue, sent, reply[len(streamed) :])
         body = await asyncio.shield(_db_step(_finish_and_render)(loop))
     except asyncio.CancelledError:
         await _charge_undelivered(loop, produced, usage, why="client disconnected")
@@ -180,6 +187,11 @@ async def _produce(loop: TurnLoop, queue: asyncio.Queue) -> None:
         queue.put_nowait(("error", INTERNAL_ERROR))
     else:
         queue.put_nowait(("done", body))
+
+
+def _send_delta(queue: asyncio.Queue, sent: list[str], text: str) -> None:
+    sent.append(text)
+    queue.put_nowait(("delta", {"text": text}))
 
 
 def _finish_and_render(loop: TurnLoop) -> dict:

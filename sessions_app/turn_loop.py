@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 Purpose = LLMCallEvent.Purpose
 StopReason = Turn.StopReason
+PART_SEPARATOR = "\n\n"  # between what the model wrote in one call and the next, in the reply
 # Tool calls run from one model answer, at most (a model asking for more is told the rest were skipped).
 MAX_TOOL_CALLS_PER_STEP = 8
 STOP_NOTES = {
@@ -152,7 +153,7 @@ class TurnLoop:
         self.answer: _Answer | None = None
         self.stop_reason = StopReason.COMPLETE
         self.balance_after: Decimal | None = None
-        self.last_text = ""  # what the model said alongside its last tool calls
+        self.said: list[str] = []  # what the model wrote alongside its tool calls, call by call
         self.done = False
         self.finished = False
         self.open_call: ModelCall | None = None  # reserved, neither answered nor failed yet
@@ -234,7 +235,8 @@ class TurnLoop:
         )
         self.events.append(charged.event)
         self.balance_after = charged.balance_after
-        self.last_text = completion.text
+        if completion.text:
+            self.said.append(completion.text)
         requests = completion.tool_calls[:MAX_TOOL_CALLS_PER_STEP]
         self.messages.append(
             {
@@ -443,11 +445,17 @@ class TurnLoop:
         )
 
     def reply_text(self) -> str:
-        """The assistant's message: the model's answer, and a note when the turn stopped short."""
-        text = self.answer.completion.text if self.answer is not None else self.last_text
+        """The assistant's message: all the model wrote (calls apart by a blank line), and a note when the turn stopped short.
+
+        A streamed turn sends the same text as its deltas (sessions_app.streaming).
+        """
+        parts = [*self.said, self.answer.completion.text if self.answer is not None else ""]
+        text = PART_SEPARATOR.join(part for part in parts if part)
         if self.stop_reason == StopReason.COMPLETE:
             return text
-        return f"{text}\n\n{STOP_NOTES[self.stop_reason]}" if text else STOP_NOTES[self.stop_reason]
+        return (
+            f"{text}{PART_SEPARATOR}{STOP_NOTES[self.stop_reason]}" if text else STOP_NOTES[self.stop_reason]
+        )
 
     def run(self, *, before_commit: Callable[[TurnResult], None] | None = None) -> TurnResult:
         """The plain driver: each call made with `complete()`, then the turn written (after start())."""

@@ -184,7 +184,10 @@ def test_a_model_that_keeps_asking_is_stopped_after_the_steps_and_says_so(
     assert [c["purpose"] for c in body["usage"]["calls"]] == ["chat", "tool_followup", "tool_followup"]
     assert len(body["tool_calls"]) == 2
     assert body["stop_reason"] == "tool_steps_exhausted"
-    assert body["assistant_message"]["content"].startswith("Searching.\n\n[The answer stops here")
+    # All the model wrote, each call's words apart, then the note.
+    assert body["assistant_message"]["content"].startswith(
+        "Searching.\n\nSearching.\n\nSearching.\n\n[The answer stops"
+    )
     assert debits_of([c["id"] for c in body["usage"]["calls"]]) == Decimal(body["usage"]["cost"])
 
 
@@ -373,3 +376,26 @@ def test_the_usage_summary_and_its_admin_page_split_cost_by_purpose(
     assert Decimal(usage["total_cost"]) == chat + followup
     page = admin_client.get("/admin/reporting/dailyusage/").content.decode()
     assert "Tool follow-ups" in page and f"{followup:.6f}" in page
+
+
+@pytest.mark.filterwarnings("ignore:StreamingHttpResponse")
+def test_a_streamed_turn_sends_all_the_model_wrote_and_the_stop_note_as_its_reply_says(
+    user_client, user, settings, monkeypatch
+):
+    import json
+
+    settings.LLM_MAX_TOOL_STEPS = 2
+    monkeypatch.setattr("sessions_app.services.get_provider", AlwaysAsks)
+    fund(user)
+    session = ChatSessionFactory(owner=user)
+
+    response = take(user_client, session, "anything", HTTP_ACCEPT="text/event-stream")
+    blocks = [block.split("\n", 1) for block in b"".join(response).decode().strip().split("\n\n")]
+
+    done = json.loads(blocks[-1][1].removeprefix("data: "))
+    text = "".join(
+        json.loads(data.removeprefix("data: "))["text"] for name, data in blocks if name == "event: delta"
+    )
+    assert done["stop_reason"] == "tool_steps_exhausted"
+    assert text == done["assistant_message"]["content"]
+    assert text.startswith("Searching.\n\nSearching.\n\nSearching.\n\n[The answer stops here")
