@@ -242,5 +242,7 @@ class UserFileSerializer(serializers.ModelSerializer):
 
 class FileUploadSerializer(serializers.Serializer):
     file = serializers.FileField(
-        max_length=255, help_text="A text file (text/* or application/json), at most FILE_MAX_BYTES."
+        max_length=255,
+        allow_empty_file=True,
+        help_text="A text file (text/* or application/json), at most FILE_MAX_BYTES.",
     )

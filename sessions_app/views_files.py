@@ -4,6 +4,7 @@ from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
+    OpenApiRequest,
     OpenApiResponse,
     extend_schema,
     extend_schema_view,
@@ -37,10 +38,14 @@ _FILE_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="The f
             "Multipart, field `file`. Text types only (text/*, application/json), else 415; over "
             "FILE_MAX_BYTES 413; past your FILE_QUOTA_BYTES 413 with code `quota_exceeded`."
         ),
-        request={"multipart/form-data": FileUploadSerializer},
+        request={
+            "multipart/form-data": OpenApiRequest(
+                FileUploadSerializer, encoding={"file": {"contentType": files.TEXT_TYPES_DECLARED}}
+            )
+        },
         responses={
             201: UserFileSerializer,
-            400: OpenApiResponse(description="No `file` field, or an empty file."),
+            400: OpenApiResponse(description="No `file` field."),
             413: OpenApiResponse(_REFUSED, description="Too large, or over your quota (`quota_exceeded`)."),
             415: OpenApiResponse(_REFUSED, description="Not a text file, or not a multipart upload."),
         },
