@@ -214,13 +214,12 @@ class TurnLoop:
 
     def completed(self, call: ModelCall, completion: Completion) -> None:
         """Take the model's answer: settle it and run the tools it asked for, or keep it as the turn's answer."""
-        self.open_call = None
         latency_ms = _elapsed_ms(call.started)
         if not (completion.tool_calls and call.tools):
             if completion.tool_calls:  # tools asked for when none were offered: the steps are spent
                 self.stop_reason = StopReason.TOOL_STEPS_EXHAUSTED
             self.answer = _Answer(call=call, completion=completion, latency_ms=latency_ms)
-            self.done = True
+            self.open_call, self.done = None, True
             return
         charged = billing_services.charge(
             user=self.user,
@@ -233,6 +232,7 @@ class TurnLoop:
             hold=call.hold,
             purpose=call.purpose,
         )
+        self.open_call = None  # settled (a failed charge leaves it open, for release_open_call)
         self.events.append(charged.event)
         self.balance_after = charged.balance_after
         if completion.text:
