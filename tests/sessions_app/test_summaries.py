@@ -143,3 +143,15 @@ def test_a_summary_the_wallet_cannot_reserve_is_skipped(user_client, user, sessi
     assert ChatSession.objects.get(pk=session.pk).summary is None
     assert not CreditHold.objects.filter(status=CreditHold.Status.HELD).exists()
     assert check_ledger().ok
+
+
+def test_deleting_a_summarized_session_keeps_its_calls_and_ledger(user_client, session):
+    take(user_client, session, LONG)
+    take(user_client, session, LONG)
+    events = LLMCallEvent.objects.count()
+
+    assert user_client.delete(f"/api/v1/sessions/{session.pk}/").status_code == 204
+
+    assert not SessionSummary.objects.exists()
+    assert LLMCallEvent.objects.count() == events == 3
+    assert check_ledger().ok
