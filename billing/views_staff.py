@@ -91,6 +91,13 @@ class StaffWriteMixin:
         return response
 
 
+def _ledger_write_response(row) -> Response:
+    """200 with the row and the balance right after it; `Idempotent-Replayed: true` on a replay."""
+    data = LedgerWriteResponseSerializer({"transaction": row, "balance": row.balance_after}).data
+    headers = {REPLAYED_HEADER: "true"} if row.replayed else {}
+    return Response(data, status=status.HTTP_200_OK, headers=headers)
+
+
 class StaffAPIView(StaffWriteMixin, APIView):
     pass
 
@@ -202,9 +209,7 @@ class StaffGrantView(StaffAPIView):
             initiated_by=request.user,
             idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
         )
-        data = GrantResponseSerializer({"transaction": row, "balance": row.balance_after}).data
-        headers = {REPLAYED_HEADER: "true"} if row.replayed else {}
-        return Response(data, status=status.HTTP_200_OK, headers=headers)
+        return _ledger_write_response(row)
 
 
 IDEMPOTENCY_PARAMETERS = [
@@ -230,13 +235,6 @@ IDEMPOTENCY_PARAMETERS = [
 TRANSACTION_ID_PARAMETER = OpenApiParameter(
     "transaction_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The debit's ledger row id."
 )
-
-
-def _ledger_write_response(row) -> Response:
-    """200 with the row and the balance right after it; `Idempotent-Replayed: true` on a replay."""
-    data = LedgerWriteResponseSerializer({"transaction": row, "balance": row.balance_after}).data
-    headers = {REPLAYED_HEADER: "true"} if row.replayed else {}
-    return Response(data, status=status.HTTP_200_OK, headers=headers)
 
 
 class StaffRefundView(StaffAPIView):

@@ -1,10 +1,9 @@
 """manage.py adjust_credits: correct a wallet by a signed amount from the shell, through the API's service."""
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from billing import services
-from billing.exceptions import BillingError
-from billing.management.commands.grant_credits import resolve_user, staff_initiator
+from billing.management.ledger_commands import outcome, resolve_user, staff_initiator, write_row
 from billing.money import format_money
 
 
@@ -30,25 +29,20 @@ class Command(BaseCommand):
     def handle(self, *args, user, amount, reason, initiated_by, idempotency_key=None, **options):
         initiator = staff_initiator(initiated_by, what="adjust a wallet")
         owner = resolve_user(user)
-        try:
-            row = services.adjust(
+        row = write_row(
+            lambda: services.adjust(
                 user=owner,
                 amount=amount,
                 reason=reason,
                 initiated_by=initiator,
                 idempotency_key=idempotency_key,
             )
-        except BillingError as exc:
-            where = f"{exc.field}: " if exc.field else ""
-            raise CommandError(f"{where}{exc.message}") from exc
-        if row.replayed:
-            message = (
-                f"Already adjusted with this idempotency key (transaction {row.pk}); nothing new written."
-            )
-        else:
-            message = (
-                f"Adjusted {owner.username}'s wallet by {format_money(row.amount)} (transaction {row.pk})."
-            )
+        )
+        message = outcome(
+            row,
+            verb="adjusted",
+            done=f"Adjusted {owner.username}'s wallet by {format_money(row.amount)} (transaction {row.pk}).",
+        )
         self.stdout.write(
             self.style.SUCCESS(f"{message} Balance after it: {format_money(row.balance_after)}")
         )

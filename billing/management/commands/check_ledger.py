@@ -12,7 +12,7 @@ class Command(BaseCommand):
         parser.add_argument("--user", help="Check only this user (id, email or username).")
 
     def handle(self, *args, user=None, **options):
-        from billing.management.commands.grant_credits import resolve_user
+        from billing.management.ledger_commands import resolve_user
 
         user_id = resolve_user(user).pk if user else None
         result = check_ledger(user_id=user_id)

@@ -3,8 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from billing import services
-from billing.exceptions import BillingError
-from billing.management.commands.grant_credits import staff_initiator
+from billing.management.ledger_commands import outcome, staff_initiator, write_row
 from billing.models import CreditTransaction
 from billing.money import format_money
 
@@ -32,25 +31,20 @@ class Command(BaseCommand):
         )
         if debit is None:
             raise CommandError(f"No ledger transaction with id {transaction!r}.")
-        try:
-            row = services.refund(
+        row = write_row(
+            lambda: services.refund(
                 debit=debit,
                 amount=amount,
                 reason=reason,
                 initiated_by=initiator,
                 idempotency_key=idempotency_key,
             )
-        except BillingError as exc:
-            where = f"{exc.field}: " if exc.field else ""
-            raise CommandError(f"{where}{exc.message}") from exc
-        if row.replayed:
-            message = (
-                f"Already refunded with this idempotency key (transaction {row.pk}); nothing new written."
-            )
-        else:
-            message = (
-                f"Refunded {format_money(row.amount)} credits of debit {debit.pk} (transaction {row.pk})."
-            )
+        )
+        message = outcome(
+            row,
+            verb="refunded",
+            done=f"Refunded {format_money(row.amount)} credits of debit {debit.pk} (transaction {row.pk}).",
+        )
         self.stdout.write(
             self.style.SUCCESS(f"{message} Balance after it: {format_money(row.balance_after)}")
         )
