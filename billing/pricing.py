@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 
 from billing.exceptions import BillingError, InvalidAmount
 from billing.models import ModelPrice
-from billing.money import AmountError, format_money, parse_amount
+from billing.money import MAX_DIGITS, PLACES, AmountError, format_money, parse_amount
 
 logger = logging.getLogger(__name__)
 
@@ -18,6 +18,9 @@ MODEL_NAME_MAX = ModelPrice._meta.get_field("model").max_length
 MODEL_NAME_PATTERN = r"[A-Za-z0-9](?:[A-Za-z0-9._:@+/-]*[A-Za-z0-9._:@+-])?"
 _MODEL_NAME_RE = re.compile(MODEL_NAME_PATTERN, re.ASCII)
 _UNSET = object()
+# The largest price per 1k tokens: the largest whole number of credits a money column holds (20
+# digits, 6 of them after the point), so the schema's `maximum` is exactly what validation allows.
+PRICE_MAX = 10 ** (MAX_DIGITS - PLACES) - 1
 
 
 class InvalidPrice(BillingError):
@@ -55,6 +58,8 @@ def validate_price(raw, *, field: str) -> Decimal:
         raise InvalidAmount(str(exc), field=field) from exc
     if value < 0:
         raise InvalidAmount("Ensure this value is greater than or equal to 0.", field=field)
+    if value > PRICE_MAX:
+        raise InvalidAmount(f"Ensure this value is less than or equal to {PRICE_MAX}.", field=field)
     return value
 
 

@@ -6,7 +6,6 @@ from rest_framework import serializers
 from billing import pricing
 from billing.exceptions import BillingError
 from billing.models import ModelPrice, Wallet
-from billing.money import MAX_DIGITS, PLACES
 from billing.serializers import CreditTransactionSerializer
 from billing.services import (
     GRANT_MAX,
@@ -17,9 +16,6 @@ from billing.services import (
     validate_refund_amount,
 )
 from config.api_fields import MoneyField, StrictCharField
-
-# The largest whole number of credits a money column holds (20 digits, 6 of them after the point).
-PRICE_MAX = 10 ** (MAX_DIGITS - PLACES) - 1
 
 # --- wallets and grants ----------------------------------------------------------------------
 
@@ -161,10 +157,10 @@ class ModelPriceSerializer(serializers.ModelSerializer):
         help_text="The model name as the provider spells it (e.g. gpt-4.1-mini); fixed once created.",
     )
     input_price_per_1k = MoneyField(
-        minimum=0, maximum=PRICE_MAX, help_text="Credits per 1000 input tokens, >= 0."
+        minimum=0, maximum=pricing.PRICE_MAX, help_text="Credits per 1000 input tokens, >= 0."
     )
     output_price_per_1k = MoneyField(
-        minimum=0, maximum=PRICE_MAX, help_text="Credits per 1000 output tokens, >= 0."
+        minimum=0, maximum=pricing.PRICE_MAX, help_text="Credits per 1000 output tokens, >= 0."
     )
     active = StrictBooleanField(required=False, help_text="Whether new sessions and turns may use it.")
 

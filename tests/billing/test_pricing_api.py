@@ -282,3 +282,16 @@ def test_pricing_create_losing_a_race_on_the_model_name_is_a_400_not_a_500(staff
     assert response.json()["code"] == "model_already_priced"
     assert "already has a price" in response.json()["detail"]
     assert ModelPrice.objects.get(model="echo-1").input_price_per_1k == Decimal("1")
+
+
+def test_a_price_above_the_documented_maximum_is_refused(staff_client):
+    # The schema's `maximum` is what validation applies (schemathesis found 99999999999999.02 accepted).
+    response = staff_client.post(
+        "/api/v1/admin/pricing/",
+        {"model": "huge-1", "input_price_per_1k": "0", "output_price_per_1k": "99999999999999.02"},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert "output_price_per_1k" in response.json()
+    assert not ModelPrice.objects.filter(model="huge-1").exists()
