@@ -5,7 +5,7 @@
 
 Starts gunicorn on a spare port (sync workers, the Makefile's `serve` settings), then:
 1. turns/s and p50/p99 over 100 wallets (one session each), against a plain authenticated
-   GET /api/v1/auth/me by the same clients on the same server (target: a turn <= 2x the GET);
+   GET /api/v1/auth/me by the same clients on the same server (target: a turn <= 2.2x the GET, the limit issue 11 set for one path per write);
 2. the hot wallet: 16 concurrent clients on one wallet, through the server and, apart, straight
    through billing.services.charge (16 threads, a connection each); charges/s, p99, errors, and the
    final balance checked exactly against the costs answered (target >= 300/s, no error).
@@ -199,7 +199,7 @@ def main() -> None:
             rounds.append((summary(me_lat), summary(turn_lat)))
         ratio = min(t.p50 / m.p50 for m, t in rounds)
         print(
-            f"  turn / auth/me (p50, best round): {ratio:.2f}x (target <= 2x) -> {'PASS' if ratio <= 2 else 'FAIL'}"
+            f"  turn / auth/me (p50, best round): {ratio:.2f}x (target <= 2.2x) -> {'PASS' if ratio <= 2.2 else 'FAIL'}"
         )
         if args.turns_only:
             return
