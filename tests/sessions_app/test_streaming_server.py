@@ -7,17 +7,11 @@ their rows (transaction=True) so the server sees them, and read what it wrote ba
 
 import http.client
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from bench.fake_openai import FakeOpenAIServer
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, Wallet
@@ -26,19 +20,12 @@ from billing.services import compute_cost, grant
 from sessions_app.models import Message, Turn
 from sessions_app.providers import count_tokens
 from tests.factories import ChatSessionFactory, StaffUserFactory, UserFactory, api_token
+from tests.live_server import HOST, uvicorn_server
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
 DRIP = 0.05  # seconds between the fake model's 4-token pieces
 LONG = "Tell me everything about the history of the Mediterranean, in detail. " * 6
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -51,53 +38,16 @@ def fake_model():
 @pytest.fixture(scope="module")
 def server(django_db_setup, fake_model, tmp_path_factory):
     """uvicorn serving config.asgi on a free loopback port, on the test database."""
-    db = settings.DATABASES["default"]
-    port = _free_port()
     env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "SECRET_KEY": "streaming-test-not-a-secret",
-        "DEBUG": "false",
-        "ALLOWED_HOSTS": HOST,
-        "SECURE_SSL_REDIRECT": "false",
         "DATABASE_POOL_MAX_SIZE": "2",  # a small pool: streams must not each keep a connection
-        "LOG_LEVEL": "WARNING",
         "LLM_PROVIDER": "openai",
         "LLM_BASE_URL": fake_model.base_url,
         "LLM_TIMEOUT_SECONDS": "5",
         "LLM_MAX_OUTPUT_TOKENS": "256",
     }
-    log_path = tmp_path_factory.mktemp("uvicorn") / "server.log"
-    log = log_path.open("wb")
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "config.asgi:application",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-    ]
-    process = subprocess.Popen(  # noqa: S603 - our own server, fixed arguments
-        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        assert process.poll() is None, log_path.read_text()
-        try:
-            conn = http.client.HTTPConnection(HOST, port, timeout=2)
-            conn.request("GET", "/api/v1/health")
-            if conn.getresponse().status == 200:
-                break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, log_path.read_text()
-        time.sleep(0.2)
-    yield port
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=15)
-    log.close()
+    with uvicorn_server(env=env, log_dir=tmp_path_factory.mktemp("uvicorn")) as port:
+        yield port
 
 
 @pytest.fixture

@@ -6,24 +6,17 @@ event with its own debit, adding up to the turn's usage.cost. Another user's fil
 
 import http.client
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from decimal import Decimal
 
 import pytest
-from django.conf import settings
 
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, Wallet
 from billing.reconcile import check_ledger
 from billing.services import grant
 from sessions_app.models import ToolCallEvent, Turn, TurnCall
 from tests.factories import ChatSessionFactory, ModelPriceFactory, StaffUserFactory, UserFactory, api_token
-
-from .test_streaming_server import HOST, ROOT, _free_port
+from tests.live_server import HOST, uvicorn_server
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -31,51 +24,14 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 @pytest.fixture(scope="module")
 def server(django_db_setup, tmp_path_factory):
     """uvicorn serving config.asgi with the echo model, its uploads in a temporary folder."""
-    db = settings.DATABASES["default"]
-    port = _free_port()
     env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "SECRET_KEY": "tool-turns-test-not-a-secret",
-        "DEBUG": "false",
-        "ALLOWED_HOSTS": HOST,
-        "SECURE_SSL_REDIRECT": "false",
         "DATABASE_POOL_MAX_SIZE": "2",
-        "LOG_LEVEL": "WARNING",
         "LLM_PROVIDER": "echo",
         "MEDIA_ROOT": str(tmp_path_factory.mktemp("media")),
     }
-    log_path = tmp_path_factory.mktemp("uvicorn") / "server.log"
-    log = log_path.open("wb")
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "config.asgi:application",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-    ]
-    process = subprocess.Popen(  # noqa: S603 - our own server, fixed arguments
-        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        assert process.poll() is None, log_path.read_text()
-        try:
-            conn = http.client.HTTPConnection(HOST, port, timeout=2)
-            conn.request("GET", "/api/v1/health")
-            if conn.getresponse().status == 200:
-                break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, log_path.read_text()
-        time.sleep(0.2)
-    yield port
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=15)
-    log.close()
+    with uvicorn_server(env=env, log_dir=tmp_path_factory.mktemp("uvicorn")) as port:
+        yield port
 
 
 def account(amount="10"):
