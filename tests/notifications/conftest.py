@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from tests.live_server import database_url
+
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "test-webhook-secret"
 
@@ -24,15 +26,6 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.2, what: str = "c
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
-
-
-def test_database_url() -> str:
-    db = connection.settings_dict
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-test_database_url.__test__ = False  # a helper, not a test
 
 
 @pytest.fixture
@@ -59,7 +52,7 @@ def worker(tmp_path, clean_queue):
     def start(**env_overrides):
         env = {
             **os.environ,
-            "DATABASE_URL": test_database_url(),
+            "DATABASE_URL": database_url(),
             "WORKER_DATABASE_URL": "",
             "SECRET_KEY": "worker-test-not-secret",
             "EMAIL_URL": "consolemail://",
