@@ -32,6 +32,19 @@ def staff_initiator(username: str, *, what: str):
     return initiator
 
 
+def add_ledger_options(parser, *, verb: str) -> None:
+    """--reason, --initiated-by and --idempotency-key, as every ledger command takes them."""
+    parser.add_argument("--reason", required=True, help="Why (required, at most 500 characters).")
+    parser.add_argument(
+        "--initiated-by", required=True, dest="initiated_by", help=f"Username of the staff user {verb}."
+    )
+    parser.add_argument(
+        "--idempotency-key",
+        dest="idempotency_key",
+        help="At most once per key for this wallet (shared with the API's Idempotency-Key).",
+    )
+
+
 def write_row(write: Callable[[], CreditTransaction]) -> CreditTransaction:
     """Run one of billing's ledger services; a refusal becomes a one-line CommandError (nothing written)."""
     try:

@@ -3,7 +3,13 @@
 from django.core.management.base import BaseCommand
 
 from billing import services
-from billing.management.ledger_commands import outcome, resolve_user, staff_initiator, write_row
+from billing.management.ledger_commands import (
+    add_ledger_options,
+    outcome,
+    resolve_user,
+    staff_initiator,
+    write_row,
+)
 from billing.money import format_money
 
 
@@ -16,15 +22,7 @@ class Command(BaseCommand):
             "amount",
             help="Signed credits: + adds, - removes (e.g. -3.5); non-zero, abs <= 10000, <= 6 places.",
         )
-        parser.add_argument("--reason", required=True, help="Why (required, at most 500 characters).")
-        parser.add_argument(
-            "--initiated-by", required=True, dest="initiated_by", help="Username of the staff user adjusting."
-        )
-        parser.add_argument(
-            "--idempotency-key",
-            dest="idempotency_key",
-            help="Adjust at most once per key for this wallet (shared with the API's Idempotency-Key).",
-        )
+        add_ledger_options(parser, verb="adjusting")
 
     def handle(self, *args, user, amount, reason, initiated_by, idempotency_key=None, **options):
         initiator = staff_initiator(initiated_by, what="adjust a wallet")

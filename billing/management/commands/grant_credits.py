@@ -3,7 +3,13 @@
 from django.core.management.base import BaseCommand
 
 from billing import services
-from billing.management.ledger_commands import outcome, resolve_user, staff_initiator, write_row
+from billing.management.ledger_commands import (
+    add_ledger_options,
+    outcome,
+    resolve_user,
+    staff_initiator,
+    write_row,
+)
 from billing.money import format_money
 from billing.selectors import wallet_summary
 
@@ -14,15 +20,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("user", help="The recipient: id (all digits), email (contains @) or username.")
         parser.add_argument("amount", help="Credits to grant: > 0 and <= 10000, at most 6 decimal places.")
-        parser.add_argument("--reason", required=True, help="Why (required, at most 500 characters).")
-        parser.add_argument(
-            "--initiated-by", required=True, dest="initiated_by", help="Username of the staff user granting."
-        )
-        parser.add_argument(
-            "--idempotency-key",
-            dest="idempotency_key",
-            help="Grant at most once per key for this wallet (shared with the API's Idempotency-Key).",
-        )
+        add_ledger_options(parser, verb="granting")
 
     def handle(self, *args, user, amount, reason, initiated_by, idempotency_key=None, **options):
         initiator = staff_initiator(initiated_by, what="grant credits")

@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from billing import services
-from billing.management.ledger_commands import outcome, staff_initiator, write_row
+from billing.management.ledger_commands import add_ledger_options, outcome, staff_initiator, write_row
 from billing.models import CreditTransaction
 from billing.money import format_money
 
@@ -14,15 +14,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("transaction", help="The id of the debit to refund.")
         parser.add_argument("--amount", help="Credits to refund (default: all that is left refundable).")
-        parser.add_argument("--reason", required=True, help="Why (required, at most 500 characters).")
-        parser.add_argument(
-            "--initiated-by", required=True, dest="initiated_by", help="Username of the staff user refunding."
-        )
-        parser.add_argument(
-            "--idempotency-key",
-            dest="idempotency_key",
-            help="Refund at most once per key for this wallet (shared with the API's Idempotency-Key).",
-        )
+        add_ledger_options(parser, verb="refunding")
 
     def handle(self, *args, transaction, amount=None, reason, initiated_by, idempotency_key=None, **options):
         initiator = staff_initiator(initiated_by, what="refund credits")
