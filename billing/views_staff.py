@@ -1,5 +1,6 @@
 """The staff API: a user's wallet, grants, refunds and adjustments (idempotent by header), model prices."""
 
+import functools
 import logging
 
 from django.contrib.auth import get_user_model
@@ -91,11 +92,30 @@ class StaffWriteMixin:
         return response
 
 
-def _ledger_write_response(row) -> Response:
-    """200 with the row and the balance right after it; `Idempotent-Replayed: true` on a replay."""
+def _ledger_write(request, serializer_class, write) -> Response:
+    """Validate the body, run one of billing's ledger services as the caller, and answer its row.
+
+    200 with the row and the balance right after it; `Idempotent-Replayed: true` on a replay.
+    """
+    body = serializer_class(data=request.data)
+    body.is_valid(raise_exception=True)
+    row = write(
+        amount=body.validated_data.get("amount"),
+        reason=body.validated_data["reason"],
+        initiated_by=request.user,
+        idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
+    )
     data = LedgerWriteResponseSerializer({"transaction": row, "balance": row.balance_after}).data
     headers = {REPLAYED_HEADER: "true"} if row.replayed else {}
     return Response(data, status=status.HTTP_200_OK, headers=headers)
+
+
+def _wallet_owner_or_404(user_id: str):
+    """The user named in the path, with a wallet (a user created without one gets it now)."""
+    user = _get_user_or_404(user_id)
+    if _wallet_or_none(user) is None:
+        open_wallet(user=user)
+    return user
 
 
 class StaffAPIView(StaffWriteMixin, APIView):
@@ -197,19 +217,8 @@ class StaffGrantView(StaffAPIView):
         tags=["admin"],
     )
     def post(self, request, user_id: str):
-        user = _get_user_or_404(user_id)
-        body = GrantRequestSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        if _wallet_or_none(user) is None:
-            open_wallet(user=user)
-        row = grant(
-            user=user,
-            amount=body.validated_data["amount"],
-            reason=body.validated_data["reason"],
-            initiated_by=request.user,
-            idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
-        )
-        return _ledger_write_response(row)
+        user = _wallet_owner_or_404(user_id)
+        return _ledger_write(request, GrantRequestSerializer, functools.partial(grant, user=user))
 
 
 IDEMPOTENCY_PARAMETERS = [
@@ -267,16 +276,7 @@ class StaffRefundView(StaffAPIView):
         debit = CreditTransaction.objects.filter(pk=pk).first() if id_in_range(pk) else None
         if debit is None:
             raise Http404(f"No ledger transaction with id {transaction_id}.")
-        body = RefundRequestSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        row = refund(
-            debit=debit,
-            amount=body.validated_data.get("amount"),
-            reason=body.validated_data["reason"],
-            initiated_by=request.user,
-            idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
-        )
-        return _ledger_write_response(row)
+        return _ledger_write(request, RefundRequestSerializer, functools.partial(refund, debit=debit))
 
 
 class StaffAdjustView(StaffAPIView):
@@ -302,19 +302,8 @@ class StaffAdjustView(StaffAPIView):
         tags=["admin"],
     )
     def post(self, request, user_id: str):
-        user = _get_user_or_404(user_id)
-        body = AdjustRequestSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        if _wallet_or_none(user) is None:
-            open_wallet(user=user)
-        row = adjust(
-            user=user,
-            amount=body.validated_data["amount"],
-            reason=body.validated_data["reason"],
-            initiated_by=request.user,
-            idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
-        )
-        return _ledger_write_response(row)
+        user = _wallet_owner_or_404(user_id)
+        return _ledger_write(request, AdjustRequestSerializer, functools.partial(adjust, user=user))
 
 
 class StaffPricingListView(StaffWriteMixin, GenericAPIView):
