@@ -4,12 +4,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Subquery
 
 from billing.models import CreditTransaction, ModelPrice, Wallet, WalletEvent
 from billing.money import to_decimal
-from config.db import loaded
 
 
 @dataclass(frozen=True)
@@ -32,23 +30,6 @@ def wallet_summary(*, user) -> WalletSummary:
         low_balance=is_low_balance(balance),
         low_balance_threshold=to_decimal(Decimal(settings.LOW_BALANCE_THRESHOLD)),
     )
-
-
-@dataclass(frozen=True)
-class EnforcementState:
-    balance: Decimal
-    held: Decimal
-    enforcement: str
-
-    @property
-    def available(self) -> Decimal:
-        return self.balance - self.held
-
-
-def enforcement_state(*, user) -> EnforcementState:
-    """What the enforcement gate reads about a wallet, in one query."""
-    balance, held, enforcement = Wallet.objects.values_list("balance", "held", "enforcement").get(user=user)
-    return EnforcementState(balance=to_decimal(balance), held=to_decimal(held), enforcement=enforcement)
 
 
 def transactions_for_user(*, user):
@@ -75,38 +56,28 @@ def active_model_names() -> list[str]:
     return list(ModelPrice.objects.filter(active=True).order_by("model").values_list("model", flat=True))
 
 
-@dataclass(frozen=True)
-class SpendState:
-    """What a paid call reads before it is made: the model's active price and the wallet's state."""
-
-    price: ModelPrice | None  # None: the model has no active price, so it cannot be used
-    enforcement: EnforcementState | None  # None only if the user has no wallet
-
-
-_PRICE_COLUMNS = [f.column for f in ModelPrice._meta.concrete_fields]
-# One round trip on the turn's hot path (the ORM's two queries cost more to compile than to run).
-_SPEND_STATE_SQL = (
-    "SELECT w.balance, w.held, w.enforcement, "  # noqa: S608 - our tables only
-    + ", ".join(f"p.{column}" for column in _PRICE_COLUMNS)
-    + f" FROM (SELECT 1) AS one LEFT JOIN {Wallet._meta.db_table} w ON w.user_id = %(user_id)s"
-    f" LEFT JOIN {ModelPrice._meta.db_table} p ON p.model = %(model)s AND p.active"
-)
+# The active price per model as this process last read it. A turn sizes a call's hold with it; the
+# reservation itself reads the price active at that moment (billing.services.reserve), which is the
+# price the call is charged at, and refreshes this. A price changed meanwhile costs one estimate made
+# at the old price, never a charge at it.
+_KNOWN_PRICES: dict[str, ModelPrice] = {}
 
 
-def spend_state(*, user, model: str) -> SpendState:
-    """The active price of `model` and the user's wallet as the enforcement gate reads it, in one query."""
-    with connection.cursor() as cursor:
-        cursor.execute(_SPEND_STATE_SQL, {"user_id": user.pk, "model": model})
-        balance, held, enforcement, *price = cursor.fetchone()
-    state = None
-    if balance is not None:
-        state = EnforcementState(balance=to_decimal(balance), held=to_decimal(held), enforcement=enforcement)
-    found = None
-    if price[0] is not None:
-        found = loaded(
-            ModelPrice, **dict(zip([f.attname for f in ModelPrice._meta.concrete_fields], price, strict=True))
-        )
-    return SpendState(price=found, enforcement=state)
+def known_price(*, model: str) -> ModelPrice | None:
+    """The model's active price as this process last saw it (read now if never; None: it has none)."""
+    price = _KNOWN_PRICES.get(model)
+    if price is None:
+        price = active_price(model=model)
+        remember_price(model=model, price=price)
+    return price
+
+
+def remember_price(*, model: str, price: ModelPrice | None) -> None:
+    """Keep `price` as the model's active one for known_price (None: it has none now)."""
+    if price is None:
+        _KNOWN_PRICES.pop(model, None)
+    else:
+        _KNOWN_PRICES[model] = price
 
 
 def last_wallet_event(*, wallet_id: int) -> WalletEvent | None:

@@ -57,13 +57,6 @@ def content_hash(*, session_id: int, content: str) -> str:
     return hashlib.sha256(f"{session_id}\x00{content}".encode()).hexdigest()
 
 
-def has_done(*, user, key: str | None) -> bool:
-    """Whether this key already has a completed turn (its replay skips the enforcement pre-check)."""
-    if not key:
-        return False
-    return TurnRequest.objects.filter(user=user, key=key, state=TurnRequest.State.DONE).exists()
-
-
 def claim(*, user, key: str, session_id: int, content: str) -> Claim | dict:
     """Claim `key` for this turn (committed at once), or return the first attempt's 201 body to replay.
 

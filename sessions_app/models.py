@@ -26,6 +26,9 @@ class ChatSession(models.Model):
     # Bumped by the turn's one UPDATE ... RETURNING: gives the next messages their order and
     # serializes concurrent turns of one session on its row.
     message_count = models.PositiveIntegerField(default=0)
+    # Characters of all its messages, bumped by the same UPDATE: with the summary's `covered_chars`
+    # it gives the size of the history a summary does not cover without reading the messages.
+    message_chars = models.PositiveBigIntegerField(default=0)
     # The latest summary of the older history, which stands in for it in prompts (None: none yet).
     summary = models.ForeignKey(
         "SessionSummary", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -167,6 +170,8 @@ class SessionSummary(models.Model):
     covers_turns = models.PositiveIntegerField()
     # Messages with an order below this are summarized (2 per turn).
     covers_messages = models.PositiveIntegerField()
+    # The session's `message_chars` when those messages were all it had: the characters covered.
+    covered_chars = models.PositiveBigIntegerField(default=0)
     used_fallback = models.BooleanField(default=False)
     llm_call = models.OneToOneField(LLMCallEvent, on_delete=models.PROTECT, related_name="session_summary")
     created_at = models.DateTimeField(default=timezone.now)

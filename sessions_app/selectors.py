@@ -6,8 +6,7 @@ from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRa
 from django.db import connection
 from django.db.models import F, Prefetch, QuerySet
 
-from billing.models import ModelPrice
-from billing.selectors import EnforcementState, spend_state
+from config.db import execute_prepared
 from sessions_app.models import (
     SEARCH_CONFIG,
     ChatSession,
@@ -45,8 +44,6 @@ class TurnContext:
     """Everything a turn reads before it calls the model (see turn_context)."""
 
     session: ChatSession
-    price: ModelPrice | None  # None: the session's model has no active price
-    enforcement: EnforcementState | None  # None only if the owner has no wallet
     # The prompt's history: the summary (a system message) when there is one, then the recent
     # messages it does not cover.
     history: list[ChatMessage]
@@ -54,33 +51,22 @@ class TurnContext:
     uncovered_chars: int = 0  # characters of all the messages the summary does not cover
 
 
-_SESSION_COLUMNS = (
-    "id",
-    "owner_id",
-    "title",
-    "model",
-    "message_count",
-    "summary_id",
-    "created_at",
-    "updated_at",
-)
-# The caller's session (absent: not theirs, or no such session), its summary, the size of the history
-# the summary does not cover, and the latest uncovered messages, newest first, in one round trip: one
-# result row per message, one row when it has none.
+_SESSION_COLUMNS = tuple(f.attname for f in ChatSession._meta.concrete_fields)
+# The caller's session (no row: not theirs, or no such session), its summary, the size of the history
+# the summary does not cover (kept on the rows: nothing is summed here), and the latest uncovered
+# messages, newest first, as two arrays: one row, prepared once per connection.
+_SESSION_SELECT = ", ".join(f"s.{f.column}" for f in ChatSession._meta.concrete_fields)
 _SESSION_AND_HISTORY_SQL = (
-    "SELECT s.id, s.owner_id, s.title, s.model, s.message_count, s.summary_id, s.created_at, s.updated_at,"  # noqa: S608
-    " sm.text, sm.covers_turns, coalesce(sm.covers_messages, 0), u.chars, m.role, m.content"
+    f"SELECT {_SESSION_SELECT}, sm.text, sm.covers_turns, coalesce(sm.covers_messages, 0),"  # noqa: S608 - our tables only
+    " s.message_chars - coalesce(sm.covered_chars, 0), h.roles, h.contents"
     f" FROM {ChatSession._meta.db_table} s"
     f" LEFT JOIN {SessionSummary._meta.db_table} sm ON sm.id = s.summary_id"
-    " LEFT JOIN LATERAL (SELECT coalesce(sum(length(content)), 0) AS chars"
-    f"  FROM {Message._meta.db_table}"
-    '  WHERE session_id = s.id AND "order" >= coalesce(sm.covers_messages, 0)) AS u ON true'
-    " LEFT JOIN LATERAL ("
-    f'  SELECT role, content, "order" AS ord FROM {Message._meta.db_table}'
+    " CROSS JOIN LATERAL (SELECT array_agg(m.role ORDER BY m.ord DESC) AS roles,"
+    " array_agg(m.content ORDER BY m.ord DESC) AS contents"
+    f' FROM (SELECT role, content, "order" AS ord FROM {Message._meta.db_table}'
     '  WHERE session_id = s.id AND "order" >= coalesce(sm.covers_messages, 0)'
-    f'  ORDER BY "order" DESC LIMIT {HISTORY_MAX_MESSAGES}) AS m ON true'
+    f'  ORDER BY "order" DESC LIMIT {HISTORY_MAX_MESSAGES}) AS m) AS h'
     " WHERE s.id = %(session_id)s AND s.owner_id = %(user_id)s"
-    " ORDER BY m.ord DESC"
 )
 
 
@@ -93,29 +79,23 @@ def summary_message(summary: SummaryState) -> ChatMessage:
 
 
 def turn_context(*, user, session_id: int) -> TurnContext | None:
-    """The session (None if it is not the user's), its history, and billing's price and wallet state."""
-    with connection.cursor() as cursor:
-        cursor.execute(_SESSION_AND_HISTORY_SQL, {"session_id": session_id, "user_id": user.pk})
-        rows = cursor.fetchall()
+    """The session (None if it is not the user's) and its history, in one round trip."""
+    rows = execute_prepared(_SESSION_AND_HISTORY_SQL, {"session_id": session_id, "user_id": user.pk})
     if not rows:
         return None
     width = len(_SESSION_COLUMNS)
     session = ChatSession.from_db(connection.alias, _SESSION_COLUMNS, rows[0][:width])
-    summary_text, covers_turns, covers_messages, uncovered_chars = rows[0][width : width + 4]
+    summary_text, covers_turns, covers_messages, uncovered_chars, roles, contents = rows[0][width:]
     summary = (
         SummaryState(text=summary_text, covers_turns=covers_turns, covers_messages=covers_messages)
         if summary_text is not None
         else None
     )
-    newest_first = [(role, content) for *_, role, content in rows if role is not None]
-    history = _bounded(newest_first)
+    history = _bounded(list(zip(roles or (), contents or (), strict=True)))
     if summary is not None:
         history.insert(0, summary_message(summary))
-    spend = spend_state(user=user, model=session.model)
     return TurnContext(
         session=session,
-        price=spend.price,
-        enforcement=spend.enforcement,
         history=history,
         summary=summary,
         uncovered_chars=int(uncovered_chars),

@@ -6,29 +6,20 @@ from collections.abc import Callable
 from django.conf import settings
 from django.utils import timezone
 
-from billing.exceptions import PriceNotFound
 from billing.models import ModelPrice
-from billing.selectors import active_model_names, active_price
+from billing.selectors import active_price, known_price
 from sessions_app.models import ChatSession
 from sessions_app.providers import get_provider
 from sessions_app.selectors import TurnContext, turn_context
-from sessions_app.turn_loop import SessionGone, TurnLoop, TurnResult
+from sessions_app.turn_loop import SessionGone, TurnLoop, TurnResult, refuse_unpriced
 
 logger = logging.getLogger(__name__)
-
-
-def _refuse_unpriced(model: str, *, field: str | None = "model") -> PriceNotFound:
-    choices = ", ".join(active_model_names()) or "none is priced yet; ask an operator"
-    return PriceNotFound(
-        f"The model {model!r} has no active price, so it cannot be used. Choose one of: {choices}.",
-        field=field,
-    )
 
 
 def _price_or_refuse(model: str) -> ModelPrice:
     price = active_price(model=model)
     if price is None:
-        raise _refuse_unpriced(model)
+        raise refuse_unpriced(model)
     return price
 
 
@@ -70,16 +61,21 @@ def prepare_turn(*, session: ChatSession, user, content: str, context: TurnConte
     """Read what the turn needs and reserve its first model call; raises InsufficientCredits when refused.
 
     `context` is what the view read with the session (selectors.turn_context); without it, it is
-    read here. Nothing else is written: a caller that does not go on must `release_open_call()`.
+    read here. The reservation is the credit gate (402) and reads the model's active price, which
+    the turn is charged at. Nothing else is written: a caller that does not go on must
+    `release_open_call()`.
     """
     if context is None:
         context = turn_context(user=user, session_id=session.pk)
         if context is None:
             raise SessionGone(session.pk)
-    if context.price is None:
+    price = known_price(model=session.model)
+    if price is None:
         # A price withdrawn since the session was opened: refuse before any call (PATCH the model).
-        raise _refuse_unpriced(session.model, field=None)
-    loop = TurnLoop(session=session, user=user, content=content, context=context, provider=get_provider())
+        raise refuse_unpriced(session.model, field=None)
+    loop = TurnLoop(
+        session=session, user=user, content=content, context=context, price=price, provider=get_provider()
+    )
     loop.start()
     return loop
 

@@ -52,6 +52,7 @@ class SummaryPlan:
     previous: str
     older: list[tuple[str, str]]  # (role, content) of the messages to summarize, oldest first
     covers_messages: int  # messages with an order below this are covered by the new summary
+    covered_chars: int  # their characters (the session's message_chars when it had just those)
     messages: list[ChatMessage]  # the summary call's prompt
     max_output_tokens: int
 
@@ -99,7 +100,7 @@ def plan_summary(*, context: TurnContext, content: str, reply: str) -> SummaryPl
     if history_tokens(context=context, content=content, reply=reply) <= settings.LLM_CONTEXT_TOKENS:
         return None
     start = context.summary.covers_messages if context.summary else 0
-    end = context.session.message_count  # every message before this turn's two
+    end = context.session.message_count  # every message before this turn's two (read with message_chars)
     if end <= start:
         return None
     older = list(
@@ -112,6 +113,7 @@ def plan_summary(*, context: TurnContext, content: str, reply: str) -> SummaryPl
         previous=previous,
         older=older,
         covers_messages=end,
+        covered_chars=context.session.message_chars,
         messages=summary_prompt(previous=previous, older=older),
         max_output_tokens=min(settings.LLM_MAX_OUTPUT_TOKENS, SUMMARY_MAX_OUTPUT_TOKENS),
     )
@@ -205,6 +207,7 @@ def save_summary(*, session: ChatSession, call: SummaryCall, event: LLMCallEvent
         text=call.text,
         covers_turns=covers // 2,
         covers_messages=covers,
+        covered_chars=call.plan.covered_chars,
         used_fallback=call.used_fallback or not (call.completion and call.completion.text.strip()),
         llm_call=event,
         created_at=timezone.now(),

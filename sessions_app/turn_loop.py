@@ -27,8 +27,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing import services as billing_services
-from billing.exceptions import InsufficientCredits
-from billing.models import CreditHold, LLMCallEvent
+from billing.exceptions import InsufficientCredits, PriceNotFound
+from billing.models import CreditHold, LLMCallEvent, ModelPrice
+from billing.selectors import active_model_names
 from config.db import execute_prepared, loaded
 from sessions_app import summaries
 from sessions_app.models import ChatSession, Message, ToolCallEvent, Turn, TurnCall
@@ -67,12 +68,13 @@ STOP_NOTES = {
 }
 
 SESSION, MESSAGE, TURN, TURN_CALL = (m._meta.db_table for m in (ChatSession, Message, Turn, TurnCall))
-# A turn's own rows in one statement: the next two message orders (the session row's UPDATE also
-# serializes turns of one session), both messages, the turn pointing at its first call, and the
+# A turn's own rows in one statement: the next two message orders and the history's size (the session
+# row's UPDATE also serializes turns of one session), both messages, the turn pointing at its first call, and the
 # turn's calls in order. No session row (deleted while the model was answering): nothing written.
 _TURN_ROWS_SQL = (
-    f"WITH s AS (UPDATE {SESSION} SET message_count = message_count + 2, updated_at = %(turn_at)s"  # noqa: S608
-    " WHERE id = %(session_id)s RETURNING message_count"
+    f"WITH s AS (UPDATE {SESSION} SET message_count = message_count + 2,"  # noqa: S608
+    " message_chars = message_chars + length(%(prompt)s) + length(%(reply)s), updated_at = %(turn_at)s"
+    " WHERE id = %(session_id)s RETURNING message_count, message_chars"
     f'), m AS (INSERT INTO {MESSAGE} (session_id, role, content, "order", created_at)'
     " SELECT %(session_id)s, v.role, v.content, s.message_count - v.back, %(turn_at)s FROM s,"
     " (VALUES ('user', %(prompt)s::text, 2), ('assistant', %(reply)s::text, 1)) AS v (role, content, back)"
@@ -84,9 +86,18 @@ _TURN_ROWS_SQL = (
     f" FROM s RETURNING id), c AS (INSERT INTO {TURN_CALL} (turn_id, llm_call_id, position)"
     " SELECT t.id, x.llm_call_id, x.n - 1 FROM t,"
     " unnest(%(call_ids)s::bigint[]) WITH ORDINALITY AS x (llm_call_id, n))"
-    " SELECT s.message_count, (SELECT id FROM t), (SELECT id FROM m WHERE role = 'user'),"
+    " SELECT s.message_count, s.message_chars, (SELECT id FROM t), (SELECT id FROM m WHERE role = 'user'),"
     " (SELECT id FROM m WHERE role = 'assistant') FROM s"
 )
+
+
+def refuse_unpriced(model: str, *, field: str | None = "model") -> PriceNotFound:
+    """The 400 for a model with no active price, naming the models that have one."""
+    choices = ", ".join(active_model_names()) or "none is priced yet; ask an operator"
+    return PriceNotFound(
+        f"The model {model!r} has no active price, so it cannot be used. Choose one of: {choices}.",
+        field=field,
+    )
 
 
 class SessionGone(Exception):
@@ -138,10 +149,13 @@ class TurnLoop:
         user,
         content: str,
         context: TurnContext,
+        price: ModelPrice,
         provider: LLMProvider | None = None,
     ):
         self.session, self.user, self.content, self.context = session, user, content, context
-        self.price = context.price
+        # The price last seen, to size the first hold; the first reservation reads the active one,
+        # which every call of the turn is charged at.
+        self.price = price
         self.provider = provider or get_provider()
         self.messages: list[ChatMessage] = [
             *context.history,
@@ -197,7 +211,15 @@ class TurnLoop:
             input_tokens=estimate_prompt_tokens(self.messages, tools),
             output_tokens=max_output_tokens,
         )
-        reservation = billing_services.reserve(user=self.user, amount=estimate)
+        reservation = billing_services.reserve(
+            user=self.user, amount=estimate, model=self.session.model if first else None
+        )
+        if first:
+            if reservation.price is None:  # withdrawn since this process last read it
+                if reservation.hold is not None:
+                    billing_services.release(hold=reservation.hold)
+                raise refuse_unpriced(self.session.model, field=None)
+            self.price = reservation.price
         if reservation.refused:
             if first:
                 raise InsufficientCredits(balance=reservation.balance, available=reservation.available)
@@ -509,8 +531,8 @@ def write_turn_rows(
     )
     if not rows:
         return None
-    ((count, turn_id, user_message_id, assistant_message_id),) = rows
-    session.message_count, session.updated_at = count, now
+    ((count, chars, turn_id, user_message_id, assistant_message_id),) = rows
+    session.message_count, session.message_chars, session.updated_at = count, chars, now
 
     def message(*, id: int, role: str, content: str, order: int) -> Message:
         return loaded(

@@ -11,7 +11,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from billing.exceptions import InsufficientCredits
-from billing.permissions import CreditEnforcement, PaymentRequired
+from billing.permissions import PaymentRequired
 from config.api_fields import MAX_ID, NulSafeMixin, error_responses
 from config.throttling import TurnThrottle
 from sessions_app import idempotency, services, streaming
@@ -173,6 +173,9 @@ class ChatSessionViewSet(
 )
 class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = TurnSerializer
+    # Credit enforcement is the turn's reservation (billing.services.reserve): one conditional
+    # statement that refuses with 402 and writes nothing, before any model call.
+    permission_classes = [IsAuthenticated]
     # Turns started per user (THROTTLE_TURN_RATE); reading the list is not counted.
     throttle_classes = [TurnThrottle]
     filter_backends = []
@@ -184,11 +187,6 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     def as_view(cls, actions=None, **initkwargs):
         # The provider is called outside any transaction: never wrap this view in ATOMIC_REQUESTS.
         return transaction.non_atomic_requests(super().as_view(actions, **initkwargs))
-
-    def get_permissions(self):
-        if self.action == "create":
-            return [IsAuthenticated(), CreditEnforcement()]
-        return [IsAuthenticated()]
 
     def get_serializer_class(self):
         # The browsable API offers a `content` form for POST; responses use the turn serializers.
@@ -208,15 +206,12 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
         if self.action != "create":
             self.session = get_object_or_404(sessions_for_user(user=request.user), pk=session_pk)
             return
-        # A turn reads its session and history, and billing's price and wallet state, up front.
+        # A turn reads its session and history up front.
         if session_pk <= MAX_ID:
             self.turn_context = turn_context(user=request.user, session_id=session_pk)
         if self.turn_context is None:  # the same 404 as get_object_or_404 above
             raise Http404(f"No {ChatSession._meta.object_name} matches the given query.")
         self.session = self.turn_context.session
-        # A replay of a completed idempotent turn answers its first 201 even if the wallet is now empty.
-        if not idempotency.has_done(user=request.user, key=request.headers.get(IDEMPOTENCY_HEADER)):
-            self.check_object_permissions(request, self.turn_context)  # CreditEnforcement's 402
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):

@@ -9,8 +9,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from billing.models import CreditHold, Wallet
+from billing.models import CreditHold, ModelPrice, Wallet
 from billing.money import quantize, to_decimal
+from billing.selectors import remember_price
 from billing.services._wallet import WALLET, move
 from config.db import execute_prepared, loaded
 
@@ -21,7 +22,9 @@ HOLD = CreditHold._meta.db_table
 # wallet's stale holds, lock the wallet (after the holds, as charging and release_expired_holds do),
 # decide on the row as locked, move `held`, and insert the hold. Concurrent turns queue on the wallet
 # row and each sees the `held` the previous one left, so a burst cannot reserve past the balance.
-# A refused reservation still gives back what expired.
+# A refused reservation still gives back what expired. With a model, it also reads the model's active
+# price (the price the call is charged at).
+_PRICE_COLUMNS = tuple(f.attname for f in ModelPrice._meta.concrete_fields)
 _RESERVE_SQL = (
     "WITH exp AS ("  # noqa: S608 - every name below is one of our tables
     f" UPDATE {HOLD} SET status = 'expired', closed_at = %(now)s"
@@ -43,8 +46,10 @@ _RESERVE_SQL = (
     " SELECT w.id, %(amount)s, 'held', (w.balance - (w.held - %(amount)s) <= 0"
     " AND w.enforcement = 'default' AND %(shadow_default)s), %(now)s, %(expires_at)s"
     " FROM w WHERE w.allowed RETURNING id, wallet_id, shadow_refusal"
-    ") SELECT cur.allowed, cur.balance, cur.held - cur.released, w.held, h.id, h.wallet_id,"
-    " h.shadow_refusal FROM cur LEFT JOIN w ON true LEFT JOIN h ON true"
+    ") SELECT cur.allowed, cur.balance, cur.held - cur.released, w.held, h.id, h.wallet_id, h.shadow_refusal, "
+    + ", ".join(f"p.{f.column}" for f in ModelPrice._meta.concrete_fields)
+    + " FROM cur LEFT JOIN w ON true LEFT JOIN h ON true"
+    f" LEFT JOIN {ModelPrice._meta.db_table} p ON p.model = %(model)s AND p.active"
 )
 _EXPIRE_SQL = (
     f"UPDATE {HOLD} SET status = 'expired', closed_at = %s "  # noqa: S608
@@ -63,6 +68,7 @@ class Reservation:
     balance: Decimal
     available: Decimal  # balance - held, before this reservation
     refused: bool = False
+    price: ModelPrice | None = None  # with `model`: its active price as reserved (None: it has none)
 
     @property
     def shadow_refusal(self) -> bool:
@@ -78,8 +84,12 @@ def enforcement_applies(enforcement: str) -> bool:
     return bool(settings.CREDIT_ENFORCEMENT_ENABLED)
 
 
-def reserve(*, user, amount: Decimal) -> Reservation:
-    """Hold a call's estimated cost in one conditional statement; refused when enforced and available <= 0."""
+def reserve(*, user, amount: Decimal, model: str | None = None) -> Reservation:
+    """Hold a call's estimated cost in one conditional statement; refused when enforced and available <= 0.
+
+    With `model`, the same statement reads the model's active price (`Reservation.price`), the one
+    the call is charged at, and keeps it for billing.selectors.known_price.
+    """
     now = timezone.now()
     amount = quantize(Decimal(amount))
     expires_at = now + timedelta(seconds=settings.CREDIT_HOLD_TTL_SECONDS)
@@ -93,19 +103,26 @@ def reserve(*, user, amount: Decimal) -> Reservation:
             "expires_at": expires_at,
             "enforce_default": enforce_default,
             "shadow_default": not enforce_default and bool(settings.CREDIT_ENFORCEMENT_SHADOW),
+            "model": model,
         },
     )
     if not rows:
         raise Wallet.DoesNotExist(f"User {user.pk} has no wallet.")
-    allowed, balance, held_before, held_after, hold_id, wallet_id, shadow = rows[0]
+    allowed, balance, held_before, held_after, hold_id, wallet_id, shadow, *price_row = rows[0]
+    price = None
+    if model is not None:
+        price = (
+            loaded(ModelPrice, **dict(zip(_PRICE_COLUMNS, price_row, strict=True))) if price_row[0] else None
+        )
+        remember_price(model=model, price=price)
     balance = to_decimal(balance)
     if not allowed:
         available = balance - to_decimal(held_before)
-        logger.info(
+        logger.warning(
             "turn refused: insufficient credits",
             extra={"user_id": user.pk, "balance": str(balance), "available": str(available)},
         )
-        return Reservation(hold=None, balance=balance, available=available, refused=True)
+        return Reservation(hold=None, balance=balance, available=available, refused=True, price=price)
     available = balance - (to_decimal(held_after) - amount)
     hold = loaded(
         CreditHold,
@@ -129,7 +146,7 @@ def reserve(*, user, amount: Decimal) -> Reservation:
                 "hold_id": hold_id,
             },
         )
-    return Reservation(hold=hold, balance=balance, available=available)
+    return Reservation(hold=hold, balance=balance, available=available, price=price)
 
 
 def release(*, hold: CreditHold) -> None:

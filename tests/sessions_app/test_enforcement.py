@@ -32,7 +32,7 @@ def ledger_rows(user):
 def test_enabled_with_an_empty_wallet_refuses_with_402_and_writes_nothing(user_client, user, session, caplog):
     rows_before = ledger_rows(user)
 
-    with caplog.at_level(logging.WARNING, logger="billing.permissions"):
+    with caplog.at_level(logging.WARNING, logger="billing.services.holds"):
         response = turn(user_client, session)
 
     assert response.status_code == 402
@@ -47,7 +47,7 @@ def test_enabled_with_an_empty_wallet_refuses_with_402_and_writes_nothing(user_c
     assert not LLMCallEvent.objects.exists()
     assert ledger_rows(user) == rows_before
     assert Wallet.objects.get(user=user).balance == 0
-    [record] = [r for r in caplog.records if r.name == "billing.permissions"]
+    [record] = [r for r in caplog.records if r.name == "billing.services.holds"]
     assert (record.user_id, record.balance) == (user.pk, "0.000000")
 
 

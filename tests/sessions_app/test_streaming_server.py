@@ -187,6 +187,9 @@ def test_a_provider_failing_mid_stream_sends_one_error_and_charges_nothing_unrep
 
 
 def test_enforcement_refuses_with_plain_402_json_before_any_stream(server):
+    ModelPrice.objects.get_or_create(
+        model="echo-1", defaults={"input_price_per_1k": Decimal("0.5"), "output_price_per_1k": Decimal("1.5")}
+    )
     user = UserFactory()
     Wallet.objects.filter(user=user).update(enforcement=Wallet.Enforcement.ENFORCED)
     session = ChatSessionFactory(owner=user, model="echo-1")

@@ -7,6 +7,7 @@ from django.db import connection
 from django.test import override_settings
 
 from billing.models import CreditTransaction, LLMCallEvent, ModelPrice, Wallet
+from billing.selectors import known_price
 from billing.services import compute_cost, grant
 from sessions_app import providers
 from sessions_app.models import Message, Turn
@@ -202,13 +203,72 @@ def test_turn_on_a_model_whose_price_was_withdrawn_is_400(user_client, session):
     assert nothing_written()
 
 
-# The token; the session with its history (sessions_app) and the model's price with the wallet's
-# state (billing): one query each; the reservation (one statement); then one transaction: billing's
+def test_a_price_changed_after_this_process_read_it_charges_the_new_price(user_client, user, session):
+    fund(user, "10")
+    assert (
+        user_client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": "a"}, format="json").status_code
+        == 201
+    )
+    old = ModelPrice.objects.get(model="echo-1", active=True)
+    assert known_price(model="echo-1").input_price_per_1k == old.input_price_per_1k  # known as it was
+    ModelPrice.objects.filter(pk=old.pk).update(
+        input_price_per_1k=Decimal("7"), output_price_per_1k=Decimal("9")
+    )
+    new = ModelPrice.objects.get(pk=old.pk)
+
+    response = user_client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": "b"}, format="json")
+
+    assert response.status_code == 201
+    event = LLMCallEvent.objects.get(pk=response.json()["usage"]["calls"][0]["id"])
+    assert (event.input_price_per_1k, event.output_price_per_1k) == (Decimal("7"), Decimal("9"))
+    assert event.cost == compute_cost(
+        price=new, input_tokens=event.input_tokens, output_tokens=event.output_tokens
+    )
+    assert known_price(model="echo-1").input_price_per_1k == Decimal("7")  # the reservation refreshed it
+
+
+def test_a_price_withdrawn_after_this_process_read_it_is_400_and_holds_nothing(user_client, user, session):
+    fund(user, "10")
+    assert (
+        user_client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": "a"}, format="json").status_code
+        == 201
+    )
+    assert known_price(model="echo-1") is not None
+    ModelPrice.objects.filter(model="echo-1").update(active=False)
+    events, debits = LLMCallEvent.objects.count(), CreditTransaction.objects.filter(kind="debit").count()
+
+    response = user_client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": "b"}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "price_not_found"
+    assert LLMCallEvent.objects.count() == events
+    assert CreditTransaction.objects.filter(kind="debit").count() == debits
+    assert Turn.objects.count() == 1
+    wallet = Wallet.objects.get(user=user)
+    assert wallet.held == 0
+    assert not wallet.holds.filter(status="held").exists()
+
+
+def test_the_session_row_counts_its_history_characters(user_client, user, session):
+    fund(user, "10")
+    for content in ("short", "a longer message with more characters", "ünïcödé ✓"):
+        response = user_client.post(
+            f"/api/v1/sessions/{session.pk}/turns/", {"content": content}, format="json"
+        )
+        assert response.status_code == 201
+
+    session.refresh_from_db()
+    assert session.message_chars == sum(len(m.content) for m in Message.objects.filter(session=session))
+    assert session.message_count == 6
+
+
+# The token; the session with its history (sessions_app, one query); the reservation (billing, one
+# statement: the credit gate, and the model's active price); then one transaction: billing's
 # charge (one statement: the event, the hold settled, the wallet UPDATE ... RETURNING, the ledger
 # row, the usage rollups) and the turn's own rows (one statement: the message order, both messages,
 # the turn). The test client runs inside a transaction, so the turn's atomic() is a SAVEPOINT and
 # its RELEASE; in production (test_turn_query_budget_in_a_real_transaction) it is BEGIN and COMMIT.
-TURN_QUERIES = 8
+TURN_QUERIES = 7
 
 
 def test_turn_query_budget(token_client, user, session, django_assert_max_num_queries):
