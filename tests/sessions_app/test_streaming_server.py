@@ -18,7 +18,8 @@ from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPri
 from billing.reconcile import check_ledger
 from billing.services import compute_cost, grant
 from sessions_app.models import Message, Turn
-from sessions_app.providers import count_tokens
+from sessions_app.providers import count_tokens, estimate_prompt_tokens
+from sessions_app.tools import tool_specs
 from tests.factories import ChatSessionFactory, StaffUserFactory, UserFactory, api_token
 from tests.live_server import HOST, uvicorn_server
 
@@ -83,6 +84,11 @@ def events(response):
             name = line.removeprefix("event: ")
         elif line.startswith("data: "):
             yield name, json.loads(line.removeprefix("data: "))
+
+
+def prompt_tokens(content: str) -> int:
+    """A fresh session's first call by the counting rule: the user's message and the tools offered."""
+    return estimate_prompt_tokens([{"role": "user", "content": content}], tool_specs())
 
 
 def wait_closed(user, timeout=10.0) -> CreditHold:
@@ -153,7 +159,7 @@ def test_a_client_that_hangs_up_mid_stream_is_charged_for_what_was_produced_and_
     # What the fake model had produced when the server stopped it, by the counting rule: at least
     # what we read, less than the whole reply; never $0, never more than the hold.
     assert count_tokens("".join(got)) <= event.output_tokens < full_reply_tokens
-    assert event.input_tokens == count_tokens(LONG)
+    assert event.input_tokens == prompt_tokens(LONG)
     assert 0 < event.cost <= hold.amount
     debit = CreditTransaction.objects.get(wallet__user=user, kind="debit")
     assert debit.amount == -event.cost and debit.llm_call_id == event.pk
@@ -162,9 +168,12 @@ def test_a_client_that_hangs_up_mid_stream_is_charged_for_what_was_produced_and_
     assert check_ledger().ok
 
 
-def test_a_provider_failing_mid_stream_sends_one_error_and_charges_nothing_unreported(server, account):
+def test_a_provider_failing_mid_stream_after_text_sends_one_error_and_charges_what_was_produced(
+    server, account
+):
     user, token, session = account
-    conn, response = open_stream(server, token, session.pk, f"{LONG} [fault:midstream]")
+    content = f"{LONG} [fault:midstream]"
+    conn, response = open_stream(server, token, session.pk, content)
 
     assert response.status == 200
     received = list(events(response))
@@ -174,15 +183,23 @@ def test_a_provider_failing_mid_stream_sends_one_error_and_charges_nothing_unrep
     assert names[-1] == "error" and names.count("error") == 1 and "done" not in names
     assert "delta" in names  # it failed after writing
     assert received[-1][1] == {
-        "detail": "The model provider failed to answer; nothing was charged. Try again in a moment.",
+        "detail": "The model provider failed before finishing its answer; only what it had produced was "
+        "charged. Try again in a moment.",
         "code": "provider_error",
     }
+    streamed = "".join(data["text"] for name, data in received if name == "delta")
+    # The provider reported no usage: the prompt and what it wrote, by the counting rule, capped at the hold.
     event = LLMCallEvent.objects.get(user=user)
-    assert (event.status, event.cost) == ("error", 0)  # the provider reported no usage
-    assert CreditHold.objects.get(wallet__user=user).status == CreditHold.Status.RELEASED
-    assert not CreditTransaction.objects.filter(wallet__user=user, kind="debit").exists()
-    assert Wallet.objects.get(user=user).balance == Decimal("10")
-    assert not Turn.objects.exists()
+    hold = CreditHold.objects.get(wallet__user=user)
+    assert event.status == "ok"
+    assert (event.input_tokens, event.output_tokens) == (prompt_tokens(content), count_tokens(streamed))
+    assert 0 < event.cost <= hold.amount
+    assert (hold.status, hold.llm_call_id) == (CreditHold.Status.SETTLED, event.pk)
+    debit = CreditTransaction.objects.get(wallet__user=user, kind="debit")
+    assert debit.amount == -event.cost and debit.llm_call_id == event.pk
+    wallet = Wallet.objects.get(user=user)
+    assert (wallet.balance, wallet.held) == (Decimal("10") - event.cost, 0)
+    assert not Turn.objects.exists() and not Message.objects.exists()
     assert check_ledger().ok
 
 
