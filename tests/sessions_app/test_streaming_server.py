@@ -2,26 +2,30 @@
 
 The server is a subprocess (its own event loop, threads and connections, as deployed) whose
 provider is the OpenAI client talking to bench/fake_openai.py streaming slowly; the tests commit
-their rows (transaction=True) so the server sees them, and read what it wrote back.
+their rows (transaction=True) so the server sees them, and read what it wrote back. The dead-worker
+test starts a server of its own (the echo model streaming slowly) and SIGKILLs it mid-stream.
 """
 
 import http.client
 import json
+import os
+import signal
 import socket
 import time
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from bench.fake_openai import FakeOpenAIServer
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, Wallet
 from billing.reconcile import check_ledger
-from billing.services import compute_cost, grant
+from billing.services import compute_cost, grant, release_expired_holds
 from sessions_app.models import Message, Turn
 from sessions_app.providers import count_tokens, estimate_prompt_tokens
 from sessions_app.tools import tool_specs
 from tests.factories import ChatSessionFactory, StaffUserFactory, UserFactory, api_token
-from tests.live_server import HOST, uvicorn_server
+from tests.live_server import HOST, uvicorn_process, uvicorn_server
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -231,3 +235,53 @@ def test_an_unknown_session_and_a_blank_message_are_plain_json_too(server, accou
     response.read()
     conn.close()
     assert not CreditHold.objects.exists()
+
+
+def test_a_worker_killed_mid_stream_is_charged_at_expiry_with_its_last_progress(account, tmp_path):
+    """SIGKILL (the OOM killer's way): nothing in the process runs, its hold is charged by the expiry job."""
+    user, token, session = account
+    env = {
+        "SECRET_KEY": "streaming-test-not-a-secret",
+        "DATABASE_POOL_MAX_SIZE": "2",
+        "LLM_PROVIDER": "echo",
+        "LLM_ECHO_STREAM_DELAY_SECONDS": "0.1",  # a long reply: ~80 pieces, ~8 s
+        "CREDIT_HOLD_TTL_SECONDS": "2",
+        "STREAM_PROGRESS_INTERVAL_SECONDS": "0.2",
+    }
+    content = LONG * 3
+    with uvicorn_process(env=env, log_dir=tmp_path) as (process, port):
+        conn, response = open_stream(port, token, session.pk, content)
+        assert response.status == 200
+        read = []
+        for name, data in events(response):
+            assert name == "delta"
+            read.append(data["text"])
+            if len(read) == 10:  # pieces come 0.1 s apart: progress past the open one was written
+                break
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=15)
+        conn.close()
+
+    hold = CreditHold.objects.get(wallet__user=user)
+    assert hold.status == CreditHold.Status.HELD and hold.progress_at is not None  # nobody closed it
+    assert not LLMCallEvent.objects.exists()
+    while timezone.now() <= hold.expires_at:  # one TTL after its last progress
+        time.sleep(0.1)
+    hold.refresh_from_db()
+    assert hold.status == CreditHold.Status.HELD  # and nothing wrote progress since: the writer is dead
+
+    assert release_expired_holds() == 1
+
+    hold.refresh_from_db()
+    event = LLMCallEvent.objects.get(user=user)
+    assert (hold.status, hold.llm_call_id) == (CreditHold.Status.SETTLED, event.pk)
+    assert event.status == "ok" and event.purpose == "chat"
+    assert event.input_tokens == prompt_tokens(content)
+    assert 0 < event.output_tokens == hold.progress_output_tokens < count_tokens(f"Echo: {content}")
+    assert 0 < event.cost <= hold.amount
+    wallet = Wallet.objects.get(user=user)
+    assert (wallet.balance, wallet.held) == (Decimal("10") - event.cost, 0)
+    debit = CreditTransaction.objects.get(wallet__user=user, kind="debit")
+    assert (debit.amount, debit.llm_call_id) == (-event.cost, event.pk)
+    assert not Turn.objects.exists() and not Message.objects.exists()
+    assert check_ledger().ok
