@@ -516,6 +516,7 @@ class CreditHoldAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "status",
         "shadow_refusal",
         "expires_at",
+        "progress_at",
         "llm_call",
     ]
     list_display_links = ["id", "created_at"]

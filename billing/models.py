@@ -240,6 +240,20 @@ class CreditHold(models.Model):
     llm_call = models.ForeignKey(
         LLMCallEvent, on_delete=models.PROTECT, null=True, blank=True, related_name="holds"
     )
+    # Stream progress: what the open call has used so far, and what charging it needs without the
+    # process that made it (billing.services.record_progress). A hold whose worker died is charged
+    # with this at expiry (release_expired_holds), capped at `amount`; without progress it is just
+    # released. All null until the first progress is recorded (`progress_at`).
+    progress_price = models.ForeignKey(
+        ModelPrice, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    progress_provider = models.CharField(max_length=32, null=True, blank=True)
+    progress_purpose = models.CharField(
+        max_length=16, choices=LLMCallEvent.Purpose.choices, null=True, blank=True
+    )
+    progress_input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    progress_output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    progress_at = models.DateTimeField(null=True, blank=True)  # the last progress; null: none recorded
 
     class Meta:
         db_table = "billing_credithold"
@@ -257,6 +271,18 @@ class CreditHold(models.Model):
             models.CheckConstraint(
                 condition=Q(status__in=["held", "settled", "released", "expired"]),
                 name="credithold_status_known",
+            ),
+            # Progress is recorded whole: a hold charged at expiry has everything its charge needs.
+            models.CheckConstraint(
+                condition=Q(progress_at__isnull=True)
+                | Q(
+                    progress_price__isnull=False,
+                    progress_provider__isnull=False,
+                    progress_purpose__isnull=False,
+                    progress_input_tokens__isnull=False,
+                    progress_output_tokens__isnull=False,
+                ),
+                name="credithold_progress_complete",
             ),
         ]
 

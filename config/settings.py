@@ -288,7 +288,8 @@ SPECTACULAR_SETTINGS = {
 CREDIT_ENFORCEMENT_ENABLED = env.bool("CREDIT_ENFORCEMENT_ENABLED", default=False)
 # Shadow mode: while enforcement is off, flag (and log) the turns it would have refused.
 CREDIT_ENFORCEMENT_SHADOW = env.bool("CREDIT_ENFORCEMENT_SHADOW", default=True)
-# A hold left open by a crashed worker is released after this many seconds.
+# A hold left open by a crashed worker is released after this many seconds (charged with its stream's
+# progress, if it recorded any); a streamed call's progress pushes its expiry this far on.
 CREDIT_HOLD_TTL_SECONDS = env.int("CREDIT_HOLD_TTL_SECONDS", default=600)
 LOW_BALANCE_THRESHOLD = Decimal(env.str("LOW_BALANCE_THRESHOLD", default="1.000000"))
 STARTING_CREDITS = Decimal(env.str("STARTING_CREDITS", default="0"))
@@ -313,6 +314,9 @@ FILE_QUOTA_BYTES = env.int("FILE_QUOTA_BYTES", default=50 * 1024 * 1024)
 
 # The echo provider's pause between streamed pieces (0: as fast as it can; demos and load tests slow it).
 LLM_ECHO_STREAM_DELAY_SECONDS = env.float("LLM_ECHO_STREAM_DELAY_SECONDS", default=0.0)
+# A streamed call records what it has produced on its hold at most this often (docs/streaming.md): a
+# worker that dies is charged at its hold's expiry with output at most this far behind.
+STREAM_PROGRESS_INTERVAL_SECONDS = env.float("STREAM_PROGRESS_INTERVAL_SECONDS", default=1.0)
 
 # --- Background work and notifications (docs/notifications.md) -------------------------------
 # Crossing events are POSTed here, signed with WEBHOOK_SECRET; empty: no webhook (email only).

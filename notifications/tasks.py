@@ -60,7 +60,7 @@ async def retry_stalled_jobs(context, timestamp: int) -> int:
 @app.periodic(cron="* * * * *", periodic_id="release_expired_holds")
 @app.task(name="notifications.release_expired_holds", queueing_lock="release_expired_holds")
 def release_expired_holds(timestamp: int) -> int:
-    """Holds left open past CREDIT_HOLD_TTL_SECONDS by a crashed web worker go back to their wallets."""
+    """A crashed web worker's holds, past their expiry: released, or charged with their stream's progress."""
     return billing_services.release_expired_holds()
 
 

@@ -11,23 +11,38 @@ from sessions_app.providers import ProviderError, ProviderTimeout
 class ProviderFailed(APIException):
     status_code = status.HTTP_502_BAD_GATEWAY
     default_detail = "The model provider failed to answer; nothing was charged. Try again in a moment."
+    charged_detail = (
+        "The model provider failed before finishing its answer; only what it had produced was charged. "
+        "Try again in a moment."
+    )
     default_code = "provider_error"
 
-    def __init__(self):
+    def __init__(self, *, charged: bool = False):
         # The body names no provider internals: {"detail": ..., "code": ...}.
         super().__init__()
-        self.detail = {"detail": self.default_detail, "code": self.default_code}
+        self.detail = {
+            "detail": self.charged_detail if charged else self.default_detail,
+            "code": self.default_code,
+        }
 
 
 class ProviderTimedOut(ProviderFailed):
     status_code = status.HTTP_504_GATEWAY_TIMEOUT
     default_detail = "The model provider did not answer in time; nothing was charged. Try again in a moment."
+    charged_detail = (
+        "The model provider did not finish its answer in time; only what it had produced was charged. "
+        "Try again in a moment."
+    )
     default_code = "provider_timeout"
 
 
-def provider_error_to_http(exc: ProviderError) -> APIException:
-    """The API error for a provider failure; the internal reason stays in the logs and the event."""
-    return ProviderTimedOut() if isinstance(exc, ProviderTimeout) else ProviderFailed()
+def provider_error_to_http(exc: ProviderError, *, charged: bool = False) -> APIException:
+    """The API error for a provider failure (`charged`: mid-stream, after the model had produced something).
+
+    The internal reason stays in the logs and the event.
+    """
+    cls = ProviderTimedOut if isinstance(exc, ProviderTimeout) else ProviderFailed
+    return cls(charged=charged)
 
 
 class FileRefusedError(APIException):

@@ -21,4 +21,13 @@ def check_llm_settings(app_configs=None, **kwargs):
         errors.append(Error("LLM_TIMEOUT_SECONDS must be positive.", id="sessions_app.E002"))
     if not settings.LLM_MAX_OUTPUT_TOKENS > 0:
         errors.append(Error("LLM_MAX_OUTPUT_TOKENS must be positive.", id="sessions_app.E003"))
+    if not 0 < settings.STREAM_PROGRESS_INTERVAL_SECONDS < settings.CREDIT_HOLD_TTL_SECONDS:
+        # Progress is a live stream's heartbeat: written less often, its hold would expire under it.
+        errors.append(
+            Error(
+                "STREAM_PROGRESS_INTERVAL_SECONDS must be positive and below CREDIT_HOLD_TTL_SECONDS.",
+                hint="Keep the default (1) unless holds live only seconds.",
+                id="sessions_app.E004",
+            )
+        )
     return errors

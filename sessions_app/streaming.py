@@ -8,16 +8,30 @@ to the loop (which settles a tool step, runs the tools and reserves the next cal
 finishes the turn (the answering call charged with the turn's rows in one transaction) and sends
 `done` with the plain turn's 201 body.
 
-How a stream ends, and what it costs:
+While a call streams, its progress is recorded on its hold (`TurnLoop.record_progress`, one
+UPDATE through `_db_step`): when its stream is opened (the prompt by the counting rule, output 0), at
+most once per STREAM_PROGRESS_INTERVAL_SECONDS while deltas come (the output so far by the counting
+rule), and when the provider's usage arrives (the reported figures). Each write also pushes the
+hold's expiry one CREDIT_HOLD_TTL_SECONDS on, so a live stream's hold never expires under it.
+
+How a stream ends, and what it costs (never $0 for tokens produced, never more than the call's hold):
 - complete: every call charged with the usage the provider reported; the turn's messages are kept.
-- the provider fails mid-stream: on the first call, `error` event; the call is recorded as failed
-  (cost 0, hold released) -- nothing is charged beyond what the provider reported, and it reported
-  nothing. On a follow-up, the turn completes with what it has (`stop_reason: "provider_error"`).
+- the provider fails mid-stream after reporting its usage: that usage is charged (capped at the
+  hold), `error` event, no messages kept.
+- the provider fails mid-stream after the model wrote something, with no usage reported: the prompt
+  and the output so far by the counting rule are charged (capped at the hold), as for a hang-up;
+  `error` event (its detail says what was charged), no messages kept.
+- the provider fails before the model wrote anything: on the first call, `error` event; the call is
+  recorded as failed (cost 0, hold released). On a follow-up, the turn completes with what it has
+  (`stop_reason: "provider_error"`).
 - the client hangs up (or the server stops and cancels the request): the model is stopped and the
   open call is charged with the provider's usage if it had arrived, else the prompt by the counting
-  rule plus the tokens produced so far by the counting rule (at most the hold); tool steps already
+  rule plus the tokens produced so far by the counting rule (capped at the hold); tool steps already
   taken stay charged. No messages are kept: the user never saw the whole reply, and can resend.
-- the process dies: the open hold expires after CREDIT_HOLD_TTL_SECONDS like any other.
+- the process dies (SIGKILL, OOM): the open hold is charged at expiry (release_expired_holds, one
+  CREDIT_HOLD_TTL_SECONDS after its last progress) with the progress last recorded (at most
+  STREAM_PROGRESS_INTERVAL_SECONDS of output behind), capped at the hold; a hold that recorded none
+  (the stream never opened) is released. No messages are kept.
 
 Served by an ASGI server, the stream holds no worker thread and no database connection: the view's
 thread gives its connection back before the response starts, and each database step after it runs
@@ -28,8 +42,10 @@ connection back at once. No transaction spans the stream.
 import asyncio
 import json
 import logging
+import time
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import connection
 from django.http import StreamingHttpResponse
 
@@ -131,11 +147,16 @@ async def _produce(loop: TurnLoop, queue: asyncio.Queue) -> None:
     produced: list[str] = []
     usage: Usage | None = None
     sent: list[str] = []  # every delta sent, so the reply's text is what the client read
+    record_progress = _db_step(loop.record_progress)
+    interval = settings.STREAM_PROGRESS_INTERVAL_SECONDS
     try:
         call = await _db_step(loop.next_call)()
         while call is not None:
             produced, usage, tool_calls = [], None, ()
             call.sent = True
+            # On the hold from here on, so a process that dies mid-call is charged for it at expiry.
+            await record_progress(call)
+            recorded_at = time.monotonic()
             try:
                 async for item in loop.provider.stream(**call.provider_arguments(loop.session.model)):
                     if isinstance(item, Delta) and item.text:
@@ -143,16 +164,23 @@ async def _produce(loop: TurnLoop, queue: asyncio.Queue) -> None:
                             _send_delta(queue, sent, PART_SEPARATOR)
                         produced.append(item.text)
                         _send_delta(queue, sent, item.text)
+                        if time.monotonic() - recorded_at >= interval:  # never per delta
+                            await record_progress(call, produced="".join(produced))
+                            recorded_at = time.monotonic()
                     elif isinstance(item, ToolCalls):
                         tool_calls = item.calls
                     elif isinstance(item, Usage):
                         usage = item
+                        await record_progress(
+                            call, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens
+                        )
             except ProviderError as exc:
-                if usage is not None:  # the provider reported its usage, then failed: that usage is owed
-                    await _charge_undelivered(
-                        loop, produced, usage, why=f"provider failed after usage: {exc.reason}"
-                    )
-                    queue.put_nowait(("error", dict(provider_error_to_http(exc).detail)))
+                if usage is not None or produced:
+                    # The model did work before the provider failed: its reported usage is owed, else
+                    # what it produced by the counting rule (as for a hang-up), capped at the hold.
+                    why = "provider failed after usage" if usage is not None else "provider failed mid-stream"
+                    await _charge_undelivered(loop, produced, usage, why=f"{why}: {exc.reason}")
+                    queue.put_nowait(("error", dict(provider_error_to_http(exc, charged=True).detail)))
                     return
                 try:
                     await _db_step(loop.failed)(call, exc)  # re-raised when it was the turn's first call

@@ -2,7 +2,8 @@
 
 `start()` reserves the first call (InsufficientCredits, 402, when enforcement refuses it). Then each
 step: `next_call()` hands out the reserved call (reserving the next one from the second on) and says
-what to send; the driver makes the call with no transaction open and no lock held; then
+what to send; the driver makes the call with no transaction open and no lock held (a streaming
+driver records its progress on the call's hold meanwhile: `record_progress()`); then
 `completed()` (or `failed()`, `release_open_call()`, `charge_undelivered()`). A call that asks for
 tools is settled at once as its own LLMCallEvent, the tools run, and their results make the next
 call (a `tool_followup`), at most LLM_MAX_TOOL_STEPS of them; the last one is offered no tools, so
@@ -13,7 +14,9 @@ with the turn's own rows (its messages, the turn, its calls in order, its tool r
 Under enforcement a call that cannot be reserved ends the turn: InsufficientCredits (402) when it is
 the first, else the turn completes with what it has and says so (`stop_reason` and a note in the
 reply). A provider failure on the first call is re-raised (502/504, nothing charged, no messages);
-on a follow-up the failed call is recorded and the turn completes with what it has.
+on a follow-up the failed call is recorded and the turn completes with what it has. (A streamed call
+that fails after the model wrote something is not a failed call: the streaming driver charges it
+with `charge_undelivered`, sessions_app.streaming.)
 """
 
 import logging
@@ -121,6 +124,10 @@ class ModelCall:
     max_output_tokens: int
     started: float = field(default_factory=time.monotonic)
     sent: bool = False  # the provider was asked (a streamed call: its stream was opened)
+
+    def prompt_tokens(self) -> int:
+        """The prompt by the counting rule: the messages and the tools offered (what the hold was sized on)."""
+        return estimate_prompt_tokens(self.messages, self.tools)
 
     def provider_arguments(self, model: str) -> dict:
         """complete()'s keyword arguments for this call."""
@@ -314,6 +321,35 @@ class TurnLoop:
                 billing_services.release(hold=call.hold)
         self.open_call = self._reserved = None
 
+    def record_progress(
+        self,
+        call: ModelCall,
+        *,
+        produced: str = "",
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+    ) -> None:
+        """Record on the call's hold what it has used so far, for the expiry to charge if this process dies.
+
+        The provider's usage when it came, else the prompt and `produced` by the counting rule (as
+        `charge_undelivered` counts them). One autocommit statement: call it with no transaction open.
+        """
+        if input_tokens is None or output_tokens is None:
+            input_tokens, output_tokens = call.prompt_tokens(), count_tokens(produced)
+        recorded = billing_services.record_progress(
+            hold=call.hold,
+            price=self.price,
+            provider=self.provider.name,
+            purpose=call.purpose,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+        )
+        if not recorded:  # expired under a live call: its progress stopped for a whole TTL
+            logger.warning(
+                "stream progress on a closed hold",
+                extra={"user_id": self.user.pk, "session_id": self.session.pk, "hold_id": call.hold.pk},
+            )
+
     def charge_undelivered(
         self,
         *,
@@ -322,11 +358,13 @@ class TurnLoop:
         output_tokens: int | None = None,
         why: str,
     ) -> LLMCallEvent | None:
-        """Charge what the model did for a turn that will not be written (a streamed turn whose client left).
+        """Charge what the model did for a turn that will not be written (a streamed turn whose client
+        left, or whose provider failed mid-answer).
 
-        The open call, with the provider's usage when it came, else the prompt and `produced` by the
-        counting rule; or the answer not yet settled. Output capped at the reservation's cap; no
-        turn rows. Earlier tool steps were settled already. None when nothing was open.
+        The open call, with the provider's usage when it came, else the prompt (and the tools offered)
+        and `produced` by the counting rule; or the answer not yet settled. Output capped at the
+        reservation's cap and the cost at the call's hold; no turn rows. Earlier tool steps were
+        settled already. None when nothing was open.
         """
         if self.finished:
             return None
@@ -336,8 +374,7 @@ class TurnLoop:
         if self.open_call is not None:
             call, self.open_call = self.open_call, None
             if input_tokens is None or output_tokens is None:
-                input_tokens = estimate_prompt_tokens(call.messages)
-                output_tokens = count_tokens(produced)
+                input_tokens, output_tokens = call.prompt_tokens(), count_tokens(produced)
         elif self.answer is not None:
             call, completion = self.answer.call, self.answer.completion
             input_tokens, output_tokens = completion.input_tokens, completion.output_tokens
@@ -354,6 +391,7 @@ class TurnLoop:
             latency_ms=_elapsed_ms(call.started),
             hold=call.hold,
             purpose=call.purpose,
+            max_cost=call.hold.amount,
         )
         logger.warning(
             "turn abandoned",

@@ -40,6 +40,16 @@ def uvicorn_server(*, env: dict[str, str], log_dir: Path) -> Iterator[int]:
     `env` adds to (and overrides) the server's environment; its log is in `log_dir` and shown if it
     fails to start. Stopped with SIGTERM, like a deployment's shutdown.
     """
+    with uvicorn_process(env=env, log_dir=log_dir) as (_, port):
+        yield port
+
+
+@contextlib.contextmanager
+def uvicorn_process(*, env: dict[str, str], log_dir: Path) -> Iterator[tuple[subprocess.Popen, int]]:
+    """uvicorn_server's process and port: for a test that kills it (SIGKILL, as the OOM killer would).
+
+    The process leads its own process group; if it is still running at the end, it gets SIGTERM.
+    """
     port = free_port()
     environment = {
         **os.environ,
@@ -78,7 +88,8 @@ def uvicorn_server(*, env: dict[str, str], log_dir: Path) -> Iterator[int]:
                     pass
                 assert time.monotonic() < deadline, log_path.read_text()
                 time.sleep(0.2)
-            yield port
+            yield process, port
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=15)

@@ -1,12 +1,20 @@
 """Billing's services: every write that moves credits, each atomic, the wallet moved by one locking statement.
 
 - ledger: wallets opened, grants, refunds and adjustments (idempotent), enforcement overrides;
-- holds: a call's cost reserved before it is made, released if it never is;
+- holds: a call's cost reserved before it is made, its stream's progress recorded on it, released if
+  it never is made (charged with that progress if its worker died);
 - charging: a call recorded and debited (its hold settled), or recorded as failed (its hold released).
 """
 
 from billing.services.charging import ChargeResult, charge, compute_cost, record_failed_call
-from billing.services.holds import Reservation, enforcement_applies, release, release_expired_holds, reserve
+from billing.services.holds import (
+    Reservation,
+    enforcement_applies,
+    record_progress,
+    release,
+    release_expired_holds,
+    reserve,
+)
 from billing.services.ledger import (
     GRANT_MAX,
     IDEMPOTENCY_KEY_MAX,
@@ -39,6 +47,7 @@ __all__ = [
     "grant",
     "open_wallet",
     "record_failed_call",
+    "record_progress",
     "refund",
     "refundable",
     "release",

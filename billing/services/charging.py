@@ -73,13 +73,19 @@ def charge(
     occurred_at: datetime | None = None,
     hold: CreditHold | None = None,
     purpose: str = LLMCallEvent.Purpose.CHAT,
+    max_cost: Decimal | None = None,
 ) -> ChargeResult:
     """Record a successful call at `price` and debit its cost, closing its hold; the balance may go negative.
 
     Atomic: inside the caller's transaction when there is one (a turn writes its own rows in the
     same one), else its own. `purpose` says why the call was made (LLMCallEvent.Purpose).
+    `max_cost`: the cost recorded and debited is at most this (a call charged without its own
+    answer is never charged more than its hold); the tokens are recorded as given.
     """
     cost = compute_cost(price=price, input_tokens=input_tokens, output_tokens=output_tokens)
+    capped = max_cost is not None and cost > quantize(max_cost)
+    if capped:
+        cost = quantize(max_cost)
     event = _event(
         user_id=user.pk,
         model=price.model,
@@ -96,7 +102,9 @@ def charge(
         used_fallback=False,
         created_at=occurred_at or timezone.now(),
     )
-    reason = f"{price.model}: {input_tokens} in / {output_tokens} out tokens"
+    reason = f"{price.model}: {input_tokens} in / {output_tokens} out tokens" + (
+        f", cost capped at {cost}" if capped else ""
+    )
     return _record(event, hold=hold, hold_status=CreditHold.Status.SETTLED, reason=reason)
 
 

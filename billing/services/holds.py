@@ -1,4 +1,9 @@
-"""Credit holds: a turn's worst-case cost reserved before its model call, released if never settled."""
+"""Credit holds: a call's worst-case cost reserved before it is made, released (or charged) if never settled.
+
+A streamed call records its progress on its hold (`record_progress`): what it has used so far, and
+what charging it needs. A hold left open past its expiry by a dead worker is released if it has no
+progress, else charged with it (capped at the hold) by `release_expired_holds`.
+"""
 
 import logging
 from dataclasses import dataclass
@@ -22,13 +27,14 @@ HOLD = CreditHold._meta.db_table
 # wallet's stale holds, lock the wallet (after the holds, as charging and release_expired_holds do),
 # decide on the row as locked, move `held`, and insert the hold. Concurrent turns queue on the wallet
 # row and each sees the `held` the previous one left, so a burst cannot reserve past the balance.
-# A refused reservation still gives back what expired. With a model, it also reads the model's active
-# price (the price the call is charged at).
+# A refused reservation still gives back what expired. A hold with progress is owed a charge, so it
+# is left to release_expired_holds (its amount stays held until then: at most a minute). With a
+# model, the statement also reads the model's active price (the price the call is charged at).
 _PRICE_COLUMNS = tuple(f.attname for f in ModelPrice._meta.concrete_fields)
 _RESERVE_SQL = (
     "WITH exp AS ("  # noqa: S608 - every name below is one of our tables
     f" UPDATE {HOLD} SET status = 'expired', closed_at = %(now)s"
-    " WHERE status = 'held' AND expires_at <= %(now)s"
+    " WHERE status = 'held' AND expires_at <= %(now)s AND progress_at IS NULL"
     f" AND wallet_id = (SELECT id FROM {WALLET} WHERE user_id = %(user_id)s) RETURNING amount"
     "), rel AS (SELECT coalesce(sum(amount), 0) AS released, count(*) AS n FROM exp"
     "), cur AS ("
@@ -53,8 +59,16 @@ _RESERVE_SQL = (
 )
 _EXPIRE_SQL = (
     f"UPDATE {HOLD} SET status = 'expired', closed_at = %s "  # noqa: S608
-    f"WHERE status = 'held' AND expires_at <= %s AND wallet_id = (SELECT id FROM {WALLET} WHERE user_id = %s) "
-    "RETURNING amount"
+    "WHERE status = 'held' AND expires_at <= %s AND progress_at IS NULL"
+    f" AND wallet_id = (SELECT id FROM {WALLET} WHERE user_id = %s) RETURNING amount"
+)
+# A heartbeat as much as a record: each progress pushes the expiry one TTL on, so a live stream's
+# hold never expires under it and a dead worker's expires one TTL after its last progress.
+_PROGRESS_SQL = (
+    f"UPDATE {HOLD} SET progress_price_id = %(price_id)s, progress_provider = %(provider)s,"  # noqa: S608
+    " progress_purpose = %(purpose)s, progress_input_tokens = %(input_tokens)s,"
+    " progress_output_tokens = %(output_tokens)s, progress_at = %(now)s, expires_at = %(expires_at)s"
+    " WHERE id = %(hold_id)s AND status = 'held' RETURNING id"
 )
 _CLOSE_SQL = (
     f"UPDATE {HOLD} SET status = %s, closed_at = %s "  # noqa: S608
@@ -135,6 +149,12 @@ def reserve(*, user, amount: Decimal, model: str | None = None) -> Reservation:
         expires_at=expires_at,
         closed_at=None,
         llm_call_id=None,
+        progress_price_id=None,
+        progress_provider=None,
+        progress_purpose=None,
+        progress_input_tokens=None,
+        progress_output_tokens=None,
+        progress_at=None,
     )
     if shadow:
         logger.info(
@@ -161,14 +181,48 @@ def release(*, hold: CreditHold) -> None:
     hold.status, hold.closed_at = CreditHold.Status.RELEASED, now
 
 
-def release_expired_holds() -> int:
-    """Expire every hold past its expiry, wallet by wallet; safe to run again and alongside turns."""
+def record_progress(
+    *,
+    hold: CreditHold,
+    price: ModelPrice,
+    provider: str,
+    purpose: str,
+    input_tokens: int,
+    output_tokens: int,
+) -> bool:
+    """Record what the hold's open call has used so far and push its expiry one TTL on; False if it is closed.
+
+    One autocommit statement (no wallet change: the amount held is the same). Run it outside any
+    transaction: the hold's row lock must not be kept while the call goes on.
+    """
     now = timezone.now()
-    user_ids = (
-        CreditHold.objects.filter(status=CreditHold.Status.HELD, expires_at__lte=now)
-        .values_list("wallet__user_id", flat=True)
-        .distinct()
+    expires_at = now + timedelta(seconds=settings.CREDIT_HOLD_TTL_SECONDS)
+    rows = execute_prepared(
+        _PROGRESS_SQL,
+        {
+            "hold_id": hold.pk,
+            "price_id": price.pk,
+            "provider": provider,
+            "purpose": purpose,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "now": now,
+            "expires_at": expires_at,
+        },
     )
+    if not rows:
+        return False
+    hold.progress_price, hold.progress_provider, hold.progress_purpose = price, provider, purpose
+    hold.progress_input_tokens, hold.progress_output_tokens = input_tokens, output_tokens
+    hold.progress_at, hold.expires_at = now, expires_at
+    return True
+
+
+def release_expired_holds() -> int:
+    """Close every hold past its expiry: released wallet by wallet, or charged with its progress; safe to rerun."""
+    now = timezone.now()
+    expired = CreditHold.objects.filter(status=CreditHold.Status.HELD, expires_at__lte=now)
+    user_ids = expired.filter(progress_at__isnull=True).values_list("wallet__user_id", flat=True).distinct()
     count = 0
     for user_id in list(user_ids):
         with transaction.atomic():
@@ -180,4 +234,49 @@ def release_expired_holds() -> int:
         count += len(amounts)
     if count:
         logger.info("expired holds released", extra={"holds": count})
+    for hold_id in list(expired.filter(progress_at__isnull=False).values_list("id", flat=True)):
+        count += _charge_expired(hold_id=hold_id, now=now)
     return count
+
+
+def _charge_expired(*, hold_id: int, now) -> int:
+    """Charge one expired hold with its last progress, capped at its amount; 0 if another run (or its call) closed it.
+
+    The hold row is locked first (skipping one another run holds), then the wallet by the charge,
+    the order charging takes them in: two runs never charge a hold twice.
+    """
+    from billing.services.charging import charge  # charging imports this module
+
+    with transaction.atomic():
+        hold = (
+            CreditHold.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("wallet__user", "progress_price")
+            .filter(pk=hold_id, status=CreditHold.Status.HELD, expires_at__lte=now, progress_at__isnull=False)
+            .first()
+        )
+        if hold is None:
+            return 0
+        charged = charge(
+            user=hold.wallet.user,
+            price=hold.progress_price,
+            provider=hold.progress_provider,
+            input_tokens=hold.progress_input_tokens,
+            output_tokens=hold.progress_output_tokens,
+            latency_ms=max(0, round((hold.progress_at - hold.created_at).total_seconds() * 1000)),
+            occurred_at=hold.progress_at,
+            hold=hold,
+            purpose=hold.progress_purpose,
+            max_cost=hold.amount,
+        )
+    logger.warning(
+        "expired hold charged with its stream progress",
+        extra={
+            "hold_id": hold.pk,
+            "user_id": hold.wallet.user_id,
+            "llm_call_id": charged.event.pk,
+            "input_tokens": hold.progress_input_tokens,
+            "output_tokens": hold.progress_output_tokens,
+            "cost": str(charged.event.cost),
+        },
+    )
+    return 1

@@ -2,25 +2,30 @@
 
 The server is a subprocess (its own event loop, threads and connections, as deployed) whose
 provider is the OpenAI client talking to bench/fake_openai.py streaming slowly; the tests commit
-their rows (transaction=True) so the server sees them, and read what it wrote back.
+their rows (transaction=True) so the server sees them, and read what it wrote back. The dead-worker
+test starts a server of its own (the echo model streaming slowly) and SIGKILLs it mid-stream.
 """
 
 import http.client
 import json
+import os
+import signal
 import socket
 import time
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from bench.fake_openai import FakeOpenAIServer
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, Wallet
 from billing.reconcile import check_ledger
-from billing.services import compute_cost, grant
+from billing.services import compute_cost, grant, release_expired_holds
 from sessions_app.models import Message, Turn
-from sessions_app.providers import count_tokens
+from sessions_app.providers import count_tokens, estimate_prompt_tokens
+from sessions_app.tools import tool_specs
 from tests.factories import ChatSessionFactory, StaffUserFactory, UserFactory, api_token
-from tests.live_server import HOST, uvicorn_server
+from tests.live_server import HOST, uvicorn_process, uvicorn_server
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -83,6 +88,11 @@ def events(response):
             name = line.removeprefix("event: ")
         elif line.startswith("data: "):
             yield name, json.loads(line.removeprefix("data: "))
+
+
+def prompt_tokens(content: str) -> int:
+    """A fresh session's first call by the counting rule: the user's message and the tools offered."""
+    return estimate_prompt_tokens([{"role": "user", "content": content}], tool_specs())
 
 
 def wait_closed(user, timeout=10.0) -> CreditHold:
@@ -153,7 +163,7 @@ def test_a_client_that_hangs_up_mid_stream_is_charged_for_what_was_produced_and_
     # What the fake model had produced when the server stopped it, by the counting rule: at least
     # what we read, less than the whole reply; never $0, never more than the hold.
     assert count_tokens("".join(got)) <= event.output_tokens < full_reply_tokens
-    assert event.input_tokens == count_tokens(LONG)
+    assert event.input_tokens == prompt_tokens(LONG)
     assert 0 < event.cost <= hold.amount
     debit = CreditTransaction.objects.get(wallet__user=user, kind="debit")
     assert debit.amount == -event.cost and debit.llm_call_id == event.pk
@@ -162,9 +172,12 @@ def test_a_client_that_hangs_up_mid_stream_is_charged_for_what_was_produced_and_
     assert check_ledger().ok
 
 
-def test_a_provider_failing_mid_stream_sends_one_error_and_charges_nothing_unreported(server, account):
+def test_a_provider_failing_mid_stream_after_text_sends_one_error_and_charges_what_was_produced(
+    server, account
+):
     user, token, session = account
-    conn, response = open_stream(server, token, session.pk, f"{LONG} [fault:midstream]")
+    content = f"{LONG} [fault:midstream]"
+    conn, response = open_stream(server, token, session.pk, content)
 
     assert response.status == 200
     received = list(events(response))
@@ -174,15 +187,23 @@ def test_a_provider_failing_mid_stream_sends_one_error_and_charges_nothing_unrep
     assert names[-1] == "error" and names.count("error") == 1 and "done" not in names
     assert "delta" in names  # it failed after writing
     assert received[-1][1] == {
-        "detail": "The model provider failed to answer; nothing was charged. Try again in a moment.",
+        "detail": "The model provider failed before finishing its answer; only what it had produced was "
+        "charged. Try again in a moment.",
         "code": "provider_error",
     }
+    streamed = "".join(data["text"] for name, data in received if name == "delta")
+    # The provider reported no usage: the prompt and what it wrote, by the counting rule, capped at the hold.
     event = LLMCallEvent.objects.get(user=user)
-    assert (event.status, event.cost) == ("error", 0)  # the provider reported no usage
-    assert CreditHold.objects.get(wallet__user=user).status == CreditHold.Status.RELEASED
-    assert not CreditTransaction.objects.filter(wallet__user=user, kind="debit").exists()
-    assert Wallet.objects.get(user=user).balance == Decimal("10")
-    assert not Turn.objects.exists()
+    hold = CreditHold.objects.get(wallet__user=user)
+    assert event.status == "ok"
+    assert (event.input_tokens, event.output_tokens) == (prompt_tokens(content), count_tokens(streamed))
+    assert 0 < event.cost <= hold.amount
+    assert (hold.status, hold.llm_call_id) == (CreditHold.Status.SETTLED, event.pk)
+    debit = CreditTransaction.objects.get(wallet__user=user, kind="debit")
+    assert debit.amount == -event.cost and debit.llm_call_id == event.pk
+    wallet = Wallet.objects.get(user=user)
+    assert (wallet.balance, wallet.held) == (Decimal("10") - event.cost, 0)
+    assert not Turn.objects.exists() and not Message.objects.exists()
     assert check_ledger().ok
 
 
@@ -217,3 +238,53 @@ def test_an_unknown_session_and_a_blank_message_are_plain_json_too(server, accou
     response.read()
     conn.close()
     assert not CreditHold.objects.exists()
+
+
+def test_a_worker_killed_mid_stream_is_charged_at_expiry_with_its_last_progress(account, tmp_path):
+    """SIGKILL (the OOM killer's way): nothing in the process runs, its hold is charged by the expiry job."""
+    user, token, session = account
+    env = {
+        "SECRET_KEY": "streaming-test-not-a-secret",
+        "DATABASE_POOL_MAX_SIZE": "2",
+        "LLM_PROVIDER": "echo",
+        "LLM_ECHO_STREAM_DELAY_SECONDS": "0.1",  # a long reply: ~80 pieces, ~8 s
+        "CREDIT_HOLD_TTL_SECONDS": "2",
+        "STREAM_PROGRESS_INTERVAL_SECONDS": "0.2",
+    }
+    content = LONG * 3
+    with uvicorn_process(env=env, log_dir=tmp_path) as (process, port):
+        conn, response = open_stream(port, token, session.pk, content)
+        assert response.status == 200
+        read = []
+        for name, data in events(response):
+            assert name == "delta"
+            read.append(data["text"])
+            if len(read) == 10:  # pieces come 0.1 s apart: progress past the open one was written
+                break
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=15)
+        conn.close()
+
+    hold = CreditHold.objects.get(wallet__user=user)
+    assert hold.status == CreditHold.Status.HELD and hold.progress_at is not None  # nobody closed it
+    assert not LLMCallEvent.objects.exists()
+    while timezone.now() <= hold.expires_at:  # one TTL after its last progress
+        time.sleep(0.1)
+    hold.refresh_from_db()
+    assert hold.status == CreditHold.Status.HELD  # and nothing wrote progress since: the writer is dead
+
+    assert release_expired_holds() == 1
+
+    hold.refresh_from_db()
+    event = LLMCallEvent.objects.get(user=user)
+    assert (hold.status, hold.llm_call_id) == (CreditHold.Status.SETTLED, event.pk)
+    assert event.status == "ok" and event.purpose == "chat"
+    assert event.input_tokens == prompt_tokens(content)
+    assert 0 < event.output_tokens == hold.progress_output_tokens < count_tokens(f"Echo: {content}")
+    assert 0 < event.cost <= hold.amount
+    wallet = Wallet.objects.get(user=user)
+    assert (wallet.balance, wallet.held) == (Decimal("10") - event.cost, 0)
+    debit = CreditTransaction.objects.get(wallet__user=user, kind="debit")
+    assert (debit.amount, debit.llm_call_id) == (-event.cost, event.pk)
+    assert not Turn.objects.exists() and not Message.objects.exists()
+    assert check_ledger().ok
