@@ -1,9 +1,10 @@
 """Database plumbing shared by the apps: prepared hot-path statements, and rows built from RETURNING."""
 
+from functools import cache
 from typing import TypeVar
 
 import psycopg
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection
 from django.db.models import Model
 
 M = TypeVar("M", bound=Model)
@@ -43,8 +44,15 @@ def loaded(model: type[M], /, **values) -> M:
     Every concrete field must be given, by attname (`wallet_id`, not `wallet`): a missing one would
     be deferred and cost a query when read.
     """
-    fields = model._meta.concrete_fields
-    missing = [f.attname for f in fields if f.attname not in values]
-    if missing:
-        raise TypeError(f"{model.__name__} row is missing {', '.join(missing)}")
-    return model.from_db(connection.alias, [f.attname for f in fields], [values[f.attname] for f in fields])
+    attnames = _attnames(model)
+    try:
+        row = [values[name] for name in attnames]
+    except KeyError:
+        missing = [name for name in attnames if name not in values]
+        raise TypeError(f"{model.__name__} row is missing {', '.join(missing)}") from None
+    return model.from_db(DEFAULT_DB_ALIAS, attnames, row)
+
+
+@cache
+def _attnames(model: type[Model]) -> list[str]:
+    return [f.attname for f in model._meta.concrete_fields]

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import cached_property
 
 from django.db import transaction
 from django.utils import timezone
@@ -50,8 +51,30 @@ _RECORD_SQL = (
 @dataclass(frozen=True)
 class ChargeResult:
     event: LLMCallEvent
-    transaction: CreditTransaction | None  # None when the call cost nothing (a debit is never 0)
     balance_after: Decimal
+    wallet_id: int
+    transaction_id: int | None  # the debit row; None when the call cost nothing (a debit is never 0)
+    reason: str
+
+    @cached_property
+    def transaction(self) -> CreditTransaction | None:
+        """The debit row as written (built on first use: the turn's hot path never reads it)."""
+        if self.transaction_id is None:
+            return None
+        return loaded(
+            CreditTransaction,
+            id=self.transaction_id,
+            wallet_id=self.wallet_id,
+            kind=CreditTransaction.Kind.DEBIT,
+            amount=-self.event.cost,
+            balance_after=self.balance_after,
+            reason=self.reason,
+            initiated_by_id=None,
+            llm_call_id=self.event.pk,
+            idempotency_key=None,
+            refund_of_id=None,
+            created_at=self.event.created_at,
+        )
 
 
 def compute_cost(*, price: ModelPrice, input_tokens: int, output_tokens: int) -> Decimal:
@@ -145,8 +168,11 @@ def record_failed_call(
 
 
 def _event(*, user_id: int, price: ModelPrice | None, hold: CreditHold | None, **fields) -> LLMCallEvent:
-    """The call's event with its price snapshot (history is never re-priced), not yet written."""
-    return LLMCallEvent(
+    """The call's event with its price snapshot (history is never re-priced), as it is about to be
+    written: `_record` sets its id from the row it inserts."""
+    return loaded(
+        LLMCallEvent,
+        id=None,
         user_id=user_id,
         input_price_per_1k=price.input_price_per_1k if price else Decimal(0),
         output_price_per_1k=price.output_price_per_1k if price else Decimal(0),
@@ -197,22 +223,11 @@ def _record(event: LLMCallEvent, *, hold: CreditHold | None, hold_status: str, r
         )
     if hold is not None:
         hold.status, hold.closed_at, hold.llm_call_id = hold_status, now, event_id
-    values = {f.attname: getattr(event, f.attname) for f in LLMCallEvent._meta.concrete_fields}
-    event = loaded(LLMCallEvent, **{**values, "id": event_id})
-    ledger_row = None
-    if transaction_id is not None:
-        ledger_row = loaded(
-            CreditTransaction,
-            id=transaction_id,
-            wallet_id=wallet_id,
-            kind=CreditTransaction.Kind.DEBIT,
-            amount=amount,
-            balance_after=balance_after,
-            reason=reason,
-            initiated_by_id=None,
-            llm_call_id=event_id,
-            idempotency_key=None,
-            refund_of_id=None,
-            created_at=event.created_at,
-        )
-    return ChargeResult(event=event, transaction=ledger_row, balance_after=balance_after)
+    event.id = event_id
+    return ChargeResult(
+        event=event,
+        balance_after=balance_after,
+        wallet_id=wallet_id,
+        transaction_id=transaction_id,
+        reason=reason,
+    )

@@ -30,6 +30,10 @@ HOLD = CreditHold._meta.db_table
 # A refused reservation still gives back what expired. A hold with progress is owed a charge, so it
 # is left to release_expired_holds (its amount stays held until then: at most a minute). With a
 # model, the statement also reads the model's active price (the price the call is charged at).
+# Run on its own (autocommit), it commits without waiting for the WAL flush (synchronous_commit off
+# for this transaction only): a hold moves no credits, and a crash that loses one loses the turn that
+# needed it too. Every charge still commits synchronously, and flushes the WAL before it (reservation
+# included) when it does. Inside a caller's transaction the setting is left as it is.
 _PRICE_COLUMNS = tuple(f.attname for f in ModelPrice._meta.concrete_fields)
 _RESERVE_SQL = (
     "WITH exp AS ("  # noqa: S608 - every name below is one of our tables
@@ -52,7 +56,9 @@ _RESERVE_SQL = (
     " SELECT w.id, %(amount)s, 'held', (w.balance - (w.held - %(amount)s) <= 0"
     " AND w.enforcement = 'default' AND %(shadow_default)s), %(now)s, %(expires_at)s"
     " FROM w WHERE w.allowed RETURNING id, wallet_id, shadow_refusal"
-    ") SELECT cur.allowed, cur.balance, cur.held - cur.released, w.held, h.id, h.wallet_id, h.shadow_refusal, "
+    ") SELECT set_config('synchronous_commit', CASE WHEN %(on_its_own)s THEN 'off'"
+    " ELSE current_setting('synchronous_commit') END, true),"
+    " cur.allowed, cur.balance, cur.held - cur.released, w.held, h.id, h.wallet_id, h.shadow_refusal, "
     + ", ".join(f"p.{f.column}" for f in ModelPrice._meta.concrete_fields)
     + " FROM cur LEFT JOIN w ON true LEFT JOIN h ON true"
     f" LEFT JOIN {ModelPrice._meta.db_table} p ON p.model = %(model)s AND p.active"
@@ -118,11 +124,12 @@ def reserve(*, user, amount: Decimal, model: str | None = None) -> Reservation:
             "enforce_default": enforce_default,
             "shadow_default": not enforce_default and bool(settings.CREDIT_ENFORCEMENT_SHADOW),
             "model": model,
+            "on_its_own": not connection.in_atomic_block,
         },
     )
     if not rows:
         raise Wallet.DoesNotExist(f"User {user.pk} has no wallet.")
-    allowed, balance, held_before, held_after, hold_id, wallet_id, shadow, *price_row = rows[0]
+    _, allowed, balance, held_before, held_after, hold_id, wallet_id, shadow, *price_row = rows[0]
     price = None
     if model is not None:
         price = (
