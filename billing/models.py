@@ -82,7 +82,10 @@ class LLMCallEvent(models.Model):
         TOOL_FOLLOWUP = "tool_followup", "tool follow-up"  # a call answering tool results
         SUMMARY = "summary", "summary"  # a call summarizing a session's older history
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="llm_calls")
+    # Indexed by llmcall_user_created_idx (user, created_at); no index of its own to keep up per call.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="llm_calls", db_index=False
+    )
     model = models.CharField(max_length=100)
     provider = models.CharField(max_length=32)
     input_tokens = models.PositiveIntegerField(default=0)
@@ -147,7 +150,9 @@ class CreditTransaction(models.Model):
         REFUND = "refund", "refund"
         ADJUSTMENT = "adjustment", "adjustment"
 
-    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="transactions")
+    # Indexed by credittx_wallet_id_idx (wallet, -id). The optional references below are indexed
+    # where set only (partial indexes): a debit, the common row, adds no empty entries to them.
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="transactions", db_index=False)
     kind = models.CharField(max_length=16, choices=Kind.choices)
     amount = MoneyField()
     balance_after = MoneyField()
@@ -158,6 +163,7 @@ class CreditTransaction(models.Model):
         null=True,
         blank=True,
         related_name="initiated_transactions",
+        db_index=False,
     )
     llm_call = models.ForeignKey(
         LLMCallEvent, on_delete=models.PROTECT, null=True, blank=True, related_name="transactions"
@@ -165,7 +171,7 @@ class CreditTransaction(models.Model):
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     # The debit a refund gives back (all or part of); set on refunds only (credittx_refund_of_iff_refund).
     refund_of = models.ForeignKey(
-        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="refunds"
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="refunds", db_index=False
     )
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -177,6 +183,14 @@ class CreditTransaction(models.Model):
             # The user's ledger and the wallet's history: newest first by id within a wallet.
             models.Index(fields=["wallet", "-id"], name="credittx_wallet_id_idx"),
             models.Index(fields=["created_at"], name="credittx_created_idx"),
+            models.Index(
+                fields=["initiated_by"],
+                name="credittx_initiated_by_idx",
+                condition=Q(initiated_by__isnull=False),
+            ),
+            models.Index(
+                fields=["refund_of"], name="credittx_refund_of_idx", condition=Q(refund_of__isnull=False)
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -245,7 +259,7 @@ class CreditHold(models.Model):
     # with this at expiry (release_expired_holds), capped at `amount`; without progress it is just
     # released. All null until the first progress is recorded (`progress_at`).
     progress_price = models.ForeignKey(
-        ModelPrice, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        ModelPrice, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
     )
     progress_provider = models.CharField(max_length=32, null=True, blank=True)
     progress_purpose = models.CharField(
@@ -264,6 +278,11 @@ class CreditHold(models.Model):
             ),
             models.Index(
                 fields=["expires_at"], name="credithold_open_expiry_idx", condition=Q(status="held")
+            ),
+            models.Index(
+                fields=["progress_price"],
+                name="credithold_progress_price_idx",
+                condition=Q(progress_price__isnull=False),
             ),
         ]
         constraints = [

@@ -6,6 +6,7 @@ from typing import TypeVar
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, connection
 from django.db.models import Model
+from django.utils.asyncio import async_unsafe
 
 M = TypeVar("M", bound=Model)
 
@@ -17,25 +18,30 @@ M = TypeVar("M", bound=Model)
 _PREPARE_NOW = 10**9
 
 
+@async_unsafe
 def execute_prepared(sql: str, params: dict) -> list[tuple]:
     """Run one statement prepared, on the connection's current transaction; return its rows.
 
     Errors are Django's (IntegrityError, OperationalError, ...), and the query is logged like any
-    other when query logging is on (tests counting queries see it).
+    other when query logging is on (tests counting queries see it). What connection.cursor() does
+    first is done here too (health check, connect, thread check), without building its cursor.
     """
-    with connection.cursor() as django_cursor:  # connects, checks the thread, joins the transaction
-        raw = connection.connection
-        threshold, raw.prepare_threshold = raw.prepare_threshold, _PREPARE_NOW
-        try:
-            with psycopg.Cursor(raw) as cursor, connection.wrap_database_errors:
-                if connection.queries_logged:
-                    with django_cursor.debug_sql(sql, params):
-                        cursor.execute(sql, params, prepare=True)
-                else:
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    raw = connection.connection
+    threshold, raw.prepare_threshold = raw.prepare_threshold, _PREPARE_NOW
+    try:
+        with psycopg.Cursor(raw) as cursor, connection.wrap_database_errors:
+            if connection.queries_logged:
+                with connection.cursor() as django_cursor, django_cursor.debug_sql(sql, params):
                     cursor.execute(sql, params, prepare=True)
-                return cursor.fetchall() if cursor.description else []
-        finally:
-            raw.prepare_threshold = threshold
+            else:
+                cursor.execute(sql, params, prepare=True)
+            # rownumber is None when the statement returned no rows to fetch (cheaper than description).
+            return cursor.fetchall() if cursor.rownumber is not None else []
+    finally:
+        raw.prepare_threshold = threshold
 
 
 def loaded(model: type[M], /, **values) -> M:

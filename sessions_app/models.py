@@ -18,8 +18,10 @@ SEARCH_CONFIG = "english"
 class ChatSession(models.Model):
     """A conversation owned by one user, answered by one model."""
 
+    # Indexed by chatsession_owner_recent_idx (owner, -updated_at, -id); so are the foreign keys
+    # below by their tables' composite indexes: no single-column copies to keep up on every turn.
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_sessions"
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_sessions", db_index=False
     )
     title = models.CharField(max_length=200, blank=True, default="")
     model = models.CharField(max_length=100)
@@ -58,7 +60,9 @@ class Message(models.Model):
         USER = "user", "user"
         ASSISTANT = "assistant", "assistant"
 
-    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="messages")
+    session = models.ForeignKey(
+        ChatSession, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField()
     order = models.PositiveIntegerField()
@@ -92,7 +96,7 @@ class Turn(models.Model):
         PROVIDER_ERROR = "provider_error", "the provider failed on a follow-up call"
         TOOL_STEPS_EXHAUSTED = "tool_steps_exhausted", "more tool steps than LLM_MAX_TOOL_STEPS"
 
-    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="turns")
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="turns", db_index=False)
     user_message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="turn_as_prompt")
     assistant_message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="turn_as_reply")
     llm_call = models.OneToOneField(LLMCallEvent, on_delete=models.PROTECT, related_name="turn")
@@ -112,7 +116,7 @@ class Turn(models.Model):
 class TurnCall(models.Model):
     """One model call of a turn, in the order it was made (billing's event never points back here)."""
 
-    turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="calls")
+    turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="calls", db_index=False)
     llm_call = models.OneToOneField(LLMCallEvent, on_delete=models.PROTECT, related_name="turn_call")
     position = models.PositiveSmallIntegerField()
 

@@ -69,12 +69,15 @@ _EXPIRE_SQL = (
     f" AND wallet_id = (SELECT id FROM {WALLET} WHERE user_id = %s) RETURNING amount"
 )
 # A heartbeat as much as a record: each progress pushes the expiry one TTL on, so a live stream's
-# hold never expires under it and a dead worker's expires one TTL after its last progress.
+# hold never expires under it and a dead worker's expires one TTL after its last progress. Like the
+# reservation, it commits without waiting for the WAL flush when run on its own: a crash loses at
+# most the last second of a stream's progress, never credits.
 _PROGRESS_SQL = (
     f"UPDATE {HOLD} SET progress_price_id = %(price_id)s, progress_provider = %(provider)s,"  # noqa: S608
     " progress_purpose = %(purpose)s, progress_input_tokens = %(input_tokens)s,"
     " progress_output_tokens = %(output_tokens)s, progress_at = %(now)s, expires_at = %(expires_at)s"
-    " WHERE id = %(hold_id)s AND status = 'held' RETURNING id"
+    " WHERE id = %(hold_id)s AND status = 'held' RETURNING id, set_config('synchronous_commit',"
+    " CASE WHEN %(on_its_own)s THEN 'off' ELSE current_setting('synchronous_commit') END, true)"
 )
 _CLOSE_SQL = (
     f"UPDATE {HOLD} SET status = %s, closed_at = %s "  # noqa: S608
@@ -215,6 +218,7 @@ def record_progress(
             "output_tokens": output_tokens,
             "now": now,
             "expires_at": expires_at,
+            "on_its_own": not connection.in_atomic_block,
         },
     )
     if not rows:

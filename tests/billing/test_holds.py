@@ -190,3 +190,40 @@ def test_set_enforcement_refuses_unknown_values_and_non_staff(user):
     with pytest.raises(BillingError):
         services.set_enforcement(user=user, enforcement="exempt", changed_by=user)
     assert wallet(user).enforcement == "default"
+
+
+def synchronous_commit() -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reservation_on_its_own_relaxes_only_its_own_commit(user, staff_user):
+    """synchronous_commit off applies to the reservation's own transaction, never to the session after it."""
+    services.grant(user=user, amount="10", reason="x", initiated_by=staff_user)
+
+    assert not services.reserve(user=user, amount=Decimal("1")).refused
+
+    assert synchronous_commit() == "on"
+
+
+def test_a_reservation_inside_a_callers_transaction_leaves_its_commit_synchronous(funded):
+    """In a caller's transaction (which may move credits) the reservation must not relax the commit."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        assert not services.reserve(user=funded, amount=Decimal("1")).refused
+        assert synchronous_commit() == "on"
+        hold = services.reserve(user=funded, amount=Decimal("1")).hold
+        services.record_progress(
+            hold=hold,
+            price=ModelPriceFactory(),
+            provider="echo",
+            purpose="chat",
+            input_tokens=1,
+            output_tokens=0,
+        )
+        assert synchronous_commit() == "on"
