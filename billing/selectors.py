@@ -1,5 +1,6 @@
 """Reads of billing data for views, commands and other apps (no writes here)."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -8,6 +9,7 @@ from django.db.models import Subquery
 
 from billing.models import CreditTransaction, ModelPrice, Wallet, WalletEvent
 from billing.money import to_decimal
+from config.db import loaded
 
 
 @dataclass(frozen=True)
@@ -68,16 +70,26 @@ def known_price(*, model: str) -> ModelPrice | None:
     price = _KNOWN_PRICES.get(model)
     if price is None:
         price = active_price(model=model)
-        remember_price(model=model, price=price)
+        if price is not None:
+            _KNOWN_PRICES[model] = price
     return price
 
 
-def remember_price(*, model: str, price: ModelPrice | None) -> None:
-    """Keep `price` as the model's active one for known_price (None: it has none now)."""
-    if price is None:
+_PRICE_ATTNAMES = tuple(f.attname for f in ModelPrice._meta.concrete_fields)
+
+
+def price_from_row(*, model: str, row: Sequence | None) -> ModelPrice | None:
+    """The model's active price from a row just read (values in _PRICE_ATTNAMES order; None: it has
+    none), kept for known_price: the kept instance itself while the row is unchanged."""
+    if row is None:
         _KNOWN_PRICES.pop(model, None)
-    else:
-        _KNOWN_PRICES[model] = price
+        return None
+    known = _KNOWN_PRICES.get(model)
+    if known is not None and tuple(getattr(known, name) for name in _PRICE_ATTNAMES) == tuple(row):
+        return known
+    price = loaded(ModelPrice, **dict(zip(_PRICE_ATTNAMES, row, strict=True)))
+    _KNOWN_PRICES[model] = price
+    return price
 
 
 def last_wallet_event(*, wallet_id: int) -> WalletEvent | None:

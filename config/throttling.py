@@ -9,6 +9,7 @@ a test's override apply without a restart. A throttled API request is `429` with
 import hashlib
 import logging
 import math
+from functools import cached_property
 
 from django.conf import settings
 from django.http import HttpResponse
@@ -180,8 +181,13 @@ class AdminLoginThrottleMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
 
+    @cached_property
+    def login_path(self) -> str:
+        # Resolved once per process (the URLconf does not change), not on every POST.
+        return reverse("admin:login")
+
     def __call__(self, request):
-        if request.method == "POST" and request.path == reverse("admin:login"):
+        if request.method == "POST" and request.path == self.login_path:
             for throttle_class in AUTH_THROTTLES:
                 try:
                     throttle_class().allow_request(request, None)

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from billing.models import CreditHold, ModelPrice, Wallet
 from billing.money import quantize, to_decimal
-from billing.selectors import remember_price
+from billing.selectors import price_from_row
 from billing.services._wallet import WALLET, move
 from config.db import execute_prepared, loaded
 
@@ -34,7 +34,6 @@ HOLD = CreditHold._meta.db_table
 # for this transaction only): a hold moves no credits, and a crash that loses one loses the turn that
 # needed it too. Every charge still commits synchronously, and flushes the WAL before it (reservation
 # included) when it does. Inside a caller's transaction the setting is left as it is.
-_PRICE_COLUMNS = tuple(f.attname for f in ModelPrice._meta.concrete_fields)
 _RESERVE_SQL = (
     "WITH exp AS ("  # noqa: S608 - every name below is one of our tables
     f" UPDATE {HOLD} SET status = 'expired', closed_at = %(now)s"
@@ -135,10 +134,7 @@ def reserve(*, user, amount: Decimal, model: str | None = None) -> Reservation:
     _, allowed, balance, held_before, held_after, hold_id, wallet_id, shadow, *price_row = rows[0]
     price = None
     if model is not None:
-        price = (
-            loaded(ModelPrice, **dict(zip(_PRICE_COLUMNS, price_row, strict=True))) if price_row[0] else None
-        )
-        remember_price(model=model, price=price)
+        price = price_from_row(model=model, row=price_row if price_row[0] is not None else None)
     balance = to_decimal(balance)
     if not allowed:
         available = balance - to_decimal(held_before)

@@ -69,13 +69,16 @@ class ToolRun:
 
 
 _REGISTRY: dict[str, Tool] = {}
+_SPECS: list[dict] | None = None  # tool_specs(), built once per registry
 
 
 def register(tool: Tool) -> Tool:
     """Add a tool to the registry (once: a second tool of the same name is a programming error)."""
+    global _SPECS
     if tool.name in _REGISTRY and _REGISTRY[tool.name] is not tool:
         raise RuntimeError(f"A tool named {tool.name!r} is already registered.")
     _REGISTRY[tool.name] = tool
+    _SPECS = None
     return tool
 
 
@@ -90,8 +93,15 @@ def registered() -> dict[str, Tool]:
 
 
 def tool_specs() -> list[dict]:
-    """Every registered tool as offered to the model, in name order (a stable prompt)."""
-    return [_REGISTRY[name].spec() for name in sorted(_REGISTRY)]
+    """Every registered tool as offered to the model, in name order (a stable prompt).
+
+    Built once and shared by every call (so its size in tokens is counted once too): read it, never
+    change it.
+    """
+    global _SPECS
+    if _SPECS is None:
+        _SPECS = [_REGISTRY[name].spec() for name in sorted(_REGISTRY)]
+    return _SPECS
 
 
 def run_tool(*, context: ToolContext, call_id: str, name: str, arguments: str) -> ToolRun:
