@@ -208,6 +208,9 @@ class FakeOpenAIHandler(BaseHTTPRequestHandler):
 
 class FakeOpenAIServer(ThreadingHTTPServer):
     daemon_threads = True
+    # A real provider accepts hundreds of connections at once; socketserver's default listen backlog
+    # (5) drops a burst's connects, which the client reports as provider failures.
+    request_queue_size = 1024
 
     def __init__(self, port: int = 0, stall_seconds: float = 3.0, stream_delay: float = 0.0):
         super().__init__(("127.0.0.1", port), FakeOpenAIHandler)

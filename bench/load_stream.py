@@ -112,7 +112,7 @@ def rss_kib(pids: list[int]) -> int:
 def seed(n: int) -> list[tuple[int, str, int]]:
     """n users, each with credits, a token and a session: (user id, token, session id)."""
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
+    from knox.models import AuthToken
 
     from billing import services
     from billing.models import ModelPrice
@@ -129,7 +129,7 @@ def seed(n: int) -> list[tuple[int, str, int]]:
         services.open_wallet(user=user)
         services.grant(user=user, amount=Decimal("20"), reason="stream bench", initiated_by=staff)
         session = create_session(owner=user, model="echo-1")
-        accounts.append((user.pk, Token.objects.create(user=user).key, session.pk))
+        accounts.append((user.pk, AuthToken.objects.create(user=user)[1], session.pk))
     return accounts
 
 
