@@ -4,7 +4,7 @@ from functools import cache
 from typing import TypeVar
 
 import psycopg
-from django.db import DEFAULT_DB_ALIAS, connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model
 from django.utils.asyncio import async_unsafe
 
@@ -26,15 +26,16 @@ def execute_prepared(sql: str, params: dict) -> list[tuple]:
     other when query logging is on (tests counting queries see it). What connection.cursor() does
     first is done here too (health check, connect, thread check), without building its cursor.
     """
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    connection.validate_thread_sharing()
-    raw = connection.connection
+    db = connections[DEFAULT_DB_ALIAS]  # `connection` looks the wrapper up on every attribute read
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    db.validate_thread_sharing()
+    raw = db.connection
     threshold, raw.prepare_threshold = raw.prepare_threshold, _PREPARE_NOW
     try:
-        with psycopg.Cursor(raw) as cursor, connection.wrap_database_errors:
-            if connection.queries_logged:
-                with connection.cursor() as django_cursor, django_cursor.debug_sql(sql, params):
+        with psycopg.Cursor(raw) as cursor, db.wrap_database_errors:
+            if db.queries_logged:
+                with db.cursor() as django_cursor, django_cursor.debug_sql(sql, params):
                     cursor.execute(sql, params, prepare=True)
             else:
                 cursor.execute(sql, params, prepare=True)
