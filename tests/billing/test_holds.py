@@ -15,17 +15,6 @@ from tests.factories import ModelPriceFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def price():
-    return ModelPriceFactory(input_price_per_1k=Decimal("1"), output_price_per_1k=Decimal("2"))
-
-
-@pytest.fixture
-def funded(user, staff_user):
-    services.grant(user=user, amount="10", reason="x", initiated_by=staff_user)
-    return user
-
-
 def wallet(user) -> Wallet:
     return Wallet.objects.get(user=user)
 
