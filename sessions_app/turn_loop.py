@@ -71,9 +71,10 @@ STOP_NOTES = {
 }
 
 SESSION, MESSAGE, TURN, TURN_CALL = (m._meta.db_table for m in (ChatSession, Message, Turn, TurnCall))
-# A turn's own rows in one statement: the next two message orders and the history's size (the session
-# row's UPDATE also serializes turns of one session), both messages, the turn pointing at its first call, and the
-# turn's calls in order. No session row (deleted while the model was answering): nothing written.
+# A turn's own rows in one statement: the next two message orders and the history's size (the
+# session row's UPDATE also serializes turns of one session), both messages, the turn pointing at its
+# first call, and the turn's calls in order. No session row (deleted while the model was answering):
+# nothing written.
 _TURN_ROWS_SQL = (
     f"WITH s AS (UPDATE {SESSION} SET message_count = message_count + 2,"  # noqa: S608
     " message_chars = message_chars + length(%(prompt)s) + length(%(reply)s), updated_at = %(turn_at)s"
