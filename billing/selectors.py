@@ -9,7 +9,7 @@ from django.db.models import Subquery
 
 from billing.models import CreditTransaction, ModelPrice, Wallet, WalletEvent
 from billing.money import to_decimal
-from config.db import loaded
+from config.db import attnames, loaded_row
 
 
 @dataclass(frozen=True)
@@ -75,19 +75,16 @@ def known_price(*, model: str) -> ModelPrice | None:
     return price
 
 
-_PRICE_ATTNAMES = tuple(f.attname for f in ModelPrice._meta.concrete_fields)
-
-
 def price_from_row(*, model: str, row: Sequence | None) -> ModelPrice | None:
-    """The model's active price from a row just read (values in _PRICE_ATTNAMES order; None: it has
+    """The model's active price from a row just read (config.db.selected's columns; None: it has
     none), kept for known_price: the kept instance itself while the row is unchanged."""
     if row is None:
         _KNOWN_PRICES.pop(model, None)
         return None
     known = _KNOWN_PRICES.get(model)
-    if known is not None and tuple(getattr(known, name) for name in _PRICE_ATTNAMES) == tuple(row):
+    if known is not None and [getattr(known, name) for name in attnames(ModelPrice)] == list(row):
         return known
-    price = loaded(ModelPrice, **dict(zip(_PRICE_ATTNAMES, row, strict=True)))
+    price = loaded_row(ModelPrice, row)
     _KNOWN_PRICES[model] = price
     return price
 

@@ -1,5 +1,6 @@
 """Database plumbing shared by the apps: prepared hot-path statements, and rows built from RETURNING."""
 
+from collections.abc import Sequence
 from functools import cache
 from typing import TypeVar
 
@@ -51,15 +52,29 @@ def loaded(model: type[M], /, **values) -> M:
     Every concrete field must be given, by attname (`wallet_id`, not `wallet`): a missing one would
     be deferred and cost a query when read.
     """
-    attnames = _attnames(model)
+    names = attnames(model)
     try:
-        row = [values[name] for name in attnames]
+        row = [values[name] for name in names]
     except KeyError:
-        missing = [name for name in attnames if name not in values]
+        missing = [name for name in names if name not in values]
         raise TypeError(f"{model.__name__} row is missing {', '.join(missing)}") from None
-    return model.from_db(DEFAULT_DB_ALIAS, attnames, row)
+    return model.from_db(DEFAULT_DB_ALIAS, names, row)
+
+
+def selected(model: type[Model], alias: str) -> str:
+    """Every concrete column of `model` under the table alias `alias`, in field order: what loaded_row() reads."""
+    return ", ".join(f"{alias}.{f.column}" for f in model._meta.concrete_fields)
+
+
+def loaded_row(model: type[M], row: Sequence) -> M:
+    """An instance from a row whose values are `selected(model, ...)`'s columns, in that order."""
+    names = attnames(model)
+    if len(row) != len(names):
+        raise TypeError(f"{model.__name__} row has {len(row)} values, not {len(names)}")
+    return model.from_db(DEFAULT_DB_ALIAS, names, list(row))
 
 
 @cache
-def _attnames(model: type[Model]) -> list[str]:
+def attnames(model: type[Model]) -> list[str]:
+    """The model's concrete fields by attname, in field order (read it, never change it)."""
     return [f.attname for f in model._meta.concrete_fields]

@@ -146,20 +146,8 @@ def message_tokens(message: ChatMessage) -> int:
 
 def estimate_prompt_tokens(messages: Sequence[ChatMessage], tools: Sequence[dict] | None = None) -> int:
     """Prompt tokens by the same rule, over the messages and the tools offered (for cost estimates)."""
-    return sum(message_tokens(message) for message in messages) + (_tools_tokens(tools) if tools else 0)
-
-
-_counted_tools: tuple[Sequence[dict] | None, int] = (None, 0)
-
-
-def _tools_tokens(tools: Sequence[dict]) -> int:
-    """The tools' size by the counting rule; the registry's one shared list is counted once."""
-    global _counted_tools
-    counted, tokens = _counted_tools
-    if tools is not counted:
-        tokens = count_tokens(json.dumps(list(tools), separators=(",", ":")))
-        _counted_tools = (tools, tokens)
-    return tokens
+    offered = count_tokens(json.dumps(list(tools), separators=(",", ":"))) if tools else 0
+    return sum(message_tokens(message) for message in messages) + offered
 
 
 # The echo model's simulated choice of tools, in the order the user's words name them.

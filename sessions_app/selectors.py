@@ -3,10 +3,9 @@
 from dataclasses import dataclass
 
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank, SearchVector
-from django.db import connection
 from django.db.models import F, Prefetch, QuerySet
 
-from config.db import execute_prepared
+from config.db import execute_prepared, loaded_row, selected
 from sessions_app.models import (
     SEARCH_CONFIG,
     ChatSession,
@@ -51,13 +50,11 @@ class TurnContext:
     uncovered_chars: int = 0  # characters of all the messages the summary does not cover
 
 
-_SESSION_COLUMNS = tuple(f.attname for f in ChatSession._meta.concrete_fields)
 # The caller's session (no row: not theirs, or no such session), its summary, the size of the history
 # the summary does not cover (kept on the rows: nothing is summed here), and the latest uncovered
 # messages, newest first, as two arrays: one row, prepared once per connection.
-_SESSION_SELECT = ", ".join(f"s.{f.column}" for f in ChatSession._meta.concrete_fields)
 _SESSION_AND_HISTORY_SQL = (
-    f"SELECT {_SESSION_SELECT}, sm.text, sm.covers_turns, coalesce(sm.covers_messages, 0),"  # noqa: S608 - our tables only
+    f"SELECT {selected(ChatSession, 's')}, sm.text, sm.covers_turns, coalesce(sm.covers_messages, 0),"  # noqa: S608 - our tables only
     " s.message_chars - coalesce(sm.covered_chars, 0), h.roles, h.contents"
     f" FROM {ChatSession._meta.db_table} s"
     f" LEFT JOIN {SessionSummary._meta.db_table} sm ON sm.id = s.summary_id"
@@ -83,9 +80,8 @@ def turn_context(*, user, session_id: int) -> TurnContext | None:
     rows = execute_prepared(_SESSION_AND_HISTORY_SQL, {"session_id": session_id, "user_id": user.pk})
     if not rows:
         return None
-    width = len(_SESSION_COLUMNS)
-    session = ChatSession.from_db(connection.alias, _SESSION_COLUMNS, rows[0][:width])
-    summary_text, covers_turns, covers_messages, uncovered_chars, roles, contents = rows[0][width:]
+    *session_row, summary_text, covers_turns, covers_messages, uncovered_chars, roles, contents = rows[0]
+    session = loaded_row(ChatSession, session_row)
     summary = (
         SummaryState(text=summary_text, covers_turns=covers_turns, covers_messages=covers_messages)
         if summary_text is not None

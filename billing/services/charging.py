@@ -13,7 +13,6 @@ from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPri
 from billing.money import quantize, to_decimal
 from billing.services._wallet import WALLET
 from billing.services.crossings import record_crossings
-from billing.services.holds import HOLD
 from config.db import execute_prepared, loaded
 
 _EVENT_COLUMNS = (
@@ -32,7 +31,8 @@ _RECORD_SQL = (
     " %(status)s, %(error)s, %(latency_ms)s, %(shadow)s, %(purpose)s, %(used_fallback)s, %(occurred_at)s)"
     " RETURNING id"
     "), h AS ("
-    f" UPDATE {HOLD} SET status = %(hold_status)s, closed_at = %(now)s, llm_call_id = (SELECT id FROM ev)"
+    f" UPDATE {CreditHold._meta.db_table} SET status = %(hold_status)s, closed_at = %(now)s,"
+    " llm_call_id = (SELECT id FROM ev)"
     " WHERE id = %(hold_id)s AND status = 'held' RETURNING amount"
     "), w AS ("
     f" UPDATE {WALLET} SET balance = balance + %(amount)s,"

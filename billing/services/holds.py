@@ -18,22 +18,29 @@ from billing.models import CreditHold, ModelPrice, Wallet
 from billing.money import quantize, to_decimal
 from billing.selectors import price_from_row
 from billing.services._wallet import WALLET, move
-from config.db import execute_prepared, loaded
+from billing.services.charging import charge
+from config.db import execute_prepared, loaded, selected
 
 logger = logging.getLogger(__name__)
 
 HOLD = CreditHold._meta.db_table
+# The reservation and a stream's progress, run on their own (autocommit), commit without waiting for
+# the WAL flush (synchronous_commit off for that one transaction): a hold moves no credits, and a
+# crash that loses one loses the turn that needed it too. Every charge still commits synchronously,
+# flushing the reservation's WAL with its own. Inside a caller's transaction, which may move credits,
+# the setting stays as it is.
+_RELAXED_COMMIT = (
+    "set_config('synchronous_commit', CASE WHEN %(on_its_own)s THEN 'off'"
+    " ELSE current_setting('synchronous_commit') END, true)"
+)
 # The reservation in one statement, atomic on its own (no BEGIN/COMMIT round trips): expire the
 # wallet's stale holds, lock the wallet (after the holds, as charging and release_expired_holds do),
 # decide on the row as locked, move `held`, and insert the hold. Concurrent turns queue on the wallet
 # row and each sees the `held` the previous one left, so a burst cannot reserve past the balance.
 # A refused reservation still gives back what expired. A hold with progress is owed a charge, so it
 # is left to release_expired_holds (its amount stays held until then: at most a minute). With a
-# model, the statement also reads the model's active price (the price the call is charged at).
-# Run on its own (autocommit), it commits without waiting for the WAL flush (synchronous_commit off
-# for this transaction only): a hold moves no credits, and a crash that loses one loses the turn that
-# needed it too. Every charge still commits synchronously, and flushes the WAL before it (reservation
-# included) when it does. Inside a caller's transaction the setting is left as it is.
+# model, the statement also reads the model's active price (the price the call is charged at). Its
+# commit is relaxed (_RELAXED_COMMIT).
 _RESERVE_SQL = (
     "WITH exp AS ("  # noqa: S608 - every name below is one of our tables
     f" UPDATE {HOLD} SET status = 'expired', closed_at = %(now)s"
@@ -55,10 +62,9 @@ _RESERVE_SQL = (
     " SELECT w.id, %(amount)s, 'held', (w.balance - (w.held - %(amount)s) <= 0"
     " AND w.enforcement = 'default' AND %(shadow_default)s), %(now)s, %(expires_at)s"
     " FROM w WHERE w.allowed RETURNING id, wallet_id, shadow_refusal"
-    ") SELECT set_config('synchronous_commit', CASE WHEN %(on_its_own)s THEN 'off'"
-    " ELSE current_setting('synchronous_commit') END, true),"
+    f") SELECT {_RELAXED_COMMIT},"
     " cur.allowed, cur.balance, cur.held - cur.released, w.held, h.id, h.wallet_id, h.shadow_refusal, "
-    + ", ".join(f"p.{f.column}" for f in ModelPrice._meta.concrete_fields)
+    + selected(ModelPrice, "p")
     + " FROM cur LEFT JOIN w ON true LEFT JOIN h ON true"
     f" LEFT JOIN {ModelPrice._meta.db_table} p ON p.model = %(model)s AND p.active"
 )
@@ -68,15 +74,13 @@ _EXPIRE_SQL = (
     f" AND wallet_id = (SELECT id FROM {WALLET} WHERE user_id = %s) RETURNING amount"
 )
 # A heartbeat as much as a record: each progress pushes the expiry one TTL on, so a live stream's
-# hold never expires under it and a dead worker's expires one TTL after its last progress. Like the
-# reservation, it commits without waiting for the WAL flush when run on its own: a crash loses at
-# most the last second of a stream's progress, never credits.
+# hold never expires under it and a dead worker's expires one TTL after its last progress. Its commit
+# is relaxed too: a crash loses at most the last second of a stream's progress, never credits.
 _PROGRESS_SQL = (
     f"UPDATE {HOLD} SET progress_price_id = %(price_id)s, progress_provider = %(provider)s,"  # noqa: S608
     " progress_purpose = %(purpose)s, progress_input_tokens = %(input_tokens)s,"
     " progress_output_tokens = %(output_tokens)s, progress_at = %(now)s, expires_at = %(expires_at)s"
-    " WHERE id = %(hold_id)s AND status = 'held' RETURNING id, set_config('synchronous_commit',"
-    " CASE WHEN %(on_its_own)s THEN 'off' ELSE current_setting('synchronous_commit') END, true)"
+    f" WHERE id = %(hold_id)s AND status = 'held' RETURNING id, {_RELAXED_COMMIT}"
 )
 _CLOSE_SQL = (
     f"UPDATE {HOLD} SET status = %s, closed_at = %s "  # noqa: S608
@@ -95,6 +99,11 @@ class Reservation:
     @property
     def shadow_refusal(self) -> bool:
         return bool(self.hold and self.hold.shadow_refusal)
+
+
+def _on_its_own() -> bool:
+    """Whether a statement run now is its own transaction (autocommit), for _RELAXED_COMMIT."""
+    return not connection.in_atomic_block
 
 
 def enforcement_applies(enforcement: str) -> bool:
@@ -126,7 +135,7 @@ def reserve(*, user, amount: Decimal, model: str | None = None) -> Reservation:
             "enforce_default": enforce_default,
             "shadow_default": not enforce_default and bool(settings.CREDIT_ENFORCEMENT_SHADOW),
             "model": model,
-            "on_its_own": not connection.in_atomic_block,
+            "on_its_own": _on_its_own(),
         },
     )
     if not rows:
@@ -214,7 +223,7 @@ def record_progress(
             "output_tokens": output_tokens,
             "now": now,
             "expires_at": expires_at,
-            "on_its_own": not connection.in_atomic_block,
+            "on_its_own": _on_its_own(),
         },
     )
     if not rows:
@@ -252,8 +261,6 @@ def _charge_expired(*, hold_id: int, now) -> int:
     The hold row is locked first (skipping one another run holds), then the wallet by the charge,
     the order charging takes them in: two runs never charge a hold twice.
     """
-    from billing.services.charging import charge  # charging imports this module
-
     with transaction.atomic():
         hold = (
             CreditHold.objects.select_for_update(skip_locked=True, of=("self",))

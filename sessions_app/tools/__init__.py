@@ -95,8 +95,7 @@ def registered() -> dict[str, Tool]:
 def tool_specs() -> list[dict]:
     """Every registered tool as offered to the model, in name order (a stable prompt).
 
-    Built once and shared by every call (so its size in tokens is counted once too): read it, never
-    change it.
+    Built once (the registry is filled at start-up) and shared by every call: read it, never change it.
     """
     global _SPECS
     if _SPECS is None:
