@@ -56,11 +56,13 @@ test: install-dev
 	  else echo "make test: database = embedded PostgreSQL in .pgdata/ (DATABASE_URL unset)"; fi
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 	$(WITH_DB) $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 format: install-dev
 	$(BIN)/ruff format .

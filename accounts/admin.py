@@ -9,8 +9,8 @@ from knox.models import AuthToken
 
 from accounts import services
 from accounts.models import User
-from billing.money import format_money
 from billing.selectors import transactions_initiated_by
+from core.money import format_money
 
 MONEY_ACTIONS_ON_USER_PAGE = 20
 

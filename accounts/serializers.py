@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
-from config.api_fields import MoneyField, StrictCharField
+from core.api_fields import MoneyField, StrictCharField
 
 User = get_user_model()
 USERNAME_TAKEN = "A user with that username already exists."

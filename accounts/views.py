@@ -20,8 +20,8 @@ from accounts.serializers import (
     TokenSerializer,
 )
 from billing.selectors import wallet_summary
-from config.api_fields import error_responses
-from config.throttling import AUTH_THROTTLES, SIGNUP_THROTTLES
+from core.api_fields import error_responses
+from core.throttling import AUTH_THROTTLES, SIGNUP_THROTTLES
 
 _BAD_CREDENTIALS = "Unable to log in with the provided username and password."
 

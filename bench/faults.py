@@ -369,7 +369,7 @@ def terminate_during_charge(database_url: str, world: World, size: dict) -> Outc
                 locker.rollback()
             thread.join(timeout=30)
             statuses.append(answer.get("status"))
-            # The rolled-back turn says so in JSON (config.api maps a lost connection to 503).
+            # The rolled-back turn says so in JSON (core.api maps a lost connection to 503).
             _require(
                 answer.get("status") == 503, f"the interrupted turn answered {answer.get('status')}, not 503"
             )

@@ -15,29 +15,17 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from billing import pricing, services
-from billing.exceptions import BillingError
 from billing.forms import AdjustForm, GrantCreditsForm, ModelPriceForm, RefundForm
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, Wallet
-from billing.money import format_money
-from billing.paginators import EstimatedCountPaginator
 from billing.selectors import is_low_balance, last_wallet_event, transactions_for_user
+from core.admin import ReadOnlyAdminMixin
+from core.errors import DomainError
+from core.money import format_money
+from core.paginators import EstimatedCountPaginator
 
 GRANT_PERMISSION = "billing.grant_credits"  # created by billing/migrations/0004_support_group.py
 ENFORCEMENT_PERMISSION = "billing.set_enforcement"  # Wallet.Meta.permissions
 LEDGER_ROWS_ON_WALLET_PAGE = 50
-
-
-class ReadOnlyAdminMixin:
-    """Rows only services write (wallets, the ledger, usage events): no add, edit or delete here, for anyone."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class LowBalanceFilter(admin.SimpleListFilter):
@@ -225,7 +213,7 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     )
                     for wallet in wallets
                 ]
-        except BillingError as exc:
+        except DomainError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
             return False
         new = [(wallet, row) for wallet, row in zip(wallets, rows, strict=True) if not row.replayed]
@@ -311,7 +299,7 @@ def ledger_action(
         try:
             with transaction.atomic():
                 rows = [write(target, form) for target in targets]
-        except BillingError as exc:
+        except DomainError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
             new = [(target, row) for target, row in zip(targets, rows, strict=True) if not row.replayed]

@@ -1,16 +1,10 @@
-"""Billing's domain errors: plain exceptions that the API maps to HTTP and commands to one line."""
+"""Billing's domain errors: plain exceptions that core's handler maps to HTTP and commands to one line."""
+
+from core.errors import DomainError
 
 
-class BillingError(Exception):
+class BillingError(DomainError):
     """A refused billing operation; nothing was written."""
-
-    status_code = 400
-    code = "invalid"
-
-    def __init__(self, message: str, *, field: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
 
 
 class InvalidAmount(BillingError):

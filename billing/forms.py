@@ -5,7 +5,6 @@ import uuid
 from django import forms
 from django.core.exceptions import ValidationError
 
-from billing.exceptions import BillingError
 from billing.models import ModelPrice
 from billing.pricing import validate_model_name, validate_price
 from billing.services import (
@@ -16,6 +15,7 @@ from billing.services import (
     validate_reason,
     validate_refund_amount,
 )
+from core.errors import DomainError
 
 
 class GrantCreditsForm(forms.Form):
@@ -110,7 +110,7 @@ class AdjustForm(_LedgerActionForm):
 def _via_service(validator, value, **kwargs):
     try:
         return validator(value, **kwargs)
-    except BillingError as exc:
+    except DomainError as exc:
         raise ValidationError(exc.message) from exc
 
 

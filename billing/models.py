@@ -5,7 +5,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from billing.money import MAX_DIGITS, PLACES
+from core.money import MAX_DIGITS, PLACES
 
 
 def MoneyField(**kwargs):  # noqa: N802 - reads like a field class at the call site

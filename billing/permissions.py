@@ -6,7 +6,7 @@ from rest_framework import status
 from rest_framework.exceptions import APIException, ErrorDetail
 
 from billing.exceptions import InsufficientCredits
-from billing.money import format_money
+from core.money import format_money
 
 INSUFFICIENT_CREDITS = "Insufficient credits. Please top up your account."
 

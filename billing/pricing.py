@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 
 from billing.exceptions import BillingError, InvalidAmount
 from billing.models import ModelPrice
-from billing.money import MAX_DIGITS, PLACES, AmountError, format_money, parse_amount
+from core.money import MAX_DIGITS, PLACES, AmountError, format_money, parse_amount
 
 logger = logging.getLogger(__name__)
 

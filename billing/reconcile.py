@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.db.models import Count, Sum
 
 from billing.models import CreditHold, CreditTransaction, Wallet
-from billing.money import to_decimal
+from core.money import to_decimal
 
 CHUNK = 5000
 

@@ -8,8 +8,8 @@ from django.conf import settings
 from django.db.models import Subquery
 
 from billing.models import CreditTransaction, ModelPrice, Wallet, WalletEvent
-from billing.money import to_decimal
-from config.db import attnames, loaded_row
+from core.db import attnames, loaded_row
+from core.money import to_decimal
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def known_price(*, model: str) -> ModelPrice | None:
 
 
 def price_from_row(*, model: str, row: Sequence | None) -> ModelPrice | None:
-    """The model's active price from a row just read (config.db.selected's columns; None: it has
+    """The model's active price from a row just read (core.db.selected's columns; None: it has
     none), kept for known_price: the kept instance itself while the row is unchanged."""
     if row is None:
         _KNOWN_PRICES.pop(model, None)

@@ -3,7 +3,7 @@
 from rest_framework import serializers
 
 from billing.models import CreditTransaction
-from config.api_fields import MoneyField
+from core.api_fields import MoneyField
 
 
 class UserRefSerializer(serializers.Serializer):

@@ -4,7 +4,6 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from billing import pricing
-from billing.exceptions import BillingError
 from billing.models import ModelPrice, Wallet
 from billing.serializers import CreditTransactionSerializer
 from billing.services import (
@@ -15,7 +14,8 @@ from billing.services import (
     validate_reason,
     validate_refund_amount,
 )
-from config.api_fields import MoneyField, StrictCharField
+from core.api_fields import MoneyField, StrictCharField
+from core.errors import DomainError
 
 # --- wallets and grants ----------------------------------------------------------------------
 
@@ -188,5 +188,5 @@ def _as_field_error(validator, value, **kwargs):
     """Run a service validator inside a serializer, so every field's errors are reported at once."""
     try:
         return validator(value, **kwargs)
-    except BillingError as exc:
+    except DomainError as exc:
         raise serializers.ValidationError(exc.message) from exc

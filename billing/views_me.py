@@ -10,8 +10,8 @@ from billing.filters import TransactionFilter
 from billing.models import CreditTransaction
 from billing.selectors import transactions_for_user, wallet_summary
 from billing.serializers import CreditTransactionSerializer
-from config.api import StrictPageSizeMixin
-from config.api_fields import MoneyField, NulSafeMixin, error_responses
+from core.api import StrictPageSizeMixin
+from core.api_fields import MoneyField, NulSafeMixin, error_responses
 
 
 class WalletSerializer(serializers.Serializer):

@@ -15,7 +15,6 @@ from rest_framework.views import APIView
 
 from billing import pricing
 from billing.models import CreditTransaction, ModelPrice, Wallet
-from billing.money import to_decimal
 from billing.selectors import is_low_balance, transactions_for_user
 from billing.serializers_staff import (
     AdjustRequestSerializer,
@@ -27,9 +26,11 @@ from billing.serializers_staff import (
     StaffWalletSerializer,
     WalletEnforcementSerializer,
 )
-from billing.services import IDEMPOTENCY_KEY_MAX, adjust, grant, open_wallet, refund, set_enforcement
-from config.api_fields import STAFF_ERRORS, error_responses, id_in_range
-from config.throttling import UNSAFE_METHODS, StaffMoneyThrottle
+from billing.services import adjust, grant, open_wallet, refund, set_enforcement
+from core.api_fields import STAFF_ERRORS, error_responses, id_in_range
+from core.money import to_decimal
+from core.throttling import UNSAFE_METHODS, StaffMoneyThrottle
+from core.validators import IDEMPOTENCY_KEY_MAX
 
 audit_logger = logging.getLogger("creditdesk.audit")
 

@@ -56,16 +56,16 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "config.middleware.RequestBodyLimitMiddleware",
-    "config.middleware.APIErrorMiddleware",
+    "core.middleware.RequestBodyLimitMiddleware",
+    "core.middleware.APIErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "config.security.ContentSecurityPolicyMiddleware",
-    "config.throttling.AdminLoginThrottleMiddleware",
+    "core.security.ContentSecurityPolicyMiddleware",
+    "core.throttling.AdminLoginThrottleMiddleware",
     # Last: turns a lockout flagged during authentication into the lockout page (accounts.lockout).
     "axes.middleware.AxesMiddleware",
 ]
@@ -156,7 +156,7 @@ STORAGES = {
     },
 }
 
-# Request bodies over 1 MB are refused with 413 (config.middleware).
+# Request bodies over 1 MB are refused with 413 (core.middleware).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
 # --- Security (README "Deployment") ----------------------------------------------------------
@@ -179,7 +179,7 @@ SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-# config.security.ContentSecurityPolicyMiddleware: scripts, styles, images and fonts from this origin
+# core.security.ContentSecurityPolicyMiddleware: scripts, styles, images and fonts from this origin
 # only (the admin and the self-hosted Swagger UI need nothing else); inline styles are allowed because
 # the admin and Swagger UI set style attributes, inline scripts are not.
 CONTENT_SECURITY_POLICY = env.str(
@@ -209,7 +209,7 @@ else:
     # usernames would then reset real counters. Expired entries are culled first.
     CACHES["default"].setdefault("OPTIONS", {}).setdefault("MAX_ENTRIES", 1_000_000)
 
-# Throttle rates (DRF rate strings "<n>/second|minute|hour|day"; empty disables), config.throttling.
+# Throttle rates (DRF rate strings "<n>/second|minute|hour|day"; empty disables), core.throttling.
 THROTTLE_AUTH_RATE = env.str("THROTTLE_AUTH_RATE", default="10/minute") or None
 THROTTLE_SIGNUP_RATE = env.str("THROTTLE_SIGNUP_RATE", default="10/hour") or None
 THROTTLE_TURN_RATE = env.str("THROTTLE_TURN_RATE", default="60/minute") or None
@@ -235,7 +235,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.int("ADMIN_LOCKOUT_MINUTES", default=3
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_ONLY_ADMIN_SITE = True
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "config.throttling.client_ip"
+AXES_CLIENT_IP_CALLABLE = "core.throttling.client_ip"
 AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
 AXES_USERNAME_CALLABLE = "accounts.lockout.attempted_username"
 AXES_WHITELIST_CALLABLE = "accounts.lockout.outside_admin_login"
@@ -248,16 +248,16 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["config.api.StrictJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["core.api.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PAGINATION_CLASS": "config.api.DefaultPagination",
+    "DEFAULT_PAGINATION_CLASS": "core.api.DefaultPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "config.api.exception_handler",
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
     "COERCE_DECIMAL_TO_STRING": True,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -278,9 +278,9 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "config.api.document_pagination_errors",
-        "config.throttling.document_throttled_responses",
-        "config.api.document_common_responses",
+        "core.api.document_pagination_errors",
+        "core.throttling.document_throttled_responses",
+        "core.api.document_common_responses",
     ],
 }
 
@@ -336,7 +336,7 @@ WEBHOOK_RETRY_BASE_SECONDS = env.int("WEBHOOK_RETRY_BASE_SECONDS", default=4)
 WORKER_DATABASE_URL = env.str("WORKER_DATABASE_URL", default="")
 # A worker silent for this long is presumed dead and its running jobs are retried by another worker.
 WORKER_STALLED_SECONDS = env.int("WORKER_STALLED_SECONDS", default=30)
-PROCRASTINATE_ON_APP_READY = "config.queue.on_app_ready"
+PROCRASTINATE_ON_APP_READY = "core.queue.on_app_ready"
 PROCRASTINATE_WORKER_DEFAULTS = {
     "update_heartbeat_interval": max(WORKER_STALLED_SECONDS / 3, 0.5),
     "stalled_worker_timeout": WORKER_STALLED_SECONDS,
@@ -351,7 +351,7 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "config.logging.JSONFormatter"}},
+    "formatters": {"json": {"()": "core.logging.JSONFormatter"}},
     "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json"}},
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
-from config.views import HealthView
+from core.views import HealthView
 
 api_v1 = [
     re_path(r"^schema/?$", SpectacularAPIView.as_view(), name="schema"),
@@ -23,5 +23,5 @@ urlpatterns = [
 ]
 
 # An unrouted /api/ path, or an unhandled error under /api/, answers JSON, not an HTML page.
-handler404 = "config.views.not_found"
-handler500 = "config.views.server_error"
+handler404 = "core.views.not_found"
+handler500 = "core.views.server_error"

@@ -4,8 +4,8 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from billing.admin import ReadOnlyAdminMixin as ReadOnly
 from billing.models import WalletEvent
+from core.admin import ReadOnlyAdminMixin as ReadOnly
 from notifications import services
 from notifications.models import Delivery
 

@@ -17,8 +17,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.models import WalletEvent
-from billing.money import format_money
-from config import queue
+from core import queue
+from core.money import format_money
 from notifications import signing
 from notifications.models import Delivery
 

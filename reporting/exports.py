@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
-from billing.money import format_money
+from core.money import format_money
 from reporting.selectors import LEDGER_EXPORT_COLUMNS, ledger_export_rows
 
 CSV_CONTENT_TYPE = "text/csv; charset=utf-8"

@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from billing.filters import INSTANT_HELP, INSTANT_SCHEMA, parse_iso_instant
 from billing.models import CreditTransaction
-from config.api_fields import MAX_ID, blank_is_absent, id_in_range, reject_nul_query_params
+from core.api_fields import MAX_ID, blank_is_absent, id_in_range, reject_nul_query_params
 from reporting.selectors import BUCKETS, DEFAULT_RANGE_DAYS, default_range
 
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)

@@ -5,8 +5,8 @@ from datetime import timedelta
 from django import forms
 from django.core.exceptions import ValidationError
 
-from accounts.selectors import users_matching
 from billing.models import ModelPrice
+from core.users import users_matching
 from reporting.selectors import BUCKETS, default_range
 
 # Beyond this a day-by-day page stops being readable; weeks and months cover longer views.

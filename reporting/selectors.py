@@ -17,8 +17,8 @@ from billing.models import (
     UsageDaily,
     UsageDayShard,
 )
-from billing.money import to_decimal
 from billing.rollup import BITMAPS
+from core.money import to_decimal
 
 BUCKETS = ("day", "week", "month")
 DEFAULT_RANGE_DAYS = 30

@@ -12,8 +12,8 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.money import format_money
-from config.api_fields import STAFF_ERRORS, MoneyField, error_responses
+from core.api_fields import STAFF_ERRORS, MoneyField, error_responses
+from core.money import format_money
 from reporting.exports import stream_ledger_csv
 from reporting.filters import LedgerExportQuerySerializer, UsageSummaryQuerySerializer
 from reporting.selectors import LEDGER_EXPORT_COLUMNS, ledger_export_queryset, usage_summary

@@ -2,8 +2,8 @@
 
 from django.contrib import admin
 
-from billing.admin import ReadOnlyAdminMixin
-from billing.paginators import EstimatedCountPaginator
+from core.admin import ReadOnlyAdminMixin
+from core.paginators import EstimatedCountPaginator
 from sessions_app.models import SessionSummary, ToolCallEvent, UserFile
 
 

@@ -27,7 +27,7 @@ from django.db import connection
 from django.utils import timezone
 
 from billing.exceptions import IdempotencyConflict
-from billing.services import validate_idempotency_key
+from core.validators import validate_idempotency_key
 from sessions_app.models import TurnRequest
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def claim(*, user, key: str, session_id: int, content: str) -> Claim | dict:
     """Claim `key` for this turn (committed at once), or return the first attempt's 201 body to replay.
 
     Raises IdempotencyConflict (409) for other content under the key, RequestInProgress (409) while
-    the first attempt runs, and billing's InvalidGrant (400 on `idempotency_key`) for a malformed key.
+    the first attempt runs, and core's InvalidInput (400 on `idempotency_key`) for a malformed key.
     """
     key = validate_idempotency_key(key)
     digest = content_hash(session_id=session_id, content=content)

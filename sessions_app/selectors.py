@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank, SearchVector
 from django.db.models import F, Prefetch, QuerySet
 
-from config.db import execute_prepared, loaded_row, selected
+from core.db import execute_prepared, loaded_row, selected
 from sessions_app.models import (
     SEARCH_CONFIG,
     ChatSession,

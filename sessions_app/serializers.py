@@ -6,10 +6,10 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from billing.models import LLMCallEvent
-from billing.money import format_money
 from billing.pricing import MODEL_NAME_PATTERN
 from billing.selectors import is_low_balance
-from config.api_fields import NOT_BLANK_PATTERN, MoneyField, StrictCharField
+from core.api_fields import NOT_BLANK_PATTERN, MoneyField, StrictCharField
+from core.money import format_money
 from sessions_app.models import ChatSession, Message, SessionSummary, ToolCallEvent, Turn, UserFile
 
 CONTENT_MAX_CHARS = 32_000

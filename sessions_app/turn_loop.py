@@ -33,7 +33,7 @@ from billing import services as billing_services
 from billing.exceptions import InsufficientCredits, PriceNotFound
 from billing.models import CreditHold, LLMCallEvent, ModelPrice
 from billing.selectors import active_model_names
-from config.db import execute_prepared, loaded
+from core.db import execute_prepared, loaded
 from sessions_app import summaries
 from sessions_app.models import ChatSession, Message, ToolCallEvent, Turn, TurnCall
 from sessions_app.providers import (

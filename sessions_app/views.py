@@ -12,8 +12,8 @@ from rest_framework.response import Response
 
 from billing.exceptions import InsufficientCredits
 from billing.permissions import PaymentRequired
-from config.api_fields import MAX_ID, NulSafeMixin, error_responses
-from config.throttling import TurnThrottle
+from core.api_fields import MAX_ID, NulSafeMixin, error_responses
+from core.throttling import TurnThrottle
 from sessions_app import idempotency, services, streaming
 from sessions_app.api_errors import provider_error_to_http
 from sessions_app.models import ChatSession, Turn

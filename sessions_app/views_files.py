@@ -74,7 +74,7 @@ class UserFileViewSet(
     filter_backends = []
 
     def get_parsers(self):
-        # The project parses JSON only; an upload is multipart (config.middleware lets its size through).
+        # The project parses JSON only; an upload is multipart (core.middleware lets its size through).
         if self.request is not None and self.request.method == "POST":
             return [MultiPartParser()]
         return super().get_parsers()

@@ -35,8 +35,8 @@ urlpatterns = [
     path("outside/explodes/", exploding_plain_view),
     path("", include("config.urls")),
 ]
-handler404 = "config.views.not_found"
-handler500 = "config.views.server_error"
+handler404 = "core.views.not_found"
+handler500 = "core.views.server_error"
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_the_json_500_is_answered_in_debug_too(client_no_raise, settings):
 
 def test_handler500_answers_json_for_errors_outside_views(client_no_raise, monkeypatch, caplog):
     # An error raised by a middleware never reaches process_exception: handler500 answers it.
-    from config import middleware
+    from core import middleware
 
     def broken(self, request):
         raise RuntimeError("boom: a bug in a middleware")

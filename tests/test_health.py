@@ -51,7 +51,7 @@ def test_health_builds_the_migration_graph_at_most_once_per_process(api_client, 
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from config import views
+    from core import views
 
     views.migrations_on_disk.cache_clear()
     built = []

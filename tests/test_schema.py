@@ -71,7 +71,7 @@ def test_money_in_a_request_is_documented_as_the_api_takes_it(schema, component,
     schemathesis call an accepted "6" invalid data."""
     import re
 
-    from billing.money import AmountError, parse_amount
+    from core.money import AmountError, parse_amount
 
     branches = schema["components"]["schemas"][component]["properties"][field]["oneOf"]
     assert {branch["type"] for branch in branches} == {"string", "number"}

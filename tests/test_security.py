@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 from werkzeug import Response
 
 from billing.models import CreditTransaction
-from config.logging import JSONFormatter
+from core.logging import JSONFormatter
 from tests.factories import StaffUserFactory
 
 ROOT = Path(__file__).resolve().parent.parent

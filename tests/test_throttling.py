@@ -180,7 +180,7 @@ def test_staff_money_writes_are_throttled_per_staff_user(settings, user, staff_c
 
 def test_staff_throttle_class_is_reusable_for_new_money_endpoints():
     from billing.views_staff import StaffAPIView, StaffPricingDetailView, StaffPricingListView
-    from config.throttling import StaffMoneyThrottle
+    from core.throttling import StaffMoneyThrottle
 
     for view in (StaffAPIView, StaffPricingListView, StaffPricingDetailView):
         assert StaffMoneyThrottle in view.throttle_classes

@@ -5,9 +5,9 @@ from collections.abc import Callable
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 
-from accounts.selectors import users_matching
-from billing.exceptions import BillingError
 from billing.models import CreditTransaction
+from core.errors import DomainError
+from core.users import users_matching
 
 
 def resolve_user(ref: str):
@@ -49,7 +49,7 @@ def write_row(write: Callable[[], CreditTransaction]) -> CreditTransaction:
     """Run one of billing's ledger services; a refusal becomes a one-line CommandError (nothing written)."""
     try:
         return write()
-    except BillingError as exc:
+    except DomainError as exc:
         where = f"{exc.field}: " if exc.field else ""
         raise CommandError(f"{where}{exc.message}") from exc
 

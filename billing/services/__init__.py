@@ -17,7 +17,6 @@ from billing.services.holds import (
 )
 from billing.services.ledger import (
     GRANT_MAX,
-    IDEMPOTENCY_KEY_MAX,
     REASON_MAX,
     STARTING_CREDITS_REASON,
     adjust,
@@ -28,14 +27,12 @@ from billing.services.ledger import (
     set_enforcement,
     validate_adjustment_amount,
     validate_grant_amount,
-    validate_idempotency_key,
     validate_reason,
     validate_refund_amount,
 )
 
 __all__ = [
     "GRANT_MAX",
-    "IDEMPOTENCY_KEY_MAX",
     "REASON_MAX",
     "STARTING_CREDITS_REASON",
     "ChargeResult",
@@ -56,7 +53,6 @@ __all__ = [
     "set_enforcement",
     "validate_adjustment_amount",
     "validate_grant_amount",
-    "validate_idempotency_key",
     "validate_reason",
     "validate_refund_amount",
 ]

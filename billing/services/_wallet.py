@@ -7,8 +7,8 @@ from django.db import connection
 from django.utils import timezone
 
 from billing.models import Wallet
-from billing.money import to_decimal
 from billing.services.crossings import record_crossings
+from core.money import to_decimal
 
 WALLET = Wallet._meta.db_table
 # The UPDATE locks the row for the rest of the caller's transaction: concurrent writers queue on it,

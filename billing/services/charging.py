@@ -10,10 +10,10 @@ from django.utils import timezone
 
 from billing import rollup
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, Wallet
-from billing.money import quantize, to_decimal
 from billing.services._wallet import WALLET
 from billing.services.crossings import record_crossings
-from config.db import execute_prepared, loaded
+from core.db import execute_prepared, loaded
+from core.money import quantize, to_decimal
 
 _EVENT_COLUMNS = (
     "user_id, model, provider, input_tokens, output_tokens, cost, input_price_per_1k, "

@@ -15,8 +15,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.models import WalletEvent
-from billing.money import quantize
-from config import queue
+from core import queue
+from core.money import quantize
 
 logger = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from billing.models import CreditHold, ModelPrice, Wallet
-from billing.money import quantize, to_decimal
 from billing.selectors import price_from_row
 from billing.services._wallet import WALLET, move
 from billing.services.charging import charge
-from config.db import execute_prepared, loaded, selected
+from core.db import execute_prepared, loaded, selected
+from core.money import quantize, to_decimal
 
 logger = logging.getLogger(__name__)
 

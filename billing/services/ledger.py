@@ -1,7 +1,6 @@
 """Ledger rows written by people and by sign-up: wallets opened, grants, refunds, adjustments, enforcement."""
 
 import logging
-import string
 from datetime import datetime
 from decimal import Decimal
 
@@ -19,15 +18,14 @@ from billing.exceptions import (
     InvalidRefund,
 )
 from billing.models import CreditTransaction, LLMCallEvent, Wallet
-from billing.money import AmountError, format_money, parse_amount, quantize
 from billing.services._wallet import move
+from core.money import AmountError, format_money, parse_amount, quantize
+from core.validators import validate_idempotency_key
 
 logger = logging.getLogger(__name__)
 
 GRANT_MAX = Decimal("10000")
 REASON_MAX = 500
-IDEMPOTENCY_KEY_MAX = 255
-_PRINTABLE_ASCII = frozenset(string.printable) - frozenset("\t\n\r\x0b\x0c")
 STARTING_CREDITS_REASON = "Starting credits"
 _LOGGED = {"grant": "credits granted", "refund": "credits refunded", "adjustment": "wallet adjusted"}
 
@@ -122,19 +120,6 @@ def validate_reason(reason) -> str:
     if len(reason) > REASON_MAX:
         raise InvalidGrant(f"Ensure the reason has no more than {REASON_MAX} characters.", field="reason")
     return reason.strip()
-
-
-def validate_idempotency_key(key) -> str:
-    if (
-        not isinstance(key, str)
-        or not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX
-        or not set(key) <= _PRINTABLE_ASCII
-    ):
-        raise InvalidGrant(
-            f"An idempotency key is 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters.",
-            field="idempotency_key",
-        )
-    return key
 
 
 def _require_staff(initiated_by, *, what: str) -> None:

@@ -2,8 +2,8 @@ from decimal import Decimal
 
 import pytest
 
-from billing.money import AmountError, format_money, parse_amount, quantize
-from config.api import JSONNumber
+from core.api import JSONNumber
+from core.money import AmountError, format_money, parse_amount, quantize
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 import pytest
 from django.core.management import get_commands
 
-from config import queue
+from core import queue
 from notifications import tasks
 
 

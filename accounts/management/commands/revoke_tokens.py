@@ -2,8 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.selectors import users_matching
 from accounts.services import revoke_all_tokens
+from core.users import users_matching
 
 
 class Command(BaseCommand):

@@ -10,7 +10,7 @@ from billing.management.ledger_commands import (
     staff_initiator,
     write_row,
 )
-from billing.money import format_money
+from core.money import format_money
 
 
 class Command(BaseCommand):

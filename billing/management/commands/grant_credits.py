@@ -10,8 +10,8 @@ from billing.management.ledger_commands import (
     staff_initiator,
     write_row,
 )
-from billing.money import format_money
 from billing.selectors import wallet_summary
+from core.money import format_money
 
 
 class Command(BaseCommand):

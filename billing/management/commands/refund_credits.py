@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from billing import services
 from billing.management.ledger_commands import add_ledger_options, outcome, staff_initiator, write_row
 from billing.models import CreditTransaction
-from billing.money import format_money
+from core.money import format_money
 
 
 class Command(BaseCommand):

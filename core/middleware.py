@@ -69,7 +69,7 @@ def api_server_error(request, exc_info) -> JsonResponse:
 class APIErrorMiddleware:
     """No HTML under /api/, ever: an exception a view did not handle answers JSON 500 with an error id.
 
-    Errors raised outside views (in other middleware) reach `config.views.server_error` (handler500),
+    Errors raised outside views (in other middleware) reach `core.views.server_error` (handler500),
     which answers the same way; this middleware also covers DEBUG, where Django would show its page.
     """
 

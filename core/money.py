@@ -38,7 +38,7 @@ def parse_amount(raw) -> Decimal:
     if isinstance(raw, int):
         text = str(raw) if abs(raw) < 10**_MAX_TEXT else ""
     elif isinstance(raw, Decimal):
-        # A JSON number from config.api.StrictJSONParser carries its spelling in `source`.
+        # A JSON number from core.api.StrictJSONParser carries its spelling in `source`.
         text = getattr(raw, "source", None) or format(raw, "f")
     elif isinstance(raw, str):
         text = raw

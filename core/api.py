@@ -8,11 +8,11 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions, status
-from rest_framework.pagination import PageNumberPagination, _positive_int
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
-from billing.exceptions import BillingError
+from core.errors import DomainError
 
 logger = logging.getLogger(__name__)
 
@@ -76,16 +76,12 @@ class StrictPageSizeMixin:
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None or raw == "":  # `page_size=` means absent, as every optional parameter
             return self.page_size
-        try:
-            return _positive_int(raw, strict=True, cutoff=self.max_page_size)
-        except ValueError:
-            raise exceptions.ValidationError(
-                {
-                    self.page_size_query_param: [
-                        f"A page size is a whole number from 1 to {self.max_page_size}."
-                    ]
-                }
-            ) from None
+        digits = raw.lstrip("0") if raw.isascii() and raw.isdigit() else ""
+        if digits:  # a whole number above 0; a long one is cut like any other (int() refuses 4300+ digits)
+            return self.max_page_size if len(digits) > 9 else min(int(digits), self.max_page_size)
+        raise exceptions.ValidationError(
+            {self.page_size_query_param: [f"A page size is a whole number from 1 to {self.max_page_size}."]}
+        )
 
     # Query parameters documented as positive integers (subclasses add theirs).
     integer_query_params = ("page_size_query_param",)
@@ -212,7 +208,7 @@ class DatabaseUnavailable(exceptions.APIException):
 
 
 def exception_handler(exc, context):
-    """DRF's handler, plus billing's domain errors and oversized bodies mapped to their statuses."""
+    """The one way from an error to HTTP: domain errors (core.errors), lost connections, oversized bodies, then DRF's own."""
     if isinstance(exc, OperationalError | InterfaceError):
         # A connection lost mid-request (a restart, a failover, pg_terminate_backend): the transaction
         # rolled back, so say so in JSON as /health does, instead of Django's HTML 500 page.
@@ -228,10 +224,8 @@ def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         exc = RequestTooLarge(f"Request body too large; the limit is {limit} bytes.")
-    if isinstance(exc, BillingError):
-        if exc.field:
-            return Response({exc.field: [exc.message]}, status=exc.status_code)
-        return Response({"detail": exc.message, "code": exc.code}, status=exc.status_code)
+    if isinstance(exc, DomainError):
+        return Response(exc.body(), status=exc.status_code)
     # Imported here: rest_framework.views reads the API settings, which name this module.
     from rest_framework.views import exception_handler as drf_exception_handler
 

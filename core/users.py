@@ -1,4 +1,4 @@
-"""Reads of users for other apps: finding a user the way operators name one."""
+"""Finding a user the way operators name one (commands, admin forms): by id, email or username."""
 
 from django.contrib.auth import get_user_model
 

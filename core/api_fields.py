@@ -11,7 +11,7 @@ from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
-from billing.money import AmountError, format_money, parse_amount
+from core.money import AmountError, format_money, parse_amount
 
 NUL = "\x00"
 # The largest id a row can have (PostgreSQL bigint). A larger id names nothing, and handing it to

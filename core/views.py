@@ -16,7 +16,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.middleware import API_PREFIX, api_server_error
+from core.middleware import API_PREFIX, api_server_error
 
 logger = logging.getLogger(__name__)
 
