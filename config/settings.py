@@ -202,8 +202,10 @@ CACHES = {
         "CACHE_URL", default="locmemcache://" if TESTING else "dbcache://creditdesk_cache"
     )
 }
-if CACHES["default"]["BACKEND"] == "django_redis.cache.RedisCache":
-    CACHES["default"]["BACKEND"] = "django.core.cache.backends.redis.RedisCache"  # no extra package
+if "redis" in CACHES["default"]["BACKEND"].lower():
+    # Django's own RedisCache over the `redis` client (requirements.txt), whichever name django-environ
+    # gives the scheme; Redis expires keys itself, so no MAX_ENTRIES (its client would refuse the option).
+    CACHES["default"]["BACKEND"] = "django.core.cache.backends.redis.RedisCache"
 else:
     # Django culls a third of the entries past MAX_ENTRIES (300): a burst of throttle keys for made-up
     # usernames would then reset real counters. Expired entries are culled first.
