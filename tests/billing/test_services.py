@@ -7,6 +7,7 @@ from billing import services
 from billing.exceptions import IdempotencyConflict, InitiatorNotStaff, InvalidAmount, InvalidGrant
 from billing.models import CreditTransaction, LLMCallEvent, Wallet
 from billing.reconcile import check_ledger
+from core.errors import InvalidInput
 from tests.factories import ModelPriceFactory, StaffUserFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -115,8 +116,9 @@ def test_same_key_with_another_body_is_a_conflict(user, staff_user, amount, reas
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "tab\there", "é", "new\nline"])
 def test_idempotency_key_must_be_printable_ascii(user, staff_user, key):
-    with pytest.raises(InvalidGrant):
+    with pytest.raises(InvalidInput) as refused:
         services.grant(user=user, amount="1", reason="x", initiated_by=staff_user, idempotency_key=key)
+    assert refused.value.field == "idempotency_key"
     assert not CreditTransaction.objects.exists()
 
 
