@@ -3,6 +3,8 @@
 import pytest
 from django.core.management import get_commands
 
+from billing.models import WalletEvent
+from billing.signals import wallet_events_recorded
 from core import queue
 from notifications import tasks
 
@@ -33,12 +35,11 @@ def test_the_procrastinate_command_uses_the_worker_connector():
     )
 
 
-def test_the_delivery_task_billing_defers_by_name_is_registered():
+def test_the_delivery_task_is_registered_and_billings_announcement_reaches_it():
     from procrastinate.contrib.django import app
 
-    from billing.services.crossings import DELIVER_TASK
-
-    assert DELIVER_TASK in app.tasks
+    assert tasks.deliver_wallet_event.name in app.tasks
+    assert wallet_events_recorded.has_listeners(WalletEvent)  # notifications' receiver, connected in ready()
 
 
 @pytest.mark.django_db
