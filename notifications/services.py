@@ -1,4 +1,4 @@
-"""Delivering wallet events: the signed webhook POST and the user's email, each recorded as a Delivery.
+"""Delivering wallet events: the job deferred, the signed webhook POST and the user's email, each recorded as a Delivery.
 
 Network calls happen outside any transaction; each attempt is committed before it is made (so a
 worker killed mid-call leaves `attempts` counted and the delivery pending), and its outcome after.

@@ -1,4 +1,4 @@
-"""A turn's own rows (its messages, the turn, its calls in order, its tool runs), written in one statement and built from what it returns."""
+"""A turn's own rows: its messages, the turn and its calls in one statement (its tool runs in one more), built from what they return."""
 
 from billing.models import LLMCallEvent
 from core.db import execute_prepared, loaded
