@@ -1,4 +1,4 @@
-"""Delivering wallet events: the signed webhook POST and the user's email, each recorded as a Delivery.
+"""Delivering wallet events: the job deferred, the signed webhook POST and the user's email, each recorded as a Delivery.
 
 Network calls happen outside any transaction; each attempt is committed before it is made (so a
 worker killed mid-call leaves `attempts` counted and the delivery pending), and its outcome after.
@@ -24,7 +24,7 @@ from notifications.models import Delivery
 
 logger = logging.getLogger(__name__)
 
-DELIVER_TASK = "notifications.deliver_wallet_event"  # billing.services.crossings defers it by this name
+DELIVER_TASK = "notifications.deliver_wallet_event"  # notifications.tasks; deferred by defer_delivery() only
 ERROR_MAX = 500
 # Emails tell the user what to do; a wallet back above the line is news for the webhook only.
 _EMAIL_SUBJECTS = {
@@ -83,6 +83,14 @@ def deliver_event(*, event_id: int, attempt: int, final: bool) -> list[Delivery]
     return deliveries
 
 
+def defer_delivery(*, event_id: int) -> int:
+    """Queue the event's delivery job in the caller's transaction (it commits or rolls back with it); returns the job id.
+
+    One job per event at a time (the lock): a redelivery waits for a running delivery to finish.
+    """
+    return queue.defer(DELIVER_TASK, lock=f"wallet-event-{event_id}", event_id=event_id)
+
+
 def redeliver(*, event: WalletEvent, initiated_by=None) -> int:
     """Send an event again on its delivered or dead channels (an operator's action); returns the job id."""
     with transaction.atomic():
@@ -91,7 +99,7 @@ def redeliver(*, event: WalletEvent, initiated_by=None) -> int:
             .exclude(state=Delivery.State.SKIPPED)
             .update(state=Delivery.State.PENDING, last_error="")
         )
-        job_id = queue.defer(DELIVER_TASK, lock=f"wallet-event-{event.pk}", event_id=event.pk)
+        job_id = defer_delivery(event_id=event.pk)
     logger.info(
         "redelivery requested",
         extra={

@@ -1,19 +1,20 @@
-"""The background jobs (procrastinate, found by its Django integration): event deliveries and the periodic chores.
+"""notifications' background jobs (procrastinate finds them in each app's tasks.py): event deliveries, and the site-wide chores.
 
 Run a worker with `manage.py procrastinate worker` (docs/notifications.md). Periodic jobs are deferred
-by whichever worker is running, once per tick across all workers (procrastinate dedupes them).
+by whichever worker is running, once per tick across all workers (procrastinate dedupes them). Each
+app runs its own chores (billing.tasks, sessions_app.tasks); the ones that belong to no app (the
+queue's own housekeeping, Django's sessions) live here, with the worker they keep healthy: the top
+floor may import anything it needs, and core is no installed app for procrastinate to search.
 """
 
 import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.management import call_command, get_commands
+from django.core.management import call_command
 from procrastinate import BaseRetryStrategy, RetryDecision
 from procrastinate.contrib.django import app
 
-from billing import services as billing_services
-from billing.reconcile import check_ledger
 from notifications import services
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def deliver_wallet_event(context, event_id: int) -> None:
     services.deliver_event(event_id=event_id, attempt=attempt, final=attempt >= settings.WEBHOOK_MAX_ATTEMPTS)
 
 
-# --- Periodic: what production would otherwise put on cron -------------------------------------
+# --- Periodic: what production would otherwise put on cron (the apps' own chores: their tasks.py) ---
 # Every 10 seconds (croniter's sixth field is seconds): a killed worker's jobs wait at most this
 # long after WORKER_STALLED_SECONDS before another worker runs them again.
 @app.periodic(cron="* * * * * */10", periodic_id="retry_stalled_jobs")
@@ -55,36 +56,6 @@ async def retry_stalled_jobs(context, timestamp: int) -> int:
             extra={"job_id": job.id, "task": job.task_name, "worker_id": job.worker_id},
         )
     return len(stalled)
-
-
-@app.periodic(cron="* * * * *", periodic_id="release_expired_holds")
-@app.task(name="notifications.release_expired_holds", queueing_lock="release_expired_holds")
-def release_expired_holds(timestamp: int) -> int:
-    """A crashed web worker's holds, past their expiry: released, or charged with their stream's progress."""
-    return billing_services.release_expired_holds()
-
-
-PRUNE_IDEMPOTENCY_KEYS_COMMAND = "prune_idempotency_keys"
-
-
-@app.periodic(cron="17 * * * *", periodic_id="prune_idempotency_keys")
-@app.task(name="notifications.prune_idempotency_keys", queueing_lock="prune_idempotency_keys")
-def prune_idempotency_keys(timestamp: int) -> bool:
-    """Run `manage.py prune_idempotency_keys` hourly, once that command exists (a no-op until then)."""
-    if PRUNE_IDEMPOTENCY_KEYS_COMMAND not in get_commands():
-        return False
-    call_command(PRUNE_IDEMPOTENCY_KEYS_COMMAND)
-    return True
-
-
-@app.periodic(cron="40 3 * * *", periodic_id="check_ledger")
-@app.task(name="notifications.check_ledger", queueing_lock="check_ledger")
-def nightly_check_ledger(timestamp: int) -> bool:
-    """Reconcile every wallet nightly (manage.py check_ledger); an error log names each one that disagrees."""
-    result = check_ledger()
-    for discrepancy in result.discrepancies or []:
-        logger.error("ledger discrepancy", extra={"discrepancy": str(discrepancy)})
-    return result.ok
 
 
 @app.periodic(cron="10 4 * * *", periodic_id="clear_sessions")

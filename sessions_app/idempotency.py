@@ -34,10 +34,14 @@ logger = logging.getLogger(__name__)
 
 KEEP_HOURS = 24  # keys are kept at least this long (API.md)
 _TABLE = TurnRequest._meta.db_table
-_CLAIM_SQL = (
-    f"INSERT INTO {_TABLE} (user_id, key, content_hash, attempt, state, created_at)"  # noqa: S608 - our table
-    " VALUES (%s, %s, %s, %s, 'in_progress', %s) ON CONFLICT (user_id, key) DO NOTHING RETURNING id"
-)
+# The claim: the database settles a race between two attempts on the unique (user, key).
+_CLAIM_SQL = f"""
+-- A new claim, in progress, for this attempt; a key already claimed returns no row.
+INSERT INTO {_TABLE} (user_id, key, content_hash, attempt, state, created_at)
+VALUES (%s, %s, %s, %s, 'in_progress', %s)
+    ON CONFLICT (user_id, key) DO NOTHING
+RETURNING id
+"""  # noqa: S608 - our table, the values all bound
 
 
 class RequestInProgress(IdempotencyConflict):

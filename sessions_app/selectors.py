@@ -50,21 +50,37 @@ class TurnContext:
     uncovered_chars: int = 0  # characters of all the messages the summary does not cover
 
 
-# The caller's session (no row: not theirs, or no such session), its summary, the size of the history
-# the summary does not cover (kept on the rows: nothing is summed here), and the latest uncovered
-# messages, newest first, as two arrays: one row, prepared once per connection.
-_SESSION_AND_HISTORY_SQL = (
-    f"SELECT {selected(ChatSession, 's')}, sm.text, sm.covers_turns, coalesce(sm.covers_messages, 0),"  # noqa: S608 - our tables only
-    " s.message_chars - coalesce(sm.covered_chars, 0), h.roles, h.contents"
-    f" FROM {ChatSession._meta.db_table} s"
-    f" LEFT JOIN {SessionSummary._meta.db_table} sm ON sm.id = s.summary_id"
-    " CROSS JOIN LATERAL (SELECT array_agg(m.role ORDER BY m.ord DESC) AS roles,"
-    " array_agg(m.content ORDER BY m.ord DESC) AS contents"
-    f' FROM (SELECT role, content, "order" AS ord FROM {Message._meta.db_table}'
-    '  WHERE session_id = s.id AND "order" >= coalesce(sm.covers_messages, 0)'
-    f'  ORDER BY "order" DESC LIMIT {HISTORY_MAX_MESSAGES}) AS m) AS h'
-    " WHERE s.id = %(session_id)s AND s.owner_id = %(user_id)s"
-)
+# The session and its prompt history in one row, one round trip, prepared once per connection.
+# Nothing is summed here: the size of the history the summary does not cover is kept on the rows.
+_SESSION_AND_HISTORY_SQL = f"""
+-- The caller's session (no row: not theirs, or no such session), with its current summary
+-- and the characters of the history that summary does not cover.
+SELECT {selected(ChatSession, "chat_session")},
+       current_summary.text,
+       current_summary.covers_turns,
+       coalesce(current_summary.covers_messages, 0),
+       chat_session.message_chars - coalesce(current_summary.covered_chars, 0),
+       recent_history.roles,
+       recent_history.contents
+  FROM {ChatSession._meta.db_table} chat_session
+  LEFT JOIN {SessionSummary._meta.db_table} current_summary ON current_summary.id = chat_session.summary_id
+  -- The latest messages the summary does not cover, newest first, as two arrays (roles, contents).
+ CROSS JOIN LATERAL (
+        SELECT array_agg(uncovered.role ORDER BY uncovered.ord DESC) AS roles,
+               array_agg(uncovered.content ORDER BY uncovered.ord DESC) AS contents
+          FROM (
+                -- At most HISTORY_MAX_MESSAGES of them (the character budget is applied in Python).
+                SELECT role, content, "order" AS ord
+                  FROM {Message._meta.db_table}
+                 WHERE session_id = chat_session.id
+                   AND "order" >= coalesce(current_summary.covers_messages, 0)
+                 ORDER BY "order" DESC
+                 LIMIT {HISTORY_MAX_MESSAGES}
+               ) AS uncovered
+       ) AS recent_history
+ WHERE chat_session.id = %(session_id)s
+   AND chat_session.owner_id = %(user_id)s
+"""  # noqa: S608 - our tables only, the values all bound
 
 
 def summary_message(summary: SummaryState) -> ChatMessage:

@@ -9,7 +9,7 @@ tools is settled at once as its own LLMCallEvent, the tools run, and their resul
 call (a `tool_followup`), at most LLM_MAX_TOOL_STEPS of them; the last one is offered no tools, so
 it answers. `finish()` makes the summary call when the history is past LLM_CONTEXT_TOKENS
 (sessions_app.summaries), then settles the answering call and the summary call in one transaction
-with the turn's own rows (its messages, the turn, its calls in order, its tool runs).
+with the turn's own rows (its messages, the turn, its calls in order, its tool runs: sessions_app.turn_rows).
 
 Under enforcement a call that cannot be reserved ends the turn: InsufficientCredits (402) when it is
 the first, else the turn completes with what it has and says so (`stop_reason` and a note in the
@@ -33,9 +33,8 @@ from billing import services as billing_services
 from billing.exceptions import InsufficientCredits, PriceNotFound
 from billing.models import CreditHold, LLMCallEvent, ModelPrice
 from billing.selectors import active_model_names
-from core.db import execute_prepared, loaded
 from sessions_app import summaries
-from sessions_app.models import ChatSession, Message, ToolCallEvent, Turn, TurnCall
+from sessions_app.models import ChatSession, Message, Turn
 from sessions_app.providers import (
     ChatMessage,
     Completion,
@@ -48,6 +47,7 @@ from sessions_app.providers import (
 from sessions_app.selectors import TurnContext
 from sessions_app.summaries import SummaryCall
 from sessions_app.tools import ToolContext, ToolRun, run_tool, tool_specs
+from sessions_app.turn_rows import write_turn_rows
 
 logger = logging.getLogger(__name__)
 
@@ -69,30 +69,6 @@ STOP_NOTES = {
         "[The answer stops here: the model asked for more tool steps than one turn allows.]"
     ),
 }
-
-SESSION, MESSAGE, TURN, TURN_CALL = (m._meta.db_table for m in (ChatSession, Message, Turn, TurnCall))
-# A turn's own rows in one statement: the next two message orders and the history's size (the
-# session row's UPDATE also serializes turns of one session), both messages, the turn pointing at its
-# first call, and the turn's calls in order. No session row (deleted while the model was answering):
-# nothing written.
-_TURN_ROWS_SQL = (
-    f"WITH s AS (UPDATE {SESSION} SET message_count = message_count + 2,"  # noqa: S608
-    " message_chars = message_chars + length(%(prompt)s) + length(%(reply)s), updated_at = %(turn_at)s"
-    " WHERE id = %(session_id)s RETURNING message_count, message_chars"
-    f'), m AS (INSERT INTO {MESSAGE} (session_id, role, content, "order", created_at)'
-    " SELECT %(session_id)s, v.role, v.content, s.message_count - v.back, %(turn_at)s FROM s,"
-    " (VALUES ('user', %(prompt)s::text, 2), ('assistant', %(reply)s::text, 1)) AS v (role, content, back)"
-    " RETURNING id, role"
-    f"), t AS (INSERT INTO {TURN} (session_id, user_message_id, assistant_message_id, llm_call_id,"
-    " stop_reason, created_at)"
-    " SELECT %(session_id)s, (SELECT id FROM m WHERE role = 'user'),"
-    " (SELECT id FROM m WHERE role = 'assistant'), (%(call_ids)s::bigint[])[1], %(stop_reason)s, %(turn_at)s"
-    f" FROM s RETURNING id), c AS (INSERT INTO {TURN_CALL} (turn_id, llm_call_id, position)"
-    " SELECT t.id, x.llm_call_id, x.n - 1 FROM t,"
-    " unnest(%(call_ids)s::bigint[]) WITH ORDINALITY AS x (llm_call_id, n))"
-    " SELECT s.message_count, s.message_chars, (SELECT id FROM t), (SELECT id FROM m WHERE role = 'user'),"
-    " (SELECT id FROM m WHERE role = 'assistant') FROM s"
-)
 
 
 def refuse_unpriced(model: str, *, field: str | None = "model") -> PriceNotFound:
@@ -540,82 +516,6 @@ class TurnLoop:
     def _stop(self, reason: str) -> None:
         self.stop_reason = reason
         self.done = True
-
-
-def write_turn_rows(
-    *,
-    session: ChatSession,
-    prompt: str,
-    reply: str,
-    events: list[LLMCallEvent],
-    tool_runs: list[ToolRun],
-    stop_reason: str,
-    now,
-) -> Turn | None:
-    """Write the turn's messages, turn row, calls and tool runs (None if the session is gone).
-
-    The caller holds the transaction. The rows are set on the returned turn (`call_events`,
-    `tool_call_events` and the related rows), so serializing it reads nothing back.
-    """
-    rows = execute_prepared(
-        _TURN_ROWS_SQL,
-        {
-            "session_id": session.pk,
-            "turn_at": now,
-            "prompt": prompt,
-            "reply": reply,
-            "call_ids": [event.pk for event in events],
-            "stop_reason": stop_reason,
-        },
-    )
-    if not rows:
-        return None
-    ((count, chars, turn_id, user_message_id, assistant_message_id),) = rows
-    session.message_count, session.message_chars, session.updated_at = count, chars, now
-
-    def message(*, id: int, role: str, content: str, order: int) -> Message:
-        return loaded(
-            Message, id=id, session_id=session.pk, role=role, content=content, order=order, created_at=now
-        )
-
-    turn = loaded(
-        Turn,
-        id=turn_id,
-        session_id=session.pk,
-        user_message_id=user_message_id,
-        assistant_message_id=assistant_message_id,
-        llm_call_id=events[0].pk,
-        stop_reason=stop_reason,
-        created_at=now,
-    )
-    turn.session, turn.llm_call = session, events[0]
-    turn.user_message = message(id=user_message_id, role=Message.Role.USER, content=prompt, order=count - 2)
-    turn.assistant_message = message(
-        id=assistant_message_id, role=Message.Role.ASSISTANT, content=reply, order=count - 1
-    )
-    turn.call_events = list(events)
-    turn.tool_call_events = (
-        ToolCallEvent.objects.bulk_create(
-            [
-                ToolCallEvent(
-                    turn_id=turn_id,
-                    position=position,
-                    call_id=run.call_id,
-                    tool=run.tool,
-                    arguments=run.arguments,
-                    status=ToolCallEvent.Status.OK if run.ok else ToolCallEvent.Status.ERROR,
-                    error=run.error,
-                    result_chars=len(run.result),
-                    latency_ms=run.latency_ms,
-                    created_at=now,
-                )
-                for position, run in enumerate(tool_runs)
-            ]
-        )
-        if tool_runs
-        else []
-    )
-    return turn
 
 
 def _elapsed_ms(started: float) -> int:

@@ -1,9 +1,11 @@
-"""Wallet crossings: one WalletEvent (and its delivery job) per crossing, in the transaction that moved the wallet.
+"""Wallet crossings: one WalletEvent per crossing, announced, in the transaction that moved the wallet.
 
 Both ways a balance changes (`_wallet.move` and `charging._record`) call `record_crossings` with the
 before/after of their one locking statement, inside the caller's transaction and under the wallet's
 row lock: concurrent moves of one wallet are serialized, each sees the balance the previous one left,
 so exactly one of them takes the wallet across a line. The common move crosses nothing and costs no query.
+The events are announced with `billing.signals.wallet_events_recorded`, in that same transaction (the
+app that delivers them, notifications, defers its job there).
 """
 
 import logging
@@ -15,15 +17,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.models import WalletEvent
-from core import queue
+from billing.signals import wallet_events_recorded
 from core.money import quantize
 
 logger = logging.getLogger(__name__)
 
-# Billing sits below the app that delivers events (notifications) and never imports it: it defers
-# the delivery job by name, in the same transaction as the event row (procrastinate over PostgreSQL),
-# so an event is never recorded without its job, nor a job deferred for a rolled-back event.
-DELIVER_TASK = "notifications.deliver_wallet_event"
 _DOWN_TYPES = (WalletEvent.Type.LOW_BALANCE, WalletEvent.Type.DEPLETED)
 
 
@@ -42,7 +40,7 @@ def crossings(*, balance_before: Decimal, balance_after: Decimal, threshold: Dec
 def record_crossings(
     *, wallet_id: int, user_id: int, balance_before: Decimal, balance_after: Decimal
 ) -> list[WalletEvent]:
-    """Record each line this move crossed, once, with its delivery job; the caller holds the wallet's lock."""
+    """Record each line this move crossed, once, and announce it; the caller holds the wallet's lock."""
     if balance_before == balance_after:  # hold-only moves, zero-cost calls
         return []
     threshold = quantize(Decimal(settings.LOW_BALANCE_THRESHOLD))
@@ -68,8 +66,10 @@ def record_crossings(
                 for type_ in types
             ]
         )
-        for event in events:
-            queue.defer(DELIVER_TASK, lock=f"wallet-event-{event.pk}", event_id=event.pk)
+        # Billing sits below the app that delivers events (notifications) and never imports it: the
+        # signal is sent here, inside the transaction, so a receiver's job (procrastinate rows in the
+        # same PostgreSQL) is never deferred for a rolled-back event, nor an event committed without it.
+        wallet_events_recorded.send(sender=WalletEvent, events=events)
     for event in events:
         logger.info(
             "wallet event recorded",

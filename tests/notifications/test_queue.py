@@ -1,10 +1,16 @@
 """The queue's plumbing: where workers connect, jobs deferred in the caller's transaction, the periodic guards."""
 
-import pytest
-from django.core.management import get_commands
+from datetime import timedelta
 
+import pytest
+from django.utils import timezone
+
+from billing.models import WalletEvent
+from billing.signals import wallet_events_recorded
 from core import queue
 from notifications import tasks
+from sessions_app import tasks as sessions_tasks
+from sessions_app.models import TurnRequest
 
 
 def test_workers_connect_by_worker_database_url_when_set(settings):
@@ -33,15 +39,38 @@ def test_the_procrastinate_command_uses_the_worker_connector():
     )
 
 
-def test_the_delivery_task_billing_defers_by_name_is_registered():
+def test_the_delivery_task_is_registered_and_billings_announcement_reaches_it():
     from procrastinate.contrib.django import app
 
-    from billing.services.crossings import DELIVER_TASK
+    assert tasks.deliver_wallet_event.name in app.tasks
+    assert wallet_events_recorded.has_listeners(WalletEvent)  # notifications' receiver, connected in ready()
 
-    assert DELIVER_TASK in app.tasks
+
+def test_each_app_runs_its_own_periodic_chores_with_the_same_ids_and_schedules():
+    from procrastinate.contrib.django import app
+
+    schedules = {
+        (name, periodic_id): periodic.cron
+        for (name, periodic_id), periodic in app.periodic_registry.periodic_tasks.items()
+    }
+    assert schedules == {
+        ("notifications.retry_stalled_jobs", "retry_stalled_jobs"): "* * * * * */10",
+        ("billing.release_expired_holds", "release_expired_holds"): "* * * * *",
+        ("sessions_app.prune_idempotency_keys", "prune_idempotency_keys"): "17 * * * *",
+        ("billing.check_ledger", "check_ledger"): "40 3 * * *",
+        ("notifications.clear_sessions", "clear_sessions"): "10 4 * * *",
+        ("notifications.delete_old_jobs", "delete_old_jobs"): "20 4 * * *",
+    }
 
 
 @pytest.mark.django_db
-def test_prune_idempotency_keys_job_is_a_no_op_until_the_command_exists():
-    exists = tasks.PRUNE_IDEMPOTENCY_KEYS_COMMAND in get_commands()
-    assert tasks.prune_idempotency_keys(timestamp=0) is exists
+def test_prune_idempotency_keys_job_prunes_what_the_command_prunes(user):
+    old = timezone.now() - timedelta(hours=25)
+    common = {"user": user, "content_hash": "h", "attempt": "00000000-0000-0000-0000-000000000001"}
+    TurnRequest.objects.create(
+        key="old-done", state="done", response={}, completed_at=old, created_at=old, **common
+    )
+    TurnRequest.objects.create(key="fresh", state="done", response={}, completed_at=timezone.now(), **common)
+
+    assert sessions_tasks.prune_idempotency_keys(timestamp=0) == 1
+    assert list(TurnRequest.objects.values_list("key", flat=True)) == ["fresh"]

@@ -250,7 +250,7 @@ def test_enforcement_refusal_never_calls_the_provider(openai_settings, api_clien
 
 
 def test_an_empty_base_url_means_the_clients_default_endpoint(monkeypatch):
-    from sessions_app.providers import _openai_client
+    from sessions_app.providers.openai import _openai_client
 
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     _openai_client.cache_clear()

@@ -1,233 +1,27 @@
-"""LLM providers behind one small interface: `complete(model, messages, max_output_tokens, tools)`.
+"""Any OpenAI-compatible chat-completions endpoint, through the official client (plain and streamed calls).
 
-`echo` (the embedded default) answers offline and deterministically; `openai` talks to any
-OpenAI-compatible endpoint through the official client. A provider raises only `ProviderError`
-subclasses; `sessions_app.api_errors` is the one place that maps them to HTTP.
-
-Tools use the OpenAI chat-completions format throughout: `tools` offered as function specs, a
-completion's `tool_calls` (id, function name, JSON arguments), an assistant message carrying them
-and one `tool` message per result. The echo model "decides" deterministically from the user's words
-(`search for <words>`, `read file <id>`) so the whole flow runs offline.
-
-Both also stream: `stream(...)` is an async iterator of `Delta` (text as the model writes it) and,
-last, one `Usage` (the counts the provider reports for the whole call). A stream that ends without
-a `Usage` raises ProviderBadResponse: what is billed always comes from the provider's own report.
+A stream that ends without a `Usage` raises ProviderBadResponse: what is billed always comes from
+the provider's own report.
 """
 
 import asyncio
 import functools
-import json
-import logging
-import math
-import re
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from typing import NotRequired, Protocol, TypedDict
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 
-logger = logging.getLogger(__name__)
-
-CHARS_PER_TOKEN = 4
-ECHO_STREAM_CHUNK_TOKENS = 4
-
-
-class ChatMessage(TypedDict):
-    role: str  # "system", "user", "assistant" or "tool"
-    content: str
-    tool_calls: NotRequired[list[dict]]  # an assistant message asking for tools (OpenAI format)
-    tool_call_id: NotRequired[str]  # a tool message: the call it answers
-
-
-@dataclass(frozen=True)
-class ToolCallRequest:
-    """A tool the model asked for: its call id, the tool's name, and the JSON arguments it wrote."""
-
-    id: str
-    name: str
-    arguments: str
-
-    def as_message_item(self) -> dict:
-        return {
-            "id": self.id,
-            "type": "function",
-            "function": {"name": self.name, "arguments": self.arguments},
-        }
-
-
-@dataclass(frozen=True)
-class Completion:
-    text: str
-    input_tokens: int
-    output_tokens: int
-    tool_calls: tuple[ToolCallRequest, ...] = ()
-
-
-@dataclass(frozen=True)
-class Delta:
-    """A piece of the reply, as the model wrote it."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Usage:
-    """The token counts the provider reports for a whole streamed call (its last event)."""
-
-    input_tokens: int
-    output_tokens: int
-
-
-@dataclass(frozen=True)
-class ToolCalls:
-    """The tools the model asked for in a streamed call (before its Usage), whole."""
-
-    calls: tuple[ToolCallRequest, ...]
-
-
-StreamEvent = Delta | ToolCalls | Usage
-
-
-class ProviderError(Exception):
-    """The model provider failed; `reason` is a short internal description (no secrets, no body)."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-class ProviderTimeout(ProviderError):
-    """The provider did not answer within LLM_TIMEOUT_SECONDS."""
-
-
-class ProviderUnavailable(ProviderError):
-    """The provider could not be reached or answered with an error status."""
-
-
-class ProviderBadResponse(ProviderError):
-    """The provider answered, but not with a usable completion (no text, no usage)."""
-
-
-class LLMProvider(Protocol):
-    name: str
-
-    def complete(
-        self,
-        *,
-        model: str,
-        messages: Sequence[ChatMessage],
-        max_output_tokens: int,
-        tools: Sequence[dict] | None = None,
-    ) -> Completion: ...
-
-    def stream(
-        self,
-        *,
-        model: str,
-        messages: Sequence[ChatMessage],
-        max_output_tokens: int,
-        tools: Sequence[dict] | None = None,
-    ) -> AsyncIterator[StreamEvent]: ...
-
-
-def count_tokens(text: str) -> int:
-    """The echo provider's token rule: one token per started 4 characters (0 for empty text)."""
-    return math.ceil(len(text) / CHARS_PER_TOKEN)
-
-
-def message_tokens(message: ChatMessage) -> int:
-    """A message's tokens by that rule: its content and the tool calls it carries."""
-    calls = message.get("tool_calls") or ()
-    return count_tokens(message.get("content") or "") + sum(
-        count_tokens(c["function"]["name"]) + count_tokens(c["function"]["arguments"]) for c in calls
-    )
-
-
-def estimate_prompt_tokens(messages: Sequence[ChatMessage], tools: Sequence[dict] | None = None) -> int:
-    """Prompt tokens by the same rule, over the messages and the tools offered (for cost estimates)."""
-    offered = count_tokens(json.dumps(list(tools), separators=(",", ":"))) if tools else 0
-    return sum(message_tokens(message) for message in messages) + offered
-
-
-# The echo model's simulated choice of tools, in the order the user's words name them.
-ECHO_SEARCH = re.compile(
-    r"search for (?P<query>.+?)(?=\s+(?:and|then)\s+read file\b|[.?!\n]|$)", re.IGNORECASE
+from sessions_app.providers.base import (
+    ChatMessage,
+    Completion,
+    Delta,
+    ProviderBadResponse,
+    ProviderTimeout,
+    ProviderUnavailable,
+    StreamEvent,
+    ToolCallRequest,
+    ToolCalls,
+    Usage,
 )
-ECHO_READ = re.compile(r"read file #?(?P<file_id>[0-9]{1,18})\b", re.IGNORECASE)
-
-
-def echo_tool_choices(text: str) -> list[tuple[str, dict]]:
-    """(tool, arguments) the echo model asks for, given the user's message, in the order named."""
-    found = [(m.start(), "search", {"query": m["query"].strip()}) for m in ECHO_SEARCH.finditer(text)]
-    found += [(m.start(), "file_read", {"file_id": int(m["file_id"])}) for m in ECHO_READ.finditer(text)]
-    return [(name, arguments) for _, name, arguments in sorted(found, key=lambda f: f[0])]
-
-
-class EchoProvider:
-    """Offline and deterministic: replies with the last user message, capped at max_output_tokens.
-
-    With tools offered, it first asks for each tool the user's message names (`search for <words>`,
-    `read file <id>`), one per call, in order; once every one is answered it replies with the
-    message and the tools' results.
-    """
-
-    name = "echo"
-
-    def complete(
-        self,
-        *,
-        model: str,
-        messages: Sequence[ChatMessage],
-        max_output_tokens: int,
-        tools: Sequence[dict] | None = None,
-    ) -> Completion:
-        last = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
-        last_user = messages[last]["content"] if last is not None else ""
-        since = messages[last + 1 :] if last is not None else []
-        input_tokens = estimate_prompt_tokens(messages)
-        offered = {t["function"]["name"] for t in tools or ()}
-        wanted = [(name, args) for name, args in echo_tool_choices(last_user) if name in offered]
-        asked = sum(len(m.get("tool_calls") or ()) for m in since if m["role"] == "assistant")
-        if asked < len(wanted):
-            name, arguments = wanted[asked]
-            call = ToolCallRequest(id=f"call_{asked + 1}", name=name, arguments=json.dumps(arguments))
-            return Completion(
-                text="",
-                input_tokens=input_tokens,
-                output_tokens=count_tokens(call.name) + count_tokens(call.arguments),
-                tool_calls=(call,),
-            )
-        names = {c["id"]: c["function"]["name"] for m in since for c in m.get("tool_calls") or ()}
-        results = "".join(
-            f"\n\n[{names.get(m.get('tool_call_id', ''), 'tool')}] {m['content']}"
-            for m in since
-            if m["role"] == "tool"
-        )
-        reply = f"Echo: {last_user}{results}"[: max(max_output_tokens, 1) * CHARS_PER_TOKEN]
-        return Completion(text=reply, input_tokens=input_tokens, output_tokens=count_tokens(reply))
-
-    async def stream(
-        self,
-        *,
-        model: str,
-        messages: Sequence[ChatMessage],
-        max_output_tokens: int,
-        tools: Sequence[dict] | None = None,
-    ) -> AsyncIterator[StreamEvent]:
-        """The same reply as complete(), in ECHO_STREAM_CHUNK_TOKENS-token pieces (deterministic)."""
-        completion = self.complete(
-            model=model, messages=messages, max_output_tokens=max_output_tokens, tools=tools
-        )
-        if completion.tool_calls:
-            yield ToolCalls(completion.tool_calls)
-        size = ECHO_STREAM_CHUNK_TOKENS * CHARS_PER_TOKEN  # whole tokens: the pieces' counts add up
-        delay = float(settings.LLM_ECHO_STREAM_DELAY_SECONDS)
-        for start in range(0, len(completion.text), size):
-            if delay:
-                await asyncio.sleep(delay)
-            yield Delta(completion.text[start : start + size])
-        yield Usage(input_tokens=completion.input_tokens, output_tokens=completion.output_tokens)
 
 
 @functools.lru_cache(maxsize=4)
@@ -430,18 +224,3 @@ def _usage_from(usage) -> Usage:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ProviderBadResponse("malformed stream: no usable token usage")
     return Usage(input_tokens=input_tokens, output_tokens=output_tokens)
-
-
-_PROVIDERS: dict[str, type] = {"echo": EchoProvider, "openai": OpenAIProvider}
-PROVIDER_NAMES = tuple(sorted(_PROVIDERS))
-
-
-def get_provider() -> LLMProvider:
-    """The provider named by LLM_PROVIDER (read on every call, so settings overrides apply)."""
-    name = settings.LLM_PROVIDER
-    try:
-        return _PROVIDERS[name]()
-    except KeyError:
-        raise ImproperlyConfigured(
-            f"LLM_PROVIDER={name!r} is not a known provider; use one of: {', '.join(PROVIDER_NAMES)}."
-        ) from None

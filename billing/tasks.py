@@ -1,0 +1,31 @@
+"""Billing's background jobs (procrastinate finds them in each app's tasks.py): expired holds released, the ledger reconciled nightly.
+
+Periodic: deferred by whichever worker is running, once per tick across all workers (procrastinate
+dedupes them); docs/notifications.md lists every app's jobs.
+"""
+
+import logging
+
+from procrastinate.contrib.django import app
+
+from billing import services
+from billing.reconcile import check_ledger
+
+logger = logging.getLogger(__name__)
+
+
+@app.periodic(cron="* * * * *", periodic_id="release_expired_holds")
+@app.task(name="billing.release_expired_holds", queueing_lock="release_expired_holds")
+def release_expired_holds(timestamp: int) -> int:
+    """A crashed web worker's holds, past their expiry: released, or charged with their stream's progress."""
+    return services.release_expired_holds()
+
+
+@app.periodic(cron="40 3 * * *", periodic_id="check_ledger")
+@app.task(name="billing.check_ledger", queueing_lock="check_ledger")
+def nightly_check_ledger(timestamp: int) -> bool:
+    """Reconcile every wallet nightly (manage.py check_ledger); an error log names each one that disagrees."""
+    result = check_ledger()
+    for discrepancy in result.discrepancies or []:
+        logger.error("ledger discrepancy", extra={"discrepancy": str(discrepancy)})
+    return result.ok
