@@ -27,7 +27,7 @@ from sessions_app.tools import tool_specs
 from tests.factories import ChatSessionFactory, StaffUserFactory, UserFactory, api_token
 from tests.live_server import HOST, uvicorn_process, uvicorn_server
 
-pytestmark = [pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 DRIP = 0.05  # seconds between the fake model's 4-token pieces
 LONG = "Tell me everything about the history of the Mediterranean, in detail. " * 6

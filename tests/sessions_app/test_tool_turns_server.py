@@ -18,7 +18,7 @@ from sessions_app.models import ToolCallEvent, Turn, TurnCall
 from tests.factories import ChatSessionFactory, ModelPriceFactory, StaffUserFactory, UserFactory, api_token
 from tests.live_server import HOST, uvicorn_server
 
-pytestmark = [pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
