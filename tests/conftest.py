@@ -1,10 +1,17 @@
 """Shared fixtures."""
 
+import os
+
 import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from tests.factories import StaffUserFactory, UserFactory, api_token
+
+# pytest-django exported the test run's settings module (config.settings_test) before this file was
+# read. The servers, workers and manage.py processes that tests start run the deployed settings, as in
+# production, so they inherit config.settings, not the test run's TESTING.
+os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
 
 
 def pytest_report_header(config):
