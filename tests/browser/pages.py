@@ -1,4 +1,4 @@
-"""What the browser tests share besides fixtures: Playwright's `expect`, screenshots, the admin login."""
+"""What the browser tests share besides fixtures: Playwright's `expect`, screenshots, the admin login and actions."""
 
 from pathlib import Path
 
@@ -26,3 +26,10 @@ def admin_login(page, url: str, username: str, password: str = DEFAULT_PASSWORD)
     page.fill("#id_username", username)
     page.fill("#id_password", password)
     page.click("input[type=submit]")
+
+
+def run_action(page, row, action: str):
+    """Tick `row` of an admin change list and run the action named `action` on it."""
+    row.locator("input.action-select").check()
+    page.select_option("select[name=action]", action)
+    page.click("button[name=index]")

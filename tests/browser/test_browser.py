@@ -10,7 +10,7 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from billing.models import LLMCallEvent
-from tests.browser.pages import admin_login, expect, shoot
+from tests.browser.pages import admin_login, expect, run_action, shoot
 from tests.factories import LLMCallEventFactory, StaffUserFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -57,9 +57,7 @@ def test_support_agent_grants_credits_then_reads_ledger_and_daily_usage(live_ser
     expect(alice_row).to_contain_text("0.000000")
     expect(alice_row.locator(".low-balance")).to_have_count(1)
     shoot(page, "02-wallet-list")
-    alice_row.locator("input.action-select").check()
-    page.select_option("select[name=action]", "grant_credits")
-    page.click("button[name=index]")
+    run_action(page, alice_row, "grant_credits")
 
     # The intermediate form.
     expect(page.locator("h1")).to_have_text("Grant credits")

@@ -8,7 +8,7 @@ from django.db import connection
 from billing import services
 from billing.models import CreditTransaction
 from billing.reconcile import check_ledger
-from tests.browser.pages import admin_login, expect, shoot
+from tests.browser.pages import admin_login, expect, run_action, shoot
 from tests.factories import ModelPriceFactory, StaffUserFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -31,9 +31,7 @@ def test_support_refunds_part_of_a_debit_from_the_ledger(live_server, debit, pag
 
     page.goto(f"{url}/admin/billing/credittransaction/?kind=debit")
     row = page.locator("#result_list tbody tr", has_text="carol")
-    row.locator("input.action-select").check()
-    page.select_option("select[name=action]", "refund")
-    page.click("button[name=index]")
+    run_action(page, row, "refund")
 
     # The intermediate form: the debit, what is left of it, then amount and reason.
     expect(page.locator("h1")).to_have_text("Refund debits")

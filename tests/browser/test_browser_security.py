@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.browser.pages import admin_login, expect, shoot
+from tests.browser.pages import admin_login, expect, run_action, shoot
 from tests.factories import DEFAULT_PASSWORD, StaffUserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -50,9 +50,7 @@ def test_guesser_is_locked_out_while_a_colleague_logs_in_and_unlocks(live_server
     expect(colleague.locator("#site-name")).to_be_visible()
     colleague.goto(f"{url}/admin/accounts/user/?q=ops")
     row = colleague.locator("#result_list tbody tr", has_text="ops")
-    row.locator("input.action-select").check()
-    colleague.select_option("select[name=action]", "unlock_admin_login")
-    colleague.click("button[name=index]")
+    run_action(colleague, row, "unlock_admin_login")
     expect(colleague.locator(".messagelist .success")).to_have_text("Unlocked admin login for 1 user(s).")
     shoot(colleague, "security-02-unlocked")
 
