@@ -1,10 +1,17 @@
 """Shared fixtures."""
 
+import os
+
 import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from tests.factories import StaffUserFactory, UserFactory, api_token
+from tests.factories import StaffUserFactory, UserFactory, client_for, token_client_for
+
+# pytest-django exported the test run's settings module (config.settings_test) before this file was
+# read. The servers, workers and manage.py processes that tests start run the deployed settings, as in
+# production, so they inherit config.settings, not the test run's TESTING.
+os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
 
 
 def pytest_report_header(config):
@@ -59,21 +66,15 @@ def api_client():
 
 @pytest.fixture
 def user_client(user):
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
+    return client_for(user)
 
 
 @pytest.fixture
 def staff_client(staff_user):
-    client = APIClient()
-    client.force_authenticate(staff_user)
-    return client
+    return client_for(staff_user)
 
 
 @pytest.fixture
 def token_client(user):
     """A client that authenticates like the frontend: `Authorization: Token <key>`."""
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
-    return client
+    return token_client_for(user)

@@ -5,7 +5,7 @@ from decimal import Decimal
 import factory
 from django.contrib.auth import get_user_model
 
-from billing.models import ModelPrice
+from billing.models import CreditTransaction, ModelPrice
 from billing.rollup import rebuild_usage_rollup
 
 DEFAULT_PASSWORD = "correct-horse-battery-staple"
@@ -87,3 +87,28 @@ def api_token(user) -> str:
     from knox.models import AuthToken
 
     return AuthToken.objects.create(user=user)[1]
+
+
+def fund(user, amount="10") -> CreditTransaction:
+    """Credits for `user`, granted as "test funds" by a staff user of their own."""
+    from billing.services import grant
+
+    return grant(user=user, amount=Decimal(amount), reason="test funds", initiated_by=StaffUserFactory())
+
+
+def client_for(user):
+    """An APIClient authenticated as `user` (force_authenticate: no token, no session)."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def token_client_for(user):
+    """An APIClient that authenticates like the frontend: `Authorization: Token <key>`."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
+    return client

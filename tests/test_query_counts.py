@@ -9,18 +9,11 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from billing import services
 from billing.models import ModelPrice
 from billing.rollup import rebuild_usage_rollup
-from tests.factories import LLMCallEventFactory, StaffUserFactory, UserFactory, api_token
-
-
-def token_client(user) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
-    return client
+from tests.factories import LLMCallEventFactory, StaffUserFactory, UserFactory, token_client_for
 
 
 @pytest.fixture
@@ -40,7 +33,7 @@ def busy_user(staff):
 
 
 def test_auth_me_queries(busy_user, django_assert_num_queries):
-    client = token_client(busy_user)
+    client = token_client_for(busy_user)
     # the token with its user (one join), the wallet summary
     with django_assert_num_queries(2):
         response = client.get("/api/v1/auth/me")
@@ -48,7 +41,7 @@ def test_auth_me_queries(busy_user, django_assert_num_queries):
 
 
 def test_my_wallet_queries(busy_user, django_assert_num_queries):
-    client = token_client(busy_user)
+    client = token_client_for(busy_user)
     # the token with its user, the wallet's balance
     with django_assert_num_queries(2):
         response = client.get("/api/v1/users/me/wallet")
@@ -56,7 +49,7 @@ def test_my_wallet_queries(busy_user, django_assert_num_queries):
 
 
 def test_my_transactions_queries_do_not_grow_with_the_page(busy_user, django_assert_num_queries):
-    client = token_client(busy_user)
+    client = token_client_for(busy_user)
     # the token with its user, one page (the wallet id as a subquery, the initiator joined)
     with django_assert_num_queries(2):
         first = client.get("/api/v1/users/me/transactions?page_size=50")
@@ -67,7 +60,7 @@ def test_my_transactions_queries_do_not_grow_with_the_page(busy_user, django_ass
 
 
 def test_staff_wallet_view_queries(staff, busy_user, django_assert_num_queries):
-    client = token_client(staff)
+    client = token_client_for(staff)
     # the token with its user, the user with the wallet, its last 50 ledger rows with initiators
     with django_assert_num_queries(3):
         response = client.get(f"/api/v1/admin/wallets/{busy_user.pk}")
@@ -76,7 +69,7 @@ def test_staff_wallet_view_queries(staff, busy_user, django_assert_num_queries):
 
 
 def test_grant_queries(staff, busy_user, django_assert_num_queries):
-    client = token_client(staff)
+    client = token_client_for(staff)
     url = f"/api/v1/admin/wallets/{busy_user.pk}/grant"
     # the token with its user, the user, BEGIN, the wallet UPDATE ... RETURNING, the ledger INSERT,
     # COMMIT
@@ -101,7 +94,7 @@ def test_usage_summary_from_the_rollup_queries(staff, busy_user, django_assert_n
     for days_ago in range(40):
         LLMCallEventFactory(user=busy_user, created_at=timezone.now() - timedelta(days=days_ago))
     rebuild_usage_rollup()
-    client = token_client(staff)
+    client = token_client_for(staff)
     # the token with its user, then from the day shards: totals with the range's unique users (one
     # query), one row per day
     with django_assert_num_queries(3):
@@ -113,7 +106,7 @@ def test_usage_summary_from_the_rollup_queries(staff, busy_user, django_assert_n
 
 def test_usage_summary_of_one_user_from_the_rollup_queries(staff, busy_user, django_assert_num_queries):
     rebuild_usage_rollup()
-    client = token_client(staff)
+    client = token_client_for(staff)
     # the same three, from the (day, user, model) rollup: a filter is beyond the day shards
     with django_assert_num_queries(3):
         response = client.get(f"/api/v1/admin/usage/summary?bucket=week&user_id={busy_user.pk}")
@@ -122,7 +115,7 @@ def test_usage_summary_of_one_user_from_the_rollup_queries(staff, busy_user, dja
 
 
 def test_usage_summary_queries(staff, busy_user, django_assert_num_queries):
-    client = token_client(staff)
+    client = token_client_for(staff)
     # the token with its user, totals, one row per day
     with django_assert_num_queries(3):
         response = client.get("/api/v1/admin/usage/summary?bucket=day")

@@ -36,6 +36,7 @@ def production_env(**extra) -> dict:
     return env
 
 
+@pytest.mark.slow
 def test_check_deploy_is_clean_with_production_settings():
     result = subprocess.run(  # noqa: S603 - our manage.py
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
@@ -50,6 +51,7 @@ def test_check_deploy_is_clean_with_production_settings():
     assert "WARNING" not in result.stderr and "W0" not in result.stderr
 
 
+@pytest.mark.slow
 def test_production_defaults_redirect_to_https_and_mark_cookies_secure():
     code = (
         "from django.conf import settings as s; "

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from billing.models import CreditTransaction
 from billing.services import grant
-from tests.factories import DEFAULT_PASSWORD, ChatSessionFactory, StaffUserFactory, UserFactory
+from tests.factories import DEFAULT_PASSWORD, ChatSessionFactory, StaffUserFactory, UserFactory, fund
 
 pytestmark = pytest.mark.django_db
 
@@ -124,7 +124,7 @@ def test_forwarded_address_is_used_only_behind_trusted_proxies(real_rates, setti
 
 @pytest.fixture
 def funded_session(user):
-    grant(user=user, amount=Decimal("100"), reason="test funds", initiated_by=StaffUserFactory())
+    fund(user, "100")
     return ChatSessionFactory(owner=user)
 
 

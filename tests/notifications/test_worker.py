@@ -14,7 +14,7 @@ from notifications.models import Delivery
 from tests.factories import ModelPriceFactory, StaffUserFactory, UserFactory
 from tests.notifications.conftest import wait_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 def cross_low_balance() -> WalletEvent:

@@ -9,7 +9,7 @@ from bench import faults, load
 
 logger = logging.getLogger(__name__)
 
-pytestmark = [pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from bench import load
 
 logger = logging.getLogger(__name__)
 
-pytestmark = [pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 def test_load_through_gunicorn_loses_and_doubles_no_credit(live_database_url):

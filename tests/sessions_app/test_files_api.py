@@ -6,10 +6,9 @@ import pytest
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
-from rest_framework.test import APIClient
 
 from sessions_app.models import UserFile
-from tests.factories import UserFactory
+from tests.factories import UserFactory, client_for
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/files/"
@@ -19,12 +18,6 @@ def upload(client, name="notes.txt", data=b"The quarterly budget is 42 credits."
     return client.post(
         URL, {"file": SimpleUploadedFile(name, data, content_type=content_type)}, format="multipart"
     )
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def test_upload_stores_the_file_and_answers_its_details(user_client, user):

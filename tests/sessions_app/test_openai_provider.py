@@ -10,9 +10,9 @@ from django.test import override_settings
 from werkzeug import Response
 
 from billing.models import CreditTransaction, LLMCallEvent, ModelPrice, Wallet
-from billing.services import compute_cost, grant
+from billing.services import compute_cost
 from sessions_app.models import Message, Turn
-from tests.factories import ChatSessionFactory, StaffUserFactory
+from tests.factories import ChatSessionFactory, fund
 
 pytestmark = pytest.mark.django_db
 
@@ -51,7 +51,7 @@ def openai_settings(httpserver):
 
 @pytest.fixture
 def session(user):
-    grant(user=user, amount=Decimal("10"), reason="test funds", initiated_by=StaffUserFactory())
+    fund(user)
     return ChatSessionFactory(owner=user)
 
 

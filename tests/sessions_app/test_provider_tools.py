@@ -2,7 +2,6 @@
 tool calls against the fake OpenAI-compatible server (bench/fake_openai.py), plain and streamed."""
 
 import json
-from decimal import Decimal
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -11,11 +10,10 @@ from django.test import override_settings
 from bench.fake_openai import FakeOpenAIServer
 from billing.models import CreditHold
 from billing.reconcile import check_ledger
-from billing.services import grant
 from sessions_app import files
 from sessions_app.providers import EchoProvider, echo_tool_choices
 from sessions_app.tools import tool_specs
-from tests.factories import ChatSessionFactory, StaffUserFactory
+from tests.factories import ChatSessionFactory, fund
 
 pytestmark = pytest.mark.django_db
 
@@ -78,7 +76,7 @@ def openai(fake_model):
 
 @pytest.fixture
 def funded_session(user):
-    grant(user=user, amount=Decimal("10"), reason="test funds", initiated_by=StaffUserFactory())
+    fund(user)
     return ChatSessionFactory(owner=user)
 
 

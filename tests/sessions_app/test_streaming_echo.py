@@ -1,19 +1,16 @@
 """The echo provider streams too: deterministic pieces, the same turn as a plain POST (test client)."""
 
-from decimal import Decimal
-
 import pytest
 
 from billing.models import CreditHold
-from billing.services import grant
 from sessions_app.models import Turn
-from tests.factories import ChatSessionFactory, StaffUserFactory
+from tests.factories import ChatSessionFactory, fund
 
 pytestmark = [pytest.mark.django_db, pytest.mark.filterwarnings("ignore:StreamingHttpResponse")]
 
 
 def test_echo_streams_in_pieces_and_done_is_the_plain_turn_body(user_client, user):
-    grant(user=user, amount=Decimal("10"), reason="test funds", initiated_by=StaffUserFactory())
+    fund(user)
     session = ChatSessionFactory(owner=user)
     content = "A message long enough to come back in several pieces."
 

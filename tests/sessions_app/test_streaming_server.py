@@ -20,14 +20,14 @@ from django.utils import timezone
 from bench.fake_openai import FakeOpenAIServer
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, Wallet
 from billing.reconcile import check_ledger
-from billing.services import compute_cost, grant, release_expired_holds
+from billing.services import compute_cost, release_expired_holds
 from sessions_app.models import Message, Turn
 from sessions_app.providers import count_tokens, estimate_prompt_tokens
 from sessions_app.tools import tool_specs
-from tests.factories import ChatSessionFactory, StaffUserFactory, UserFactory, api_token
+from tests.factories import ChatSessionFactory, UserFactory, api_token, fund
 from tests.live_server import HOST, uvicorn_process, uvicorn_server
 
-pytestmark = [pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 DRIP = 0.05  # seconds between the fake model's 4-token pieces
 LONG = "Tell me everything about the history of the Mediterranean, in detail. " * 6
@@ -62,7 +62,7 @@ def account():
         model="echo-1", defaults={"input_price_per_1k": Decimal("0.5"), "output_price_per_1k": Decimal("1.5")}
     )
     user = UserFactory()
-    grant(user=user, amount=Decimal("10"), reason="test funds", initiated_by=StaffUserFactory())
+    fund(user)
     session = ChatSessionFactory(owner=user, model="echo-1")
     return user, api_token(user), session
 

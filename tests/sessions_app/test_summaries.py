@@ -6,11 +6,11 @@ import pytest
 
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, Wallet
 from billing.reconcile import check_ledger
-from billing.services import charge, grant
+from billing.services import charge
 from sessions_app.models import ChatSession, SessionSummary
 from sessions_app.providers import EchoProvider, ProviderTimeout
 from sessions_app.summaries import INSTRUCTIONS, fallback_summary
-from tests.factories import ChatSessionFactory, StaffUserFactory
+from tests.factories import ChatSessionFactory, fund
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +43,7 @@ def session(user, settings, monkeypatch):
     settings.LLM_CONTEXT_TOKENS = 200
     Recorder.sent = []
     monkeypatch.setattr("sessions_app.services.get_provider", Recorder)
-    grant(user=user, amount=Decimal("10"), reason="test funds", initiated_by=StaffUserFactory())
+    fund(user)
     return ChatSessionFactory(owner=user)
 
 

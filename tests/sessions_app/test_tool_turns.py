@@ -5,28 +5,16 @@ from decimal import Decimal
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from rest_framework.test import APIClient
 
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, Wallet
 from billing.reconcile import check_ledger
-from billing.services import grant
 from sessions_app.models import Message, ToolCallEvent, Turn, TurnCall
 from sessions_app.providers import EchoProvider, ProviderUnavailable
-from tests.factories import ChatSessionFactory, StaffUserFactory, UserFactory
+from tests.factories import ChatSessionFactory, UserFactory, client_for, fund
 
 pytestmark = pytest.mark.django_db
 
 NOTES = b"Budget 2026: travel 12,000 credits; tooling 8,500 credits. The offsite counts as training."
-
-
-def fund(user, amount="10"):
-    grant(user=user, amount=Decimal(amount), reason="test funds", initiated_by=StaffUserFactory())
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def upload(client, data=NOTES, name="budget.txt") -> int:

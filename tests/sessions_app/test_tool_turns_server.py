@@ -13,12 +13,11 @@ import pytest
 
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, Wallet
 from billing.reconcile import check_ledger
-from billing.services import grant
 from sessions_app.models import ToolCallEvent, Turn, TurnCall
-from tests.factories import ChatSessionFactory, ModelPriceFactory, StaffUserFactory, UserFactory, api_token
+from tests.factories import ChatSessionFactory, ModelPriceFactory, UserFactory, api_token, fund
 from tests.live_server import HOST, uvicorn_server
 
-pytestmark = [pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +36,7 @@ def server(django_db_setup, tmp_path_factory):
 def account(amount="10"):
     ModelPriceFactory(model="echo-1")  # a transactional test may run after a flush of the seeded price
     user = UserFactory()
-    grant(user=user, amount=Decimal(amount), reason="test funds", initiated_by=StaffUserFactory())
+    fund(user, amount)
     return user, api_token(user)
 
 

@@ -8,18 +8,14 @@ from django.test import override_settings
 
 from billing.models import CreditTransaction, LLMCallEvent, ModelPrice, Wallet
 from billing.selectors import known_price
-from billing.services import compute_cost, grant
+from billing.services import compute_cost
 from sessions_app import providers
 from sessions_app.models import Message, Turn
 from sessions_app.providers import Completion, count_tokens
 from sessions_app.selectors import HISTORY_MAX_MESSAGES
-from tests.factories import ChatSessionFactory, ModelPriceFactory, StaffUserFactory
+from tests.factories import ChatSessionFactory, ModelPriceFactory, fund
 
 pytestmark = pytest.mark.django_db
-
-
-def fund(user, amount: str):
-    return grant(user=user, amount=Decimal(amount), reason="test funds", initiated_by=StaffUserFactory())
 
 
 def nothing_written():

@@ -1,40 +1,11 @@
 """In a real browser: the admin login locks out a guesser while a colleague logs in and unlocks; admin and docs run under the CSP."""
 
-import os
-from pathlib import Path
-
 import pytest
 
+from tests.browser.pages import admin_login, expect, run_action, shoot
 from tests.factories import DEFAULT_PASSWORD, StaffUserFactory
 
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = (
-    "true"  # Playwright's loop runs in this thread (see test_browser.py)
-)
-
-CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"needs Chromium at {CHROMIUM} (CI installs it)"),
-]
-
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="needs the playwright package (requirements-dev)"
-)
-expect = sync_api.expect
-
-
-@pytest.fixture
-def browser():
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def page_from(browser, address: str, violations: list):
@@ -51,16 +22,9 @@ def page_from(browser, address: str, violations: list):
     return page
 
 
-def admin_login(page, url, username, password):
-    page.goto(f"{url}/admin/login/?next=/admin/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("input[type=submit]")
-
-
 @pytest.fixture
 def staff(settings):
-    """Seeded before `browser`: ORM work inside Playwright's loop leaves a connection open (test_browser.py)."""
+    """Seeded before `browser`: ORM work inside Playwright's loop leaves a connection open (conftest.py)."""
     settings.TRUSTED_PROXY_COUNT = 1
     settings.THROTTLE_AUTH_RATE = "10/minute"
     return StaffUserFactory(username="ops"), StaffUserFactory(username="lead", is_superuser=True)
@@ -77,7 +41,7 @@ def test_guesser_is_locked_out_while_a_colleague_logs_in_and_unlocks(live_server
         expect(guesser.locator(".errornote")).to_be_visible()
     admin_login(guesser, url, "ops", "one-guess-too-many")
     expect(guesser.locator("#login-locked h1")).to_have_text("Login locked")
-    guesser.screenshot(path=str(SCREENSHOTS / "security-01-locked.png"), full_page=True)
+    shoot(guesser, "security-01-locked")
     admin_login(guesser, url, "ops", DEFAULT_PASSWORD)  # the right password does not help now
     expect(guesser.locator("#login-locked")).to_be_visible()
 
@@ -86,11 +50,9 @@ def test_guesser_is_locked_out_while_a_colleague_logs_in_and_unlocks(live_server
     expect(colleague.locator("#site-name")).to_be_visible()
     colleague.goto(f"{url}/admin/accounts/user/?q=ops")
     row = colleague.locator("#result_list tbody tr", has_text="ops")
-    row.locator("input.action-select").check()
-    colleague.select_option("select[name=action]", "unlock_admin_login")
-    colleague.click("button[name=index]")
+    run_action(colleague, row, "unlock_admin_login")
     expect(colleague.locator(".messagelist .success")).to_have_text("Unlocked admin login for 1 user(s).")
-    colleague.screenshot(path=str(SCREENSHOTS / "security-02-unlocked.png"), full_page=True)
+    shoot(colleague, "security-02-unlocked")
 
     admin_login(guesser, url, "ops", DEFAULT_PASSWORD)
     expect(guesser.locator("#site-name")).to_be_visible()
@@ -107,7 +69,7 @@ def test_admin_and_swagger_ui_work_under_the_content_security_policy(live_server
     assert "script-src 'self'" in response.headers["content-security-policy"]
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("creditdesk API")
     expect(page.locator(".opblock-summary-path").first).to_be_visible()
-    page.screenshot(path=str(SCREENSHOTS / "security-03-docs-under-csp.png"), full_page=True)
+    shoot(page, "security-03-docs-under-csp")
 
     admin_login(page, url, "lead", DEFAULT_PASSWORD)
     page.goto(f"{url}/admin/billing/wallet/")

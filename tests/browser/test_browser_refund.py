@@ -8,8 +8,10 @@ from django.db import connection
 from billing import services
 from billing.models import CreditTransaction
 from billing.reconcile import check_ledger
-from tests.factories import DEFAULT_PASSWORD, ModelPriceFactory, StaffUserFactory, UserFactory
-from tests.test_browser import expect, page, pytestmark, shoot  # noqa: F401 - the page fixture and marks
+from tests.browser.pages import admin_login, expect, run_action, shoot
+from tests.factories import ModelPriceFactory, StaffUserFactory, UserFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture
@@ -22,19 +24,14 @@ def debit(db):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_support_refunds_part_of_a_debit_from_the_ledger(live_server, debit, page):  # noqa: F811
+def test_support_refunds_part_of_a_debit_from_the_ledger(live_server, debit, page):
     url = live_server.url
-    page.goto(f"{url}/admin/login/?next=/admin/")
-    page.fill("#id_username", "boss")
-    page.fill("#id_password", DEFAULT_PASSWORD)
-    page.click("input[type=submit]")
+    admin_login(page, url, "boss")
     expect(page.locator("#site-name")).to_be_visible()
 
     page.goto(f"{url}/admin/billing/credittransaction/?kind=debit")
     row = page.locator("#result_list tbody tr", has_text="carol")
-    row.locator("input.action-select").check()
-    page.select_option("select[name=action]", "refund")
-    page.click("button[name=index]")
+    run_action(page, row, "refund")
 
     # The intermediate form: the debit, what is left of it, then amount and reason.
     expect(page.locator("h1")).to_have_text("Refund debits")

@@ -1,10 +1,8 @@
 """A support agent's day in a real browser: log in, grant credits, read the ledger, read daily usage."""
 
 import importlib
-import os
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.apps import apps as global_apps
@@ -12,47 +10,10 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from billing.models import LLMCallEvent
-from tests.factories import DEFAULT_PASSWORD, LLMCallEventFactory, StaffUserFactory, UserFactory
+from tests.browser.pages import admin_login, expect, run_action, shoot
+from tests.factories import LLMCallEventFactory, StaffUserFactory, UserFactory
 
-# Playwright's sync API keeps an event loop running in this thread; Django would otherwise refuse
-# the ORM calls the test makes to seed and check data.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
-CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"needs Chromium at {CHROMIUM} (CI installs it)"),
-]
-
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="needs the playwright package (requirements-dev)"
-)
-expect = sync_api.expect
-
-
-@pytest.fixture
-def page():
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1440, "height": 900})
-        context.set_default_timeout(15_000)
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
-            browser.close()
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture
@@ -79,20 +40,13 @@ def seeded(settings):
     return {"agent": agent, "alice": alice, "bob": bob}
 
 
-def shoot(page, name: str):
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
 @pytest.mark.django_db(transaction=True)
 def test_support_agent_grants_credits_then_reads_ledger_and_daily_usage(live_server, seeded, page):
     # `seeded` before `page`: ORM work done inside Playwright's greenlet opens a connection that
     # pytest-django never closes (PostgreSQL then refuses to drop the test database).
     url = live_server.url
 
-    page.goto(f"{url}/admin/login/?next=/admin/")
-    page.fill("#id_username", "agent")
-    page.fill("#id_password", DEFAULT_PASSWORD)
-    page.click("input[type=submit]")
+    admin_login(page, url, "agent")
     expect(page.locator("#site-name")).to_be_visible()
     expect(page.get_by_role("link", name="Daily usage")).to_be_visible()
     shoot(page, "01-admin-index")
@@ -103,9 +57,7 @@ def test_support_agent_grants_credits_then_reads_ledger_and_daily_usage(live_ser
     expect(alice_row).to_contain_text("0.000000")
     expect(alice_row.locator(".low-balance")).to_have_count(1)
     shoot(page, "02-wallet-list")
-    alice_row.locator("input.action-select").check()
-    page.select_option("select[name=action]", "grant_credits")
-    page.click("button[name=index]")
+    run_action(page, alice_row, "grant_credits")
 
     # The intermediate form.
     expect(page.locator("h1")).to_have_text("Grant credits")
