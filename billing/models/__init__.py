@@ -15,8 +15,10 @@ from billing.models.ledger import (
 )
 from billing.models.metering import LLMCallEvent, ModelPrice
 from billing.models.rollups import (
+    USAGE_FIGURES,
     UsageDaily,
     UsageDayShard,
+    UsageFigure,
     UsageFigures,
     UsageRollupState,
     UsageUserMonth,
@@ -24,6 +26,7 @@ from billing.models.rollups import (
 )
 
 __all__ = [
+    "USAGE_FIGURES",
     "CreditHold",
     "CreditTransaction",
     "CreditTransactionQuerySet",
@@ -33,6 +36,7 @@ __all__ = [
     "MoneyField",
     "UsageDaily",
     "UsageDayShard",
+    "UsageFigure",
     "UsageFigures",
     "UsageRollupState",
     "UsageUserMonth",

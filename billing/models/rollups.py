@@ -1,29 +1,132 @@
 """The usage rollups: what a recorded call adds up per day, user, model and shard, and active-day bitmaps."""
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 from billing.models.fields import MoneyField
+from billing.models.metering import LLMCallEvent
 
 
-class UsageFigures(models.Model):
-    """What a usage rollup row adds up: successful calls with their tokens and cost; the rest apart."""
+@dataclass(frozen=True)
+class UsageFigure:
+    """One figure every usage rollup row adds up, declared once for the model, the upkeep, the rebuild and the readers."""
 
-    calls = models.BigIntegerField(default=0)
-    failed_calls = models.BigIntegerField(default=0)
-    input_tokens = models.BigIntegerField(default=0)
-    output_tokens = models.BigIntegerField(default=0)
-    cost = MoneyField(default=0)
-    shadow_refusals = models.BigIntegerField(default=0)
+    name: str  # the rollup column, and the key the usage selectors return it under
+    money: bool  # credits (a MoneyField, read as Decimal), else a count (a bigint)
+    recount: str  # its value over a group of LLMCallEvent rows, in SQL: the rebuild's aggregate
+    of_call: Callable[[LLMCallEvent], int | Decimal]  # what one recorded call adds to it
+    param: str  # the charge statement's parameter that carries of_call's value
+    # A column added after rollup rows existed: the database fills those rows (and raw inserts) with 0.
+    db_default: bool = False
+
+    def model_field(self) -> models.Field:
+        defaults = {"default": 0, **({"db_default": 0} if self.db_default else {})}
+        return MoneyField(**defaults) if self.money else models.BigIntegerField(**defaults)
+
+
+def _ok(event: LLMCallEvent) -> bool:
+    return event.status == LLMCallEvent.Status.OK
+
+
+def _cost_for(purpose: str) -> Callable[[LLMCallEvent], Decimal | int]:
+    return lambda event: event.cost if _ok(event) and event.purpose == purpose else 0
+
+
+# Calls, tokens and cost count successful calls; failed calls, shadow refusals and fallbacks are apart.
+# A new figure is one entry here (and its migration): the rollup models, the charge's upsert, the
+# rebuild and the usage selectors are all built from this tuple, in this order.
+USAGE_FIGURES = (
+    UsageFigure(
+        "calls",
+        money=False,
+        recount="count(*) FILTER (WHERE status = 'ok')",
+        of_call=lambda event: 1 if _ok(event) else 0,
+        param="calls",
+    ),
+    UsageFigure(
+        "failed_calls",
+        money=False,
+        recount="count(*) FILTER (WHERE status = 'error')",
+        of_call=lambda event: 0 if _ok(event) else 1,
+        param="failed_calls",
+    ),
+    UsageFigure(
+        "input_tokens",
+        money=False,
+        recount="coalesce(sum(input_tokens) FILTER (WHERE status = 'ok'), 0)",
+        of_call=lambda event: event.input_tokens if _ok(event) else 0,
+        param="input_tokens",
+    ),
+    UsageFigure(
+        "output_tokens",
+        money=False,
+        recount="coalesce(sum(output_tokens) FILTER (WHERE status = 'ok'), 0)",
+        of_call=lambda event: event.output_tokens if _ok(event) else 0,
+        param="output_tokens",
+    ),
+    UsageFigure(
+        "cost",
+        money=True,
+        recount="coalesce(sum(cost) FILTER (WHERE status = 'ok'), 0)",
+        of_call=lambda event: event.cost if _ok(event) else 0,
+        param="cost",
+    ),
+    UsageFigure(
+        "shadow_refusals",
+        money=False,
+        recount="count(*) FILTER (WHERE shadow_refusal)",
+        of_call=lambda event: 1 if event.shadow_refusal else 0,
+        param="shadow_count",
+    ),
     # Calls whose answer was replaced by a deterministic fallback (LLMCallEvent.used_fallback).
-    summary_fallbacks = models.BigIntegerField(default=0, db_default=0)
+    UsageFigure(
+        "summary_fallbacks",
+        money=False,
+        recount="count(*) FILTER (WHERE used_fallback)",
+        of_call=lambda event: 1 if event.used_fallback else 0,
+        param="fallback_count",
+        db_default=True,
+    ),
     # The part of `cost` spent on tool follow-ups and on session summaries (the rest answered users).
-    tool_followup_cost = MoneyField(default=0, db_default=0)
-    summary_cost = MoneyField(default=0, db_default=0)
+    UsageFigure(
+        "tool_followup_cost",
+        money=True,
+        recount="coalesce(sum(cost) FILTER (WHERE status = 'ok' AND purpose = 'tool_followup'), 0)",
+        of_call=_cost_for(LLMCallEvent.Purpose.TOOL_FOLLOWUP),
+        param="followup_cost",
+        db_default=True,
+    ),
+    UsageFigure(
+        "summary_cost",
+        money=True,
+        recount="coalesce(sum(cost) FILTER (WHERE status = 'ok' AND purpose = 'summary'), 0)",
+        of_call=_cost_for(LLMCallEvent.Purpose.SUMMARY),
+        param="summary_cost",
+        db_default=True,
+    ),
+)
 
-    class Meta:
-        abstract = True
+
+class _UsageFiguresMeta:
+    abstract = True
+
+
+# What a usage rollup row adds up: one column per USAGE_FIGURES entry, in its order.
+UsageFigures = type(
+    "UsageFigures",
+    (models.Model,),
+    {
+        "__module__": __name__,
+        "__doc__": "What a usage rollup row adds up: one column per figure of USAGE_FIGURES.",
+        "Meta": _UsageFiguresMeta,
+        **{figure.name: figure.model_field() for figure in USAGE_FIGURES},
+    },
+)
 
 
 class UsageDaily(UsageFigures):
