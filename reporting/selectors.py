@@ -1,7 +1,7 @@
 """Reporting reads: the usage summary presented from billing's usage selectors, and the ledger rows for CSV export."""
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from billing.models import CreditTransaction
-from billing.usage_selectors import BUCKETS, MONEY_KEYS, USAGE_KEYS, usage_by_bucket, usage_totals
+from billing.usage_selectors import BUCKETS, MONEY_KEYS, usage_by_bucket, usage_totals
 from core.money import to_decimal
 
 DEFAULT_RANGE_DAYS = 30
@@ -79,10 +79,15 @@ def _money(value) -> Decimal:
     return to_decimal(value if value is not None else 0)
 
 
+# The figures a report shows (UsageRow's): billing's usage selectors may answer more, such as a
+# figure just declared in billing.models.USAGE_FIGURES that no report presents yet.
+_SHOWN = tuple(field.name for field in fields(UsageRow) if field.name != "date")
+
+
 def _figures(values: dict) -> dict:
-    """A bucket's or a range's figures by billing's USAGE_KEYS, an empty aggregate (None) read as 0."""
-    figures = {key: values.get(key) or 0 for key in USAGE_KEYS}
-    for key in MONEY_KEYS:
+    """A bucket's or a range's shown figures, an empty aggregate (None) read as 0."""
+    figures = {key: values.get(key) or 0 for key in _SHOWN}
+    for key in set(MONEY_KEYS) & set(_SHOWN):
         figures[key] = _money(values.get(key))
     return figures
 
