@@ -1,12 +1,13 @@
 """The usage rollups: their layout, the rows a recorded call adds to them, and the rebuild from events.
 
 Every recorded model call (billing.services.charging) updates the rollups in its own statement, so
-they are current from the first call on; readers (reporting.selectors) never scan the events. The
+they are current from the first call on; readers (billing.usage_selectors) never scan the events. The
 event scan lives only in `rebuild_usage_rollup` (a backfill, and after REPORT_TIME_ZONE changes).
 
-Tables, all keyed by the local day in REPORT_TIME_ZONE:
+Tables, all keyed by the local day in REPORT_TIME_ZONE, their figures declared once
+(billing.models.USAGE_FIGURES) and every statement below built from that declaration:
 - UsageDaily (day, user, model): the figures, for summaries filtered by user or model;
-- UsageDayShard (day, user_id % SHARDS): the figures plus the shard's active users, for unfiltered ones;
+- UsageDayShard (day, user_id mod SHARDS): the figures plus the shard's active users, for unfiltered ones;
 - UsageUserMonth / UsageUserWeek (period, user): a bitmap of the days the user had a successful call,
   so that unique users over any range are counted without scanning (layout: `Bitmap` below).
 """
@@ -21,6 +22,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from billing.models import (
+    USAGE_FIGURES,
     LLMCallEvent,
     UsageDaily,
     UsageDayShard,
@@ -31,11 +33,14 @@ from billing.models import (
 
 logger = logging.getLogger(__name__)
 
-ROLLUP = UsageDaily._meta.db_table
+DAILY = UsageDaily._meta.db_table
 DAY_SHARD = UsageDayShard._meta.db_table
 EVENT = LLMCallEvent._meta.db_table
-# UsageDayShard.shard = user_id % SHARDS. Changing it needs a rebuild; readers sum over every shard.
+# UsageDayShard.shard = user_id mod SHARDS. Changing it needs a rebuild; readers sum over every shard.
 SHARDS = 16
+
+# The figures' columns, in USAGE_FIGURES order, as every statement over the rollups lists them.
+FIGURE_COLUMNS = ", ".join(figure.name for figure in USAGE_FIGURES)
 
 
 @dataclass(frozen=True)
@@ -78,11 +83,17 @@ class Bitmap:
             "last_mask": self.mask(period=last, start=start, end=end),
         }
         column = self.column
-        sql = (
-            f"SELECT {column} AS period, user_id FROM {self.table} "  # noqa: S608 - our table
-            f"WHERE {column} BETWEEN %(first)s AND %(last)s AND (days & CASE {column} "
-            "WHEN %(first)s THEN %(first_mask)s WHEN %(last)s THEN %(last_mask)s ELSE -1 END) <> 0"
-        )
+        sql = f"""
+            SELECT {column} AS period, user_id
+            FROM {self.table}
+            WHERE {column} BETWEEN %(first)s AND %(last)s
+                -- the range's days only, in the periods it starts and ends in
+                AND (days & CASE {column}
+                    WHEN %(first)s THEN %(first_mask)s
+                    WHEN %(last)s THEN %(last_mask)s
+                    ELSE -1
+                END) <> 0
+        """  # noqa: S608 - our table
         return sql, params
 
 
@@ -92,79 +103,75 @@ BITMAPS = {
 }
 _MONTH, _WEEK = BITMAPS["month"], BITMAPS["week"]
 
+
+def _call_values() -> str:
+    """The call's own value of each figure: its parameters (call_params), in column order."""
+    return ", ".join(f"%({figure.param})s" for figure in USAGE_FIGURES)
+
+
+def _added_to(row: str) -> str:
+    """An upsert's SET list: each figure of the existing row (`row`) plus the call's (EXCLUDED)."""
+    return ",\n            ".join(
+        f"{figure.name} = {row}.{figure.name} + EXCLUDED.{figure.name}" for figure in USAGE_FIGURES
+    )
+
+
 # The rollups' upkeep for one recorded call, as CTEs of billing.services.charging's statement.
-# Parameters: day, user_id, model, calls and failed_calls (1/0 or 0/1), input_tokens, output_tokens,
-# cost (the figures count successful calls only: zeros for a failed one), shadow_count, fallback_count,
-# followup_cost and summary_cost (the call's cost again when it was made for that purpose, else 0).
-#   r:  the (day, user, model) row.
-#   um: on the user's first successful call of the local day, set the day's bit in the month bitmap;
-#       the ON CONFLICT ... WHERE re-checks the bit on the latest row version under the row lock, so
-#       exactly one call per user and local day gets a row back.
-#   uw: that call also sets the day's bit in the week bitmap.
-#   ds: the figures go to the (day, user shard) row, plus one user when um returned a row.
-# Lock order: ds reads r and um, so the row other users share is locked after the user's own rows;
-# only uw may run after it, and uw's row is written by nothing but this user's successful calls,
-# which all hold the user's wallet first.
-_FIGURES = (
-    "calls, failed_calls, input_tokens, output_tokens, cost, shadow_refusals, summary_fallbacks,"
-    " tool_followup_cost, summary_cost"
-)
-CALL_CTES = (
-    f"r AS (INSERT INTO {ROLLUP} (day, user_id, model, {_FIGURES}) VALUES (%(day)s, %(user_id)s, %(model)s,"  # noqa: S608
-    " %(calls)s, %(failed_calls)s, %(input_tokens)s, %(output_tokens)s, %(cost)s, %(shadow_count)s,"
-    " %(fallback_count)s, %(followup_cost)s, %(summary_cost)s) ON CONFLICT (day, user_id, model) DO UPDATE SET"
-    f" calls = {ROLLUP}.calls + EXCLUDED.calls, failed_calls = {ROLLUP}.failed_calls + EXCLUDED.failed_calls,"
-    f" input_tokens = {ROLLUP}.input_tokens + EXCLUDED.input_tokens,"
-    f" output_tokens = {ROLLUP}.output_tokens + EXCLUDED.output_tokens, cost = {ROLLUP}.cost + EXCLUDED.cost,"
-    f" shadow_refusals = {ROLLUP}.shadow_refusals + EXCLUDED.shadow_refusals,"
-    f" summary_fallbacks = {ROLLUP}.summary_fallbacks + EXCLUDED.summary_fallbacks,"
-    f" tool_followup_cost = {ROLLUP}.tool_followup_cost + EXCLUDED.tool_followup_cost,"
-    f" summary_cost = {ROLLUP}.summary_cost + EXCLUDED.summary_cost RETURNING calls"
-    "), um AS ("
-    f" INSERT INTO {_MONTH.table} AS t (month, user_id, days)"
-    f" SELECT {_MONTH.start_sql('%(day)s::date')}, %(user_id)s, {_MONTH.bit_sql('%(day)s::date')}"
-    " FROM r WHERE %(calls)s = 1 AND r.calls = 1"
-    " ON CONFLICT (month, user_id) DO UPDATE SET days = t.days | EXCLUDED.days"
-    " WHERE (t.days & EXCLUDED.days) = 0 RETURNING 1"
-    "), uw AS ("
-    f" INSERT INTO {_WEEK.table} AS t (week, user_id, days)"
-    f" SELECT {_WEEK.start_sql('%(day)s::date')}, %(user_id)s, {_WEEK.bit_sql('%(day)s::date')} FROM um"
-    " ON CONFLICT (week, user_id) DO UPDATE SET days = t.days | EXCLUDED.days"
-    "), ds AS ("
-    f" INSERT INTO {DAY_SHARD} AS t (day, shard, {_FIGURES}, users)"
-    f" SELECT %(day)s, mod(%(user_id)s, {SHARDS}), %(calls)s, %(failed_calls)s, %(input_tokens)s,"
-    " %(output_tokens)s, %(cost)s, %(shadow_count)s, %(fallback_count)s, %(followup_cost)s, %(summary_cost)s,"
-    " (SELECT count(*) FROM um)"
-    # FROM r: the shared row is locked after the user's row even when um never reads r (a failed
-    # call, where um's WHERE is false and r would otherwise run after this insert).
-    " FROM r ON CONFLICT (day, shard) DO UPDATE SET calls = t.calls + EXCLUDED.calls,"
-    " failed_calls = t.failed_calls + EXCLUDED.failed_calls,"
-    " input_tokens = t.input_tokens + EXCLUDED.input_tokens,"
-    " output_tokens = t.output_tokens + EXCLUDED.output_tokens, cost = t.cost + EXCLUDED.cost,"
-    " shadow_refusals = t.shadow_refusals + EXCLUDED.shadow_refusals,"
-    " summary_fallbacks = t.summary_fallbacks + EXCLUDED.summary_fallbacks,"
-    " tool_followup_cost = t.tool_followup_cost + EXCLUDED.tool_followup_cost,"
-    " summary_cost = t.summary_cost + EXCLUDED.summary_cost, users = t.users + EXCLUDED.users"
-    ")"
-)
+# Parameters: day, user_id, model, and each figure's `param` (USAGE_FIGURES) with the call's own
+# value of it (call_params: zeros for the figures a failed call does not count).
+# Lock order: shard_usage reads daily_usage and new_active_day, so the row other users share is
+# locked after the user's own rows; only week_active_day may run after it, and its row is written by
+# nothing but this user's successful calls, which all hold the user's wallet first.
+CALL_CTES = f"""
+    -- The (day, user, model) row: inserted, or the call's figures added to it.
+    daily_usage AS (
+        INSERT INTO {DAILY} (day, user_id, model, {FIGURE_COLUMNS})
+        VALUES (%(day)s, %(user_id)s, %(model)s, {_call_values()})
+        ON CONFLICT (day, user_id, model) DO UPDATE SET
+            {_added_to(DAILY)}
+        RETURNING calls
+    ),
+    -- On the user's first successful call of the local day, the day's bit set in the month bitmap.
+    -- The ON CONFLICT ... WHERE re-checks the bit on the latest row version under the row lock, so
+    -- exactly one call per user and local day gets a row back.
+    new_active_day AS (
+        INSERT INTO {_MONTH.table} AS existing (month, user_id, days)
+        SELECT {_MONTH.start_sql("%(day)s::date")}, %(user_id)s, {_MONTH.bit_sql("%(day)s::date")}
+        FROM daily_usage
+        WHERE %(calls)s = 1 AND daily_usage.calls = 1
+        ON CONFLICT (month, user_id) DO UPDATE SET days = existing.days | EXCLUDED.days
+        WHERE (existing.days & EXCLUDED.days) = 0
+        RETURNING 1
+    ),
+    -- That call also sets the day's bit in the week bitmap.
+    week_active_day AS (
+        INSERT INTO {_WEEK.table} AS existing (week, user_id, days)
+        SELECT {_WEEK.start_sql("%(day)s::date")}, %(user_id)s, {_WEEK.bit_sql("%(day)s::date")}
+        FROM new_active_day
+        ON CONFLICT (week, user_id) DO UPDATE SET days = existing.days | EXCLUDED.days
+    ),
+    -- The figures go to the (day, user shard) row, plus one user when new_active_day returned a row.
+    -- FROM daily_usage: the shared row is locked after the user's row even when new_active_day
+    -- never reads daily_usage (a failed call, where its WHERE is false and daily_usage would
+    -- otherwise run after this insert).
+    shard_usage AS (
+        INSERT INTO {DAY_SHARD} AS existing (day, shard, {FIGURE_COLUMNS}, users)
+        SELECT %(day)s, mod(%(user_id)s, {SHARDS}), {_call_values()},
+            (SELECT count(*) FROM new_active_day)
+        FROM daily_usage
+        ON CONFLICT (day, shard) DO UPDATE SET
+            {_added_to("existing")},
+            users = existing.users + EXCLUDED.users
+    )"""  # noqa: S608 - every name is one of our tables
 # Every table a call writes a rollup row in, in the order it writes them (the rebuild locks them so).
-TABLES = (ROLLUP, _MONTH.table, _WEEK.table, DAY_SHARD)
+TABLES = (DAILY, _MONTH.table, _WEEK.table, DAY_SHARD)
 
 
 def call_params(event: LLMCallEvent) -> dict:
     """CALL_CTES' parameters for one event (user_id and model are the event's, named alike)."""
-    ok = event.status == LLMCallEvent.Status.OK
     return {
         "day": local_day(event.created_at),
-        "calls": 1 if ok else 0,
-        "failed_calls": 0 if ok else 1,
-        "input_tokens": event.input_tokens if ok else 0,
-        "output_tokens": event.output_tokens if ok else 0,
-        "cost": event.cost if ok else 0,
-        "shadow_count": 1 if event.shadow_refusal else 0,
-        "fallback_count": 1 if event.used_fallback else 0,
-        "followup_cost": event.cost if ok and event.purpose == LLMCallEvent.Purpose.TOOL_FOLLOWUP else 0,
-        "summary_cost": event.cost if ok and event.purpose == LLMCallEvent.Purpose.SUMMARY else 0,
+        **{figure.param: figure.of_call(event) for figure in USAGE_FIGURES},
     }
 
 
@@ -178,19 +185,45 @@ def built_for_time_zone() -> str | None:
     return UsageRollupState.objects.values_list("time_zone", flat=True).first()
 
 
+# The rebuild, step by step: lock every rollup table in the order a call writes them, empty them,
+# recount the (day, user, model) rows from the events, then derive the others from those rows.
+_LOCK_SQL = f"""
+    LOCK TABLE {", ".join(TABLES)}
+    IN EXCLUSIVE MODE
+"""
+_EMPTY_SQL = tuple(f"DELETE FROM {table}" for table in TABLES)  # noqa: S608 - our tables
+_RECOUNT_SQL = f"""
+    INSERT INTO {DAILY} (day, user_id, model, {FIGURE_COLUMNS})
+    -- each event's local day (the zone is the parameter), user and model, and each figure's recount
+    SELECT (created_at AT TIME ZONE %s)::date, user_id, model,
+        {", ".join(figure.recount for figure in USAGE_FIGURES)}
+    FROM {EVENT}
+    GROUP BY 1, 2, 3
+    ORDER BY 1, 2, 3
+"""  # noqa: S608 - our tables
 # The tables derived from the recounted (day, user, model) rows, each in key order so that a date
 # range's rows sit together on disk as well as in the index.
 _DERIVE_SQL = (
-    f"INSERT INTO {DAY_SHARD} (day, shard, {_FIGURES}, users) "  # noqa: S608
-    f"SELECT day, mod(user_id, {SHARDS}), sum(calls), sum(failed_calls), sum(input_tokens), "
-    "sum(output_tokens), sum(cost), sum(shadow_refusals), sum(summary_fallbacks), sum(tool_followup_cost), "
-    "sum(summary_cost), "
-    "count(DISTINCT user_id) FILTER (WHERE calls > 0) "
-    f"FROM {ROLLUP} GROUP BY 1, 2 ORDER BY 1, 2",
+    f"""
+    INSERT INTO {DAY_SHARD} (day, shard, {FIGURE_COLUMNS}, users)
+    -- the shard's figures are the sums of its users' rows; its users, those with a successful call
+    SELECT day, mod(user_id, {SHARDS}),
+        {", ".join(f"sum({figure.name})" for figure in USAGE_FIGURES)},
+        count(DISTINCT user_id) FILTER (WHERE calls > 0)
+    FROM {DAILY}
+    GROUP BY 1, 2
+    ORDER BY 1, 2
+    """,  # noqa: S608 - our tables
     *(
-        f"INSERT INTO {b.table} ({b.column}, user_id, days) "  # noqa: S608
-        f"SELECT {b.start_sql('day')}, user_id, bit_or({b.bit_sql('day')}) "
-        f"FROM {ROLLUP} WHERE calls > 0 GROUP BY 1, 2 ORDER BY 1, 2"
+        f"""
+    INSERT INTO {b.table} ({b.column}, user_id, days)
+    -- one bit per day with a successful call, or-ed together per period and user
+    SELECT {b.start_sql("day")}, user_id, bit_or({b.bit_sql("day")})
+    FROM {DAILY}
+    WHERE calls > 0
+    GROUP BY 1, 2
+    ORDER BY 1, 2
+    """  # noqa: S608 - our tables
         for b in (_MONTH, _WEEK)
     ),
 )
@@ -208,22 +241,10 @@ def rebuild_usage_rollup() -> int:
     tz = settings.REPORT_TIME_ZONE
     ZoneInfo(tz)  # a bad zone fails here, before anything is locked
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"LOCK TABLE {', '.join(TABLES)} IN EXCLUSIVE MODE")
-        for table in TABLES:
-            cursor.execute(f"DELETE FROM {table}")  # noqa: S608
-        cursor.execute(
-            f"INSERT INTO {ROLLUP} (day, user_id, model, {_FIGURES}) "  # noqa: S608
-            "SELECT (created_at AT TIME ZONE %s)::date, user_id, model, "
-            "count(*) FILTER (WHERE status = 'ok'), count(*) FILTER (WHERE status = 'error'), "
-            "coalesce(sum(input_tokens) FILTER (WHERE status = 'ok'), 0), "
-            "coalesce(sum(output_tokens) FILTER (WHERE status = 'ok'), 0), "
-            "coalesce(sum(cost) FILTER (WHERE status = 'ok'), 0), "
-            "count(*) FILTER (WHERE shadow_refusal), count(*) FILTER (WHERE used_fallback), "
-            "coalesce(sum(cost) FILTER (WHERE status = 'ok' AND purpose = 'tool_followup'), 0), "
-            "coalesce(sum(cost) FILTER (WHERE status = 'ok' AND purpose = 'summary'), 0) "
-            f"FROM {EVENT} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-            [tz],
-        )
+        cursor.execute(_LOCK_SQL)
+        for statement in _EMPTY_SQL:
+            cursor.execute(statement)
+        cursor.execute(_RECOUNT_SQL, [tz])
         rows = cursor.rowcount
         for statement in _DERIVE_SQL:
             cursor.execute(statement)

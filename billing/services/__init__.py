@@ -9,7 +9,6 @@
 from billing.services.charging import ChargeResult, charge, compute_cost, record_failed_call
 from billing.services.holds import (
     Reservation,
-    enforcement_applies,
     record_progress,
     release,
     release_expired_holds,
@@ -40,7 +39,6 @@ __all__ = [
     "Reservation",
     "charge",
     "compute_cost",
-    "enforcement_applies",
     "grant",
     "open_wallet",
     "record_failed_call",

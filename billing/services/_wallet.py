@@ -13,10 +13,12 @@ from core.money import to_decimal
 WALLET = Wallet._meta.db_table
 # The UPDATE locks the row for the rest of the caller's transaction: concurrent writers queue on it,
 # and each reads the balance the previous one left. RETURNING gives balance_after from this statement.
-_MOVE_SQL = (
-    f"UPDATE {WALLET} SET balance = balance + %s, held = held + %s, updated_at = %s "  # noqa: S608 - our table
-    "WHERE user_id = %s RETURNING id, balance"
-)
+_MOVE_SQL = f"""
+    UPDATE {WALLET}
+    SET balance = balance + %(amount)s, held = held + %(held)s, updated_at = %(now)s
+    WHERE user_id = %(user_id)s
+    RETURNING id, balance
+"""  # noqa: S608 - our table
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class Moved:
 def move(*, user_id: int, amount: Decimal, held: Decimal = Decimal(0)) -> Moved:
     """Add `amount` to the balance and `held` to the holds, recording any crossing; the caller holds the transaction."""
     with connection.cursor() as cursor:
-        cursor.execute(_MOVE_SQL, [amount, held, timezone.now(), user_id])
+        cursor.execute(_MOVE_SQL, {"amount": amount, "held": held, "now": timezone.now(), "user_id": user_id})
         row = cursor.fetchone()
     if row is None:
         raise Wallet.DoesNotExist(f"User {user_id} has no wallet.")

@@ -19,33 +19,54 @@ _EVENT_COLUMNS = (
     "user_id, model, provider, input_tokens, output_tokens, cost, input_price_per_1k, "
     "output_price_per_1k, status, error, latency_ms, shadow_refusal, purpose, used_fallback, created_at"
 )
-# Every recorded call, successful or failed, is this one statement (data-modifying CTEs): the event;
-# its hold closed (settled, or released for a failed call); the wallet moved by the cost and freed
-# of the hold, by UPDATE ... RETURNING; the debit row chained from that balance (none when the call
-# cost nothing: a debit is never 0); and the usage rollups. The hold is locked before the wallet
-# (h feeds w), the order release_expired_holds and reserve take them in; the rollup rows come last.
-_RECORD_SQL = (
-    "WITH ev AS ("  # noqa: S608 - every name below is one of our tables
-    f" INSERT INTO {LLMCallEvent._meta.db_table} ({_EVENT_COLUMNS}) VALUES (%(user_id)s, %(model)s,"
-    " %(provider)s, %(input_tokens)s, %(output_tokens)s, %(cost)s, %(input_price)s, %(output_price)s,"
-    " %(status)s, %(error)s, %(latency_ms)s, %(shadow)s, %(purpose)s, %(used_fallback)s, %(occurred_at)s)"
-    " RETURNING id"
-    "), h AS ("
-    f" UPDATE {CreditHold._meta.db_table} SET status = %(hold_status)s, closed_at = %(now)s,"
-    " llm_call_id = (SELECT id FROM ev)"
-    " WHERE id = %(hold_id)s AND status = 'held' RETURNING amount"
-    "), w AS ("
-    f" UPDATE {WALLET} SET balance = balance + %(amount)s,"
-    " held = held - coalesce((SELECT amount FROM h), 0), updated_at = %(now)s"
-    " WHERE user_id = %(user_id)s RETURNING id, balance"
-    "), tx AS ("
-    f" INSERT INTO {CreditTransaction._meta.db_table} (wallet_id, kind, amount, balance_after, reason,"
-    " initiated_by_id, llm_call_id, idempotency_key, created_at)"
-    " SELECT w.id, 'debit', %(amount)s, w.balance, %(reason)s, NULL, ev.id, NULL, %(occurred_at)s"
-    " FROM ev, w WHERE %(amount)s < 0 RETURNING id"
-    f"), {rollup.CALL_CTES}"
-    " SELECT ev.id, w.id, w.balance, tx.id FROM ev LEFT JOIN w ON true LEFT JOIN tx ON true"
-)
+# Every recorded call, successful or failed, is this one statement (data-modifying CTEs). The hold
+# is locked before the wallet (closed_hold feeds moved_wallet), the order release_expired_holds and
+# reserve take them in; the rollup rows come last (billing.rollup.CALL_CTES, which also reads the
+# parameters day, user_id, model and the figures').
+_RECORD_SQL = f"""
+    WITH
+    -- 1. The event, with the unit prices it was charged at.
+    call_event AS (
+        INSERT INTO {LLMCallEvent._meta.db_table} ({_EVENT_COLUMNS})
+        VALUES (%(user_id)s, %(model)s, %(provider)s, %(input_tokens)s, %(output_tokens)s, %(cost)s,
+            %(input_price)s, %(output_price)s, %(status)s, %(error)s, %(latency_ms)s, %(shadow)s,
+            %(purpose)s, %(used_fallback)s, %(occurred_at)s)
+        RETURNING id
+    ),
+    -- 2. Its hold closed (settled, or released for a failed call), if it is still open.
+    closed_hold AS (
+        UPDATE {CreditHold._meta.db_table}
+        SET status = %(hold_status)s, closed_at = %(now)s, llm_call_id = (SELECT id FROM call_event)
+        WHERE id = %(hold_id)s AND status = 'held'
+        RETURNING amount
+    ),
+    -- 3. The wallet moved by the cost and freed of the hold; RETURNING gives the balance after.
+    moved_wallet AS (
+        UPDATE {WALLET}
+        SET balance = balance + %(amount)s,
+            held = held - coalesce((SELECT amount FROM closed_hold), 0),
+            updated_at = %(now)s
+        WHERE user_id = %(user_id)s
+        RETURNING id, balance
+    ),
+    -- 4. The debit row chained from that balance; none when the call cost nothing (a debit is never 0).
+    debit_row AS (
+        INSERT INTO {CreditTransaction._meta.db_table} (wallet_id, kind, amount, balance_after, reason,
+            initiated_by_id, llm_call_id, idempotency_key, created_at)
+        SELECT moved_wallet.id, 'debit', %(amount)s, moved_wallet.balance, %(reason)s,
+            NULL, call_event.id, NULL, %(occurred_at)s
+        FROM call_event, moved_wallet
+        WHERE %(amount)s < 0
+        RETURNING id
+    ),
+    -- 5. The usage rollups.
+    {rollup.CALL_CTES}
+    -- The event, the wallet (none: the user has no wallet) with its balance, and the debit (none: free).
+    SELECT call_event.id, moved_wallet.id, moved_wallet.balance, debit_row.id
+    FROM call_event
+    LEFT JOIN moved_wallet ON true
+    LEFT JOIN debit_row ON true
+"""  # noqa: S608 - every name is one of our tables
 
 
 @dataclass(frozen=True)

@@ -24,68 +24,115 @@ from core.money import quantize, to_decimal
 logger = logging.getLogger(__name__)
 
 HOLD = CreditHold._meta.db_table
+PRICE = ModelPrice._meta.db_table
 # The reservation and a stream's progress, run on their own (autocommit), commit without waiting for
 # the WAL flush (synchronous_commit off for that one transaction): a hold moves no credits, and a
 # crash that loses one loses the turn that needed it too. Every charge still commits synchronously,
 # flushing the reservation's WAL with its own. Inside a caller's transaction, which may move credits,
-# the setting stays as it is.
-_RELAXED_COMMIT = (
-    "set_config('synchronous_commit', CASE WHEN %(on_its_own)s THEN 'off'"
-    " ELSE current_setting('synchronous_commit') END, true)"
-)
-# The reservation in one statement, atomic on its own (no BEGIN/COMMIT round trips): expire the
-# wallet's stale holds, lock the wallet (after the holds, as charging and release_expired_holds do),
-# decide on the row as locked, move `held`, and insert the hold. Concurrent turns queue on the wallet
-# row and each sees the `held` the previous one left, so a burst cannot reserve past the balance.
-# A refused reservation still gives back what expired. A hold with progress is owed a charge, so it
-# is left to release_expired_holds (its amount stays held until then: at most a minute). With a
-# model, the statement also reads the model's active price (the price the call is charged at). Its
-# commit is relaxed (_RELAXED_COMMIT).
-_RESERVE_SQL = (
-    "WITH exp AS ("  # noqa: S608 - every name below is one of our tables
-    f" UPDATE {HOLD} SET status = 'expired', closed_at = %(now)s"
-    " WHERE status = 'held' AND expires_at <= %(now)s AND progress_at IS NULL"
-    f" AND wallet_id = (SELECT id FROM {WALLET} WHERE user_id = %(user_id)s) RETURNING amount"
-    "), rel AS (SELECT coalesce(sum(amount), 0) AS released, count(*) AS n FROM exp"
-    "), cur AS ("
-    " SELECT wl.id, wl.balance, wl.held, rel.released, rel.n, ("
-    "  wl.enforcement = 'exempt' OR (wl.enforcement = 'default' AND NOT %(enforce_default)s)"
-    "  OR wl.balance - (wl.held - rel.released) > 0) AS allowed"
-    f" FROM {WALLET} wl, rel WHERE wl.user_id = %(user_id)s FOR UPDATE OF wl"
-    "), w AS ("
-    f" UPDATE {WALLET} wl SET held = wl.held - cur.released"
-    " + CASE WHEN cur.allowed THEN %(amount)s ELSE 0 END, updated_at = %(now)s"
-    " FROM cur WHERE wl.id = cur.id AND (cur.allowed OR cur.n > 0)"
-    " RETURNING wl.id, wl.balance, wl.held, wl.enforcement, cur.allowed"
-    "), h AS ("
-    f" INSERT INTO {HOLD} (wallet_id, amount, status, shadow_refusal, created_at, expires_at)"
-    " SELECT w.id, %(amount)s, 'held', (w.balance - (w.held - %(amount)s) <= 0"
-    " AND w.enforcement = 'default' AND %(shadow_default)s), %(now)s, %(expires_at)s"
-    " FROM w WHERE w.allowed RETURNING id, wallet_id, shadow_refusal"
-    f") SELECT {_RELAXED_COMMIT},"
-    " cur.allowed, cur.balance, cur.held - cur.released, w.held, h.id, h.wallet_id, h.shadow_refusal, "
-    + selected(ModelPrice, "p")
-    + " FROM cur LEFT JOIN w ON true LEFT JOIN h ON true"
-    f" LEFT JOIN {ModelPrice._meta.db_table} p ON p.model = %(model)s AND p.active"
-)
-_EXPIRE_SQL = (
-    f"UPDATE {HOLD} SET status = 'expired', closed_at = %s "  # noqa: S608
-    "WHERE status = 'held' AND expires_at <= %s AND progress_at IS NULL"
-    f" AND wallet_id = (SELECT id FROM {WALLET} WHERE user_id = %s) RETURNING amount"
-)
+# the setting stays as it is. A select-list item of the statements below.
+_RELAXED_COMMIT = """set_config(
+        'synchronous_commit',
+        CASE WHEN %(on_its_own)s THEN 'off' ELSE current_setting('synchronous_commit') END,
+        true
+    )"""
+# A wallet's stale holds, closed as expired, returning the amounts they held (the caller gives them
+# back to the wallet). A hold with progress is owed a charge, so it is left to release_expired_holds
+# (its amount stays held until then: at most a minute). Run on its own by release_expired_holds,
+# and as the reservation's first step.
+_EXPIRE_SQL = f"""
+        UPDATE {HOLD}
+        SET status = 'expired', closed_at = %(now)s
+        WHERE status = 'held' AND expires_at <= %(now)s AND progress_at IS NULL
+            AND wallet_id = (SELECT id FROM {WALLET} WHERE user_id = %(user_id)s)
+        RETURNING amount"""  # noqa: S608 - our tables
+# The reservation in one statement, atomic on its own (no BEGIN/COMMIT round trips). Concurrent
+# turns queue on the wallet row and each sees the `held` the previous one left, so a burst cannot
+# reserve past the balance. A refused reservation still gives back what expired. With a model, the
+# statement also reads the model's active price (the price the call is charged at). Its commit is
+# relaxed (_RELAXED_COMMIT).
+_RESERVE_SQL = f"""
+    WITH
+    -- 1. The wallet's stale holds, expired (_EXPIRE_SQL).
+    expired_holds AS ({_EXPIRE_SQL}
+    ),
+    -- 2. What they held, and how many they were.
+    released AS (
+        SELECT coalesce(sum(amount), 0) AS amount, count(*) AS holds
+        FROM expired_holds
+    ),
+    -- 3. The wallet locked, after the holds (the order charging and release_expired_holds take
+    --    them in), and the decision taken on the row as locked: allowed when exempt, when
+    --    enforcement is off for it, or when something is left once the expired holds are given back.
+    locked_wallet AS (
+        SELECT wallet.id, wallet.balance, wallet.held,
+            released.amount AS released, released.holds AS expired_count,
+            (
+                wallet.enforcement = 'exempt'
+                OR (wallet.enforcement = 'default' AND NOT %(enforce_default)s)
+                OR wallet.balance - (wallet.held - released.amount) > 0
+            ) AS allowed
+        FROM {WALLET} wallet, released
+        WHERE wallet.user_id = %(user_id)s
+        FOR UPDATE OF wallet
+    ),
+    -- 4. `held` moved: the expired holds given back, the new one added when allowed (a refused
+    --    reservation with nothing expired leaves the wallet as it is).
+    moved_wallet AS (
+        UPDATE {WALLET} wallet
+        SET held = wallet.held - locked_wallet.released
+                + CASE WHEN locked_wallet.allowed THEN %(amount)s ELSE 0 END,
+            updated_at = %(now)s
+        FROM locked_wallet
+        WHERE wallet.id = locked_wallet.id AND (locked_wallet.allowed OR locked_wallet.expired_count > 0)
+        RETURNING wallet.id, wallet.balance, wallet.held, wallet.enforcement, locked_wallet.allowed
+    ),
+    -- 5. The hold, when allowed: a shadow refusal when enforcement is off but would have refused.
+    new_hold AS (
+        INSERT INTO {HOLD} (wallet_id, amount, status, shadow_refusal, created_at, expires_at)
+        SELECT moved_wallet.id, %(amount)s, 'held',
+            (
+                moved_wallet.balance - (moved_wallet.held - %(amount)s) <= 0
+                AND moved_wallet.enforcement = 'default' AND %(shadow_default)s
+            ),
+            %(now)s, %(expires_at)s
+        FROM moved_wallet
+        WHERE moved_wallet.allowed
+        RETURNING id, wallet_id, shadow_refusal
+    )
+    -- 6. The commit relaxed; the decision, the balance, `held` before and after, the hold, and the
+    --    model's active price (all nulls when it has none).
+    SELECT {_RELAXED_COMMIT},
+        locked_wallet.allowed, locked_wallet.balance, locked_wallet.held - locked_wallet.released,
+        moved_wallet.held, new_hold.id, new_hold.wallet_id, new_hold.shadow_refusal,
+        {selected(ModelPrice, "active_price")}
+    FROM locked_wallet
+    LEFT JOIN moved_wallet ON true
+    LEFT JOIN new_hold ON true
+    LEFT JOIN {PRICE} active_price ON active_price.model = %(model)s AND active_price.active
+"""  # noqa: S608 - our tables
 # A heartbeat as much as a record: each progress pushes the expiry one TTL on, so a live stream's
 # hold never expires under it and a dead worker's expires one TTL after its last progress. Its commit
 # is relaxed too: a crash loses at most the last second of a stream's progress, never credits.
-_PROGRESS_SQL = (
-    f"UPDATE {HOLD} SET progress_price_id = %(price_id)s, progress_provider = %(provider)s,"  # noqa: S608
-    " progress_purpose = %(purpose)s, progress_input_tokens = %(input_tokens)s,"
-    " progress_output_tokens = %(output_tokens)s, progress_at = %(now)s, expires_at = %(expires_at)s"
-    f" WHERE id = %(hold_id)s AND status = 'held' RETURNING id, {_RELAXED_COMMIT}"
-)
-_CLOSE_SQL = (
-    f"UPDATE {HOLD} SET status = %s, closed_at = %s "  # noqa: S608
-    "WHERE id = %s AND status = 'held' RETURNING amount"
-)
+_PROGRESS_SQL = f"""
+    UPDATE {HOLD}
+    SET progress_price_id = %(price_id)s,
+        progress_provider = %(provider)s,
+        progress_purpose = %(purpose)s,
+        progress_input_tokens = %(input_tokens)s,
+        progress_output_tokens = %(output_tokens)s,
+        progress_at = %(now)s,
+        expires_at = %(expires_at)s
+    -- an open hold only: a closed one is left as it is, and the caller learns it from no row
+    WHERE id = %(hold_id)s AND status = 'held'
+    RETURNING id, {_RELAXED_COMMIT}
+"""  # noqa: S608 - our table
+# A hold closed (released) once: a closed hold matches nothing, so its amount is given back once.
+_CLOSE_SQL = f"""
+    UPDATE {HOLD}
+    SET status = %(status)s, closed_at = %(now)s
+    WHERE id = %(hold_id)s AND status = 'held'
+    RETURNING amount
+"""  # noqa: S608 - our table
 
 
 @dataclass(frozen=True)
@@ -104,15 +151,6 @@ class Reservation:
 def _on_its_own() -> bool:
     """Whether a statement run now is its own transaction (autocommit), for _RELAXED_COMMIT."""
     return not connection.in_atomic_block
-
-
-def enforcement_applies(enforcement: str) -> bool:
-    """Whether an empty wallet is refused: its override, else CREDIT_ENFORCEMENT_ENABLED (read now)."""
-    if enforcement == Wallet.Enforcement.EXEMPT:
-        return False
-    if enforcement == Wallet.Enforcement.ENFORCED:
-        return True
-    return bool(settings.CREDIT_ENFORCEMENT_ENABLED)
 
 
 def reserve(*, user, amount: Decimal, model: str | None = None) -> Reservation:
@@ -189,7 +227,7 @@ def release(*, hold: CreditHold) -> None:
     now = timezone.now()
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute(_CLOSE_SQL, [CreditHold.Status.RELEASED, now, hold.pk])
+            cursor.execute(_CLOSE_SQL, {"status": CreditHold.Status.RELEASED, "now": now, "hold_id": hold.pk})
             row = cursor.fetchone()
         if row is not None:
             move(user_id=hold.wallet.user_id, amount=Decimal(0), held=-to_decimal(row[0]))
@@ -243,7 +281,7 @@ def release_expired_holds() -> int:
     for user_id in list(user_ids):
         with transaction.atomic():
             with connection.cursor() as cursor:
-                cursor.execute(_EXPIRE_SQL, [now, now, user_id])
+                cursor.execute(_EXPIRE_SQL, {"now": now, "user_id": user_id})
                 amounts = [to_decimal(r[0]) for r in cursor.fetchall()]
             if amounts:
                 move(user_id=user_id, amount=Decimal(0), held=-sum(amounts, Decimal(0)))

@@ -238,18 +238,26 @@ def _append_once(
     return row
 
 
-def grant(
-    *, user, amount, reason: str, initiated_by, idempotency_key: str | None = None
+def _staff_entry(
+    *,
+    user,
+    amount,
+    reason: str,
+    initiated_by,
+    idempotency_key: str | None,
+    kind: str,
+    validate_amount,
+    what: str,
 ) -> CreditTransaction:
-    """Grant credits once per idempotency key; the returned row has `replayed` True on a replay."""
-    amount = validate_grant_amount(amount)
+    """A staff-initiated row of `kind`: amount (by `validate_amount`), reason, initiator and key checked, then appended once per key."""
+    amount = validate_amount(amount)
     reason = validate_reason(reason)
-    _require_staff(initiated_by, what="grant credits")
+    _require_staff(initiated_by, what=what)
     if idempotency_key is not None:
         idempotency_key = validate_idempotency_key(idempotency_key)
     return _append_once(
         user_id=user.pk,
-        kind=CreditTransaction.Kind.GRANT,
+        kind=kind,
         amount=amount,
         reason=reason,
         initiated_by=initiated_by,
@@ -257,22 +265,35 @@ def grant(
     )
 
 
-def adjust(
+def grant(
     *, user, amount, reason: str, initiated_by, idempotency_key: str | None = None
 ) -> CreditTransaction:
-    """Correct a wallet by a signed, non-zero amount (abs <= 10000) once per key; may leave it negative."""
-    amount = validate_adjustment_amount(amount)
-    reason = validate_reason(reason)
-    _require_staff(initiated_by, what="adjust a wallet")
-    if idempotency_key is not None:
-        idempotency_key = validate_idempotency_key(idempotency_key)
-    return _append_once(
-        user_id=user.pk,
-        kind=CreditTransaction.Kind.ADJUSTMENT,
+    """Grant credits once per idempotency key; the returned row has `replayed` True on a replay."""
+    return _staff_entry(
+        user=user,
         amount=amount,
         reason=reason,
         initiated_by=initiated_by,
         idempotency_key=idempotency_key,
+        kind=CreditTransaction.Kind.GRANT,
+        validate_amount=validate_grant_amount,
+        what="grant credits",
+    )
+
+
+def adjust(
+    *, user, amount, reason: str, initiated_by, idempotency_key: str | None = None
+) -> CreditTransaction:
+    """Correct a wallet by a signed, non-zero amount (abs <= 10000) once per key; may leave it negative."""
+    return _staff_entry(
+        user=user,
+        amount=amount,
+        reason=reason,
+        initiated_by=initiated_by,
+        idempotency_key=idempotency_key,
+        kind=CreditTransaction.Kind.ADJUSTMENT,
+        validate_amount=validate_adjustment_amount,
+        what="adjust a wallet",
     )
 
 

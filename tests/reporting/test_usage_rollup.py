@@ -108,3 +108,13 @@ def test_rollup_counts_an_event_on_its_local_day(db, settings):
     (row,) = UsageDaily.objects.filter(user=user)
     assert row.day == timezone.localtime(when, ZoneInfo("America/New_York")).date()
     assert row.day == (when - timedelta(days=1)).date()
+
+
+def test_rollup_models_have_one_column_per_declared_usage_figure():
+    """USAGE_FIGURES is the one source: both figure rollups carry exactly its columns, in its order."""
+    from billing.models import USAGE_FIGURES, UsageDayShard
+
+    names = [figure.name for figure in USAGE_FIGURES]
+    for model in (UsageDaily, UsageDayShard):
+        columns = [f.name for f in model._meta.concrete_fields if f.name in names]
+        assert columns == names

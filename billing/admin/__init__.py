@@ -1,0 +1,11 @@
+"""The support console for billing: wallets and grants, the read-only ledger and usage events, prices, holds.
+
+Each page lives in its own module; importing them here registers them (Django's autodiscover
+imports this package).
+"""
+
+from billing.admin import events, holds, ledger, prices, wallets  # noqa: F401 - registers the pages
+from billing.admin.actions import GRANT_PERMISSION, ledger_action
+from billing.admin.wallets import ENFORCEMENT_PERMISSION, LEDGER_ROWS_ON_WALLET_PAGE
+
+__all__ = ["ENFORCEMENT_PERMISSION", "GRANT_PERMISSION", "LEDGER_ROWS_ON_WALLET_PAGE", "ledger_action"]

@@ -1,0 +1,35 @@
+"""The holds page: credits reserved by turns in flight, and how each hold ended; read-only."""
+
+from django.contrib import admin
+
+from billing.models import CreditHold
+from core.admin import ReadOnlyAdminMixin
+from core.paginators import EstimatedCountPaginator
+
+
+@admin.register(CreditHold)
+class CreditHoldAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Credits reserved by turns in flight, and how each hold ended: read-only, written by services."""
+
+    list_display = [
+        "id",
+        "created_at",
+        "user",
+        "amount",
+        "status",
+        "shadow_refusal",
+        "expires_at",
+        "progress_at",
+        "llm_call",
+    ]
+    list_display_links = ["id", "created_at"]
+    list_select_related = ["wallet__user"]
+    list_filter = ["status", "shadow_refusal", "created_at"]
+    search_fields = ["wallet__user__username", "wallet__user__email"]
+    ordering = ["-id"]
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator  # no full COUNT(*) of a big table per page view
+
+    @admin.display(description="user", ordering="wallet__user__username")
+    def user(self, hold):
+        return hold.wallet.user

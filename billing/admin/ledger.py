@@ -1,0 +1,97 @@
+"""The append-only ledger page: searchable, filterable, refundable through a service, never editable."""
+
+from django.contrib import admin, messages
+from django.utils.text import Truncator
+
+from billing import services
+from billing.admin.actions import GRANT_PERMISSION, ledger_action
+from billing.forms import RefundForm
+from billing.models import CreditTransaction
+from core.admin import ReadOnlyAdminMixin
+from core.money import format_money
+from core.paginators import EstimatedCountPaginator
+
+
+@admin.register(CreditTransaction)
+class CreditTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The append-only ledger: searchable, filterable, exportable, never editable."""
+
+    list_display = [
+        "id",
+        "created_at",
+        "user",
+        "kind",
+        "amount",
+        "balance_after",
+        "initiated_by",
+        "refund_of",
+        "short_reason",
+    ]
+    list_display_links = ["id", "created_at"]
+    list_select_related = ["wallet__user", "initiated_by"]
+    list_filter = ["kind", "created_at", ("initiated_by", admin.EmptyFieldListFilter)]
+    actions = ["refund"]
+    search_fields = ["wallet__user__username", "wallet__user__email"]
+    # -id follows the (wallet, -id) index and insertion order; counting a big ledger is not worth it.
+    ordering = ["-id"]
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator  # no full COUNT(*) of a big table per page view
+    # "Export selected to CSV" is added by reporting/admin.py: CSV exports are reporting's, and
+    # billing never imports reporting.
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("wallet__user", "initiated_by")
+
+    @admin.display(description="user", ordering="wallet__user__username")
+    def user(self, row):
+        return row.wallet.user
+
+    @admin.display(description="reason")
+    def short_reason(self, row):
+        return Truncator(row.reason).chars(40)
+
+    def has_refund_permission(self, request):
+        return request.user.has_perm(GRANT_PERMISSION)
+
+    @admin.action(description="Refund…", permissions=["refund"])
+    def refund(self, request, queryset):
+        """Intermediate page: refund each selected debit (all that is left, or the amount), via services.refund."""
+        rows = list(queryset.select_related("wallet__user").order_by("id"))
+        not_debits = [row.pk for row in rows if row.kind != CreditTransaction.Kind.DEBIT]
+        if not_debits:
+            self.message_user(
+                request,
+                f"Only debits can be refunded; deselect {', '.join(map(str, not_debits))} "
+                "(to correct another kind of row, adjust its wallet).",
+                messages.ERROR,
+            )
+            return None
+        return ledger_action(
+            self,
+            request,
+            form_class=RefundForm,
+            targets=rows,
+            action="refund",
+            title="Refund debits",
+            intro="Each debit below is refunded (all that is left of it, or the amount) as a new refund row.",
+            submit_label="Refund",
+            headers=["Debit", "User", "Amount", "Left to refund", "Reason"],
+            cells=lambda d: [
+                d.pk,
+                d.wallet.user.get_username(),
+                format_money(d.amount),
+                format_money(services.refundable(debit=d)),
+                d.reason,
+            ],
+            write=lambda d, form: services.refund(
+                debit=d,
+                amount=form.cleaned_data["amount"],
+                reason=form.cleaned_data["reason"],
+                initiated_by=request.user,
+                idempotency_key=form.idempotency_key(d.pk),
+            ),
+            logged_on=lambda d, row: (
+                d,
+                f"Refunded {format_money(row.amount)} credits of debit {d.pk} (row {row.pk}): {row.reason}",
+            ),
+        )

@@ -1,0 +1,46 @@
+"""The money: wallets, the append-only credit ledger, model prices, metered LLM calls, usage rollups.
+
+One module per group; every model is re-exported here, so `from billing.models import X` and the
+migrations see one app's models as before.
+"""
+
+from billing.models.events import WalletEvent
+from billing.models.fields import MoneyField
+from billing.models.ledger import (
+    CreditHold,
+    CreditTransaction,
+    CreditTransactionQuerySet,
+    LedgerAppendOnly,
+    Wallet,
+)
+from billing.models.metering import LLMCallEvent, ModelPrice
+from billing.models.rollups import (
+    USAGE_FIGURES,
+    UsageDaily,
+    UsageDayShard,
+    UsageFigure,
+    UsageFigures,
+    UsageRollupState,
+    UsageUserMonth,
+    UsageUserWeek,
+)
+
+__all__ = [
+    "USAGE_FIGURES",
+    "CreditHold",
+    "CreditTransaction",
+    "CreditTransactionQuerySet",
+    "LLMCallEvent",
+    "LedgerAppendOnly",
+    "ModelPrice",
+    "MoneyField",
+    "UsageDaily",
+    "UsageDayShard",
+    "UsageFigure",
+    "UsageFigures",
+    "UsageRollupState",
+    "UsageUserMonth",
+    "UsageUserWeek",
+    "Wallet",
+    "WalletEvent",
+]
