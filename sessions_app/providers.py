@@ -2,7 +2,7 @@
 
 `echo` (the embedded default) answers offline and deterministically; `openai` talks to any
 OpenAI-compatible endpoint through the official client. A provider raises only `ProviderError`
-subclasses; `sessions_app.api_errors` is the one place that maps them to HTTP.
+subclasses; `sessions_app.exceptions.ProviderFailed` is the one place that maps them to HTTP.
 
 Tools use the OpenAI chat-completions format throughout: `tools` offered as function specs, a
 completion's `tool_calls` (id, function name, JSON arguments), an assistant message carrying them
