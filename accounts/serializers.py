@@ -5,21 +5,41 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
+from accounts.services import USERNAME_TAKEN
 from core.api_fields import MoneyField, StrictCharField
 
 User = get_user_model()
-USERNAME_TAKEN = "A user with that username already exists."
 PASSWORD_PATTERN = r"^(?=[^\x00]*[^\x00\d])[^\x00]{8,}$"
+# A username's ASCII characters are letters, digits and @ . + - _; beyond ASCII, Django's validator
+# takes the letters and digits of every script. OpenAPI patterns are ECMA-262 without the `u` flag,
+# whose `\w` is ASCII-only (the validator's `[\w.@+-]` would publish "ASCII only", which the server
+# is not), and which cannot say "a letter of any script": so the pattern pins the ASCII part only,
+# in hex escapes that Python and ECMA-262 read alike, and the description says the rest.
+USERNAME_PATTERN = r"^[^\x00-\x2a\x2c\x2f\x3a-\x3f\x5b-\x5e\x60\x7b-\x7f]+$"
+
+
+class UsernameField(StrictCharField):
+    """A username as it will be stored: NFKC-normalized (as AbstractBaseUser.normalize_username does on
+    save) before its validators run, so the uniqueness check sees the name the database would get."""
+
+    def to_internal_value(self, data):
+        return User.normalize_username(super().to_internal_value(data))
 
 
 class RegisterSerializer(serializers.Serializer):
-    username = StrictCharField(
+    username = UsernameField(
         max_length=150,
         validators=[
             *User._meta.get_field("username").validators,
             UniqueValidator(queryset=User.objects.all(), message=USERNAME_TAKEN),
         ],
-        help_text="Letters, digits and @/./+/-/_ only; at most 150 characters.",
+        pattern=USERNAME_PATTERN,
+        help_text=(
+            "Letters and digits (of any script), and @ . + - _ only; at most 150 characters. The server "
+            "stores the name NFKC-normalized (e.g. a fullwidth or superscript letter becomes its plain "
+            "form), and checks these rules and that the name is free on that form. The pattern spells "
+            'out the ASCII part only: an OpenAPI (ECMA-262) pattern cannot say "a letter of any script".'
+        ),
     )
     email = serializers.EmailField(max_length=254)
     password = StrictCharField(

@@ -5,13 +5,12 @@ from django.contrib.auth import logout as end_session
 from knox.models import AuthToken
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 
 from accounts import schema, services
 from accounts.serializers import (
-    USERNAME_TAKEN,
     MeSerializer,
     RegisteredSerializer,
     RegisterSerializer,
@@ -20,8 +19,6 @@ from accounts.serializers import (
 )
 from billing.selectors import wallet_summary
 from core.throttling import AUTH_THROTTLES, SIGNUP_THROTTLES
-
-_BAD_CREDENTIALS = "Unable to log in with the provided username and password."
 
 
 class AuthViewSet(viewsets.GenericViewSet):
@@ -49,10 +46,7 @@ class AuthViewSet(viewsets.GenericViewSet):
             raise PermissionDenied("Sign-up is disabled on this server; ask an operator for an account.")
         payload = RegisterSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        try:
-            user, token = services.register_user(**payload.validated_data)
-        except services.UsernameTaken:
-            raise ValidationError({"username": [USERNAME_TAKEN]}) from None
+        user, token = services.register_user(**payload.validated_data)  # UsernameTaken: 400 on `username`
         body = {"id": user.pk, "username": user.username, "email": user.email, "token": token.key}
         return Response(RegisteredSerializer(body).data, status=status.HTTP_201_CREATED)
 
@@ -68,10 +62,8 @@ class AuthViewSet(viewsets.GenericViewSet):
     def token(self, request):
         payload = TokenRequestSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        try:
-            token = services.issue_token(**payload.validated_data, request=request)
-        except services.InvalidCredentials:
-            raise ValidationError({"non_field_errors": [_BAD_CREDENTIALS]}) from None
+        # InvalidCredentials: 400 on `non_field_errors`.
+        token = services.issue_token(**payload.validated_data, request=request)
         return Response(TokenSerializer({"token": token.key, "expiry": token.expiry}).data)
 
     @schema.logout
