@@ -1,10 +1,12 @@
 """accounts' OpenAPI description: the API token scheme (registered by AccountsConfig.ready) and the auth operations."""
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from drf_spectacular.utils import extend_schema
 
 from accounts.serializers import (
+    ASCII_USERNAME_PATTERN,
+    UNICODE_USERNAME_PATTERN,
     MeSerializer,
     RegisteredSerializer,
     RegisterSerializer,
@@ -27,6 +29,22 @@ class KnoxTokenScheme(OpenApiAuthenticationExtension):
             "Keys expire (see the token response's `expiry`) and are revoked by auth/logout and auth/logout-all."
         )
         return definition
+
+
+class UsernameFieldSchema(OpenApiSerializerFieldExtension):
+    """A username to sign up with: an ASCII name, or one with letters or digits of other scripts.
+
+    The validator's own `^[\\w.@+-]+$` would say "ASCII only" to an OpenAPI reader (ECMA-262's `\\w`),
+    which the server is not; the two patterns say what ECMA-262 can.
+    """
+
+    target_class = "accounts.serializers.UsernameField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        field = self.target
+        schema = auto_schema._map_serializer_field(field, direction, bypass_extensions=True)
+        schema["anyOf"] = [{"pattern": ASCII_USERNAME_PATTERN}, {"pattern": UNICODE_USERNAME_PATTERN}]
+        return schema
 
 
 # --- the auth API's operations ------------------------------------------------------------------

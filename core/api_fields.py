@@ -171,7 +171,6 @@ class StrictCharField(serializers.CharField):
 
 class StrictCharFieldSchema(OpenApiSerializerFieldExtension):
     target_class = StrictCharField
-    match_subclasses = True  # an app's refinement (accounts' UsernameField) documents the same way
 
     def map_serializer_field(self, auto_schema, direction):
         field = self.target
