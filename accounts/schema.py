@@ -1,7 +1,19 @@
-"""OpenAPI description of the API token scheme (imported by AccountsConfig.ready)."""
+"""accounts' OpenAPI description: the API token scheme (registered by AccountsConfig.ready) and the auth operations."""
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
+from drf_spectacular.utils import extend_schema
+
+from accounts.serializers import (
+    ASCII_USERNAME_PATTERN,
+    UNICODE_USERNAME_PATTERN,
+    MeSerializer,
+    RegisteredSerializer,
+    RegisterSerializer,
+    TokenRequestSerializer,
+    TokenSerializer,
+)
+from core.api_fields import error_responses
 
 
 class KnoxTokenScheme(OpenApiAuthenticationExtension):
@@ -17,3 +29,66 @@ class KnoxTokenScheme(OpenApiAuthenticationExtension):
             "Keys expire (see the token response's `expiry`) and are revoked by auth/logout and auth/logout-all."
         )
         return definition
+
+
+class UsernameFieldSchema(OpenApiSerializerFieldExtension):
+    """A username to sign up with: an ASCII name, or one with letters or digits of other scripts.
+
+    The validator's own `^[\\w.@+-]+$` would say "ASCII only" to an OpenAPI reader (ECMA-262's `\\w`),
+    which the server is not; the two patterns say what ECMA-262 can.
+    """
+
+    target_class = "accounts.serializers.UsernameField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        field = self.target
+        schema = auto_schema._map_serializer_field(field, direction, bypass_extensions=True)
+        schema["anyOf"] = [{"pattern": ASCII_USERNAME_PATTERN}, {"pattern": UNICODE_USERNAME_PATTERN}]
+        return schema
+
+
+# --- the auth API's operations ------------------------------------------------------------------
+
+register = extend_schema(
+    summary="Sign up",
+    description=(
+        "Creates the user, its wallet (STARTING_CREDITS, recorded as a grant when non-zero) and its "
+        "API token. Django's password validators apply. 403 when SIGNUP_ENABLED is false. "
+        "Limited per client address and per username (THROTTLE_SIGNUP_RATE): 429 with Retry-After."
+    ),
+    request=RegisterSerializer,
+    responses={
+        201: RegisteredSerializer,
+        **error_responses(400, 403, 413, s403="Sign-up is disabled on this server (SIGNUP_ENABLED=false)."),
+    },
+    auth=[],
+)
+
+token = extend_schema(
+    summary="Exchange a username and password for an API token",
+    description=(
+        "Each call issues a new token, valid for AUTH_TOKEN_TTL_HOURS (`expiry`); only its digest is "
+        "stored. Limited per client address and per username (THROTTLE_AUTH_RATE): 429 with Retry-After."
+    ),
+    request=TokenRequestSerializer,
+    responses={
+        200: TokenSerializer,
+        **error_responses(400, 413, s400="Missing fields, or bad credentials (`non_field_errors`)."),
+    },
+    auth=[],
+)
+
+logout = extend_schema(
+    summary="Log out: revoke the token this request carries",
+    description="The token stops working at once. Signed in with a session (browsable API): ends it.",
+    request=None,
+    responses={204: None, **error_responses(401)},
+)
+
+logout_all = extend_schema(
+    summary="Log out everywhere: revoke every API token of the caller",
+    request=None,
+    responses={204: None, **error_responses(401)},
+)
+
+me = extend_schema(summary="Who am I, and my wallet", responses={200: MeSerializer, **error_responses(401)})

@@ -5,21 +5,51 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
+from accounts.services import USERNAME_TAKEN
 from core.api_fields import MoneyField, StrictCharField
 
 User = get_user_model()
-USERNAME_TAKEN = "A user with that username already exists."
 PASSWORD_PATTERN = r"^(?=[^\x00]*[^\x00\d])[^\x00]{8,}$"
+# What a username may be, as OpenAPI patterns (ECMA-262 without the `u` flag, whose `\w` is ASCII-only
+# and which cannot say "a letter of any script"). Written in literal ASCII and hex escapes, which
+# Python and ECMA-262 read alike: an ASCII name exactly, or a name with some other character, its
+# ASCII part held to the same rule (accounts.schema publishes them as `anyOf`).
+_NOT_IN_A_USERNAME = r"\x00-\x2a\x2c\x2f\x3a-\x3f\x5b-\x5e\x60\x7b-\x7f"  # ASCII other than [0-9A-Za-z_.@+-]
+ASCII_USERNAME_PATTERN = r"^[0-9A-Za-z_.@+\-]+$"
+UNICODE_USERNAME_PATTERN = rf"^[^{_NOT_IN_A_USERNAME}]*[^\x00-\x7f][^{_NOT_IN_A_USERNAME}]*$"
+
+
+def _username_characters(value: str) -> None:
+    """The model's own character rule (UnicodeUsernameValidator), called as a plain function so that
+    drf-spectacular does not publish its `\\w` regex, which reads ASCII-only in OpenAPI (accounts.schema)."""
+    User.username_validator(value)
+
+
+class UsernameField(StrictCharField):
+    """A username as it will be stored: NFKC-normalized (as AbstractBaseUser.normalize_username does on
+    save) before its validators run, so the uniqueness check sees the name the database would get."""
+
+    def to_internal_value(self, data):
+        return User.normalize_username(super().to_internal_value(data))
 
 
 class RegisterSerializer(serializers.Serializer):
-    username = StrictCharField(
+    username = UsernameField(
         max_length=150,
         validators=[
-            *User._meta.get_field("username").validators,
+            *(
+                _username_characters if validator is User.username_validator else validator
+                for validator in User._meta.get_field("username").validators
+            ),
             UniqueValidator(queryset=User.objects.all(), message=USERNAME_TAKEN),
         ],
-        help_text="Letters, digits and @/./+/-/_ only; at most 150 characters.",
+        help_text=(
+            "Letters and digits (of any script), and @ . + - _ only; at most 150 characters. The server "
+            "stores the name NFKC-normalized (e.g. a fullwidth or superscript letter becomes its plain "
+            "form), and checks these rules and that the name is free on that form. The patterns spell "
+            "out an ASCII name exactly; for other characters they pin only the ASCII part: an OpenAPI "
+            '(ECMA-262) pattern cannot say "a letter of any script".'
+        ),
     )
     email = serializers.EmailField(max_length=254)
     password = StrictCharField(

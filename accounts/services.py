@@ -10,15 +10,32 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from knox.models import AuthToken
 
+from core.errors import DomainError
+
 logger = logging.getLogger(__name__)
 
-
-class InvalidCredentials(Exception):
-    """No active user with that username and password."""
+USERNAME_TAKEN = "A user with that username already exists."
 
 
-class UsernameTaken(Exception):
+class InvalidCredentials(DomainError):
+    """No active user with that username and password (400 on `non_field_errors`, as DRF words a bad login)."""
+
+    code = "invalid_credentials"
+
+    def __init__(self):
+        super().__init__(
+            "Unable to log in with the provided username and password.", field="non_field_errors"
+        )
+
+
+class UsernameTaken(DomainError):
     """Another user has this username (possibly registered a moment ago, by a concurrent request)."""
+
+    code = "username_taken"
+
+    def __init__(self, username: str):
+        super().__init__(USERNAME_TAKEN, field="username")
+        self.username = username
 
 
 @dataclass(frozen=True)
@@ -42,7 +59,11 @@ def _new_token(user) -> IssuedToken:
 
 
 def register_user(*, username: str, email: str, password: str) -> tuple:
-    """Create the user (its wallet and starting grant come with it, via billing.signals) and its first token."""
+    """Create the user (its wallet and starting grant come with it, via billing.signals) and its first token.
+
+    UsernameTaken when the name, as stored (NFKC-normalized), is another user's; nothing is written.
+    """
+    username = get_user_model().normalize_username(username)
     try:
         with transaction.atomic():
             user = get_user_model().objects.create_user(username=username, email=email, password=password)

@@ -2,17 +2,15 @@
 
 from django.conf import settings
 from django.contrib.auth import logout as end_session
-from drf_spectacular.utils import extend_schema
 from knox.models import AuthToken
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 
-from accounts import services
+from accounts import schema, services
 from accounts.serializers import (
-    USERNAME_TAKEN,
     MeSerializer,
     RegisteredSerializer,
     RegisterSerializer,
@@ -20,10 +18,7 @@ from accounts.serializers import (
     TokenSerializer,
 )
 from billing.selectors import wallet_summary
-from core.api_fields import error_responses
 from core.throttling import AUTH_THROTTLES, SIGNUP_THROTTLES
-
-_BAD_CREDENTIALS = "Unable to log in with the provided username and password."
 
 
 class AuthViewSet(viewsets.GenericViewSet):
@@ -37,22 +32,7 @@ class AuthViewSet(viewsets.GenericViewSet):
     def get_serializer_class(self):
         return self._serializers.get(self.action, MeSerializer)
 
-    @extend_schema(
-        summary="Sign up",
-        description=(
-            "Creates the user, its wallet (STARTING_CREDITS, recorded as a grant when non-zero) and its "
-            "API token. Django's password validators apply. 403 when SIGNUP_ENABLED is false. "
-            "Limited per client address and per username (THROTTLE_SIGNUP_RATE): 429 with Retry-After."
-        ),
-        request=RegisterSerializer,
-        responses={
-            201: RegisteredSerializer,
-            **error_responses(
-                400, 403, 413, s403="Sign-up is disabled on this server (SIGNUP_ENABLED=false)."
-            ),
-        },
-        auth=[],
-    )
+    @schema.register
     @action(
         detail=False,
         methods=["post"],
@@ -66,26 +46,11 @@ class AuthViewSet(viewsets.GenericViewSet):
             raise PermissionDenied("Sign-up is disabled on this server; ask an operator for an account.")
         payload = RegisterSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        try:
-            user, token = services.register_user(**payload.validated_data)
-        except services.UsernameTaken:
-            raise ValidationError({"username": [USERNAME_TAKEN]}) from None
+        user, token = services.register_user(**payload.validated_data)  # UsernameTaken: 400 on `username`
         body = {"id": user.pk, "username": user.username, "email": user.email, "token": token.key}
         return Response(RegisteredSerializer(body).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(
-        summary="Exchange a username and password for an API token",
-        description=(
-            "Each call issues a new token, valid for AUTH_TOKEN_TTL_HOURS (`expiry`); only its digest is "
-            "stored. Limited per client address and per username (THROTTLE_AUTH_RATE): 429 with Retry-After."
-        ),
-        request=TokenRequestSerializer,
-        responses={
-            200: TokenSerializer,
-            **error_responses(400, 413, s400="Missing fields, or bad credentials (`non_field_errors`)."),
-        },
-        auth=[],
-    )
+    @schema.token
     @action(
         detail=False,
         methods=["post"],
@@ -97,18 +62,11 @@ class AuthViewSet(viewsets.GenericViewSet):
     def token(self, request):
         payload = TokenRequestSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        try:
-            token = services.issue_token(**payload.validated_data, request=request)
-        except services.InvalidCredentials:
-            raise ValidationError({"non_field_errors": [_BAD_CREDENTIALS]}) from None
+        # InvalidCredentials: 400 on `non_field_errors`.
+        token = services.issue_token(**payload.validated_data, request=request)
         return Response(TokenSerializer({"token": token.key, "expiry": token.expiry}).data)
 
-    @extend_schema(
-        summary="Log out: revoke the token this request carries",
-        description="The token stops working at once. Signed in with a session (browsable API): ends it.",
-        request=None,
-        responses={204: None, **error_responses(401)},
-    )
+    @schema.logout
     @action(detail=False, methods=["post"], permission_classes=[IsAuthenticated], url_path="logout")
     def logout(self, request):
         if isinstance(request.auth, AuthToken):
@@ -117,11 +75,7 @@ class AuthViewSet(viewsets.GenericViewSet):
             end_session(request)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(
-        summary="Log out everywhere: revoke every API token of the caller",
-        request=None,
-        responses={204: None, **error_responses(401)},
-    )
+    @schema.logout_all
     @action(detail=False, methods=["post"], permission_classes=[IsAuthenticated], url_path="logout-all")
     def logout_all(self, request):
         services.revoke_all_tokens(user=request.user)
@@ -129,7 +83,7 @@ class AuthViewSet(viewsets.GenericViewSet):
             end_session(request)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(summary="Who am I, and my wallet", responses={200: MeSerializer, **error_responses(401)})
+    @schema.me
     @action(detail=False, methods=["get"], permission_classes=[IsAuthenticated], url_path="me")
     def me(self, request):
         user = request.user

@@ -1,6 +1,12 @@
 """Billing's domain errors: plain exceptions that core's handler maps to HTTP and commands to one line."""
 
+from decimal import Decimal
+
 from core.errors import DomainError
+from core.money import format_money
+
+# The 402's words (API.md pins them); billing.schema documents the same constant.
+INSUFFICIENT_CREDITS = "Insufficient credits. Please top up your account."
 
 
 class BillingError(DomainError):
@@ -36,12 +42,18 @@ class PriceNotFound(BillingError):
 
 
 class InsufficientCredits(BillingError):
-    """Enforcement refused a reservation: the wallet has nothing available (balance - held <= 0)."""
+    """Enforcement refused a reservation: the wallet has nothing available (balance - held <= 0).
+
+    Its 402 body is the one API.md pins: detail, code, and the wallet's balance and available credits.
+    """
 
     status_code = 402
     code = "insufficient_credits"
 
-    def __init__(self, *, balance, available):
-        super().__init__("Insufficient credits. Please top up your account.")
+    def __init__(self, *, balance: Decimal, available: Decimal):
+        super().__init__(INSUFFICIENT_CREDITS)
         self.balance = balance
         self.available = available
+
+    def facts(self) -> dict:
+        return {"balance": format_money(self.balance), "available": format_money(self.available)}

@@ -1,4 +1,4 @@
-"""Serializers shared by every billing surface: the ledger row."""
+"""Serializers shared by every billing surface: the ledger row, and the user's wallet summary."""
 
 from rest_framework import serializers
 
@@ -40,3 +40,9 @@ class CreditTransactionSerializer(serializers.ModelSerializer):
             "refund_of",
         ]
         read_only_fields = fields
+
+
+class WalletSerializer(serializers.Serializer):
+    balance = MoneyField(read_only=True)
+    low_balance = serializers.BooleanField(read_only=True, help_text="balance <= low_balance_threshold.")
+    low_balance_threshold = MoneyField(read_only=True)

@@ -5,21 +5,18 @@ import logging
 
 from django.contrib.auth import get_user_model
 from django.http import Http404
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import pricing
+from billing import pricing, schema
 from billing.models import CreditTransaction, ModelPrice, Wallet
 from billing.selectors import is_low_balance, transactions_for_user
 from billing.serializers_staff import (
     AdjustRequestSerializer,
     GrantRequestSerializer,
-    GrantResponseSerializer,
     LedgerWriteResponseSerializer,
     ModelPriceSerializer,
     RefundRequestSerializer,
@@ -27,26 +24,13 @@ from billing.serializers_staff import (
     WalletEnforcementSerializer,
 )
 from billing.services import adjust, grant, open_wallet, refund, set_enforcement
-from core.api_fields import STAFF_ERRORS, error_responses, id_in_range
+from core.api_fields import IDEMPOTENCY_HEADER, REPLAYED_HEADER, id_in_range
 from core.money import to_decimal
 from core.throttling import UNSAFE_METHODS, StaffMoneyThrottle
-from core.validators import IDEMPOTENCY_KEY_MAX
 
 audit_logger = logging.getLogger("creditdesk.audit")
 
 STAFF_WALLET_TRANSACTIONS = 50
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-REPLAYED_HEADER = "Idempotent-Replayed"
-
-USER_ID_PARAMETER = OpenApiParameter(
-    "user_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The wallet owner's user id."
-)
-MODEL_PARAMETER = OpenApiParameter(
-    "model",
-    OpenApiTypes.STR,
-    OpenApiParameter.PATH,
-    description="The model name, e.g. gpt-4.1-mini (dots and slashes allowed; percent-encode a slash).",
-)
 
 
 def _get_user_or_404(user_id: str):
@@ -124,31 +108,11 @@ class StaffAPIView(StaffWriteMixin, APIView):
 
 
 class StaffWalletView(StaffAPIView):
-    @extend_schema(
-        operation_id="admin_wallet_retrieve",
-        summary="A user's wallet: balance, low-balance flag and the 50 newest ledger rows",
-        parameters=[USER_ID_PARAMETER],
-        responses={200: StaffWalletSerializer, **error_responses(*STAFF_ERRORS, 404)},
-        tags=["admin"],
-    )
+    @schema.staff_wallet_retrieve
     def get(self, request, user_id: str):
         return self._wallet_response(_get_user_or_404(user_id))
 
-    @extend_schema(
-        operation_id="admin_wallet_partial_update",
-        summary="Set a wallet's enforcement override (logged with the calling staff user)",
-        parameters=[USER_ID_PARAMETER],
-        # PATCH, but `enforcement` is required: the only thing this PATCH changes.
-        request={
-            "application/json": {
-                "type": "object",
-                "properties": {"enforcement": {"type": "string", "enum": list(Wallet.Enforcement.values)}},
-                "required": ["enforcement"],
-            }
-        },
-        responses={200: StaffWalletSerializer, **error_responses(400, *STAFF_ERRORS, 404)},
-        tags=["admin"],
-    )
+    @schema.staff_wallet_partial_update
     def patch(self, request, user_id: str):
         user = _get_user_or_404(user_id)
         body = WalletEnforcementSerializer(data=request.data)
@@ -176,102 +140,14 @@ class StaffWalletView(StaffAPIView):
 
 
 class StaffGrantView(StaffAPIView):
-    @extend_schema(
-        operation_id="admin_wallet_grant",
-        summary="Grant credits to a user, attributed to the calling staff user",
-        description=(
-            "With an `Idempotency-Key` header, a retry with the same key, amount and reason returns the "
-            "first grant (and the balance right after it) with `Idempotent-Replayed: true` and grants "
-            "nothing more; the same key with another amount or reason is 409."
-        ),
-        parameters=[
-            USER_ID_PARAMETER,
-            OpenApiParameter(
-                IDEMPOTENCY_HEADER,
-                {"type": "string", "pattern": f"^[ -~]{{1,{IDEMPOTENCY_KEY_MAX}}}$"},
-                OpenApiParameter.HEADER,
-                required=False,
-                description=f"1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters, scoped to the wallet.",
-            ),
-            OpenApiParameter(
-                REPLAYED_HEADER,
-                OpenApiTypes.STR,
-                OpenApiParameter.HEADER,
-                response=[200],
-                enum=["true"],
-                description="Present (`true`) when this answer replays an earlier grant with the same key.",
-            ),
-        ],
-        request=GrantRequestSerializer,
-        responses={
-            200: OpenApiResponse(
-                GrantResponseSerializer,
-                description="Granted, or the replay of an earlier grant with the same key and body.",
-            ),
-            **error_responses(400, *STAFF_ERRORS, 404, 409),
-        },
-        examples=[
-            OpenApiExample(
-                "Grant", value={"amount": "25.000000", "reason": "Support goodwill"}, request_only=True
-            )
-        ],
-        tags=["admin"],
-    )
+    @schema.staff_grant
     def post(self, request, user_id: str):
         user = _wallet_owner_or_404(user_id)
         return _ledger_write(request, GrantRequestSerializer, functools.partial(grant, user=user))
 
 
-IDEMPOTENCY_PARAMETERS = [
-    OpenApiParameter(
-        IDEMPOTENCY_HEADER,
-        OpenApiTypes.STR,
-        OpenApiParameter.HEADER,
-        required=False,
-        description=(
-            f"1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters, scoped to the wallet (one key space "
-            "for grants, refunds and adjustments)."
-        ),
-    ),
-    OpenApiParameter(
-        REPLAYED_HEADER,
-        OpenApiTypes.STR,
-        OpenApiParameter.HEADER,
-        response=[200],
-        enum=["true"],
-        description="Present (`true`) when this answer replays an earlier request with the same key.",
-    ),
-]
-TRANSACTION_ID_PARAMETER = OpenApiParameter(
-    "transaction_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The debit's ledger row id."
-)
-
-
 class StaffRefundView(StaffAPIView):
-    @extend_schema(
-        operation_id="admin_transaction_refund",
-        summary="Refund all or part of a debit, as a new refund row attributed to the calling staff user",
-        description=(
-            "Only a `debit` can be refunded. `amount` defaults to what is left refundable (the debit minus "
-            "its earlier refunds); the refunds of one debit never add up to more than it (400 on `amount`, "
-            "or a `detail` when nothing is left). The new row has kind `refund` and `refund_of` = the "
-            "debit's id. With an `Idempotency-Key` header a retry with the same key and body returns the "
-            "first refund with `Idempotent-Replayed: true`; the same key with another body is 409."
-        ),
-        parameters=[TRANSACTION_ID_PARAMETER, *IDEMPOTENCY_PARAMETERS],
-        request=RefundRequestSerializer,
-        responses={
-            200: OpenApiResponse(LedgerWriteResponseSerializer, description="Refunded, or the replay."),
-            **error_responses(400, *STAFF_ERRORS, 404, 409),
-        },
-        examples=[
-            OpenApiExample(
-                "Partial refund", value={"amount": "0.5", "reason": "Reply was cut off"}, request_only=True
-            ),
-            OpenApiExample("Refund what is left", value={"reason": "Outage"}, request_only=True),
-        ],
-        tags=["admin"],
-    )
+    @schema.staff_refund
     def post(self, request, transaction_id: str):
         pk = int(transaction_id)
         debit = CreditTransaction.objects.filter(pk=pk).first() if id_in_range(pk) else None
@@ -281,27 +157,7 @@ class StaffRefundView(StaffAPIView):
 
 
 class StaffAdjustView(StaffAPIView):
-    @extend_schema(
-        operation_id="admin_wallet_adjust",
-        summary="Correct a wallet by a signed amount (kind adjustment), attributed to the calling staff user",
-        description=(
-            "`amount` is signed and non-zero (a leading `-` removes credits; the balance may go negative), "
-            "`abs(amount) <= 10000`, at most 6 decimal places. `Idempotency-Key` as for grants (same key "
-            "space per wallet)."
-        ),
-        parameters=[USER_ID_PARAMETER, *IDEMPOTENCY_PARAMETERS],
-        request=AdjustRequestSerializer,
-        responses={
-            200: OpenApiResponse(LedgerWriteResponseSerializer, description="Adjusted, or the replay."),
-            **error_responses(400, *STAFF_ERRORS, 404, 409),
-        },
-        examples=[
-            OpenApiExample(
-                "Adjustment", value={"amount": "-3.25", "reason": "Duplicate grant"}, request_only=True
-            )
-        ],
-        tags=["admin"],
-    )
+    @schema.staff_adjust
     def post(self, request, user_id: str):
         user = _wallet_owner_or_404(user_id)
         return _ledger_write(request, AdjustRequestSerializer, functools.partial(adjust, user=user))
@@ -312,28 +168,12 @@ class StaffPricingListView(StaffWriteMixin, GenericAPIView):
     queryset = ModelPrice.objects.order_by("model")
     filter_backends = []
 
-    @extend_schema(
-        operation_id="admin_pricing_list",
-        summary="Every model's prices, by model name",
-        responses={200: ModelPriceSerializer(many=True), **error_responses(*STAFF_ERRORS)},
-        tags=["admin"],
-    )
+    @schema.pricing_list
     def get(self, request):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
-    @extend_schema(
-        operation_id="admin_pricing_create",
-        summary="Price a new model",
-        request=ModelPriceSerializer,
-        responses={
-            201: ModelPriceSerializer,
-            **error_responses(
-                400, *STAFF_ERRORS, 409, s409="The model already has a price (`code` `model_already_priced`)."
-            ),
-        },
-        tags=["admin"],
-    )
+    @schema.pricing_create
     def post(self, request):
         body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -355,24 +195,11 @@ class StaffPricingDetailView(StaffWriteMixin, GenericAPIView):
         self.check_object_permissions(self.request, price)
         return price
 
-    @extend_schema(
-        operation_id="admin_pricing_retrieve",
-        summary="One model's prices",
-        parameters=[MODEL_PARAMETER],
-        responses={200: ModelPriceSerializer, **error_responses(*STAFF_ERRORS, 404)},
-        tags=["admin"],
-    )
+    @schema.pricing_retrieve
     def get(self, request, model: str):
         return Response(self.get_serializer(self.get_object()).data)
 
-    @extend_schema(
-        operation_id="admin_pricing_partial_update",
-        summary="Change a model's prices or availability (recorded calls keep their prices)",
-        parameters=[MODEL_PARAMETER],
-        request=ModelPriceSerializer(partial=True),
-        responses={200: ModelPriceSerializer, **error_responses(400, *STAFF_ERRORS, 404)},
-        tags=["admin"],
-    )
+    @schema.pricing_partial_update
     def patch(self, request, model: str):
         price = self.get_object()
         body = self.get_serializer(price, data=request.data, partial=True)

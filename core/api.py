@@ -224,9 +224,12 @@ def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         exc = RequestTooLarge(f"Request body too large; the limit is {limit} bytes.")
-    if isinstance(exc, DomainError):
-        return Response(exc.body(), status=exc.status_code)
     # Imported here: rest_framework.views reads the API settings, which name this module.
     from rest_framework.views import exception_handler as drf_exception_handler
+    from rest_framework.views import set_rollback
+
+    if isinstance(exc, DomainError):
+        set_rollback()  # as DRF does for its own errors: under ATOMIC_REQUESTS nothing is written
+        return Response(exc.body(), status=exc.status_code)
 
     return drf_exception_handler(exc, context)

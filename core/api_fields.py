@@ -14,6 +14,9 @@ from rest_framework.exceptions import ValidationError
 from core.money import AmountError, format_money, parse_amount
 
 NUL = "\x00"
+# The headers of idempotent writes (staff ledger writes, turns): the key sent, and the replay flag answered.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
 # The largest id a row can have (PostgreSQL bigint). A larger id names nothing, and handing it to
 # the database would overflow the integer instead of answering 404.
 MAX_ID = 2**63 - 1
@@ -210,17 +213,6 @@ class ServerErrorSerializer(serializers.Serializer):
     error_id = serializers.CharField(help_text="Quote it to an operator: the server log names it.")
 
 
-class InsufficientCreditsSerializer(serializers.Serializer):
-    """The 402 of a paid call refused by credit enforcement (API.md pins detail and code)."""
-
-    detail = serializers.CharField(default="Insufficient credits. Please top up your account.")
-    code = serializers.CharField(default="insufficient_credits")
-    balance = serializers.CharField(help_text="The wallet balance, a 6-place decimal string.")
-    available = serializers.CharField(
-        help_text="balance - held (credits reserved by turns in flight), a 6-place decimal string."
-    )
-
-
 VALIDATION_ERROR_SCHEMA = {
     "type": "object",
     "description": (
@@ -235,7 +227,6 @@ VALIDATION_ERROR_SCHEMA = {
 _DESCRIBED = {
     400: (VALIDATION_ERROR_SCHEMA, "Invalid input; nothing was written."),
     401: (DetailErrorSerializer, "Not authenticated: send `Authorization: Token <key>`."),
-    402: (InsufficientCreditsSerializer, "Credit enforcement refused the call; nothing was written."),
     403: (DetailErrorSerializer, "Authenticated, but not allowed (staff only)."),
     404: (DetailErrorSerializer, "No such object (or not yours)."),
     409: (
@@ -248,13 +239,17 @@ _DESCRIBED = {
 }
 
 
-def error_responses(*codes: int, **descriptions: str) -> dict:
-    """The documented error responses for the given status codes (`s404="..."` rewords one)."""
-    responses = {}
+def error_responses(*codes: int, extra: dict | None = None, **descriptions: str) -> dict:
+    """The documented error responses for the given status codes (`s404="..."` rewords one).
+
+    `extra` adds an app's own error responses (billing.schema.PAYMENT_REQUIRED, ...), which this
+    module cannot know; the result is ordered by status code either way.
+    """
+    responses = dict(extra or {})
     for code in codes:
         schema, description = _DESCRIBED[code]
         responses[code] = OpenApiResponse(schema, description=descriptions.get(f"s{code}", description))
-    return responses
+    return dict(sorted(responses.items()))
 
 
 STAFF_ERRORS = (401, 403)

@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.db.models import QuerySet, Sum, Value
 from django.utils import timezone
 
+from core.errors import DomainError
 from sessions_app.models import SEARCH_CONFIG, UserFile
 
 logger = logging.getLogger(__name__)
@@ -26,17 +27,15 @@ TEXT_TYPES_HINT = "text/* or application/json"
 TEXT_TYPES_DECLARED = "text/plain, text/markdown, text/csv, text/html, application/json"
 
 
-class FileRefused(Exception):
-    """An upload that is not stored; `code` names why (the API maps it to 413 or 415)."""
+class FileRefused(DomainError):
+    """An upload that is not stored; `code` names why: 413 for its size or the quota, 415 for its type."""
 
+    status_code = 413
     code = "invalid_file"
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
 
 
 class UnsupportedFileType(FileRefused):
+    status_code = 415
     code = "unsupported_file_type"
 
 

@@ -50,7 +50,7 @@ from django.db import connection
 from django.http import StreamingHttpResponse
 
 from sessions_app import services
-from sessions_app.api_errors import provider_error_to_http
+from sessions_app.exceptions import ProviderFailed
 from sessions_app.providers import Completion, Delta, ProviderError, ToolCalls, Usage
 from sessions_app.serializers import created_turn_body
 from sessions_app.turn_loop import PART_SEPARATOR, TurnLoop
@@ -180,12 +180,12 @@ async def _produce(loop: TurnLoop, queue: asyncio.Queue) -> None:
                     # what it produced by the counting rule (as for a hang-up), capped at the hold.
                     why = "provider failed after usage" if usage is not None else "provider failed mid-stream"
                     await _charge_undelivered(loop, produced, usage, why=f"{why}: {exc.reason}")
-                    queue.put_nowait(("error", dict(provider_error_to_http(exc, charged=True).detail)))
+                    queue.put_nowait(("error", ProviderFailed.from_provider_error(exc, charged=True).body()))
                     return
                 try:
                     await _db_step(loop.failed)(call, exc)  # re-raised when it was the turn's first call
                 except ProviderError:
-                    queue.put_nowait(("error", dict(provider_error_to_http(exc).detail)))
+                    queue.put_nowait(("error", ProviderFailed.from_provider_error(exc).body()))
                     return
                 break  # a follow-up failed: the turn completes with what it has
             completion = Completion(

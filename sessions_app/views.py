@@ -3,64 +3,28 @@
 from django.db import DatabaseError, transaction
 from django.http import Http404
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from billing.exceptions import InsufficientCredits
-from billing.permissions import PaymentRequired
-from core.api_fields import MAX_ID, NulSafeMixin, error_responses
+from core.api_fields import IDEMPOTENCY_HEADER, MAX_ID, REPLAYED_HEADER, NulSafeMixin
 from core.throttling import TurnThrottle
-from sessions_app import idempotency, services, streaming
-from sessions_app.api_errors import provider_error_to_http
+from sessions_app import idempotency, schema, services, streaming
+from sessions_app.exceptions import ProviderFailed
 from sessions_app.models import ChatSession, Turn
 from sessions_app.providers import ProviderError
 from sessions_app.selectors import TurnContext, sessions_for_user, turn_context, turns_for_session
 from sessions_app.serializers import (
     ChatSessionSerializer,
-    CreatedTurnSerializer,
     TurnRequestSerializer,
     TurnSerializer,
     created_turn_body,
 )
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-REPLAYED_HEADER = "Idempotent-Replayed"
-_SESSION_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="The session's id.")
 
-
-@extend_schema_view(
-    list=extend_schema(
-        summary="List your chat sessions",
-        description="Most recently active first.",
-        responses={200: ChatSessionSerializer(many=True), **error_responses(400, 401)},
-    ),
-    create=extend_schema(
-        summary="Open a chat session",
-        description="`model` defaults to LLM_DEFAULT_MODEL; a model with no active price is 400.",
-        responses={201: ChatSessionSerializer, **error_responses(400, 401, 413)},
-    ),
-    retrieve=extend_schema(
-        summary="Read one of your chat sessions",
-        parameters=[_SESSION_ID],
-        responses={200: ChatSessionSerializer, **error_responses(401, 404)},
-    ),
-    partial_update=extend_schema(
-        summary="Rename a session or change its model",
-        description="A session deleted meanwhile (even by a concurrent request) is 404.",
-        parameters=[_SESSION_ID],
-        responses={200: ChatSessionSerializer, **error_responses(400, 401, 404, 413)},
-    ),
-    destroy=extend_schema(
-        summary="Delete a session",
-        parameters=[_SESSION_ID],
-        description="Deletes its messages and turns; LLM call events and ledger rows are kept.",
-        responses={204: None, **error_responses(401, 404)},
-    ),
-)
+@schema.chat_sessions
 class ChatSessionViewSet(
     NulSafeMixin,
     mixins.CreateModelMixin,
@@ -106,71 +70,7 @@ class ChatSessionViewSet(
         services.delete_session(session=instance)
 
 
-@extend_schema_view(
-    list=extend_schema(
-        summary="List a session's turns",
-        description="Oldest first.",
-        responses={200: TurnSerializer(many=True), **error_responses(400, 401, 404)},
-    ),
-    create=extend_schema(
-        summary="Take a turn: send a message, get the reply, pay for it",
-        description=(
-            "Calls the session's model with the recent history and debits the call's cost. Before the call "
-            "the turn holds its worst-case cost (prompt tokens plus LLM_MAX_OUTPUT_TOKENS); when enforcement "
-            "applies to the wallet (CREDIT_ENFORCEMENT_ENABLED, or the wallet's `enforced` override) and "
-            "nothing is available (balance - held <= 0) the turn is refused with 402 and nothing is "
-            "written; otherwise the balance may go negative and `low_balance` says so. A provider failure "
-            "answers 502 (504 on timeout), debits nothing, and records the failed call; its messages are not "
-            "kept, so the client can simply resend. With an `Idempotency-Key` header (scoped to the user), "
-            "a retry with the same key and content in the same session answers the first 201 body with "
-            "`Idempotent-Replayed: true`, calls no model and charges nothing; other content is 409 "
-            "`idempotency_conflict`; a retry while the first is still running is 409 `request_in_progress`. "
-            "A failed first attempt (402, 502, 504, any error) leaves the key unused. Keys are kept at least "
-            "24 hours; an attempt still running after CREDIT_HOLD_TTL_SECONDS counts as abandoned."
-        ),
-        parameters=[
-            OpenApiParameter(
-                IDEMPOTENCY_HEADER,
-                str,
-                OpenApiParameter.HEADER,
-                required=False,
-                description="1 to 255 printable ASCII characters, scoped to the user (400 otherwise).",
-            ),
-            OpenApiParameter(
-                REPLAYED_HEADER,
-                str,
-                OpenApiParameter.HEADER,
-                response=[201],
-                enum=["true"],
-                description="Present (`true`) when this answer replays the first turn sent with the same key.",
-            ),
-        ],
-        request=TurnRequestSerializer,
-        responses={
-            201: CreatedTurnSerializer,
-            **error_responses(
-                400,
-                401,
-                402,
-                404,
-                409,
-                413,
-                502,
-                504,
-                s400="Invalid `content` or `Idempotency-Key`; nothing was written.",
-                s409=(
-                    "Idempotency-Key reused with other content (`idempotency_conflict`), or its first "
-                    "request still running (`request_in_progress`)."
-                ),
-            ),
-        },
-    ),
-)
-@extend_schema(
-    parameters=[
-        OpenApiParameter("session_pk", int, OpenApiParameter.PATH, description=_SESSION_ID.description)
-    ]
-)
+@schema.turns
 class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = TurnSerializer
     # Credit enforcement is the turn's reservation (billing.services.reserve): one conditional
@@ -265,10 +165,8 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
                 context=self.turn_context,
                 before_commit=before_commit if record else None,
             )
-        except InsufficientCredits as refusal:
-            raise PaymentRequired.from_refusal(refusal) from None
         except ProviderError as exc:
-            raise provider_error_to_http(exc) from exc
+            raise ProviderFailed.from_provider_error(exc) from exc
         except services.SessionGone:
             raise NotFound("This chat session was deleted while its reply was being generated.") from None
         return bodies[0] if bodies else _created_body(result)

@@ -4,7 +4,7 @@ Tools use the OpenAI chat-completions format throughout: `tools` offered as func
 completion's `tool_calls` (id, function name, JSON arguments), an assistant message carrying them
 and one `tool` message per result. A stream is an async iterator of `Delta` (text as the model
 writes it) and, last, one `Usage` (the counts the provider reports for the whole call). A provider
-raises only `ProviderError` subclasses; `sessions_app.api_errors` is the one place that maps them to HTTP.
+raises only `ProviderError` subclasses; `sessions_app.exceptions.ProviderFailed` maps them to HTTP.
 """
 
 from collections.abc import AsyncIterator, Sequence

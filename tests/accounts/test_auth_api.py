@@ -1,5 +1,6 @@
 """The auth API: register, token and me, as API.md pins them."""
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -245,3 +246,100 @@ def test_register_answers_400_when_the_unique_index_catches_a_race(api_client, m
     assert response.status_code == 400
     assert response.json() == {"username": ["A user with that username already exists."]}
     assert User.objects.count() == 1
+
+
+# --- a username as stored: NFKC-normalized before it is validated and checked for uniqueness ----------
+
+# "\u00ba\u00d6\u00a0" (masculine ordinal, O with diaeresis, no-break space) is stored as "oÖ": the
+# space is trimmed, and NFKC makes the ordinal a plain "o".
+LOOKALIKE = "\u00ba\u00d6\u00a0"
+
+
+def test_register_refuses_a_name_that_is_taken_once_normalized(api_client):
+    first = api_client.post("/api/v1/auth/register", {**GOOD, "username": "oÖ"}, format="json")
+    assert first.status_code == 201, first.content
+    users, tokens = User.objects.count(), AuthToken.objects.count()
+
+    response = api_client.post(
+        "/api/v1/auth/register",
+        {**GOOD, "username": LOOKALIKE, "email": "other@example.com"},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {"username": ["A user with that username already exists."]}
+    assert (User.objects.count(), AuthToken.objects.count(), Wallet.objects.count()) == (users, tokens, users)
+
+
+def test_register_stores_and_answers_the_normalized_name(api_client):
+    response = api_client.post("/api/v1/auth/register", {**GOOD, "username": LOOKALIKE}, format="json")
+
+    assert response.status_code == 201, response.content
+    assert response.json()["username"] == "oÖ"
+    assert User.objects.get(pk=response.json()["id"]).username == "oÖ"
+
+
+def test_register_refuses_a_name_whose_normalized_form_breaks_the_rules(api_client):
+    # "½" passes the validator as typed (a numeric character), but is stored as "1⁄2" (fraction slash).
+    response = api_client.post("/api/v1/auth/register", {**GOOD, "username": "½"}, format="json")
+
+    assert response.status_code == 400
+    assert set(response.json()) == {"username"}
+    assert not User.objects.exists()
+
+
+def test_register_service_reports_a_lookalike_won_by_a_concurrent_signup():
+    from accounts.services import UsernameTaken, register_user
+
+    UserFactory(username="oÖ")
+
+    with pytest.raises(UsernameTaken):
+        register_user(username="\u00ba\u00d6", email="other@example.com", password=GOOD["password"])
+    assert User.objects.count() == 1
+
+
+# --- the published username pattern says what the server accepts -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def username_schema(django_db_blocker):
+    from drf_spectacular.generators import SchemaGenerator
+
+    with django_db_blocker.unblock():
+        schema = SchemaGenerator().get_schema(request=None, public=True)
+    return schema["components"]["schemas"]["RegisterRequest"]["properties"]["username"]
+
+
+def _patterns(username_schema) -> list[str]:
+    return [branch["pattern"] for branch in username_schema["anyOf"]]
+
+
+def _matches_the_schema(username_schema, username: str) -> bool:
+    return any(re.fullmatch(pattern, username) for pattern in _patterns(username_schema))
+
+
+def test_the_published_username_patterns_read_the_same_in_ecma_262_and_python(username_schema):
+    # OpenAPI patterns are ECMA-262 (no `u` flag): its \w, \d, \s and \b differ from Python's on
+    # non-ASCII text, so the patterns use none of them and `re` below reads them as a client does.
+    assert "pattern" not in username_schema  # the validator's ^[\w.@+-]+$ is not published
+    for pattern in _patterns(username_schema):
+        assert re.search(r"\\[wWdDsSbBpPuU]", pattern) is None, pattern
+
+
+@pytest.mark.parametrize("username", ["oÖ", "Ⱦ", "名前", "Ωmega_1", "a.b+c@d-e_f", "𠀀"])
+def test_a_username_the_server_accepts_matches_the_published_schema(api_client, username_schema, username):
+    response = api_client.post("/api/v1/auth/register", {**GOOD, "username": username}, format="json")
+
+    assert response.status_code == 201, response.content
+    assert _matches_the_schema(username_schema, username)
+    assert len(username) <= username_schema["maxLength"]
+
+
+@pytest.mark.parametrize("username", ["a b", "a!b", "a/b", "a:b", "a[b", "a`b", "a~b", "a\tb", "Ö!"])
+def test_a_username_outside_the_published_schema_is_refused(api_client, username_schema, username):
+    assert not _matches_the_schema(username_schema, username)
+
+    response = api_client.post("/api/v1/auth/register", {**GOOD, "username": username}, format="json")
+
+    assert response.status_code == 400
+    assert set(response.json()) == {"username"}

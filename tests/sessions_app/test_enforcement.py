@@ -6,8 +6,8 @@ from decimal import Decimal
 import pytest
 from django.test import override_settings
 
+from billing.exceptions import INSUFFICIENT_CREDITS
 from billing.models import CreditTransaction, LLMCallEvent, Wallet
-from billing.permissions import INSUFFICIENT_CREDITS
 from billing.services import grant
 from sessions_app.models import Message, Turn
 from tests.factories import ChatSessionFactory, StaffUserFactory

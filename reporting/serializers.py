@@ -1,0 +1,73 @@
+"""The wire shapes of the staff reporting API's answers: the usage summary, its rows and their cost split."""
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from core.api_fields import MoneyField
+from core.money import format_money
+
+
+class CostByPurposeSerializer(serializers.Serializer):
+    chat = MoneyField(help_text="Calls answering users.")
+    tool_followup = MoneyField(help_text="Calls answering tool results.")
+    summary = MoneyField(help_text="Calls summarizing sessions.")
+
+
+def _by_purpose(chat, tool_followup, summary) -> dict:
+    return {
+        "chat": format_money(chat),
+        "tool_followup": format_money(tool_followup),
+        "summary": format_money(summary),
+    }
+
+
+class UsageRowSerializer(serializers.Serializer):
+    date = serializers.DateField(help_text="The bucket's first day (YYYY-MM-DD, REPORT_TIME_ZONE).")
+    calls = serializers.IntegerField(help_text="Successful calls.")
+    failed_calls = serializers.IntegerField(help_text="Failed provider calls (not in the other figures).")
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    cost = MoneyField(help_text="Gross metered cost of the successful calls (refunds are not netted out).")
+    unique_users = serializers.IntegerField(help_text="Users with at least one successful call.")
+    shadow_refusals = serializers.IntegerField(
+        help_text="Turns served while enforcement was off that enforcement would have refused (shadow mode)."
+    )
+    summary_fallbacks = serializers.IntegerField(
+        help_text="Session summaries whose model call failed, so a deterministic fallback summary was used."
+    )
+    cost_by_purpose = serializers.SerializerMethodField(
+        help_text="`cost` split by why the calls were made: chat, tool_followup, summary."
+    )
+
+    @extend_schema_field(CostByPurposeSerializer)
+    def get_cost_by_purpose(self, row) -> dict:
+        return _by_purpose(row.chat_cost, row.tool_followup_cost, row.summary_cost)
+
+
+class UsageSummarySerializer(serializers.Serializer):
+    start = serializers.DateField()
+    end = serializers.DateField()
+    bucket = serializers.ChoiceField(choices=["day", "week", "month"], allow_null=True)
+    total_calls = serializers.IntegerField()
+    failed_calls = serializers.IntegerField()
+    total_input_tokens = serializers.IntegerField()
+    total_output_tokens = serializers.IntegerField()
+    total_cost = MoneyField(
+        help_text=(
+            "Gross usage: what the successful calls cost when they were made, as metered. Refunds and "
+            "adjustments are ledger corrections, not usage, and are not netted out here; read them in the "
+            "ledger (kind=refund, each with refund_of) or the CSV export."
+        )
+    )
+    unique_users = serializers.IntegerField()
+    shadow_refusals = serializers.IntegerField(
+        help_text="Turns served while enforcement was off that enforcement would have refused (shadow mode)."
+    )
+    summary_fallbacks = serializers.IntegerField(
+        help_text="Session summaries whose model call failed, so a deterministic fallback summary was used."
+    )
+    cost_by_purpose = CostByPurposeSerializer(
+        help_text="`total_cost` split by why the calls were made: chat, tool_followup, summary."
+    )
+    daily = UsageRowSerializer(many=True, help_text="One row per day with events when bucket=day; else [].")
+    buckets = UsageRowSerializer(many=True, help_text="One row per bucket with events, oldest first.")
