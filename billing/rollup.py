@@ -125,10 +125,10 @@ def _added_to(row: str) -> str:
 CALL_CTES = f"""
     -- The (day, user, model) row: inserted, or the call's figures added to it.
     daily_usage AS (
-        INSERT INTO {DAILY} (day, user_id, model, {FIGURE_COLUMNS})
+        INSERT INTO {DAILY} AS existing (day, user_id, model, {FIGURE_COLUMNS})
         VALUES (%(day)s, %(user_id)s, %(model)s, {_call_values()})
         ON CONFLICT (day, user_id, model) DO UPDATE SET
-            {_added_to(DAILY)}
+            {_added_to("existing")}
         RETURNING calls
     ),
     -- On the user's first successful call of the local day, the day's bit set in the month bitmap.

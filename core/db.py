@@ -1,7 +1,7 @@
 """Database plumbing shared by the apps: prepared hot-path statements, and rows built from RETURNING."""
 
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, lru_cache
 from typing import TypeVar
 
 import psycopg
@@ -19,6 +19,47 @@ M = TypeVar("M", bound=Model)
 _PREPARE_NOW = 10**9
 
 
+# Characters that need no space on either side. Not `-`, `/` or `*`: folding those could join two
+# of them into a comment (`- -1`, `/ *`).
+_TIGHT = frozenset("(),=+<>|&")
+
+
+@lru_cache(maxsize=256)
+def compact_sql(sql: str) -> str:
+    """The statement as sent: `--` comments dropped and whitespace folded, outside quoted literals.
+
+    Hot statements are written for readers, one step and one comment a line; psycopg converts a
+    statement's placeholders once and caches the result only for texts up to 4096 characters
+    (psycopg._queries.MAX_CACHED_STATEMENT_LENGTH), so a commented statement would be parsed again
+    on every execution. Cached here, so the folding itself runs once per statement.
+    """
+    out: list[str] = []
+    quoted = ""  # the quote character we are inside of (' or "), or ""
+    i, n = 0, len(sql)
+    while i < n:
+        char = sql[i]
+        if quoted:
+            out.append(char)
+            quoted = "" if char == quoted else quoted
+        elif char in "'\"":
+            out.append(char)
+            quoted = char
+        elif sql.startswith("--", i):
+            end = sql.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        elif char.isspace():
+            if out and out[-1] != " " and out[-1] not in _TIGHT:
+                out.append(" ")
+        elif char in _TIGHT and out and out[-1] == " ":
+            out[-1] = char  # no space around punctuation and most operators
+
+        else:
+            out.append(char)
+        i += 1
+    return "".join(out).strip()
+
+
 @async_unsafe
 def execute_prepared(sql: str, params: dict) -> list[tuple]:
     """Run one statement prepared, on the connection's current transaction; return its rows.
@@ -32,6 +73,7 @@ def execute_prepared(sql: str, params: dict) -> list[tuple]:
     db.ensure_connection()
     db.validate_thread_sharing()
     raw = db.connection
+    sql = compact_sql(sql)
     threshold, raw.prepare_threshold = raw.prepare_threshold, _PREPARE_NOW
     try:
         with psycopg.Cursor(raw) as cursor, db.wrap_database_errors:
