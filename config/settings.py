@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "procrastinate.contrib.django",
     "drf_spectacular_sidecar",  # Swagger UI and Redoc assets, served by the project (docs work offline)
+    "core",
     "accounts",
     "billing",
     "sessions_app",
@@ -90,6 +91,9 @@ TEMPLATES = [
 ]
 
 WSGI_APPLICATION = "config.wsgi.application"
+# `make serve` (config/asgi.py): threads per process for every request but streams, which run on the
+# event loop. Keep it near DATABASE_POOL_MAX_SIZE: each thread holds a connection while it works.
+WEB_THREADS = env.int("WEB_THREADS", default=4)
 
 # --- Database -------------------------------------------------------------------------------
 # PostgreSQL only: psycopg 3 with Django's connection pool, at most DATABASE_POOL_MAX_SIZE

@@ -1,9 +1,10 @@
 """Request throttles: auth and sign-up per address and username, turns per user, staff money writes per staff user.
 
-Counters live in the default cache (shared by every process: the database table or Redis, settings
-CACHES). Rates are read from settings on every request (THROTTLE_*_RATE), so an operator's change and
-a test's override apply without a restart. A throttled API request is `429` with `Retry-After` and
-`{"detail", "code": "throttled", "retry_after"}`; a throttled admin login is a `429` page.
+Counts live in core.ratelimits (one statement a check in core's table, or one Redis call when the
+cache is Redis), shared by every process and instance; a turn's is counted by the turn's own first
+statement. Rates are read from settings on every request (THROTTLE_*_RATE), so an operator's change
+and a test's override apply without a restart. A throttled API request is `429` with `Retry-After`
+and `{"detail", "code": "throttled", "retry_after"}`; a throttled admin login is a `429` page.
 """
 
 import hashlib
@@ -16,7 +17,9 @@ from django.http import HttpResponse
 from django.template.loader import render_to_string
 from django.urls import reverse
 from rest_framework import exceptions, status
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle
+
+from core.ratelimits import Hit, Verdict, parse_rate, rate_store
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +59,18 @@ class TooManyRequests(exceptions.Throttled):
         self.detail = {"detail": retry_message(seconds), "code": "throttled", "retry_after": seconds}
 
 
-class SettingRateThrottle(SimpleRateThrottle):
-    """A cache-backed rate limit whose rate is the Django setting `rate_setting`, read per request."""
+def refuse(*, scope: str, path: str, verdict: Verdict) -> None:
+    """A refused hit: logged, and raised as the 429 (TooManyRequests) with its wait."""
+    wait = max(verdict.wait, 1)
+    logger.warning("request throttled", extra={"scope": scope, "path": path, "retry_after": math.ceil(wait)})
+    raise TooManyRequests(wait)
 
+
+class SettingRateThrottle(BaseThrottle):
+    """A rate limit whose rate is the Django setting `rate_setting`, read per request."""
+
+    scope: str = ""
     rate_setting: str = ""
-
-    def get_rate(self):
-        return getattr(settings, self.rate_setting, None) or None
 
     def get_ident(self, request):
         return client_ip(request)
@@ -71,21 +79,24 @@ class SettingRateThrottle(SimpleRateThrottle):
         """What is counted (an address, a user id, a username digest); None = not throttled here."""
         raise NotImplementedError
 
-    def get_cache_key(self, request, view):
+    def hit_for(self, request, view) -> Hit | None:
+        """The hit this request counts, or None (no rate set, or nothing counted here)."""
+        rate = parse_rate(getattr(settings, self.rate_setting, None))
+        if rate is None:
+            return None
         ident = self.ident(request, view)
         if ident is None:
             return None
-        return self.cache_format % {"scope": self.scope, "ident": ident}
+        return Hit(key=f"{self.scope}:{ident}", rate=rate)
 
     def allow_request(self, request, view):
-        if super().allow_request(request, view):
+        hit = self.hit_for(request, view)
+        if hit is None:
             return True
-        wait = self.wait() or 1
-        logger.warning(
-            "request throttled",
-            extra={"scope": self.scope, "path": request.path, "retry_after": math.ceil(wait)},
-        )
-        raise TooManyRequests(wait)
+        verdict = rate_store().hit(hit)
+        if not verdict.allowed:
+            refuse(scope=self.scope, path=request.path, verdict=verdict)
+        return True
 
 
 def _submitted_username(request) -> str | None:
@@ -140,7 +151,12 @@ class SignupUsernameThrottle(SettingRateThrottle):
 
 
 class TurnThrottle(SettingRateThrottle):
-    """Turns started per user (THROTTLE_TURN_RATE); listing turns is not counted."""
+    """Turns started per user (THROTTLE_TURN_RATE); listing turns is not counted.
+
+    With the counts in the database, the hit is left on the request (`pending_rate_hit`) for the
+    turn's first statement to count (sessions_app.selectors.turn_context): no statement of its own.
+    The view then refuses with `refuse()` when that statement says so.
+    """
 
     scope = "turn"
     rate_setting = "THROTTLE_TURN_RATE"
@@ -149,6 +165,13 @@ class TurnThrottle(SettingRateThrottle):
         if request.method != "POST" or not request.user.is_authenticated:
             return None
         return str(request.user.pk)
+
+    def allow_request(self, request, view):
+        hit = self.hit_for(request, view)
+        if hit is not None and rate_store().counts_in_statements:
+            request.pending_rate_hit = hit
+            return True
+        return super().allow_request(request, view)
 
 
 class StaffMoneyThrottle(SettingRateThrottle):

@@ -6,6 +6,7 @@ from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRa
 from django.db.models import F, Prefetch, QuerySet
 
 from core.db import execute_prepared, loaded_row, selected
+from core.ratelimits import RATE_CTES, RATE_VERDICT, Hit, Verdict, hit_params, verdict
 from sessions_app.models import (
     SEARCH_CONFIG,
     ChatSession,
@@ -52,34 +53,42 @@ class TurnContext:
 
 # The session and its prompt history in one row, one round trip, prepared once per connection.
 # Nothing is summed here: the size of the history the summary does not cover is kept on the rows.
+# The same statement counts the turn against its throttle (core.ratelimits; nothing when the hit is
+# null), so a turn's rate limit costs no statement of its own; the row comes back either way.
 _SESSION_AND_HISTORY_SQL = f"""
--- The caller's session (no row: not theirs, or no such session), with its current summary
--- and the characters of the history that summary does not cover.
-SELECT {selected(ChatSession, "chat_session")},
-       current_summary.text,
-       current_summary.covers_turns,
-       coalesce(current_summary.covers_messages, 0),
-       chat_session.message_chars - coalesce(current_summary.covered_chars, 0),
-       recent_history.roles,
-       recent_history.contents
-  FROM {ChatSession._meta.db_table} chat_session
-  LEFT JOIN {SessionSummary._meta.db_table} current_summary ON current_summary.id = chat_session.summary_id
-  -- The latest messages the summary does not cover, newest first, as two arrays (roles, contents).
- CROSS JOIN LATERAL (
-        SELECT array_agg(uncovered.role ORDER BY uncovered.ord DESC) AS roles,
-               array_agg(uncovered.content ORDER BY uncovered.ord DESC) AS contents
-          FROM (
-                -- At most HISTORY_MAX_MESSAGES of them (the character budget is applied in Python).
-                SELECT role, content, "order" AS ord
-                  FROM {Message._meta.db_table}
-                 WHERE session_id = chat_session.id
-                   AND "order" >= coalesce(current_summary.covers_messages, 0)
-                 ORDER BY "order" DESC
-                 LIMIT {HISTORY_MAX_MESSAGES}
-               ) AS uncovered
-       ) AS recent_history
- WHERE chat_session.id = %(session_id)s
-   AND chat_session.owner_id = %(user_id)s
+WITH {RATE_CTES}
+SELECT {RATE_VERDICT},
+       session_and_history.*
+  FROM (SELECT 1) AS one
+  LEFT JOIN LATERAL (
+      -- The caller's session (nulls: not theirs, or no such session), with its current summary
+      -- and the characters of the history that summary does not cover.
+      SELECT {selected(ChatSession, "chat_session")},
+             current_summary.text,
+             current_summary.covers_turns,
+             coalesce(current_summary.covers_messages, 0),
+             chat_session.message_chars - coalesce(current_summary.covered_chars, 0),
+             recent_history.roles,
+             recent_history.contents
+        FROM {ChatSession._meta.db_table} chat_session
+        LEFT JOIN {SessionSummary._meta.db_table} current_summary ON current_summary.id = chat_session.summary_id
+        -- The latest messages the summary does not cover, newest first, as two arrays (roles, contents).
+       CROSS JOIN LATERAL (
+              SELECT array_agg(uncovered.role ORDER BY uncovered.ord DESC) AS roles,
+                     array_agg(uncovered.content ORDER BY uncovered.ord DESC) AS contents
+                FROM (
+                      -- At most HISTORY_MAX_MESSAGES of them (the character budget is applied in Python).
+                      SELECT role, content, "order" AS ord
+                        FROM {Message._meta.db_table}
+                       WHERE session_id = chat_session.id
+                         AND "order" >= coalesce(current_summary.covers_messages, 0)
+                       ORDER BY "order" DESC
+                       LIMIT {HISTORY_MAX_MESSAGES}
+                     ) AS uncovered
+             ) AS recent_history
+       WHERE chat_session.id = %(session_id)s
+         AND chat_session.owner_id = %(user_id)s
+  ) AS session_and_history ON true
 """  # noqa: S608 - our tables only, the values all bound
 
 
@@ -93,10 +102,23 @@ def summary_message(summary: SummaryState) -> ChatMessage:
 
 def turn_context(*, user, session_id: int) -> TurnContext | None:
     """The session (None if it is not the user's) and its history, in one round trip."""
-    rows = execute_prepared(_SESSION_AND_HISTORY_SQL, {"session_id": session_id, "user_id": user.pk})
-    if not rows:
+    return counted_turn_context(user=user, session_id=session_id, rate_hit=None)[0]
+
+
+def counted_turn_context(
+    *, user, session_id: int, rate_hit: Hit | None
+) -> tuple[TurnContext | None, Verdict]:
+    """turn_context, and `rate_hit` counted in the same statement (its verdict; None: nothing counted)."""
+    ((allowed, wait, *row),) = execute_prepared(
+        _SESSION_AND_HISTORY_SQL, {"session_id": session_id, "user_id": user.pk, **hit_params(rate_hit)}
+    )
+    return _context_from_row(row), verdict(allowed, wait)
+
+
+def _context_from_row(row: list) -> TurnContext | None:
+    *session_row, summary_text, covers_turns, covers_messages, uncovered_chars, roles, contents = row
+    if session_row[0] is None:  # the lateral join found no session of this user's
         return None
-    *session_row, summary_text, covers_turns, covers_messages, uncovered_chars, roles, contents = rows[0]
     session = loaded_row(ChatSession, session_row)
     summary = (
         SummaryState(text=summary_text, covers_turns=covers_turns, covers_messages=covers_messages)

@@ -10,12 +10,12 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from core.api_fields import IDEMPOTENCY_HEADER, MAX_ID, REPLAYED_HEADER, NulSafeMixin
-from core.throttling import TurnThrottle
+from core.throttling import TurnThrottle, refuse
 from sessions_app import idempotency, schema, services, streaming
 from sessions_app.exceptions import ProviderFailed
 from sessions_app.models import ChatSession, Turn
 from sessions_app.providers import ProviderError
-from sessions_app.selectors import TurnContext, sessions_for_user, turn_context, turns_for_session
+from sessions_app.selectors import TurnContext, counted_turn_context, sessions_for_user, turns_for_session
 from sessions_app.serializers import (
     ChatSessionSerializer,
     TurnRequestSerializer,
@@ -106,9 +106,15 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
         if self.action != "create":
             self.session = get_object_or_404(sessions_for_user(user=request.user), pk=session_pk)
             return
-        # A turn reads its session and history up front.
-        if session_pk <= MAX_ID:
-            self.turn_context = turn_context(user=request.user, session_id=session_pk)
+        # A turn reads its session and history up front, and the same statement counts it against the
+        # turn throttle (TurnThrottle left the hit on the request): 429 comes before 404, as before.
+        self.turn_context, rate = counted_turn_context(
+            user=request.user,
+            session_id=session_pk if session_pk <= MAX_ID else 0,  # 0 names no session
+            rate_hit=getattr(request, "pending_rate_hit", None),
+        )
+        if not rate.allowed:
+            refuse(scope=TurnThrottle.scope, path=request.path, verdict=rate)
         if self.turn_context is None:  # the same 404 as get_object_or_404 above
             raise Http404(f"No {ChatSession._meta.object_name} matches the given query.")
         self.session = self.turn_context.session

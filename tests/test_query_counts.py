@@ -71,19 +71,19 @@ def test_staff_wallet_view_queries(staff, busy_user, django_assert_num_queries):
 def test_grant_queries(staff, busy_user, django_assert_num_queries):
     client = token_client_for(staff)
     url = f"/api/v1/admin/wallets/{busy_user.pk}/grant"
-    # the token with its user, the user, BEGIN, the wallet UPDATE ... RETURNING, the ledger INSERT,
-    # COMMIT
-    with django_assert_num_queries(6):
+    # the token with its user, the staff throttle's one statement, the user, BEGIN, the wallet
+    # UPDATE ... RETURNING, the ledger INSERT, COMMIT
+    with django_assert_num_queries(7):
         response = client.post(url, {"amount": "10", "reason": "support"}, format="json")
     assert response.status_code == 200
     # With an Idempotency-Key: one more, the look-up of an earlier grant with that key.
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(8):
         response = client.post(
             url, {"amount": "10", "reason": "support"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1"
         )
     assert response.status_code == 200
     # Its replay stops at the look-up.
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(4):
         response = client.post(
             url, {"amount": "10", "reason": "support"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1"
         )

@@ -11,6 +11,8 @@ from django.core.cache import caches
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from core.models import RateLimit
+from tests.factories import ChatSessionFactory, UserFactory, fund, token_client_for
 from tests.live_server import ROOT
 
 REDIS = ("127.0.0.1", 6379)
@@ -22,6 +24,16 @@ def _redis_up() -> bool:
     except OSError:
         return False
     return True
+
+
+def _redis_cache() -> dict:
+    return {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:6379/15",
+            "KEY_PREFIX": f"test-{uuid.uuid4().hex}",  # runs that share the server never share counters
+        }
+    }
 
 
 needs_redis = pytest.mark.skipif(not _redis_up(), reason="no Redis on 127.0.0.1:6379 (CI's machine runs one)")
@@ -51,14 +63,7 @@ def test_redis_cache_url_selects_djangos_redis_cache_with_no_options():
 def test_throttle_counters_live_in_redis(settings):
     """Two failed logins from one address, then 429: counted in Redis (was a 500, no `redis` package)."""
     settings.THROTTLE_AUTH_RATE = "2/minute"
-    redis_cache = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": "redis://127.0.0.1:6379/15",
-            "KEY_PREFIX": f"test-{uuid.uuid4().hex}",  # runs that share the server never share counters
-        }
-    }
-    with override_settings(CACHES=redis_cache):
+    with override_settings(CACHES=_redis_cache()):
         try:
             client = APIClient(REMOTE_ADDR="203.0.113.78")
             answers = [
@@ -68,5 +73,27 @@ def test_throttle_counters_live_in_redis(settings):
             assert [a.status_code for a in answers] == [400, 400, 429]
             assert answers[2].json()["code"] == "throttled"
             assert caches["default"].__class__.__name__ == "RedisCache"
+        finally:
+            caches["default"].clear()
+
+
+@needs_redis
+@pytest.mark.django_db
+def test_turns_are_throttled_in_redis_with_no_statement_of_their_own(settings, django_assert_num_queries):
+    """With Redis as the cache a turn's count is one Redis call: the turn is still seven statements."""
+    user = UserFactory()
+    fund(user, "10")
+    session = ChatSessionFactory(owner=user)
+    client = token_client_for(user)
+    url = f"/api/v1/sessions/{session.pk}/turns/"
+    settings.THROTTLE_TURN_RATE = "2/minute"
+    with override_settings(CACHES=_redis_cache()):
+        try:
+            assert client.post(url, {"content": "warm"}, format="json").status_code == 201
+            with django_assert_num_queries(7):
+                assert client.post(url, {"content": "hi"}, format="json").status_code == 201
+            refused = client.post(url, {"content": "hi"}, format="json")
+            assert refused.status_code == 429 and refused.json()["code"] == "throttled"
+            assert not RateLimit.objects.exists()  # nothing counted in the database
         finally:
             caches["default"].clear()

@@ -1,17 +1,30 @@
 """Throttles at the rates a deployment keeps: auth and sign-up per address and username, turns per user, staff writes."""
 
+import os
+import subprocess
+import sys
+import threading
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.core.cache import caches
-from django.core.management import call_command
 from django.db import connection
-from django.test import override_settings
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from billing.models import CreditTransaction
 from billing.services import grant
-from tests.factories import DEFAULT_PASSWORD, ChatSessionFactory, StaffUserFactory, UserFactory, fund
+from core.models import RateLimit
+from core.ratelimits import Hit, parse_rate, prune, rate_store
+from tests.factories import (
+    DEFAULT_PASSWORD,
+    ChatSessionFactory,
+    StaffUserFactory,
+    UserFactory,
+    fund,
+    token_client_for,
+)
+from tests.live_server import ROOT, database_url
 
 pytestmark = pytest.mark.django_db
 
@@ -187,24 +200,81 @@ def test_staff_throttle_class_is_reusable_for_new_money_endpoints():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_counters_live_in_the_database_cache_shared_by_processes(settings):
-    """The default without Redis: a table that every process reads (created by migrate)."""
+def test_counts_are_shared_by_processes(settings):
+    """Two failed logins from one address in another process (its own connection), then a 429 here."""
     settings.THROTTLE_AUTH_RATE = "2/minute"
-    dbcache = {
-        "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "throttle_test"}
+    code = (
+        "import django; django.setup()\n"
+        "from rest_framework.test import APIClient\n"
+        "client = APIClient(REMOTE_ADDR='203.0.113.77')\n"
+        "for _ in range(2):\n"
+        "    r = client.post('/api/v1/auth/token', {'username': 'a', 'password': 'wrong'}, format='json')\n"
+        "    assert r.status_code == 400 and b'password' in r.content.lower(), r.content\n"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings_test",  # the test database and in-process settings
+        "THROTTLE_AUTH_RATE": "2/minute",
+        "ALLOWED_HOSTS": "testserver",
+        "DATABASE_URL": database_url(),
     }
-    with override_settings(CACHES=dbcache):
-        call_command("createcachetable", verbosity=0)
-        client = client_from("203.0.113.77")
-        assert login(client, "a", "wrong").status_code == 400
-        assert login(client, "a", "wrong").status_code == 400
-        assert login(client, "a", "wrong").status_code == 429
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM throttle_test")
-            assert cursor.fetchone()[0] >= 2  # the address counter and the username counter
-        caches["default"].clear()
-        with connection.cursor() as cursor:
-            cursor.execute("DROP TABLE throttle_test")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True)
+    assert RateLimit.objects.filter(key__startswith="auth_ip:").count() == 1
+    assert_throttled(login(client_from("203.0.113.77"), "a", "wrong"))
+    assert login(client_from("203.0.113.78"), "a", "other").status_code == 429  # the username's count too
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_hits_on_one_key_pass_the_limit_exactly():
+    """Twenty threads, a connection each, race one key at 5/minute: five are allowed, whatever the order."""
+    hit = Hit(key="test:race", rate=parse_rate("5/minute"))
+    start = threading.Barrier(20)
+    verdicts = []
+
+    def race():
+        try:
+            start.wait()
+            verdicts.append(rate_store().hit(hit).allowed)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=race) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(verdicts) == [False] * 15 + [True] * 5
+
+
+def test_a_turns_throttle_costs_no_statement_of_its_own(
+    settings, user, user_client, funded_session, django_assert_num_queries
+):
+    """The turn's session read counts it: the turn is still its seven statements, and the count is kept."""
+    settings.THROTTLE_TURN_RATE = "60/minute"
+    url = f"/api/v1/sessions/{funded_session.pk}/turns/"
+    user_client.post(url, {"content": "warm"}, format="json")  # prices and the like read once per process
+    token_client = token_client_for(user)
+    with django_assert_num_queries(7):
+        assert token_client.post(url, {"content": "hi"}, format="json").status_code == 201
+    assert RateLimit.objects.get(key=f"turn:{user.pk}").tat > timezone.now()
+
+
+def test_a_throttled_turn_writes_nothing_and_comes_before_the_404(
+    settings, user, user_client, funded_session
+):
+    settings.THROTTLE_TURN_RATE = "1/minute"
+    url = f"/api/v1/sessions/{funded_session.pk}/turns/"
+    assert user_client.post(url, {"content": "hi"}, format="json").status_code == 201
+    assert_throttled(user_client.post(url, {"content": "hi"}, format="json"))
+    assert_throttled(user_client.post("/api/v1/sessions/999999/turns/", {"content": "hi"}, format="json"))
+    assert CreditTransaction.objects.filter(wallet__user=user, kind="debit").count() == 1
+
+
+def test_prune_removes_only_spent_keys(db):
+    RateLimit.objects.create(key="spent", tat=timezone.now() - timedelta(seconds=1))
+    RateLimit.objects.create(key="live", tat=timezone.now() + timedelta(seconds=30))
+    assert prune() == 1
+    assert list(RateLimit.objects.values_list("key", flat=True)) == ["live"]
 
 
 def test_cache_url_selects_redis_or_the_database(monkeypatch):

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class CoreConfig(AppConfig):
+    """The shared ground as an installed app: its one table (rate limits) and its chores (tasks.py)."""
+
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "core"
