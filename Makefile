@@ -37,13 +37,14 @@ run: export DEBUG ?= true
 run: install
 	$(WITH_DB) sh -c '$(RUN_CMD)'
 
-# Production-style server: uvicorn (ASGI, so a streamed turn holds no worker) behind WhiteNoise
-# (set SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL: no embedded database here, settings refuse to start
-# without it). docs/streaming.md: why ASGI for everything.
+# Production-style server (scripts/serve.sh): uvicorn, streams on Django's async handler (a streamed
+# turn holds no thread), every other request on its WSGI handler's threads, behind WhiteNoise (set
+# SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL: no embedded database here, settings refuse to start
+# without it). docs/performance.md: why, measured.
 serve: install
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --workers $${WEB_CONCURRENCY:-3} --proxy-headers --timeout-graceful-shutdown 30
+	VENV_BIN=$(BIN) HOST=$(HOST) PORT=$(PORT) exec sh scripts/serve.sh
 
 # The background worker (docs/notifications.md): webhook and email deliveries, periodic chores.
 # Run one or more beside the web server, on any machine with the same settings; they connect by
@@ -81,7 +82,7 @@ bench: install
 	$(BIN)/python bench/bench_reads.py
 	$(BIN)/python bench/bench_memory.py export
 	$(BIN)/python bench/bench_memory.py check
-	$(BIN)/python bench/bench_server.py
+	$(BIN)/python bench/bench_server.py --hot
 
 check-ledger: install
 	$(WITH_DB) $(MANAGE) check_ledger

@@ -1,14 +1,20 @@
-"""Turns through the real server (gunicorn, echo provider) against GET /auth/me, and a hot wallet.
+"""The server as deployed (`make serve`, default throttles and cache) against gunicorn, and a hot wallet.
 
     export DATABASE_URL=postgres://postgres@127.0.0.1:5432/creditdesk_bench SECRET_KEY=bench
-    .venv/bin/python bench/bench_server.py --seconds 20 --clients 8 --workers 4
+    .venv/bin/python bench/bench_server.py --rounds 5 --seconds 10      # the headline
+    CACHE_URL=redis://127.0.0.1:6379/0 .venv/bin/python bench/bench_server.py ...   # with Redis
 
-Starts gunicorn on a spare port (sync workers, the Makefile's `serve` settings), then:
-1. turns/s and p50/p99 over 100 wallets (one session each), against a plain authenticated
-   GET /api/v1/auth/me by the same clients on the same server (target: a turn <= 2.2x the GET, the limit issue 11 set for one path per write);
-2. the hot wallet: 16 concurrent clients on one wallet, through the server and, apart, straight
-   through billing.services.charge (16 threads, a connection each); charges/s, p99, errors, and the
-   final balance checked exactly against the costs answered (target >= 300/s, no error).
+1. The headline: the server `make serve` runs (scripts/serve.sh, WEB_CONCURRENCY processes) with the
+   settings a deployment keeps (throttles at their defaults, the default cache), and in the same run
+   gunicorn (2 workers x 4 threads, WSGI) as the reference. For each: GET /api/v1/auth/me, a plain
+   turn and a tool turn (the echo model searches, then answers: two model calls and a tool run),
+   interleaved in `--rounds` rounds; requests/s and p50/p99 (the median over the rounds), the turn's
+   p50 over auth/me's per round (median), and the deployed server's throughput over gunicorn's.
+   Turns spread over `--wallets` users so no one passes the default 60 turns a minute.
+2. Secondary, labelled: the deployed server with every throttle off (`--throttles-off`).
+3. With `--hot`: 16 concurrent clients on one wallet, through the server and, apart, straight through
+   billing.services.charge (16 threads, a connection each); charges/s, p99, errors, and the final
+   balance checked exactly against the costs answered (target >= 300/s, no error).
 The load generator runs on the same 2 cores as the server: its CPU is part of every figure.
 """
 
@@ -16,12 +22,15 @@ import argparse
 import http.client
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from statistics import median
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -33,6 +42,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import close_old_connections, connection  # noqa: E402
 from knox.models import AuthToken  # noqa: E402
@@ -70,7 +80,9 @@ def request(method: str, path: str, token: str, body: dict | None = None) -> tup
     return response.status, data
 
 
-def load(name: str, clients: int, seconds: float, make_call) -> tuple[list[float], list, int]:
+def load(
+    name: str, clients: int, seconds: float, make_call, quiet: bool = False
+) -> tuple[list[float], list, int]:
     """`clients` threads calling make_call(i) for `seconds`; returns latencies, results, errors."""
     latencies, results, errors = [], [], [0]
     lock = threading.Lock()
@@ -104,6 +116,8 @@ def load(name: str, clients: int, seconds: float, make_call) -> tuple[list[float
         t.join()
     wall = time.monotonic() - started
     s = summary(latencies)
+    if quiet:
+        return latencies, results, errors[0]
     print(
         f"  {name:34s} {len(latencies) / wall:8.1f}/s  p50 {s.p50 * 1000:7.2f} ms  p99 {s.p99 * 1000:7.2f} ms"
         f"  ok {len(latencies)}  errors {errors[0]}  ({clients} clients, {wall:.0f}s)",
@@ -112,41 +126,61 @@ def load(name: str, clients: int, seconds: float, make_call) -> tuple[list[float
     return latencies, results, errors[0]
 
 
-def start_server(workers: int) -> subprocess.Popen:
+SERVERS = {
+    # The server `make serve` runs, exactly (its processes: WEB_CONCURRENCY, default 2).
+    "deployed": lambda: ["sh", str(ROOT / "scripts" / "serve.sh")],
+    # The reference: WSGI on gunicorn's threaded workers, 2 processes x 4 threads.
+    "gunicorn": lambda: [
+        str(ROOT / ".venv/bin/gunicorn"),
+        "config.wsgi",
+        "--bind",
+        f"{HOST}:{PORT}",
+        "--workers",
+        "2",
+        "--threads",
+        "4",
+    ],
+}
+NO_THROTTLES = {name: "" for name in ("THROTTLE_TURN_RATE", "THROTTLE_STAFF_RATE", "THROTTLE_AUTH_RATE")}
+
+
+def start_server(kind: str, *, throttles: bool = True) -> subprocess.Popen:
+    """Start `kind` (SERVERS) on HOST:PORT with a deployment's settings (throttles on unless told)."""
     env = {
         **os.environ,
         "ALLOWED_HOSTS": HOST,
         "LOG_LEVEL": "WARNING",
         "LLM_PROVIDER": "echo",
         "DATABASE_POOL_MAX_SIZE": "4",
-        # Plain HTTP on loopback, and a benchmark is not abuse: no TLS redirect, no throttles.
-        "SECURE_SSL_REDIRECT": "false",
-        "THROTTLE_TURN_RATE": "",
-        "THROTTLE_STAFF_RATE": "",
-        "THROTTLE_AUTH_RATE": "",
+        "SECURE_SSL_REDIRECT": "false",  # plain HTTP on loopback
+        "VENV_BIN": str(ROOT / ".venv/bin"),
+        "HOST": HOST,
+        "PORT": str(PORT),
+        **({} if throttles else NO_THROTTLES),
     }
     server = subprocess.Popen(
-        [
-            str(ROOT / ".venv/bin/gunicorn"),
-            "config.wsgi",
-            "--bind",
-            f"{HOST}:{PORT}",
-            "--workers",
-            str(workers),
-        ],
+        SERVERS[kind](),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        start_new_session=True,
     )
-    for _ in range(100):
+    for _ in range(150):
         try:
-            http.client.HTTPConnection(HOST, PORT, timeout=1).request("GET", "/api/v1/health")
-            return server
+            conn = http.client.HTTPConnection(HOST, PORT, timeout=1)
+            conn.request("GET", "/api/v1/health")
+            if conn.getresponse().status == 200:
+                return server
         except OSError:
             time.sleep(0.2)
-    server.kill()
-    raise SystemExit("gunicorn did not start: " + server.stderr.read().decode()[-2000:])
+    os.killpg(server.pid, signal.SIGKILL)
+    raise SystemExit(f"{kind} did not start: " + server.stderr.read().decode()[-2000:])
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(30)
 
 
 def vacuum_churned_tables() -> None:
@@ -168,60 +202,126 @@ def balance_of(username: str) -> Decimal:
     return Wallet.objects.get(user__username=username).balance
 
 
+@dataclass
+class Figures:
+    """One endpoint's rounds on one server: requests/s and p50/p99 per round."""
+
+    rates: list[float] = field(default_factory=list)
+    p50s: list[float] = field(default_factory=list)
+    p99s: list[float] = field(default_factory=list)
+
+    def add(self, latencies: list[float], wall: float) -> None:
+        stats = summary(latencies)
+        self.rates.append(len(latencies) / wall)
+        self.p50s.append(stats.p50)
+        self.p99s.append(stats.p99)
+
+    def line(self, name: str) -> str:
+        return (
+            f"  {name:24s} {median(self.rates):8.1f}/s  p50 {median(self.p50s) * 1000:7.2f} ms"
+            f"  p99 {median(self.p99s) * 1000:7.2f} ms   (median of {len(self.rates)} rounds)"
+        )
+
+
+def measure(kind: str, calls: dict, *, rounds: int, seconds: float, clients: int, throttles: bool) -> dict:
+    """Start `kind`, warm it, then `rounds` interleaved rounds of every call; its Figures by call name."""
+    server = start_server(kind, throttles=throttles)
+    figures = {name: Figures() for name in calls}
+    print(f"{kind}{'' if throttles else ' (throttles off)'}: load {os.getloadavg()[0]:.2f}", flush=True)
+    try:
+        load("warm-up", clients, 3, calls["GET auth/me"])
+        for _ in range(rounds):
+            for name, call in calls.items():
+                started = time.monotonic()
+                latencies, _, errors = load(f"{kind}: {name}", clients, seconds, call, quiet=True)
+                figures[name].add(latencies, time.monotonic() - started)
+                if errors:
+                    print(f"    {name}: {errors} errors", flush=True)
+    finally:
+        stop_server(server)
+    for name, figure in figures.items():
+        print(figure.line(name))
+    ratios = [t / m for m, t in zip(figures["GET auth/me"].p50s, figures["POST turn"].p50s, strict=True)]
+    print(f"  turn / auth/me (p50, median of rounds): {median(ratios):.2f}x (target <= 2.0x)", flush=True)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--seconds", type=float, default=10, help="per endpoint and round")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--wallets", type=int, default=100)
-    parser.add_argument("--hot-only", action="store_true", help="only the hot wallet through charge()")
+    parser.add_argument("--wallets", type=int, default=600)
+    parser.add_argument("--servers", default="deployed,gunicorn", help="of: " + ", ".join(SERVERS))
     parser.add_argument(
-        "--turns-only", action="store_true", help="only turns against auth/me (no hot wallet)"
+        "--throttles-off", action="store_true", help="also the deployed server, throttles off"
     )
+    parser.add_argument(
+        "--hot", action="store_true", help="also the hot wallet, through the server and charge()"
+    )
+    parser.add_argument("--hot-only", action="store_true", help="only the hot wallet through charge()")
     args = parser.parse_args()
     hot_user = get_user_model().objects.get(username="heavy")
     if args.hot_only:
         hot_charges(hot_user, args.seconds)
         return
     wallets = setup_wallets(args.wallets)
+    vacuum_churned_tables()
+    print(
+        f"{args.clients} client threads, {len(wallets)} wallets, cache {settings.CACHES['default']['BACKEND']}, "
+        f"{args.rounds} rounds of {args.seconds:.0f} s per endpoint",
+        flush=True,
+    )
+
+    def me(i):
+        status, _ = request("GET", "/api/v1/auth/me", wallets[i % len(wallets)][0])
+        return status == 200, None
+
+    def turn_with(content):
+        def turn(i):
+            token, session_id = wallets[i % len(wallets)]
+            status, data = request(
+                "POST", f"/api/v1/sessions/{session_id}/turns/", token, {"content": content}
+            )
+            return status == 201, (
+                json.loads(data)["usage"]["cost"] if status == 201 else f"{status} {data[:200]}"
+            )
+
+        return turn
+
+    calls = {
+        "GET auth/me": me,
+        "POST turn": turn_with("hello"),
+        "POST tool turn": turn_with("search for hello"),
+    }
+    measured = {
+        kind: measure(
+            kind, calls, rounds=args.rounds, seconds=args.seconds, clients=args.clients, throttles=True
+        )
+        for kind in args.servers.split(",")
+    }
+    if {"deployed", "gunicorn"} <= measured.keys():
+        for name in calls:
+            deployed, reference = measured["deployed"][name], measured["gunicorn"][name]
+            ratio = median(deployed.rates) / median(reference.rates)
+            print(f"  deployed / gunicorn throughput, {name}: {ratio:.2f}x (target >= 0.9x)")
+    if args.throttles_off:
+        measure(
+            "deployed", calls, rounds=args.rounds, seconds=args.seconds, clients=args.clients, throttles=False
+        )
+    if args.hot:
+        hot_through_server(hot_user, args.seconds)
+        hot_charges(hot_user, args.seconds)
+
+
+def hot_through_server(hot_user, seconds: float) -> None:
+    """16 clients, one wallet (a session each), through the deployed server, throttles off."""
     staff = get_user_model().objects.get(username="benchstaff")
     services.grant(user=hot_user, amount="10000", reason="bench funds", initiated_by=staff)
     hot_token = AuthToken.objects.create(user=hot_user)[1]
     hot_sessions = [create_session(owner=hot_user, title="hot").pk for _ in range(HOT_CLIENTS)]
-    vacuum_churned_tables()
-    server = start_server(args.workers)
-    print(
-        f"gunicorn {args.workers} sync workers, {args.clients} client threads, {len(wallets)} wallets, "
-        f"load {os.getloadavg()[0]:.2f}",
-        flush=True,
-    )
+    server = start_server("deployed", throttles=False)
     try:
-
-        def me(i):
-            status, _ = request("GET", "/api/v1/auth/me", wallets[i % len(wallets)][0])
-            return status == 200, None
-
-        def turn(i):
-            token, session_id = wallets[i % len(wallets)]
-            status, data = request(
-                "POST", f"/api/v1/sessions/{session_id}/turns/", token, {"content": "hello"}
-            )
-            return status == 201, (json.loads(data)["usage"]["cost"] if status == 201 else data[:200])
-
-        load("warm-up", args.clients, 3, me)
-        rounds = []
-        for _ in range(2):  # interleaved, so load from elsewhere skews both alike
-            me_lat, _, _ = load("GET /api/v1/auth/me", args.clients, args.seconds, me)
-            turn_lat, _, _ = load("POST turn (100 wallets)", args.clients, args.seconds, turn)
-            rounds.append((summary(me_lat), summary(turn_lat)))
-        ratio = min(t.p50 / m.p50 for m, t in rounds)
-        print(
-            f"  turn / auth/me (p50, best round): {ratio:.2f}x (target <= 2.2x) -> {'PASS' if ratio <= 2.2 else 'FAIL'}"
-        )
-        if args.turns_only:
-            return
-
-        # The hot wallet through the server: 16 clients, one wallet, a session each.
         before = balance_of("heavy")
 
         def hot_turn(i):
@@ -231,15 +331,11 @@ def main() -> None:
                 Decimal(json.loads(data)["usage"]["cost"]) if status == 201 else data[:200]
             )
 
-        _, costs, errors = load("hot wallet, turns via server", HOT_CLIENTS, args.seconds, hot_turn)
+        _, costs, errors = load("hot wallet, turns via server", HOT_CLIENTS, seconds, hot_turn)
         exact = balance_of("heavy") == before - sum(costs, Decimal(0))
         print(f"    final balance exact: {exact}; errors {errors}")
     finally:
-        server.terminate()
-        server.wait(10)
-
-    if not args.turns_only:
-        hot_charges(hot_user, args.seconds)
+        stop_server(server)
 
 
 def hot_charges(hot_user, seconds: float) -> None:

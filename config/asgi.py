@@ -1,8 +1,18 @@
-"""ASGI entry point."""
+"""ASGI entry point (`make serve`): streams on Django's async handler, every other request on its WSGI handler's threads (core.asgi)."""
 
 import os
 
+from a2wsgi import WSGIMiddleware
+from django.conf import settings
 from django.core.asgi import get_asgi_application
+from django.core.wsgi import get_wsgi_application
+
+from core.asgi import StreamRouter
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-application = get_asgi_application()
+
+streaming = get_asgi_application()  # sets Django up
+application = StreamRouter(
+    streaming=streaming,
+    threaded=WSGIMiddleware(get_wsgi_application(), workers=settings.WEB_THREADS),
+)

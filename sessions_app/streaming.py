@@ -49,6 +49,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import StreamingHttpResponse
 
+from core.asgi import EVENT_STREAM, accepts_event_stream
 from sessions_app import services
 from sessions_app.exceptions import ProviderFailed
 from sessions_app.providers import Completion, Delta, ProviderError, ToolCalls, Usage
@@ -57,7 +58,6 @@ from sessions_app.turn_loop import PART_SEPARATOR, TurnLoop
 
 logger = logging.getLogger(__name__)
 
-EVENT_STREAM = "text/event-stream"
 SESSION_GONE = {
     "detail": "This chat session was deleted while its reply was being generated.",
     "code": "not_found",
@@ -68,17 +68,7 @@ _RUNNING: set[asyncio.Task] = set()  # producers are referenced until done (asyn
 
 def wants_event_stream(request) -> bool:
     """Whether the Accept header asks for text/event-stream (with a q above 0)."""
-    for item in request.META.get("HTTP_ACCEPT", "").split(","):
-        media, *params = (part.strip() for part in item.split(";"))
-        if media.lower() != EVENT_STREAM:
-            continue
-        q = next((p.split("=", 1)[1] for p in params if p.lower().startswith("q=")), "1")
-        try:
-            if float(q) > 0:
-                return True
-        except ValueError:
-            return True
-    return False
+    return accepts_event_stream(request.META.get("HTTP_ACCEPT", ""))
 
 
 def sse(event: str, data: dict) -> bytes:

@@ -35,7 +35,7 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def uvicorn_server(*, env: dict[str, str], log_dir: Path) -> Iterator[int]:
-    """uvicorn serving config.asgi on a free loopback port, on the test database; yields the port.
+    """The production server (scripts/serve.sh) on a free loopback port, on the test database; yields the port.
 
     `env` adds to (and overrides) the server's environment; its log is in `log_dir` and shown if it
     fails to start. Stopped with SIGTERM, like a deployment's shutdown.
@@ -58,20 +58,17 @@ def uvicorn_process(*, env: dict[str, str], log_dir: Path) -> Iterator[tuple[sub
         "ALLOWED_HOSTS": HOST,
         "SECURE_SSL_REDIRECT": "false",
         "LOG_LEVEL": "WARNING",
+        # The server `make serve` runs (scripts/serve.sh), as one process: a test that SIGKILLs it
+        # kills the server itself, not a supervisor whose workers would live on.
+        "VENV_BIN": str(Path(sys.executable).parent),
+        "HOST": HOST,
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "1",
         **env,
     }
     log_path = log_dir / "server.log"
     with log_path.open("wb") as log:
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "config.asgi:application",
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-        ]
+        command = ["sh", str(ROOT / "scripts" / "serve.sh")]
         process = subprocess.Popen(  # noqa: S603 - our own server, fixed arguments
             command, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
