@@ -2,17 +2,16 @@
 
 import os
 
-from a2wsgi import WSGIMiddleware
 from django.conf import settings
 from django.core.asgi import get_asgi_application
 from django.core.wsgi import get_wsgi_application
 
-from core.asgi import StreamRouter
+from core.asgi import StreamRouter, ThreadedWSGI
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 streaming = get_asgi_application()  # sets Django up
 application = StreamRouter(
     streaming=streaming,
-    threaded=WSGIMiddleware(get_wsgi_application(), workers=settings.WEB_THREADS),
+    threaded=ThreadedWSGI(get_wsgi_application(), threads=settings.WEB_THREADS),
 )
