@@ -125,6 +125,8 @@ class FakeOpenAIHandler(BaseHTTPRequestHandler):
             ]
         base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time())}
         base["model"] = request.get("model", "fake")
+        if self.server.first_byte_delay:
+            time.sleep(min(self.server.first_byte_delay, MAX_STALL_SECONDS))
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
@@ -141,6 +143,8 @@ class FakeOpenAIHandler(BaseHTTPRequestHandler):
                 delta = {"tool_calls": [piece]} if isinstance(piece, dict) else {"content": piece}
                 choice = {"index": 0, "delta": delta, "finish_reason": None}
                 self._chunk(b"data: " + json.dumps({**base, "choices": [choice]}).encode() + b"\n\n")
+                if n == 0:
+                    self.server.first_piece_sent = time.monotonic()  # the model's own first byte, as sent
             stop = {"index": 0, "delta": {}, "finish_reason": finish_reason}
             self._chunk(b"data: " + json.dumps({**base, "choices": [stop]}).encode() + b"\n\n")
             if (request.get("stream_options") or {}).get("include_usage"):
@@ -212,10 +216,19 @@ class FakeOpenAIServer(ThreadingHTTPServer):
     # (5) drops a burst's connects, which the client reports as provider failures.
     request_queue_size = 1024
 
-    def __init__(self, port: int = 0, stall_seconds: float = 3.0, stream_delay: float = 0.0):
+    def __init__(
+        self,
+        port: int = 0,
+        stall_seconds: float = 3.0,
+        stream_delay: float = 0.0,
+        first_byte_delay: float = 0.0,
+    ):
         super().__init__(("127.0.0.1", port), FakeOpenAIHandler)
         self.stall_seconds = stall_seconds
         self.stream_delay = stream_delay
+        # A stream's answer starts this long after its request (the model's own time to first byte).
+        self.first_byte_delay = first_byte_delay
+        self.first_piece_sent = 0.0  # when the latest stream's first piece was written (time.monotonic)
         self.open_streams = 0
         self.max_open_streams = 0
         self.counts: dict[str, int] = {}

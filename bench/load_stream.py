@@ -1,17 +1,26 @@
-"""Streamed turns under load: many concurrent SSE streams through uvicorn against a slow fake model.
+"""Streamed turns under load: a burst of SSE streams through the deployed server against a slow fake model.
 
 By hand (a scratch database creditdesk_stream_bench is dropped, created, migrated and seeded):
     .venv/bin/python bench/load_stream.py                      # 200 streams, a fifth hang up
     .venv/bin/python bench/load_stream.py --streams 50         # reduced size
     .venv/bin/python bench/load_stream.py --compare            # plain turns: gunicorn (WSGI) vs uvicorn (ASGI)
 
-The stream run: one uvicorn process (its pool of DATABASE_POOL_MAX_SIZE connections) in front of
-bench/fake_openai.py writing 4-token pieces `--drip` seconds apart; `--streams` clients start at
-once, a fifth of them hang up after a random number of pieces. Afterwards: no hold is open, every
-stream has exactly one metered call and every charged call one debit, a hung-up stream is charged
-at least what it read (and never more than its hold), check_ledger is clean, and a plain (non-
-streamed) turn still answers 201. Printed: time to first byte (the first `delta`) p50/p99, the
-server's resident memory per open stream, and the totals. Loopback only, every wait bounded.
+The server is the one `make serve` runs (scripts/serve.sh, `--processes` of them, each with a pool of
+`--pool` connections) in front of bench/fake_openai.py, which answers `--first-byte` seconds after a
+request and then writes 4-token pieces `--drip` seconds apart (its first piece one drip after its
+headers). Three steps:
+1. one stream at a time: how long after the model sent its first piece the client has its first
+   delta (the relay), and the first byte from the request;
+2. calibration: the same burst with the model answering only after 2 s, so until every stream has
+   called it the server does nothing but the streams' synchronous starts (authentication, session
+   read, reservation, the call): the server's CPU per start over that window, and the machine's
+   (every process: the load generator, the fake model and PostgreSQL too);
+3. the burst: `--streams` clients at once, a fifth hanging up after a random number of pieces.
+The floor for the burst's first byte: the model's own first byte plus every stream's synchronous
+start (server CPU) spread over the cores. Afterwards: no hold is open, every stream has exactly one
+metered call and every charged call one debit, a hung-up stream is charged at least what it read
+(never more than its hold), check_ledger is clean, and a plain turn still answers 201. Loopback only,
+every wait bounded.
 """
 
 import argparse
@@ -43,6 +52,7 @@ CONTENT = "Tell me a long story about streams, holds and ledgers, please. " * 3 
 class Outcome:
     status: int = 0
     ttfb: float | None = None
+    first_at: float = 0.0  # when the first delta arrived (time.monotonic, comparable with the fake's clock)
     deltas: list[str] = field(default_factory=list)
     final: str | None = None  # "done" or "error"
     body: dict | None = None
@@ -64,7 +74,10 @@ def start(kind: str, *, database_url: str, workers: int, env: dict) -> Server:
         **env,
     }
     binary = Path(sys.executable).parent
-    if kind == "uvicorn":
+    if kind == "deployed":  # the server `make serve` runs, WEB_CONCURRENCY processes
+        command = ["sh", str(ROOT / "scripts" / "serve.sh")]
+        environment.update(VENV_BIN=str(binary), HOST=HOST, PORT=str(port), WEB_CONCURRENCY=str(workers))
+    elif kind == "uvicorn":
         command = [str(binary / "uvicorn"), "config.asgi:application", "--workers", str(workers)]
         command += ["--host", HOST, "--port", str(port), "--no-access-log", "--backlog", "1024"]
     else:
@@ -156,7 +169,8 @@ def one_stream(port: int, token: str, session_id: int, hang_after: int | None, o
                 data = json.loads(line.removeprefix("data: "))
                 if name == "delta":
                     if out.ttfb is None:
-                        out.ttfb = time.monotonic() - started
+                        out.first_at = time.monotonic()
+                        out.ttfb = out.first_at - started
                     out.deltas.append(data["text"])
                     if hang_after is not None and len(out.deltas) >= hang_after:
                         out.hung_up = True
@@ -171,7 +185,55 @@ def one_stream(port: int, token: str, session_id: int, hang_after: int | None, o
         conn.close()
 
 
+def server_cpu_seconds(server) -> float:
+    """CPU (user + system) used so far by the server's processes."""
+    total = 0.0
+    for pid in [server.process.pid, *server.worker_pids()]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds every process on the machine has spent busy so far (all cores; /proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def burst(server, accounts, plans, outcomes, args, until=None) -> tuple[float, float, int]:
+    """Start one stream per account at once; (seconds until all ended, peak RSS KiB, idle RSS KiB).
+
+    With `until` (a callable), also return when it first holds, for the calibration below.
+    """
+    go = threading.Event()
+    threads = [
+        threading.Thread(target=one_stream, args=(server.port, token, sid, plan, out, go), daemon=True)
+        for (_, token, sid), plan, out in zip(accounts, plans, outcomes, strict=True)
+    ]
+    idle = rss_kib([server.process.pid, *server.worker_pids()])
+    for thread in threads:
+        thread.start()
+    started = time.monotonic()
+    go.set()
+    peak = idle
+    while any(t.is_alive() for t in threads) and time.monotonic() - started < args.max_seconds:
+        peak = max(peak, rss_kib([server.process.pid, *server.worker_pids()]))
+        if until is not None and until():
+            break
+        time.sleep(0.02 if until is not None else 0.1)
+    elapsed = time.monotonic() - started
+    if until is None:
+        for thread in threads:
+            thread.join(timeout=1)
+    return elapsed, peak, idle
+
+
 def run_streams(args) -> int:
+    """The burst on the deployed server, against its floor (module docstring)."""
     url = fresh_database(args.postgres, args.database)
     subprocess.run(  # noqa: S603 - our manage.py
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
@@ -180,9 +242,8 @@ def run_streams(args) -> int:
         check=True,
     )
     setup_django(url)
-    warm, *accounts = seed(args.streams + 1)
-    fake = FakeOpenAIServer(stream_delay=args.drip)
-    fake.request_queue_size = 1024
+    singles, calibration, accounts = seed(20), seed(args.streams), seed(args.streams)
+    fake = FakeOpenAIServer(stream_delay=args.drip, first_byte_delay=args.first_byte)
     fake.start()
     env = {
         "LLM_PROVIDER": "openai",
@@ -190,47 +251,78 @@ def run_streams(args) -> int:
         "LLM_TIMEOUT_SECONDS": "60",
         "DATABASE_POOL_MAX_SIZE": str(args.pool),
     }
-    server = start("uvicorn", database_url=url, workers=1, env=env)
+    server = start("deployed", database_url=url, workers=args.processes, env=env)
     rng = random.Random(14)  # noqa: S311 - not crypto
     pieces = len(f"Echo: {CONTENT}") // 16
     plans = [rng.randint(1, pieces - 1) if i % 5 == 0 else None for i in range(args.streams)]
     outcomes = [Outcome() for _ in accounts]
-    go = threading.Event()
-    threads = [
-        threading.Thread(target=one_stream, args=(server.port, token, sid, plan, out, go), daemon=True)
-        for (_, token, sid), plan, out in zip(accounts, plans, outcomes, strict=True)
-    ]
+    cores = os.cpu_count() or 1
     try:
-        # One stream first: the process's first request pays for imports and the client's set-up.
-        warm_go = threading.Event()
-        warm_go.set()
-        one_stream(server.port, warm[1], warm[2], None, Outcome(), warm_go)
-        idle = rss_kib([server.process.pid, *server.worker_pids()])
-        for thread in threads:
-            thread.start()
-        started = time.monotonic()
-        go.set()
-        peak = idle
-        while any(t.is_alive() for t in threads) and time.monotonic() - started < args.max_seconds:
-            peak = max(peak, rss_kib([server.process.pid, *server.worker_pids()]))
+        # 1. One stream at a time: its first byte against the model's own (the first pays for imports).
+        alone, relays = [], []
+        for _, token, sid in singles:
+            out = Outcome()
+            ready = threading.Event()
+            ready.set()
+            one_stream(server.port, token, sid, None, out, ready)
+            alone.append(out.ttfb)
+            relays.append(out.first_at - fake.first_piece_sent)
+        single = percentile(sorted(alone[2:]), 0.5)
+        relay = percentile(sorted(relays[2:]), 0.5)
+        # 2. Calibration: the same burst with the model answering only after 2 s, so the server does
+        # nothing but the streams' synchronous starts (authentication, session read, reservation)
+        # until every one of them has called the model: its CPU over that window, per stream.
+        fake.first_byte_delay = 2.0
+        calls_before = fake.counts.get("ok", 0)
+        cpu_before, busy_before = server_cpu_seconds(server), machine_busy_seconds()
+        calibrated = [Outcome() for _ in calibration]
+        window, _, _ = burst(
+            server,
+            calibration,
+            [None] * args.streams,
+            calibrated,
+            args,
+            until=lambda: fake.counts.get("ok", 0) - calls_before >= args.streams,
+        )
+        start_cpu = (server_cpu_seconds(server) - cpu_before) / args.streams
+        machine_cpu = (machine_busy_seconds() - busy_before) / args.streams  # clients, model, PostgreSQL too
+        fake.first_byte_delay = args.first_byte
+        deadline = time.monotonic() + 60  # the calibration streams finish before the burst starts
+        while not all(o.final or o.error for o in calibrated) and time.monotonic() < deadline:
             time.sleep(0.1)
-        elapsed = time.monotonic() - started
-        for thread in threads:
-            thread.join(timeout=1)
+        time.sleep(1)
+        # 3. The burst.
+        elapsed, peak, idle = burst(server, accounts, plans, outcomes, args)
         report = check(args, accounts, outcomes, server)
     finally:
         server.stop()
         fake.stop()
     ttfb = sorted(o.ttfb for o in outcomes if o.ttfb is not None)
+    model_first_byte = args.first_byte + args.drip  # the fake's first piece comes one drip after its headers
+    floor = model_first_byte + args.streams * start_cpu / cores
+    p50, p99 = percentile(ttfb, 0.5), percentile(ttfb, 0.99)
     done = sum(o.final == "done" for o in outcomes)
     hung = sum(o.hung_up for o in outcomes)
     print(
-        f"streams: {args.streams} concurrent through 1 uvicorn process (pool {args.pool}), drip {args.drip}s"
+        f"streams through the deployed server ({args.processes} processes, pool {args.pool} each), drip {args.drip}s"
     )
-    print(f"  done {done}, hung up {hung}, other {args.streams - done - hung} in {elapsed:.1f}s")
-    print(f"  fake model: {fake.max_open_streams} streams open at once at most")
     print(
-        f"  time to first byte: p50 {percentile(ttfb, 0.5) * 1000:.0f} ms, p99 {percentile(ttfb, 0.99) * 1000:.0f} ms"
+        f"  one stream alone: its first byte reaches the client {relay * 1000:.2f} ms after the model sent its"
+        f" own (target <= 5 ms); from the request, {single * 1000:.1f} ms against the model's {model_first_byte * 1000:.0f} ms"
+    )
+    print(
+        f"  a stream's synchronous start: {start_cpu * 1000:.2f} ms of server CPU, {machine_cpu * 1000:.2f} ms of"
+        f" the machine's (calibration burst: all {args.streams} at the model after {window:.2f} s; the machine's"
+        f" CPU over its cores: {args.streams * machine_cpu / cores:.2f} s)"
+    )
+    print(
+        f"  burst of {args.streams}: done {done}, hung up {hung}, other {args.streams - done - hung} in {elapsed:.1f}s;"
+        f" the fake model had {fake.max_open_streams} open at once at most"
+    )
+    print(
+        f"  time to first byte: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms; floor {floor * 1000:.0f} ms ="
+        f" model {model_first_byte * 1000:.0f} ms + {args.streams} x {start_cpu * 1000:.2f} ms / {cores} cores;"
+        f" p99 / floor {p99 / floor:.2f} (target <= 1.5)"
     )
     print(
         f"  server RSS idle {idle / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB: {(peak - idle) / args.streams:.0f} KiB/stream"
@@ -358,7 +450,9 @@ def main(argv=None) -> int:
     parser.add_argument("--pool", type=int, default=4, help="the server's DATABASE_POOL_MAX_SIZE")
     parser.add_argument("--max-seconds", type=float, default=120)
     parser.add_argument("--compare", action="store_true", help="plain turns: gunicorn vs uvicorn")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="--compare: each server's processes")
+    parser.add_argument("--processes", type=int, default=2, help="the deployed server's (WEB_CONCURRENCY)")
+    parser.add_argument("--first-byte", type=float, default=0.05, help="the model's own time to first byte")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--turns", type=int, default=800)
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432/postgres")
