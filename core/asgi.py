@@ -1,17 +1,23 @@
-"""One ASGI application over Django's two handlers: streams on the async one, every other request on WSGI threads.
+"""The ASGI application `make serve` runs: Django's WSGI handler on a fixed pool of threads, streams on the loop.
 
-A streamed answer (`Accept: text/event-stream`) waits on the model for seconds; Django's async
-handler holds no thread meanwhile. Everything else is short and synchronous (the views, the ORM),
-and Django's async handler runs such a request at about 1.5x the CPU of its WSGI handler (a thread
-made per request for the sync middleware and view, hops in and out of it), so those requests go to
-the WSGI handler on a fixed pool of threads (ThreadedWSGI). docs/performance.md has the measurements.
+Every request runs Django's WSGI handler (middleware, view) on one of `threads` pool threads: the
+views and the ORM are synchronous, and Django's async handler runs such a request at about 1.5x the
+CPU of its WSGI handler (a thread made per request, hops in and out of it). A response that streams
+from an async iterator (a streamed turn's server-sent events) is handed back to the event loop,
+where it waits on the model holding no thread, as under Django's async handler: its database steps
+get a thread of their own (ThreadSensitiveContext), a client that hangs up cancels it, and its
+close() runs on the pool. A response that streams from a sync iterator (the CSV export) stays on
+its thread, which sends each chunk as it comes (its database cursor is that thread's), as a WSGI
+server would. Everything else is sent from the loop in one piece. docs/performance.md measures it.
 """
 
 import asyncio
 import io
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 
 from a2wsgi.wsgi import build_environ
+from asgiref.sync import ThreadSensitiveContext
 
 EVENT_STREAM = "text/event-stream"
 
@@ -31,59 +37,18 @@ def accepts_event_stream(accept: str) -> bool:
     return False
 
 
-def _accept(scope) -> str:
-    for name, value in scope.get("headers", ()):
-        if name == b"accept":
-            return value.decode("latin-1")
-    return ""
-
-
-class StreamRouter:
-    """Streams (and the paths in `async_paths`) to `streaming`, other HTTP requests to `threaded`."""
-
-    def __init__(self, *, streaming, threaded, async_paths: tuple[str, ...] = ()):
-        self.streaming = streaming
-        self.threaded = threaded
-        self.async_paths = async_paths
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "lifespan":
-            return await _lifespan(receive, send)
-        if scope["type"] == "http" and (
-            scope["path"] in self.async_paths or accepts_event_stream(_accept(scope))
-        ):
-            return await self.streaming(scope, receive, send)
-        return await self.threaded(scope, receive, send)
-
-
-async def _lifespan(receive, send) -> None:
-    """Nothing to start or stop: acknowledge the server's startup and shutdown."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
 class ThreadedWSGI:
-    """A WSGI application served to ASGI on a fixed pool of threads, in one hop there and one back.
-
-    The request body is read on the loop first (the API's bodies are bounded: 1 MB, uploads a few),
-    then the whole request runs on a pool thread, and a finished response comes back to the loop in
-    one piece. A streaming response (the CSV export) stays on its thread, which sends each chunk as
-    it comes (its database cursor is that thread's), as a WSGI server would. a2wsgi (whose environ
-    builder this uses) hops to the loop for every message; docs/performance.md measures the difference.
-    """
+    """A WSGI application served to ASGI on a fixed pool of threads, in one hop there and one back."""
 
     def __init__(self, app, *, threads: int):
         self.app = app
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wsgi")
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            return await _lifespan(receive, send)
         chunks = []
-        while True:
+        while True:  # the whole body first: the API's are bounded (1 MB; uploads a few)
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
@@ -93,12 +58,14 @@ class ThreadedWSGI:
         loop = asyncio.get_running_loop()
         environ = build_environ(scope, io.BytesIO(b"".join(chunks)))
         start, body = await loop.run_in_executor(self.executor, self._respond, environ, send, loop)
-        if start is not None:  # finished on the thread: sent from here in one piece
+        if isinstance(body, bytes):  # finished on the thread: sent from here in one piece
             await send(start)
             await send({"type": "http.response.body", "body": body})
+        elif body is not None:  # an async stream, relayed from the loop
+            await self._relay(start, body, receive, send, loop)
 
     def _respond(self, environ, send, loop):
-        """On a pool thread: run the app; (start, body) to send, or (None, None) once streamed from here."""
+        """On a pool thread: run the app; (start, body bytes), (start, async response), or (None, None) once streamed."""
         started = {}
 
         def start_response(status, headers, exc_info=None):
@@ -111,18 +78,56 @@ class ThreadedWSGI:
             }
 
         result = self.app(environ, start_response)
+        if getattr(result, "is_async", False):
+            return started["message"], result  # closed by _relay, after the stream
         try:
             if not getattr(result, "streaming", False):
                 return started["message"], b"".join(result)
             asyncio.run_coroutine_threadsafe(send(started["message"]), loop).result()
             for chunk in result:
                 if chunk:
-                    asyncio.run_coroutine_threadsafe(
-                        send({"type": "http.response.body", "body": chunk, "more_body": True}), loop
-                    ).result()
+                    message = {"type": "http.response.body", "body": chunk, "more_body": True}
+                    asyncio.run_coroutine_threadsafe(send(message), loop).result()
             asyncio.run_coroutine_threadsafe(send({"type": "http.response.body", "body": b""}), loop).result()
             return None, None
         finally:
             close = getattr(result, "close", None)
             if close is not None:
                 close()  # Django's request_finished: the thread's connection goes back to the pool
+
+    async def _relay(self, start, response, receive, send, loop) -> None:
+        """Send an async streaming response from the loop, as Django's async handler would."""
+
+        async def stream():
+            await send(start)
+            async with aclosing(aiter(response)) as content:
+                async for part in content:
+                    await send({"type": "http.response.body", "body": part, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+
+        async def hang_up():
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        async with ThreadSensitiveContext():  # the stream's database steps: one thread, as per request
+            streaming, watching = asyncio.create_task(stream()), asyncio.create_task(hang_up())
+            try:
+                await asyncio.wait({streaming, watching}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (watching, streaming):  # a hang-up cancels the stream: the view charges it
+                    task.cancel()
+                outcome = await asyncio.gather(streaming, watching, return_exceptions=True)
+                await loop.run_in_executor(self.executor, response.close)
+        if isinstance(outcome[0], Exception):
+            raise outcome[0]
+
+
+async def _lifespan(receive, send) -> None:
+    """Nothing to start or stop: acknowledge the server's startup and shutdown."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -64,7 +64,7 @@ _TABLE = RateLimit._meta.db_table
 
 # The two steps a statement adds to count a hit: a CTE pair to put first in its WITH clause, and the
 # verdict's two columns (allowed, seconds to wait) for its SELECT list. With `rate_key` null they do
-# nothing and allow. Parameters: rate_key, rate_now, rate_interval, rate_period (hit_params()).
+# nothing and allow. Parameters: rate_key, rate_interval, rate_period (hit_params()).
 RATE_CTES = f"""
     -- The key as this statement found it (a statement reads the rows as they were before its writes).
     rate_before AS (
@@ -72,15 +72,16 @@ RATE_CTES = f"""
     ),
     -- GCRA: the key's arrival time moves one interval on, only while that keeps it within one period
     -- of now; a row back means allowed. Concurrent hits queue on the key's row and each re-checks
-    -- the latest version (ON CONFLICT), so every process and instance counts against one row.
+    -- the latest version (ON CONFLICT) against the database's clock read after it got the row, so
+    -- every process and instance counts against one row, in the order they got it.
     rate_hit AS (
         INSERT INTO {_TABLE} AS existing (key, tat)
-        SELECT %(rate_key)s::text, %(rate_now)s::timestamptz + %(rate_interval)s::interval
+        SELECT %(rate_key)s::text, clock_timestamp() + %(rate_interval)s::interval
          WHERE %(rate_key)s::text IS NOT NULL
         ON CONFLICT (key) DO UPDATE
-           SET tat = greatest(existing.tat + %(rate_interval)s::interval, EXCLUDED.tat)
-         WHERE greatest(existing.tat + %(rate_interval)s::interval, EXCLUDED.tat)
-               <= %(rate_now)s::timestamptz + %(rate_period)s::interval
+           SET tat = greatest(existing.tat, clock_timestamp()) + %(rate_interval)s::interval
+         WHERE greatest(existing.tat, clock_timestamp()) + %(rate_interval)s::interval
+               <= clock_timestamp() + %(rate_period)s::interval
         RETURNING tat
     )"""  # noqa: S608 - core's own table
 RATE_VERDICT = """
@@ -88,7 +89,7 @@ RATE_VERDICT = """
     %(rate_key)s::text IS NULL OR EXISTS (SELECT 1 FROM rate_hit),
     -- refused: seconds until the next hit fits (from the key as it was)
     extract(epoch FROM (SELECT tat FROM rate_before) + %(rate_interval)s::interval
-                       - %(rate_period)s::interval - %(rate_now)s::timestamptz)"""
+                       - %(rate_period)s::interval - clock_timestamp())"""
 
 _HIT_SQL = f"""
 WITH {RATE_CTES}
@@ -101,7 +102,6 @@ def hit_params(hit: Hit | None) -> dict:
     rate = hit.rate if hit is not None else Rate(limit=1, period=timedelta(0))
     return {
         "rate_key": hit.key if hit is not None else None,
-        "rate_now": timezone.now(),
         "rate_interval": rate.interval,
         "rate_period": rate.period,
     }
@@ -122,10 +122,12 @@ class DatabaseStore:
         return verdict(allowed, wait)
 
 
-# The same rule in Redis, atomically: the key holds its tat (seconds, as a string) and expires when
-# it says nothing any more. ARGV: now, interval, period (seconds).
+# The same rule in Redis, atomically, on Redis's clock: the key holds its tat (seconds, as a string)
+# and expires when it says nothing any more. ARGV: interval, period (seconds).
 _GCRA_LUA = """
-local now, interval, period = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local interval, period = tonumber(ARGV[1]), tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 local moved = math.max(tat, now) + interval
 if moved - now <= period then
@@ -149,10 +151,9 @@ class RedisStore:
         self.key_prefix = key_prefix
 
     def hit(self, hit: Hit) -> Verdict:
-        now = timezone.now().timestamp()
         allowed, wait = self.script(
             keys=[f"{self.key_prefix}:ratelimit:{hit.key}"],
-            args=[f"{now:.6f}", hit.rate.interval.total_seconds(), hit.rate.period.total_seconds()],
+            args=[hit.rate.interval.total_seconds(), hit.rate.period.total_seconds()],
         )
         return verdict(bool(allowed), wait.decode() if isinstance(wait, bytes) else wait)
 

@@ -1,9 +1,9 @@
-"""config/asgi.py: streams on Django's async handler, every other request on WSGI threads (core.asgi)."""
+"""config/asgi.py: Django's WSGI handler on a pool of threads, async streams relayed on the loop (core.asgi)."""
 
 import asyncio
 import threading
 
-from core.asgi import StreamRouter, ThreadedWSGI, accepts_event_stream
+from core.asgi import ThreadedWSGI, accepts_event_stream
 
 
 def http_scope(path="/x", accept="", method="GET"):
@@ -23,17 +23,27 @@ def http_scope(path="/x", accept="", method="GET"):
     }
 
 
-def run(app, scope, body_parts=(b"",)):
-    """Drive an ASGI app with a request body in parts; the messages it sent."""
+def run(app, scope, body_parts=(b"",), hang_up_after: int | None = None):
+    """Drive an ASGI app with a request body in parts; the messages it sent.
+
+    With `hang_up_after`, the client disconnects once that many messages have been sent.
+    """
     sent = []
     parts = list(body_parts)
+    gone = asyncio.Event()
 
     async def receive():
-        body = parts.pop(0)
-        return {"type": "http.request", "body": body, "more_body": bool(parts)}
+        if parts:
+            body = parts.pop(0)
+            return {"type": "http.request", "body": body, "more_body": bool(parts)}
+        await gone.wait()
+        return {"type": "http.disconnect"}
 
     async def send(message):
         sent.append(message)
+        finished = message["type"] == "http.response.body" and not message.get("more_body")
+        if finished or (hang_up_after is not None and len(sent) >= hang_up_after):
+            gone.set()  # uvicorn answers receive() with a disconnect once the response is complete
 
     asyncio.run(app(scope, receive, send))
     return sent
@@ -44,24 +54,6 @@ def test_event_stream_accept_values():
     assert accepts_event_stream("application/json, text/event-stream;q=0.5")
     assert not accepts_event_stream("text/event-stream;q=0")
     assert not accepts_event_stream("application/json")
-
-
-def test_router_sends_streams_to_the_async_handler_and_the_rest_to_threads():
-    seen = []
-
-    def named(name):
-        async def app(scope, receive, send):
-            seen.append(name)
-
-        return app
-
-    router = StreamRouter(
-        streaming=named("async"), threaded=named("threads"), async_paths=("/v1/chat/completions",)
-    )
-    run(router, http_scope(accept="text/event-stream"))
-    run(router, http_scope(accept="application/json"))
-    run(router, http_scope(path="/v1/chat/completions"))
-    assert seen == ["async", "threads", "async"]
 
 
 def test_threaded_wsgi_answers_in_one_piece_with_the_whole_body_and_closes_on_its_thread():
@@ -122,3 +114,49 @@ def test_threaded_wsgi_streams_a_streaming_response_chunk_by_chunk_from_one_thre
     assert [m.get("body") for m in sent] == [None, b"a,b\\n", b"1,2\\n", b""]
     assert [m.get("more_body", False) for m in sent[1:]] == [True, True, False]
     assert len(threads) == 1  # the view, every chunk and close() on one thread (its connection)
+
+
+class AsyncStream:
+    """What Django's WSGI handler returns for a StreamingHttpResponse over an async iterator."""
+
+    is_async = True
+    streaming = True
+
+    def __init__(self, parts, log):
+        self.parts, self.log = parts, log
+
+    async def __aiter__(self):
+        try:
+            for part in self.parts:
+                await asyncio.sleep(0.01)
+                yield part
+        except asyncio.CancelledError:
+            self.log.append("cancelled")  # the view charges a hang-up here
+            raise
+
+    def close(self):
+        self.log.append(("closed on", threading.current_thread().name))
+
+
+def streaming_app(log, parts=(b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n")):
+    def app(environ, start_response):
+        log.append(("view on", threading.current_thread().name))
+        start_response("200 OK", [("Content-Type", "text/event-stream")])
+        return AsyncStream(parts, log)
+
+    return app
+
+
+def test_an_async_stream_is_relayed_from_the_loop_and_closed_on_the_pool():
+    log = []
+    sent = run(ThreadedWSGI(streaming_app(log), threads=1), http_scope(accept="text/event-stream"))
+    assert [m.get("body") for m in sent] == [None, b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n", b""]
+    assert log[0][0] == "view on" and log[-1][0] == "closed on"
+    assert log[0][1] == log[-1][1]  # the pool's one thread; the stream itself held none
+
+
+def test_a_client_that_hangs_up_cancels_the_stream():
+    log = []
+    sent = run(ThreadedWSGI(streaming_app(log), threads=1), http_scope(), hang_up_after=2)
+    assert "cancelled" in log and log[-1][0] == "closed on"
+    assert len(sent) < 5  # the rest was never sent

@@ -2,10 +2,11 @@
 
 import http.client
 import json
+from decimal import Decimal
 
 import pytest
 
-from billing.models import CreditTransaction
+from billing.models import CreditTransaction, ModelPrice
 from tests.factories import ChatSessionFactory, StaffUserFactory, UserFactory, api_token, fund
 from tests.live_server import HOST, uvicorn_server
 
@@ -29,6 +30,9 @@ def call(port, method, path, token, body=None):
 
 
 def test_a_plain_turn_and_its_body_round_trip_on_the_wsgi_threads(port):
+    ModelPrice.objects.get_or_create(
+        model="echo-1", defaults={"input_price_per_1k": Decimal("0.5"), "output_price_per_1k": Decimal("1.5")}
+    )
     user = UserFactory()
     fund(user)
     session = ChatSessionFactory(owner=user)
