@@ -32,7 +32,8 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if 
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin, with the support console (web.console.ConsoleSite) as admin.site.
+    "web.apps.ConsoleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -51,6 +52,7 @@ INSTALLED_APPS = [
     "sessions_app",
     "reporting",
     "notifications",
+    "web",  # the user's own pages at / and the console's customer page
 ]
 
 MIDDLEWARE = [
@@ -90,6 +92,10 @@ TEMPLATES = [
 ]
 
 WSGI_APPLICATION = "config.wsgi.application"
+
+# The user's own pages (web/): a signed-out visitor is sent to sign in, and comes back after.
+LOGIN_URL = "web:signin"
+LOGIN_REDIRECT_URL = "web:wallet"
 
 # --- Database -------------------------------------------------------------------------------
 # PostgreSQL only: psycopg 3 with Django's connection pool, at most DATABASE_POOL_MAX_SIZE
