@@ -1,5 +1,6 @@
 """The one settings module: every difference between environments is an environment variable."""
 
+import warnings
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -358,6 +359,14 @@ if DEBUG and not env.str("EMAIL_URL", default=""):
     EMAIL_BACKEND = "core.mail.SummaryEmailBackend"
 EMAIL_FILE_PATH = env.path("EMAIL_FILE_PATH", default=BASE_DIR / "tmp" / "mail")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="creditdesk <noreply@localhost>")
+
+# WhiteNoise serves static files with a synchronous iterator; under ASGI (uvicorn: make run, make serve)
+# Django warns about it on stderr. Known and harmless for files this small.
+warnings.filterwarnings(
+    "ignore",
+    message="StreamingHttpResponse must consume synchronous iterators",
+    module="django.core.handlers.asgi",
+)
 
 # --- Logging: one line per record on stdout: JSON in production, readable text in DEBUG ---------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -28,6 +28,7 @@ class CreditTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "balance_after",
         "initiated_by",
         "refund_of",
+        "call",
         "short_reason",
     ]
     list_display_links = ["id", "created_at"]
@@ -49,6 +50,14 @@ class CreditTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="user", ordering="wallet__user__username")
     def user(self, row):
         return row.wallet.user
+
+    @admin.display(description="call")
+    def call(self, row):
+        # The id is on the row: a link per debit costs no query (its page then names the turn).
+        if row.llm_call_id is None:
+            return ""
+        url = reverse("admin:billing_llmcallevent_change", args=[row.llm_call_id])
+        return format_html('<a href="{}" class="call-link">call {}</a>', url, row.llm_call_id)
 
     @admin.display(description="behind it")
     def behind_it(self, row):
