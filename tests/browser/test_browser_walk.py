@@ -5,6 +5,7 @@ the debit behind the last turn, refunds it, and both sides see the refund. Scree
 """
 
 import importlib
+import os
 from decimal import Decimal
 from pathlib import Path
 
@@ -29,9 +30,15 @@ MESSAGE = "Hello! Tell me, in a few words, what you can do for me today, and how
 
 
 def doc_shot(page, name: str):
-    """A small screenshot for docs/support.md (the visible window only), and the full page as an artifact."""
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(DOCS_IMG / f"{name}.png"))
+    """A small screenshot for docs/support.md (the visible window only), and the full page as an artifact.
+
+    docs/img/ is rewritten only when UPDATE_DOC_SCREENSHOTS=1 (or an image is missing), so a test run
+    leaves the checkout clean: `UPDATE_DOC_SCREENSHOTS=1 make test PYTEST_ARGS=tests/browser` refreshes them.
+    """
+    target = DOCS_IMG / f"{name}.png"
+    if os.environ.get("UPDATE_DOC_SCREENSHOTS") == "1" or not target.exists():
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(target))
     shoot(page, name)
 
 
