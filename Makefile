@@ -29,10 +29,17 @@ install-dev: $(VENV)/.dev-installed
 
 # Local product: embedded PostgreSQL and the offline echo provider unless DATABASE_URL / LLM_PROVIDER
 # say otherwise. RUN_CMD is one shell command line run inside the database's lifetime: the background
-# worker (notifications, periodic chores) runs beside the dev server; whatever is left in the
-# command's process group when runserver ends is terminated before the database stops.
-RUN_CMD = $(MANAGE) migrate --noinput && $(MANAGE) seed_demo \
-	&& { $(MANAGE) procrastinate worker & exec $(MANAGE) runserver $(HOST):$(PORT); }
+# worker (notifications, periodic chores) runs beside the web server, and `banner` prints the URLs and
+# demo logins once the server listens (migrate and the demo seed log only warnings); whatever is left
+# in the command's process group when the server ends is terminated before the database stops. The
+# server is uvicorn, as in production, so chat answers stream (runserver would buffer them); it reloads
+# on code changes in the apps. Logs are one readable line each in DEBUG (LOG_FORMAT); uvicorn itself
+# says only warnings, so an idle `make run` prints nothing.
+SOURCE_DIRS := config core accounts billing sessions_app reporting notifications web
+RUN_CMD = LOG_LEVEL=WARNING $(MANAGE) migrate --noinput -v 0 && LOG_LEVEL=WARNING $(MANAGE) seed_demo -v 0 \
+	&& { $(MANAGE) procrastinate worker & $(MANAGE) banner --host $(HOST) --port $(PORT) & \
+	     exec $(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --lifespan off \
+	       --log-level warning --reload $(addprefix --reload-dir ,$(SOURCE_DIRS)); }
 run: export DEBUG ?= true
 run: install
 	$(WITH_DB) sh -c '$(RUN_CMD)'

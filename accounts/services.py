@@ -58,8 +58,8 @@ def _new_token(user) -> IssuedToken:
     return IssuedToken(key=key, expiry=instance.expiry)
 
 
-def register_user(*, username: str, email: str, password: str) -> tuple:
-    """Create the user (its wallet and starting grant come with it, via billing.signals) and its first token.
+def create_account(*, username: str, email: str, password: str):
+    """Create the user (its wallet and starting grant come with it, via billing.signals): sign-up on the API and the web page.
 
     UsernameTaken when the name, as stored (NFKC-normalized), is another user's; nothing is written.
     """
@@ -67,13 +67,20 @@ def register_user(*, username: str, email: str, password: str) -> tuple:
     try:
         with transaction.atomic():
             user = get_user_model().objects.create_user(username=username, email=email, password=password)
-            token = _new_token(user)
     except IntegrityError as exc:
-        # The serializer checked the name; a concurrent sign-up can still win the unique index.
+        # The form or serializer checked the name; a concurrent sign-up can still win the unique index.
         if get_user_model().objects.filter(username=username).exists():
             raise UsernameTaken(username) from exc
         raise
     logger.info("user registered", extra={"user_id": user.pk})
+    return user
+
+
+def register_user(*, username: str, email: str, password: str) -> tuple:
+    """Create the user (create_account) and its first API token, together or not at all."""
+    with transaction.atomic():
+        user = create_account(username=username, email=email, password=password)
+        token = _new_token(user)
     return user, token
 
 

@@ -1,5 +1,6 @@
 """The one settings module: every difference between environments is an environment variable."""
 
+import warnings
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -32,7 +33,8 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if 
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin, with the support console (web.console.ConsoleSite) as admin.site.
+    "web.apps.ConsoleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -52,6 +54,7 @@ INSTALLED_APPS = [
     "sessions_app",
     "reporting",
     "notifications",
+    "web",  # the user's own pages at / and the console's customer page
 ]
 
 MIDDLEWARE = [
@@ -94,6 +97,10 @@ WSGI_APPLICATION = "config.wsgi.application"
 # `make serve` (config/asgi.py): threads per process for every request but streams, which run on the
 # event loop. Keep it near DATABASE_POOL_MAX_SIZE: each thread holds a connection while it works.
 WEB_THREADS = env.int("WEB_THREADS", default=4)
+
+# The user's own pages (web/): a signed-out visitor is sent to sign in, and comes back after.
+LOGIN_URL = "web:signin"
+LOGIN_REDIRECT_URL = "web:wallet"
 
 # --- Database -------------------------------------------------------------------------------
 # PostgreSQL only: psycopg 3 with Django's connection pool, at most DATABASE_POOL_MAX_SIZE
@@ -347,20 +354,51 @@ PROCRASTINATE_WORKER_DEFAULTS = {
     "update_heartbeat_interval": max(WORKER_STALLED_SECONDS / 3, 0.5),
     "stalled_worker_timeout": WORKER_STALLED_SECONDS,
 }
-# Email: console in DEBUG; else SMTP (EMAIL_URL, e.g. smtp+tls://user:pass@smtp.example.com:587).
-EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25")
+# Email: SMTP (EMAIL_URL, e.g. smtp+tls://user:pass@smtp.example.com:587). In DEBUG without EMAIL_URL,
+# each message is one log line and its full text a file in EMAIL_FILE_PATH (gitignored), not a
+# screenful of headers in `make run`'s terminal.
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="smtp://localhost:25")
 globals().update(EMAIL_CONFIG)  # EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, ... as the URL says
+if DEBUG and not env.str("EMAIL_URL", default=""):
+    EMAIL_BACKEND = "core.mail.SummaryEmailBackend"
+EMAIL_FILE_PATH = env.path("EMAIL_FILE_PATH", default=BASE_DIR / "tmp" / "mail")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="creditdesk <noreply@localhost>")
 
-# --- Logging: one JSON object per line on stdout ---------------------------------------------
+# WhiteNoise serves static files with a synchronous iterator; under ASGI (uvicorn: make run, make serve)
+# Django warns about it on stderr. Known and harmless for files this small.
+warnings.filterwarnings(
+    "ignore",
+    message="StreamingHttpResponse must consume synchronous iterators",
+    module="django.core.handlers.asgi",
+)
+
+# --- Logging: one line per record on stdout: JSON in production, readable text in DEBUG ---------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or text, not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "core.logging.JSONFormatter"}},
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "formatters": {
+        "json": {"()": "core.logging.JSONFormatter"},
+        "text": {"()": "core.logging.ConsoleFormatter"},
+    },
+    # Periodic chores that found nothing to do log nothing below DEBUG (core.logging.QuietPeriodicJobs).
+    "filters": {"quiet_periodic_jobs": {"()": "core.logging.QuietPeriodicJobs"}},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["quiet_periodic_jobs"],
+        }
+    },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's own DEBUG-only console handler would print each of its records a second time.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        # runserver's request lines, in this format like everything else.
+        "django.server": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "INFO"},
         # procrastinate lists its tasks at each start of every process: keep only their warnings.
         "procrastinate.periodic": {"level": "WARNING"},

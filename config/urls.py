@@ -1,4 +1,4 @@
-"""URL map: the admin, and the v1 API assembled from each app's urls module."""
+"""URL map: the admin (the support console), the v1 API assembled from each app's urls module, and the user's pages at /."""
 
 from django.contrib import admin
 from django.urls import include, path, re_path
@@ -20,6 +20,7 @@ api_v1 = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
+    path("", include("web.urls")),
 ]
 
 # An unrouted /api/ path, or an unhandled error under /api/, answers JSON, not an HTML page.

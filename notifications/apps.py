@@ -16,3 +16,14 @@ class NotificationsConfig(AppConfig):
         wallet_events_recorded.connect(
             receivers.deliver_recorded_events, sender=WalletEvent, dispatch_uid="notifications_deliver_events"
         )
+
+    def customer_page_section(self, *, customer, wallet_id: int) -> dict:
+        """The console's customer page (web, a peer floor that may not import us) asks for this: the deliveries sent."""
+        from notifications.selectors import deliveries_for_wallet
+
+        return {
+            "id": "notifications",
+            "title": "Notifications sent",
+            "template": "admin/web/customer/sections/notifications.html",
+            "context": {"deliveries": deliveries_for_wallet(wallet_id=wallet_id, limit=10)},
+        }

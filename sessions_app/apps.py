@@ -6,6 +6,7 @@ from django.apps import AppConfig
 class SessionsAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "sessions_app"
+    verbose_name = "Conversations"
 
     def ready(self):
         from sessions_app import (

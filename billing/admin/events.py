@@ -1,10 +1,27 @@
-"""The metered calls page: every LLM call event as recorded, read-only."""
+"""The metered calls page: every LLM call event as recorded, read-only, with what it was made for."""
+
+from collections.abc import Callable
 
 from django.contrib import admin
+from django.utils.html import format_html, format_html_join
 
 from billing.models import LLMCallEvent, ModelPrice
 from core.admin import ReadOnlyAdminMixin
 from core.paginators import EstimatedCountPaginator
+
+# What a call was made for, as the apps above billing know it (sessions_app adds the turn): each hook
+# takes the event and answers (label, admin url) or None. Billing imports none of those apps.
+CALL_CONTEXT_LINKS: list[Callable[[LLMCallEvent], tuple[str, str] | None]] = []
+
+
+def call_context(event: LLMCallEvent | None) -> str:
+    """Links to what the call was made for (its turn, ...), or "" when no hook knows it."""
+    if event is None:
+        return ""
+    links = [link for hook in CALL_CONTEXT_LINKS if (link := hook(event)) is not None]
+    return format_html_join(
+        " · ", '<a href="{}" class="call-context">{}</a>', ((url, label) for label, url in links)
+    )
 
 
 class PricedModelFilter(admin.SimpleListFilter):
@@ -45,3 +62,8 @@ class LLMCallEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     ordering = ["-created_at"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator  # no full COUNT(*) of a big table per page view
+    readonly_fields = ["made_for"]
+
+    @admin.display(description="made for")
+    def made_for(self, event):
+        return call_context(event) or format_html("{}", "nothing recorded (not a turn's call)")

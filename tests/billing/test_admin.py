@@ -21,6 +21,7 @@ pytestmark = pytest.mark.django_db
 
 support_migration = importlib.import_module("billing.migrations.0004_support_group")
 hold_view_migration = importlib.import_module("billing.migrations.0008_support_views_credit_holds")
+console_groups_migration = importlib.import_module("web.migrations.0002_console_groups")
 
 
 @pytest.fixture
@@ -29,6 +30,7 @@ def support_group(db):
     # the migration's own (idempotent) function restores exactly what `migrate` creates.
     support_migration.create_support_group(global_apps, None)
     hold_view_migration.add_hold_view(global_apps, None)
+    console_groups_migration.create_groups(global_apps, None)
     return Group.objects.get(name=support_migration.GROUP)
 
 
@@ -513,6 +515,15 @@ def test_support_group_holds_what_an_agent_needs_and_no_more(support_group):
         ("billing", "view_credithold"),
         ("reporting", "view_dailyusage"),
         ("accounts", "view_user"),
+        # The console's customer page and what it links to (web/migrations/0002_console_groups.py).
+        ("web", "view_customer"),
+        ("sessions_app", "view_chatsession"),
+        ("sessions_app", "view_turn"),
+        ("sessions_app", "view_toolcallevent"),
+        ("sessions_app", "view_sessionsummary"),
+        ("sessions_app", "view_userfile"),
+        ("billing", "view_walletevent"),
+        ("notifications", "view_delivery"),
     }
 
 

@@ -124,9 +124,26 @@ TABLE = [
     *_model_admin("sessions_app.toolcallevent", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
     *_model_admin("sessions_app.userfile", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
     *_model_admin("sessions_app.sessionsummary", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
+    *_model_admin("sessions_app.chatsession", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
+    *_model_admin(
+        "sessions_app.turn",
+        add=ADMIN_REFUSED,
+        delete=ADMIN_REFUSED,
+        extra=[
+            # "Refund this turn…": billing's refund form for the turn's debits (grant permission).
+            (
+                "admin/sessions_app/turn/<path:object_id>/refund/",
+                "get",
+                "/admin/sessions_app/turn/{turn}/refund/",
+                ADMIN_LOGIN,
+            ),
+        ],
+    ),
+    # The customer page (a proxy of the user): read-only, every money action links to billing's forms.
+    *_model_admin("web.customer", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
     ("admin/reporting/dailyusage/", "get", "/admin/reporting/dailyusage/", ADMIN_LOGIN),
     (
-        "admin/^(?P<app_label>auth|axes|procrastinate|accounts|knox|billing|sessions_app|reporting|notifications)/$",
+        "admin/^(?P<app_label>auth|axes|procrastinate|accounts|knox|billing|sessions_app|reporting|notifications|web)/$",
         "get",
         "/admin/billing/",
         ADMIN_LOGIN,
@@ -203,6 +220,15 @@ TABLE = [
     ),
     ("api/v1/^admin/usage/summary/?$", "get", "/api/v1/admin/usage/summary", API_STAFF),
     ("api/v1/^admin/transactions/export\\.csv/?$", "get", "/api/v1/admin/transactions/export.csv", API_STAFF),
+    # --- The user's own pages (web/): signed out, sent to sign in; another user's objects are 404 ----
+    ("", "get", "/", S(302, 200, 200, 200)),
+    ("signin/", "get", "/signin/", S(200, 302, 302, 302)),  # signed in already: on to the wallet
+    ("signout/", "post", "/signout/", S(302, 302, 302, 302)),
+    ("signup/", "get", "/signup/", S(200, 302, 302, 302)),
+    ("chats/", "get", "/chats/", S(302, 200, 200, 200)),
+    ("chats/<int:pk>/", "get", "/chats/{session}/", S(302, 200, 404, 404)),
+    ("files/", "get", "/files/", S(302, 200, 200, 200)),
+    ("files/<int:pk>/delete/", "post", "/files/{userfile}/delete/", S(302, 302, 404, 404)),
 ]
 
 # A body that the endpoint accepts from whoever may call it, so a status says "who", not "what".
@@ -287,6 +313,9 @@ def world(db):
             "ct": ContentType.objects.get_for_model(user.wallet).pk,
             "userfile": user_file.pk,
             "toolcallevent": ToolCallEvent.objects.get(turn=turn).pk,
+            "turn": turn.pk,
+            "chatsession": session.pk,
+            "customer": user.pk,
             "sessionsummary": summary.pk,
         },
     }

@@ -60,10 +60,12 @@ class Command(BaseCommand):
         for app_config in apps.get_app_configs():
             if callable(getattr(app_config, "seed_demo", None)):
                 app_config.seed_demo(users=demo_users)
+        if options["verbosity"] < 1:
+            return  # `make run` prints the logins in its banner (manage.py banner)
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
         self.stdout.write(f"  staff (admin at /admin/):  {STAFF[0]} / {STAFF[1]}")
         for username, password in DEMO_USERS:
-            self.stdout.write(f"  user (API):               {username} / {password}")
+            self.stdout.write(f"  user (/ and the API):      {username} / {password}")
 
     def _usage(self, user):
         """A few turns a day over the last weeks, billed through the same service as real turns."""

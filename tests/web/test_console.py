@@ -1,0 +1,326 @@
+"""The support console: the grouped index, the customer page and its search, debit -> call -> turn, the turn's refund, who sees what."""
+
+import importlib
+from decimal import Decimal
+
+import pytest
+from django.apps import apps as global_apps
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import Group
+from django.test import Client
+
+from billing import services
+from billing.models import CreditTransaction, LLMCallEvent
+from sessions_app.models import ChatSession, Turn
+from sessions_app.services import take_turn
+from tests.factories import ChatSessionFactory, StaffUserFactory, UserFactory, fund
+
+pytestmark = pytest.mark.django_db
+
+support_migration = importlib.import_module("billing.migrations.0004_support_group")
+console_groups = importlib.import_module("web.migrations.0002_console_groups")
+
+
+@pytest.fixture
+def groups(db):
+    # Transactional tests elsewhere may have flushed the migrations' rows; their functions restore them.
+    support_migration.create_support_group(global_apps, None)
+    console_groups.create_groups(global_apps, None)
+    return {name: Group.objects.get(name=name) for name in ("Support", "Finance")}
+
+
+def staff_client(group=None, **fields) -> Client:
+    staff = StaffUserFactory(**fields)
+    if group is not None:
+        staff.groups.add(group)
+    client = Client()
+    client.force_login(staff)
+    client.staff = staff
+    return client
+
+
+@pytest.fixture
+def boss():
+    return staff_client(username="boss", is_superuser=True)
+
+
+@pytest.fixture
+def customer(db):
+    """carol: funded, two turns (the second one used a tool), so her ledger has a grant and debits."""
+    carol = UserFactory(username="carol", email="carol@example.com")
+    fund(carol, "20")
+    session = ChatSessionFactory(owner=carol, title="Budget")
+    take_turn(session=session, user=carol, content="hello")
+    take_turn(session=session, user=carol, content="please search for budget")
+    return carol
+
+
+def last_turn(user) -> Turn:
+    return Turn.objects.filter(session__owner=user).order_by("-id").first()
+
+
+# --- The index ---------------------------------------------------------------------------------
+
+
+def test_index_is_grouped_for_people_and_named_creditdesk(boss):
+    response = boss.get("/admin/")
+    body = response.content.decode()
+    names = [app["name"] for app in response.context["app_list"]]
+    assert names[:7] == [
+        "Customers",
+        "Money",
+        "Usage",
+        "Conversations",
+        "Notifications",
+        "Security and access",
+        "Background jobs",
+    ]
+    assert "Other" not in names  # every registered page has a place
+    assert "creditdesk support console" in body
+    assert "Django administration" not in body
+    for stock in ("AXES", "KNOX", "PROCRASTINATE", "SESSIONS_APP"):
+        assert f">{stock.title()}<" not in body and f">{stock}<" not in body
+    customers = next(app for app in response.context["app_list"] if app["name"] == "Customers")
+    assert [m["object_name"] for m in customers["models"]] == ["Customer", "User", "Wallet"]
+
+
+def test_an_apps_own_page_still_lists_its_models(boss):
+    response = boss.get("/admin/billing/")
+    assert response.status_code == 200
+    assert [app["app_label"] for app in response.context["app_list"]] == ["billing"]
+
+
+# --- Finding a customer ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("term", ["carol@example.com", "carol", "CAROL@EXAMPLE"])
+def test_customers_are_found_by_email_or_username(boss, customer, term):
+    UserFactory(username="dave")
+    response = boss.get("/admin/web/customer/", {"q": term})
+    assert [c.username for c in response.context["cl"].result_list] == ["carol"]
+
+
+def test_customers_are_found_by_user_id_and_by_a_ledger_rows_id(boss, customer):
+    UserFactory(username="dave")
+    debit = CreditTransaction.objects.filter(wallet__user=customer, kind="debit").first()
+    by_id = boss.get("/admin/web/customer/", {"q": str(customer.pk)})
+    by_row = boss.get("/admin/web/customer/", {"q": str(debit.pk)})
+    assert "carol" in [c.username for c in by_id.context["cl"].result_list]
+    assert "carol" in [c.username for c in by_row.context["cl"].result_list]
+
+
+def test_a_huge_number_finds_nobody_without_an_error(boss, customer):
+    response = boss.get("/admin/web/customer/", {"q": "9" * 30})
+    assert response.status_code == 200
+    assert list(response.context["cl"].result_list) == []
+
+
+# --- The customer page -------------------------------------------------------------------------
+
+
+def test_customer_page_answers_support_questions_in_one_place(boss, customer):
+    services.set_enforcement(user=customer, enforcement="exempt", changed_by=boss.staff)
+    response = boss.get(f"/admin/web/customer/{customer.pk}/change/")
+    assert response.status_code == 200
+    ids = [section.id for section in response.context["sections"]]
+    assert ids == [
+        "wallet",
+        "lots",
+        "ledger",
+        "conversations",
+        "keys",
+        "notifications",
+        "tokens",
+        "staff-actions",
+    ]
+    body = response.content.decode()
+    assert 'id="wallet-balance"' in body and "exempt" in body
+    assert "Chat sessions and turns" in body and "Budget" in body
+    # Every debit links to its call, and (a turn's) to its turn.
+    turn = last_turn(customer)
+    debits = CreditTransaction.objects.filter(wallet__user=customer, kind="debit")
+    for debit in debits:
+        assert f"/admin/billing/llmcallevent/{debit.llm_call_id}/change/" in body
+    assert f"/admin/sessions_app/turn/{turn.pk}/change/" in body
+    assert f"/admin/billing/wallet/{customer.wallet.pk}/grant/" in body
+
+
+def test_customer_page_queries_do_not_grow_with_the_customer(boss, customer, django_assert_max_num_queries):
+    url = f"/admin/web/customer/{customer.pk}/change/"
+    boss.get(url)  # content types cached, as in a running server
+    with django_assert_max_num_queries(16) as few:
+        boss.get(url)
+    session = ChatSession.objects.get(owner=customer)
+    for n in range(15):
+        take_turn(session=session, user=customer, content=f"more {n}")
+        fund(customer, "1")
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        assert boss.get(url).status_code == 200
+
+
+def test_customer_page_lists_staff_actions_on_the_customer(boss, customer):
+    wallet = customer.wallet
+    LogEntry.objects.log_actions(
+        user_id=boss.staff.pk,
+        queryset=[wallet],
+        action_flag=2,
+        change_message="Granted 5 credits",
+        single_object=True,
+    )
+    body = boss.get(f"/admin/web/customer/{customer.pk}/change/").content.decode()
+    assert "Granted 5 credits" in body and "boss" in body
+
+
+def test_finance_reads_money_but_not_conversations_and_cannot_grant(groups, customer):
+    finance = staff_client(groups["Finance"], username="fin")
+    response = finance.get(f"/admin/web/customer/{customer.pk}/change/")
+    assert response.status_code == 200
+    assert "conversations" not in [s.id for s in response.context["sections"]]
+    body = response.content.decode()
+    assert "/grant/" not in body and "/admin/sessions_app/turn/" not in body
+    turn = last_turn(customer)
+    assert finance.get(f"/admin/sessions_app/turn/{turn.pk}/change/").status_code == 403
+    assert finance.get(f"/admin/sessions_app/turn/{turn.pk}/refund/").status_code == 403
+    assert finance.get("/admin/billing/credittransaction/").status_code == 200
+    wallet = customer.wallet
+    assert finance.get(f"/admin/billing/wallet/{wallet.pk}/grant/").status_code == 403
+
+
+def test_support_reads_conversations_and_refunds_a_turn(groups, customer):
+    support = staff_client(groups["Support"], username="agent")
+    turn = last_turn(customer)
+    page = support.get(f"/admin/sessions_app/turn/{turn.pk}/change/")
+    assert page.status_code == 200
+    assert "Refund this turn" in page.content.decode()
+    assert support.get(f"/admin/web/customer/{customer.pk}/change/").status_code == 200
+
+
+# --- Debit -> call -> turn, and the turn's page ---------------------------------------------------
+
+
+def test_a_debits_page_links_to_its_call_and_its_turn(boss, customer):
+    turn = last_turn(customer)
+    debit = CreditTransaction.objects.filter(llm_call=turn.llm_call).get()
+    body = boss.get(f"/admin/billing/credittransaction/{debit.pk}/change/").content.decode()
+    assert f"/admin/billing/llmcallevent/{debit.llm_call_id}/change/" in body
+    assert f"/admin/sessions_app/turn/{turn.pk}/change/" in body
+    event_page = boss.get(f"/admin/billing/llmcallevent/{debit.llm_call_id}/change/").content.decode()
+    assert f"/admin/sessions_app/turn/{turn.pk}/change/" in event_page
+
+
+def test_a_call_of_no_turn_says_so(boss, customer):
+    from billing.models import ModelPrice
+
+    charged = services.charge(
+        user=customer,
+        price=ModelPrice.objects.get(model="echo-1"),
+        provider="echo",
+        input_tokens=1,
+        output_tokens=1,
+    )
+    body = boss.get(f"/admin/billing/llmcallevent/{charged.event.pk}/change/").content.decode()
+    assert "not a turn" in body
+
+
+def test_turn_page_shows_prompt_answer_calls_and_tool_runs(boss, customer, django_assert_max_num_queries):
+    turn = last_turn(customer)
+    url = f"/admin/sessions_app/turn/{turn.pk}/change/"
+    boss.get(url)
+    with django_assert_max_num_queries(12):
+        response = boss.get(url)
+    body = response.content.decode()
+    assert "please search for budget" in body  # the prompt
+    calls = response.context["calls"]
+    assert [call.purpose for call, _ in calls] == ["chat", "tool_followup"]
+    assert all(debit is not None for _, debit in calls)
+    assert response.context["tool_runs"][0].tool == "search"
+    assert f"/admin/billing/credittransaction/{calls[0][1].pk}/change/" in body
+    assert "Refund this turn" in body
+
+
+def test_refund_this_turn_refunds_each_debit_once_as_the_staff_user(boss, customer):
+    turn = last_turn(customer)
+    debits = list(CreditTransaction.objects.filter(kind="debit", llm_call__turn_call__turn=turn))
+    balance = customer.wallet.__class__.objects.get(pk=customer.wallet.pk).balance
+    url = f"/admin/sessions_app/turn/{turn.pk}/refund/"
+    form = boss.get(url)
+    assert form.status_code == 200 and "Refund turn" in form.content.decode()
+    data = {"apply": "yes", "amount": "", "reason": "Answer was wrong", "submission": "z" * 32}
+    response = boss.post(url, data)
+    assert (
+        response.status_code == 302 and response["Location"] == f"/admin/sessions_app/turn/{turn.pk}/change/"
+    )
+    assert boss.post(url, data).status_code == 302  # a double submit replays, never repeats
+    refunds = CreditTransaction.objects.filter(kind="refund")
+    assert sorted(r.refund_of_id for r in refunds) == sorted(d.pk for d in debits)
+    assert all(r.initiated_by == boss.staff for r in refunds)
+    new_balance = customer.wallet.__class__.objects.get(pk=customer.wallet.pk).balance
+    assert new_balance == balance - sum(d.amount for d in debits)
+    assert LogEntry.objects.filter(change_message__contains=f"turn {turn.pk}").count() == len(debits)
+
+
+def test_refund_this_turn_refuses_more_than_is_left_on_the_form(boss, customer):
+    turn = last_turn(customer)
+    url = f"/admin/sessions_app/turn/{turn.pk}/refund/"
+    response = boss.post(
+        url, {"apply": "yes", "amount": "1000", "reason": "too much", "submission": "y" * 32}
+    )
+    assert response.status_code == 200
+    assert "left to refund" in response.content.decode()
+    assert not CreditTransaction.objects.filter(kind="refund").exists()
+
+
+def test_refund_needs_the_grant_permission(customer):
+    viewer = staff_client(username="viewer")
+    from django.contrib.auth.models import Permission
+
+    viewer.staff.user_permissions.add(Permission.objects.get(codename="view_turn"))
+    turn = last_turn(customer)
+    assert viewer.get(f"/admin/sessions_app/turn/{turn.pk}/change/").status_code == 200
+    assert viewer.get(f"/admin/sessions_app/turn/{turn.pk}/refund/").status_code == 403
+
+
+@pytest.mark.parametrize("model", ["chatsession", "turn", "customer"])
+def test_console_pages_are_read_only(boss, customer, model):
+    app = "web" if model == "customer" else "sessions_app"
+    obj = {
+        "chatsession": ChatSession.objects.first().pk,
+        "turn": last_turn(customer).pk,
+        "customer": customer.pk,
+    }[model]
+    assert boss.get(f"/admin/{app}/{model}/").status_code == 200
+    assert boss.get(f"/admin/{app}/{model}/add/").status_code == 403
+    assert boss.get(f"/admin/{app}/{model}/{obj}/delete/").status_code == 403
+    page = boss.get(f"/admin/{app}/{model}/{obj}/change/")
+    assert page.status_code == 200
+    assert 'name="_save"' not in page.content.decode()
+
+
+def test_session_page_lists_its_turns(boss, customer):
+    session = ChatSession.objects.get(owner=customer)
+    response = boss.get(f"/admin/sessions_app/chatsession/{session.pk}/change/")
+    assert len(response.context["turns"]) == 2
+    assert f"/admin/web/customer/{customer.pk}/change/" in response.content.decode()
+
+
+def test_changelists_answer_with_bounded_queries(boss, customer, django_assert_max_num_queries):
+    for path in ("/admin/web/customer/", "/admin/sessions_app/turn/", "/admin/sessions_app/chatsession/"):
+        boss.get(path)
+        with django_assert_max_num_queries(10):
+            assert boss.get(path).status_code == 200, path
+
+
+def test_no_call_event_is_left_without_a_page(boss, customer):
+    for event in LLMCallEvent.objects.filter(user=customer):
+        assert boss.get(f"/admin/billing/llmcallevent/{event.pk}/change/").status_code == 200
+
+
+def test_grants_reach_the_customer_page_balance(boss, customer):
+    before = (
+        boss.get(f"/admin/web/customer/{customer.pk}/change/").context["sections"][0].context["state"].balance
+    )
+    services.grant(user=customer, amount=Decimal("3"), reason="goodwill", initiated_by=boss.staff)
+    after = (
+        boss.get(f"/admin/web/customer/{customer.pk}/change/").context["sections"][0].context["state"].balance
+    )
+    assert after - before == Decimal("3")

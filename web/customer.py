@@ -1,0 +1,155 @@
+"""The console's customer page: one section per support question, each read through its owning app's selectors.
+
+A section is a function `(page) -> Section | list[Section] | None` in SECTIONS, rendered in that order with
+its own template (templates/admin/web/customer/sections/). Adding what support needs to see about a
+customer (API keys, credit lots, purchases, once they exist) is one function and one template here.
+Every section reads a bounded number of rows: the page's query count does not grow with the ledger.
+"""
+
+from dataclasses import dataclass, field
+
+from django.apps import apps
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Q
+
+from accounts.customer_selectors import tokens_for_user
+from billing.customer_selectors import WalletState, ledger_page, state_of
+from billing.models import CreditTransaction, Wallet
+from sessions_app.customer_selectors import recent_sessions, recent_turns, turn_ids_for_calls
+
+LEDGER_ROWS = 25
+SESSIONS = 10
+TURNS = 10
+TOKENS = 10
+STAFF_ACTIONS = 20
+
+
+@dataclass
+class Section:
+    id: str  # the HTML id, and the anchor of the page's table of contents
+    title: str
+    template: str
+    context: dict = field(default_factory=dict)
+
+
+@dataclass
+class CustomerPage:
+    """What the sections share: who looks, the customer, their wallet, and the rows shown (for the staff actions on them)."""
+
+    viewer: object
+    customer: object
+    wallet: Wallet
+    state: WalletState
+    shown_transactions: list[int] = field(default_factory=list)
+
+
+def _template(name: str) -> str:
+    return f"admin/web/customer/sections/{name}.html"
+
+
+def wallet_section(page: CustomerPage) -> Section:
+    return Section("wallet", "Wallet", _template("wallet"), {"state": page.state})
+
+
+def lots_section(page: CustomerPage) -> Section:
+    # Hook: credit lots and their expiries (billing.CreditLot, API.md "Credit lots") are not built yet;
+    # when they are, read the live lots in burn order through billing's selector here.
+    return Section("lots", "Credit lots and expiries", _template("not_yet"), {"what": "Credit lots"})
+
+
+def ledger_section(page: CustomerPage) -> Section:
+    rows = ledger_page(user=page.customer, size=LEDGER_ROWS).rows
+    page.shown_transactions = [row.pk for row in rows]
+    turns = {}
+    if page.viewer.has_perm("sessions_app.view_turn"):
+        turns = turn_ids_for_calls(call_ids=[row.llm_call_id for row in rows if row.llm_call_id])
+    for row in rows:
+        row.turn_id = turns.get(row.llm_call_id)
+    return Section(
+        "ledger", "Recent ledger", _template("ledger"), {"rows": rows, "limit": LEDGER_ROWS, "page": page}
+    )
+
+
+def conversations_section(page: CustomerPage) -> Section | None:
+    # Conversations are private: only staff whose group grants reading them (Support, not Finance).
+    if not page.viewer.has_perm("sessions_app.view_chatsession"):
+        return None
+    sessions = recent_sessions(user=page.customer, limit=SESSIONS)
+    return Section(
+        "conversations",
+        "Chat sessions and turns",
+        _template("conversations"),
+        {"sessions": sessions, "turns": recent_turns(sessions=sessions, limit=TURNS), "page": page},
+    )
+
+
+def keys_section(page: CustomerPage) -> Section:
+    # Hook: API keys (API.md "API keys") are being built in accounts; when they exist, list the
+    # customer's keys here (prefix, name, limit, usage, last used, revoked) through accounts' selector.
+    return Section("keys", "API keys", _template("not_yet"), {"what": "API keys"})
+
+
+def peer_sections(page: CustomerPage) -> list[Section]:
+    """Sections from apps beside this one (notifications' deliveries), which web may not import: each app
+    whose config has `customer_page_section(*, customer, wallet_id) -> dict` contributes one."""
+    sections = []
+    for config in apps.get_app_configs():
+        build = getattr(config, "customer_page_section", None)
+        if callable(build):
+            sections.append(Section(**build(customer=page.customer, wallet_id=page.wallet.pk)))
+    return sections
+
+
+def tokens_section(page: CustomerPage) -> Section:
+    return Section(
+        "tokens",
+        "API tokens (sign-ins)",
+        _template("tokens"),
+        {"tokens": tokens_for_user(user=page.customer, limit=TOKENS)},
+    )
+
+
+def staff_actions_section(page: CustomerPage) -> Section:
+    """Admin log entries on the user, their wallet, and the ledger rows shown above (refunds are logged on the debit)."""
+    user_model = type(page.customer)._meta.concrete_model
+    types = ContentType.objects.get_for_models(user_model, Wallet, CreditTransaction)  # cached per process
+    user_type, wallet_type, row_type = types[user_model], types[Wallet], types[CreditTransaction]
+    on = Q(content_type=user_type, object_id=str(page.customer.pk)) | Q(
+        content_type=wallet_type, object_id=str(page.wallet.pk)
+    )
+    if page.shown_transactions:
+        on |= Q(content_type=row_type, object_id__in=[str(pk) for pk in page.shown_transactions])
+    entries = list(
+        LogEntry.objects.filter(on)
+        .select_related("user", "content_type")
+        .order_by("-action_time")[:STAFF_ACTIONS]
+    )
+    return Section(
+        "staff-actions", "Staff actions on this customer", _template("staff_actions"), {"entries": entries}
+    )
+
+
+# In page order. The ledger comes before staff actions: those read the rows it showed.
+SECTIONS = (
+    wallet_section,
+    lots_section,
+    ledger_section,
+    conversations_section,
+    keys_section,
+    peer_sections,
+    tokens_section,
+    staff_actions_section,
+)
+
+
+def customer_sections(customer, *, viewer) -> list[Section]:
+    """Every section of one customer's page that `viewer` may read, in order (the wallet read with the customer)."""
+    page = CustomerPage(
+        viewer=viewer, customer=customer, wallet=customer.wallet, state=state_of(customer.wallet)
+    )
+    sections = []
+    for build in SECTIONS:
+        built = build(page)
+        sections.extend(built if isinstance(built, list) else [built] if built is not None else [])
+    return sections

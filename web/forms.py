@@ -1,0 +1,101 @@
+"""The user's forms: sign-up, a new chat, a message, an upload; each validated by the rules the API applies."""
+
+import uuid
+
+from django import forms
+from django.contrib.auth.forms import AuthenticationForm
+
+from accounts.serializers import RegisterSerializer
+from billing.selectors import active_model_names
+from sessions_app.serializers import CONTENT_MAX_CHARS, TurnRequestSerializer
+
+
+def _serializer_errors(form: forms.Form, serializer) -> None:
+    """The API serializer's verdict as the form's own errors (same rules, same words, on the same fields)."""
+    if serializer.is_valid():
+        return
+    for name, messages in serializer.errors.items():
+        for message in messages if isinstance(messages, list) else [messages]:
+            form.add_error(name if name in form.fields else None, str(message))
+
+
+class SignInForm(AuthenticationForm):
+    """Django's sign-in form (session auth) with the browser hints a password manager reads."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["username"].widget.attrs.update(autocomplete="username")
+        self.fields["password"].widget.attrs.update(autocomplete="current-password")
+
+
+class SignUpForm(forms.Form):
+    """Username, email and password, checked by the API's RegisterSerializer (names, password validators)."""
+
+    username = forms.CharField(
+        max_length=150,
+        strip=False,
+        help_text="Letters, digits and @ . + - _ only.",
+        widget=forms.TextInput(attrs={"autocomplete": "username", "autocapitalize": "none"}),
+    )
+    email = forms.EmailField(max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email"}))
+    password = forms.CharField(
+        strip=False,
+        max_length=128,
+        help_text="At least 8 characters, not all digits, not a common password.",
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def clean(self):
+        data = super().clean()
+        if not self.errors:
+            serializer = RegisterSerializer(
+                data={name: data.get(name) for name in ("username", "email", "password")}
+            )
+            _serializer_errors(self, serializer)
+            if not self.errors:
+                data.update(serializer.validated_data)
+        return data
+
+
+class NewChatForm(forms.Form):
+    title = forms.CharField(max_length=200, required=False, help_text="Optional.")
+    model = forms.ChoiceField(choices=(), help_text="The model that answers; each has its own price.")
+
+    def __init__(self, *args, default_model: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        names = active_model_names()
+        self.fields["model"].choices = [(name, name) for name in names]
+        if default_model in names:
+            self.fields["model"].initial = default_model
+
+
+class MessageForm(forms.Form):
+    """A message of a chat; `submission` (one per rendered form) makes a double submit replay, never repeat."""
+
+    content = forms.CharField(
+        label="Your message",
+        strip=False,
+        max_length=CONTENT_MAX_CHARS,
+        widget=forms.Textarea(attrs={"rows": 3, "required": True}),
+    )
+    submission = forms.CharField(widget=forms.HiddenInput, max_length=64)
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("initial", {}).setdefault("submission", uuid.uuid4().hex)
+        super().__init__(*args, **kwargs)
+
+    def clean_content(self):
+        serializer = TurnRequestSerializer(data={"content": self.cleaned_data["content"]})
+        if not serializer.is_valid():
+            raise forms.ValidationError(
+                [str(m) for m in serializer.errors.get("content", ["Invalid message."])]
+            )
+        return serializer.validated_data["content"]
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"web-form:{self.cleaned_data['submission']}"
+
+
+class UploadForm(forms.Form):
+    file = forms.FileField(label="A text file", help_text="Text files only (text/* or JSON).")

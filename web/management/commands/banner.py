@@ -1,0 +1,45 @@
+"""manage.py banner: `make run`'s welcome, printed once the server listens: where to go and the demo logins."""
+
+import socket
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from billing.management.commands.seed_demo import DEMO_USERS, STAFF
+
+
+class Command(BaseCommand):
+    help = "Wait until the development server listens, then print its URLs and the demo logins."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--wait", type=float, default=60.0, help="Seconds to wait for the server.")
+
+    def handle(self, *args, host, port, wait, **options):
+        # A plain connect, not an HTTP request: the server's log gets no line for it.
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                with socket.create_connection((host, port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise CommandError(
+                        f"The server did not listen on {host}:{port} within {wait:.0f} seconds."
+                    ) from None
+                time.sleep(0.3)
+        time.sleep(1.0)  # let the server's and the worker's start-up lines come first
+        base = f"http://{host}:{port}"
+        rule = "─" * 64
+        users = "\n".join(f"    {name:<8} / {password}" for name, password in DEMO_USERS)
+        self.stdout.write(
+            f"\n{rule}\n"
+            + self.style.SUCCESS("  creditdesk is running")
+            + f"\n\n  Your pages (sign in, wallet, chats, files)   {base}/\n"
+            f"  Support console                              {base}/admin/\n"
+            f"  API, interactive docs                        {base}/api/v1/docs/\n\n"
+            f"  Demo users (for {base}/):\n{users}\n"
+            f"  Support staff (for {base}/admin/):\n    {STAFF[0]:<8} / {STAFF[1]}\n\n"
+            f"  Emails are written to tmp/mail/; Ctrl-C stops everything.\n{rule}\n"
+        )

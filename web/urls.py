@@ -1,0 +1,20 @@
+"""The user's own pages, at the site's root (mounted last by config.urls, after /admin/ and /api/)."""
+
+from django.urls import path
+
+from web.views import auth, chats, files, wallet
+
+app_name = "web"
+
+urlpatterns = [
+    path("", wallet.wallet, name="wallet"),
+    path("signin/", auth.SignInView.as_view(), name="signin"),
+    path("signout/", auth.SignOutView.as_view(), name="signout"),
+    path("signup/", auth.signup, name="signup"),
+    path("chats/", chats.chat_list, name="chats"),
+    path("chats/<int:pk>/", chats.chat, name="chat"),
+    path("files/", files.file_list, name="files"),
+    path("files/<int:pk>/delete/", files.file_delete, name="file-delete"),
+    # Hook: the user's API keys and spending cap (API.md "API keys", "Spending caps") get their page
+    # here once accounts has them; "Buy credits" once billing has purchases.
+]
