@@ -44,8 +44,8 @@ run: export DEBUG ?= true
 run: install
 	$(WITH_DB) sh -c '$(RUN_CMD)'
 
-# Production-style server (scripts/serve.sh): uvicorn, streams on Django's async handler (a streamed
-# turn holds no thread), every other request on its WSGI handler's threads, behind WhiteNoise (set
+# Production-style server (scripts/serve.sh): uvicorn, every request on Django's WSGI handler's
+# threads, a streamed turn relayed on the event loop (it holds no thread), behind WhiteNoise (set
 # SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL: no embedded database here, settings refuse to start
 # without it). docs/performance.md: why, measured.
 serve: install
