@@ -1,4 +1,4 @@
-"""URL map: the admin, and the v1 API assembled from each app's urls module."""
+"""URL map: the admin, the v1 API assembled from each app's urls module, and the OpenAI-compatible gateway at /v1/."""
 
 from django.contrib import admin
 from django.urls import include, path, re_path
@@ -20,6 +20,8 @@ api_v1 = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
+    # The OpenAI-compatible gateway: any OpenAI client with base_url "<server>/v1" and a cdk_ key.
+    path("v1/", include("sessions_app.gateway.urls")),
 ]
 
 # An unrouted /api/ path, or an unhandled error under /api/, answers JSON, not an HTML page.
