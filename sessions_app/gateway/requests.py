@@ -6,6 +6,7 @@ gateway cannot honour are refused, not ignored (`n` other than 1); options it do
 ignored, as OpenAI's API ignores them.
 """
 
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -21,6 +22,7 @@ MAX_STOP = 4
 MODEL_MAX = 100
 END_USER_MAX = 256
 NUL = "\x00"
+FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,13 @@ def _number(value, param: str, low: float, high: float) -> float | None:
     if not low <= value <= high:
         _refuse(f"{param} must be from {low:g} to {high:g}.", param)
     return float(value)
+
+
+def _function_name(value, param: str) -> str:
+    name = _text(value, param, limit=64, allow_empty=False)
+    if not FUNCTION_NAME.fullmatch(name):
+        _refuse(f"{param} must be 1 to 64 letters, digits, underscores or dashes.", param)
+    return name
 
 
 def _content(value, param: str, *, role: str) -> str:
@@ -171,7 +180,7 @@ def _tools(value) -> list[dict] | None:
                 f"{where} must be {{'type': 'function', 'function': {{'name': ...}}}}.", where, "invalid_type"
             )
         function = tool["function"]
-        spec = {"name": _text(function.get("name"), f"{where}.function.name", limit=64, allow_empty=False)}
+        spec = {"name": _function_name(function.get("name"), f"{where}.function.name")}
         if function.get("description") is not None:
             spec["description"] = _text(function["description"], f"{where}.function.description")
         if function.get("parameters") is not None:
@@ -215,7 +224,7 @@ def _tool_choice(value, tools):
         and value.get("type") == "function"
         and isinstance(value.get("function"), dict)
     ):
-        name = _text(value["function"].get("name"), "tool_choice.function.name", limit=64, allow_empty=False)
+        name = _function_name(value["function"].get("name"), "tool_choice.function.name")
         if not tools or name not in {t["function"]["name"] for t in tools}:
             _refuse(f"tool_choice names {name!r}, which is not one of the tools offered.", "tool_choice")
         return {"type": "function", "function": {"name": name}}
@@ -226,7 +235,9 @@ def _tool_choice(value, tools):
 
 
 def _max_tokens(body: dict) -> int:
+    """max_completion_tokens (OpenAI's current name), else max_tokens, else LLM_MAX_OUTPUT_TOKENS; both checked."""
     cap = settings.LLM_MAX_OUTPUT_TOKENS
+    found = []
     for param in ("max_completion_tokens", "max_tokens"):
         value = body.get(param)
         if value is None:
@@ -235,8 +246,8 @@ def _max_tokens(body: dict) -> int:
             _refuse(f"{param} must be a whole number.", param, "invalid_type")
         if not 1 <= value <= cap:
             _refuse(f"{param} must be from 1 to {cap} (this server's LLM_MAX_OUTPUT_TOKENS).", param)
-        return value
-    return cap
+        found.append(value)
+    return found[0] if found else cap
 
 
 def parse_chat_request(body) -> ChatRequest:

@@ -75,15 +75,14 @@ _TOOL_CALL = {
 }
 _CONTENT = {
     "oneOf": [
-        {**_TEXT, "maxLength": 2000},
+        _TEXT,
         {
             "type": "array",
-            "maxItems": 8,
             "items": {
                 "type": "object",
                 "properties": {
                     "type": {"type": "string", "enum": ["text"]},
-                    "text": {**_TEXT, "maxLength": 2000},
+                    "text": _TEXT,
                 },
                 "required": ["type", "text"],
             },
@@ -97,7 +96,6 @@ _MESSAGE = {
             "properties": {
                 "role": {"type": "string", "enum": ["system", "developer", "user"]},
                 "content": _CONTENT,
-                "name": _STRING,
             },
             "required": ["role", "content"],
         },
@@ -105,10 +103,10 @@ _MESSAGE = {
             "type": "object",
             "properties": {
                 "role": {"type": "string", "enum": ["assistant"]},
-                "content": _CONTENT,
-                "tool_calls": {"type": "array", "items": _TOOL_CALL, "maxItems": 8},
+                "content": {**_CONTENT, "nullable": True, "description": "null or absent with tool_calls."},
+                "tool_calls": {"type": "array", "items": _TOOL_CALL},
             },
-            "required": ["role", "content"],
+            "required": ["role"],
         },
         {
             "type": "object",
@@ -153,7 +151,7 @@ CHAT_REQUEST = {
             "pattern": r"^[^\x00]*\S[^\x00]*$",
             "description": "A priced model (GET /v1/models).",
         },
-        "messages": {"type": "array", "items": _MESSAGE, "minItems": 1, "maxItems": 16},
+        "messages": {"type": "array", "items": _MESSAGE, "minItems": 1, "maxItems": 2048},
         "max_tokens": {
             "type": "integer",
             "minimum": 1,
@@ -171,9 +169,20 @@ CHAT_REQUEST = {
             ],
             "nullable": True,
         },
-        "tools": {"type": "array", "items": _TOOL, "maxItems": 16, "nullable": True},
+        "tools": {"type": "array", "items": _TOOL, "maxItems": 128, "nullable": True},
         "tool_choice": {
-            "oneOf": [{"type": "string", "enum": ["none", "auto", "required"]}, {"type": "object"}],
+            "oneOf": [
+                {"type": "string", "enum": ["none", "auto", "required"]},
+                {
+                    "type": "object",
+                    "description": "A function among `tools`.",
+                    "properties": {
+                        "type": {"type": "string", "enum": ["function"]},
+                        "function": {"type": "object", "properties": {"name": _NAME}, "required": ["name"]},
+                    },
+                    "required": ["type", "function"],
+                },
+            ],
             "nullable": True,
         },
         "stream": {
@@ -222,6 +231,18 @@ CHAT_COMPLETION = {
         "usage": _USAGE,
     },
     "required": ["id", "object", "created", "model", "choices", "usage"],
+}
+# One server-sent event of a stream: its `data` is a `chat.completion.chunk` as JSON (a delta; then the
+# usage chunk, `choices: []` and `usage` with `cost`; or a chunk with `error`), or `[DONE]` last.
+CHUNK_EVENT = {
+    "type": "object",
+    "properties": {
+        "data": {
+            "type": "string",
+            "description": "A chat.completion.chunk as JSON, or [DONE] (the last event).",
+        }
+    },
+    "required": ["data"],
 }
 _MODEL = {
     "type": "object",
@@ -274,7 +295,7 @@ chat_completions = extend_schema(
             CHAT_COMPLETION, description="The answer; headers X-Creditdesk-Cost and X-Creditdesk-Balance."
         ),
         (200, "text/event-stream"): OpenApiResponse(
-            {"type": "string"},
+            CHUNK_EVENT,
             description="With `stream: true`: `data: <chat.completion.chunk>` lines, the usage chunk, `data: [DONE]`.",
         ),
         400: _error("Invalid request; `param` names the field, nothing was reserved or charged."),

@@ -1,17 +1,21 @@
 """The gateway through a real server (uvicorn, as `make serve` runs) with the official openai client, sync and async."""
 
 import asyncio
+import os
+import signal
 import time
 from decimal import Decimal
 
 import openai
 import pytest
+from django.utils import timezone
 
 from accounts.keys import create_api_key, revoke_api_key
-from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, Wallet
+from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, SpendLimit, Wallet
 from billing.reconcile import check_ledger
+from billing.services import release_expired_holds
 from tests.factories import UserFactory, fund
-from tests.live_server import HOST, uvicorn_server
+from tests.live_server import HOST, uvicorn_process, uvicorn_server
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -184,4 +188,43 @@ def test_the_async_client_plain_and_streamed(server, account):
     plain, chunks = asyncio.run(run())
     costs = Decimal(plain.usage.model_extra["cost"]) + Decimal(chunks[-1].usage.model_extra["cost"])
     assert Decimal("10") - balance(user) == costs
+    assert check_ledger().ok
+
+
+def test_a_worker_killed_mid_stream_is_charged_at_expiry_from_its_progress(account, tmp_path):
+    """SIGKILL mid-stream: the expiry job charges the hold with its last progress, on the key's limit too."""
+    user, key, secret = account
+    env = {
+        "SECRET_KEY": "gateway-test-not-a-secret",
+        "DATABASE_POOL_MAX_SIZE": "2",
+        "LLM_PROVIDER": "echo",
+        "LLM_ECHO_STREAM_DELAY_SECONDS": "0.1",
+        "CREDIT_HOLD_TTL_SECONDS": "2",
+        "STREAM_PROGRESS_INTERVAL_SECONDS": "0.2",
+    }
+    content = "A long question about everything. " * 30
+    with uvicorn_process(env=env, log_dir=tmp_path) as (process, port):
+        stream = client(f"http://{HOST}:{port}/v1", secret).chat.completions.create(
+            model="echo-1", messages=[{"role": "user", "content": content}], stream=True
+        )
+        pieces = 0
+        for chunk in stream:
+            pieces += bool(chunk.choices and chunk.choices[0].delta.content)
+            if pieces == 10:
+                break
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=15)
+
+    hold = CreditHold.objects.get(wallet__user=user)
+    assert (
+        hold.status == "held" and hold.progress_at is not None and hold.spend_limit_id == key.spend_limit_id
+    )
+    while timezone.now() <= hold.expires_at:
+        time.sleep(0.1)
+    assert release_expired_holds() == 1
+    event = LLMCallEvent.objects.get(user=user)
+    assert event.purpose == "api" and event.spend_limit_id == key.spend_limit_id
+    assert 0 < event.cost <= hold.amount
+    limit = SpendLimit.objects.get(pk=key.spend_limit_id)
+    assert (limit.held, limit.spent) == (0, event.cost)
     assert check_ledger().ok

@@ -121,3 +121,15 @@ def test_models_and_key(user, client):
     assert data["usage"] == data["usage_daily"] == "0.000000" and data["limit_remaining"] == "3.000000"
     assert Decimal(data["balance"]) == Decimal(data["available"])
     assert ApiKey.objects.get(pk=key["id"]).last_used_at is not None
+
+
+def test_the_key_admin_lists_shows_calls_and_revokes(admin_client, user):
+    key = _key(user, limit="2", limit_reset="monthly")
+    assert admin_client.get("/admin/accounts/apikey/").status_code == 200
+    page = admin_client.get(f"/admin/accounts/apikey/{key['id']}/change/")
+    assert page.status_code == 200 and key["prefix"] in page.content.decode()
+    response = admin_client.post(
+        "/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [key["id"]]}, follow=True
+    )
+    assert response.status_code == 200
+    assert ApiKey.objects.get(pk=key["id"]).revoked_at is not None
