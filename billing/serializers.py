@@ -55,13 +55,11 @@ class WalletSerializer(serializers.Serializer):
     balance = MoneyField(read_only=True)
     low_balance = serializers.BooleanField(read_only=True, help_text="balance <= low_balance_threshold.")
     low_balance_threshold = MoneyField(read_only=True)
-    spend_cap = SpendCapSerializer(
-        read_only=True, required=False, help_text="Your own spending cap (absent: none)."
-    )
+    # Not read_only: drf-spectacular lists every read-only field as required, and these are absent
+    # when no cap is set (the serializer only ever renders).
+    spend_cap = SpendCapSerializer(required=False, help_text="Your own spending cap (absent: none).")
     staff_spend_cap = SpendCapSerializer(
-        read_only=True,
-        required=False,
-        help_text="A spending cap staff set, which you cannot change (absent: none).",
+        required=False, help_text="A spending cap staff set, which you cannot change (absent: none)."
     )
 
 

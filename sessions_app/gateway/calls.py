@@ -87,8 +87,12 @@ class GatewayCall:
     def latency_ms(self) -> int:
         return max(0, round((time.monotonic() - self.started) * 1000))
 
-    def charge(self, *, input_tokens: int, output_tokens: int) -> billing_services.ChargeResult:
-        """Charge what the provider reported (or what was produced), never more than the hold."""
+    def charge(self, *, input_tokens: int, output_tokens: int) -> billing_services.ChargeResult | None:
+        """Charge what the provider reported (or what was produced), never more than the hold; once
+        (None if the call was settled already: a stream's steps run one after another, so a hang-up
+        that follows the charge finds it settled)."""
+        if self.settled:
+            return None
         self.settled = True
         return billing_services.charge(
             user=self.user,
@@ -103,9 +107,12 @@ class GatewayCall:
             end_user=self.request.end_user,
         )
 
-    def charge_produced(self, *, produced: str, usage=None, why: str) -> billing_services.ChargeResult:
+    def charge_produced(self, *, produced: str, usage=None, why: str) -> billing_services.ChargeResult | None:
         """Charge a call whose answer was not delivered whole: the provider's usage if it came, else the
-        prompt and what was produced by the counting rule (output capped at max_tokens), capped at the hold."""
+        prompt and what was produced by the counting rule (output capped at max_tokens), capped at the hold.
+        None if the call was settled already."""
+        if self.settled:
+            return None
         if usage is not None:
             input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
         else:
@@ -125,7 +132,9 @@ class GatewayCall:
         return charged
 
     def failed(self, exc: ProviderError) -> None:
-        """Record a failed call (no cost, no debit) and release its hold."""
+        """Record a failed call (no cost, no debit) and release its hold (once)."""
+        if self.settled:
+            return
         self.settled = True
         billing_services.record_failed_call(
             user=self.user,

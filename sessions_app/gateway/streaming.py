@@ -106,18 +106,16 @@ async def _produce(call: GatewayCall, queue: asyncio.Queue) -> None:
         )
         queue.put_nowait(answers.DONE)
     except asyncio.CancelledError:
-        if not call.settled:
-            # Shielded: a second cancellation (the server stopping) must not interrupt the charge.
-            await asyncio.shield(
-                _db_step(call.charge_produced)(
-                    produced="".join(produced), usage=usage, why="client disconnected"
-                )
-            )
+        # Shielded: a second cancellation (the server stopping) must not interrupt the charge. The
+        # database steps run one after another in the request's thread, so this one sees the call as
+        # the step before it left it: a call charged already is not charged again.
+        await asyncio.shield(
+            _db_step(call.charge_produced)(produced="".join(produced), usage=usage, why="client disconnected")
+        )
         raise
     except Exception:
         logger.exception("gateway stream failed", extra={"user_id": call.user.pk, "api_key_id": call.key.pk})
-        if not call.settled:
-            await _db_step(call.release)()
+        await _db_step(call.release)()
         send(finish="error", error=INTERNAL_ERROR)
     queue.put_nowait(_END)
 

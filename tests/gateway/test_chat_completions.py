@@ -186,3 +186,16 @@ def test_cors_for_allowed_origins(client, settings):
     assert "authorization" in response["Access-Control-Allow-Headers"]
     other = client.options(URL, HTTP_ORIGIN="https://evil.example", HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST")
     assert "Access-Control-Allow-Origin" not in other
+
+
+# The key with its user and its limit (one join); the reservation (billing's one statement: the
+# wallet, the key's limit, the caps, the price); the charge (one statement: the event, the hold, the
+# wallet, the limits, the debit, the rollups). last_used_at is written at most once a minute.
+GATEWAY_CALL_QUERIES = 3
+
+
+def test_a_plain_gateway_call_query_budget(client, key, django_assert_num_queries):
+    call(client, key, hello())  # warm-up: last_used_at written, the price known
+    with django_assert_num_queries(GATEWAY_CALL_QUERIES):
+        response = call(client, key, hello())
+    assert response.status_code == 200
