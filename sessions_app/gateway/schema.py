@@ -1,5 +1,6 @@
 """The gateway's OpenAPI description: OpenAI's request and answer shapes, and its errors in OpenAI's shape."""
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 
 _STRING = {"type": "string"}
@@ -155,11 +156,16 @@ CHAT_REQUEST = {
         "max_tokens": {
             "type": "integer",
             "minimum": 1,
-            "maximum": 1024,
+            "maximum": settings.LLM_MAX_OUTPUT_TOKENS,
             "nullable": True,
-            "description": "At most LLM_MAX_OUTPUT_TOKENS (1024 by default).",
+            "description": "At most LLM_MAX_OUTPUT_TOKENS (this server's setting).",
         },
-        "max_completion_tokens": {"type": "integer", "minimum": 1, "maximum": 1024, "nullable": True},
+        "max_completion_tokens": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": settings.LLM_MAX_OUTPUT_TOKENS,
+            "nullable": True,
+        },
         "temperature": {"type": "number", "minimum": 0, "maximum": 2, "nullable": True},
         "top_p": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True},
         "stop": {

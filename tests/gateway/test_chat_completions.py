@@ -199,3 +199,21 @@ def test_a_plain_gateway_call_query_budget(client, key, django_assert_num_querie
     with django_assert_num_queries(GATEWAY_CALL_QUERIES):
         response = call(client, key, hello())
     assert response.status_code == 200
+
+
+def test_a_provider_failure_is_502_in_openai_shape_and_charges_nothing(client, settings, user, key):
+    settings.LLM_PROVIDER = "openai"
+    settings.LLM_BASE_URL = "http://127.0.0.1:9/v1"  # nothing listens on the discard port
+    settings.LLM_TIMEOUT_SECONDS = 2
+    before = Wallet.objects.get(user=user).balance
+    response = call(client, key, hello())
+    assert response.status_code == 502
+    assert (
+        response.json()["error"]["code"] == "provider_error"
+        and response.json()["error"]["type"] == "api_error"
+    )
+    event = LLMCallEvent.objects.get()
+    assert event.status == "error" and event.cost == 0 and event.purpose == "api"
+    assert Wallet.objects.get(user=user).balance == before
+    assert not CreditHold.objects.filter(status="held").exists()
+    assert SpendLimit.objects.get(kind="key").held == 0
