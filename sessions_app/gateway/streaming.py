@@ -23,7 +23,7 @@ from sessions_app.exceptions import ProviderFailed
 from sessions_app.gateway import answers
 from sessions_app.gateway.calls import GatewayCall
 from sessions_app.providers import Delta, ProviderError, ToolCalls, Usage
-from sessions_app.streaming import EVENT_STREAM, _db_step, _give_back_connection
+from sessions_app.streaming import EVENT_STREAM, db_step, give_back_connection
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ INTERNAL_ERROR = {"message": "The call failed on our side; nothing was charged."
 
 def stream_response(call: GatewayCall) -> StreamingHttpResponse:
     """The reserved call's stream (the connection is given back first: a stream holds none)."""
-    _give_back_connection()
+    give_back_connection()
     response = StreamingHttpResponse(_body(call), content_type=EVENT_STREAM)
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
@@ -68,7 +68,7 @@ async def _produce(call: GatewayCall, queue: asyncio.Queue) -> None:
     produced: list[str] = []
     usage: Usage | None = None
     tool_calls: tuple = ()
-    record_progress = _db_step(call.record_progress)
+    record_progress = db_step(call.record_progress)
     interval = settings.STREAM_PROGRESS_INTERVAL_SECONDS
     try:
         send(delta={"role": "assistant", "content": ""})
@@ -93,7 +93,7 @@ async def _produce(call: GatewayCall, queue: asyncio.Queue) -> None:
             queue.put_nowait(_END)
             return
         charged = await asyncio.shield(
-            _db_step(call.charge)(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
+            db_step(call.charge)(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
         )
         finish = answers.finish_reason(
             tool_calls=tool_calls, output_tokens=usage.output_tokens, max_tokens=call.request.max_tokens
@@ -110,12 +110,12 @@ async def _produce(call: GatewayCall, queue: asyncio.Queue) -> None:
         # database steps run one after another in the request's thread, so this one sees the call as
         # the step before it left it: a call charged already is not charged again.
         await asyncio.shield(
-            _db_step(call.charge_produced)(produced="".join(produced), usage=usage, why="client disconnected")
+            db_step(call.charge_produced)(produced="".join(produced), usage=usage, why="client disconnected")
         )
         raise
     except Exception:
         logger.exception("gateway stream failed", extra={"user_id": call.user.pk, "api_key_id": call.key.pk})
-        await _db_step(call.release)()
+        await db_step(call.release)()
         send(finish="error", error=INTERNAL_ERROR)
     queue.put_nowait(_END)
 
@@ -124,7 +124,7 @@ async def _provider_failed(call: GatewayCall, exc: ProviderError, produced: list
     """The provider failed mid-stream: charge what it did (if anything), and end with an error chunk."""
     if usage is not None or produced:
         charged = await asyncio.shield(
-            _db_step(call.charge_produced)(
+            db_step(call.charge_produced)(
                 produced="".join(produced), usage=usage, why=f"provider failed: {exc.reason}"
             )
         )
@@ -134,6 +134,6 @@ async def _provider_failed(call: GatewayCall, exc: ProviderError, produced: list
             error={"message": error.message, "code": error.code, "cost": str(charged.event.cost)},
         )
     else:
-        await _db_step(call.failed)(exc)
+        await db_step(call.failed)(exc)
         error = ProviderFailed.from_provider_error(exc)
         send(finish="error", error={"message": error.message, "code": error.code})
