@@ -209,13 +209,16 @@ def bench_streams(url: str, args) -> None:
     env = _server_env(LLM_PROVIDER="openai", LLM_BASE_URL=fake.base_url, LLM_TIMEOUT_SECONDS="60")
     server = start("uvicorn", database_url=url, workers=1, env=env)
     body = {"model": "echo-1", "messages": MESSAGES, "stream": True, "max_tokens": 256}
+    pids = lambda: [server.process.pid, *server.worker_pids()]  # noqa: E731 - one process, or its workers
+    events_before = LLMCallEvent.objects.filter(purpose="api").count()
+    debits_before = CreditTransaction.objects.filter(kind="debit").count()
     try:
-        idle = rss_kib(server.worker_pids())
+        idle = rss_kib(pids())
         peak, done = [idle], threading.Event()
 
         def sample():
             while not done.is_set():
-                peak.append(rss_kib(server.worker_pids()))
+                peak.append(rss_kib(pids()))
                 time.sleep(0.2)
 
         sampler = threading.Thread(target=sample)
@@ -236,8 +239,8 @@ def bench_streams(url: str, args) -> None:
         sampler.join()
         wall = time.monotonic() - started
         open_holds = CreditHold.objects.filter(status="held").count()
-        events = LLMCallEvent.objects.filter(purpose="api").count()
-        debits = CreditTransaction.objects.filter(kind="debit").count()
+        events = LLMCallEvent.objects.filter(purpose="api").count() - events_before
+        debits = CreditTransaction.objects.filter(kind="debit").count() - debits_before
         print(
             f"  {args.streams} streams in {wall:.1f}s on one uvicorn process: open holds {open_holds}, "
             f"call events {events}, debits {debits}, check_ledger {'clean' if check_ledger().ok else 'NOT CLEAN'}",
