@@ -1,4 +1,4 @@
-"""Users in the admin: Django's user admin, plus API tokens (revoke), admin-login unlock, and a staff user's money actions."""
+"""Users in the admin: Django's user admin, plus API tokens (revoke), admin-login unlock, a staff user's money actions, and API keys."""
 
 from axes.utils import reset as reset_login_failures
 from django.contrib import admin, messages
@@ -7,12 +7,13 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from knox.models import AuthToken
 
-from accounts import services
-from accounts.models import User
-from billing.selectors import transactions_initiated_by
+from accounts import keys, services
+from accounts.models import ApiKey, User
+from billing.selectors import calls_of_limit, limit_spending, transactions_initiated_by
 from core.money import format_money
 
 MONEY_ACTIONS_ON_USER_PAGE = 20
+KEY_CALLS_ON_PAGE = 50
 
 
 @admin.register(User)
@@ -113,3 +114,80 @@ class AuthTokenAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Every user's API keys: owner, prefix, limit, usage this period, last use; revoke; a key's calls on its page."""
+
+    list_display = ["name", "user", "prefix", "limit", "usage_this_period", "last_used_at", "revoked_at"]
+    list_select_related = ["user", "spend_limit"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["prefix", "name", "user__username", "user__email"]
+    ordering = ["-id"]
+    show_full_result_count = False
+    actions = ["revoke"]
+    fields = [
+        "name",
+        "user",
+        "prefix",
+        "limit",
+        "usage_this_period",
+        "expires_at",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+        "calls",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False  # a key's secret is shown to its owner once, so only its owner creates one
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoke instead: the key's calls stay attributed to it
+
+    @admin.display(description="limit")
+    def limit(self, key):
+        spend_limit = key.spend_limit
+        if spend_limit.amount is None:
+            return "none"
+        reset = keys.RESET_NAMES.get(spend_limit.period, "never resets")
+        return f"{format_money(spend_limit.amount)} ({reset})"
+
+    @admin.display(description="usage this period")
+    def usage_this_period(self, key):
+        return format_money(limit_spending(spend_limit=key.spend_limit))
+
+    @admin.display(description=f"calls (newest {KEY_CALLS_ON_PAGE})")
+    def calls(self, key):
+        rows = calls_of_limit(spend_limit_id=key.spend_limit_id)[:KEY_CALLS_ON_PAGE]
+        return (
+            format_html_join(
+                "\n",
+                '<div><a href="{}">#{}</a> {} {} {} in / {} out, cost {} {}</div>',
+                (
+                    (
+                        reverse("admin:billing_llmcallevent_change", args=[call.pk]),
+                        call.pk,
+                        call.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                        call.model,
+                        call.input_tokens,
+                        call.output_tokens,
+                        format_money(call.cost),
+                        f"(user {call.end_user})" if call.end_user else "",
+                    )
+                    for call in rows
+                ),
+            )
+            or "none yet"
+        )
+
+    @admin.action(description="Revoke the selected keys (their next call is 401)", permissions=["change"])
+    def revoke(self, request, queryset):
+        count = 0
+        for key in queryset.filter(revoked_at__isnull=True):
+            keys.revoke_api_key(key=key, revoked_by=request.user)
+            self.log_change(request, key, "Revoked")
+            count += 1
+        self.message_user(request, f"Revoked {count} API key(s).", messages.SUCCESS)

@@ -1,7 +1,11 @@
-"""API token authentication: knox's hashed, expiring tokens behind `Authorization: Token <key>`."""
+"""API authentication: knox's hashed, expiring tokens (`Authorization: Token <key>`), and the gateway's API keys (`Bearer cdk_...`)."""
 
 from django.utils import timezone
 from knox.auth import TokenAuthentication as KnoxTokenAuthentication
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication
+
+from accounts.keys import key_for_secret
 
 
 class TokenAuthentication(KnoxTokenAuthentication):
@@ -17,3 +21,36 @@ class TokenAuthentication(KnoxTokenAuthentication):
             auth_token.delete()
             return True
         return False
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """The gateway's scheme: `Authorization: Bearer cdk_...`, a user's own API key (accounts.keys).
+
+    No header: anonymous (the view's permission answers 401). A header that is not a live key
+    (malformed, unknown, revoked, expired) is refused here, 401. `request.auth` is the ApiKey.
+    The session tokens of /api/v1/ are not keys, and keys are not accepted there.
+    """
+
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        scheme, _, secret = header.partition(" ")
+        secret = secret.strip()
+        if scheme.lower() != "bearer" or not secret or " " in secret:
+            raise exceptions.AuthenticationFailed(
+                "Send your API key as `Authorization: Bearer cdk_...`.", code="invalid_api_key"
+            )
+        key = key_for_secret(secret)
+        if key is None:
+            raise exceptions.AuthenticationFailed(
+                "Incorrect API key provided: it is unknown, revoked or expired. "
+                "Create a key at /api/v1/users/me/keys.",
+                code="invalid_api_key",
+            )
+        return key.user, key
+
+    def authenticate_header(self, request):
+        return self.keyword

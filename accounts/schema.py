@@ -2,11 +2,15 @@
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 
 from accounts.serializers import (
     ASCII_USERNAME_PATTERN,
     UNICODE_USERNAME_PATTERN,
+    ApiKeyRequestSerializer,
+    ApiKeySerializer,
+    ApiKeyUpdateSerializer,
+    CreatedApiKeySerializer,
     MeSerializer,
     RegisteredSerializer,
     RegisterSerializer,
@@ -27,6 +31,21 @@ class KnoxTokenScheme(OpenApiAuthenticationExtension):
         definition["description"] = (
             "`Authorization: Token <key>` with a key from POST /api/v1/auth/token or auth/register. "
             "Keys expire (see the token response's `expiry`) and are revoked by auth/logout and auth/logout-all."
+        )
+        return definition
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    """The gateway's scheme: the user's own API key as a bearer token."""
+
+    target_class = "accounts.authentication.ApiKeyAuthentication"
+    name = "apiKeyAuth"
+
+    def get_security_definition(self, auto_schema):
+        definition = build_bearer_security_scheme_object(header_name="Authorization", token_prefix="Bearer")
+        definition["description"] = (
+            "`Authorization: Bearer cdk_...` with a key from POST /api/v1/users/me/keys (the OpenAI "
+            "clients' `api_key`). Only the /v1/ gateway takes it."
         )
         return definition
 
@@ -92,3 +111,24 @@ logout_all = extend_schema(
 )
 
 me = extend_schema(summary="Who am I, and my wallet", responses={200: MeSerializer, **error_responses(401)})
+
+
+api_keys = extend_schema_view(
+    list=extend_schema(summary="Your API keys, newest first (revoked keys are not listed; never the secret)"),
+    retrieve=extend_schema(
+        summary="One of your API keys", responses={200: ApiKeySerializer, **error_responses(404)}
+    ),
+    create=extend_schema(
+        summary="Create an API key for the OpenAI-compatible gateway (/v1/); `key` is shown only here",
+        request=ApiKeyRequestSerializer,
+        responses={201: CreatedApiKeySerializer, **error_responses(400)},
+    ),
+    partial_update=extend_schema(
+        summary="Rename a key, or change its limit or how often the limit resets",
+        request=ApiKeyUpdateSerializer,
+        responses={200: ApiKeySerializer, **error_responses(400, 404)},
+    ),
+    destroy=extend_schema(
+        summary="Revoke a key at once: its next call is 401", responses={204: None, **error_responses(404)}
+    ),
+)

@@ -102,3 +102,45 @@ class MeSerializer(serializers.Serializer):
     email = serializers.EmailField(read_only=True)
     is_staff = serializers.BooleanField(read_only=True)
     wallet = MeWalletSerializer(read_only=True)
+
+
+# --- API keys (the gateway's) -------------------------------------------------------------------
+
+LIMIT_RESETS = ["daily", "weekly", "monthly"]
+
+
+class ApiKeySerializer(serializers.Serializer):
+    """A key as its owner sees it (never its secret, except `key` in the creation's answer)."""
+
+    id = serializers.IntegerField(read_only=True)
+    name = serializers.CharField(read_only=True)
+    prefix = serializers.CharField(read_only=True, help_text="The key's first 12 characters.")
+    limit = MoneyField(read_only=True, allow_null=True, help_text="null: no limit.")
+    limit_reset = serializers.ChoiceField(
+        choices=LIMIT_RESETS, read_only=True, allow_null=True, help_text="null: the limit never resets."
+    )
+    limit_remaining = MoneyField(read_only=True, allow_null=True)
+    usage = MoneyField(
+        read_only=True,
+        help_text="Spent in the current period (since creation without a reset), open holds included.",
+    )
+    expires_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    last_used_at = serializers.DateTimeField(read_only=True, allow_null=True)
+
+
+class CreatedApiKeySerializer(ApiKeySerializer):
+    key = serializers.CharField(read_only=True, help_text="The secret: shown only in this answer.")
+
+
+class ApiKeyRequestSerializer(serializers.Serializer):
+    name = StrictCharField(max_length=100)
+    limit = MoneyField(required=False, allow_null=True, minimum=0, help_text="null or absent: no limit.")
+    limit_reset = serializers.ChoiceField(choices=LIMIT_RESETS, required=False, allow_null=True)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class ApiKeyUpdateSerializer(serializers.Serializer):
+    name = StrictCharField(max_length=100, required=False)
+    limit = MoneyField(required=False, allow_null=True, minimum=0)
+    limit_reset = serializers.ChoiceField(choices=LIMIT_RESETS, required=False, allow_null=True)

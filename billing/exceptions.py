@@ -57,3 +57,49 @@ class InsufficientCredits(BillingError):
 
     def facts(self) -> dict:
         return {"balance": format_money(self.balance), "available": format_money(self.available)}
+
+
+class LimitReached(InsufficientCredits):
+    """A reservation refused by a spend limit: an API key's limit or the wallet's spending cap.
+
+    The period's spending (charges plus open holds) has reached the limit; `reset_at` is when the
+    period ends (None for a key limit that never resets). Enforced whatever CREDIT_ENFORCEMENT_ENABLED says.
+    """
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        balance: Decimal,
+        available: Decimal,
+        limit: Decimal,
+        spending: Decimal,
+        reset_at,
+    ):
+        super().__init__(balance=balance, available=available)
+        self.source, self.limit, self.spending, self.reset_at = source, limit, spending, reset_at
+        if source == "spend_cap":
+            self.code = "spend_cap_reached"
+            self.message = (
+                f"Your spending cap of {format_money(limit)} credits for this period is reached; "
+                + ("it resets at " + reset_at.isoformat() + ". " if reset_at else "")
+                + "Raise your cap (if it is yours to raise) or wait for the next period."
+            )
+        else:
+            self.code = "key_limit_reached"
+            self.message = (
+                f"This API key's spending limit of {format_money(limit)} credits is reached"
+                + (f"; it resets at {reset_at.isoformat()}." if reset_at else ".")
+                + " Raise the key's limit or use another key."
+            )
+        self.args = (self.message,)
+
+    def facts(self) -> dict:
+        facts = {**super().facts(), "limit_source": self.source, "limit": format_money(self.limit)}
+        if self.reset_at is not None:
+            facts["reset_at"] = self.reset_at.isoformat()
+        return facts
+
+
+class InvalidLimit(BillingError):
+    code = "invalid_limit"

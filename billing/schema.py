@@ -1,12 +1,23 @@
 """billing's OpenAPI description: the operations of the user's and the staff's money API, and the 402."""
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers
 
 from billing.exceptions import INSUFFICIENT_CREDITS, InsufficientCredits
 from billing.models import Wallet
-from billing.serializers import CreditTransactionSerializer, WalletSerializer
+from billing.serializers import (
+    CreditTransactionSerializer,
+    SpendCapRequestSerializer,
+    SpendCapSerializer,
+    WalletSerializer,
+)
 from billing.serializers_staff import (
     AdjustRequestSerializer,
     GrantRequestSerializer,
@@ -42,7 +53,14 @@ PAYMENT_REQUIRED = {
 # --- the user's own wallet and ledger ------------------------------------------------------------
 
 wallet_retrieve = extend_schema(
-    summary="Your wallet", responses={200: WalletSerializer, **error_responses(401)}
+    summary="Your wallet, with its spending caps",
+    responses={200: WalletSerializer, **error_responses(401)},
+)
+
+wallet_update = extend_schema(
+    summary="Set or remove your spending cap (per calendar day, week or month in REPORT_TIME_ZONE)",
+    request=SpendCapRequestSerializer,
+    responses={200: WalletSerializer, **error_responses(400, 401)},
 )
 
 transactions_list = extend_schema(
@@ -249,5 +267,24 @@ pricing_partial_update = extend_schema(
     parameters=[MODEL_PARAMETER],
     request=ModelPriceSerializer(partial=True),
     responses={200: ModelPriceSerializer, **error_responses(400, *STAFF_ERRORS, 404)},
+    tags=["admin"],
+)
+
+
+staff_spend_cap = extend_schema(
+    operation_id="admin_wallet_spend_cap",
+    summary="Set or remove staff's spending cap on a user's wallet (the user cannot change it)",
+    parameters=[USER_ID_PARAMETER],
+    request=SpendCapRequestSerializer,
+    responses={
+        200: inline_serializer(
+            "StaffSpendCaps",
+            {
+                "spend_cap": SpendCapSerializer(allow_null=True),
+                "staff_spend_cap": SpendCapSerializer(allow_null=True),
+            },
+        ),
+        **error_responses(400, *STAFF_ERRORS, 404),
+    },
     tags=["admin"],
 )

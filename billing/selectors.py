@@ -5,9 +5,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Subquery
+from django.db.models import FilteredRelation, Q, Subquery, Sum
 
-from billing.models import CreditTransaction, ModelPrice, Wallet, WalletEvent
+from billing.models import CreditTransaction, LLMCallEvent, ModelPrice, SpendLimit, Wallet, WalletEvent
+from billing.periods import PERIODS, next_reset, period_start, start_instant
 from core.db import attnames, loaded_row
 from core.money import to_decimal
 
@@ -101,3 +102,97 @@ def transactions_initiated_by(*, staff_user):
         .select_related("wallet__user")
         .order_by("-id")
     )
+
+
+def limit_spending(*, spend_limit: SpendLimit, held: Decimal | None = None) -> Decimal:
+    """A limit's spending in its current period: its charges since the period began (none when its
+    counter belongs to a past period) plus open holds (a key's own; pass the wallet's `held` for a cap)."""
+    charged = spend_limit.spent if spend_limit.period_start == period_start(spend_limit.period) else 0
+    return to_decimal(Decimal(charged) + (spend_limit.held if held is None else held))
+
+
+def key_usage_by_period(*, spend_limit: SpendLimit) -> dict[str, Decimal]:
+    """A key's charges since the current local day, week and month began, each plus its open holds (one query)."""
+    starts = {period: start_instant(period_start(period)) for period in PERIODS}
+    totals = LLMCallEvent.objects.filter(
+        spend_limit_id=spend_limit.pk, created_at__gte=min(starts.values())
+    ).aggregate(
+        **{
+            period: Sum("cost", filter=Q(created_at__gte=start), default=Decimal(0))
+            for period, start in starts.items()
+        }
+    )
+    return {period: to_decimal(totals[period] + spend_limit.held) for period in PERIODS}
+
+
+def spend_caps(*, user) -> list[SpendLimit]:
+    """The wallet's spending caps (the user's, staff's), with the wallet selected."""
+    return list(
+        SpendLimit.objects.filter(wallet__user=user, kind__in=["user_cap", "staff_cap"])
+        .select_related("wallet")
+        .order_by("kind")
+    )
+
+
+def calls_of_limit(*, spend_limit_id: int):
+    """The calls made with an API key (its limit), newest first."""
+    return LLMCallEvent.objects.filter(spend_limit_id=spend_limit_id).order_by("-created_at", "-id")
+
+
+def active_prices() -> list[ModelPrice]:
+    """The active, priced models, by name."""
+    return list(ModelPrice.objects.filter(active=True).order_by("model"))
+
+
+def wallet_balances(*, user) -> tuple[Decimal, Decimal]:
+    """(balance, held) of the user's wallet, in one query."""
+    balance, held = Wallet.objects.values_list("balance", "held").get(user=user)
+    return to_decimal(balance), to_decimal(held)
+
+
+@dataclass(frozen=True)
+class CapState:
+    amount: Decimal
+    period: str
+    spending: Decimal  # charges in the current period plus the wallet's open holds
+    reset_at: object  # datetime
+
+
+@dataclass(frozen=True)
+class WalletWithCaps:
+    summary: WalletSummary
+    spend_cap: CapState | None  # the user's own
+    staff_spend_cap: CapState | None  # staff's, which the user cannot change
+
+
+_CAP_COLUMNS = ("amount", "period", "spent", "period_start")
+
+
+def wallet_with_caps(*, user) -> WalletWithCaps:
+    """The wallet summary and its spending caps with the period's spending, in one query."""
+    caps = {
+        name: FilteredRelation("spend_limits", condition=Q(spend_limits__kind=kind))
+        for name, kind in (("user_cap", "user_cap"), ("staff_cap", "staff_cap"))
+    }
+    columns = ["balance", "held"] + [f"{name}__{column}" for name in caps for column in _CAP_COLUMNS]
+    row = Wallet.objects.annotate(**caps).values_list(*columns).get(user=user)
+    balance, held = to_decimal(row[0]), to_decimal(row[1])
+
+    def cap(values) -> CapState | None:
+        amount, period, spent, start = values
+        if amount is None:
+            return None
+        charged = spent if start == period_start(period) else Decimal(0)
+        return CapState(
+            amount=to_decimal(amount),
+            period=period,
+            spending=to_decimal(charged + held),
+            reset_at=next_reset(period),
+        )
+
+    summary = WalletSummary(
+        balance=balance,
+        low_balance=is_low_balance(balance),
+        low_balance_threshold=to_decimal(Decimal(settings.LOW_BALANCE_THRESHOLD)),
+    )
+    return WalletWithCaps(summary=summary, spend_cap=cap(row[2:6]), staff_spend_cap=cap(row[6:10]))

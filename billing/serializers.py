@@ -42,7 +42,31 @@ class CreditTransactionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class SpendCapSerializer(serializers.Serializer):
+    amount = MoneyField(read_only=True)
+    period = serializers.CharField(
+        read_only=True, help_text="day, week or month (calendar, REPORT_TIME_ZONE)."
+    )
+    spending = MoneyField(read_only=True, help_text="This period's charges plus the wallet's open holds.")
+    reset_at = serializers.DateTimeField(read_only=True, help_text="When the period ends.")
+
+
 class WalletSerializer(serializers.Serializer):
     balance = MoneyField(read_only=True)
     low_balance = serializers.BooleanField(read_only=True, help_text="balance <= low_balance_threshold.")
     low_balance_threshold = MoneyField(read_only=True)
+    # Not read_only: drf-spectacular lists every read-only field as required, and these are absent
+    # when no cap is set (the serializer only ever renders).
+    spend_cap = SpendCapSerializer(required=False, help_text="Your own spending cap (absent: none).")
+    staff_spend_cap = SpendCapSerializer(
+        required=False, help_text="A spending cap staff set, which you cannot change (absent: none)."
+    )
+
+
+class SpendCapRequestSerializer(serializers.Serializer):
+    spend_cap = MoneyField(allow_null=True, minimum=0, help_text="Credits per period; null removes your cap.")
+    spend_cap_period = serializers.ChoiceField(
+        choices=["day", "week", "month"],
+        required=False,
+        help_text="day, week or month (calendar, REPORT_TIME_ZONE); required with a new cap.",
+    )

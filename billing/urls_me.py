@@ -10,6 +10,10 @@ router.trailing_slash = "/?"  # the constructor only knows "/" or ""; the contra
 router.register(r"users/me/transactions", TransactionViewSet, basename="my-transaction")
 
 urlpatterns = [
-    re_path(r"^users/me/wallet/?$", WalletViewSet.as_view({"get": "retrieve"}), name="my-wallet"),
+    re_path(
+        r"^users/me/wallet/?$",
+        WalletViewSet.as_view({"get": "retrieve", "patch": "partial_update"}),
+        name="my-wallet",
+    ),
     *router.urls,
 ]

@@ -8,6 +8,7 @@ from billing.views_staff import (
     StaffPricingDetailView,
     StaffPricingListView,
     StaffRefundView,
+    StaffSpendCapView,
     StaffWalletView,
 )
 
@@ -18,6 +19,11 @@ urlpatterns = [
     ),
     re_path(
         r"^admin/wallets/(?P<user_id>[0-9]+)/adjust/?$", StaffAdjustView.as_view(), name="admin-wallet-adjust"
+    ),
+    re_path(
+        r"^admin/wallets/(?P<user_id>[0-9]+)/spend-cap/?$",
+        StaffSpendCapView.as_view(),
+        name="admin-wallet-spend-cap",
     ),
     re_path(
         r"^admin/transactions/(?P<transaction_id>[0-9]+)/refund/?$",

@@ -7,14 +7,16 @@ answer comes from the (day, user shard) rows and the users' active-day bitmaps, 
 (day, user, model) rows of that user or model: one query per selector whatever the events.
 """
 
-from datetime import date
+from datetime import date, timedelta
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncMonth, TruncWeek
 
 from billing.models import USAGE_FIGURES, UsageDaily
-from billing.rollup import BITMAPS, DAY_SHARD
+from billing.periods import start_instant
+from billing.rollup import BITMAPS, DAY_SHARD, EVENT
 
 BUCKETS = ("day", "week", "month")
 USAGE_KEYS = (*(figure.name for figure in USAGE_FIGURES), "unique_users")
@@ -147,4 +149,81 @@ def _shard_buckets(*, start: date, end: date, bucket: str) -> list[dict]:
         cursor.execute(sql, params)
         return [
             {"date": day, **dict(zip(USAGE_KEYS, values, strict=True))} for day, *values in cursor.fetchall()
+        ]
+
+
+# --- One API key's calls: its events (indexed by key and time), recounted as the rebuild does -----
+
+_KEY_FIGURES = ",\n        ".join(
+    f"{figure.recount}" + ("" if figure.money else "::bigint") for figure in USAGE_FIGURES
+)
+_KEY_SQL = f"""
+    SELECT {{bucket_column}}
+        -- each figure as the rollup rebuild recounts it, over this key's calls in range
+        {_KEY_FIGURES},
+        count(DISTINCT user_id) FILTER (WHERE status = 'ok')
+    FROM {EVENT}
+    WHERE spend_limit_id = %(spend_limit_id)s
+        AND created_at >= %(start_at)s AND created_at < %(end_at)s
+        AND (%(model)s::text IS NULL OR model = %(model)s::text)
+    {{group_by}}
+"""  # noqa: S608 - our table
+
+
+def _key_params(*, start: date, end: date, spend_limit_id: int, model: str | None) -> dict:
+    return {
+        "spend_limit_id": spend_limit_id,
+        "start_at": start_instant(start),
+        "end_at": start_instant(end + timedelta(days=1)),
+        "model": model,
+        "tz": settings.REPORT_TIME_ZONE,
+    }
+
+
+def key_usage_totals(*, start: date, end: date, spend_limit_id: int, model: str | None = None) -> dict:
+    """usage_totals for the calls of one API key (its billing limit), from its events."""
+    sql = _KEY_SQL.format(bucket_column="", group_by="")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _key_params(start=start, end=end, spend_limit_id=spend_limit_id, model=model))
+        return dict(zip(USAGE_KEYS, cursor.fetchone(), strict=True))
+
+
+def key_usage_by_bucket(
+    *, start: date, end: date, bucket: str, spend_limit_id: int, model: str | None = None
+) -> list[dict]:
+    """usage_by_bucket for the calls of one API key, from its events (buckets cut in REPORT_TIME_ZONE)."""
+    if bucket not in BUCKETS:
+        raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}, not {bucket!r}")
+    local = "(created_at AT TIME ZONE %(tz)s)"
+    column = f"date_trunc('{bucket}', {local})::date"
+    sql = _KEY_SQL.format(bucket_column=f"{column} AS bucket,", group_by="GROUP BY 1 ORDER BY 1")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _key_params(start=start, end=end, spend_limit_id=spend_limit_id, model=model))
+        return [
+            {"date": day, **dict(zip(USAGE_KEYS, values, strict=True))} for day, *values in cursor.fetchall()
+        ]
+
+
+def usage_by_limit(*, start: date, end: date, user_id: int, model: str | None = None) -> list[dict]:
+    """A user's successful calls and their cost per API key (its billing limit) over [start, end]; one query."""
+    sql = f"""
+        SELECT spend_limit_id, count(*) FILTER (WHERE status = 'ok'),
+            coalesce(sum(cost) FILTER (WHERE status = 'ok'), 0)
+        FROM {EVENT}
+        WHERE user_id = %(user_id)s AND spend_limit_id IS NOT NULL
+            AND created_at >= %(start_at)s AND created_at < %(end_at)s
+            AND (%(model)s::text IS NULL OR model = %(model)s::text)
+        GROUP BY spend_limit_id
+        ORDER BY spend_limit_id
+    """  # noqa: S608 - our table
+    params = {
+        "user_id": user_id,
+        "start_at": start_instant(start),
+        "end_at": start_instant(end + timedelta(days=1)),
+        "model": model,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [
+            {"spend_limit_id": sid, "calls": calls, "cost": cost} for sid, calls, cost in cursor.fetchall()
         ]

@@ -1,15 +1,19 @@
-"""The user's own ledger over HTTP: the wallet summary and the transactions, newest first."""
+"""The user's own ledger over HTTP: the wallet summary with its spending caps (the user's own set here), and the transactions, newest first."""
 
 from rest_framework import mixins, viewsets
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from billing import schema
+from billing import schema, services
 from billing.filters import TransactionFilter
-from billing.models import CreditTransaction
-from billing.selectors import transactions_for_user, wallet_summary
-from billing.serializers import CreditTransactionSerializer, WalletSerializer
+from billing.models import CreditTransaction, SpendLimit
+from billing.selectors import transactions_for_user, wallet_with_caps
+from billing.serializers import (
+    CreditTransactionSerializer,
+    SpendCapRequestSerializer,
+    WalletSerializer,
+)
 from core.api import StrictPageSizeMixin
 from core.api_fields import NulSafeMixin
 
@@ -31,10 +35,38 @@ class LedgerCursorPagination(StrictPageSizeMixin, CursorPagination):
             ) from exc
 
 
+def _wallet_body(user) -> dict:
+    """The wallet summary, and each spending cap that is set (one query)."""
+    found = wallet_with_caps(user=user)
+    summary = found.summary
+    body = {
+        "balance": summary.balance,
+        "low_balance": summary.low_balance,
+        "low_balance_threshold": summary.low_balance_threshold,
+    }
+    for name in ("spend_cap", "staff_spend_cap"):
+        if getattr(found, name) is not None:
+            body[name] = getattr(found, name)
+    return WalletSerializer(body).data
+
+
 class WalletViewSet(viewsets.ViewSet):
     @schema.wallet_retrieve
     def retrieve(self, request):
-        return Response(WalletSerializer(wallet_summary(user=request.user)).data)
+        return Response(_wallet_body(request.user))
+
+    @schema.wallet_update
+    def partial_update(self, request):
+        payload = SpendCapRequestSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        services.set_spend_cap(
+            user=request.user,
+            kind=SpendLimit.Kind.USER_CAP,
+            amount=data["spend_cap"],
+            period=data.get("spend_cap_period"),
+        )
+        return Response(_wallet_body(request.user))
 
 
 @schema.transactions_list

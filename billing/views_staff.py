@@ -12,8 +12,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing import pricing, schema
-from billing.models import CreditTransaction, ModelPrice, Wallet
-from billing.selectors import is_low_balance, transactions_for_user
+from billing.models import CreditTransaction, ModelPrice, SpendLimit, Wallet
+from billing.selectors import is_low_balance, transactions_for_user, wallet_with_caps
+from billing.serializers import SpendCapRequestSerializer, SpendCapSerializer
 from billing.serializers_staff import (
     AdjustRequestSerializer,
     GrantRequestSerializer,
@@ -23,7 +24,7 @@ from billing.serializers_staff import (
     StaffWalletSerializer,
     WalletEnforcementSerializer,
 )
-from billing.services import adjust, grant, open_wallet, refund, set_enforcement
+from billing.services import adjust, grant, open_wallet, refund, set_enforcement, set_spend_cap
 from core.api_fields import IDEMPOTENCY_HEADER, REPLAYED_HEADER, id_in_range
 from core.money import to_decimal
 from core.throttling import UNSAFE_METHODS, StaffMoneyThrottle
@@ -207,3 +208,29 @@ class StaffPricingDetailView(StaffWriteMixin, GenericAPIView):
         changes = {name: value for name, value in body.validated_data.items() if name != "model"}
         price = pricing.update_price(price=price, **changes)
         return Response(self.get_serializer(price).data)
+
+
+class StaffSpendCapView(StaffWriteMixin, APIView):
+    """Staff's spending cap on a user's wallet: the user cannot raise or remove it (theirs binds beside it)."""
+
+    @schema.staff_spend_cap
+    def post(self, request, user_id: str):
+        user = _get_user_or_404(user_id)
+        payload = SpendCapRequestSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        set_spend_cap(
+            user=user,
+            kind=SpendLimit.Kind.STAFF_CAP,
+            amount=data["spend_cap"],
+            period=data.get("spend_cap_period"),
+        )
+        found = wallet_with_caps(user=user)
+        return Response(
+            {
+                "spend_cap": SpendCapSerializer(found.spend_cap).data if found.spend_cap else None,
+                "staff_spend_cap": SpendCapSerializer(found.staff_spend_cap).data
+                if found.staff_spend_cap
+                else None,
+            }
+        )

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
     "knox",
     "axes",
@@ -59,6 +60,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything that may answer (django-cors-headers): preflights and CORS headers on /v1/ and /api/v1/.
+    "corsheaders.middleware.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.middleware.RequestBodyLimitMiddleware",
     "core.middleware.APIErrorMiddleware",
@@ -227,6 +230,32 @@ THROTTLE_AUTH_RATE = env.str("THROTTLE_AUTH_RATE", default="10/minute") or None
 THROTTLE_SIGNUP_RATE = env.str("THROTTLE_SIGNUP_RATE", default="10/hour") or None
 THROTTLE_TURN_RATE = env.str("THROTTLE_TURN_RATE", default="60/minute") or None
 THROTTLE_STAFF_RATE = env.str("THROTTLE_STAFF_RATE", default="60/minute") or None
+# Calls to the OpenAI-compatible gateway (/v1/) per API key.
+THROTTLE_GATEWAY_RATE = env.str("THROTTLE_GATEWAY_RATE", default="300/minute") or None
+
+# Browser clients on other origins (a chat UI calling /v1/ with a key, a frontend calling /api/v1/):
+# django-cors-headers, for those two prefixes only, from the origins listed (default: none).
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/(api/)?v1/.*$"
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "openai-organization",
+    "openai-project",
+    "user-agent",
+    # What the official OpenAI JavaScript client sends from a browser.
+    "x-stainless-arch",
+    "x-stainless-lang",
+    "x-stainless-os",
+    "x-stainless-package-version",
+    "x-stainless-retry-count",
+    "x-stainless-runtime",
+    "x-stainless-runtime-version",
+    "x-stainless-timeout",
+)
+CORS_EXPOSE_HEADERS = ("X-Creditdesk-Cost", "X-Creditdesk-Balance", "Retry-After", "Idempotent-Replayed")
 
 # API tokens (django-rest-knox): stored as SHA-512 digests, sent as `Authorization: Token <key>`.
 AUTH_TOKEN_TTL_HOURS = env.int("AUTH_TOKEN_TTL_HOURS", default=24 * 7)
@@ -289,6 +318,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Operation ids and tags read the path after /api/v1 (the API) or /v1 (the gateway).
+    "SCHEMA_PATH_PREFIX": r"^/(api/)?v1",
+    # One name for the calendar periods: a report's buckets and a spending cap's period.
+    "ENUM_NAME_OVERRIDES": {"PeriodEnum": ["day", "week", "month"]},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "core.api.document_pagination_errors",

@@ -1,4 +1,4 @@
-"""URL map: the admin (the support console), the v1 API assembled from each app's urls module, and the user's pages at /."""
+"""URL map: the admin (the support console), the v1 API from each app's urls module, the OpenAI-compatible gateway at /v1/, and the user's pages at /."""
 
 from django.contrib import admin
 from django.urls import include, path, re_path
@@ -20,6 +20,8 @@ api_v1 = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
+    # The OpenAI-compatible gateway: any OpenAI client with base_url "<server>/v1" and a cdk_ key.
+    path("v1/", include("sessions_app.gateway.urls")),
     path("", include("web.urls")),
 ]
 

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
 from django.http import Http404, JsonResponse
 
+from core.openai_errors import error_body, error_response, is_openai_path
+
 logger = logging.getLogger(__name__)
 
 # The one path that takes a bigger body: a file upload (multipart), up to FILE_MAX_BYTES plus the
@@ -39,6 +41,9 @@ class RequestBodyLimitMiddleware:
         except ValueError:
             length = 0
         if limit is not None and length > limit:
+            message = f"Request body too large: {length} bytes; the limit is {limit} bytes."
+            if is_openai_path(request.path_info):
+                return error_response(message, status=413, code="request_too_large")
             return JsonResponse(
                 {
                     "detail": f"Request body too large: {length} bytes; the limit is {limit} bytes.",
@@ -63,6 +68,9 @@ def api_server_error(request, exc_info) -> JsonResponse:
         exc_info=exc_info,
         extra={"error_id": error_id, "method": request.method, "path": request.path},
     )
+    if is_openai_path(request.path):
+        body = error_body(SERVER_ERROR_DETAIL, status=500, code="internal_error", error_id=error_id)
+        return JsonResponse(body, status=500)
     return JsonResponse({"detail": SERVER_ERROR_DETAIL, "error_id": error_id}, status=500)
 
 
@@ -80,7 +88,7 @@ class APIErrorMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request, exception):
-        if not request.path.startswith(API_PREFIX):
+        if not (request.path.startswith(API_PREFIX) or is_openai_path(request.path)):
             return None
         # Http404, PermissionDenied and the like keep Django's handling (handler404 answers JSON).
         if isinstance(exception, Http404 | PermissionDenied | SuspiciousOperation | BadRequest):

@@ -1,4 +1,4 @@
-"""Request throttles: auth and sign-up per address and username, turns per user, staff money writes per staff user.
+"""Request throttles: auth and sign-up per address and username, turns per user, staff money writes per staff user, gateway calls per API key.
 
 Counts live in core.ratelimits (one statement a check in core's table, or one Redis call when the
 cache is Redis), shared by every process and instance; a turn's is counted by the turn's own first
@@ -190,6 +190,21 @@ class StaffMoneyThrottle(SettingRateThrottle):
         return str(request.user.pk)
 
 
+class GatewayThrottle(SettingRateThrottle):
+    """Calls to the OpenAI-compatible gateway per API key (THROTTLE_GATEWAY_RATE), reads included.
+
+    The key is the request's `auth` (an accounts.ApiKey, counted by its id); without one (refused
+    by authentication anyway) nothing is counted.
+    """
+
+    scope = "gateway"
+    rate_setting = "THROTTLE_GATEWAY_RATE"
+
+    def ident(self, request, view):
+        key_id = getattr(request.auth, "pk", None)
+        return None if key_id is None else str(key_id)
+
+
 AUTH_THROTTLES = [AuthAddressThrottle, AuthUsernameThrottle]
 SIGNUP_THROTTLES = [SignupAddressThrottle, SignupUsernameThrottle]
 
@@ -253,7 +268,7 @@ def document_throttled_responses(result, generator, request, public):
     }
     for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():
-            if (path, method) in throttled:
+            if (path, method) in throttled and "429" not in operation.get("responses", {}):
                 operation.setdefault("responses", {})["429"] = {
                     "description": "Too many requests: wait `Retry-After` seconds, then try again.",
                     "headers": {"Retry-After": {"schema": {"type": "integer"}}},

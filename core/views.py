@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.middleware import API_PREFIX, api_server_error
+from core.openai_errors import error_response, is_openai_path
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class HealthView(APIView):
 
 def server_error(request):
     """handler500: an API path answers the JSON 500 with an error id (logged); the rest, Django's page."""
-    if request.path.startswith(API_PREFIX):
+    if request.path.startswith(API_PREFIX) or is_openai_path(request.path):
         return api_server_error(request, sys.exc_info())
     return default_server_error(request)
 
@@ -102,4 +103,6 @@ def not_found(request, exception):
     """
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Not found."}, status=404)
+    if is_openai_path(request.path):
+        return error_response(f"Unknown path {request.path!r}.", status=404, code="not_found")
     return page_not_found(request, exception)

@@ -30,6 +30,7 @@ ERROR_MAX = 500
 _EMAIL_SUBJECTS = {
     WalletEvent.Type.LOW_BALANCE: "Your creditdesk credits are running low",
     WalletEvent.Type.DEPLETED: "Your creditdesk credits have run out",
+    WalletEvent.Type.SPEND_CAP_THRESHOLD: "You have used {percent}% of your creditdesk spending cap",
 }
 
 
@@ -38,16 +39,20 @@ class DeliveryFailed(Exception):
 
 
 def payload(event: WalletEvent) -> dict:
-    """The webhook body (API.md): id, type, created_at, data {user_id, balance, threshold}."""
+    """The webhook body (API.md): id, type, created_at, data {user_id, balance, threshold} (a cap's alert
+    adds `percent`, and its threshold is the cap)."""
+    data = {
+        "user_id": event.wallet.user_id,
+        "balance": format_money(event.balance),
+        "threshold": format_money(event.threshold),
+    }
+    if event.type == WalletEvent.Type.SPEND_CAP_THRESHOLD:
+        data["percent"] = event.percent
     return {
         "id": str(event.uuid),
         "type": event.type,
         "created_at": event.created_at.isoformat().replace("+00:00", "Z"),
-        "data": {
-            "user_id": event.wallet.user_id,
-            "balance": format_money(event.balance),
-            "threshold": format_money(event.threshold),
-        },
+        "data": data,
     }
 
 
@@ -178,6 +183,18 @@ def _post_webhook(event: WalletEvent) -> int:
 def _send_email(event: WalletEvent) -> None:
     user = event.wallet.user
     balance, threshold = format_money(event.balance), format_money(event.threshold)
+    if event.type == WalletEvent.Type.SPEND_CAP_THRESHOLD:
+        send_mail(
+            subject=_EMAIL_SUBJECTS[event.type].format(percent=event.percent),
+            message=(
+                f"Hello {user.get_username()},\n\nThis period's spending has reached {event.percent}% of "
+                f"your spending cap of {threshold} credits. At 100% new calls are refused until the period "
+                "ends (or the cap is raised).\n"
+            ),
+            from_email=None,
+            recipient_list=[user.email],
+        )
+        return
     if event.type == WalletEvent.Type.DEPLETED:
         advice = "New turns may be refused until credits are added. Ask your administrator for a top-up."
     else:

@@ -97,6 +97,9 @@ class UsageSummaryQuerySerializer(serializers.Serializer):
         max_length=MODEL_NAME_MAX,
         help_text="Only calls to this model (an unknown model gives zeros).",
     )
+    key_id = StrictIdField(
+        required=False, help_text="Only the calls made with this API key (an unknown id gives zeros)."
+    )
 
     @classmethod
     def from_query(cls, query_params: QueryDict) -> "UsageSummaryQuerySerializer":
@@ -143,3 +146,12 @@ class LedgerExportQuerySerializer(serializers.Serializer):
     def from_query(cls, query_params: QueryDict) -> "LedgerExportQuerySerializer":
         reject_nul_query_params(query_params)
         return cls(data=blank_is_absent(query_params, cls._declared_fields))
+
+
+class MyUsageQuerySerializer(UsageSummaryQuerySerializer):
+    """The staff summary's query for the caller's own calls (no `user_id`), plus `group_by=key`."""
+
+    user_id = None
+    group_by = serializers.ChoiceField(
+        choices=["key"], required=False, help_text="key: add `by_key`, the calls and cost per API key."
+    )

@@ -4,9 +4,9 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 
 from core.api_fields import STAFF_ERRORS, error_responses
-from reporting.filters import LedgerExportQuerySerializer, UsageSummaryQuerySerializer
+from reporting.filters import LedgerExportQuerySerializer, MyUsageQuerySerializer, UsageSummaryQuerySerializer
 from reporting.selectors import LEDGER_EXPORT_COLUMNS
-from reporting.serializers import UsageSummarySerializer
+from reporting.serializers import MyUsageSerializer, UsageSummarySerializer
 
 usage_summary = extend_schema(
     operation_id="admin_usage_summary",
@@ -49,4 +49,13 @@ ledger_export = extend_schema(
         },
     },
     tags=["admin"],
+)
+
+
+my_usage = extend_schema(
+    operation_id="my_usage",
+    summary="Your own usage: the staff summary's body for your calls, by API key with group_by=key",
+    parameters=[MyUsageQuerySerializer],
+    responses={200: MyUsageSerializer, **error_responses(400, 401)},
+    tags=["users"],
 )

@@ -10,8 +10,17 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from accounts.models import ApiKey
 from billing.models import CreditTransaction
-from billing.usage_selectors import BUCKETS, MONEY_KEYS, usage_by_bucket, usage_totals
+from billing.usage_selectors import (
+    BUCKETS,
+    MONEY_KEYS,
+    key_usage_by_bucket,
+    key_usage_totals,
+    usage_by_bucket,
+    usage_by_limit,
+    usage_totals,
+)
 from core.money import to_decimal
 
 DEFAULT_RANGE_DAYS = 30
@@ -32,10 +41,12 @@ class UsageRow:
     summary_fallbacks: int = 0
     tool_followup_cost: Decimal = Decimal(0)  # the part of `cost` that answered tool results
     summary_cost: Decimal = Decimal(0)  # the part of `cost` that summarized sessions
+    api_cost: Decimal = Decimal(0)  # the part of `cost` spent through the gateway (API keys)
 
     @property
     def chat_cost(self) -> Decimal:
-        """The part of `cost` that answered users directly (every call's cost but the two above)."""
+        """The part of `cost` that answered users directly (every call's cost but the two above: the
+        staff summary counts gateway calls here; the user's own report splits them out as `api`)."""
         return self.cost - self.tool_followup_cost - self.summary_cost
 
 
@@ -57,6 +68,7 @@ class UsageSummary:
     rows: list[UsageRow]
     total_tool_followup_cost: Decimal = Decimal(0)
     total_summary_cost: Decimal = Decimal(0)
+    total_api_cost: Decimal = Decimal(0)
 
     @property
     def total_chat_cost(self) -> Decimal:
@@ -109,6 +121,7 @@ def _summary(*, start: date, end: date, bucket: str | None, totals: dict, rows: 
         summary_fallbacks=t["summary_fallbacks"],
         total_tool_followup_cost=t["tool_followup_cost"],
         total_summary_cost=t["summary_cost"],
+        total_api_cost=t["api_cost"],
         rows=[UsageRow(date=row["date"], **_figures(row)) for row in rows],
     )
 
@@ -120,6 +133,7 @@ def usage_summary(
     bucket: str | None,
     user_id: int | None = None,
     model: str | None = None,
+    key_id: int | None = None,
 ) -> UsageSummary:
     """Usage between two local dates, from the rollups (billing.usage_selectors), in two queries whatever the events.
 
@@ -130,11 +144,62 @@ def usage_summary(
         raise ValueError(f"bucket must be one of {', '.join(BUCKETS)} or None, not {bucket!r}")
     if start > end:
         raise ValueError(f"start ({start}) is after end ({end})")
+    if key_id is not None:
+        return _key_summary(start=start, end=end, bucket=bucket, user_id=user_id, model=model, key_id=key_id)
     totals = usage_totals(start=start, end=end, user_id=user_id, model=model)
     rows = []
     if bucket is not None:
         rows = usage_by_bucket(start=start, end=end, bucket=bucket, user_id=user_id, model=model)
     return _summary(start=start, end=end, bucket=bucket, totals=totals, rows=rows)
+
+
+def _key_summary(
+    *, start: date, end: date, bucket: str | None, user_id: int | None, model: str | None, key_id: int
+) -> UsageSummary:
+    """The summary of one API key's calls (none: zeros), from billing's per-key readers."""
+    spend_limit_id = (
+        ApiKey.objects.filter(pk=key_id, **({"user_id": user_id} if user_id is not None else {}))
+        .values_list("spend_limit_id", flat=True)
+        .first()
+    )
+    if spend_limit_id is None:
+        return _summary(start=start, end=end, bucket=bucket, totals={}, rows=[])
+    totals = key_usage_totals(start=start, end=end, spend_limit_id=spend_limit_id, model=model)
+    rows = []
+    if bucket is not None:
+        rows = key_usage_by_bucket(
+            start=start, end=end, bucket=bucket, spend_limit_id=spend_limit_id, model=model
+        )
+    return _summary(start=start, end=end, bucket=bucket, totals=totals, rows=rows)
+
+
+@dataclass(frozen=True)
+class KeyUsage:
+    key_id: int
+    prefix: str
+    name: str
+    calls: int
+    cost: Decimal
+
+
+def usage_by_key(*, start: date, end: date, user_id: int, model: str | None = None) -> list[KeyUsage]:
+    """A user's calls and cost per API key over [start, end] (keys with calls only), newest key first."""
+    rows = usage_by_limit(start=start, end=end, user_id=user_id, model=model)
+    keys = ApiKey.objects.filter(spend_limit_id__in=[row["spend_limit_id"] for row in rows]).in_bulk(
+        field_name="spend_limit_id"
+    )
+    found = [
+        KeyUsage(
+            key_id=keys[row["spend_limit_id"]].pk,
+            prefix=keys[row["spend_limit_id"]].prefix,
+            name=keys[row["spend_limit_id"]].name,
+            calls=row["calls"],
+            cost=_money(row["cost"]),
+        )
+        for row in rows
+        if row["spend_limit_id"] in keys
+    ]
+    return sorted(found, key=lambda usage: -usage.key_id)
 
 
 # --- Ledger export ---------------------------------------------------------------------------

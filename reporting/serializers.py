@@ -71,3 +71,50 @@ class UsageSummarySerializer(serializers.Serializer):
     )
     daily = UsageRowSerializer(many=True, help_text="One row per day with events when bucket=day; else [].")
     buckets = UsageRowSerializer(many=True, help_text="One row per bucket with events, oldest first.")
+
+
+class MyCostByPurposeSerializer(serializers.Serializer):
+    chat = MoneyField(help_text="Chat turns answering you.")
+    tool_followup = MoneyField(help_text="Calls answering tool results.")
+    summary = MoneyField(help_text="Calls summarizing sessions.")
+    api = MoneyField(help_text="Calls through the OpenAI-compatible gateway (your API keys).")
+
+
+def _my_by_purpose(row) -> dict:
+    return {
+        "chat": format_money(row.chat_cost - row.api_cost),
+        "tool_followup": format_money(row.tool_followup_cost),
+        "summary": format_money(row.summary_cost),
+        "api": format_money(row.api_cost),
+    }
+
+
+class MyUsageRowSerializer(UsageRowSerializer):
+    unique_users = None
+    cost_by_purpose = serializers.SerializerMethodField(
+        help_text="`cost` split by why the calls were made: chat, tool_followup, summary, api (the gateway)."
+    )
+
+    @extend_schema_field(MyCostByPurposeSerializer)
+    def get_cost_by_purpose(self, row) -> dict:
+        return _my_by_purpose(row)
+
+
+class KeyUsageSerializer(serializers.Serializer):
+    key_id = serializers.IntegerField()
+    prefix = serializers.CharField()
+    name = serializers.CharField()
+    calls = serializers.IntegerField(help_text="Successful calls made with the key.")
+    cost = MoneyField()
+
+
+class MyUsageSerializer(UsageSummarySerializer):
+    """The staff summary's body for the caller's own calls: no unique_users; `by_key` with group_by=key."""
+
+    unique_users = None
+    cost_by_purpose = MyCostByPurposeSerializer(help_text="`total_cost` split by why the calls were made.")
+    daily = MyUsageRowSerializer(many=True, help_text="One row per day with calls when bucket=day; else [].")
+    buckets = MyUsageRowSerializer(many=True, help_text="One row per bucket with calls, oldest first.")
+    by_key = KeyUsageSerializer(
+        many=True, required=False, help_text="With group_by=key: per API key with calls."
+    )

@@ -11,9 +11,9 @@ from rest_framework.views import APIView
 
 from reporting import schema
 from reporting.exports import stream_ledger_csv
-from reporting.filters import LedgerExportQuerySerializer, UsageSummaryQuerySerializer
-from reporting.selectors import ledger_export_queryset, usage_summary
-from reporting.serializers import UsageSummarySerializer
+from reporting.filters import LedgerExportQuerySerializer, MyUsageQuerySerializer, UsageSummaryQuerySerializer
+from reporting.selectors import ledger_export_queryset, usage_by_key, usage_summary
+from reporting.serializers import MyUsageSerializer, UsageSummarySerializer
 
 logger = logging.getLogger(__name__)
 
@@ -26,17 +26,43 @@ class UsageSummaryView(APIView):
         query = UsageSummaryQuerySerializer.from_query(request.query_params)
         query.is_valid(raise_exception=True)
         summary = usage_summary(**query.validated_data)
-        data = {
-            **{field.name: getattr(summary, field.name) for field in fields(summary) if field.name != "rows"},
-            "cost_by_purpose": {
-                "chat": summary.total_chat_cost,
-                "tool_followup": summary.total_tool_followup_cost,
-                "summary": summary.total_summary_cost,
-            },
-            "daily": summary.rows if summary.bucket == "day" else [],
-            "buckets": summary.rows,
+        return Response(UsageSummarySerializer(_summary_data(summary)).data)
+
+
+def _summary_data(summary) -> dict:
+    return {
+        **{field.name: getattr(summary, field.name) for field in fields(summary) if field.name != "rows"},
+        "cost_by_purpose": {
+            "chat": summary.total_chat_cost,
+            "tool_followup": summary.total_tool_followup_cost,
+            "summary": summary.total_summary_cost,
+        },
+        "daily": summary.rows if summary.bucket == "day" else [],
+        "buckets": summary.rows,
+    }
+
+
+class MyUsageView(APIView):
+    """The caller's own usage: the staff summary's body for their calls alone, by API key on request."""
+
+    @schema.my_usage
+    def get(self, request):
+        query = MyUsageQuerySerializer.from_query(request.query_params)
+        query.is_valid(raise_exception=True)
+        params = dict(query.validated_data)
+        group_by = params.pop("group_by", None)
+        summary = usage_summary(**params, user_id=request.user.pk)
+        data = _summary_data(summary)
+        data["cost_by_purpose"] = {
+            **data["cost_by_purpose"],
+            "chat": summary.total_chat_cost - summary.total_api_cost,
+            "api": summary.total_api_cost,
         }
-        return Response(UsageSummarySerializer(data).data)
+        if group_by == "key":
+            data["by_key"] = usage_by_key(
+                start=summary.start, end=summary.end, user_id=request.user.pk, model=params.get("model")
+            )
+        return Response(MyUsageSerializer(data).data)
 
 
 class CSVRenderer(BaseRenderer):

@@ -9,7 +9,7 @@ finishes the turn (the answering call charged with the turn's rows in one transa
 `done` with the plain turn's 201 body.
 
 While a call streams, its progress is recorded on its hold (`TurnLoop.record_progress`, one
-UPDATE through `_db_step`): when its stream is opened (the prompt by the counting rule, output 0), at
+UPDATE through `db_step`): when its stream is opened (the prompt by the counting rule, output 0), at
 most once per STREAM_PROGRESS_INTERVAL_SECONDS while deltas come (the output so far by the counting
 rule), and when the provider's usage arrives (the reported figures). Each write also pushes the
 hold's expiry one CREDIT_HOLD_TTL_SECONDS on, so a live stream's hold never expires under it.
@@ -76,7 +76,7 @@ def sse(event: str, data: dict) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def _give_back_connection() -> None:
+def give_back_connection() -> None:
     """Return this thread's connection (to the pool, or closed) unless a transaction is open.
 
     A stream may last minutes; a connection kept by each would exhaust the pool (or the server's
@@ -87,14 +87,14 @@ def _give_back_connection() -> None:
         connection.close()
 
 
-def _db_step(function):
+def db_step(function):
     """`function` as a coroutine run in the request's thread, its connection given back after."""
 
     def step(*args, **kwargs):
         try:
             return function(*args, **kwargs)
         finally:
-            _give_back_connection()
+            give_back_connection()
 
     return sync_to_async(step, thread_sensitive=True)
 
@@ -102,7 +102,7 @@ def _db_step(function):
 def stream_turn(*, session, user, content: str, context=None) -> StreamingHttpResponse:
     """Reserve the turn's first call (raising InsufficientCredits / PriceNotFound like take_turn) and stream it."""
     loop = services.prepare_turn(session=session, user=user, content=content, context=context)
-    _give_back_connection()
+    give_back_connection()
     response = StreamingHttpResponse(_events(loop), content_type=EVENT_STREAM)
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # a proxy in front must not buffer the stream
@@ -137,10 +137,10 @@ async def _produce(loop: TurnLoop, queue: asyncio.Queue) -> None:
     produced: list[str] = []
     usage: Usage | None = None
     sent: list[str] = []  # every delta sent, so the reply's text is what the client read
-    record_progress = _db_step(loop.record_progress)
+    record_progress = db_step(loop.record_progress)
     interval = settings.STREAM_PROGRESS_INTERVAL_SECONDS
     try:
-        call = await _db_step(loop.next_call)()
+        call = await db_step(loop.next_call)()
         while call is not None:
             produced, usage, tool_calls = [], None, ()
             call.sent = True
@@ -173,7 +173,7 @@ async def _produce(loop: TurnLoop, queue: asyncio.Queue) -> None:
                     queue.put_nowait(("error", ProviderFailed.from_provider_error(exc, charged=True).body()))
                     return
                 try:
-                    await _db_step(loop.failed)(call, exc)  # re-raised when it was the turn's first call
+                    await db_step(loop.failed)(call, exc)  # re-raised when it was the turn's first call
                 except ProviderError:
                     queue.put_nowait(("error", ProviderFailed.from_provider_error(exc).body()))
                     return
@@ -184,14 +184,14 @@ async def _produce(loop: TurnLoop, queue: asyncio.Queue) -> None:
                 output_tokens=usage.output_tokens,
                 tool_calls=tool_calls,
             )
-            await _db_step(loop.completed)(call, completion)
+            await db_step(loop.completed)(call, completion)
             produced, usage = [], None  # that call is the loop's now: nothing of it is open here
-            call = await _db_step(loop.next_call)()
+            call = await db_step(loop.next_call)()
         # A turn that stopped short says so at the end of its reply: the client reads that too.
         reply, streamed = loop.reply_text(), "".join(sent)
         if reply.startswith(streamed) and len(reply) > len(streamed):
             _send_delta(queue, sent, reply[len(streamed) :])
-        body = await asyncio.shield(_db_step(_finish_and_render)(loop))
+        body = await asyncio.shield(db_step(_finish_and_render)(loop))
     except asyncio.CancelledError:
         await _charge_undelivered(loop, produced, usage, why="client disconnected")
         raise
@@ -201,7 +201,7 @@ async def _produce(loop: TurnLoop, queue: asyncio.Queue) -> None:
         logger.exception(
             "streamed turn failed", extra={"user_id": loop.user.pk, "session_id": loop.session.pk}
         )
-        await _db_step(loop.release_open_call)()
+        await db_step(loop.release_open_call)()
         queue.put_nowait(("error", INTERNAL_ERROR))
     else:
         queue.put_nowait(("done", body))
@@ -223,4 +223,4 @@ async def _charge_undelivered(loop: TurnLoop, produced: list[str], usage: Usage 
     # Shielded: a second cancellation (the server stopping) must not interrupt the charge half-way.
     # The loop's steps run one after another in the request's thread, so this sees the loop as the
     # step before it left it (a turn already finished is not charged again).
-    await asyncio.shield(_db_step(loop.charge_undelivered)(produced="".join(produced), why=why, **tokens))
+    await asyncio.shield(db_step(loop.charge_undelivered)(produced="".join(produced), why=why, **tokens))

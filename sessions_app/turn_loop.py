@@ -30,7 +30,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing import services as billing_services
-from billing.exceptions import InsufficientCredits, PriceNotFound
+from billing.exceptions import PriceNotFound
 from billing.models import CreditHold, LLMCallEvent, ModelPrice
 from billing.selectors import active_model_names
 from sessions_app import summaries
@@ -205,8 +205,8 @@ class TurnLoop:
                 raise refuse_unpriced(self.session.model, field=None)
             self.price = reservation.price
         if reservation.refused:
-            if first:
-                raise InsufficientCredits(balance=reservation.balance, available=reservation.available)
+            if first:  # the wallet under enforcement, or a spending cap (LimitReached)
+                raise reservation.refusal()
             self.balance_after = reservation.balance
             self._stop(StopReason.INSUFFICIENT_CREDITS)
             return None

@@ -6,8 +6,9 @@ from pathlib import Path
 from drf_spectacular.generators import SchemaGenerator
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "api.md"
-# The convention of docs/api.md: each operation is a heading "### `METHOD /api/v1/path/`".
-HEADING = re.compile(r"^#{2,4} `(GET|POST|PUT|PATCH|DELETE) (/api/v1/\S*)`\s*$", re.MULTILINE)
+# The convention of docs/api.md: each operation is a heading "### `METHOD /api/v1/path/`" (or
+# "/v1/path/" for the OpenAI-compatible gateway).
+HEADING = re.compile(r"^#{2,4} `(GET|POST|PUT|PATCH|DELETE) (/(?:api/)?v1/\S*)`\s*$", re.MULTILINE)
 
 
 def _schema_operations() -> set[tuple[str, str]]:

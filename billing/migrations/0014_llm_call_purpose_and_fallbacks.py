@@ -19,11 +19,9 @@ DROP_INDEX = "DROP INDEX IF EXISTS usagedaily_day_user_model_uniq"
 
 
 def recount(apps, schema_editor):
-    # Moved here from 0011: the live module's rebuild writes every rollup column, these included.
-    # A later migration adding a rollup column moves this recount after itself.
-    from billing.rollup import rebuild_usage_rollup
-
-    rebuild_usage_rollup()
+    # Moved to 0017, which adds a rollup column (api_cost): the live module's rebuild writes every
+    # rollup column, so it runs after the last of them exists.
+    pass
 
 
 class Migration(migrations.Migration):

@@ -13,6 +13,7 @@ from billing.models.ledger import (
     LedgerAppendOnly,
     Wallet,
 )
+from billing.models.limits import SpendLimit
 from billing.models.metering import LLMCallEvent, ModelPrice
 from billing.models.rollups import (
     USAGE_FIGURES,
@@ -33,6 +34,7 @@ __all__ = [
     "LLMCallEvent",
     "LedgerAppendOnly",
     "ModelPrice",
+    "SpendLimit",
     "MoneyField",
     "UsageDaily",
     "UsageDayShard",

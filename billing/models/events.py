@@ -19,13 +19,16 @@ class WalletEvent(models.Model):
         LOW_BALANCE = "wallet.low_balance", "wallet.low_balance"
         DEPLETED = "wallet.depleted", "wallet.depleted"
         REPLENISHED = "wallet.replenished", "wallet.replenished"
+        SPEND_CAP_THRESHOLD = "wallet.spend_cap_threshold", "wallet.spend_cap_threshold"
 
     uuid = models.UUIDField(unique=True, editable=False)
     wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="events")
     type = models.CharField(max_length=32, choices=Type.choices)
     balance_before = MoneyField()
     balance = MoneyField()  # the balance right after the move that crossed
-    threshold = MoneyField()  # LOW_BALANCE_THRESHOLD when it crossed
+    threshold = MoneyField()  # LOW_BALANCE_THRESHOLD when it crossed; a spending cap's amount
+    # A spending cap's alert: the percent of the cap the period's charges reached (50, 80, 100).
+    percent = models.PositiveSmallIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -38,7 +41,14 @@ class WalletEvent(models.Model):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=Q(type__in=["wallet.low_balance", "wallet.depleted", "wallet.replenished"]),
+                condition=Q(
+                    type__in=[
+                        "wallet.low_balance",
+                        "wallet.depleted",
+                        "wallet.replenished",
+                        "wallet.spend_cap_threshold",
+                    ]
+                ),
                 name="walletevent_type_known",
             ),
         ]

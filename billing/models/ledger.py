@@ -179,6 +179,16 @@ class CreditHold(models.Model):
     progress_input_tokens = models.PositiveIntegerField(null=True, blank=True)
     progress_output_tokens = models.PositiveIntegerField(null=True, blank=True)
     progress_at = models.DateTimeField(null=True, blank=True)  # the last progress; null: none recorded
+    # The API key limit this hold counts against (a gateway call); its `held` includes `amount` while
+    # the hold is open. Caps count every hold of the wallet through the wallet's `held`.
+    spend_limit = models.ForeignKey(
+        "billing.SpendLimit",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="holds",
+        db_index=False,
+    )
 
     class Meta:
         db_table = "billing_credithold"
@@ -189,6 +199,11 @@ class CreditHold(models.Model):
             ),
             models.Index(
                 fields=["expires_at"], name="credithold_open_expiry_idx", condition=Q(status="held")
+            ),
+            models.Index(
+                fields=["spend_limit"],
+                name="credithold_spend_limit_idx",
+                condition=Q(spend_limit__isnull=False),
             ),
             models.Index(
                 fields=["progress_price"],

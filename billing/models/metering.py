@@ -43,6 +43,7 @@ class LLMCallEvent(models.Model):
         CHAT = "chat", "chat"  # the turn's first call, answering the user
         TOOL_FOLLOWUP = "tool_followup", "tool follow-up"  # a call answering tool results
         SUMMARY = "summary", "summary"  # a call summarizing a session's older history
+        API = "api", "api"  # a call made through the OpenAI-compatible gateway with an API key
 
     # Indexed by llmcall_user_created_idx (user, created_at); no index of its own to keep up per call.
     user = models.ForeignKey(
@@ -67,6 +68,17 @@ class LLMCallEvent(models.Model):
     # The call failed and the caller used a deterministic stand-in for its answer (a summary's
     # fallback): counted by the usage summary as `summary_fallbacks`.
     used_fallback = models.BooleanField(default=False, db_default=False)
+    # A gateway call: the API key's limit it counted against (accounts.ApiKey points at the same row),
+    # and the request's `user` field (the client's own end-user id, free text) when it sent one.
+    spend_limit = models.ForeignKey(
+        "billing.SpendLimit",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="calls",
+        db_index=False,
+    )
+    end_user = models.CharField(max_length=256, blank=True, default="", db_default="")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -76,6 +88,12 @@ class LLMCallEvent(models.Model):
             models.Index(fields=["created_at"], name="llmcall_created_idx"),
             models.Index(fields=["user", "created_at"], name="llmcall_user_created_idx"),
             models.Index(fields=["model", "created_at"], name="llmcall_model_created_idx"),
+            # A key's calls (its admin page, its usage by day, week and month).
+            models.Index(
+                fields=["spend_limit", "created_at"],
+                name="llmcall_spend_limit_idx",
+                condition=Q(spend_limit__isnull=False),
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(cost__gte=0), name="llmcall_cost_non_negative"),
@@ -83,7 +101,8 @@ class LLMCallEvent(models.Model):
                 condition=Q(status="ok") | Q(cost=0), name="llmcall_failed_call_costs_nothing"
             ),
             models.CheckConstraint(
-                condition=Q(purpose__in=["chat", "tool_followup", "summary"]), name="llmcall_purpose_known"
+                condition=Q(purpose__in=["chat", "tool_followup", "summary", "api"]),
+                name="llmcall_purpose_known",
             ),
             models.CheckConstraint(
                 condition=Q(used_fallback=False) | Q(cost=0), name="llmcall_fallback_costs_nothing"

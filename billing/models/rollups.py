@@ -109,6 +109,15 @@ USAGE_FIGURES = (
         param="summary_cost",
         db_default=True,
     ),
+    # The part of `cost` spent through the OpenAI-compatible gateway (calls with an API key).
+    UsageFigure(
+        "api_cost",
+        money=True,
+        recount="coalesce(sum(cost) FILTER (WHERE status = 'ok' AND purpose = 'api'), 0)",
+        of_call=_cost_for(LLMCallEvent.Purpose.API),
+        param="api_cost",
+        db_default=True,
+    ),
 )
 
 

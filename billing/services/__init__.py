@@ -29,6 +29,12 @@ from billing.services.ledger import (
     validate_reason,
     validate_refund_amount,
 )
+from billing.services.limits import (
+    change_key_limit,
+    open_key_limit,
+    set_spend_cap,
+    validate_limit,
+)
 
 __all__ = [
     "GRANT_MAX",
@@ -36,6 +42,10 @@ __all__ = [
     "STARTING_CREDITS_REASON",
     "ChargeResult",
     "adjust",
+    "change_key_limit",
+    "open_key_limit",
+    "set_spend_cap",
+    "validate_limit",
     "Reservation",
     "charge",
     "compute_cost",

@@ -9,15 +9,18 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing import rollup
-from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, Wallet
+from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, SpendLimit, Wallet
+from billing.periods import PERIOD_START_SQL, period_params
 from billing.services._wallet import WALLET
 from billing.services.crossings import record_crossings
+from billing.services.limits import record_cap_alerts
 from core.db import execute_prepared, loaded
 from core.money import quantize, to_decimal
 
 _EVENT_COLUMNS = (
     "user_id, model, provider, input_tokens, output_tokens, cost, input_price_per_1k, "
-    "output_price_per_1k, status, error, latency_ms, shadow_refusal, purpose, used_fallback, created_at"
+    "output_price_per_1k, status, error, latency_ms, shadow_refusal, purpose, used_fallback, spend_limit_id, "
+    "end_user, created_at"
 )
 # Every recorded call, successful or failed, is this one statement (data-modifying CTEs). The hold
 # is locked before the wallet (closed_hold feeds moved_wallet), the order release_expired_holds and
@@ -30,7 +33,7 @@ _RECORD_SQL = f"""
         INSERT INTO {LLMCallEvent._meta.db_table} ({_EVENT_COLUMNS})
         VALUES (%(user_id)s, %(model)s, %(provider)s, %(input_tokens)s, %(output_tokens)s, %(cost)s,
             %(input_price)s, %(output_price)s, %(status)s, %(error)s, %(latency_ms)s, %(shadow)s,
-            %(purpose)s, %(used_fallback)s, %(occurred_at)s)
+            %(purpose)s, %(used_fallback)s, %(spend_limit_id)s, %(end_user)s, %(occurred_at)s)
         RETURNING id
     ),
     -- 2. Its hold closed (settled, or released for a failed call), if it is still open.
@@ -38,7 +41,7 @@ _RECORD_SQL = f"""
         UPDATE {CreditHold._meta.db_table}
         SET status = %(hold_status)s, closed_at = %(now)s, llm_call_id = (SELECT id FROM call_event)
         WHERE id = %(hold_id)s AND status = 'held'
-        RETURNING amount
+        RETURNING amount, spend_limit_id
     ),
     -- 3. The wallet moved by the cost and freed of the hold; RETURNING gives the balance after.
     moved_wallet AS (
@@ -49,7 +52,26 @@ _RECORD_SQL = f"""
         WHERE user_id = %(user_id)s
         RETURNING id, balance
     ),
-    -- 4. The debit row chained from that balance; none when the call cost nothing (a debit is never 0).
+    -- 4. The limits the call counts against, after the wallet (the sub-select reads moved_wallet
+    --    first): the key's (its hold given back) and the wallet's caps, the cost added to the
+    --    period's charges, which restart from it when the row's counter belongs to a past period.
+    moved_limits AS (
+        UPDATE {SpendLimit._meta.db_table} spend_limit
+        SET spent = CASE WHEN spend_limit.period_start IS NOT DISTINCT FROM {PERIOD_START_SQL}
+                    THEN spend_limit.spent ELSE 0
+                END + %(cost)s,
+            period_start = {PERIOD_START_SQL},
+            held = spend_limit.held - CASE
+                WHEN spend_limit.id = (SELECT spend_limit_id FROM closed_hold)
+                THEN (SELECT amount FROM closed_hold) ELSE 0
+            END,
+            updated_at = %(now)s
+        WHERE spend_limit.wallet_id = (SELECT id FROM moved_wallet)
+            AND (spend_limit.kind <> 'key' OR spend_limit.id = %(spend_limit_id)s)
+        RETURNING spend_limit.id, spend_limit.kind, spend_limit.amount, spend_limit.spent,
+            spend_limit.period_start, spend_limit.alerted_percent, spend_limit.alerted_period_start
+    ),
+    -- 5. The debit row chained from that balance; none when the call cost nothing (a debit is never 0).
     debit_row AS (
         INSERT INTO {CreditTransaction._meta.db_table} (wallet_id, kind, amount, balance_after, reason,
             initiated_by_id, llm_call_id, idempotency_key, created_at)
@@ -59,10 +81,17 @@ _RECORD_SQL = f"""
         WHERE %(amount)s < 0
         RETURNING id
     ),
-    -- 5. The usage rollups.
+    -- 6. The usage rollups.
     {rollup.CALL_CTES}
-    -- The event, the wallet (none: the user has no wallet) with its balance, and the debit (none: free).
-    SELECT call_event.id, moved_wallet.id, moved_wallet.balance, debit_row.id
+    -- The event, the wallet (none: the user has no wallet) with its balance, the debit (none: free),
+    -- and the caps as counted (for their alerts; none without caps), money as text.
+    SELECT call_event.id, moved_wallet.id, moved_wallet.balance, debit_row.id,
+        (
+            SELECT json_agg(json_build_array(id, amount::text, spent::text, period_start,
+                alerted_percent, alerted_period_start))
+            FROM moved_limits
+            WHERE kind <> 'key' AND amount IS NOT NULL
+        )
     FROM call_event
     LEFT JOIN moved_wallet ON true
     LEFT JOIN debit_row ON true
@@ -118,13 +147,16 @@ def charge(
     hold: CreditHold | None = None,
     purpose: str = LLMCallEvent.Purpose.CHAT,
     max_cost: Decimal | None = None,
+    end_user: str = "",
 ) -> ChargeResult:
     """Record a successful call at `price` and debit its cost, closing its hold; the balance may go negative.
 
     Atomic: inside the caller's transaction when there is one (a turn writes its own rows in the
     same one), else its own. `purpose` says why the call was made (LLMCallEvent.Purpose).
     `max_cost`: the cost recorded and debited is at most this (a call charged without its own
-    answer is never charged more than its hold); the tokens are recorded as given.
+    answer is never charged more than its hold); the tokens are recorded as given. A call whose
+    hold counts against an API key's limit is recorded with that key (and `end_user`, the
+    request's `user` field), and its cost counts against the key's limit and the wallet's caps.
     """
     cost = compute_cost(price=price, input_tokens=input_tokens, output_tokens=output_tokens)
     capped = max_cost is not None and cost > quantize(max_cost)
@@ -144,6 +176,7 @@ def charge(
         hold=hold,
         purpose=purpose,
         used_fallback=False,
+        end_user=end_user[:256],
         created_at=occurred_at or timezone.now(),
     )
     reason = f"{price.model}: {input_tokens} in / {output_tokens} out tokens" + (
@@ -183,6 +216,7 @@ def record_failed_call(
         hold=hold,
         purpose=purpose,
         used_fallback=used_fallback,
+        end_user="",
         created_at=timezone.now(),
     )
     return _record(event, hold=hold, hold_status=CreditHold.Status.RELEASED, reason="").event
@@ -198,6 +232,7 @@ def _event(*, user_id: int, price: ModelPrice | None, hold: CreditHold | None, *
         input_price_per_1k=price.input_price_per_1k if price else Decimal(0),
         output_price_per_1k=price.output_price_per_1k if price else Decimal(0),
         shadow_refusal=bool(hold and hold.shadow_refusal),
+        spend_limit_id=hold.spend_limit_id if hold else None,
         **fields,
     )
 
@@ -220,6 +255,8 @@ def _record(event: LLMCallEvent, *, hold: CreditHold | None, hold_status: str, r
         "shadow": event.shadow_refusal,
         "purpose": event.purpose,
         "used_fallback": event.used_fallback,
+        "spend_limit_id": event.spend_limit_id,
+        "end_user": event.end_user,
         "occurred_at": event.created_at,
         "now": now,
         "hold_id": hold.pk if hold else None,
@@ -227,11 +264,12 @@ def _record(event: LLMCallEvent, *, hold: CreditHold | None, hold_status: str, r
         "amount": amount,
         "reason": reason,
         **rollup.call_params(event),
+        **period_params(now),
     }
     # No savepoint: nothing here is retried, so inside a caller's transaction a failure rolls back
     # the caller's whole unit of work (a turn), and the hot path saves a SAVEPOINT round trip pair.
     with transaction.atomic(savepoint=False):
-        ((event_id, wallet_id, balance_after, transaction_id),) = execute_prepared(_RECORD_SQL, params)
+        ((event_id, wallet_id, balance_after, transaction_id, caps),) = execute_prepared(_RECORD_SQL, params)
         if wallet_id is None:  # users loaded raw, without open_wallet: nothing is kept
             raise Wallet.DoesNotExist(f"User {event.user_id} has no wallet.")
         # Still under the wallet's row lock, in the same transaction: a crossing is recorded once.
@@ -241,6 +279,9 @@ def _record(event: LLMCallEvent, *, hold: CreditHold | None, hold_status: str, r
             user_id=event.user_id,
             balance_before=balance_after - amount,
             balance_after=balance_after,
+        )
+        record_cap_alerts(
+            wallet_id=wallet_id, user_id=event.user_id, caps=caps, cost=event.cost, balance=balance_after
         )
     if hold is not None:
         hold.status, hold.closed_at, hold.llm_call_id = hold_status, now, event_id

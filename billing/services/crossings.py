@@ -23,6 +23,8 @@ from core.money import quantize
 logger = logging.getLogger(__name__)
 
 _DOWN_TYPES = (WalletEvent.Type.LOW_BALANCE, WalletEvent.Type.DEPLETED)
+# The balance lines (a spending cap's alerts are events of another kind).
+_BALANCE_TYPES = (*_DOWN_TYPES, WalletEvent.Type.REPLENISHED)
 
 
 def crossings(*, balance_before: Decimal, balance_after: Decimal, threshold: Decimal) -> list[str]:
@@ -88,6 +90,9 @@ def record_crossings(
 def _was_low(wallet_id: int) -> bool:
     """Whether the wallet's last crossing took it down (read under the lock that orders crossings)."""
     last = (
-        WalletEvent.objects.filter(wallet_id=wallet_id).order_by("-id").values_list("type", flat=True).first()
+        WalletEvent.objects.filter(wallet_id=wallet_id, type__in=_BALANCE_TYPES)
+        .order_by("-id")
+        .values_list("type", flat=True)
+        .first()
     )
     return last in _DOWN_TYPES

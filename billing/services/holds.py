@@ -14,16 +14,20 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from billing.models import CreditHold, ModelPrice, Wallet
+from billing.exceptions import InsufficientCredits, LimitReached
+from billing.models import CreditHold, ModelPrice, SpendLimit, Wallet
+from billing.periods import PERIOD_START_SQL, next_reset, period_params
 from billing.selectors import price_from_row
 from billing.services._wallet import WALLET, move
 from billing.services.charging import charge
+from billing.services.limits import give_back_key_hold
 from core.db import execute_prepared, loaded, selected
 from core.money import quantize, to_decimal
 
 logger = logging.getLogger(__name__)
 
 HOLD = CreditHold._meta.db_table
+LIMIT = SpendLimit._meta.db_table
 PRICE = ModelPrice._meta.db_table
 # The reservation and a stream's progress, run on their own (autocommit), commit without waiting for
 # the WAL flush (synchronous_commit off for that one transaction): a hold moves no credits, and a
@@ -36,20 +40,22 @@ _RELAXED_COMMIT = """set_config(
         true
     )"""
 # A wallet's stale holds, closed as expired, returning the amounts they held (the caller gives them
-# back to the wallet). A hold with progress is owed a charge, so it is left to release_expired_holds
-# (its amount stays held until then: at most a minute). Run on its own by release_expired_holds,
-# and as the reservation's first step.
+# back to the wallet). A hold with progress is owed a charge, and a hold that counts against an API
+# key's limit must give that back too: both are left to release_expired_holds (their amount stays
+# held until then: at most a minute). Run on its own by release_expired_holds, and as the
+# reservation's first step.
 _EXPIRE_SQL = f"""
         UPDATE {HOLD}
         SET status = 'expired', closed_at = %(now)s
-        WHERE status = 'held' AND expires_at <= %(now)s AND progress_at IS NULL
+        WHERE status = 'held' AND expires_at <= %(now)s AND progress_at IS NULL AND spend_limit_id IS NULL
             AND wallet_id = (SELECT id FROM {WALLET} WHERE user_id = %(user_id)s)
         RETURNING amount"""  # noqa: S608 - our tables
 # The reservation in one statement, atomic on its own (no BEGIN/COMMIT round trips). Concurrent
-# turns queue on the wallet row and each sees the `held` the previous one left, so a burst cannot
-# reserve past the balance. A refused reservation still gives back what expired. With a model, the
-# statement also reads the model's active price (the price the call is charged at). Its commit is
-# relaxed (_RELAXED_COMMIT).
+# reservations queue on the wallet row and each sees the `held` the previous one left (and, on the
+# limit rows it locks next, the spending), so a burst cannot pass the balance or a limit by more
+# than one hold. A refused reservation still gives back what expired. With a model, the statement
+# also reads the model's active price (the price the call is charged at). Its commit is relaxed
+# (_RELAXED_COMMIT).
 _RESERVE_SQL = f"""
     WITH
     -- 1. The wallet's stale holds, expired (_EXPIRE_SQL).
@@ -61,7 +67,7 @@ _RESERVE_SQL = f"""
         FROM expired_holds
     ),
     -- 3. The wallet locked, after the holds (the order charging and release_expired_holds take
-    --    them in), and the decision taken on the row as locked: allowed when exempt, when
+    --    them in), and the wallet's own answer on the row as locked: yes when exempt, when
     --    enforcement is off for it, or when something is left once the expired holds are given back.
     locked_wallet AS (
         SELECT wallet.id, wallet.balance, wallet.held,
@@ -70,44 +76,90 @@ _RESERVE_SQL = f"""
                 wallet.enforcement = 'exempt'
                 OR (wallet.enforcement = 'default' AND NOT %(enforce_default)s)
                 OR wallet.balance - (wallet.held - released.amount) > 0
-            ) AS allowed
+            ) AS wallet_allows
         FROM {WALLET} wallet, released
         WHERE wallet.user_id = %(user_id)s
         FOR UPDATE OF wallet
     ),
-    -- 4. `held` moved: the expired holds given back, the new one added when allowed (a refused
+    -- 4. The limits the call counts against, locked after the wallet (the sub-select reads
+    --    locked_wallet first), so each row is read as the last reservation or charge left it: the
+    --    API key's (with a key) and the wallet's spending caps. `charged` is the period's charges:
+    --    none when the row's counter belongs to a past period (the calendar resets it, no job).
+    locked_limits AS (
+        SELECT spend_limit.id, spend_limit.kind, spend_limit.amount, spend_limit.period,
+            spend_limit.held,
+            CASE WHEN spend_limit.period_start IS NOT DISTINCT FROM {PERIOD_START_SQL}
+                THEN spend_limit.spent ELSE 0
+            END AS charged
+        FROM {LIMIT} spend_limit
+        WHERE spend_limit.wallet_id = (SELECT id FROM locked_wallet)
+            AND (spend_limit.kind <> 'key' OR spend_limit.id = %(spend_limit_id)s)
+        FOR UPDATE OF spend_limit
+    ),
+    -- 5. The first limit whose period's spending (charges plus open holds: the key's own, all the
+    --    wallet's for a cap) has reached its amount, the key's before the caps: it refuses the call.
+    full_limit AS (
+        SELECT id, kind, amount, period, spending
+        FROM (
+            SELECT locked_limits.*,
+                locked_limits.charged + CASE WHEN locked_limits.kind = 'key' THEN locked_limits.held
+                    ELSE locked_wallet.held - locked_wallet.released
+                END AS spending
+            FROM locked_limits, locked_wallet
+        ) AS limit_spending
+        WHERE amount IS NOT NULL AND spending >= amount
+        ORDER BY kind = 'key' DESC, id
+        LIMIT 1
+    ),
+    -- 6. The decision: the wallet allows it and no limit is full (limits bind whatever enforcement says).
+    decision AS (
+        SELECT locked_wallet.*,
+            locked_wallet.wallet_allows AND NOT EXISTS (SELECT FROM full_limit) AS allowed
+        FROM locked_wallet
+    ),
+    -- 7. `held` moved: the expired holds given back, the new one added when allowed (a refused
     --    reservation with nothing expired leaves the wallet as it is).
     moved_wallet AS (
         UPDATE {WALLET} wallet
-        SET held = wallet.held - locked_wallet.released
-                + CASE WHEN locked_wallet.allowed THEN %(amount)s ELSE 0 END,
+        SET held = wallet.held - decision.released
+                + CASE WHEN decision.allowed THEN %(amount)s ELSE 0 END,
             updated_at = %(now)s
-        FROM locked_wallet
-        WHERE wallet.id = locked_wallet.id AND (locked_wallet.allowed OR locked_wallet.expired_count > 0)
-        RETURNING wallet.id, wallet.balance, wallet.held, wallet.enforcement, locked_wallet.allowed
+        FROM decision
+        WHERE wallet.id = decision.id AND (decision.allowed OR decision.expired_count > 0)
+        RETURNING wallet.id, wallet.balance, wallet.held, wallet.enforcement, decision.allowed
     ),
-    -- 5. The hold, when allowed: a shadow refusal when enforcement is off but would have refused.
+    -- 8. The key's limit holds the call too, when allowed (a cap reads the wallet's `held`).
+    moved_key_limit AS (
+        UPDATE {LIMIT} spend_limit
+        SET held = spend_limit.held + %(amount)s, updated_at = %(now)s
+        FROM moved_wallet
+        WHERE spend_limit.id = %(spend_limit_id)s AND moved_wallet.allowed
+    ),
+    -- 9. The hold, when allowed: a shadow refusal when enforcement is off but would have refused.
     new_hold AS (
-        INSERT INTO {HOLD} (wallet_id, amount, status, shadow_refusal, created_at, expires_at)
+        INSERT INTO {HOLD} (wallet_id, amount, status, shadow_refusal, created_at, expires_at, spend_limit_id)
         SELECT moved_wallet.id, %(amount)s, 'held',
             (
                 moved_wallet.balance - (moved_wallet.held - %(amount)s) <= 0
                 AND moved_wallet.enforcement = 'default' AND %(shadow_default)s
             ),
-            %(now)s, %(expires_at)s
+            %(now)s, %(expires_at)s, %(spend_limit_id)s
         FROM moved_wallet
         WHERE moved_wallet.allowed
         RETURNING id, wallet_id, shadow_refusal
     )
-    -- 6. The commit relaxed; the decision, the balance, `held` before and after, the hold, and the
-    --    model's active price (all nulls when it has none).
+    -- 10. The commit relaxed; the decision, the balance, `held` before and after, the hold, the
+    --     full limit that refused (nulls when none did), and the model's active price (all nulls
+    --     when it has none).
     SELECT {_RELAXED_COMMIT},
-        locked_wallet.allowed, locked_wallet.balance, locked_wallet.held - locked_wallet.released,
+        decision.allowed, decision.balance, decision.held - decision.released,
         moved_wallet.held, new_hold.id, new_hold.wallet_id, new_hold.shadow_refusal,
+        full_limit.kind, full_limit.amount, full_limit.period, full_limit.spending,
         {selected(ModelPrice, "active_price")}
-    FROM locked_wallet
+    FROM decision
     LEFT JOIN moved_wallet ON true
     LEFT JOIN new_hold ON true
+    LEFT JOIN full_limit ON true
     LEFT JOIN {PRICE} active_price ON active_price.model = %(model)s AND active_price.active
 """  # noqa: S608 - our tables
 # A heartbeat as much as a record: each progress pushes the expiry one TTL on, so a live stream's
@@ -126,13 +178,24 @@ _PROGRESS_SQL = f"""
     WHERE id = %(hold_id)s AND status = 'held'
     RETURNING id, {_RELAXED_COMMIT}
 """  # noqa: S608 - our table
-# A hold closed (released) once: a closed hold matches nothing, so its amount is given back once.
+# A hold closed (released) once: a closed hold matches nothing, so its amount is given back once
+# (to the wallet, and to the key's limit it counted against).
 _CLOSE_SQL = f"""
     UPDATE {HOLD}
     SET status = %(status)s, closed_at = %(now)s
     WHERE id = %(hold_id)s AND status = 'held'
-    RETURNING amount
+    RETURNING amount, spend_limit_id
 """  # noqa: S608 - our table
+
+
+@dataclass(frozen=True)
+class FullLimit:
+    """The spend limit that refused a reservation: its kind, amount, period and the period's spending."""
+
+    kind: str
+    amount: Decimal
+    period: str | None
+    spending: Decimal
 
 
 @dataclass(frozen=True)
@@ -142,10 +205,25 @@ class Reservation:
     available: Decimal  # balance - held, before this reservation
     refused: bool = False
     price: ModelPrice | None = None  # with `model`: its active price as reserved (None: it has none)
+    full_limit: FullLimit | None = None  # refused by a key's limit or a spending cap, not the wallet
 
     @property
     def shadow_refusal(self) -> bool:
         return bool(self.hold and self.hold.shadow_refusal)
+
+    def refusal(self) -> InsufficientCredits:
+        """The 402 for a refused reservation: the limit that refused it, else the wallet."""
+        if self.full_limit is None:
+            return InsufficientCredits(balance=self.balance, available=self.available)
+        limit = self.full_limit
+        return LimitReached(
+            source="key_limit" if limit.kind == SpendLimit.Kind.KEY else "spend_cap",
+            balance=self.balance,
+            available=self.available,
+            limit=limit.amount,
+            spending=limit.spending,
+            reset_at=next_reset(limit.period),
+        )
 
 
 def _on_its_own() -> bool:
@@ -153,8 +231,11 @@ def _on_its_own() -> bool:
     return not connection.in_atomic_block
 
 
-def reserve(*, user, amount: Decimal, model: str | None = None) -> Reservation:
-    """Hold a call's estimated cost in one conditional statement; refused when enforced and available <= 0.
+def reserve(
+    *, user, amount: Decimal, model: str | None = None, spend_limit_id: int | None = None
+) -> Reservation:
+    """Hold a call's estimated cost in one conditional statement; refused when enforced and available <= 0,
+    or when the key's limit (`spend_limit_id`) or a spending cap of the wallet is already reached.
 
     With `model`, the same statement reads the model's active price (`Reservation.price`), the one
     the call is charged at, and keeps it for billing.selectors.known_price.
@@ -173,23 +254,42 @@ def reserve(*, user, amount: Decimal, model: str | None = None) -> Reservation:
             "enforce_default": enforce_default,
             "shadow_default": not enforce_default and bool(settings.CREDIT_ENFORCEMENT_SHADOW),
             "model": model,
+            "spend_limit_id": spend_limit_id,
             "on_its_own": _on_its_own(),
+            **period_params(now),
         },
     )
     if not rows:
         raise Wallet.DoesNotExist(f"User {user.pk} has no wallet.")
-    _, allowed, balance, held_before, held_after, hold_id, wallet_id, shadow, *price_row = rows[0]
+    (_, allowed, balance, held_before, held_after, hold_id, wallet_id, shadow, *rest) = rows[0]
+    limit_kind, limit_amount, limit_period, limit_spending, *price_row = rest
     price = None
     if model is not None:
         price = price_from_row(model=model, row=price_row if price_row[0] is not None else None)
     balance = to_decimal(balance)
     if not allowed:
         available = balance - to_decimal(held_before)
+        full_limit = None
+        if limit_kind is not None:
+            full_limit = FullLimit(
+                kind=limit_kind,
+                amount=to_decimal(limit_amount),
+                period=limit_period,
+                spending=to_decimal(limit_spending),
+            )
         logger.warning(
-            "turn refused: insufficient credits",
-            extra={"user_id": user.pk, "balance": str(balance), "available": str(available)},
+            "call refused: insufficient credits" if full_limit is None else "call refused: limit reached",
+            extra={
+                "user_id": user.pk,
+                "balance": str(balance),
+                "available": str(available),
+                "limit_kind": limit_kind,
+                "spend_limit_id": spend_limit_id,
+            },
         )
-        return Reservation(hold=None, balance=balance, available=available, refused=True, price=price)
+        return Reservation(
+            hold=None, balance=balance, available=available, refused=True, price=price, full_limit=full_limit
+        )
     available = balance - (to_decimal(held_after) - amount)
     hold = loaded(
         CreditHold,
@@ -208,6 +308,7 @@ def reserve(*, user, amount: Decimal, model: str | None = None) -> Reservation:
         progress_input_tokens=None,
         progress_output_tokens=None,
         progress_at=None,
+        spend_limit_id=spend_limit_id,
     )
     if shadow:
         logger.info(
@@ -224,14 +325,24 @@ def reserve(*, user, amount: Decimal, model: str | None = None) -> Reservation:
 
 def release(*, hold: CreditHold) -> None:
     """Give back a hold that will not be settled (idempotent: a closed hold is left as it is)."""
+    _close(hold=hold, status=CreditHold.Status.RELEASED)
+
+
+def _close(*, hold: CreditHold, status: str) -> bool:
+    """Close an open hold without a charge, giving its amount back to the wallet and to its key's
+    limit, in that order (charging's); False if it was closed already."""
     now = timezone.now()
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute(_CLOSE_SQL, {"status": CreditHold.Status.RELEASED, "now": now, "hold_id": hold.pk})
+            cursor.execute(_CLOSE_SQL, {"status": status, "now": now, "hold_id": hold.pk})
             row = cursor.fetchone()
         if row is not None:
-            move(user_id=hold.wallet.user_id, amount=Decimal(0), held=-to_decimal(row[0]))
-    hold.status, hold.closed_at = CreditHold.Status.RELEASED, now
+            amount, spend_limit_id = to_decimal(row[0]), row[1]
+            move(user_id=hold.wallet.user_id, amount=Decimal(0), held=-amount)
+            if spend_limit_id is not None:
+                give_back_key_hold(spend_limit_id=spend_limit_id, amount=amount)
+    hold.status, hold.closed_at = status, now
+    return row is not None
 
 
 def record_progress(
@@ -276,7 +387,11 @@ def release_expired_holds() -> int:
     """Close every hold past its expiry: released wallet by wallet, or charged with its progress; safe to rerun."""
     now = timezone.now()
     expired = CreditHold.objects.filter(status=CreditHold.Status.HELD, expires_at__lte=now)
-    user_ids = expired.filter(progress_at__isnull=True).values_list("wallet__user_id", flat=True).distinct()
+    user_ids = (
+        expired.filter(progress_at__isnull=True, spend_limit__isnull=True)
+        .values_list("wallet__user_id", flat=True)
+        .distinct()
+    )
     count = 0
     for user_id in list(user_ids):
         with transaction.atomic():
@@ -286,6 +401,9 @@ def release_expired_holds() -> int:
             if amounts:
                 move(user_id=user_id, amount=Decimal(0), held=-sum(amounts, Decimal(0)))
         count += len(amounts)
+    # Holds of API keys give their amount back to the key's limit too: closed one by one.
+    for hold in expired.filter(progress_at__isnull=True, spend_limit__isnull=False).select_related("wallet"):
+        count += _close(hold=hold, status=CreditHold.Status.EXPIRED)
     if count:
         logger.info("expired holds released", extra={"holds": count})
     for hold_id in list(expired.filter(progress_at__isnull=False).values_list("id", flat=True)):

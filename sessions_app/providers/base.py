@@ -7,7 +7,7 @@ writes it) and, last, one `Usage` (the counts the provider reports for the whole
 raises only `ProviderError` subclasses; `sessions_app.exceptions.ProviderFailed` maps them to HTTP.
 """
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NotRequired, Protocol, TypedDict
 
@@ -98,6 +98,7 @@ class LLMProvider(Protocol):
         messages: Sequence[ChatMessage],
         max_output_tokens: int,
         tools: Sequence[dict] | None = None,
+        options: Mapping | None = None,
     ) -> Completion: ...
 
     def stream(
@@ -107,4 +108,5 @@ class LLMProvider(Protocol):
         messages: Sequence[ChatMessage],
         max_output_tokens: int,
         tools: Sequence[dict] | None = None,
+        options: Mapping | None = None,
     ) -> AsyncIterator[StreamEvent]: ...

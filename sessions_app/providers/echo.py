@@ -7,7 +7,7 @@ The echo model "decides" deterministically from the user's words (`search for <w
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 from django.conf import settings
 
@@ -29,10 +29,19 @@ ECHO_SEARCH = re.compile(
     r"search for (?P<query>.+?)(?=\s+(?:and|then)\s+read file\b|[.?!\n]|$)", re.IGNORECASE
 )
 ECHO_READ = re.compile(r"read file #?(?P<file_id>[0-9]{1,18})\b", re.IGNORECASE)
+# The gateway's clients bring their own tools: `call <tool name> <JSON object>` asks for that one.
+ECHO_CALL = re.compile(r"^\s*call (?P<name>[A-Za-z0-9_-]{1,64}) (?P<arguments>\{.*\})\s*$", re.DOTALL)
 
 
 def echo_tool_choices(text: str) -> list[tuple[str, dict]]:
     """(tool, arguments) the echo model asks for, given the user's message, in the order named."""
+    if (call := ECHO_CALL.match(text)) is not None:
+        try:
+            arguments = json.loads(call["arguments"])
+        except ValueError:
+            arguments = None
+        if isinstance(arguments, dict):
+            return [(call["name"], arguments)]
     found = [(m.start(), "search", {"query": m["query"].strip()}) for m in ECHO_SEARCH.finditer(text)]
     found += [(m.start(), "file_read", {"file_id": int(m["file_id"])}) for m in ECHO_READ.finditer(text)]
     return [(name, arguments) for _, name, arguments in sorted(found, key=lambda f: f[0])]
@@ -55,6 +64,7 @@ class EchoProvider:
         messages: Sequence[ChatMessage],
         max_output_tokens: int,
         tools: Sequence[dict] | None = None,
+        options: Mapping | None = None,
     ) -> Completion:
         last = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
         last_user = messages[last]["content"] if last is not None else ""
@@ -88,6 +98,7 @@ class EchoProvider:
         messages: Sequence[ChatMessage],
         max_output_tokens: int,
         tools: Sequence[dict] | None = None,
+        options: Mapping | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """The same reply as complete(), in ECHO_STREAM_CHUNK_TOKENS-token pieces (deterministic)."""
         completion = self.complete(

@@ -6,7 +6,7 @@ the provider's own report.
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 from django.conf import settings
 
@@ -63,12 +63,14 @@ class OpenAIProvider:
         messages: Sequence[ChatMessage],
         max_output_tokens: int,
         tools: Sequence[dict] | None = None,
+        options: Mapping | None = None,
     ) -> Completion:
         import openai
 
         timeout = float(settings.LLM_TIMEOUT_SECONDS)
         client = _openai_client(settings.LLM_BASE_URL, settings.LLM_API_KEY, timeout)
-        extra = {"tools": list(tools)} if tools else {}
+        # The gateway's client options (temperature, top_p, stop, tool_choice) go through as sent.
+        extra = {**({"tools": list(tools)} if tools else {}), **(options or {})}
         try:
             response = client.chat.completions.create(
                 model=model,
@@ -94,6 +96,7 @@ class OpenAIProvider:
         messages: Sequence[ChatMessage],
         max_output_tokens: int,
         tools: Sequence[dict] | None = None,
+        options: Mapping | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """`stream=True` with `include_usage`: deltas as they come, the tool calls whole, then the usage."""
         import openai
@@ -104,7 +107,8 @@ class OpenAIProvider:
         )
         usage = None
         calls: dict[int, dict] = {}  # tool calls arrive in pieces, by index
-        extra = {"tools": list(tools)} if tools else {}
+        # The gateway's client options (temperature, top_p, stop, tool_choice) go through as sent.
+        extra = {**({"tools": list(tools)} if tools else {}), **(options or {})}
         try:
             response = await client.chat.completions.create(
                 model=model,

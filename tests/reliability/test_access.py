@@ -15,6 +15,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from procrastinate.contrib.django.models import ProcrastinateJob
 
+from accounts.keys import create_api_key
 from billing import services
 from billing.models import CreditTransaction, LLMCallEvent, ModelPrice, WalletEvent
 from notifications.models import Delivery
@@ -87,6 +88,8 @@ TABLE = [
     *_model_admin("axes.accessattempt", add=ADMIN_REFUSED),
     *_model_admin("axes.accesslog", add=ADMIN_REFUSED),
     *_model_admin("axes.accessfailurelog", add=ADMIN_REFUSED),
+    # The gateway's API keys: listed, read and revoked (an action) by staff; created by their owners only.
+    *_model_admin("accounts.apikey", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
     *_model_admin(
         "accounts.user",
         extra=[
@@ -163,6 +166,38 @@ TABLE = [
     ("api/v1/^auth/me/?$", "get", "/api/v1/auth/me", S(401, 200, 200, 200)),
     ("api/v1/^users/me/wallet/?$", "get", "/api/v1/users/me/wallet", S(401, 200, 200, 200)),
     ("api/v1/^users/me/transactions/?$", "get", "/api/v1/users/me/transactions", S(401, 200, 200, 200)),
+    ("api/v1/^users/me/usage/?$", "get", "/api/v1/users/me/usage", S(401, 200, 200, 200)),
+    ("api/v1/^users/me/keys/?$", "get", "/api/v1/users/me/keys", S(401, 200, 200, 200)),
+    ("api/v1/^users/me/keys/?$", "post", "/api/v1/users/me/keys", S(401, 201, 201, 201)),
+    (
+        "api/v1/^users/me/keys/(?P<pk>[0-9]{1,18})/?$",
+        "get",
+        "/api/v1/users/me/keys/{apikey}",
+        S(401, 200, 404, 404),
+    ),
+    (
+        "api/v1/^users/me/keys/(?P<pk>[0-9]{1,18})/?$",
+        "patch",
+        "/api/v1/users/me/keys/{apikey}",
+        S(401, 200, 404, 404),
+    ),
+    (
+        "api/v1/^users/me/keys/(?P<pk>[0-9]{1,18})/?$",
+        "delete",
+        "/api/v1/users/me/keys/{apikey}",
+        S(401, 204, 404, 404),
+    ),
+    (
+        "api/v1/^admin/wallets/(?P<user_id>[0-9]+)/spend-cap/?$",
+        "post",
+        "/api/v1/admin/wallets/{user}/spend-cap",
+        API_STAFF,
+    ),
+    # --- The OpenAI-compatible gateway: each role with its own API key (anonymous: none) ----------
+    ("v1/^models/?$", "get", "/v1/models", S(401, 200, 200, 200)),
+    ("v1/^models/(?P<model>[^/\\x00]{1,100})/?$", "get", "/v1/models/echo-1", S(401, 200, 200, 200)),
+    ("v1/^key/?$", "get", "/v1/key", S(401, 200, 200, 200)),
+    ("v1/^chat/completions/?$", "post", "/v1/chat/completions", S(401, 200, 200, 200)),
     ("api/v1/^sessions/?$", "get", "/api/v1/sessions/", S(401, 200, 200, 200)),
     ("api/v1/^sessions/?$", "post", "/api/v1/sessions/", S(401, 201, 201, 201)),
     # Another user's session is 404, never 403 (staff included: sessions are private).
@@ -238,6 +273,10 @@ BODIES = {
     ("post", "/api/v1/sessions/"): {"title": "t"},
     ("patch", "/api/v1/sessions/{session}/"): {"title": "renamed"},
     ("post", "/api/v1/sessions/{session}/turns/"): {"content": "hello"},
+    ("post", "/api/v1/users/me/keys"): {"name": "access"},
+    ("patch", "/api/v1/users/me/keys/{apikey}"): {"name": "renamed"},
+    ("post", "/api/v1/admin/wallets/{user}/spend-cap"): {"spend_cap": "5", "spend_cap_period": "day"},
+    ("post", "/v1/chat/completions"): {"model": "echo-1", "messages": [{"role": "user", "content": "hi"}]},
     ("patch", "/api/v1/admin/wallets/{user}"): {"enforcement": "exempt"},
     ("post", "/api/v1/admin/wallets/{user}/grant"): {"amount": "5", "reason": "access table"},
     ("post", "/api/v1/admin/wallets/{user}/adjust"): {"amount": "-0.5", "reason": "access table"},
@@ -317,6 +356,7 @@ def world(db):
             "chatsession": session.pk,
             "customer": user.pk,
             "sessionsummary": summary.pk,
+            "apikey": create_api_key(user=user, name="access table")[0].pk,
         },
     }
 
@@ -328,6 +368,8 @@ def _client(world, role: str, path: str) -> Client:
     account = world["users"][role]
     if path.startswith("/api/"):
         return Client(headers={"Authorization": f"Token {api_token(account)}"})
+    if path.startswith("/v1/"):
+        return Client(headers={"Authorization": f"Bearer {create_api_key(user=account, name='access')[1]}"})
     client.force_login(account)
     return client
 

@@ -22,6 +22,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.core.transport import CallOutcome
 from schemathesis.generation import GenerationMode
 
+from accounts.keys import create_api_key
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent
 from billing.reconcile import check_ledger
 from config.wsgi import application
@@ -83,6 +84,7 @@ def keep_the_test_connection():
 def world(db, settings, keep_the_test_connection):
     """A staff user, a user with a funded wallet and a session, and another user's session."""
     settings.ALLOWED_HOSTS = ["localhost", "testserver"]
+    settings.THROTTLE_GATEWAY_RATE = None  # hundreds of calls a minute per key: validation is under test
     staff = StaffUserFactory()
     user = UserFactory()
     other = UserFactory()
@@ -99,6 +101,11 @@ def world(db, settings, keep_the_test_connection):
         "tokens": {
             "staff": api_token(staff),
             "user": api_token(user),
+        },
+        # The gateway (/v1/) takes the user's own API keys, not session tokens.
+        "keys": {
+            "staff": create_api_key(user=staff, name="fuzzing")[1],
+            "user": create_api_key(user=user, name="fuzzing")[1],
         },
     }
 
@@ -129,6 +136,8 @@ def _aim(case, world) -> None:
     if not _is_positive(case) or not isinstance(body, dict):
         return
     path, n = case.operation.path, next(world["aimed"])
+    if path.startswith("/v1/chat/completions") and isinstance(body.get("model"), str) and n % 4 != 3:
+        body["model"] = "echo-1"
     if path.startswith("/api/v1/sessions/") and "turns" not in path and isinstance(body.get("model"), str):
         if n % 2 == 0:
             body["model"] = "echo-1"
@@ -144,7 +153,11 @@ def _aim(case, world) -> None:
 
 def _call(case, world, role: str, outcomes: Counter) -> None:
     _aim(case, world)
-    response = case.call(headers={"Authorization": f"Token {world['tokens'][role]}"})
+    if case.operation.path.startswith("/v1/"):
+        headers = {"Authorization": f"Bearer {world['keys'][role]}"}
+    else:
+        headers = {"Authorization": f"Token {world['tokens'][role]}"}
+    response = case.call(headers=headers)
     if _is_positive(case):
         outcomes[case.operation.schema.classify_call_outcome(case, response)] += 1
     case.validate_response(response, checks=CHECKS)

@@ -1,0 +1,139 @@
+"""The gateway's streamed answer: `chat.completion.chunk`s as the model writes, then the usage chunk with `cost`, then `[DONE]`.
+
+The call is reserved in the view, before the response (a refusal is a plain JSON answer, and no
+byte of a stream exists without a hold); then a task of its own reads the provider's stream and
+relays it. The usage chunk is always sent (whatever `stream_options` says): it carries what was
+charged. As for streamed turns (sessions_app.streaming, whose database steps this reuses): the
+progress is recorded on the hold (when the stream opens, at most once per
+STREAM_PROGRESS_INTERVAL_SECONDS while it runs, and when the usage arrives); a client that hangs up
+is charged what was produced (the provider's usage if it came, else the counting rule), capped at
+the hold; a provider failure after the stream opened is one chunk with `error` and
+`finish_reason: "error"` (charged what was produced, or recorded as failed at no cost if nothing
+was); a process that dies is charged at the hold's expiry from the last progress.
+"""
+
+import asyncio
+import logging
+import time
+
+from django.conf import settings
+from django.http import StreamingHttpResponse
+
+from sessions_app.exceptions import ProviderFailed
+from sessions_app.gateway import answers
+from sessions_app.gateway.calls import GatewayCall
+from sessions_app.providers import Delta, ProviderError, ToolCalls, Usage
+from sessions_app.streaming import EVENT_STREAM, db_step, give_back_connection
+
+logger = logging.getLogger(__name__)
+
+_RUNNING: set[asyncio.Task] = set()  # producers are referenced until done (asyncio keeps weak refs)
+_END = None
+INTERNAL_ERROR = {"message": "The call failed on our side; nothing was charged.", "code": "internal_error"}
+
+
+def stream_response(call: GatewayCall) -> StreamingHttpResponse:
+    """The reserved call's stream (the connection is given back first: a stream holds none)."""
+    give_back_connection()
+    response = StreamingHttpResponse(_body(call), content_type=EVENT_STREAM)
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+async def _body(call: GatewayCall):
+    queue: asyncio.Queue = asyncio.Queue()
+    producer = asyncio.create_task(_produce(call, queue))
+    _RUNNING.add(producer)
+    producer.add_done_callback(_RUNNING.discard)
+    try:
+        while (item := await queue.get()) is not _END:
+            yield item
+    finally:
+        # A clean end, or the client left (the request cancelled, or the body closed).
+        if not producer.done():
+            producer.cancel()
+            try:
+                await producer
+            except asyncio.CancelledError:
+                pass
+
+
+async def _produce(call: GatewayCall, queue: asyncio.Queue) -> None:
+    id_, created, model = answers.completion_id(), int(time.time()), call.request.model
+
+    def send(**parts) -> None:
+        queue.put_nowait(answers.chunk(id_=id_, model=model, created=created, **parts))
+
+    produced: list[str] = []
+    usage: Usage | None = None
+    tool_calls: tuple = ()
+    record_progress = db_step(call.record_progress)
+    interval = settings.STREAM_PROGRESS_INTERVAL_SECONDS
+    try:
+        send(delta={"role": "assistant", "content": ""})
+        await record_progress()  # on the hold from here on: a dead process is charged at expiry
+        recorded_at = time.monotonic()
+        try:
+            async for item in call.provider.stream(**call.provider_arguments()):
+                if isinstance(item, Delta) and item.text:
+                    produced.append(item.text)
+                    send(delta={"content": item.text})
+                    if time.monotonic() - recorded_at >= interval:  # never per delta
+                        await record_progress(produced="".join(produced))
+                        recorded_at = time.monotonic()
+                elif isinstance(item, ToolCalls):
+                    tool_calls = item.calls
+                    send(delta={"tool_calls": answers.tool_call_items(item.calls, indexed=True)})
+                elif isinstance(item, Usage):
+                    usage = item
+                    await record_progress(usage=usage)
+        except ProviderError as exc:
+            await _provider_failed(call, exc, produced, usage, send)
+            queue.put_nowait(_END)
+            return
+        charged = await asyncio.shield(
+            db_step(call.charge)(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
+        )
+        finish = answers.finish_reason(
+            tool_calls=tool_calls, output_tokens=usage.output_tokens, max_tokens=call.request.max_tokens
+        )
+        send(finish=finish)
+        send(
+            usage=answers.usage_body(
+                input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, cost=charged.event.cost
+            )
+        )
+        queue.put_nowait(answers.DONE)
+    except asyncio.CancelledError:
+        # Shielded: a second cancellation (the server stopping) must not interrupt the charge. The
+        # database steps run one after another in the request's thread, so this one sees the call as
+        # the step before it left it: a call charged already is not charged again.
+        await asyncio.shield(
+            db_step(call.charge_produced)(produced="".join(produced), usage=usage, why="client disconnected")
+        )
+        raise
+    except Exception:
+        logger.exception("gateway stream failed", extra={"user_id": call.user.pk, "api_key_id": call.key.pk})
+        await db_step(call.release)()
+        send(finish="error", error=INTERNAL_ERROR)
+    queue.put_nowait(_END)
+
+
+async def _provider_failed(call: GatewayCall, exc: ProviderError, produced: list[str], usage, send) -> None:
+    """The provider failed mid-stream: charge what it did (if anything), and end with an error chunk."""
+    if usage is not None or produced:
+        charged = await asyncio.shield(
+            db_step(call.charge_produced)(
+                produced="".join(produced), usage=usage, why=f"provider failed: {exc.reason}"
+            )
+        )
+        error = ProviderFailed.from_provider_error(exc, charged=True)
+        send(
+            finish="error",
+            error={"message": error.message, "code": error.code, "cost": str(charged.event.cost)},
+        )
+    else:
+        await db_step(call.failed)(exc)
+        error = ProviderFailed.from_provider_error(exc)
+        send(finish="error", error={"message": error.message, "code": error.code})

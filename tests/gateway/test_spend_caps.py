@@ -1,0 +1,101 @@
+"""Spending caps: set by the user or by staff, counted from the calendar, alerted at 50, 80 and 100 percent once per period."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from billing import services
+from billing.exceptions import LimitReached
+from billing.models import ModelPrice, SpendLimit, WalletEvent
+from billing.services import set_spend_cap
+from tests.factories import fund, token_client_for
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def price():
+    return ModelPrice.objects.get(model="echo-1")
+
+
+def charge_of(user, price, amount: Decimal):
+    """A call that costs `amount` (output tokens at the output price), through a reserved hold."""
+    tokens = int(amount * 1000 / price.output_price_per_1k)
+    reservation = services.reserve(user=user, amount=amount)
+    return services.charge(
+        user=user, price=price, provider="echo", input_tokens=0, output_tokens=tokens, hold=reservation.hold
+    )
+
+
+def test_alerts_go_out_once_per_threshold_and_period(user, price):
+    fund(user, "100")
+    set_spend_cap(user=user, kind=SpendLimit.Kind.USER_CAP, amount=Decimal("1"), period="day")
+    charge_of(user, price, Decimal("0.6"))
+    charge_of(user, price, Decimal("0.3"))
+    charge_of(user, price, Decimal("0.15"))
+    alerts = list(
+        WalletEvent.objects.filter(type="wallet.spend_cap_threshold").values_list("percent", flat=True)
+    )
+    assert sorted(alerts) == [50, 80, 100]
+    with pytest.raises(LimitReached):
+        raise services.reserve(user=user, amount=Decimal("0.1")).refusal()
+
+
+def test_a_cap_counts_the_period_spent_before_it_was_set(user, price):
+    fund(user, "100")
+    charge_of(user, price, Decimal("0.6"))
+    cap = set_spend_cap(user=user, kind=SpendLimit.Kind.STAFF_CAP, amount=Decimal("0.5"), period="month")
+    assert cap.spent == Decimal("0.6")
+    assert services.reserve(user=user, amount=Decimal("0.1")).refused
+
+
+def test_a_past_periods_spending_counts_nothing(user, price):
+    fund(user, "100")
+    cap = set_spend_cap(user=user, kind=SpendLimit.Kind.USER_CAP, amount=Decimal("0.5"), period="day")
+    charge_of(user, price, Decimal("0.6"))
+    assert services.reserve(user=user, amount=Decimal("0.1")).refused
+    # The calendar moves on: yesterday's counter counts nothing today, with no job run.
+    SpendLimit.objects.filter(pk=cap.pk).update(period_start=timezone.localdate() - timedelta(days=1))
+    assert not services.reserve(user=user, amount=Decimal("0.1")).refused
+
+
+def test_the_user_sets_and_removes_their_cap_but_not_staffs(user):
+    client = token_client_for(user)
+    response = client.patch(
+        "/api/v1/users/me/wallet", {"spend_cap": "5", "spend_cap_period": "week"}, format="json"
+    )
+    assert response.status_code == 200
+    assert (
+        response.json()["spend_cap"]["amount"] == "5.000000"
+        and response.json()["spend_cap"]["period"] == "week"
+    )
+    set_spend_cap(user=user, kind=SpendLimit.Kind.STAFF_CAP, amount=Decimal("1"), period="day")
+    body = client.get("/api/v1/users/me/wallet").json()
+    assert body["staff_spend_cap"]["amount"] == "1.000000"
+    response = client.patch("/api/v1/users/me/wallet", {"spend_cap": None}, format="json")
+    assert "spend_cap" not in response.json() and response.json()["staff_spend_cap"]["amount"] == "1.000000"
+    assert client.patch("/api/v1/users/me/wallet", {"spend_cap": "5"}, format="json").status_code == 400
+    assert (
+        client.patch(
+            "/api/v1/users/me/wallet", {"spend_cap": "-1", "spend_cap_period": "day"}, format="json"
+        ).status_code
+        == 400
+    )
+
+
+def test_staff_set_a_cap_through_the_staff_api(user, staff_user):
+    response = token_client_for(staff_user).post(
+        f"/api/v1/admin/wallets/{user.pk}/spend-cap",
+        {"spend_cap": "2", "spend_cap_period": "month"},
+        format="json",
+    )
+    assert response.status_code == 200
+    assert response.json()["staff_spend_cap"]["amount"] == "2.000000"
+    assert (
+        token_client_for(user)
+        .post(f"/api/v1/admin/wallets/{user.pk}/spend-cap", {"spend_cap": None}, format="json")
+        .status_code
+        == 403
+    )

@@ -1,0 +1,69 @@
+"""Reports by API key: the user's own usage (group_by=key) and the staff summary's key_id filter."""
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from accounts.keys import create_api_key
+from billing.models import WalletEvent
+from notifications.services import payload
+from tests.factories import UserFactory, fund, token_client_for
+
+pytestmark = pytest.mark.django_db
+
+
+def gateway_call(client, secret, content="hello"):
+    response = client.post(
+        "/v1/chat/completions",
+        json.dumps({"model": "echo-1", "messages": [{"role": "user", "content": content}]}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {secret}",
+    )
+    assert response.status_code == 200
+    return Decimal(response.json()["usage"]["cost"])
+
+
+def test_my_usage_by_key_and_the_staff_summary_by_key(client, user, staff_user):
+    fund(user, "10")
+    laptop, laptop_secret = create_api_key(user=user, name="laptop")
+    ci, ci_secret = create_api_key(user=user, name="ci")
+    costs = [gateway_call(client, laptop_secret), gateway_call(client, laptop_secret, "again")]
+    ci_cost = gateway_call(client, ci_secret)
+    other = UserFactory()
+    fund(other, "10")
+    gateway_call(client, create_api_key(user=other, name="theirs")[1])
+
+    mine = token_client_for(user).get("/api/v1/users/me/usage?group_by=key&bucket=day").json()
+    assert "unique_users" not in mine and mine["total_calls"] == 3
+    assert Decimal(mine["total_cost"]) == sum(costs) + ci_cost
+    assert Decimal(mine["cost_by_purpose"]["api"]) == sum(costs) + ci_cost
+    assert Decimal(mine["cost_by_purpose"]["chat"]) == 0
+    by_key = {row["key_id"]: row for row in mine["by_key"]}
+    assert set(by_key) == {laptop.pk, ci.pk}
+    assert by_key[laptop.pk]["calls"] == 2 and Decimal(by_key[laptop.pk]["cost"]) == sum(costs)
+    assert by_key[ci.pk]["prefix"] == ci.prefix and by_key[ci.pk]["name"] == "ci"
+    assert "unique_users" not in mine["buckets"][0]
+
+    staff = token_client_for(staff_user)
+    summary = staff.get(f"/api/v1/admin/usage/summary?key_id={laptop.pk}&bucket=week").json()
+    assert summary["total_calls"] == 2 and Decimal(summary["total_cost"]) == sum(costs)
+    assert summary["unique_users"] == 1 and len(summary["buckets"]) == 1
+    assert staff.get("/api/v1/admin/usage/summary?key_id=999999").json()["total_calls"] == 0
+    assert staff.get("/api/v1/admin/usage/summary?key_id=abc").status_code == 400
+
+
+def test_a_cap_alert_is_delivered_with_its_percent(user):
+    from billing.models import SpendLimit
+    from billing.services import set_spend_cap
+
+    fund(user, "10")
+    set_spend_cap(user=user, kind=SpendLimit.Kind.USER_CAP, amount=Decimal("0.000001"), period="month")
+    _, secret = create_api_key(user=user, name="k")
+    from django.test import Client
+
+    gateway_call(Client(), secret)
+    event = WalletEvent.objects.get(type="wallet.spend_cap_threshold", percent=100)
+    body = payload(event)
+    assert body["type"] == "wallet.spend_cap_threshold" and body["data"]["percent"] == 100
+    assert body["data"]["threshold"] == "0.000001"
