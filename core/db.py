@@ -1,5 +1,6 @@
 """Database plumbing shared by the apps: prepared hot-path statements, and rows built from RETURNING."""
 
+import re
 from collections.abc import Sequence
 from functools import cache, lru_cache
 from typing import TypeVar
@@ -28,10 +29,8 @@ _TIGHT = frozenset("(),=+<>|&")
 def compact_sql(sql: str) -> str:
     """The statement as sent: `--` comments dropped and whitespace folded, outside quoted literals.
 
-    Hot statements are written for readers, one step and one comment a line; psycopg converts a
-    statement's placeholders once and caches the result only for texts up to 4096 characters
-    (psycopg._queries.MAX_CACHED_STATEMENT_LENGTH), so a commented statement would be parsed again
-    on every execution. Cached here, so the folding itself runs once per statement.
+    Hot statements are written for readers, one step and one comment a line; the server and its
+    logs get them in one line. Cached: the folding runs once per statement.
     """
     out: list[str] = []
     quoted = ""  # the quote character we are inside of (' or "), or ""
@@ -60,6 +59,27 @@ def compact_sql(sql: str) -> str:
     return "".join(out).strip()
 
 
+_NAMED = re.compile(r"%\((\w+)\)s")
+
+
+@lru_cache(maxsize=256)
+def positional(sql: str) -> tuple[str, tuple[str, ...]]:
+    """`sql` (named `%(name)s` placeholders) as sent: compact, with PostgreSQL's own `$n`, and the names in order.
+
+    psycopg parses a statement's `%(name)s` placeholders on every execution unless the text is under
+    4,096 characters (its conversion cache's limit); the readable charge is longer. Converted here
+    once, the statement runs on a RawCursor, which sends `$n` as it is.
+    """
+    names: list[str] = []
+
+    def number(match: re.Match) -> str:
+        if match[1] not in names:
+            names.append(match[1])
+        return f"${names.index(match[1]) + 1}"
+
+    return _NAMED.sub(number, compact_sql(sql)).replace("%%", "%"), tuple(names)
+
+
 @async_unsafe
 def execute_prepared(sql: str, params: dict) -> list[tuple]:
     """Run one statement prepared, on the connection's current transaction; return its rows.
@@ -73,15 +93,16 @@ def execute_prepared(sql: str, params: dict) -> list[tuple]:
     db.ensure_connection()
     db.validate_thread_sharing()
     raw = db.connection
-    sql = compact_sql(sql)
+    text, names = positional(sql)
+    values = [params[name] for name in names]
     threshold, raw.prepare_threshold = raw.prepare_threshold, _PREPARE_NOW
     try:
-        with psycopg.Cursor(raw) as cursor, db.wrap_database_errors:
+        with psycopg.RawCursor(raw) as cursor, db.wrap_database_errors:
             if db.queries_logged:
                 with db.cursor() as django_cursor, django_cursor.debug_sql(sql, params):
-                    cursor.execute(sql, params, prepare=True)
+                    cursor.execute(text, values, prepare=True)
             else:
-                cursor.execute(sql, params, prepare=True)
+                cursor.execute(text, values, prepare=True)
             # rownumber is None when the statement returned no rows to fetch (cheaper than description).
             return cursor.fetchall() if cursor.rownumber is not None else []
     finally:
