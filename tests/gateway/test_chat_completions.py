@@ -188,10 +188,11 @@ def test_cors_for_allowed_origins(client, settings):
     assert "Access-Control-Allow-Origin" not in other
 
 
-# The key with its user and its limit (one join); the reservation (billing's one statement: the
-# wallet, the key's limit, the caps, the price); the charge (one statement: the event, the hold, the
-# wallet, the limits, the debit, the rollups). last_used_at is written at most once a minute.
-GATEWAY_CALL_QUERIES = 3
+# The key with its user and its limit (one join); the per-key throttle's one statement (core's rate
+# limits); the reservation (billing's one statement: the wallet, the key's limit, the caps, the
+# price); the charge (one statement: the event, the hold, the wallet, the limits, the debit, the
+# rollups). last_used_at is written at most once a minute.
+GATEWAY_CALL_QUERIES = 4
 
 
 def test_a_plain_gateway_call_query_budget(client, key, django_assert_num_queries):
