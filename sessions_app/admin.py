@@ -9,11 +9,9 @@ from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.text import Truncator
 
-from billing import services as billing_services
-from billing.admin import GRANT_PERMISSION, ledger_action
+from billing.admin import GRANT_PERMISSION, refund_debits
 from billing.admin.events import CALL_CONTEXT_LINKS
 from billing.customer_selectors import debits_for_calls
-from billing.forms import RefundForm
 from core.admin import ReadOnlyAdminMixin
 from core.api_fields import MAX_ID
 from core.money import format_money
@@ -193,37 +191,16 @@ class TurnAdmin(IdOrOwnerSearch, ReadOnlyAdminMixin, admin.ModelAdmin):
                 request, "This turn has no debit to refund: its calls cost nothing.", messages.WARNING
             )
             return HttpResponseRedirect(page_url)
-        response = ledger_action(
+        response = refund_debits(
             self,
             request,
-            form_class=RefundForm,
-            targets=debits,
+            debits,
             action="refund_turn",
             title=f"Refund turn {turn.pk}",
             intro=(
                 f"Each debit of turn {turn.pk} (one per billed model call) is refunded, all that is left "
                 "of it or the amount, as a new refund row."
             ),
-            submit_label="Refund",
-            headers=["Debit", "User", "Amount", "Left to refund", "Reason"],
-            cells=lambda d: [
-                d.pk,
-                d.wallet.user.get_username(),
-                format_money(d.amount),
-                format_money(billing_services.refundable(debit=d)),
-                d.reason,
-            ],
-            write=lambda d, form: billing_services.refund(
-                debit=d,
-                amount=form.cleaned_data["amount"],
-                reason=form.cleaned_data["reason"],
-                initiated_by=request.user,
-                idempotency_key=form.idempotency_key(d.pk),
-            ),
-            logged_on=lambda d, row: (
-                d,
-                f"Refunded {format_money(row.amount)} credits of debit {d.pk} (turn {turn.pk}, row {row.pk}): "
-                f"{row.reason}",
-            ),
+            what=f"turn {turn.pk}, ",
         )
         return HttpResponseRedirect(page_url) if response is None else response

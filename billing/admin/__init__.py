@@ -6,6 +6,13 @@ imports this package).
 
 from billing.admin import events, holds, ledger, prices, wallets  # noqa: F401 - registers the pages
 from billing.admin.actions import GRANT_PERMISSION, ledger_action
+from billing.admin.ledger import refund_debits
 from billing.admin.wallets import ENFORCEMENT_PERMISSION, LEDGER_ROWS_ON_WALLET_PAGE
 
-__all__ = ["ENFORCEMENT_PERMISSION", "GRANT_PERMISSION", "LEDGER_ROWS_ON_WALLET_PAGE", "ledger_action"]
+__all__ = [
+    "ENFORCEMENT_PERMISSION",
+    "GRANT_PERMISSION",
+    "LEDGER_ROWS_ON_WALLET_PAGE",
+    "ledger_action",
+    "refund_debits",
+]

@@ -92,32 +92,48 @@ class CreditTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 messages.ERROR,
             )
             return None
-        return ledger_action(
+        return refund_debits(
             self,
             request,
-            form_class=RefundForm,
-            targets=rows,
+            rows,
             action="refund",
             title="Refund debits",
             intro="Each debit below is refunded (all that is left of it, or the amount) as a new refund row.",
-            submit_label="Refund",
-            headers=["Debit", "User", "Amount", "Left to refund", "Reason"],
-            cells=lambda d: [
-                d.pk,
-                d.wallet.user.get_username(),
-                format_money(d.amount),
-                format_money(services.refundable(debit=d)),
-                d.reason,
-            ],
-            write=lambda d, form: services.refund(
-                debit=d,
-                amount=form.cleaned_data["amount"],
-                reason=form.cleaned_data["reason"],
-                initiated_by=request.user,
-                idempotency_key=form.idempotency_key(d.pk),
-            ),
-            logged_on=lambda d, row: (
-                d,
-                f"Refunded {format_money(row.amount)} credits of debit {d.pk} (row {row.pk}): {row.reason}",
-            ),
         )
+
+
+def refund_debits(model_admin, request, debits, *, action: str, title: str, intro: str, what: str = ""):
+    """The refund form over `debits` (billing's RefundForm and refund service), as ledger_action runs it.
+
+    The ledger's "Refund" action and a turn's "Refund this turn…" both use it; `what` names where the
+    debits came from in each one's history line (e.g. "turn 12, ").
+    """
+    return ledger_action(
+        model_admin,
+        request,
+        form_class=RefundForm,
+        targets=debits,
+        action=action,
+        title=title,
+        intro=intro,
+        submit_label="Refund",
+        headers=["Debit", "User", "Amount", "Left to refund", "Reason"],
+        cells=lambda d: [
+            d.pk,
+            d.wallet.user.get_username(),
+            format_money(d.amount),
+            format_money(services.refundable(debit=d)),
+            d.reason,
+        ],
+        write=lambda d, form: services.refund(
+            debit=d,
+            amount=form.cleaned_data["amount"],
+            reason=form.cleaned_data["reason"],
+            initiated_by=request.user,
+            idempotency_key=form.idempotency_key(d.pk),
+        ),
+        logged_on=lambda d, row: (
+            d,
+            f"Refunded {format_money(row.amount)} credits of debit {d.pk} ({what}row {row.pk}): {row.reason}",
+        ),
+    )
