@@ -60,6 +60,9 @@ class CreditTransaction(models.Model):
         DEBIT = "debit", "debit"
         REFUND = "refund", "refund"
         ADJUSTMENT = "adjustment", "adjustment"
+        PURCHASE = "purchase", "purchase"  # credits bought (a paid Stripe Checkout Session)
+        ALLOWANCE = "allowance", "allowance"  # a recurring allowance's credits for one period
+        EXPIRY = "expiry", "expiry"  # what was left of a lot when it expired, leaving the wallet
 
     # Indexed by credittx_wallet_id_idx (wallet, -id). The optional references below are indexed
     # where set only (partial indexes): a debit, the common row, adds no empty entries to them.
@@ -117,7 +120,16 @@ class CreditTransaction(models.Model):
                 condition=~Q(kind="adjustment") | ~Q(amount=0), name="credittx_adjustment_nonzero"
             ),
             models.CheckConstraint(
-                condition=Q(kind__in=["grant", "debit", "refund", "adjustment"]),
+                condition=~Q(kind__in=["purchase", "allowance"]) | Q(amount__gt=0),
+                name="credittx_credit_positive",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="expiry") | Q(amount__lt=0), name="credittx_expiry_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    kind__in=["grant", "debit", "refund", "adjustment", "purchase", "allowance", "expiry"]
+                ),
                 name="credittx_kind_known",
             ),
             models.CheckConstraint(
