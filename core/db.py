@@ -6,6 +6,7 @@ from functools import cache, lru_cache
 from typing import TypeVar
 
 import psycopg
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model
 from django.utils.asyncio import async_unsafe
@@ -17,6 +18,9 @@ M = TypeVar("M", bound=Model)
 # statements in transaction mode). Django's cursors bind client-side and never prepare; this
 # threshold makes psycopg prepare on the first execution, for the statement run here only. Keep the
 # number of different statements small: the connection's cache (psycopg's prepared_max, 100) is shared.
+# DATABASE_SERVER_PREPARE=false (a pooler that hands each transaction to any server connection, such
+# as PgBouncer 1.18 in transaction mode) sends them unprepared: a statement prepared on one server
+# connection would be missing, or another one, on the next.
 _PREPARE_NOW = 10**9
 
 
@@ -82,7 +86,7 @@ def positional(sql: str) -> tuple[str, tuple[str, ...]]:
 
 @async_unsafe
 def execute_prepared(sql: str, params: dict) -> list[tuple]:
-    """Run one statement prepared, on the connection's current transaction; return its rows.
+    """Run one statement (prepared unless DATABASE_SERVER_PREPARE is false) in the current transaction; return its rows.
 
     Errors are Django's (IntegrityError, OperationalError, ...), and the query is logged like any
     other when query logging is on (tests counting queries see it). What connection.cursor() does
@@ -95,18 +99,25 @@ def execute_prepared(sql: str, params: dict) -> list[tuple]:
     raw = db.connection
     text, names = positional(sql)
     values = [params[name] for name in names]
+    if not settings.DATABASE_SERVER_PREPARE:
+        return _execute(db, raw, sql, params, text, values, prepare=False)
     threshold, raw.prepare_threshold = raw.prepare_threshold, _PREPARE_NOW
     try:
-        with psycopg.RawCursor(raw) as cursor, db.wrap_database_errors:
-            if db.queries_logged:
-                with db.cursor() as django_cursor, django_cursor.debug_sql(sql, params):
-                    cursor.execute(text, values, prepare=True)
-            else:
-                cursor.execute(text, values, prepare=True)
-            # rownumber is None when the statement returned no rows to fetch (cheaper than description).
-            return cursor.fetchall() if cursor.rownumber is not None else []
+        return _execute(db, raw, sql, params, text, values, prepare=True)
     finally:
         raw.prepare_threshold = threshold
+
+
+def _execute(db, raw, sql: str, params: dict, text: str, values: list, *, prepare: bool) -> list[tuple]:
+    """execute_prepared's statement on a RawCursor (prepared or not), logged like Django's own queries."""
+    with psycopg.RawCursor(raw) as cursor, db.wrap_database_errors:
+        if db.queries_logged:
+            with db.cursor() as django_cursor, django_cursor.debug_sql(sql, params):
+                cursor.execute(text, values, prepare=prepare)
+        else:
+            cursor.execute(text, values, prepare=prepare)
+        # rownumber is None when the statement returned no rows to fetch (cheaper than description).
+        return cursor.fetchall() if cursor.rownumber is not None else []
 
 
 def loaded(model: type[M], /, **values) -> M:
