@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# The fleet on one machine, on stock engines (docs/deployment.md): its own PostgreSQL primary (WAL
+# archived, a base backup taken) and a streaming replica, PgBouncer in transaction mode in front of
+# the primary, FLEET_APPS app instances (scripts/serve.sh), nginx in front of them on FLEET_PORT, and
+# FLEET_WORKERS procrastinate workers connected to the primary directly.
+#
+#   scripts/fleet.sh up [--fresh]     start what is not running (--fresh: wipe FLEET_DIR first)
+#   scripts/fleet.sh down             stop every process it started (pid files), nothing else; data kept
+#   scripts/fleet.sh status           what runs, and the settings
+#   scripts/fleet.sh restart NAME     NAME: app1, app2, worker1, worker2, pgbouncer, replica, nginx
+#   scripts/fleet.sh stop NAME        the same names: stop one (drills)
+#   scripts/fleet.sh env              the app's environment, as `export` lines (for manage.py by hand)
+#
+# Data, logs and pid files live in FLEET_DIR (default .fleet/, gitignored). Every port can be moved
+# by its variable; none of them is 5432 (the system cluster stays untouched) or 8000.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+FLEET_DIR=${FLEET_DIR:-$ROOT/.fleet}
+FLEET_PORT=${FLEET_PORT:-8080}
+FLEET_PG_PORT=${FLEET_PG_PORT:-15432}
+FLEET_REPLICA_PORT=${FLEET_REPLICA_PORT:-15433}
+FLEET_PGBOUNCER_PORT=${FLEET_PGBOUNCER_PORT:-16432}
+FLEET_APP_PORT_BASE=${FLEET_APP_PORT_BASE:-18000}  # app N listens on base + N
+FLEET_WEBHOOK_PORT=${FLEET_WEBHOOK_PORT:-18090}    # bench/fleet_load.py's receiver
+FLEET_APPS=${FLEET_APPS:-2}
+FLEET_WORKERS=${FLEET_WORKERS:-2}
+FLEET_DB=${FLEET_DB:-creditdesk}
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+VENV_BIN=${VENV_BIN:-$ROOT/.venv/bin}
+NGINX=${NGINX:-/usr/sbin/nginx}
+PGBOUNCER=${PGBOUNCER:-/usr/sbin/pgbouncer}
+
+PG_DIR=$FLEET_DIR/pg          # owned by the postgres user when run as root
+PRIMARY=$PG_DIR/primary
+REPLICA=$PG_DIR/replica
+ARCHIVE=$PG_DIR/archive
+BASE=$PG_DIR/base
+SOCKETS=$PG_DIR/sockets
+RUN=$FLEET_DIR/run
+LOGS=$FLEET_DIR/log
+CONF=$FLEET_DIR/conf
+NGINX_DIR=$FLEET_DIR/nginx
+
+PRIMARY_URL=postgres://postgres@127.0.0.1:$FLEET_PG_PORT/$FLEET_DB
+REPLICA_URL=postgres://postgres@127.0.0.1:$FLEET_REPLICA_PORT/$FLEET_DB
+POOLED_URL=postgres://postgres@127.0.0.1:$FLEET_PGBOUNCER_PORT/$FLEET_DB
+
+say() { printf 'fleet: %s\n' "$*"; }
+die() { printf 'fleet: %s\n' "$*" >&2; exit 1; }
+
+# PostgreSQL and PgBouncer refuse to run as root: as root, they run as the postgres user.
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# The app's settings, one per line (also what `up` prints). Secrets here are the fleet's own.
+app_env() {
+  cat <<EOF
+DATABASE_URL=$POOLED_URL
+DATABASE_SERVER_PREPARE=false
+DATABASE_POOL_MAX_SIZE=${FLEET_POOL_SIZE:-4}
+WORKER_DATABASE_URL=$PRIMARY_URL
+DATABASE_REPLICA_URL=$REPLICA_URL
+TRUSTED_PROXY_COUNT=1
+DEBUG=false
+SECRET_KEY=${FLEET_SECRET_KEY:-fleet-local-not-a-secret-0123456789abcdefghijklmnopqrstuvwxyz}
+ALLOWED_HOSTS=127.0.0.1,localhost
+CSRF_TRUSTED_ORIGINS=http://127.0.0.1:$FLEET_PORT,http://localhost:$FLEET_PORT
+SECURE_SSL_REDIRECT=false
+SESSION_COOKIE_SECURE=false
+CSRF_COOKIE_SECURE=false
+SECURE_HSTS_SECONDS=0
+LOG_LEVEL=${FLEET_LOG_LEVEL:-WARNING}
+WEB_CONCURRENCY=${FLEET_WEB_CONCURRENCY:-1}
+WEB_THREADS=${FLEET_WEB_THREADS:-4}
+CREDIT_HOLD_TTL_SECONDS=${FLEET_HOLD_TTL_SECONDS:-30}
+WEBHOOK_URL=http://127.0.0.1:$FLEET_WEBHOOK_PORT/hook
+WEBHOOK_SECRET=${FLEET_WEBHOOK_SECRET:-fleet-webhook-secret}
+WEBHOOK_TIMEOUT_SECONDS=30
+WEBHOOK_RETRY_BASE_SECONDS=2
+WORKER_STALLED_SECONDS=${FLEET_WORKER_STALLED_SECONDS:-6}
+${FLEET_EXTRA_ENV:-}
+EOF
+}
+
+# Runs "$@" with the app's environment (a later NAME=value among "$@" wins).
+with_app_env() { env $(app_env) "$@"; }
+
+render() {  # render TEMPLATE OUT: fill @NAME@ from the variables above
+  sed -e "s|@PG_PORT@|$FLEET_PG_PORT|g" -e "s|@SOCKET_DIR@|$SOCKETS|g" -e "s|@ARCHIVE_DIR@|$ARCHIVE|g" \
+      -e "s|@PGBOUNCER_PORT@|$FLEET_PGBOUNCER_PORT|g" -e "s|@CONF_DIR@|$CONF|g" -e "s|@LOG_DIR@|$LOGS|g" \
+      -e "s|@RUN_DIR@|$RUN|g" -e "s|@NGINX_DIR@|$NGINX_DIR|g" -e "s|@FLEET_PORT@|$FLEET_PORT|g" \
+      "$1" >"$2"
+}
+
+pid_of() { [ -f "$RUN/$1.pid" ] && head -n 1 "$RUN/$1.pid" || true; }
+alive() { local pid; pid=$(pid_of "$1"); [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
+
+wait_for() {  # wait_for SECONDS WHAT COMMAND...: poll until the command succeeds
+  local seconds=$1 what=$2; shift 2
+  for _ in $(seq 1 $((seconds * 5))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  die "$what did not come up within ${seconds}s (logs: $LOGS)"
+}
+
+http_ok() { curl -fsS -o /dev/null --max-time 2 "$1"; }
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+
+pg_running() { as_pg "$PG_BIN/pg_ctl" -D "$1" status >/dev/null 2>&1; }
+
+start_primary() {
+  if [ ! -f "$PRIMARY/PG_VERSION" ]; then
+    say "initdb: the primary in $PRIMARY"
+    as_pg "$PG_BIN/initdb" -D "$PRIMARY" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$LOGS/initdb.log"
+    render deploy/postgresql.conf "$CONF/postgresql.conf"
+    cat "$CONF/postgresql.conf" | as_pg tee -a "$PRIMARY/postgresql.conf" >/dev/null
+  fi
+  if pg_running "$PRIMARY"; then say "primary: already running"; else
+    as_pg "$PG_BIN/pg_ctl" -D "$PRIMARY" -l "$LOGS/primary.log" -w -t 60 start >/dev/null
+    say "primary: started on $FLEET_PG_PORT"
+  fi
+  "$PG_BIN/psql" -h 127.0.0.1 -p "$FLEET_PG_PORT" -U postgres -Atqc \
+    "SELECT 1 FROM pg_database WHERE datname = '$FLEET_DB'" | grep -q 1 \
+    || "$PG_BIN/createdb" -h 127.0.0.1 -p "$FLEET_PG_PORT" -U postgres "$FLEET_DB"
+}
+
+take_base_backup() {
+  # The base backup a point-in-time restore starts from (scripts/fleet_restore_drill.sh); WAL after
+  # it comes from the archive. Taken once per fleet; `fleet.sh backup` takes a new one.
+  local target=$BASE/$(date -u +%Y%m%dT%H%M%SZ)
+  as_pg "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$FLEET_PG_PORT" -U postgres -D "$target" -X stream -c fast
+  say "base backup: $target"
+}
+
+start_replica() {
+  if [ ! -f "$REPLICA/PG_VERSION" ]; then
+    say "pg_basebackup -R: the replica in $REPLICA"
+    as_pg "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$FLEET_PG_PORT" -U postgres -D "$REPLICA" -R -X stream -c fast
+    printf "port = %s\n" "$FLEET_REPLICA_PORT" | as_pg tee -a "$REPLICA/postgresql.auto.conf" >/dev/null
+  fi
+  if pg_running "$REPLICA"; then say "replica: already running"; else
+    as_pg "$PG_BIN/pg_ctl" -D "$REPLICA" -l "$LOGS/replica.log" -w -t 60 start >/dev/null
+    say "replica: started on $FLEET_REPLICA_PORT (streaming from the primary)"
+  fi
+}
+
+stop_pg() {  # stop_pg DATADIR NAME
+  if [ -f "$1/PG_VERSION" ] && pg_running "$1"; then
+    as_pg "$PG_BIN/pg_ctl" -D "$1" -m fast -w -t 60 stop >/dev/null && say "$2: stopped"
+  fi
+}
+
+# --- PgBouncer, the app, workers, nginx ---------------------------------------------------------
+
+# start_process NAME LOG COMMAND...: in its own session (so `down` can end its whole process group),
+# its pid (= its process group) in run/NAME.pid.
+start_process() {
+  local name=$1 log=$2; shift 2
+  if alive "$name"; then say "$name: already running (pid $(pid_of "$name"))"; return 0; fi
+  setsid "$@" >>"$log" 2>&1 </dev/null &
+  echo $! >"$RUN/$name.pid"
+}
+
+stop_process() {  # TERM the process group, KILL it after 30 s
+  local name=$1 pid
+  pid=$(pid_of "$name")
+  if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then rm -f "$RUN/$name.pid"; return 0; fi
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  if kill -0 "$pid" 2>/dev/null; then kill -KILL -- "-$pid" 2>/dev/null || true; fi
+  rm -f "$RUN/$name.pid"
+  say "$name: stopped"
+}
+
+start_pgbouncer() {
+  render deploy/pgbouncer.ini "$CONF/pgbouncer.ini"
+  printf '"postgres" ""\n' >"$CONF/pgbouncer_users.txt"
+  if [ "$(id -u)" = 0 ]; then
+    start_process pgbouncer "$LOGS/pgbouncer.out" "$PGBOUNCER" -u postgres "$CONF/pgbouncer.ini"
+  else
+    start_process pgbouncer "$LOGS/pgbouncer.out" "$PGBOUNCER" "$CONF/pgbouncer.ini"
+  fi
+  # pgbouncer writes the same pid to its own pidfile; ours is the one `down` reads.
+  wait_for 20 pgbouncer "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$FLEET_PGBOUNCER_PORT" -d "$FLEET_DB"
+  say "pgbouncer: transaction pooling on $FLEET_PGBOUNCER_PORT"
+}
+
+start_app() {  # start_app N
+  local port=$((FLEET_APP_PORT_BASE + $1))
+  start_process "app$1" "$LOGS/app$1.log" env HOST=127.0.0.1 PORT="$port" VENV_BIN="$VENV_BIN" \
+    $(app_env) sh scripts/serve.sh
+  wait_for 60 "app$1" http_ok "http://127.0.0.1:$port/api/v1/health"
+  say "app$1: scripts/serve.sh on $port"
+}
+
+start_worker() {  # start_worker N
+  start_process "worker$1" "$LOGS/worker$1.log" env $(app_env) \
+    "$VENV_BIN/python" manage.py procrastinate worker
+  say "worker$1: procrastinate worker (direct to the primary)"
+}
+
+start_nginx() {
+  local servers="" n
+  for n in $(seq 1 "$FLEET_APPS"); do
+    servers+="        server 127.0.0.1:$((FLEET_APP_PORT_BASE + n)) max_fails=1 fail_timeout=5s;"$'\n'
+  done
+  mkdir -p "$NGINX_DIR"/{client_body,proxy,fastcgi,uwsgi,scgi}
+  chmod 777 "$NGINX_DIR"/*  # nginx's workers (nobody when started as root) write request bodies here
+  render deploy/nginx.conf "$CONF/nginx.conf.tmp"
+  awk -v servers="$servers" '{ if ($0 == "@UPSTREAM_SERVERS@") printf "%s", servers; else print }' \
+    "$CONF/nginx.conf.tmp" >"$CONF/nginx.conf" && rm "$CONF/nginx.conf.tmp"
+  "$NGINX" -t -q -p "$NGINX_DIR" -c "$CONF/nginx.conf" -e "$LOGS/nginx-error.log"
+  # In the foreground of its own session (daemon off): its pid is ours, like every other process.
+  start_process nginx "$LOGS/nginx.out" "$NGINX" -p "$NGINX_DIR" -c "$CONF/nginx.conf" \
+    -e "$LOGS/nginx-error.log" -g "daemon off;"
+  wait_for 20 nginx http_ok "http://127.0.0.1:$FLEET_PORT/api/v1/health"
+  say "nginx: http://127.0.0.1:$FLEET_PORT -> $FLEET_APPS app instances"
+}
+
+manage() { with_app_env DATABASE_URL="$PRIMARY_URL" "$VENV_BIN/python" manage.py "$@"; }
+
+# --- commands ---------------------------------------------------------------------------------
+
+up() {
+  for tool in "$PG_BIN/initdb" "$NGINX" "$PGBOUNCER"; do
+    [ -x "$tool" ] || die "$tool is missing: apt-get install -y nginx pgbouncer postgresql-15"
+  done
+  if [ "${1:-}" = "--fresh" ]; then down; rm -rf "$FLEET_DIR"; fi
+  mkdir -p "$PG_DIR" "$ARCHIVE" "$BASE" "$SOCKETS" "$RUN" "$LOGS" "$CONF"
+  if [ "$(id -u)" = 0 ]; then chown postgres: "$PG_DIR" "$ARCHIVE" "$BASE" "$SOCKETS" "$LOGS"; fi
+  chmod 700 "$PG_DIR"
+  start_primary
+  # Migrations and the seed go to the primary directly (DDL, session state), never through PgBouncer.
+  say "migrate (direct to the primary)"
+  manage migrate --noinput -v 0
+  manage collectstatic --noinput -v 0
+  LOG_LEVEL=WARNING manage seed_demo -v 0
+  [ -n "$(ls -A "$BASE")" ] || take_base_backup
+  start_replica
+  start_pgbouncer
+  local n
+  for n in $(seq 1 "$FLEET_APPS"); do start_app "$n"; done
+  for n in $(seq 1 "$FLEET_WORKERS"); do start_worker "$n"; done
+  start_nginx
+  echo
+  echo "creditdesk fleet: http://127.0.0.1:$FLEET_PORT  (demo logins: manage.py seed_demo)"
+  echo "settings of the app instances and workers:"
+  app_env | grep -v '^$' | sed 's/^/  /'
+  echo "  primary $PRIMARY_URL, replica $REPLICA_URL, pgbouncer $POOLED_URL"
+  echo "  data and logs: $FLEET_DIR; stop with: scripts/fleet.sh down"
+}
+
+down() {
+  [ -d "$RUN" ] || { say "nothing to stop ($FLEET_DIR)"; return 0; }
+  stop_process nginx
+  local name
+  for name in $(cd "$RUN" && ls app*.pid worker*.pid 2>/dev/null | sed 's/\.pid$//'); do stop_process "$name"; done
+  stop_process pgbouncer
+  stop_pg "$REPLICA" replica
+  stop_pg "$PRIMARY" primary
+  # A restore drill's server that was left behind (scripts/fleet_restore_drill.sh).
+  for dir in "$PG_DIR"/restore-*; do [ -d "$dir" ] && stop_pg "$dir" "restore $(basename "$dir")"; done
+  return 0
+}
+
+status() {
+  local name pid state=0
+  for name in primary replica; do
+    local dir=$PRIMARY; [ "$name" = replica ] && dir=$REPLICA
+    if [ -f "$dir/PG_VERSION" ] && pg_running "$dir"; then
+      echo "$name: running (pid $(as_pg head -n 1 "$dir/postmaster.pid"))"
+    else echo "$name: stopped"; state=1; fi
+  done
+  for name in pgbouncer $(seq -f app%g 1 "$FLEET_APPS") $(seq -f worker%g 1 "$FLEET_WORKERS") nginx; do
+    pid=$(pid_of "$name")
+    if alive "$name"; then echo "$name: running (pid $pid)"; else echo "$name: stopped"; state=1; fi
+  done
+  if pg_running "$REPLICA" 2>/dev/null; then
+    echo "replica lag: $("$PG_BIN/psql" -h 127.0.0.1 -p "$FLEET_REPLICA_PORT" -U postgres -Atqc \
+      "SELECT coalesce(round(extract(epoch FROM now() - pg_last_xact_replay_timestamp())::numeric, 1), 0) || ' s since the last replayed commit'" "$FLEET_DB" 2>/dev/null || echo unknown)"
+  fi
+  echo "url: http://127.0.0.1:$FLEET_PORT"
+  return $state
+}
+
+one() {  # one stop|restart NAME
+  local action=$1 name=${2:?name one of app1, app2, worker1, worker2, pgbouncer, replica, nginx}
+  case "$name" in
+    replica) stop_pg "$REPLICA" replica; [ "$action" = restart ] && start_replica ;;
+    pgbouncer) stop_process pgbouncer; [ "$action" = restart ] && start_pgbouncer ;;
+    nginx) stop_process nginx; [ "$action" = restart ] && start_nginx ;;
+    app[0-9]*) stop_process "$name"; [ "$action" = restart ] && start_app "${name#app}" ;;
+    worker[0-9]*) stop_process "$name"; [ "$action" = restart ] && start_worker "${name#worker}" ;;
+    *) die "unknown process $name" ;;
+  esac
+  return 0
+}
+
+case "${1:-}" in
+  up) shift; up "$@" ;;
+  down) down ;;
+  status) status ;;
+  stop | restart) one "$@" ;;
+  backup) take_base_backup ;;
+  env) app_env | grep -v '^$' | sed 's/^/export /' ;;
+  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
