@@ -1,0 +1,179 @@
+"""The fleet (scripts/fleet.sh) as deployed: nginx, two app instances, PgBouncer 1.18 in transaction mode.
+
+Billed turns, plain and streamed, through nginx and PgBouncer with DATABASE_SERVER_PREPARE=false,
+the ledger clean on the primary, and `down` leaving none of its processes behind. Needs Debian's
+nginx and pgbouncer and PostgreSQL 15's server binaries (.ci/run installs them); skips without.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FLEET = ROOT / "scripts" / "fleet.sh"
+TOOLS = ["/usr/sbin/nginx", "/usr/sbin/pgbouncer", "/usr/lib/postgresql/15/bin/initdb"]
+MISSING = [tool for tool in TOOLS if not os.access(tool, os.X_OK)]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        bool(MISSING), reason=f"the fleet needs {', '.join(MISSING)} (apt-get install nginx pgbouncer)"
+    ),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    """A fleet of its own (own folder, free ports), up for the module's tests, then down."""
+    directory = ROOT / f".fleet-test-{os.getpid()}"
+    app_base = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DJANGO_", "PYTEST"))},
+        "FLEET_DIR": str(directory),
+        "FLEET_PORT": str(free_port()),
+        "FLEET_PG_PORT": str(free_port()),
+        "FLEET_REPLICA_PORT": str(free_port()),
+        "FLEET_PGBOUNCER_PORT": str(free_port()),
+        "FLEET_APP_PORT_BASE": str(app_base if app_base < 60000 else 20000),
+        "FLEET_WEBHOOK_PORT": str(free_port()),
+    }
+    up = subprocess.run(["bash", str(FLEET), "up"], env=env, capture_output=True, text=True, timeout=300)  # noqa: S603
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield {"env": env, "url": f"http://127.0.0.1:{env['FLEET_PORT']}", "up": up.stdout, "dir": directory}
+    finally:
+        pids = [p.read_text().split()[0] for p in (directory / "run").glob("*.pid")]
+        down = subprocess.run(
+            ["bash", str(FLEET), "down"], env=env, capture_output=True, text=True, timeout=300
+        )  # noqa: S603
+        postmasters = list((directory / "pg").glob("*/postmaster.pid"))
+        left = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+        shutil.rmtree(directory, ignore_errors=True)
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert not left, f"processes left running after down: {left}"
+        assert not postmasters, f"PostgreSQL servers left running after down: {postmasters}"
+
+
+def call(url: str, method: str, path: str, *, token=None, body=None, headers=None):
+    request = urllib.request.Request(
+        url + path, method=method, data=json.dumps(body).encode() if body else None
+    )
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Token {token}")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
+            raw = response.read()
+            return response.status, dict(response.headers), raw
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def login(url: str, username: str, password: str) -> str:
+    status, _, raw = call(
+        url, "POST", "/api/v1/auth/token", body={"username": username, "password": password}
+    )
+    assert status == 200, raw
+    return json.loads(raw)["token"]
+
+
+def manage(fleet, *args) -> subprocess.CompletedProcess:
+    """manage.py on the fleet's primary, directly (as fleet.sh migrates)."""
+    exports = subprocess.run(
+        ["bash", str(FLEET), "env"], env=fleet["env"], capture_output=True, text=True, check=True
+    )  # noqa: S603
+    env = dict(fleet["env"])
+    for line in exports.stdout.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name] = value
+    env["DATABASE_URL"] = env["WORKER_DATABASE_URL"]
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )  # noqa: S603
+
+
+def test_up_prints_the_url_and_the_settings_it_used(fleet):
+    assert fleet["url"] in fleet["up"]
+    for setting in (
+        "DATABASE_SERVER_PREPARE=false",
+        "TRUSTED_PROXY_COUNT=1",
+        "WORKER_DATABASE_URL=",
+        "DATABASE_REPLICA_URL=",
+    ):
+        assert setting in fleet["up"]
+    status = subprocess.run(["bash", str(FLEET), "status"], env=fleet["env"], capture_output=True, text=True)  # noqa: S603
+    assert status.returncode == 0, status.stdout
+    assert status.stdout.count(": running") == 8
+
+
+def test_turns_plain_and_streamed_are_billed_once_through_nginx_and_pgbouncer(fleet):
+    url = fleet["url"]
+    staff, user = login(url, "support", "support-demo-password"), login(url, "bob", "bob-demo-password")
+    _, _, raw = call(url, "GET", "/api/v1/auth/me", token=user)
+    me = json.loads(raw)
+    status, _, raw = call(
+        url,
+        "POST",
+        f"/api/v1/admin/wallets/{me['id']}/grant",
+        token=staff,
+        body={"amount": "50", "reason": "fleet test"},
+    )
+    assert status == 200, raw
+    status, _, raw = call(url, "POST", "/api/v1/sessions/", token=user, body={"title": "fleet"})
+    assert status == 201, raw
+    session = json.loads(raw)["id"]
+    costs, errors = [], []
+
+    def turns(n: int) -> None:
+        # Many turns on both instances and many PgBouncer server connections: with prepared
+        # statements they would fail there ("prepared statement ... does not exist").
+        for k in range(n):
+            status, _, raw = call(
+                url, "POST", f"/api/v1/sessions/{session}/turns/", token=user, body={"content": f"hi {k}"}
+            )
+            (
+                costs.append(Decimal(json.loads(raw)["usage"]["cost"]))
+                if status == 201
+                else errors.append((status, raw))
+            )
+
+    threads = [threading.Thread(target=turns, args=(10,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors[:3]
+    status, headers, raw = call(
+        url,
+        "POST",
+        f"/api/v1/sessions/{session}/turns/",
+        token=user,
+        body={"content": "stream me"},
+        headers={"Accept": "text/event-stream"},
+    )
+    assert status == 200 and headers["Content-Type"].startswith("text/event-stream"), raw
+    final = json.loads([line for line in raw.decode().splitlines() if line.startswith("data:")][-1][5:])
+    costs.append(Decimal(final["usage"]["cost"]))
+    _, _, raw = call(url, "GET", "/api/v1/users/me/wallet", token=user)
+    balance_before_grant = Decimal(me["wallet"]["balance"])
+    assert Decimal(json.loads(raw)["balance"]) == balance_before_grant + 50 - sum(costs)
+    assert len(costs) == 41
+    check = manage(fleet, "check_ledger")
+    assert check.returncode == 0, check.stdout + check.stderr
