@@ -134,11 +134,14 @@ else:
     _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     _db["CONN_HEALTH_CHECKS"] = True
 # The hot statements are prepared on the server once per connection (core/db.py). A pooler that
-# cannot keep prepared statements across transactions (PgBouncer < 1.21 in transaction mode) needs
-# false: then nothing is ever prepared on the server, by core/db.py or by psycopg's own threshold.
+# cannot keep them across transactions (PgBouncer < 1.21 in transaction mode) needs false: then
+# nothing is ever prepared on the server, by core/db.py or by psycopg's own threshold, and no
+# server-side cursor outlives a transaction either (the CSV export's chunked read would lose its
+# portal on the next fetch: it then reads its rows client-side, in one result).
 DATABASE_SERVER_PREPARE = env.bool("DATABASE_SERVER_PREPARE", default=True)
 if not DATABASE_SERVER_PREPARE:
     _db.setdefault("OPTIONS", {})["prepare_threshold"] = None
+    _db["DISABLE_SERVER_SIDE_CURSORS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"

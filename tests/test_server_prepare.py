@@ -55,11 +55,17 @@ def test_turn_and_gateway_call_prepare_on_the_server_only_when_allowed(settings,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("value", "threshold"), [("false", "None"), ("true", "absent")])
-def test_server_prepare_false_turns_psycopgs_threshold_off(value, threshold):
+@pytest.mark.parametrize(
+    ("value", "threshold", "no_cursors"), [("false", "None", "True"), ("true", "absent", "False")]
+)
+def test_server_prepare_false_turns_psycopgs_threshold_and_server_side_cursors_off(
+    value, threshold, no_cursors
+):
     code = (
         "import django; django.setup(); from django.conf import settings as s; "
-        "print(s.DATABASE_SERVER_PREPARE, s.DATABASES['default'].get('OPTIONS', {}).get('prepare_threshold', 'absent'))"
+        "db = s.DATABASES['default']; "
+        "print(s.DATABASE_SERVER_PREPARE, db.get('OPTIONS', {}).get('prepare_threshold', 'absent'), "
+        "db.get('DISABLE_SERVER_SIDE_CURSORS', False))"
     )
     result = subprocess.run(  # noqa: S603 - our own interpreter, fixed code
         [sys.executable, "-c", code],
@@ -70,4 +76,4 @@ def test_server_prepare_false_turns_psycopgs_threshold_off(value, threshold):
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [value.capitalize(), threshold]
+    assert result.stdout.split() == [value.capitalize(), threshold, no_cursors]

@@ -175,5 +175,11 @@ def test_turns_plain_and_streamed_are_billed_once_through_nginx_and_pgbouncer(fl
     balance_before_grant = Decimal(me["wallet"]["balance"])
     assert Decimal(json.loads(raw)["balance"]) == balance_before_grant + 50 - sum(costs)
     assert len(costs) == 41
+    # The CSV export reads in chunks: no server-side cursor may outlive a transaction behind PgBouncer.
+    status, _, raw = call(
+        url, "GET", f"/api/v1/admin/transactions/export.csv?user_id={me['id']}", token=staff
+    )
+    assert status == 200, raw
+    assert len(raw.decode().splitlines()) >= 43  # the header, the grant, the 41 debits
     check = manage(fleet, "check_ledger")
     assert check.returncode == 0, check.stdout + check.stderr
