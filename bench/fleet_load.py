@@ -22,7 +22,8 @@ Drills during the load (--drills, comma-separated, default all):
 After the load: check_ledger clean, every debit with its call event and one debit per priced call,
 each 201 turn (plain or streamed) debited once and exactly its usage.cost, keyed grants once, no hold
 open past its TTL at any time (polled every 2 s) and none open at the end, every wallet event's
-webhook acknowledged exactly once. Exit status 1 when any of these fails. The clients run on the same
+webhook acknowledged exactly once. (No provider faults are injected here: a 502 is nginx's, for a
+request in flight on a killed instance, so load.py's failed-turn check does not apply.) Exit status 1 when any of these fails. The clients run on the same
 2 cores as the fleet: their CPU is part of every figure.
 """
 
@@ -245,8 +246,9 @@ class FleetDriver(base.Driver):
         with self.result.lock:
             if last == "done":
                 self.result.turns.append(data)
-            else:
+            else:  # a stream that failed after its 200: timed like an error answer
                 self.stream_errors[data.get("code", last)] += 1
+                self.timeline.append((time.monotonic(), f"stream_turn ({data.get('code', last)})", 599))
 
     def _gateway(self, operation: str, rng, conn) -> None:
         body = {"model": "echo-1", "messages": [{"role": "user", "content": f"gw {rng.randrange(10**6)}"}]}
@@ -259,6 +261,7 @@ class FleetDriver(base.Driver):
         if status == 200 and operation == "gateway_stream" and b"data: [DONE]" not in raw:
             with self.result.lock:
                 self.stream_errors["gateway stream without [DONE]"] += 1
+                self.timeline.append((time.monotonic(), "gateway_stream (no [DONE])", 599))
 
 
 # --- drills ------------------------------------------------------------------------------------
@@ -420,6 +423,20 @@ def check_webhooks(receiver: Receiver, since) -> str:
     )
 
 
+def without_drill_failures(result: base.Result) -> base.Result:
+    """The grants for bench/load.py's check, less those a drill failed (5xx, in flight on a killed
+    instance: written or not). A key whose every answer failed so is left out; the rest still must
+    have exactly one row per key and only 200/409 answers."""
+    failed_keys = {g["key"] for g in result.grants if g["status"] >= 500}
+    answered_keys = {g["key"] for g in result.grants if g["status"] < 500}
+    kept = [
+        g
+        for g in result.grants
+        if g["status"] < 500 and not (g["key"] in failed_keys and g["key"] not in answered_keys)
+    ]
+    return base.Result(grants=kept)
+
+
 # --- the run -----------------------------------------------------------------------------------
 
 
@@ -513,8 +530,7 @@ def run_load(args, env: dict) -> int:
         base.check_ledger_clean,
         base.check_debits_have_events,
         lambda: base.check_turns(result),
-        lambda: base.check_failed_turns(result),
-        lambda: base.check_grants(result),
+        lambda: base.check_grants(without_drill_failures(result)),
         lambda: check_webhooks(receiver, since),
     ):
         try:
@@ -542,7 +558,7 @@ def run_load(args, env: dict) -> int:
     if outside:
         failures.append(f"errors outside any drill: {dict(outside)}")
     if driver.stream_errors:
-        failures.append(f"streams that did not end with their final event: {dict(driver.stream_errors)}")
+        print(f"streams that ended with an error event (timed with the errors): {dict(driver.stream_errors)}")
 
     print(f"\n== fleet load through {base_url}: {result.requests} requests in {result.seconds:.1f} s "
           f"({result.requests / result.seconds:.0f}/s), {args.concurrency} clients")  # fmt: skip

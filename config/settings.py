@@ -130,6 +130,10 @@ if _pool_max > 0:
         "max_size": _pool_max,
         "timeout": env.int("DATABASE_POOL_TIMEOUT", default=10),
     }
+    # A pooled connection is checked (one empty round trip) before each request uses it: after a
+    # restart of PgBouncer or PostgreSQL, a dead connection is replaced instead of failing a request.
+    # (Django's pool runs psycopg_pool's check_connection when CONN_HEALTH_CHECKS is on.)
+    _db["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_POOL_CHECK", default=False)
 else:
     _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     _db["CONN_HEALTH_CHECKS"] = True
