@@ -685,6 +685,65 @@ def measure(args, env: dict) -> int:
     return 0
 
 
+def measure_prepare(args, env: dict) -> int:
+    """A turn's cost with the hot statements prepared or not, straight to the primary and through
+    PgBouncer: one serve.sh instance (WEB_CONCURRENCY=1) per variant, on a spare port, no nginx."""
+    world = base.seed_world(users=args.wallets, hot=0, starting=Decimal("1000"))
+    pairs = [(a.token, a.sessions[0]) for a in world.accounts]
+    port = base.free_port()
+    url = f"http://127.0.0.1:{port}"
+    variants = {
+        "direct, prepared": (env["WORKER_DATABASE_URL"], "true"),
+        "direct, unprepared": (env["WORKER_DATABASE_URL"], "false"),
+        "PgBouncer, unprepared": (env["DATABASE_URL"], "false"),
+        "PgBouncer, prepared (unsupported by 1.18)": (env["DATABASE_URL"], "true"),
+    }
+
+    def me(conn, i):
+        return (
+            base.request(url, "GET", "/api/v1/auth/me", token=pairs[i % len(pairs)][0], conn=conn)[0] == 200
+        )
+
+    def turn(conn, i):
+        token, session = pairs[i % len(pairs)]
+        path = f"/api/v1/sessions/{session}/turns/"
+        return base.request(url, "POST", path, token=token, body={"content": "hello"}, conn=conn)[0] == 201
+
+    print(f"{args.clients} clients straight to one serve.sh process per variant; {args.rounds} rounds of "
+          f"{args.seconds:.0f} s; load {os.getloadavg()[0]:.2f}")  # fmt: skip
+    for name, (database_url, prepare) in variants.items():
+        server_env = {**os.environ, **env, "DATABASE_URL": database_url, "DATABASE_SERVER_PREPARE": prepare}
+        server_env.update(HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="1", LOG_LEVEL="ERROR")
+        server = subprocess.Popen(  # noqa: S603 - our own server script
+            ["sh", str(ROOT / "scripts" / "serve.sh")], cwd=ROOT, env=server_env, start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if base.request(url, "GET", "/api/v1/health")[0] == 200:
+                        break
+                except OSError:
+                    time.sleep(0.2)
+            timed_load(url, 3, args.clients, turn)  # warm-up: every thread's connection prepares
+            me_p50s, turn_p50s, turn_rates, errors = [], [], [], 0
+            for _ in range(args.rounds):
+                _, me_p50, me_errors = timed_load(url, args.seconds, args.clients, me)
+                turn_rate, turn_p50, turn_errors = timed_load(url, args.seconds, args.clients, turn)
+                me_p50s.append(me_p50)
+                turn_p50s.append(turn_p50)
+                turn_rates.append(turn_rate)
+                errors += me_errors + turn_errors
+            print(f"  {name:42s} turn p50 {median(turn_p50s) * 1000:6.2f} ms, {median(turn_rates):6.1f}/s; "
+                  f"auth/me p50 {median(me_p50s) * 1000:6.2f} ms; ratio {median(turn_p50s) / median(me_p50s):.2f}x; "
+                  f"failed requests {errors}", flush=True)  # fmt: skip
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=f"http://127.0.0.1:{os.environ.get('FLEET_PORT', '8080')}")
@@ -696,12 +755,17 @@ def main(argv=None) -> int:
     parser.add_argument("--keys", type=int, default=10, help="users with an API key for the gateway")
     parser.add_argument("--drills", default=",".join(DRILLS), help=f"comma-separated, of {DRILLS}, or none")
     parser.add_argument("--measure", action="store_true", help="the ratio and throughput, 2 then 1 app")
+    parser.add_argument(
+        "--measure-prepare", action="store_true", help="a turn's cost, prepared or not, direct or pooled"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="--measure: rounds per figure")
     parser.add_argument("--clients", type=int, default=8, help="--measure: client threads")
     parser.add_argument("--wallets", type=int, default=600, help="--measure: users the turns spread over")
     args = parser.parse_args(argv)
     env = fleet_env()
     setup_django(env)
+    if args.measure_prepare:
+        return measure_prepare(args, env)
     return measure(args, env) if args.measure else run_load(args, env)
 
 
