@@ -625,12 +625,8 @@ def timed_load(url: str, seconds: float, clients: int, call) -> tuple[float, flo
 
 def measure(args, env: dict) -> int:
     """Turn vs auth/me through nginx + PgBouncer, and throughput with two app instances, then one."""
-    from billing import services
-    from sessions_app.services import create_session
-
     world = base.seed_world(users=args.wallets, hot=0, starting=Decimal("1000"))
     pairs = [(a.token, a.sessions[0]) for a in world.accounts]
-    del services, create_session
 
     def me(conn, i):
         status, _, _ = base.request(
@@ -744,6 +740,151 @@ def measure_prepare(args, env: dict) -> int:
     return 0
 
 
+def primary_cpu_seconds() -> float:
+    """CPU time (user + system) of the fleet's primary: the postmaster's children, from /proc."""
+    data = Path(os.environ.get("FLEET_DIR", ROOT / ".fleet")) / "pg" / "primary" / "postmaster.pid"
+    postmaster = data.read_text().split()[0]
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == postmaster or stat.parent.name == postmaster:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def charge_threads(users: list, seconds: float, threads: int) -> tuple[int, int, Decimal]:
+    """`threads` threads (a connection each) calling billing.services.charge on `users` in turn."""
+    from django.db import connection
+
+    from billing import services
+    from billing.models import ModelPrice
+
+    price = ModelPrice.objects.get(model="echo-1")
+    counts, errors, costs, lock = [0], [0], [Decimal(0)], threading.Lock()
+    ready, go = threading.Barrier(threads + 1), threading.Event()
+
+    def work(k: int) -> None:
+        connection.ensure_connection()
+        ready.wait()
+        go.wait()
+        deadline, i = time.monotonic() + seconds, k
+        while time.monotonic() < deadline:
+            try:
+                cost = services.charge(
+                    user=users[i % len(users)],
+                    price=price,
+                    provider="echo",
+                    input_tokens=120,
+                    output_tokens=80,
+                ).event.cost
+                with lock:
+                    counts[0] += 1
+                    costs[0] += cost
+            except Exception:  # a failure is a figure here
+                with lock:
+                    errors[0] += 1
+            i += threads
+        connection.close()
+
+    pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    for thread in pool:
+        thread.start()
+    ready.wait()
+    go.set()
+    for thread in pool:
+        thread.join()
+    return counts[0], errors[0], costs[0]
+
+
+def stream_burst(world, args, content: str, streams: int) -> None:
+    """`streams` streamed turns at once through nginx; first byte, completion, failures."""
+    first_bytes, totals, failures, lock = [], [], Counter(), threading.Lock()
+    barrier = threading.Barrier(streams)
+
+    def stream(k: int) -> None:
+        account = world.accounts[k % len(world.accounts)]
+        conn = http.client.HTTPConnection("127.0.0.1", urlparse(args.url).port, timeout=120)
+        barrier.wait()
+        started = time.perf_counter()
+        try:
+            conn.request("POST", f"/api/v1/sessions/{account.sessions[0]}/turns/", body=json.dumps({"content": content}),
+                         headers={"Authorization": f"Token {account.token}", "Content-Type": "application/json",
+                                  "Accept": "text/event-stream"})  # fmt: skip
+            response = conn.getresponse()
+            first = response.read1(1)
+            first_at = time.perf_counter() - started
+            raw = first + response.read()
+            ok = response.status == 200 and sse_events(raw)[-1][0] == "done"
+            with lock:
+                if ok:
+                    first_bytes.append(first_at)
+                    totals.append(time.perf_counter() - started)
+                else:
+                    failures[response.status] += 1
+        except (OSError, http.client.HTTPException) as exc:
+            with lock:
+                failures[type(exc).__name__] += 1
+        finally:
+            conn.close()
+
+    pool = [threading.Thread(target=stream, args=(k,)) for k in range(streams)]
+    started = time.monotonic()
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join(timeout=180)
+    wall = time.monotonic() - started
+    first_bytes.sort()
+    p = lambda q: first_bytes[min(len(first_bytes) - 1, int(q * len(first_bytes)))] * 1000  # noqa: E731
+    print(f"== {streams} concurrent streams on one uvicorn process (through nginx; each ~{args.words * args.drip:.1f} s "
+          f"of output): {len(first_bytes)} complete in {wall:.1f} s, first byte p50 {p(0.5):.0f} ms, "
+          f"p99 {p(0.99):.0f} ms, longest {max(totals, default=0):.1f} s; failures {dict(failures) or 0}", flush=True)  # fmt: skip
+
+
+def measure_capacity(args, env: dict) -> int:
+    """Charges per second per core of the primary, the hot-wallet ceiling, and streams on one process."""
+    from billing.models import Wallet
+    from billing.reconcile import check_ledger
+
+    world = base.seed_world(users=200, hot=1, starting=Decimal("1000"))
+    from django.contrib.auth import get_user_model
+
+    users = list(get_user_model().objects.filter(pk__in=[a.user_id for a in world.accounts]))
+    print(f"load {os.getloadavg()[0]:.2f} at the start")
+    cpu = primary_cpu_seconds()
+    started = time.monotonic()
+    done, errors, _ = charge_threads(users, args.seconds, 8)
+    wall, cpu = time.monotonic() - started, primary_cpu_seconds() - cpu
+    print(f"== charges straight to the primary, 8 threads, 200 wallets: {done / wall:.0f}/s, errors {errors}; "
+          f"primary CPU {cpu:.1f} s in {wall:.1f} s -> {done / cpu:.0f} charges per CPU-second of PostgreSQL")  # fmt: skip
+    hot = users[0]
+    before = Wallet.objects.get(user=hot).balance
+    done, errors, costs = charge_threads([hot], args.seconds, 16)
+    exact = Wallet.objects.get(user=hot).balance == before - costs
+    print(f"== hot wallet, 16 threads on one wallet: {done / args.seconds:.0f} charges/s, errors {errors}, "
+          f"balance exact {exact}")  # fmt: skip
+
+    # Streams on one uvicorn process: app2 stopped, app1 (WEB_CONCURRENCY=1) restarted with a slow echo.
+    fleet("stop", "app2")
+    os.environ["FLEET_EXTRA_ENV"] = f"LLM_ECHO_STREAM_DELAY_SECONDS={args.drip} THROTTLE_TURN_RATE="
+    fleet("restart", "app1")
+    time.sleep(6)  # nginx's fail_timeout for app2
+    try:
+        content = " ".join(f"word{n}" for n in range(args.words))
+        for streams in args.streams:
+            stream_burst(world, args, content, streams)
+    finally:
+        os.environ.pop("FLEET_EXTRA_ENV")
+        fleet("restart", "app1")
+        fleet("restart", "app2")
+    left = wait_for_holds_closed(30)
+    print(f"holds open after: {left}; check_ledger: {'clean' if check_ledger().ok else 'DISCREPANCIES'}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=f"http://127.0.0.1:{os.environ.get('FLEET_PORT', '8080')}")
@@ -758,12 +899,20 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--measure-prepare", action="store_true", help="a turn's cost, prepared or not, direct or pooled"
     )
+    parser.add_argument(
+        "--measure-capacity", action="store_true", help="charges/s per core, hot wallet, streams"
+    )
+    parser.add_argument("--streams", type=lambda v: [int(n) for n in v.split(",")], default=[100, 300])
+    parser.add_argument("--drip", type=float, default=0.1, help="--measure-capacity: seconds between pieces")
+    parser.add_argument("--words", type=int, default=30, help="--measure-capacity: a stream's pieces")
     parser.add_argument("--rounds", type=int, default=3, help="--measure: rounds per figure")
     parser.add_argument("--clients", type=int, default=8, help="--measure: client threads")
     parser.add_argument("--wallets", type=int, default=600, help="--measure: users the turns spread over")
     args = parser.parse_args(argv)
     env = fleet_env()
     setup_django(env)
+    if args.measure_capacity:
+        return measure_capacity(args, env)
     if args.measure_prepare:
         return measure_prepare(args, env)
     return measure(args, env) if args.measure else run_load(args, env)
