@@ -58,7 +58,9 @@ RELEASE_JOB_SECONDS = 60  # billing.release_expired_holds runs every minute
 
 
 def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+    """Progress, on a terminal only (the report at the end says what happened)."""
+    if sys.stderr.isatty():
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # --- the fleet ---------------------------------------------------------------------------------

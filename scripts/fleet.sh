@@ -225,6 +225,10 @@ manage() { with_app_env DATABASE_URL="$PRIMARY_URL" "$VENV_BIN/python" manage.py
 # --- commands ---------------------------------------------------------------------------------
 
 up() {
+  if { [ ! -x "$NGINX" ] || [ ! -x "$PGBOUNCER" ]; } && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing Debian's nginx and pgbouncer"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx pgbouncer >/dev/null
+  fi
   for tool in "$PG_BIN/initdb" "$NGINX" "$PGBOUNCER"; do
     [ -x "$tool" ] || die "$tool is missing: apt-get install -y nginx pgbouncer postgresql-15"
   done
