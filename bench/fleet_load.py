@@ -661,10 +661,13 @@ def measure(args, env: dict) -> int:
             time.sleep(6)  # nginx's fail_timeout: it stops trying app2
         try:
             timed_load(args.url, 3, args.clients, me)  # warm-up
-            rates, ratios = defaultdict(list), []
+            rates, ratios, turn_cpu, turns_done = defaultdict(list), [], Counter(), 0
             for _ in range(args.rounds):
                 me_rate, me_p50, me_errors = timed_load(args.url, args.seconds, args.clients, me)
+                before, started = cpu_ticks(fleet_cpu_pids(apps)), time.monotonic()
                 turn_rate, turn_p50, turn_errors = timed_load(args.url, args.seconds, args.clients, turn)
+                turns_done += turn_rate * (time.monotonic() - started)
+                turn_cpu.update(cpu_between(before, cpu_ticks(fleet_cpu_pids(apps))))
                 rates["auth/me"].append(me_rate)
                 rates["turn"].append(turn_rate)
                 ratios.append(turn_p50 / me_p50)
@@ -672,6 +675,10 @@ def measure(args, env: dict) -> int:
                       f"turn {turn_rate:6.1f}/s p50 {turn_p50 * 1000:6.2f} ms; ratio {turn_p50 / me_p50:.2f}x; "
                       f"errors {me_errors + turn_errors}", flush=True)  # fmt: skip
             results[apps] = (median(rates["auth/me"]), median(rates["turn"]), median(ratios))
+            per_turn = ", ".join(
+                f"{name} {seconds / turns_done * 1000:.2f} ms" for name, seconds in turn_cpu.items()
+            )
+            print(f"  CPU per turn ({apps} app(s), the turn rounds): {per_turn}", flush=True)
         finally:
             if apps == 1:
                 fleet("restart", "app2")
@@ -730,9 +737,14 @@ def measure_prepare(args, env: dict) -> int:
                     time.sleep(0.2)
             timed_load(url, 3, args.clients, turn)  # warm-up: every thread's connection prepares
             me_p50s, turn_p50s, turn_rates, errors = [], [], [], 0
+            pids = {"app": server.pid, "pgbouncer": fleet_pid("pgbouncer"), "postgres": postmaster_pid()}
+            turn_cpu, turns_done = Counter(), 0
             for _ in range(args.rounds):
                 _, me_p50, me_errors = timed_load(url, args.seconds, args.clients, me)
+                before, started = cpu_ticks(pids), time.monotonic()
                 turn_rate, turn_p50, turn_errors = timed_load(url, args.seconds, args.clients, turn)
+                turns_done += turn_rate * (time.monotonic() - started)
+                turn_cpu.update(cpu_between(before, cpu_ticks(pids)))
                 me_p50s.append(me_p50)
                 turn_p50s.append(turn_p50)
                 turn_rates.append(turn_rate)
@@ -740,25 +752,50 @@ def measure_prepare(args, env: dict) -> int:
             print(f"  {name:42s} turn p50 {median(turn_p50s) * 1000:6.2f} ms, {median(turn_rates):6.1f}/s; "
                   f"auth/me p50 {median(me_p50s) * 1000:6.2f} ms; ratio {median(turn_p50s) / median(me_p50s):.2f}x; "
                   f"failed requests {errors}", flush=True)  # fmt: skip
+            per_turn = ", ".join(f"{k} {v / max(turns_done, 1) * 1000:.2f} ms" for k, v in turn_cpu.items())
+            print(f"  {'':42s} CPU per turn: {per_turn}", flush=True)
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
     return 0
 
 
-def primary_cpu_seconds() -> float:
-    """CPU time (user + system) of the fleet's primary: the postmaster's children, from /proc."""
-    data = Path(os.environ.get("FLEET_DIR", ROOT / ".fleet")) / "pg" / "primary" / "postmaster.pid"
-    postmaster = data.read_text().split()[0]
-    ticks = 0
+def cpu_ticks(root_pids: dict[str, int]) -> dict[tuple[str, int], int]:
+    """CPU ticks (user + system, from /proc) of each named process and of its direct children, by pid."""
+    owner = {str(pid): name for name, pid in root_pids.items()}
+    ticks = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if fields[1] == postmaster or stat.parent.name == postmaster:
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+        name = owner.get(stat.parent.name) or owner.get(fields[1])
+        if name:
+            ticks[(name, int(stat.parent.name))] = int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def cpu_between(before: dict, after: dict) -> Counter:
+    """CPU seconds by name between two cpu_ticks() samples (a process gone by `after` is not counted)."""
+    spent = Counter()
+    for (name, pid), ticks in after.items():
+        spent[name] += (ticks - before.get((name, pid), 0)) / os.sysconf("SC_CLK_TCK")
+    return spent
+
+
+def postmaster_pid() -> int:
+    data = Path(os.environ.get("FLEET_DIR", ROOT / ".fleet")) / "pg" / "primary" / "postmaster.pid"
+    return int(data.read_text().split()[0])
+
+
+def fleet_cpu_pids(apps: int) -> dict[str, int]:
+    pids = {f"app{n}": fleet_pid(f"app{n}") for n in range(1, apps + 1)}
+    return {
+        **pids,
+        "pgbouncer": fleet_pid("pgbouncer"),
+        "nginx": fleet_pid("nginx"),
+        "postgres": postmaster_pid(),
+    }
 
 
 def charge_threads(users: list, seconds: float, threads: int) -> tuple[int, int, Decimal]:
@@ -860,10 +897,10 @@ def measure_capacity(args, env: dict) -> int:
 
     users = list(get_user_model().objects.filter(pk__in=[a.user_id for a in world.accounts]))
     print(f"load {os.getloadavg()[0]:.2f} at the start")
-    cpu = primary_cpu_seconds()
-    started = time.monotonic()
+    primary = {"postgres": postmaster_pid()}
+    before, started = cpu_ticks(primary), time.monotonic()
     done, errors, _ = charge_threads(users, args.seconds, 8)
-    wall, cpu = time.monotonic() - started, primary_cpu_seconds() - cpu
+    wall, cpu = time.monotonic() - started, cpu_between(before, cpu_ticks(primary))["postgres"]
     print(f"== charges straight to the primary, 8 threads, 200 wallets: {done / wall:.0f}/s, errors {errors}; "
           f"primary CPU {cpu:.1f} s in {wall:.1f} s -> {done / cpu:.0f} charges per CPU-second of PostgreSQL")  # fmt: skip
     hot = users[0]
