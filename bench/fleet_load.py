@@ -798,8 +798,12 @@ def fleet_cpu_pids(apps: int) -> dict[str, int]:
     }
 
 
-def charge_threads(users: list, seconds: float, threads: int) -> tuple[int, int, Decimal]:
-    """`threads` threads (a connection each) calling billing.services.charge on `users` in turn."""
+def charge_threads(
+    users: list, seconds: float, threads: int, cpu_of: dict | None = None
+) -> tuple[int, int, Decimal, float]:
+    """`threads` threads (a connection each) calling billing.services.charge on `users` in turn; with
+    `cpu_of` ({name: pid}), also the CPU seconds those processes spent meanwhile (sampled before the
+    threads' connections close, so their backends are counted)."""
     from django.db import connection
 
     from billing import services
@@ -808,6 +812,7 @@ def charge_threads(users: list, seconds: float, threads: int) -> tuple[int, int,
     price = ModelPrice.objects.get(model="echo-1")
     counts, errors, costs, lock = [0], [0], [Decimal(0)], threading.Lock()
     ready, go = threading.Barrier(threads + 1), threading.Event()
+    finished, release = threading.Barrier(threads + 1), threading.Event()
 
     def work(k: int) -> None:
         connection.ensure_connection()
@@ -830,16 +835,22 @@ def charge_threads(users: list, seconds: float, threads: int) -> tuple[int, int,
                 with lock:
                     errors[0] += 1
             i += threads
+        finished.wait()
+        release.wait()
         connection.close()
 
     pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
     for thread in pool:
         thread.start()
     ready.wait()
+    before = cpu_ticks(cpu_of or {})
     go.set()
+    finished.wait()
+    cpu = sum(cpu_between(before, cpu_ticks(cpu_of or {})).values())
+    release.set()
     for thread in pool:
         thread.join()
-    return counts[0], errors[0], costs[0]
+    return counts[0], errors[0], costs[0], cpu
 
 
 def stream_burst(world, args, content: str, streams: int) -> None:
@@ -882,7 +893,7 @@ def stream_burst(world, args, content: str, streams: int) -> None:
     wall = time.monotonic() - started
     first_bytes.sort()
     p = lambda q: first_bytes[min(len(first_bytes) - 1, int(q * len(first_bytes)))] * 1000  # noqa: E731
-    print(f"== {streams} concurrent streams on one uvicorn process (through nginx; each ~{args.words * args.drip:.1f} s "
+    print(f"== {streams} concurrent streams on one uvicorn process (through nginx; {args.words} words, a piece every {args.drip} s; "
           f"of output): {len(first_bytes)} complete in {wall:.1f} s, first byte p50 {p(0.5):.0f} ms, "
           f"p99 {p(0.99):.0f} ms, longest {max(totals, default=0):.1f} s; failures {dict(failures) or 0}", flush=True)  # fmt: skip
 
@@ -897,15 +908,14 @@ def measure_capacity(args, env: dict) -> int:
 
     users = list(get_user_model().objects.filter(pk__in=[a.user_id for a in world.accounts]))
     print(f"load {os.getloadavg()[0]:.2f} at the start")
-    primary = {"postgres": postmaster_pid()}
-    before, started = cpu_ticks(primary), time.monotonic()
-    done, errors, _ = charge_threads(users, args.seconds, 8)
-    wall, cpu = time.monotonic() - started, cpu_between(before, cpu_ticks(primary))["postgres"]
+    started = time.monotonic()
+    done, errors, _, cpu = charge_threads(users, args.seconds, 8, {"postgres": postmaster_pid()})
+    wall = time.monotonic() - started
     print(f"== charges straight to the primary, 8 threads, 200 wallets: {done / wall:.0f}/s, errors {errors}; "
           f"primary CPU {cpu:.1f} s in {wall:.1f} s -> {done / cpu:.0f} charges per CPU-second of PostgreSQL")  # fmt: skip
     hot = users[0]
     before = Wallet.objects.get(user=hot).balance
-    done, errors, costs = charge_threads([hot], args.seconds, 16)
+    done, errors, costs, _ = charge_threads([hot], args.seconds, 16)
     exact = Wallet.objects.get(user=hot).balance == before - costs
     print(f"== hot wallet, 16 threads on one wallet: {done / args.seconds:.0f} charges/s, errors {errors}, "
           f"balance exact {exact}")  # fmt: skip
