@@ -13,7 +13,7 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Q
 
-from accounts.customer_selectors import tokens_for_user
+from accounts.customer_selectors import keys_for_user, tokens_for_user
 from billing.customer_selectors import WalletState, ledger_page, state_of
 from billing.models import CreditTransaction, Wallet
 from sessions_app.customer_selectors import recent_sessions, recent_turns, turn_ids_for_calls
@@ -22,6 +22,7 @@ LEDGER_ROWS = 25
 SESSIONS = 10
 TURNS = 10
 TOKENS = 10
+KEYS = 20
 STAFF_ACTIONS = 20
 
 
@@ -85,9 +86,17 @@ def conversations_section(page: CustomerPage) -> Section | None:
 
 
 def keys_section(page: CustomerPage) -> Section:
-    # Hook: API keys (API.md "API keys") are being built in accounts; when they exist, list the
-    # customer's keys here (prefix, name, limit, usage, last used, revoked) through accounts' selector.
-    return Section("keys", "API keys", _template("not_yet"), {"what": "API keys"})
+    """The customer's API keys, revoked ones too (their calls stay theirs), each linking to its admin page."""
+    return Section(
+        "keys",
+        "API keys",
+        _template("keys"),
+        {
+            "keys": keys_for_user(user=page.customer, limit=KEYS),
+            "limit": KEYS,
+            "can_open": page.viewer.has_perm("accounts.view_apikey"),
+        },
+    )
 
 
 def peer_sections(page: CustomerPage) -> list[Section]:
