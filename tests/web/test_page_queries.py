@@ -172,3 +172,17 @@ def test_a_console_page_reads_the_same_queries_for_3_rows_as_for_30(name, rows, 
         rows(user, n)
         counts[n] = count(boss, url(user))
     assert counts[3] == counts[30] == pinned, (name, counts, what)
+
+
+def test_the_ledger_changelist_past_the_exact_count_adds_one_estimate_not_a_count(monkeypatch):
+    """Past EXACT_COUNT_LIMIT rows the paginator asks the planner (one EXPLAIN), never COUNT(*)s the table."""
+    monkeypatch.setattr("core.paginators.EXACT_COUNT_LIMIT", 10)
+    boss = boss_client()
+    user = UserFactory()
+    ledger_rows(user, 30)
+    url = f"/admin/billing/credittransaction/?wallet={user.wallet.pk}"
+    boss.get(url)
+    with CaptureQueriesContext(connection) as captured:
+        assert boss.get(url).status_code == 200
+    sql = [q["sql"] for q in captured.captured_queries]
+    assert len(sql) == 5 and sum(s.startswith("EXPLAIN") for s in sql) == 1
