@@ -141,3 +141,21 @@ def test_finance_still_cannot_grant_at_all(user):
     url = reverse("admin:billing_wallet_grant", args=[wallet.pk])
     assert client.post(url, {"amount": "5", "reason": "x", "submission": "b" * 32}).status_code == 403
     assert nothing_granted(user)
+
+
+def test_the_admin_adjust_action_refuses_adding_more_than_the_limit_on_the_amount(agent, user):
+    client = Client()
+    client.force_login(agent)
+    wallet = Wallet.objects.get(user=user)
+    url = reverse("admin:billing_wallet_changelist")
+    body = {
+        "action": "adjust_credits",
+        "_selected_action": [wallet.pk],
+        "apply": "yes",
+        "submission": "c" * 32,
+    }
+    response = client.post(url, {**body, "amount": "501", "reason": "typo fix"})
+    assert response.status_code == 200
+    assert "at most 500.000000" in " ".join(response.context["form"].errors["amount"])
+    assert nothing_granted(user)
+    assert client.post(url, {**body, "amount": "-501", "reason": "clawback"}).status_code == 302
