@@ -61,7 +61,7 @@ PINNED = {
     "chat": 7,
     "files": 4,
     "keys": 4,
-    "customer": 11,
+    "customer": 12,
     "turn": 6,
     "ledger": 5,  # 4, and one EXPLAIN for the estimate past 10,000 rows (tested too)
 }

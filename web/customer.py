@@ -16,6 +16,7 @@ from django.db.models import Q
 from accounts.customer_selectors import keys_for_user, tokens_for_user
 from billing.customer_selectors import WalletState, ledger_page, state_of
 from billing.models import CreditTransaction, Wallet
+from billing.selectors import wallet_with_caps
 from sessions_app.customer_selectors import recent_sessions, recent_turns, turn_ids_for_calls
 
 LEDGER_ROWS = 25
@@ -50,7 +51,9 @@ def _template(name: str) -> str:
 
 
 def wallet_section(page: CustomerPage) -> Section:
-    return Section("wallet", "Wallet", _template("wallet"), {"state": page.state})
+    # The caps answer "refused with credits left": a spending cap refuses whatever the balance says.
+    caps = wallet_with_caps(user=page.customer)
+    return Section("wallet", "Wallet", _template("wallet"), {"state": page.state, "caps": caps})
 
 
 def lots_section(page: CustomerPage) -> Section:

@@ -198,6 +198,13 @@ def test_customer_page_queries_do_not_grow_with_the_customer(boss, customer, dja
         assert boss.get(url).status_code == 200
 
 
+def test_customer_page_shows_the_spending_caps_that_refuse_with_credits_left(boss, customer):
+    services.set_spend_cap(user=customer, kind="staff_cap", amount=Decimal("3"), period="week")
+    body = boss.get(f"/admin/web/customer/{customer.pk}/change/").content.decode()
+    assert 'id="wallet-user-cap">none<' in body
+    assert "3.000000 per week" in body
+
+
 def test_customer_page_lists_staff_actions_on_the_customer(boss, customer):
     wallet = customer.wallet
     LogEntry.objects.log_actions(

@@ -133,8 +133,8 @@ CONSOLE_PAGES = [
         "customer",
         everything,
         lambda user: f"/admin/web/customer/{user.pk}/change/",
-        11,
-        "session, staff, customer with wallet, ledger, turns of its calls, sessions, turns, keys, "
+        12,
+        "session, staff, customer with wallet, its caps, ledger, turns of its calls, sessions, turns, keys, "
         "notifications, tokens, staff actions",
     ),
     (
