@@ -2,7 +2,7 @@
 
 A section is a function `(page) -> Section | list[Section] | None` in SECTIONS, rendered in that order with
 its own template (templates/admin/web/customer/sections/). Adding what support needs to see about a
-customer (API keys, credit lots, purchases, once they exist) is one function and one template here.
+customer (credit lots, purchases, once they exist) is one function and one template here.
 Every section reads a bounded number of rows: the page's query count does not grow with the ledger.
 """
 
