@@ -17,6 +17,12 @@ class InvalidAmount(BillingError):
     code = "invalid_amount"
 
 
+class GrantLimitExceeded(InvalidAmount):
+    """More than SUPPORT_GRANT_LIMIT at once, by staff without the permission to grant beyond it."""
+
+    code = "grant_limit_exceeded"
+
+
 class InvalidGrant(BillingError):
     code = "invalid_grant"
 

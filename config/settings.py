@@ -339,6 +339,9 @@ CREDIT_ENFORCEMENT_SHADOW = env.bool("CREDIT_ENFORCEMENT_SHADOW", default=True)
 CREDIT_HOLD_TTL_SECONDS = env.int("CREDIT_HOLD_TTL_SECONDS", default=600)
 LOW_BALANCE_THRESHOLD = Decimal(env.str("LOW_BALANCE_THRESHOLD", default="1.000000"))
 STARTING_CREDITS = Decimal(env.str("STARTING_CREDITS", default="0"))
+# The most one grant (or positive adjustment) may give by staff without the permission
+# "billing.grant_beyond_support_limit" (superusers have it); the service's own maximum (10000) stays above it.
+SUPPORT_GRANT_LIMIT = Decimal(env.str("SUPPORT_GRANT_LIMIT", default="500"))
 SIGNUP_ENABLED = env.bool("SIGNUP_ENABLED", default=True)
 REPORT_TIME_ZONE = env.str("REPORT_TIME_ZONE", default="UTC")
 

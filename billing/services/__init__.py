@@ -15,10 +15,12 @@ from billing.services.holds import (
     reserve,
 )
 from billing.services.ledger import (
+    GRANT_BEYOND_LIMIT_PERMISSION,
     GRANT_MAX,
     REASON_MAX,
     STARTING_CREDITS_REASON,
     adjust,
+    check_grant_limit,
     grant,
     open_wallet,
     refund,
@@ -37,11 +39,13 @@ from billing.services.limits import (
 )
 
 __all__ = [
+    "GRANT_BEYOND_LIMIT_PERMISSION",
     "GRANT_MAX",
     "REASON_MAX",
     "STARTING_CREDITS_REASON",
     "ChargeResult",
     "adjust",
+    "check_grant_limit",
     "change_key_limit",
     "open_key_limit",
     "set_spend_cap",
