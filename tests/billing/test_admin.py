@@ -524,6 +524,8 @@ def test_support_group_holds_what_an_agent_needs_and_no_more(support_group):
         ("sessions_app", "view_userfile"),
         ("billing", "view_walletevent"),
         ("notifications", "view_delivery"),
+        # Purchases through Stripe Checkout (billing/migrations/0019_stripe_checkout_purchases.py).
+        ("billing", "view_purchase"),
     }
 
 

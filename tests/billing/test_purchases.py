@@ -445,3 +445,38 @@ def test_webhook_needs_no_csrf_token_or_login(user_client, stripe_double):
     client = APIClient(enforce_csrf_checks=True)
 
     assert deliver(client, "checkout.session.completed", paid(session)).status_code == 200
+
+
+# --- the console ---------------------------------------------------------------------------------
+
+
+def test_console_lists_every_purchase_read_only_and_finds_it_by_session(
+    admin_client, user_client, stripe_double
+):
+    body, session = started(user_client, stripe_double)
+    deliver(APIClient(), "checkout.session.completed", paid(session))
+    other, _ = started(client_for(UserFactory(username="zed")), stripe_double)
+    purchase = Purchase.objects.get(pk=body["id"])
+
+    listing = admin_client.get("/admin/billing/purchase/")
+    found = admin_client.get("/admin/billing/purchase/", {"q": session["id"]})
+    by_name = admin_client.get("/admin/billing/purchase/", {"q": "zed"})
+    page = admin_client.get(f"/admin/billing/purchase/{purchase.pk}/change/")
+
+    assert listing.status_code == 200
+    assert session["id"] in listing.content.decode()
+    assert [row.pk for row in found.context["cl"].result_list] == [purchase.pk]
+    assert [row.pk for row in by_name.context["cl"].result_list] == [other["id"]]
+    text = page.content.decode()
+    assert page.status_code == 200
+    assert f"/admin/billing/credittransaction/{purchase.transaction_id}/change/" in text
+    assert 'name="_save"' not in text
+    assert admin_client.get("/admin/billing/purchase/add/").status_code == 403
+    assert admin_client.post(f"/admin/billing/purchase/{purchase.pk}/delete/").status_code == 403
+
+
+def test_support_and_finance_groups_may_read_purchases(db):
+    from django.contrib.auth.models import Group
+
+    for name in ("Support", "Finance"):
+        assert Group.objects.get(name=name).permissions.filter(codename="view_purchase").exists()
