@@ -3,10 +3,13 @@
 import uuid
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 
 from accounts.serializers import RegisterSerializer
 from billing.selectors import active_model_names
+from billing.services.purchases import validate_credits
+from core.errors import DomainError
 from sessions_app.serializers import CONTENT_MAX_CHARS, TurnRequestSerializer
 
 
@@ -99,3 +102,26 @@ class MessageForm(forms.Form):
 
 class UploadForm(forms.Form):
     file = forms.FileField(label="A text file", help_text="Text files only (text/* or JSON).")
+
+
+class BuyCreditsForm(forms.Form):
+    """How many credits to buy, checked by the purchase service's own validator (whole, within the bounds)."""
+
+    credits = forms.CharField(
+        label="Credits to buy",
+        max_length=12,
+        widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off", "pattern": "[0-9]*"}),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["credits"].help_text = (
+            f"A whole number from {settings.PURCHASE_MIN_CREDITS} to {settings.PURCHASE_MAX_CREDITS}; "
+            f"one credit costs {settings.CREDIT_UNIT_PRICE} {settings.CREDIT_CURRENCY.upper()}."
+        )
+
+    def clean_credits(self):
+        try:
+            return validate_credits(self.cleaned_data["credits"].strip())
+        except DomainError as exc:
+            raise forms.ValidationError(exc.message) from exc

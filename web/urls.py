@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from web.views import auth, chats, files, wallet
+from web.views import auth, chats, files, purchases, wallet
 
 app_name = "web"
 
@@ -15,6 +15,8 @@ urlpatterns = [
     path("chats/<int:pk>/", chats.chat, name="chat"),
     path("files/", files.file_list, name="files"),
     path("files/<int:pk>/delete/", files.file_delete, name="file-delete"),
+    path("buy/", purchases.buy_credits, name="buy-credits"),
+    path("buy/<int:pk>/checkout/", purchases.purchase_checkout, name="purchase-checkout"),
     # Hook: the user's API keys and spending cap (API.md "API keys", "Spending caps") get their page
-    # here once accounts has them; "Buy credits" once billing has purchases.
+    # here once accounts has them.
 ]
