@@ -480,3 +480,17 @@ def test_support_and_finance_groups_may_read_purchases(db):
 
     for name in ("Support", "Finance"):
         assert Group.objects.get(name=name).permissions.filter(codename="view_purchase").exists()
+
+
+def test_demo_data_has_a_user_with_a_completed_purchase():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    call_command("seed_demo", stdout=StringIO())
+    call_command("seed_demo", stdout=StringIO())  # again: still one
+
+    [purchase] = Purchase.objects.filter(user__username="alice")
+    assert (purchase.status, purchase.credits) == ("paid", 1000)
+    assert purchase.transaction.kind == "purchase" and purchase.transaction.amount == Decimal("1000")
+    assert_ledger_clean()
