@@ -1,10 +1,12 @@
 """Serializers of buying credits: the purchase request (checked by the purchase service's validators) and a purchase."""
 
+from django.conf import settings
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from billing.models import Purchase
-from billing.services.purchases import URL_MAX, validate_credits, validate_return_url
+from billing.services.purchases import RETURN_URL_PATTERN, URL_MAX, validate_credits, validate_return_url
 from core.api_fields import MoneyField, StrictCharField
 from core.errors import DomainError
 
@@ -17,19 +19,9 @@ def _as_field_error(validator, value, **kwargs):
         raise serializers.ValidationError(exc.message) from exc
 
 
-@extend_schema_field(
-    {
-        "oneOf": [
-            {"type": "integer", "example": 500},
-            {"type": "string", "pattern": r"^[0-9]+(\.0+)?$", "example": "500"},
-        ],
-        "description": (
-            "A whole number of credits within PURCHASE_MIN_CREDITS..PURCHASE_MAX_CREDITS (defaults 5..10000), "
-            "as a JSON integer or a string of digits; a fraction is refused."
-        ),
-    }
-)
 class CreditsField(serializers.Field):
+    """A whole number of credits; the service's validator judges it (bounds read from the settings)."""
+
     def validate_empty_values(self, data):
         if data is serializers.empty:
             return super().validate_empty_values(data)
@@ -45,6 +37,7 @@ class CreditsField(serializers.Field):
 def _url_field(what: str):
     return StrictCharField(
         max_length=URL_MAX,
+        pattern=RETURN_URL_PATTERN,
         help_text=f"The absolute http(s) address Stripe sends the buyer to {what}.",
     )
 
@@ -98,6 +91,24 @@ class PurchaseSerializer(serializers.ModelSerializer):
     @extend_schema_field(serializers.URLField(allow_null=True))
     def get_checkout_url(self, purchase) -> str | None:
         return purchase.checkout_url or None if purchase.status == Purchase.Status.PENDING else None
+
+
+class CreditsFieldSchema(OpenApiSerializerFieldExtension):
+    """The credits field as the settings bound it when the schema is generated (a string of digits works too)."""
+
+    target_class = CreditsField
+
+    def map_serializer_field(self, auto_schema, direction):
+        return {
+            "type": "integer",
+            "minimum": settings.PURCHASE_MIN_CREDITS,
+            "maximum": settings.PURCHASE_MAX_CREDITS,
+            "example": 500,
+            "description": (
+                "A whole number of credits from PURCHASE_MIN_CREDITS to PURCHASE_MAX_CREDITS; a string of "
+                'digits ("500") is taken too, a fraction is refused.'
+            ),
+        }
 
 
 class WebhookReceivedSerializer(serializers.Serializer):
