@@ -17,7 +17,8 @@ from billing.exceptions import BillingError, InvalidWebhookSignature, PaymentPro
 logger = logging.getLogger(__name__)
 
 # Seconds to wait for Stripe per attempt; the library retries a failed connection this many times,
-# with the same idempotency key, so a retried create never makes a second session.
+# with one idempotency key it makes per call, so a retried create never makes a second session. (No
+# key of ours: purchase ids repeat across databases, and environments may share a test-mode account.)
 TIMEOUT_SECONDS = 20
 NETWORK_RETRIES = 2
 # Currencies Stripe counts in whole units (no cents): https://docs.stripe.com/currencies#zero-decimal
@@ -72,7 +73,12 @@ def create_session(
     params = {
         "mode": "payment",
         "client_reference_id": reference,
-        "metadata": {"purchase_id": str(purchase_id), "user_id": str(user_id), "credits": str(credits)},
+        "metadata": {
+            "reference": reference,
+            "purchase_id": str(purchase_id),
+            "user_id": str(user_id),
+            "credits": str(credits),
+        },
         "line_items": [
             {
                 "quantity": 1,
@@ -89,9 +95,7 @@ def create_session(
     if customer_email:
         params["customer_email"] = customer_email
     try:
-        session = _client().v1.checkout.sessions.create(
-            params=params, options={"idempotency_key": f"creditdesk-purchase-{purchase_id}"}
-        )
+        session = _client().v1.checkout.sessions.create(params=params)
     except stripe.StripeError as exc:
         logger.error(
             "stripe checkout session not created",

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from billing import stripe_checkout
 from billing.exceptions import InvalidPurchase, PaymentProviderFailed, PaymentsDisabled
@@ -27,8 +28,7 @@ from core.money import AmountError, parse_amount
 logger = logging.getLogger(__name__)
 
 URL_MAX = 2000
-_REFERENCE_RE = re.compile(r"purchase-([0-9]{1,18})", re.ASCII)
-_DIGITS_RE = re.compile(r"[0-9]{1,18}", re.ASCII)
+_REFERENCE_RE = re.compile(r"purchase-([0-9]{1,18})-([0-9a-f]{16})", re.ASCII)
 # Stripe replaces this in success_url with the session's id; it is not a valid URL character as typed.
 SESSION_ID_TEMPLATE = "{CHECKOUT_SESSION_ID}"
 # http(s), a host name or address (an intranet name too: Stripe checks the rest), then no blanks or
@@ -95,9 +95,12 @@ def buy_credits(*, user, credits, success_url, cancel_url) -> Purchase:
             f"{credits} credits cost less than the smallest amount that can be charged; buy more.",
             field="credits",
         )
-    purchase = Purchase.objects.create(
-        user=user, credits=credits, amount=amount, currency=settings.CREDIT_CURRENCY
-    )
+    # Durable: refused inside a caller's transaction, so this row is committed and the network call
+    # below holds no transaction open (and no lock).
+    with transaction.atomic(durable=True):
+        purchase = Purchase.objects.create(
+            user=user, credits=credits, amount=amount, currency=settings.CREDIT_CURRENCY
+        )
     try:
         session = stripe_checkout.create_session(
             purchase_id=purchase.pk,
@@ -137,19 +140,30 @@ def buy_credits(*, user, credits, success_url, cancel_url) -> Purchase:
 
 
 def reference(purchase_id: int) -> str:
-    """The client_reference_id a purchase's session carries (what the webhook finds it by)."""
-    return f"purchase-{purchase_id}"
+    """The reference a purchase's session carries (client_reference_id and metadata.reference): what the webhook finds it by.
+
+    "purchase-<id>-<tag>", the tag an HMAC of the id with SECRET_KEY: purchase ids repeat across
+    databases, and a session made by another installation on the same Stripe account must not name
+    a purchase here.
+    """
+    return f"purchase-{purchase_id}-{_tag(purchase_id)}"
+
+
+def _tag(purchase_id: int) -> str:
+    return salted_hmac("billing.purchase-reference", str(purchase_id), algorithm="sha256").hexdigest()[:16]
 
 
 def _purchase_id(session: Mapping) -> int | None:
-    """The purchase a session names: its client_reference_id ("purchase-<id>"), else metadata.purchase_id."""
-    reference_id = session.get("client_reference_id")
-    if isinstance(reference_id, str) and (match := _REFERENCE_RE.fullmatch(reference_id)):
-        return int(match.group(1))
+    """The purchase a session names by its reference (client_reference_id, else metadata.reference), if it is ours."""
     metadata = session.get("metadata")
-    metadata_id = metadata.get("purchase_id") if isinstance(metadata, Mapping) else None
-    if isinstance(metadata_id, str) and _DIGITS_RE.fullmatch(metadata_id):
-        return int(metadata_id)
+    candidates = (
+        session.get("client_reference_id"),
+        metadata.get("reference") if isinstance(metadata, Mapping) else None,
+    )
+    for candidate in candidates:
+        match = _REFERENCE_RE.fullmatch(candidate) if isinstance(candidate, str) else None
+        if match and constant_time_compare(match.group(2), _tag(int(match.group(1)))):
+            return int(match.group(1))
     return None
 
 

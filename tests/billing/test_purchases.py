@@ -1,6 +1,7 @@
 """Buying credits: POST/GET users/me/purchases against the Stripe double, and the signed webhook crediting once."""
 
 import logging
+import re
 from decimal import Decimal
 from unittest import mock
 
@@ -10,6 +11,7 @@ from rest_framework.test import APIClient
 from billing import stripe_checkout
 from billing.models import CreditTransaction, Purchase, Wallet
 from billing.reconcile import check_ledger
+from billing.services.purchases import reference
 from tests.factories import UserFactory, client_for
 from tests.live_server import free_port
 from tests.stripe_fixtures import (
@@ -67,8 +69,14 @@ def test_purchase_creates_a_checkout_session_and_answers_its_page(user, user_cli
     assert session["mode"] == "payment"
     assert session["amount_total"] == 500  # cents
     assert session["currency"] == "usd"
-    assert session["client_reference_id"] == f"purchase-{body['id']}"
-    assert session["metadata"] == {"purchase_id": str(body["id"]), "user_id": str(user.pk), "credits": "500"}
+    assert session["client_reference_id"] == reference(body["id"])
+    assert re.fullmatch(rf"purchase-{body['id']}-[0-9a-f]{{16}}", session["client_reference_id"])
+    assert session["metadata"] == {
+        "reference": session["client_reference_id"],
+        "purchase_id": str(body["id"]),
+        "user_id": str(user.pk),
+        "credits": "500",
+    }
     assert session["success_url"] == BODY["success_url"]
     purchase = Purchase.objects.get(pk=body["id"])
     assert (purchase.user, purchase.status, purchase.stripe_session_id) == (user, "pending", session["id"])
@@ -264,6 +272,28 @@ def test_session_is_found_by_metadata_when_client_reference_is_missing(user, use
 
     assert deliver(APIClient(), "checkout.session.completed", session).json()["outcome"] == "credited"
     assert len(ledger_purchase_rows(user)) == 1
+
+
+def test_a_reference_made_by_another_installation_names_no_purchase(
+    user, user_client, stripe_double, settings
+):
+    """Another database on the same Stripe account has a purchase with this id too: its session is not ours."""
+    body, _ = started(user_client, stripe_double)
+    Purchase.objects.filter(pk=body["id"]).update(stripe_session_id=None)  # as while the create call runs
+    ours = settings.SECRET_KEY
+    settings.SECRET_KEY = "another installation's secret key, long enough to sign with"
+    foreign = {
+        "id": "cs_test_foreign",
+        "client_reference_id": reference(body["id"]),
+        "metadata": {"reference": reference(body["id"]), "purchase_id": str(body["id"])},
+        "payment_status": "paid",
+        "amount_total": 500,
+        "currency": "usd",
+    }
+    settings.SECRET_KEY = ours
+
+    assert deliver(APIClient(), "checkout.session.completed", foreign).json()["outcome"] == "unknown_session"
+    assert ledger_purchase_rows(user) == []
 
 
 @pytest.mark.parametrize(
@@ -494,3 +524,14 @@ def test_demo_data_has_a_user_with_a_completed_purchase():
     assert (purchase.status, purchase.credits) == ("paid", 1000)
     assert purchase.transaction.kind == "purchase" and purchase.transaction.amount == Decimal("1000")
     assert_ledger_clean()
+
+
+def test_a_purchase_is_never_started_inside_a_callers_transaction(user, stripe_double):
+    """The Stripe call must hold no transaction open: the service refuses to run inside one."""
+    from django.db import transaction
+
+    from billing.services.purchases import buy_credits
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        buy_credits(user=user, **BODY)
+    assert stripe_double.sessions == {}
