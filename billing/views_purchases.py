@@ -15,6 +15,19 @@ from billing.serializers_purchases import (
 )
 from billing.services.purchases import buy_credits, handle_stripe_webhook, require_payments
 from core.api_fields import NulSafeMixin
+from core.throttling import SettingRateThrottle
+
+
+class PurchaseThrottle(SettingRateThrottle):
+    """Purchases started per user (THROTTLE_PURCHASE_RATE): each one is a Checkout Session at Stripe. Reads are not counted."""
+
+    scope = "purchase"
+    rate_setting = "THROTTLE_PURCHASE_RATE"
+
+    def ident(self, request, view):
+        if request.method != "POST" or not request.user.is_authenticated:
+            return None
+        return str(request.user.pk)
 
 
 @schema.purchases
@@ -24,6 +37,7 @@ class PurchaseViewSet(
     lookup_value_regex = "[0-9]{1,18}"
     filter_backends = []
     serializer_class = PurchaseSerializer
+    throttle_classes = [PurchaseThrottle]
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):

@@ -232,6 +232,8 @@ THROTTLE_TURN_RATE = env.str("THROTTLE_TURN_RATE", default="60/minute") or None
 THROTTLE_STAFF_RATE = env.str("THROTTLE_STAFF_RATE", default="60/minute") or None
 # Calls to the OpenAI-compatible gateway (/v1/) per API key.
 THROTTLE_GATEWAY_RATE = env.str("THROTTLE_GATEWAY_RATE", default="300/minute") or None
+# Purchases started per user (each is a Stripe Checkout Session), on the API and the Buy credits page.
+THROTTLE_PURCHASE_RATE = env.str("THROTTLE_PURCHASE_RATE", default="20/hour") or None
 
 # Browser clients on other origins (a chat UI calling /v1/ with a key, a frontend calling /api/v1/):
 # django-cors-headers, for those two prefixes only, from the origins listed (default: none).

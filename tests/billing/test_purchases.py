@@ -535,3 +535,15 @@ def test_a_purchase_is_never_started_inside_a_callers_transaction(user, stripe_d
     with pytest.raises(RuntimeError), transaction.atomic():
         buy_credits(user=user, **BODY)
     assert stripe_double.sessions == {}
+
+
+def test_purchases_started_are_throttled_per_user(user_client, stripe_double, settings):
+    settings.THROTTLE_PURCHASE_RATE = "2/hour"
+
+    statuses = [buy(user_client).status_code for _ in range(3)]
+    listed = user_client.get(PURCHASES)
+
+    assert statuses == [201, 201, 429]
+    assert Purchase.objects.count() == 2
+    assert listed.status_code == 200  # reading is not counted
+    assert buy(client_for(UserFactory())).status_code == 201  # another user has their own count

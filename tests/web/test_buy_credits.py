@@ -151,3 +151,15 @@ def test_the_purchases_list_takes_a_bounded_number_of_queries(
 
     with django_assert_max_num_queries(8):
         assert web.get("/buy/").status_code == 200
+
+
+def test_the_page_shares_the_apis_purchase_rate(web, user, stripe_double, settings):
+    settings.THROTTLE_PURCHASE_RATE = "1/hour"
+    assert web.post("/buy/", {"credits": "10"}).status_code == 302
+
+    response = web.post("/buy/", {"credits": "10"})
+
+    assert response.status_code == 200
+    assert "Too many requests; try again in" in response.content.decode()
+    assert Purchase.objects.count() == 1
+    assert 'value="10"' in response.content.decode()

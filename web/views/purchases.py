@@ -12,11 +12,13 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
+from rest_framework.exceptions import Throttled
 
 from billing.models import Purchase
 from billing.selectors import purchases_for_user
 from billing.services import buy_credits as start_purchase
 from billing.services import payments_enabled
+from billing.views_purchases import PurchaseThrottle
 from core.errors import DomainError
 from web.forms import BuyCreditsForm
 
@@ -31,12 +33,15 @@ def buy_credits(request):
     if request.method == "POST" and enabled and form.is_valid():
         here = request.build_absolute_uri(reverse("web:buy-credits"))
         try:
+            PurchaseThrottle().allow_request(request, None)  # the API's count: one rate per user
             purchase = start_purchase(
                 user=request.user,
                 credits=form.cleaned_data["credits"],
                 success_url=here + "?session_id={CHECKOUT_SESSION_ID}",
                 cancel_url=here + "?cancelled=1",
             )
+        except Throttled as exc:
+            form.add_error(None, exc.detail["detail"])
         except DomainError as exc:
             form.add_error("credits" if exc.field == "credits" else None, exc.message)
         else:
