@@ -8,6 +8,8 @@ app_name = "web"
 
 urlpatterns = [
     path("", wallet.wallet, name="wallet"),
+    path("buy/", purchases.buy_credits, name="buy-credits"),
+    path("buy/<int:pk>/checkout/", purchases.purchase_checkout, name="purchase-checkout"),
     path("signin/", auth.SignInView.as_view(), name="signin"),
     path("signout/", auth.SignOutView.as_view(), name="signout"),
     path("signup/", auth.signup, name="signup"),
@@ -15,8 +17,6 @@ urlpatterns = [
     path("chats/<int:pk>/", chats.chat, name="chat"),
     path("files/", files.file_list, name="files"),
     path("files/<int:pk>/delete/", files.file_delete, name="file-delete"),
-    path("buy/", purchases.buy_credits, name="buy-credits"),
-    path("buy/<int:pk>/checkout/", purchases.purchase_checkout, name="purchase-checkout"),
     # Hook: the user's API keys and spending cap (API.md "API keys", "Spending caps") get their page
-    # here once accounts has them.
+    # here once accounts has them; "Buy credits" once billing has purchases.
 ]
