@@ -163,3 +163,27 @@ def test_the_page_shares_the_apis_purchase_rate(web, user, stripe_double, settin
     assert "Too many requests; try again in" in response.content.decode()
     assert Purchase.objects.count() == 1
     assert 'value="10"' in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("environment", "double_runs"),
+    [({}, True), ({"STRIPE_API_KEY": "sk_test_real"}, False), ({"DEBUG": "false"}, False)],
+)
+def test_make_run_starts_the_stripe_double_only_in_debug_without_a_key(environment, double_runs):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRIPE_") and k != "DEBUG"}
+    planned = subprocess.run(
+        ["make", "-n", "run", *(f"{k}={v}" for k, v in environment.items())],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert ("scripts/stripe_double.py" in planned) is double_runs
+    if double_runs:
+        assert "--webhook-url http://127.0.0.1:8000/api/v1/payments/stripe/webhook" in planned
