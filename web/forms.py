@@ -4,6 +4,7 @@ import uuid
 from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 
 from accounts.keys import NAME_MAX
@@ -11,6 +12,8 @@ from accounts.serializers import ApiKeyRequestSerializer, RegisterSerializer
 from billing.periods import local_today, start_instant
 from billing.selectors import active_model_names
 from billing.serializers import SpendCapRequestSerializer
+from billing.services.purchases import validate_credits
+from core.errors import DomainError
 from sessions_app.serializers import CONTENT_MAX_CHARS, TurnRequestSerializer
 
 
@@ -212,3 +215,26 @@ class SpendCapForm(forms.Form):
             body = {name: data[name] for name in ("spend_cap", "spend_cap_period")}
             data.update(_validated(self, SpendCapRequestSerializer, body))
         return data
+
+
+class BuyCreditsForm(forms.Form):
+    """How many credits to buy, checked by the purchase service's own validator (whole, within the bounds)."""
+
+    credits = forms.CharField(
+        label="Credits to buy",
+        max_length=12,
+        widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off", "pattern": "[0-9]*"}),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["credits"].help_text = (
+            f"A whole number from {settings.PURCHASE_MIN_CREDITS} to {settings.PURCHASE_MAX_CREDITS}; "
+            f"one credit costs {settings.CREDIT_UNIT_PRICE} {settings.CREDIT_CURRENCY.upper()}."
+        )
+
+    def clean_credits(self):
+        try:
+            return validate_credits(self.cleaned_data["credits"].strip())
+        except DomainError as exc:
+            raise forms.ValidationError(exc.message) from exc

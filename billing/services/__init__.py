@@ -3,7 +3,8 @@
 - ledger: wallets opened, grants, refunds and adjustments (idempotent), enforcement overrides;
 - holds: a call's cost reserved before it is made, its stream's progress recorded on it, released if
   it never is made (charged with that progress if its worker died);
-- charging: a call recorded and debited (its hold settled), or recorded as failed (its hold released).
+- charging: a call recorded and debited (its hold settled), or recorded as failed (its hold released);
+- purchases: credits bought through Stripe Checkout, credited once by the signed webhook.
 """
 
 from billing.services.charging import ChargeResult, charge, compute_cost, record_failed_call
@@ -37,6 +38,7 @@ from billing.services.limits import (
     set_spend_cap,
     validate_limit,
 )
+from billing.services.purchases import buy_credits, handle_stripe_webhook, payments_enabled
 
 __all__ = [
     "GRANT_BEYOND_LIMIT_PERMISSION",
@@ -46,6 +48,9 @@ __all__ = [
     "ChargeResult",
     "adjust",
     "check_grant_limit",
+    "buy_credits",
+    "handle_stripe_webhook",
+    "payments_enabled",
     "change_key_limit",
     "open_key_limit",
     "set_spend_cap",
