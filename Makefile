@@ -36,8 +36,20 @@ install-dev: $(VENV)/.dev-installed
 # on code changes in the apps. Logs are one readable line each in DEBUG (LOG_FORMAT); uvicorn itself
 # says only warnings, so an idle `make run` prints nothing.
 SOURCE_DIRS := config core accounts billing sessions_app reporting notifications web
+# Buying credits: in DEBUG, unless STRIPE_API_KEY is set (environment or .env), the local Stripe double
+# (scripts/stripe_double.py, docs/purchases.md) runs beside the server and the settings point at it.
+STRIPE_DOUBLE_PORT ?= 12111
+ifeq ($(STRIPE_API_KEY)$(shell grep -s '^STRIPE_API_KEY=.' .env),)
+ifneq ($(DEBUG),false)
+STRIPE_DOUBLE = $(BIN)/python scripts/stripe_double.py --port $(STRIPE_DOUBLE_PORT) --webhook-secret whsec_double \
+	--webhook-url http://$(HOST):$(PORT)/api/v1/payments/stripe/webhook &
+run: export STRIPE_API_KEY = sk_test_double
+run: export STRIPE_WEBHOOK_SECRET = whsec_double
+run: export STRIPE_API_BASE = http://127.0.0.1:$(STRIPE_DOUBLE_PORT)
+endif
+endif
 RUN_CMD = LOG_LEVEL=WARNING $(MANAGE) migrate --noinput -v 0 && LOG_LEVEL=WARNING $(MANAGE) seed_demo -v 0 \
-	&& { $(MANAGE) procrastinate worker & $(MANAGE) banner --host $(HOST) --port $(PORT) & \
+	&& { $(MANAGE) procrastinate worker & $(STRIPE_DOUBLE) $(MANAGE) banner --host $(HOST) --port $(PORT) & \
 	     exec $(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --lifespan off \
 	       --log-level warning --reload $(addprefix --reload-dir ,$(SOURCE_DIRS)); }
 run: export DEBUG ?= true

@@ -4,6 +4,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.response import Response
 
 from accounts import keys, schema
+from accounts.customer_selectors import key_state, live_keys
 from accounts.models import ApiKey
 from accounts.serializers import (
     ApiKeyRequestSerializer,
@@ -11,23 +12,20 @@ from accounts.serializers import (
     ApiKeyUpdateSerializer,
     CreatedApiKeySerializer,
 )
-from billing.selectors import limit_spending
 from core.api_fields import NulSafeMixin
-from core.money import quantize
 
 
 def key_body(key: ApiKey, *, secret: str | None = None) -> dict:
     """A key's answer: its limit and the period's usage read from its billing limit (no query)."""
-    spend_limit = key.spend_limit
-    usage = limit_spending(spend_limit=spend_limit)
+    state = key_state(key)
     body = {
         "id": key.pk,
         "name": key.name,
         "prefix": key.prefix,
-        "limit": spend_limit.amount,
-        "limit_reset": keys.RESET_NAMES.get(spend_limit.period),
-        "limit_remaining": None if spend_limit.amount is None else quantize(spend_limit.amount - usage),
-        "usage": usage,
+        "limit": state.limit,
+        "limit_reset": state.limit_reset,
+        "limit_remaining": state.limit_remaining,
+        "usage": state.usage,
         "expires_at": key.expires_at,
         "created_at": key.created_at,
         "last_used_at": key.last_used_at,
@@ -52,11 +50,7 @@ class ApiKeyViewSet(
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return ApiKey.objects.none()
-        return (
-            ApiKey.objects.filter(user=self.request.user, revoked_at__isnull=True)
-            .select_related("spend_limit")
-            .order_by("-id")
-        )
+        return live_keys(user=self.request.user)
 
     def get_serializer_class(self):
         return {"create": ApiKeyRequestSerializer, "partial_update": ApiKeyUpdateSerializer}.get(

@@ -144,7 +144,9 @@ class FakeOpenAIHandler(BaseHTTPRequestHandler):
                 choice = {"index": 0, "delta": delta, "finish_reason": None}
                 self._chunk(b"data: " + json.dumps({**base, "choices": [choice]}).encode() + b"\n\n")
                 if n == 0:
-                    self.server.first_piece_sent = time.monotonic()  # the model's own first byte, as sent
+                    sent = time.monotonic()  # the model's own first byte, as sent
+                    self.server.first_piece_sent = sent
+                    self.server.first_piece_by_message[last] = sent
             stop = {"index": 0, "delta": {}, "finish_reason": finish_reason}
             self._chunk(b"data: " + json.dumps({**base, "choices": [stop]}).encode() + b"\n\n")
             if (request.get("stream_options") or {}).get("include_usage"):
@@ -229,6 +231,8 @@ class FakeOpenAIServer(ThreadingHTTPServer):
         # A stream's answer starts this long after its request (the model's own time to first byte).
         self.first_byte_delay = first_byte_delay
         self.first_piece_sent = 0.0  # when the latest stream's first piece was written (time.monotonic)
+        # The same for every stream, by its last user message (a bench makes each one unique).
+        self.first_piece_by_message: dict[str, float] = {}
         self.open_streams = 0
         self.max_open_streams = 0
         self.counts: dict[str, int] = {}

@@ -17,6 +17,12 @@ class InvalidAmount(BillingError):
     code = "invalid_amount"
 
 
+class GrantLimitExceeded(InvalidAmount):
+    """More than SUPPORT_GRANT_LIMIT at once, by staff without the permission to grant beyond it."""
+
+    code = "grant_limit_exceeded"
+
+
 class InvalidGrant(BillingError):
     code = "invalid_grant"
 
@@ -103,3 +109,29 @@ class LimitReached(InsufficientCredits):
 
 class InvalidLimit(BillingError):
     code = "invalid_limit"
+
+
+class InvalidPurchase(BillingError):
+    """A purchase request out of bounds or malformed (credits, return URLs); nothing was written."""
+
+    code = "invalid_purchase"
+
+
+class PaymentsDisabled(BillingError):
+    """Buying credits is off here: STRIPE_API_KEY (or, for the webhook, STRIPE_WEBHOOK_SECRET) is not set."""
+
+    status_code = 503
+    code = "payments_disabled"
+
+
+class PaymentProviderFailed(BillingError):
+    """Stripe refused or failed the Checkout Session's creation; the purchase stays unpayable (expired)."""
+
+    status_code = 502
+    code = "payment_provider_error"
+
+
+class InvalidWebhookSignature(BillingError):
+    """A webhook whose Stripe-Signature is missing, wrong, stale or for another body; nothing was written."""
+
+    code = "invalid_signature"

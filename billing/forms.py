@@ -1,8 +1,10 @@
 """Admin forms for billing: the staff grant form and the model-price form, validated like the API."""
 
 import uuid
+from decimal import Decimal
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from billing.models import ModelPrice
@@ -16,6 +18,7 @@ from billing.services import (
     validate_refund_amount,
 )
 from core.errors import DomainError
+from core.money import format_money
 
 
 class GrantCreditsForm(forms.Form):
@@ -41,6 +44,10 @@ class GrantCreditsForm(forms.Form):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("initial", {}).setdefault("submission", uuid.uuid4().hex)
         super().__init__(*args, **kwargs)
+        self.fields["amount"].help_text += (
+            f" Staff without the permission to grant beyond the support limit: at most "
+            f"{format_money(Decimal(settings.SUPPORT_GRANT_LIMIT))} at once."
+        )
 
     def clean_amount(self):
         return _via_service(validate_grant_amount, self.cleaned_data["amount"])

@@ -196,3 +196,10 @@ def wallet_with_caps(*, user) -> WalletWithCaps:
         low_balance_threshold=to_decimal(Decimal(settings.LOW_BALANCE_THRESHOLD)),
     )
     return WalletWithCaps(summary=summary, spend_cap=cap(row[2:6]), staff_spend_cap=cap(row[6:10]))
+
+
+def purchases_for_user(*, user):
+    """The user's purchases, newest first (credits bought through Stripe Checkout)."""
+    from billing.models import Purchase
+
+    return Purchase.objects.filter(user=user).order_by("-id")

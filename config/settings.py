@@ -245,6 +245,8 @@ THROTTLE_TURN_RATE = env.str("THROTTLE_TURN_RATE", default="60/minute") or None
 THROTTLE_STAFF_RATE = env.str("THROTTLE_STAFF_RATE", default="60/minute") or None
 # Calls to the OpenAI-compatible gateway (/v1/) per API key.
 THROTTLE_GATEWAY_RATE = env.str("THROTTLE_GATEWAY_RATE", default="300/minute") or None
+# Purchases started per user (each is a Stripe Checkout Session), on the API and the Buy credits page.
+THROTTLE_PURCHASE_RATE = env.str("THROTTLE_PURCHASE_RATE", default="20/hour") or None
 
 # Browser clients on other origins (a chat UI calling /v1/ with a key, a frontend calling /api/v1/):
 # django-cors-headers, for those two prefixes only, from the origins listed (default: none).
@@ -352,8 +354,29 @@ CREDIT_ENFORCEMENT_SHADOW = env.bool("CREDIT_ENFORCEMENT_SHADOW", default=True)
 CREDIT_HOLD_TTL_SECONDS = env.int("CREDIT_HOLD_TTL_SECONDS", default=600)
 LOW_BALANCE_THRESHOLD = Decimal(env.str("LOW_BALANCE_THRESHOLD", default="1.000000"))
 STARTING_CREDITS = Decimal(env.str("STARTING_CREDITS", default="0"))
+# The most one grant (or positive adjustment) may give by staff without the permission
+# "billing.grant_beyond_support_limit" (superusers have it); the service's own maximum (10000) stays above it.
+SUPPORT_GRANT_LIMIT = Decimal(env.str("SUPPORT_GRANT_LIMIT", default="500"))
 SIGNUP_ENABLED = env.bool("SIGNUP_ENABLED", default=True)
 REPORT_TIME_ZONE = env.str("REPORT_TIME_ZONE", default="UTC")
+
+# --- Buying credits through Stripe Checkout (docs/purchases.md) -----------------------------
+# Empty STRIPE_API_KEY: purchases are off (the endpoint answers 503 payments_disabled).
+STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
+# The webhook endpoint's signing secret (whsec_...): Stripe-Signature is verified with it.
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+# Where the stripe library sends its calls: Stripe itself, or a double (scripts/stripe_double.py).
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
+if STRIPE_API_KEY and not STRIPE_WEBHOOK_SECRET:
+    raise ImproperlyConfigured(
+        "STRIPE_API_KEY is set but STRIPE_WEBHOOK_SECRET is empty: paid purchases would never be "
+        "credited. Set STRIPE_WEBHOOK_SECRET to the webhook endpoint's signing secret (whsec_...)."
+    )
+# What one credit costs in CREDIT_CURRENCY (a decimal string), and how many credits one purchase may buy.
+CREDIT_UNIT_PRICE = Decimal(env.str("CREDIT_UNIT_PRICE", default="0.01"))
+CREDIT_CURRENCY = env.str("CREDIT_CURRENCY", default="usd").lower()
+PURCHASE_MIN_CREDITS = env.int("PURCHASE_MIN_CREDITS", default=5)
+PURCHASE_MAX_CREDITS = env.int("PURCHASE_MAX_CREDITS", default=10000)
 
 # --- LLM provider ---------------------------------------------------------------------------
 LLM_PROVIDER = env.str("LLM_PROVIDER", default="echo")

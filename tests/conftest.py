@@ -8,6 +8,9 @@ from rest_framework.test import APIClient
 
 from tests.factories import StaffUserFactory, UserFactory, client_for, token_client_for
 
+# Buying credits: the Stripe double and signed events (tests/stripe_fixtures.py).
+pytest_plugins = ["tests.stripe_fixtures"]
+
 # pytest-django exported the test run's settings module (config.settings_test) before this file was
 # read. The servers, workers and manage.py processes that tests start run the deployed settings, as in
 # production, so they inherit config.settings, not the test run's TESTING.
@@ -33,6 +36,7 @@ THROTTLE_SETTINGS = (
     "THROTTLE_SIGNUP_RATE",
     "THROTTLE_TURN_RATE",
     "THROTTLE_STAFF_RATE",
+    "THROTTLE_PURCHASE_RATE",
 )
 
 

@@ -96,6 +96,18 @@ def fund(user, amount="10") -> CreditTransaction:
     return grant(user=user, amount=Decimal(amount), reason="test funds", initiated_by=StaffUserFactory())
 
 
+def beyond_the_support_limit(staff):
+    """Give `staff` the permission to grant past SUPPORT_GRANT_LIMIT (up to the service's maximum)."""
+    from django.contrib.auth.models import Permission
+
+    staff.user_permissions.add(
+        Permission.objects.get(content_type__app_label="billing", codename="grant_beyond_support_limit")
+    )
+    for cache in ("_perm_cache", "_user_perm_cache"):
+        staff.__dict__.pop(cache, None)
+    return staff
+
+
 def client_for(user):
     """An APIClient authenticated as `user` (force_authenticate: no token, no session)."""
     from rest_framework.test import APIClient

@@ -31,6 +31,9 @@ def test_schema_generates_without_warnings_and_validates(schema):
         ("/api/v1/sessions/{session_pk}/turns/", {"get", "post"}),
         ("/api/v1/users/me/wallet/", {"get"}),
         ("/api/v1/users/me/transactions/", {"get"}),
+        ("/api/v1/users/me/purchases/", {"get", "post"}),
+        ("/api/v1/users/me/purchases/{id}/", {"get"}),
+        ("/api/v1/payments/stripe/webhook/", {"post"}),
     ],
 )
 def test_every_user_endpoint_is_documented(schema, path, methods):

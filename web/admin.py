@@ -1,4 +1,4 @@
-"""The console's Customers page: find a user by username, email, id or transaction id; one page answers support's questions."""
+"""The console's Customers page: find a user by username, email, id, transaction id or key prefix; one page answers support's questions."""
 
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
@@ -7,6 +7,7 @@ from django.db.models import Q
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from accounts.customer_selectors import owners_of_key_prefix
 from billing.admin import GRANT_PERMISSION
 from billing.customer_selectors import owner_of_transaction, state_of
 from core.admin import ReadOnlyAdminMixin
@@ -34,7 +35,8 @@ class CustomerAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ["wallet"]
     search_fields = ["username", "email"]
     search_help_text = (
-        "Username or email (any part), or a number: a user id or the id of one of their ledger rows."
+        "Username or email (any part), a number (a user id or the id of one of their ledger rows), "
+        "or an API key's prefix (cdk_…)."
     )
     ordering = ["-id"]
     show_full_result_count = False
@@ -51,8 +53,10 @@ class CustomerAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             owner = owner_of_transaction(transaction_id=number)
             ids = [number] if owner is None else [number, owner]
             return queryset.filter(Q(pk__in=ids) | Q(username=term)), False
-        # Hook: once API keys exist, a term starting with their prefix ("cdk_") finds the key's owner
-        # through accounts' selector here.
+        owners = owners_of_key_prefix(term=term)
+        if owners:
+            # A key's prefix (or a whole key, pasted from a customer's message) names its owner.
+            return queryset.filter(pk__in=owners), False
         return super().get_search_results(request, queryset, term)
 
     @admin.display(description="balance", ordering="wallet__balance")

@@ -34,7 +34,7 @@ PLACES = {
     "sessions_app.userfile": "conversations",
     "billing.walletevent": "notifications",
     "notifications.delivery": "notifications",
-    "accounts.apikey": "security",  # once API keys exist
+    "accounts.apikey": "security",
     "auth.group": "security",
     "knox.authtoken": "security",
 }

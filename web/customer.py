@@ -2,7 +2,7 @@
 
 A section is a function `(page) -> Section | list[Section] | None` in SECTIONS, rendered in that order with
 its own template (templates/admin/web/customer/sections/). Adding what support needs to see about a
-customer (API keys, credit lots, purchases, once they exist) is one function and one template here.
+customer (credit lots, purchases, once they exist) is one function and one template here.
 Every section reads a bounded number of rows: the page's query count does not grow with the ledger.
 """
 
@@ -13,15 +13,17 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Q
 
-from accounts.customer_selectors import tokens_for_user
+from accounts.customer_selectors import keys_for_user, tokens_for_user
 from billing.customer_selectors import WalletState, ledger_page, state_of
 from billing.models import CreditTransaction, Wallet
+from billing.selectors import wallet_with_caps
 from sessions_app.customer_selectors import recent_sessions, recent_turns, turn_ids_for_calls
 
 LEDGER_ROWS = 25
 SESSIONS = 10
 TURNS = 10
 TOKENS = 10
+KEYS = 20
 STAFF_ACTIONS = 20
 
 
@@ -49,7 +51,9 @@ def _template(name: str) -> str:
 
 
 def wallet_section(page: CustomerPage) -> Section:
-    return Section("wallet", "Wallet", _template("wallet"), {"state": page.state})
+    # The caps answer "refused with credits left": a spending cap refuses whatever the balance says.
+    caps = wallet_with_caps(user=page.customer)
+    return Section("wallet", "Wallet", _template("wallet"), {"state": page.state, "caps": caps})
 
 
 def lots_section(page: CustomerPage) -> Section:
@@ -85,9 +89,17 @@ def conversations_section(page: CustomerPage) -> Section | None:
 
 
 def keys_section(page: CustomerPage) -> Section:
-    # Hook: API keys (API.md "API keys") are being built in accounts; when they exist, list the
-    # customer's keys here (prefix, name, limit, usage, last used, revoked) through accounts' selector.
-    return Section("keys", "API keys", _template("not_yet"), {"what": "API keys"})
+    """The customer's API keys, revoked ones too (their calls stay theirs), each linking to its admin page."""
+    return Section(
+        "keys",
+        "API keys",
+        _template("keys"),
+        {
+            "keys": keys_for_user(user=page.customer, limit=KEYS),
+            "limit": KEYS,
+            "can_open": page.viewer.has_perm("accounts.view_apikey"),
+        },
+    )
 
 
 def peer_sections(page: CustomerPage) -> list[Section]:

@@ -1,12 +1,19 @@
-"""The user's forms: sign-up, a new chat, a message, an upload; each validated by the rules the API applies."""
+"""The user's forms: sign-up, a new chat, a message, an upload, an API key, the spending cap; each validated by the rules the API applies."""
 
 import uuid
+from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 
-from accounts.serializers import RegisterSerializer
+from accounts.keys import NAME_MAX
+from accounts.serializers import ApiKeyRequestSerializer, RegisterSerializer
+from billing.periods import local_today, start_instant
 from billing.selectors import active_model_names
+from billing.serializers import SpendCapRequestSerializer
+from billing.services.purchases import validate_credits
+from core.errors import DomainError
 from sessions_app.serializers import CONTENT_MAX_CHARS, TurnRequestSerializer
 
 
@@ -99,3 +106,135 @@ class MessageForm(forms.Form):
 
 class UploadForm(forms.Form):
     file = forms.FileField(label="A text file", help_text="Text files only (text/* or JSON).")
+
+
+# The choices a person picks from, in the API's words ("" is null: never resets).
+LIMIT_RESET_CHOICES = [("", "never"), ("daily", "daily"), ("weekly", "weekly"), ("monthly", "monthly")]
+CAP_PERIOD_CHOICES = [("day", "per day"), ("week", "per week"), ("month", "per month")]
+
+
+def _validated(form: forms.Form, serializer_class, data: dict) -> dict:
+    """`data` checked by the API's serializer: its validated data, or its errors put on the form."""
+    serializer = serializer_class(data=data)
+    _serializer_errors(form, serializer)
+    return serializer.validated_data if not form.errors else {}
+
+
+class ApiKeyForm(forms.Form):
+    """A key's name and spending limit (create and edit), checked by the API's key serializer."""
+
+    name = forms.CharField(
+        max_length=NAME_MAX,
+        strip=False,
+        help_text="To recognize it by, e.g. the app or machine that uses it.",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
+    limit = forms.CharField(
+        label="Spending limit (credits)",
+        required=False,
+        strip=False,
+        help_text="Optional. Calls that would spend past it are refused. Empty: no limit.",
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+    )
+    limit_reset = forms.ChoiceField(
+        label="The limit resets",
+        required=False,
+        choices=LIMIT_RESET_CHOICES,
+        help_text="Daily, weekly (from Monday) or monthly (from the 1st), or never.",
+    )
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        checked = _validated(self, ApiKeyRequestSerializer, self._api_body(data))
+        if checked:
+            data.update(limit=checked.get("limit"), limit_reset=checked.get("limit_reset"))
+        return data
+
+    def _api_body(self, data: dict) -> dict:
+        return {
+            "name": data["name"],
+            "limit": data["limit"] or None,
+            "limit_reset": data["limit_reset"] or None,
+        }
+
+
+class NewApiKeyForm(ApiKeyForm):
+    """A new key: the edit form's fields, an optional last day, and one token per rendered form."""
+
+    expires_on = forms.DateField(
+        label="Valid until (optional)",
+        required=False,
+        help_text="The key stops working at the end of this day. Empty: it never expires.",
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    # Sent once: a resubmitted form (double click, back and resend) creates no second key.
+    submission = forms.CharField(widget=forms.HiddenInput, max_length=64)
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("initial", {}).setdefault("submission", uuid.uuid4().hex)
+        super().__init__(*args, **kwargs)
+
+    def clean_expires_on(self):
+        day = self.cleaned_data["expires_on"]
+        if day is not None and day < local_today():
+            raise forms.ValidationError("Choose today or a later day: a key cannot expire in the past.")
+        return day
+
+    def clean(self):
+        day = self.cleaned_data.get("expires_on")
+        # The end of the chosen day, in the time zone the limits' periods are counted in.
+        self.cleaned_data["expires_at"] = None if day is None else start_instant(day + timedelta(days=1))
+        return super().clean()
+
+    def _api_body(self, data: dict) -> dict:
+        expires_at = data.get("expires_at")
+        return {**super()._api_body(data), **({"expires_at": expires_at} if expires_at else {})}
+
+
+class SpendCapForm(forms.Form):
+    """The user's own spending cap, checked by the API's wallet serializer."""
+
+    spend_cap = forms.CharField(
+        label="Spending cap (credits)",
+        strip=False,
+        help_text="Messages and API calls that would spend past it in the period are refused.",
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+    )
+    spend_cap_period = forms.ChoiceField(
+        label="Period",
+        choices=CAP_PERIOD_CHOICES,
+        initial="month",
+        help_text="Calendar periods: a day from midnight, a week from Monday, a month from the 1st.",
+    )
+
+    def clean(self):
+        data = super().clean()
+        if not self.errors:
+            body = {name: data[name] for name in ("spend_cap", "spend_cap_period")}
+            data.update(_validated(self, SpendCapRequestSerializer, body))
+        return data
+
+
+class BuyCreditsForm(forms.Form):
+    """How many credits to buy, checked by the purchase service's own validator (whole, within the bounds)."""
+
+    credits = forms.CharField(
+        label="Credits to buy",
+        max_length=12,
+        widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off", "pattern": "[0-9]*"}),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["credits"].help_text = (
+            f"A whole number from {settings.PURCHASE_MIN_CREDITS} to {settings.PURCHASE_MAX_CREDITS}; "
+            f"one credit costs {settings.CREDIT_UNIT_PRICE} {settings.CREDIT_CURRENCY.upper()}."
+        )
+
+    def clean_credits(self):
+        try:
+            return validate_credits(self.cleaned_data["credits"].strip())
+        except DomainError as exc:
+            raise forms.ValidationError(exc.message) from exc

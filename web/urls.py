@@ -2,12 +2,15 @@
 
 from django.urls import path
 
-from web.views import auth, chats, files, wallet
+from web.views import auth, chats, files, keys, purchases, wallet
 
 app_name = "web"
 
 urlpatterns = [
     path("", wallet.wallet, name="wallet"),
+    path("cap/", wallet.spend_cap, name="spend-cap"),
+    path("buy/", purchases.buy_credits, name="buy-credits"),
+    path("buy/<int:pk>/checkout/", purchases.purchase_checkout, name="purchase-checkout"),
     path("signin/", auth.SignInView.as_view(), name="signin"),
     path("signout/", auth.SignOutView.as_view(), name="signout"),
     path("signup/", auth.signup, name="signup"),
@@ -15,6 +18,7 @@ urlpatterns = [
     path("chats/<int:pk>/", chats.chat, name="chat"),
     path("files/", files.file_list, name="files"),
     path("files/<int:pk>/delete/", files.file_delete, name="file-delete"),
-    # Hook: the user's API keys and spending cap (API.md "API keys", "Spending caps") get their page
-    # here once accounts has them; "Buy credits" once billing has purchases.
+    path("keys/", keys.key_list, name="keys"),
+    path("keys/<int:pk>/", keys.key_edit, name="key-edit"),
+    path("keys/<int:pk>/revoke/", keys.key_revoke, name="key-revoke"),
 ]

@@ -15,6 +15,7 @@ from billing.models.ledger import (
 )
 from billing.models.limits import SpendLimit
 from billing.models.metering import LLMCallEvent, ModelPrice
+from billing.models.purchases import Purchase
 from billing.models.rollups import (
     USAGE_FIGURES,
     UsageDaily,
@@ -34,6 +35,7 @@ __all__ = [
     "LLMCallEvent",
     "LedgerAppendOnly",
     "ModelPrice",
+    "Purchase",
     "SpendLimit",
     "MoneyField",
     "UsageDaily",

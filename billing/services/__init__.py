@@ -3,7 +3,8 @@
 - ledger: wallets opened, grants, refunds and adjustments (idempotent), enforcement overrides;
 - holds: a call's cost reserved before it is made, its stream's progress recorded on it, released if
   it never is made (charged with that progress if its worker died);
-- charging: a call recorded and debited (its hold settled), or recorded as failed (its hold released).
+- charging: a call recorded and debited (its hold settled), or recorded as failed (its hold released);
+- purchases: credits bought through Stripe Checkout, credited once by the signed webhook.
 """
 
 from billing.services.charging import ChargeResult, charge, compute_cost, record_failed_call
@@ -15,10 +16,12 @@ from billing.services.holds import (
     reserve,
 )
 from billing.services.ledger import (
+    GRANT_BEYOND_LIMIT_PERMISSION,
     GRANT_MAX,
     REASON_MAX,
     STARTING_CREDITS_REASON,
     adjust,
+    check_grant_limit,
     grant,
     open_wallet,
     refund,
@@ -35,13 +38,19 @@ from billing.services.limits import (
     set_spend_cap,
     validate_limit,
 )
+from billing.services.purchases import buy_credits, handle_stripe_webhook, payments_enabled
 
 __all__ = [
+    "GRANT_BEYOND_LIMIT_PERMISSION",
     "GRANT_MAX",
     "REASON_MAX",
     "STARTING_CREDITS_REASON",
     "ChargeResult",
     "adjust",
+    "check_grant_limit",
+    "buy_credits",
+    "handle_stripe_webhook",
+    "payments_enabled",
     "change_key_limit",
     "open_key_limit",
     "set_spend_cap",

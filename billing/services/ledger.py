@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from billing.exceptions import (
     BillingError,
+    GrantLimitExceeded,
     IdempotencyConflict,
     InitiatorNotStaff,
     InvalidAmount,
@@ -25,6 +26,8 @@ from core.validators import validate_idempotency_key
 logger = logging.getLogger(__name__)
 
 GRANT_MAX = Decimal("10000")
+# Staff with this permission (superusers implicitly; no group by default) grant past SUPPORT_GRANT_LIMIT.
+GRANT_BEYOND_LIMIT_PERMISSION = "billing.grant_beyond_support_limit"
 REASON_MAX = 500
 STARTING_CREDITS_REASON = "Starting credits"
 _LOGGED = {"grant": "credits granted", "refund": "credits refunded", "adjustment": "wallet adjusted"}
@@ -120,6 +123,28 @@ def validate_reason(reason) -> str:
     if len(reason) > REASON_MAX:
         raise InvalidGrant(f"Ensure the reason has no more than {REASON_MAX} characters.", field="reason")
     return reason.strip()
+
+
+def check_grant_limit(*, amount, initiated_by) -> None:
+    """Refuse giving more than SUPPORT_GRANT_LIMIT at once unless `initiated_by` may grant beyond it.
+
+    Past GRANT_MAX, or an amount that does not parse, is left to the amount's own validator (its
+    words apply to everyone); so is a missing or non-staff initiator (refused as such).
+    """
+    try:
+        amount = parse_amount(amount)
+    except AmountError:
+        return
+    limit = quantize(Decimal(settings.SUPPORT_GRANT_LIMIT))
+    if amount <= limit or amount > GRANT_MAX or initiated_by is None:
+        return
+    if not initiated_by.has_perm(GRANT_BEYOND_LIMIT_PERMISSION):
+        raise GrantLimitExceeded(
+            f"Ensure this value is at most {format_money(limit)}: that is the most you may grant at once "
+            "(SUPPORT_GRANT_LIMIT). Ask a superuser, or staff with the permission "
+            '"Can grant beyond the support limit", for more.',
+            field="amount",
+        )
 
 
 def _require_staff(initiated_by, *, what: str) -> None:
@@ -269,6 +294,7 @@ def grant(
     *, user, amount, reason: str, initiated_by, idempotency_key: str | None = None
 ) -> CreditTransaction:
     """Grant credits once per idempotency key; the returned row has `replayed` True on a replay."""
+    check_grant_limit(amount=amount, initiated_by=initiated_by)
     return _staff_entry(
         user=user,
         amount=amount,
@@ -285,6 +311,7 @@ def adjust(
     *, user, amount, reason: str, initiated_by, idempotency_key: str | None = None
 ) -> CreditTransaction:
     """Correct a wallet by a signed, non-zero amount (abs <= 10000) once per key; may leave it negative."""
+    check_grant_limit(amount=amount, initiated_by=initiated_by)  # adding credits is granting them
     return _staff_entry(
         user=user,
         amount=amount,

@@ -524,7 +524,13 @@ def test_support_group_holds_what_an_agent_needs_and_no_more(support_group):
         ("sessions_app", "view_userfile"),
         ("billing", "view_walletevent"),
         ("notifications", "view_delivery"),
+        # API keys' pages, linked from the customer page (web/migrations/0003_console_groups_read_api_keys.py).
+        ("accounts", "view_apikey"),
+        # Purchases through Stripe Checkout (billing/migrations/0020_stripe_checkout_purchases.py).
+        ("billing", "view_purchase"),
     }
+    # Support grants up to SUPPORT_GRANT_LIMIT at a time: the permission past it is no group's.
+    assert ("billing", "grant_beyond_support_limit") not in codenames
 
 
 def test_support_agent_can_view_every_billing_page_and_grant(support_client, ledger):

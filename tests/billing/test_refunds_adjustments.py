@@ -15,7 +15,7 @@ from billing.exceptions import IdempotencyConflict, InitiatorNotStaff, InvalidAm
 from billing.models import CreditTransaction, ModelPrice, Wallet
 from billing.reconcile import check_ledger
 from tests.billing.test_concurrency import run_in_threads
-from tests.factories import ModelPriceFactory, StaffUserFactory, UserFactory
+from tests.factories import ModelPriceFactory, StaffUserFactory, UserFactory, beyond_the_support_limit
 
 pytestmark = pytest.mark.django_db
 
@@ -161,6 +161,7 @@ def test_check_ledger_names_refunds_beyond_their_debit(user, staff_user):
     ("amount", "expected"), [("-3.5", Decimal("-3.5")), ("10000", Decimal(10000)), (-1, -1)]
 )
 def test_adjust_moves_the_wallet_by_a_signed_amount(user, staff_user, amount, expected):
+    beyond_the_support_limit(staff_user)  # the edge is the service's maximum, not SUPPORT_GRANT_LIMIT
     row = services.adjust(user=user, amount=amount, reason="Fix", initiated_by=staff_user)
     assert (row.kind, row.amount, row.initiated_by, row.refund_of_id) == (
         "adjustment",

@@ -8,7 +8,7 @@ from billing.exceptions import IdempotencyConflict, InitiatorNotStaff, InvalidAm
 from billing.models import CreditTransaction, LLMCallEvent, Wallet
 from billing.reconcile import check_ledger
 from core.errors import InvalidInput
-from tests.factories import ModelPriceFactory, StaffUserFactory, UserFactory
+from tests.factories import ModelPriceFactory, StaffUserFactory, UserFactory, beyond_the_support_limit
 
 pytestmark = pytest.mark.django_db
 
@@ -60,6 +60,7 @@ def test_grant_rejects_bad_amounts_and_writes_nothing(user, staff_user, amount):
 
 
 def test_grant_accepts_the_upper_limit(user, staff_user):
+    beyond_the_support_limit(staff_user)  # the edge is the service's maximum, not SUPPORT_GRANT_LIMIT
     services.grant(user=user, amount="10000", reason="max", initiated_by=staff_user)
     assert balance_of(user) == Decimal("10000")
 

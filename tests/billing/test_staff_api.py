@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from billing import services
 from billing.models import CreditTransaction, Wallet
-from tests.factories import StaffUserFactory, UserFactory, api_token
+from tests.factories import StaffUserFactory, UserFactory, api_token, beyond_the_support_limit
 
 
 def wallet_url(user_id, slash=""):
@@ -146,7 +146,8 @@ def test_grant_credits_the_wallet_and_attributes_the_staff_user(staff_client, st
     "amount, expected",
     [("10000", "10000.000000"), (10000, "10000.000000"), ("0.000001", "0.000001"), ("0.0120000", "0.012000")],
 )
-def test_grant_accepts_amounts_at_the_edges(staff_client, user, amount, expected):
+def test_grant_accepts_amounts_at_the_edges(staff_client, staff_user, user, amount, expected):
+    beyond_the_support_limit(staff_user)  # the edge is the service's maximum, not SUPPORT_GRANT_LIMIT
     response = post_grant(staff_client, user.pk, {"amount": amount, "reason": "edge"})
 
     assert response.status_code == 200, response.json()

@@ -1,6 +1,7 @@
 """The product walked as people use it, in Chromium against uvicorn (so answers really stream):
 a new user signs up, is refused under enforcement and shown the top-up prompt, support grants from the
-console, the answer streams in, the wallet and chart change; support finds the user by email, opens
+console, the answer streams in, the wallet and chart change, a key is created (its secret shown once),
+used and revoked, a spending cap is set; support finds the user by email, opens
 the debit behind the last turn, refunds it, and both sides see the refund. Screenshots go to docs/img/.
 """
 
@@ -67,6 +68,9 @@ def seed_console():
     )
     importlib.import_module("billing.migrations.0004_support_group").create_support_group(global_apps, None)
     importlib.import_module("web.migrations.0002_console_groups").create_groups(global_apps, None)
+    importlib.import_module("web.migrations.0003_console_groups_read_api_keys").add_view_apikey(
+        global_apps, None
+    )
     agent = StaffUserFactory(username="agent")
     # The server runs the deployed settings, whose hashers do not read the test run's fast MD5 hashes.
     agent.password = PBKDF2PasswordHasher().encode(DEFAULT_PASSWORD, "walk-test-salt")
@@ -168,6 +172,57 @@ def test_a_new_user_and_support_walk_the_product(site, page, staff_page):
     assert float(today_bar.get_attribute("height")) > 0
     doc_shot(page, "user-04-wallet-after")
 
+    # --- An API key: created (a double click makes one), its secret shown once and working, then revoked. ---
+    page.click("nav >> text=API keys")
+    expect(page.locator("#key-list")).to_have_count(0)
+    page.fill("#id_name", "My laptop")
+    page.fill("#id_limit", "five")
+    page.click("button:has-text('Create key')")
+    expect(page.locator("#id_limit_errors")).to_contain_text("valid number")
+    expect(page.locator("#id_name")).to_have_value("My laptop")  # kept what was typed
+    page.fill("#id_limit", "5")
+    page.select_option("#id_limit_reset", "daily")
+    page.dblclick("button:has-text('Create key')")
+    expect(page.locator("#secret-warning")).to_contain_text("You will not see this key again")
+    secret = page.locator("#new-key-secret").input_value()
+    assert secret.startswith("cdk_")
+    page.focus("#new-key-secret")  # selects the whole key, for Ctrl+C
+    selected = page.evaluate(
+        "() => [document.activeElement.selectionStart, document.activeElement.selectionEnd]"
+    )
+    assert selected == [0, len(secret)]
+    doc_shot(page, "user-05-key-created")
+    bearer = {"Authorization": f"Bearer {secret}"}
+    answer = page.request.get(f"{site}/v1/key", headers=bearer)
+    assert answer.status == 200 and answer.json()["data"]["name"] == "My laptop"
+    page.click("text=I have copied it")
+    expect(page.locator("#key-list tbody tr")).to_have_count(
+        1
+    )  # one key, though the button was clicked twice
+    expect(page.locator("#key-list")).to_contain_text(secret[:12])
+    expect(page.locator("#key-list")).not_to_contain_text(secret)
+    doc_shot(page, "user-06-keys")
+    page.click("#key-list >> text=Revoke…")
+    expect(page.locator("h1")).to_contain_text("Revoke the key My laptop?")
+    page.click("#confirm-revoke")
+    expect(page.locator(".messages")).to_contain_text("Revoked the key My laptop")
+    expect(page.locator("text=No keys yet.")).to_be_visible()
+    assert page.request.get(f"{site}/v1/key", headers=bearer).status == 401
+
+    # --- A spending cap of their own on the wallet page. ---
+    page.click("nav >> text=Wallet")
+    expect(page.locator("#own-cap")).to_contain_text("no cap of your own")
+    page.fill("#id_spend_cap", "-1")
+    page.click("#spend-cap-form button[type=submit]")
+    expect(page.locator("#id_spend_cap_errors")).to_be_visible()
+    page.fill("#id_spend_cap", "2")
+    page.select_option("#id_spend_cap_period", "day")
+    page.click("#spend-cap-form button[type=submit]")
+    expect(page.locator(".messages")).to_contain_text("Your spending cap is now 2.000000 credits per day")
+    expect(page.locator("#own-cap")).to_contain_text("2.000000")
+    page.locator("#spend-cap").scroll_into_view_if_needed()
+    doc_shot(page, "user-07-spend-cap")
+
     # --- Support opens the debit behind the last turn and refunds it. ---
     staff.goto(f"{site}/admin/")
     staff.click("#content-main a:has-text('Customers')")
@@ -175,6 +230,7 @@ def test_a_new_user_and_support_walk_the_product(site, page, staff_page):
     staff.press("#searchbar", "Enter")
     staff.click("#result_list tbody tr th a")
     expect(staff.locator("#wallet-balance")).not_to_have_text("25.000000")
+    expect(staff.locator("#customer-keys")).to_contain_text("My laptop")  # revoked, still listed
     doc_shot(staff, "console-03-customer-page")
     debit_row = staff.locator("#customer-ledger tbody tr.kind-debit").first
     debit_row.locator("a.turn-link").click()

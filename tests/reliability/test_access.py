@@ -264,6 +264,16 @@ TABLE = [
     ("chats/<int:pk>/", "get", "/chats/{session}/", S(302, 200, 404, 404)),
     ("files/", "get", "/files/", S(302, 200, 200, 200)),
     ("files/<int:pk>/delete/", "post", "/files/{userfile}/delete/", S(302, 302, 404, 404)),
+    # Each signed-in role reaches its own wallet page (the JSON body is no form: its field errors show).
+    ("cap/", "post", "/cap/", S(302, 200, 200, 200)),
+    ("keys/", "get", "/keys/", S(302, 200, 200, 200)),
+    ("keys/<int:pk>/", "get", "/keys/{apikey}/", S(302, 200, 404, 404)),
+    (
+        "keys/<int:pk>/revoke/",
+        "get",
+        "/keys/{apikey}/revoke/",
+        S(302, 200, 404, 404),
+    ),  # asks; revokes nothing
 ]
 
 # A body that the endpoint accepts from whoever may call it, so a status says "who", not "what".

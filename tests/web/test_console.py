@@ -9,6 +9,7 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Group
 from django.test import Client
 
+from accounts import keys
 from billing import services
 from billing.models import CreditTransaction, LLMCallEvent
 from sessions_app.models import ChatSession, Turn
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.django_db
 
 support_migration = importlib.import_module("billing.migrations.0004_support_group")
 console_groups = importlib.import_module("web.migrations.0002_console_groups")
+console_keys = importlib.import_module("web.migrations.0003_console_groups_read_api_keys")
 
 
 @pytest.fixture
@@ -26,6 +28,7 @@ def groups(db):
     # Transactional tests elsewhere may have flushed the migrations' rows; their functions restore them.
     support_migration.create_support_group(global_apps, None)
     console_groups.create_groups(global_apps, None)
+    console_keys.add_view_apikey(global_apps, None)
     return {name: Group.objects.get(name=name) for name in ("Support", "Finance")}
 
 
@@ -109,6 +112,19 @@ def test_customers_are_found_by_user_id_and_by_a_ledger_rows_id(boss, customer):
     assert "carol" in [c.username for c in by_row.context["cl"].result_list]
 
 
+def test_customers_are_found_by_an_api_keys_prefix_or_the_whole_key(boss, customer):
+    dave = UserFactory(username="dave")
+    key, secret = keys.create_api_key(user=customer, name="laptop")
+    keys.create_api_key(user=dave, name="other")
+    for term in (key.prefix, secret, key.prefix[:8]):
+        response = boss.get("/admin/web/customer/", {"q": term})
+        found = [c.username for c in response.context["cl"].result_list]
+        assert "carol" in found, term
+        if term != key.prefix[:8]:  # "cdk_" and 4 characters may start more than one key
+            assert found == ["carol"], term
+    assert list(boss.get("/admin/web/customer/", {"q": "cdk_nobodyhas"}).context["cl"].result_list) == []
+
+
 def test_a_huge_number_finds_nobody_without_an_error(boss, customer):
     response = boss.get("/admin/web/customer/", {"q": "9" * 30})
     assert response.status_code == 200
@@ -145,6 +161,29 @@ def test_customer_page_answers_support_questions_in_one_place(boss, customer):
     assert f"/admin/billing/wallet/{customer.wallet.pk}/grant/" in body
 
 
+def test_customer_page_lists_the_keys_revoked_ones_too_with_links_to_their_pages(boss, customer):
+    live, _ = keys.create_api_key(user=customer, name="laptop", limit=Decimal("7"), limit_reset="weekly")
+    gone, _ = keys.create_api_key(user=customer, name="old phone")
+    keys.revoke_api_key(key=gone)
+    keys.create_api_key(user=UserFactory(), name="not hers")
+    response = boss.get(f"/admin/web/customer/{customer.pk}/change/")
+    section = next(s for s in response.context["sections"] if s.id == "keys")
+    assert [state.key.name for state in section.context["keys"]] == ["old phone", "laptop"]
+    body = response.content.decode()
+    assert 'id="customer-keys"' in body and "not hers" not in body
+    for key in (live, gone):
+        assert f"/admin/accounts/apikey/{key.pk}/change/" in body and key.prefix in body
+    assert "7.000000 (weekly)" in body
+
+
+def test_support_opens_a_keys_page_from_the_customer_page(groups, customer):
+    key, _ = keys.create_api_key(user=customer, name="laptop")
+    support = staff_client(groups["Support"], username="agent")
+    body = support.get(f"/admin/web/customer/{customer.pk}/change/").content.decode()
+    assert f"/admin/accounts/apikey/{key.pk}/change/" in body
+    assert support.get(f"/admin/accounts/apikey/{key.pk}/change/").status_code == 200
+
+
 def test_customer_page_queries_do_not_grow_with_the_customer(boss, customer, django_assert_max_num_queries):
     url = f"/admin/web/customer/{customer.pk}/change/"
     boss.get(url)  # content types cached, as in a running server
@@ -154,8 +193,16 @@ def test_customer_page_queries_do_not_grow_with_the_customer(boss, customer, dja
     for n in range(15):
         take_turn(session=session, user=customer, content=f"more {n}")
         fund(customer, "1")
+        keys.create_api_key(user=customer, name=f"key {n}")
     with django_assert_max_num_queries(len(few.captured_queries)):
         assert boss.get(url).status_code == 200
+
+
+def test_customer_page_shows_the_spending_caps_that_refuse_with_credits_left(boss, customer):
+    services.set_spend_cap(user=customer, kind="staff_cap", amount=Decimal("3"), period="week")
+    body = boss.get(f"/admin/web/customer/{customer.pk}/change/").content.decode()
+    assert 'id="wallet-user-cap">none<' in body
+    assert "3.000000 per week" in body
 
 
 def test_customer_page_lists_staff_actions_on_the_customer(boss, customer):

@@ -1,1 +1,1 @@
-"""The user's own pages, one module per area: sign-in and sign-up, the wallet, chats, files."""
+"""The user's own pages, one module per area: sign-in and sign-up, the wallet (and its spending cap), chats, files, API keys."""

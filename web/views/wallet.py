@@ -1,25 +1,79 @@
-"""The wallet page: balance, what is available, low-balance and enforcement state, usage by day, and the ledger."""
+"""The wallet page: balance, what is available, low-balance and enforcement state, the spending caps, usage by day, and the ledger."""
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
+from billing import services
 from billing.customer_selectors import ledger_page, usage_by_day, wallet_state
+from billing.models import SpendLimit
+from billing.selectors import wallet_with_caps
 from core.api_fields import MAX_ID
+from core.errors import DomainError
+from core.money import format_money
 from web.charts import usage_chart
+from web.forms import SpendCapForm
 
 CHART_DAYS = 30
+PERIOD_WORDS = {"day": "per day", "week": "per week", "month": "per month"}
 
 
 @login_required
 def wallet(request):
+    return _wallet_page(request)
+
+
+def _wallet_page(request, *, cap_form: SpendCapForm | None = None):
     before = request.GET.get("before", "")
     before = int(before) if before.isdigit() and int(before) <= MAX_ID else None
+    caps = wallet_with_caps(user=request.user)
+    if cap_form is None:
+        own = caps.spend_cap
+        initial = (
+            {}
+            if own is None
+            else {"spend_cap": f"{own.amount.normalize():f}", "spend_cap_period": own.period}
+        )
+        cap_form = SpendCapForm(initial=initial)
     context = {
         "nav": "wallet",
         "state": wallet_state(user=request.user),
+        "caps": caps,
+        "cap_form": cap_form,
         "ledger": ledger_page(user=request.user, before=before),
         "older": before is not None,
         "chart": usage_chart(usage_by_day(user_id=request.user.pk, days=CHART_DAYS)),
         "chart_days": CHART_DAYS,
     }
     return render(request, "web/wallet.html", context)
+
+
+@login_required
+@require_POST
+def spend_cap(request):
+    """Set, change or (with `remove`) clear the user's own cap, through the service the wallet API calls.
+
+    A staff cap is a different row that this never touches: the user cannot raise or remove it.
+    """
+    done = reverse("web:wallet") + "#spend-cap"
+    if "remove" in request.POST:
+        services.set_spend_cap(user=request.user, kind=SpendLimit.Kind.USER_CAP, amount=None)
+        messages.success(request, "Your spending cap is removed.")
+        return redirect(done)
+    form = SpendCapForm(request.POST)
+    if form.is_valid():
+        amount, period = form.cleaned_data["spend_cap"], form.cleaned_data["spend_cap_period"]
+        try:
+            services.set_spend_cap(
+                user=request.user, kind=SpendLimit.Kind.USER_CAP, amount=amount, period=period
+            )
+        except DomainError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            messages.success(
+                request, f"Your spending cap is now {format_money(amount)} credits {PERIOD_WORDS[period]}."
+            )
+            return redirect(done)
+    return _wallet_page(request, cap_form=form)

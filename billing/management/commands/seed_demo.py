@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing import services
+from billing.demo import seed_completed_purchase
 from billing.models import LLMCallEvent, ModelPrice
 
 STAFF = ("support", "support-demo-password")
@@ -55,6 +56,9 @@ class Command(BaseCommand):
             )
             if not LLMCallEvent.objects.filter(user=user).exists():
                 self._usage(user)
+        seed_completed_purchase(
+            user=user_model.objects.get(username=DEMO_USERS[0][0])
+        )  # alice bought credits
         # Other apps add theirs (an AppConfig with a `seed_demo(*, users)` method): billing names none of them.
         demo_users = list(user_model.objects.filter(username__in=[name for name, _ in DEMO_USERS]))
         for app_config in apps.get_app_configs():

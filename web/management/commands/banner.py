@@ -3,6 +3,7 @@
 import socket
 import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from billing.management.commands.seed_demo import DEMO_USERS, STAFF
@@ -38,8 +39,19 @@ class Command(BaseCommand):
             + self.style.SUCCESS("  creditdesk is running")
             + f"\n\n  Your pages (sign in, wallet, chats, files)   {base}/\n"
             f"  Support console                              {base}/admin/\n"
-            f"  API, interactive docs                        {base}/api/v1/docs/\n\n"
+            f"  API, interactive docs                        {base}/api/v1/docs/\n"
+            + self._buying(base)
+            + "\n"
             f"  Demo users (for {base}/):\n{users}\n"
             f"  Support staff (for {base}/admin/):\n    {STAFF[0]:<8} / {STAFF[1]}\n\n"
             f"  Emails are written to tmp/mail/; Ctrl-C stops everything.\n{rule}\n"
         )
+
+    @staticmethod
+    def _buying(base: str) -> str:
+        """The Buy credits line: said to go through the local Stripe double when settings point at it."""
+        if not settings.STRIPE_API_KEY:
+            return ""
+        double = settings.STRIPE_API_BASE.startswith(("http://127.", "http://localhost"))
+        where = "Buy credits (Stripe double, no card charged)" if double else "Buy credits (Stripe)"
+        return f"  {where:<45}{base}/buy/\n"

@@ -1,0 +1,126 @@
+"""Stripe, through the official library: a Checkout Session created for a purchase, and webhook events verified.
+
+The only module that talks to Stripe. Creating a session is a network call: callers make it outside any
+database transaction (billing.services.purchases does). STRIPE_API_BASE points the library at Stripe
+or at the local double (scripts/stripe_double.py); nothing else here knows which.
+"""
+
+import logging
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+import stripe
+from django.conf import settings
+
+from billing.exceptions import BillingError, InvalidWebhookSignature, PaymentProviderFailed
+
+logger = logging.getLogger(__name__)
+
+# Seconds to wait for Stripe per attempt; the library retries a failed connection this many times,
+# with one idempotency key it makes per call, so a retried create never makes a second session. (No
+# key of ours: purchase ids repeat across databases, and environments may share a test-mode account.)
+TIMEOUT_SECONDS = 20
+NETWORK_RETRIES = 2
+# Currencies Stripe counts in whole units (no cents): https://docs.stripe.com/currencies#zero-decimal
+ZERO_DECIMAL_CURRENCIES = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
+
+
+@dataclass(frozen=True)
+class CheckoutSession:
+    """What the app keeps of a created session: its id and the hosted page the user is sent to."""
+
+    id: str
+    url: str
+
+
+def minor_units(amount: Decimal, currency: str) -> int:
+    """An amount in the currency's smallest unit (cents; whole yen), as Stripe's `unit_amount` takes it."""
+    exponent = 0 if currency.lower() in ZERO_DECIMAL_CURRENCIES else 2
+    return int(amount.scaleb(exponent).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def currency_amount(*, credits: int) -> Decimal:
+    """What `credits` cost in CREDIT_CURRENCY, rounded (half up) to what Stripe can charge."""
+    currency = settings.CREDIT_CURRENCY
+    exponent = 0 if currency in ZERO_DECIMAL_CURRENCIES else 2
+    return (Decimal(credits) * settings.CREDIT_UNIT_PRICE).quantize(
+        Decimal(1).scaleb(-exponent), rounding=ROUND_HALF_UP
+    )
+
+
+def _client() -> stripe.StripeClient:
+    return stripe.StripeClient(
+        settings.STRIPE_API_KEY,
+        base_addresses={"api": settings.STRIPE_API_BASE},
+        max_network_retries=NETWORK_RETRIES,
+        http_client=stripe.RequestsClient(timeout=TIMEOUT_SECONDS),
+    )
+
+
+def create_session(
+    *,
+    purchase_id: int,
+    reference: str,
+    user_id: int,
+    credits: int,
+    amount: Decimal,
+    currency: str,
+    success_url: str,
+    cancel_url: str,
+    customer_email: str = "",
+) -> CheckoutSession:
+    """Create a `payment` Checkout Session naming the purchase (client_reference_id, metadata); network, no transaction."""
+    params = {
+        "mode": "payment",
+        "client_reference_id": reference,
+        "metadata": {
+            "reference": reference,
+            "purchase_id": str(purchase_id),
+            "user_id": str(user_id),
+            "credits": str(credits),
+        },
+        "line_items": [
+            {
+                "quantity": 1,
+                "price_data": {
+                    "currency": currency,
+                    "unit_amount": minor_units(amount, currency),
+                    "product_data": {"name": f"{credits} credits"},
+                },
+            }
+        ],
+        "success_url": success_url,
+        "cancel_url": cancel_url,
+    }
+    if customer_email:
+        params["customer_email"] = customer_email
+    try:
+        session = _client().v1.checkout.sessions.create(params=params)
+    except stripe.StripeError as exc:
+        logger.error(
+            "stripe checkout session not created",
+            extra={
+                "purchase_id": purchase_id,
+                "error": type(exc).__name__,
+                "stripe_message": getattr(exc, "user_message", None) or str(exc)[:300],
+                "http_status": getattr(exc, "http_status", None),
+            },
+        )
+        raise PaymentProviderFailed(
+            "The payment provider could not start a checkout just now; nothing was charged. Try again in a minute."
+        ) from exc
+    return CheckoutSession(id=session.id, url=session.url)
+
+
+def verify_event(*, payload: bytes, signature: str | None) -> dict:
+    """The event Stripe signed (Stripe-Signature over this exact body, within the library's tolerance), as a dict."""
+    try:
+        event = stripe.Webhook.construct_event(payload, signature, settings.STRIPE_WEBHOOK_SECRET)
+    except stripe.SignatureVerificationError as exc:
+        raise InvalidWebhookSignature(
+            "The Stripe-Signature header is missing, does not match this body, or is too old; "
+            "nothing was recorded. Check STRIPE_WEBHOOK_SECRET against the endpoint's signing secret."
+        ) from exc
+    except ValueError as exc:  # signed, but not a JSON event (UnicodeDecodeError is a ValueError too)
+        raise BillingError("The webhook body is not a Stripe event; nothing was recorded.") from exc
+    return event.to_dict()
