@@ -141,7 +141,7 @@ else:
 # cannot keep them across transactions (PgBouncer < 1.21 in transaction mode) needs false: then
 # nothing is ever prepared on the server, by core/db.py or by psycopg's own threshold, and no
 # server-side cursor outlives a transaction either (the CSV export's chunked read would lose its
-# portal on the next fetch: it then reads its rows client-side, in one result).
+# portal on the next fetch: it then reads one query per chunk, by id, reporting/selectors.py).
 DATABASE_SERVER_PREPARE = env.bool("DATABASE_SERVER_PREPARE", default=True)
 if not DATABASE_SERVER_PREPARE:
     _db.setdefault("OPTIONS", {})["prepare_threshold"] = None

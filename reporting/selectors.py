@@ -7,6 +7,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db import connections
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -270,4 +271,27 @@ def ledger_export_rows(
         queryset = ledger_export_queryset()
     if not queryset.query.order_by:
         queryset = queryset.order_by("id")
-    yield from queryset.values_list(*_LEDGER_EXPORT_VALUES).iterator(chunk_size=chunk_size)
+    rows = queryset.values_list(*_LEDGER_EXPORT_VALUES)
+    if connections[rows.db].settings_dict.get("DISABLE_SERVER_SIDE_CURSORS") and tuple(
+        queryset.query.order_by
+    ) in (("id",), ("pk",)):
+        yield from _by_id_chunks(rows, chunk_size)
+    else:
+        yield from rows.iterator(chunk_size=chunk_size)
+
+
+def _by_id_chunks(rows: QuerySet, chunk_size: int) -> Iterator[tuple]:
+    """`rows` (ordered by id, id first) one query per chunk, each after the last id read.
+
+    Behind a transaction pooler no server-side cursor outlives a transaction (settings:
+    DATABASE_SERVER_PREPARE=false), and iterator() would then read the whole result at once. Each
+    chunk is its own snapshot: a row committed during the export after a higher id was read is not
+    in it (an export bounded by `created_before` in the past is exact).
+    """
+    after = None
+    while True:
+        chunk = list((rows if after is None else rows.filter(id__gt=after))[:chunk_size])
+        yield from chunk
+        if len(chunk) < chunk_size:
+            return
+        after = chunk[-1][0]
