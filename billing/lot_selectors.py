@@ -28,10 +28,11 @@ def _in_burn_order(lots):
     ).order_by(*BURN_ORDER)
 
 
-def live_lots(*, wallet_id: int, now: datetime | None = None) -> list[CreditLot]:
-    """The wallet's live lots (something left, not expired), in the order a charge burns them."""
+def live_lots(*, wallet_id: int | None = None, user=None, now: datetime | None = None) -> list[CreditLot]:
+    """The wallet's (by id, or its user's) live lots (something left, not expired), in the order a charge burns them."""
     now = now or timezone.now()
-    lots = CreditLot.objects.filter(wallet_id=wallet_id, remaining__gt=0).filter(
+    owner = {"wallet_id": wallet_id} if wallet_id is not None else {"wallet__user": user}
+    lots = CreditLot.objects.filter(**owner, remaining__gt=0).filter(
         Q(expires_at__isnull=True) | Q(expires_at__gt=now)
     )
     return list(_in_burn_order(lots))
@@ -50,7 +51,7 @@ def next_expiry(lots: list[CreditLot]) -> NextExpiry | None:
 
 def wallet_lots(*, wallet_id: int):
     """All the wallet's lots (spent and expired too) for the console: the live ones first, in burn order."""
-    lots = CreditLot.objects.filter(wallet_id=wallet_id).select_related("transaction")
+    lots = CreditLot.objects.filter(wallet_id=wallet_id)
     return _in_burn_order(
         lots.annotate(spent=ExpressionWrapper(Q(remaining=0), output_field=BooleanField()))
     ).order_by("spent", *BURN_ORDER)

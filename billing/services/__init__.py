@@ -3,7 +3,8 @@
 - ledger: wallets opened, grants, refunds and adjustments (idempotent), enforcement overrides;
 - holds: a call's cost reserved before it is made, its stream's progress recorded on it, released if
   it never is made (charged with that progress if its worker died);
-- charging: a call recorded and debited (its hold settled), or recorded as failed (its hold released).
+- charging: a call recorded and debited (its hold settled), or recorded as failed (its hold released);
+- lots: each credit's lot, burned in order by debits, written off at expiry; allowances: issued per period.
 """
 
 from billing.services.charging import ChargeResult, charge, compute_cost, record_failed_call
@@ -35,9 +36,23 @@ from billing.services.limits import (
     set_spend_cap,
     validate_limit,
 )
+from billing.services.lots import (
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    expire_lots,
+    validate_category,
+    validate_expires_at,
+    validate_priority,
+)
 
 __all__ = [
     "GRANT_MAX",
+    "PRIORITY_MAX",
+    "PRIORITY_MIN",
+    "expire_lots",
+    "validate_category",
+    "validate_expires_at",
+    "validate_priority",
     "REASON_MAX",
     "STARTING_CREDITS_REASON",
     "ChargeResult",

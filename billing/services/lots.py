@@ -17,12 +17,12 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import F
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from billing.exceptions import InvalidGrant
 from billing.models import CreditLot, CreditTransaction, LotAllocation, Wallet
+from core.db import loaded
 from core.money import format_money, to_decimal
 
 PRIORITY_DEFAULT = 50
@@ -113,23 +113,51 @@ def validate_terms(*, expires_at=None, priority=None, category=None, kind: str =
     )
 
 
+# A credit's lot, in one statement that starts after the caller's move took the wallet's lock (so
+# it reads the debt as it is now): the debt paid first from the credit, the lot opened with the rest.
+_OPEN_LOT_SQL = f"""
+    WITH
+    -- What the credit pays of the wallet's debt.
+    debt_paid AS (
+        SELECT least(debt, %(amount)s) AS amount FROM {Wallet._meta.db_table} WHERE id = %(wallet_id)s
+    ),
+    -- The debt lowered by it (no write when there was none).
+    paid_wallet AS (
+        UPDATE {Wallet._meta.db_table} SET debt = debt - (SELECT amount FROM debt_paid)
+        WHERE id = %(wallet_id)s AND (SELECT amount FROM debt_paid) > 0
+    )
+    -- The lot, holding what is left of the credit.
+    INSERT INTO {CreditLot._meta.db_table} (wallet_id, transaction_id, source, category, priority,
+        effective_at, expires_at, amount, remaining, debt_paid, created_at)
+    SELECT %(wallet_id)s, %(transaction_id)s, %(source)s, %(category)s, %(priority)s, %(effective_at)s,
+        %(expires_at)s, %(amount)s, %(amount)s - debt_paid.amount, debt_paid.amount, %(effective_at)s
+    FROM debt_paid
+    RETURNING id, remaining, debt_paid
+"""  # noqa: S608 - our tables
+
+
 def open_lot(*, wallet_id: int, row: CreditTransaction, terms: LotTerms) -> CreditLot:
     """The lot of a credit row: the wallet's debt paid from it first; the caller holds the wallet's lock."""
-    debt = to_decimal(Wallet.objects.values_list("debt", flat=True).get(pk=wallet_id))
-    paid = min(debt, row.amount)
-    if paid > 0:
-        Wallet.objects.filter(pk=wallet_id).update(debt=F("debt") - paid)
-    return CreditLot.objects.create(
-        wallet_id=wallet_id,
-        transaction=row,
-        source=row.kind,
-        category=terms.category,
-        priority=terms.priority,
-        effective_at=row.created_at,
-        expires_at=terms.expires_at,
+    values = {
+        "wallet_id": wallet_id,
+        "transaction_id": row.pk,
+        "source": row.kind,
+        "category": terms.category,
+        "priority": terms.priority,
+        "effective_at": row.created_at,
+        "expires_at": terms.expires_at,
+        "amount": row.amount,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_OPEN_LOT_SQL, values)
+        lot_id, remaining, debt_paid = cursor.fetchone()
+    return loaded(
+        CreditLot,
+        **{k: v for k, v in values.items() if k != "amount"},
+        id=lot_id,
         amount=row.amount,
-        remaining=row.amount - paid,
-        debt_paid=paid,
+        remaining=to_decimal(remaining),
+        debt_paid=to_decimal(debt_paid),
         created_at=row.created_at,
     )
 
