@@ -214,3 +214,35 @@ def expire_lots(*, now: datetime | None = None, batch: int = 500) -> int:
                 expired += 1
         if len(due) < batch:
             return expired
+
+
+# Migration 0020 (..._opening_lots) runs a frozen copy of this for the wallets that existed then;
+# this one serves ledgers written around the services (the bench seed copies rows in bulk).
+_OPENING_LOTS_SQL = f"""
+    INSERT INTO {CreditLot._meta.db_table} (wallet_id, transaction_id, source, category, priority,
+        effective_at, expires_at, amount, remaining, debt_paid, created_at)
+    SELECT wallet.id, last_row.id, 'opening', 'paid', {PRIORITY_DEFAULT}, now(), NULL, wallet.balance,
+        wallet.balance, 0, now()
+    FROM {Wallet._meta.db_table} wallet
+    CROSS JOIN LATERAL (
+        SELECT id FROM {CreditTransaction._meta.db_table} row
+        WHERE row.wallet_id = wallet.id
+        ORDER BY row.wallet_id DESC, row.id DESC
+        LIMIT 1
+    ) last_row
+    WHERE wallet.balance > 0
+        AND NOT EXISTS (SELECT 1 FROM {CreditLot._meta.db_table} lot WHERE lot.wallet_id = wallet.id)
+"""  # noqa: S608 - our tables
+_OPENING_DEBT_SQL = f"""
+    UPDATE {Wallet._meta.db_table} wallet SET debt = -balance
+    WHERE balance < 0 AND debt = 0
+        AND NOT EXISTS (SELECT 1 FROM {CreditLot._meta.db_table} lot WHERE lot.wallet_id = wallet.id)
+"""  # noqa: S608 - our tables
+
+
+def open_opening_lots() -> None:
+    """Give each wallet that has no lots its balance as one paid, never-expiring `opening` lot (a
+    negative balance: its debt), set-based. For ledgers written in bulk around the services."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_OPENING_LOTS_SQL)
+        cursor.execute(_OPENING_DEBT_SQL)

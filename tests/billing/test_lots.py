@@ -253,3 +253,22 @@ def test_check_ledger_names_a_debit_whose_allocations_do_not_add_up(user, per_cr
     LotAllocation.objects.filter(transaction_id=result.transaction_id).update(amount=D("0.5"))
     problems = [d.problem for d in check_ledger(user_id=user.pk).discrepancies]
     assert any(f"row {result.transaction_id}: allocations add up to 0.5" in p for p in problems)
+
+
+def test_opening_lots_give_a_ledger_written_around_the_services_its_lot_or_debt(user, staff_user):
+    from billing.services.lots import open_opening_lots
+
+    other = type(user).objects.create(username="bulk-debtor")
+    for owner, amount in ((user, "7.5"), (other, "-2")):
+        wallet = Wallet.objects.get(user=owner)
+        CreditTransaction.objects.create(
+            wallet=wallet, kind="adjustment", amount=D(amount), balance_after=D(amount), reason="bulk"
+        )
+        Wallet.objects.filter(pk=wallet.pk).update(balance=D(amount))
+    assert not check_ledger().ok
+    open_opening_lots()
+    open_opening_lots()  # once
+    lot = CreditLot.objects.get(wallet__user=user)
+    assert (lot.source, lot.category, lot.remaining, lot.expires_at) == ("opening", "paid", D("7.5"), None)
+    assert Wallet.objects.get(user=other).debt == D(2)
+    assert check_ledger().ok

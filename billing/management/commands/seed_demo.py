@@ -1,4 +1,4 @@
-"""manage.py seed_demo: idempotent demo data for `make run` (logins, funded wallets, weeks of usage)."""
+"""manage.py seed_demo: idempotent demo data for `make run` (logins, funded wallets, weeks of usage, credit lots)."""
 
 import random
 from datetime import timedelta
@@ -11,7 +11,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing import services
-from billing.models import LLMCallEvent, ModelPrice
+from billing.models import Allowance, LLMCallEvent, ModelPrice
+from billing.services.allowances import issue_allowances
 
 STAFF = ("support", "support-demo-password")
 DEMO_USERS = [("alice", "alice-demo-password"), ("bob", "bob-demo-password")]
@@ -55,6 +56,7 @@ class Command(BaseCommand):
             )
             if not LLMCallEvent.objects.filter(user=user).exists():
                 self._usage(user)
+        self._lots(user_model.objects.get(username=DEMO_USERS[0][0]), staff)
         # Other apps add theirs (an AppConfig with a `seed_demo(*, users)` method): billing names none of them.
         demo_users = list(user_model.objects.filter(username__in=[name for name, _ in DEMO_USERS]))
         for app_config in apps.get_app_configs():
@@ -66,6 +68,24 @@ class Command(BaseCommand):
         self.stdout.write(f"  staff (admin at /admin/):  {STAFF[0]} / {STAFF[1]}")
         for username, password in DEMO_USERS:
             self.stdout.write(f"  user (/ and the API):      {username} / {password}")
+
+    def _lots(self, user, staff):
+        """Credit lots to look at: an expiring promotional grant and a monthly allowance (issued once a month)."""
+        services.grant(
+            user=user,
+            amount=Decimal("15"),
+            reason="Demo welcome bonus (expires in 14 days)",
+            initiated_by=staff,
+            idempotency_key="seed-demo-expiring-bonus",
+            expires_at=timezone.now() + timedelta(days=14),
+            priority=20,
+        )
+        allowance, _ = Allowance.objects.get_or_create(
+            name="Demo monthly allowance",
+            defaults={"credits": Decimal("25"), "period": "month", "expires_with_period": True},
+        )
+        allowance.users.add(user)
+        issue_allowances()
 
     def _usage(self, user):
         """A few turns a day over the last weeks, billed through the same service as real turns."""
