@@ -56,12 +56,13 @@ class Command(BaseCommand):
             )
             if not LLMCallEvent.objects.filter(user=user).exists():
                 self._usage(user)
-        self._lots(user_model.objects.get(username=DEMO_USERS[0][0]), staff)
         # Other apps add theirs (an AppConfig with a `seed_demo(*, users)` method): billing names none of them.
         demo_users = list(user_model.objects.filter(username__in=[name for name, _ in DEMO_USERS]))
         for app_config in apps.get_app_configs():
             if callable(getattr(app_config, "seed_demo", None)):
                 app_config.seed_demo(users=demo_users)
+        # After the other apps' demo turns, so the bonus is still there to be seen expiring.
+        self._lots(user_model.objects.get(username=DEMO_USERS[0][0]), staff)
         if options["verbosity"] < 1:
             return  # `make run` prints the logins in its banner (manage.py banner)
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
@@ -73,7 +74,7 @@ class Command(BaseCommand):
         """Credit lots to look at: an expiring promotional grant and a monthly allowance (issued once a month)."""
         services.grant(
             user=user,
-            amount=Decimal("15"),
+            amount=Decimal("40"),  # pays the demo turns' debt first, and leaves a lot to watch expire
             reason="Demo welcome bonus (expires in 14 days)",
             initiated_by=staff,
             idempotency_key="seed-demo-expiring-bonus",
