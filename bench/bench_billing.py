@@ -85,10 +85,8 @@ def top_up_lots(users, lots: int) -> None:
     """Give each wallet `lots` live lots (grants of mixed terms), so the burn orders that many."""
     from datetime import UTC, datetime, timedelta
 
-    from billing.models import CreditLot
+    from billing.models import CreditLot, Wallet
     from billing.services.ledger import append
-
-    from billing.models import Wallet
 
     later = datetime.now(UTC) + timedelta(days=365)
     for user in users:
