@@ -78,6 +78,12 @@ _FLOOR_BURN = """
     )
     INSERT INTO billing_lotallocation (transaction_id, lot_id, amount)
     SELECT %(debit_id)s, id, amount FROM burned
+    RETURNING amount
+"""
+# What no live lot covered (only when the lots ran dry): the debt and its allocation.
+_FLOOR_DEBT = """
+    WITH debt AS (UPDATE billing_wallet SET debt = debt + %(rest)s WHERE id = %(wallet_id)s)
+    INSERT INTO billing_lotallocation (transaction_id, lot_id, amount) VALUES (%(debit_id)s, NULL, %(rest)s)
 """
 
 
@@ -145,7 +151,11 @@ class Floor:
         )
         if self.lots:
             debit_id = cur.fetchone()[0]
-            cur.execute(_FLOOR_BURN, {"wallet_id": wallet_id, "now": now, "cost": cost, "debit_id": debit_id})
+            params = {"wallet_id": wallet_id, "now": now, "cost": cost, "debit_id": debit_id}
+            cur.execute(_FLOOR_BURN, params)
+            rest = cost - sum((amount for (amount,) in cur.fetchall()), Decimal(0))
+            if rest > 0:
+                cur.execute(_FLOOR_DEBT, {**params, "rest": rest})
         if self.rollup:
             self._rollup(cur, user_id, now.date(), cost)
 
