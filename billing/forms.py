@@ -5,7 +5,7 @@ import uuid
 from django import forms
 from django.core.exceptions import ValidationError
 
-from billing.models import CreditLot, ModelPrice
+from billing.models import Allowance, CreditLot, ModelPrice
 from billing.pricing import validate_model_name, validate_price
 from billing.services import (
     GRANT_MAX,
@@ -147,6 +147,25 @@ def _via_service(validator, value, **kwargs):
         return validator(value, **kwargs)
     except DomainError as exc:
         raise ValidationError(exc.message) from exc
+
+
+class AllowanceForm(forms.ModelForm):
+    """An allowance's credits parsed like a grant's amount (exact, > 0, <= 10000), so the database's
+    check never sees a bad one."""
+
+    credits = forms.CharField(
+        label="Credits per period",
+        strip=False,
+        help_text=f"More than 0 and at most {GRANT_MAX}, at most 6 decimal places; one promotional lot "
+        "per user per period.",
+    )
+
+    class Meta:
+        model = Allowance
+        fields = ["name", "credits", "period", "expires_with_period", "active", "users", "groups"]
+
+    def clean_credits(self):
+        return _via_service(validate_grant_amount, self.cleaned_data["credits"])
 
 
 class ModelPriceForm(forms.ModelForm):

@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 
+from billing.forms import AllowanceForm
 from billing.models import Allowance, AllowanceIssue, CreditLot
 from core.admin import ReadOnlyAdminMixin
 from core.paginators import EstimatedCountPaginator
@@ -30,6 +31,7 @@ class AllowanceAdmin(admin.ModelAdmin):
     Deleting is refused once an allowance was issued (its issues protect it): make it inactive instead.
     """
 
+    form = AllowanceForm
     list_display = ["name", "credits", "period", "expires_with_period", "active", "created_at"]
     list_filter = ["active", "period"]
     search_fields = ["name"]

@@ -238,3 +238,38 @@ def test_admin_allowance_and_lot_pages_open(admin_client, user):
     )
     assert response.status_code == 302, response.context["adminform"].errors if response.context else response
     assert Allowance.objects.get(name="Weekly").users.get() == user
+
+
+@pytest.mark.parametrize("credits", ["-5", "0", "1e3", "10001", "abc"])
+def test_admin_allowance_form_refuses_bad_credits_on_the_field(admin_client, credits):
+    from django.urls import reverse
+
+    from billing.models import Allowance
+
+    response = admin_client.post(
+        reverse("admin:billing_allowance_add"),
+        {
+            "name": "Bad",
+            "credits": credits,
+            "period": "day",
+            "active": "on",
+            "issues-TOTAL_FORMS": "0",
+            "issues-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["credits"]
+    assert not Allowance.objects.exists()
+
+
+def test_the_periodic_jobs_expire_lots_and_issue_allowances(user):
+    from billing import tasks
+    from billing.models import Allowance
+
+    Allowance.objects.create(name="Daily", credits=D("1"), period="day").users.add(user)
+    assert tasks.issue_recurring_allowances(timestamp=0) == 1
+    lot = CreditLot.objects.get(wallet__user=user)
+    CreditLot.objects.filter(pk=lot.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert tasks.expire_credit_lots(timestamp=0) == 1
+    assert CreditTransaction.objects.get(kind="expiry").amount == D(-1)
+    assert check_ledger(user_id=user.pk).ok
