@@ -2,6 +2,13 @@
 
     export DATABASE_URL=postgres://postgres@127.0.0.1:5432/creditdesk_bench SECRET_KEY=bench
     .venv/bin/python bench/bench_billing.py --iterations 2000
+    .venv/bin/python bench/bench_billing.py --iterations 2000 --lots 1    # each wallet with 1 live lot
+    .venv/bin/python bench/bench_billing.py --iterations 2000 --lots 50   # each wallet with 50 live lots
+
+With credit lots (billing_creditlot present), the floor also burns the lots by hand: one statement
+that orders the wallet's live lots, takes the cost from the first ones and records the allocations.
+`--lots N` first tops each bench wallet up to N live lots (grants of mixed priority, category and
+expiry, through the service); without it a wallet has the one lot its opening balance became.
 
 The floor writes the same rows as the service, in one transaction, with hand-written SQL on a plain
 psycopg connection: one UPDATE ... RETURNING on the wallet plus the inserts (and, for a turn, the
@@ -49,6 +56,61 @@ def _has_table(name: str) -> bool:
     return name in connection.introspection.table_names()
 
 
+# The burn as the best hand-written SQL would do it, after the wallet's UPDATE took its lock: the
+# live lots in burn order with a running sum, the first ones taken, each part recorded.
+_FLOOR_BURN = """
+    WITH live_lots AS (
+        SELECT id, remaining,
+            sum(remaining) OVER (
+                ORDER BY priority, expires_at NULLS LAST, category = 'paid', effective_at, id
+                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+            ) - remaining AS before_it
+        FROM billing_creditlot
+        WHERE wallet_id = %(wallet_id)s AND remaining > 0 AND (expires_at IS NULL OR expires_at > %(now)s)
+    ),
+    taken AS (
+        SELECT id, least(remaining, %(cost)s - before_it) AS amount FROM live_lots WHERE before_it < %(cost)s
+    ),
+    burned AS (
+        UPDATE billing_creditlot lot SET remaining = lot.remaining - taken.amount
+        FROM taken WHERE lot.id = taken.id
+        RETURNING lot.id, taken.amount
+    )
+    INSERT INTO billing_lotallocation (transaction_id, lot_id, amount)
+    SELECT %(debit_id)s, id, amount FROM burned
+    RETURNING amount
+"""
+# What no live lot covered (only when the lots ran dry): the debt and its allocation.
+_FLOOR_DEBT = """
+    WITH debt AS (UPDATE billing_wallet SET debt = debt + %(rest)s WHERE id = %(wallet_id)s)
+    INSERT INTO billing_lotallocation (transaction_id, lot_id, amount) VALUES (%(debit_id)s, NULL, %(rest)s)
+"""
+
+
+def top_up_lots(users, lots: int) -> None:
+    """Give each wallet `lots` live lots (grants of mixed terms), so the burn orders that many."""
+    from datetime import UTC, datetime, timedelta
+
+    from billing.models import CreditLot, Wallet
+    from billing.services.ledger import append
+
+    later = datetime.now(UTC) + timedelta(days=365)
+    for user in users:
+        # Lots a bench run cannot empty count; a small opening lot would run dry mid-run (then debt).
+        have = CreditLot.objects.filter(wallet__user=user, remaining__gt=100).count()
+        for n in range(have, lots):
+            debt = Wallet.objects.values_list("debt", flat=True).get(user=user)  # paid first
+            append(
+                user_id=user.pk,
+                kind="grant",
+                amount=Decimal("1000") + debt,
+                reason="bench lots",
+                priority=n % 7 * 10,
+                category="paid" if n % 2 else "promotional",
+                expires_at=later + timedelta(hours=n) if n % 3 else None,
+            )
+
+
 class Floor:
     """The same rows written by hand: the lower bound PostgreSQL and the driver set on this machine."""
 
@@ -56,6 +118,7 @@ class Floor:
         self.conn = psycopg.connect(_dsn(), autocommit=True)
         self.price = price
         self.rollup = _has_table("billing_usagedaily")
+        self.lots = _has_table("billing_creditlot")
         self.day_shards = _has_table("billing_usagedayshard")  # and the users' day bitmaps
 
     def _event_and_debit(self, cur, user_id: int, now: datetime, cost: Decimal, released: Decimal, hold_id):
@@ -86,6 +149,13 @@ class Floor:
             "VALUES (%s, 'debit', %s, %s, %s, NULL, %s, NULL, %s) RETURNING id",
             [wallet_id, -cost, balance, "bench", event_id, now],
         )
+        if self.lots:
+            debit_id = cur.fetchone()[0]
+            params = {"wallet_id": wallet_id, "now": now, "cost": cost, "debit_id": debit_id}
+            cur.execute(_FLOOR_BURN, params)
+            rest = cost - sum((amount for (amount,) in cur.fetchall()), Decimal(0))
+            if rest > 0:
+                cur.execute(_FLOOR_DEBT, {**params, "rest": rest})
         if self.rollup:
             self._rollup(cur, user_id, now.date(), cost)
 
@@ -151,12 +221,33 @@ class Floor:
             self._event_and_debit(cur, user_id, now, cost, Decimal(0), hold_id)
 
 
+def _live_lots(users) -> str:
+    if not _has_table("billing_creditlot"):
+        return "no lots"
+    from django.db.models import Count
+
+    from billing.models import CreditLot
+
+    counts = (
+        CreditLot.objects.filter(wallet__user__in=users, remaining__gt=0)
+        .values("wallet_id")
+        .annotate(n=Count("id"))
+        .values_list("n", flat=True)
+    )
+    counts = list(counts) + [0] * (len(users) - len(counts))  # wallets with none (in debt) count too
+    return f"{min(counts, default=0)}-{max(counts, default=0)} live lots per wallet"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--wallets", type=int, default=100)
+    parser.add_argument("--lots", type=int, default=0, help="top each wallet up to this many live lots first")
     args = parser.parse_args()
     users = list(get_user_model().objects.filter(username__startswith="user").order_by("id")[: args.wallets])
+    if args.lots:
+        top_up_lots(users, args.lots)
+    lots_at_start = _live_lots(users)
     price = ModelPrice.objects.get(model="echo-1")
     cost = services.compute_cost(price=price, input_tokens=IN_TOKENS, output_tokens=OUT_TOKENS)
     estimate = services.compute_cost(price=price, input_tokens=IN_TOKENS, output_tokens=1024)
@@ -207,7 +298,8 @@ def main() -> None:
                 values.clear()
     print(
         f"billing on the turn path: {args.iterations} iterations over {len(users)} wallets "
-        f"(rollup {'on' if floor.rollup else 'off'}, day shards {'on' if floor.day_shards else 'off'}), load {os.getloadavg()[0]:.2f}"
+        f"(rollup {'on' if floor.rollup else 'off'}, day shards {'on' if floor.day_shards else 'off'}, "
+        f"lots {'on' if floor.lots else 'off'}, {lots_at_start} at the start), load {os.getloadavg()[0]:.2f}"
     )
     stats = {name: summary(values) for name, values in timings.items()}
     for name, s in stats.items():

@@ -33,6 +33,7 @@ from django.contrib.auth.hashers import make_password  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from billing.models import CreditTransaction, LLMCallEvent, ModelPrice, Wallet  # noqa: E402
+from billing.services.lots import open_opening_lots  # noqa: E402
 
 USER = "accounts_user"
 PASSWORD = "bench-password"  # noqa: S105 - bench data only
@@ -234,6 +235,8 @@ def seed_ledger(count: int, heavy_rows: int, now: datetime, rng: random.Random) 
             f"SELECT wallet_id, SUM(amount) AS total FROM {CreditTransaction._meta.db_table} GROUP BY wallet_id"
             ") s WHERE s.wallet_id = w.id"
         )
+    # Each wallet's balance as its opening credit lot (or debt), as the lots migration does.
+    open_opening_lots()
     return n
 
 

@@ -7,13 +7,17 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from billing.models import ModelPrice
+from billing.models import Allowance, CreditLot, ModelPrice
 from billing.pricing import validate_model_name, validate_price
 from billing.services import (
     GRANT_MAX,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
     REASON_MAX,
     validate_adjustment_amount,
+    validate_expires_at,
     validate_grant_amount,
+    validate_priority,
     validate_reason,
     validate_refund_amount,
 )
@@ -37,6 +41,26 @@ class GrantCreditsForm(forms.Form):
         help_text="Why these credits are granted; recorded on the ledger row and shown to the user.",
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
     )
+    expires_at = forms.CharField(
+        label="Expires at",
+        required=False,
+        help_text="Optional: when what is left of these credits expires, ISO 8601 in the future "
+        "(e.g. 2026-12-31T23:59Z; no offset: UTC). Empty: never.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "size": 24}),
+    )
+    priority = forms.CharField(
+        label="Priority",
+        required=False,
+        help_text=f"{PRIORITY_MIN}-{PRIORITY_MAX}, default 50: charges burn lower numbers first.",
+        widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off", "size": 4}),
+    )
+    category = forms.ChoiceField(
+        label="Category",
+        choices=CreditLot.Category.choices,
+        initial=CreditLot.Category.PROMOTIONAL,
+        required=False,  # a form posted without it (scripts, older pages) grants promotional credits
+        help_text="At equal priority and expiry, promotional credits burn before paid ones.",
+    )
     # One token per rendered form, sent as the grant's idempotency key: a double-submitted form
     # (double click, browser resubmit) replays the first grant instead of granting twice.
     submission = forms.CharField(widget=forms.HiddenInput, max_length=64)
@@ -54,6 +78,17 @@ class GrantCreditsForm(forms.Form):
 
     def clean_reason(self):
         return _via_service(validate_reason, self.cleaned_data["reason"])
+
+    def clean_expires_at(self):
+        return _via_service(validate_expires_at, self.cleaned_data["expires_at"])
+
+    def clean_priority(self):
+        return _via_service(validate_priority, self.cleaned_data["priority"])
+
+    @property
+    def lot_terms(self) -> dict:
+        """The grant's lot terms, as services.grant takes them."""
+        return {name: self.cleaned_data[name] for name in ("expires_at", "priority", "category")}
 
     @property
     def idempotency_key(self) -> str:
@@ -119,6 +154,25 @@ def _via_service(validator, value, **kwargs):
         return validator(value, **kwargs)
     except DomainError as exc:
         raise ValidationError(exc.message) from exc
+
+
+class AllowanceForm(forms.ModelForm):
+    """An allowance's credits parsed like a grant's amount (exact, > 0, <= 10000), so the database's
+    check never sees a bad one."""
+
+    credits = forms.CharField(
+        label="Credits per period",
+        strip=False,
+        help_text=f"More than 0 and at most {GRANT_MAX}, at most 6 decimal places; one promotional lot "
+        "per user per period.",
+    )
+
+    class Meta:
+        model = Allowance
+        fields = ["name", "credits", "period", "expires_with_period", "active", "users", "groups"]
+
+    def clean_credits(self):
+        return _via_service(validate_grant_amount, self.cleaned_data["credits"])
 
 
 class ModelPriceForm(forms.ModelForm):

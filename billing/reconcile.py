@@ -4,9 +4,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Count, Sum
+from django.db.models import Count, DecimalField, F, Sum, Value
+from django.db.models.functions import Coalesce
 
-from billing.models import CreditHold, CreditTransaction, Wallet
+from billing.models import CreditHold, CreditLot, CreditTransaction, LotAllocation, Wallet
 from core.money import to_decimal
 
 CHUNK = 5000
@@ -31,7 +32,9 @@ class LedgerCheck:
 
 
 def check_ledger(*, user_id: int | None = None) -> LedgerCheck:
-    """Verify balance == sum(amounts), held == sum(open holds), the balance_after chain, and refunds <= their debits."""
+    """Verify balance == sum(amounts) == sum(open lots) - debt, held == sum(open holds), the balance_after chain,
+    refunds <= their debits, each lot's remaining == amount - debt paid - its allocations, and each
+    burning row's allocations == its amount."""
     wallets = Wallet.objects.order_by("id")
     rows = CreditTransaction.objects.order_by("wallet_id", "id")
     if user_id is not None:
@@ -48,10 +51,17 @@ def check_ledger(*, user_id: int | None = None) -> LedgerCheck:
         r["wallet_id"]: (to_decimal(r["total"]), r["n"])
         for r in holds.values("wallet_id").annotate(total=Sum("amount"), n=Count("id"))
     }
+    lots = CreditLot.objects.filter(remaining__gt=0)
+    if user_id is not None:
+        lots = lots.filter(wallet__user_id=user_id)
+    open_lots = {
+        r["wallet_id"]: (to_decimal(r["total"]), r["n"])
+        for r in lots.values("wallet_id").annotate(total=Sum("remaining"), n=Count("id"))
+    }
     names = {}
     result = LedgerCheck(discrepancies=[])
-    for wallet_id, username, balance, held in wallets.values_list(
-        "id", "user__username", "balance", "held"
+    for wallet_id, username, balance, held, debt in wallets.values_list(
+        "id", "user__username", "balance", "held", "debt"
     ).iterator(chunk_size=CHUNK):
         result.wallets += 1
         names[wallet_id] = username
@@ -60,6 +70,16 @@ def check_ledger(*, user_id: int | None = None) -> LedgerCheck:
         if balance != total:
             result.discrepancies.append(
                 Discrepancy(wallet_id, username, f"balance {balance} != sum of {count} rows {total}")
+            )
+        lots_total, lots_count = open_lots.get(wallet_id, (Decimal("0.000000"), 0))
+        if lots_total - to_decimal(debt) != balance:
+            result.discrepancies.append(
+                Discrepancy(
+                    wallet_id,
+                    username,
+                    f"{lots_count} open lots hold {lots_total} and the debt is {to_decimal(debt)}: "
+                    f"{lots_total - to_decimal(debt)} != balance {balance}",
+                )
             )
         held_total, held_count = open_holds.get(wallet_id, (Decimal("0.000000"), 0))
         if to_decimal(held) != held_total:
@@ -72,7 +92,57 @@ def check_ledger(*, user_id: int | None = None) -> LedgerCheck:
             )
     result.discrepancies.extend(_chain_breaks(rows, names, result))
     result.discrepancies.extend(_refund_breaks(user_id=user_id, names=names))
+    result.discrepancies.extend(_lot_breaks(user_id=user_id, names=names))
     return result
+
+
+def _lot_breaks(*, user_id: int | None, names: dict[int, str]) -> Iterator[Discrepancy]:
+    """Each lot's remaining is its amount less the debt it paid and its allocations; each row's
+    allocations add up to what it took, from lots of its own wallet. Grouped queries that return
+    only the rows that disagree."""
+    money = DecimalField(max_digits=20, decimal_places=6)
+    lots = CreditLot.objects.all()
+    allocations = LotAllocation.objects.all()
+    if user_id is not None:
+        lots = lots.filter(wallet__user_id=user_id)
+        allocations = allocations.filter(transaction__wallet__user_id=user_id)
+    for lot in (
+        lots.annotate(allocated=Coalesce(Sum("allocations__amount"), Value(0), output_field=money))
+        .exclude(remaining=F("amount") - F("debt_paid") - F("allocated"))
+        .values("id", "wallet_id", "amount", "debt_paid", "allocated", "remaining")
+        .iterator(chunk_size=CHUNK)
+    ):
+        yield Discrepancy(
+            lot["wallet_id"],
+            names.get(lot["wallet_id"], "?"),
+            f"lot {lot['id']}: remaining {lot['remaining']} != amount {lot['amount']} - debt paid "
+            f"{lot['debt_paid']} - allocated {lot['allocated']}",
+        )
+    for row in (
+        allocations.values("transaction_id", "transaction__wallet_id", "transaction__amount")
+        .annotate(total=Sum("amount"))
+        .exclude(total=-F("transaction__amount"))
+        .iterator(chunk_size=CHUNK)
+    ):
+        wallet_id = row["transaction__wallet_id"]
+        yield Discrepancy(
+            wallet_id,
+            names.get(wallet_id, "?"),
+            f"row {row['transaction_id']}: allocations add up to {row['total']}, "
+            f"not its {-to_decimal(row['transaction__amount'])}",
+        )
+    for row in (
+        allocations.filter(lot__isnull=False)
+        .exclude(lot__wallet_id=F("transaction__wallet_id"))
+        .values("id", "transaction_id", "transaction__wallet_id", "lot_id")
+        .iterator(chunk_size=CHUNK)
+    ):
+        wallet_id = row["transaction__wallet_id"]
+        yield Discrepancy(
+            wallet_id,
+            names.get(wallet_id, "?"),
+            f"row {row['transaction_id']} burned lot {row['lot_id']} of another wallet",
+        )
 
 
 def _refund_breaks(*, user_id: int | None, names: dict[int, str]) -> Iterator[Discrepancy]:

@@ -51,6 +51,27 @@ class SpendCapSerializer(serializers.Serializer):
     reset_at = serializers.DateTimeField(read_only=True, help_text="When the period ends.")
 
 
+class CreditLotSerializer(serializers.Serializer):
+    """A live lot, as both wallet views list them (in burn order)."""
+
+    id = serializers.IntegerField(read_only=True)
+    source = serializers.CharField(
+        read_only=True,
+        help_text="grant, purchase, allowance, adjustment, refund or opening (the balance carried over).",
+    )
+    category = serializers.CharField(read_only=True, help_text="paid or promotional.")
+    priority = serializers.IntegerField(read_only=True, help_text="0-100; lower burns first.")
+    effective_at = serializers.DateTimeField(read_only=True)
+    expires_at = serializers.DateTimeField(read_only=True, allow_null=True, help_text="null: never.")
+    amount = MoneyField(read_only=True, help_text="What entered the wallet.")
+    remaining = MoneyField(read_only=True, help_text="What is left of it.")
+
+
+class NextExpirySerializer(serializers.Serializer):
+    at = serializers.DateTimeField(read_only=True, help_text="The soonest expiry among the live lots.")
+    amount = MoneyField(read_only=True, help_text="What is left of the lots that expire then.")
+
+
 class WalletSerializer(serializers.Serializer):
     balance = MoneyField(read_only=True)
     low_balance = serializers.BooleanField(read_only=True, help_text="balance <= low_balance_threshold.")
@@ -60,6 +81,14 @@ class WalletSerializer(serializers.Serializer):
     spend_cap = SpendCapSerializer(required=False, help_text="Your own spending cap (absent: none).")
     staff_spend_cap = SpendCapSerializer(
         required=False, help_text="A spending cap staff set, which you cannot change (absent: none)."
+    )
+    lots = CreditLotSerializer(
+        many=True, read_only=True, help_text="Your live credit lots, in the order charges burn them."
+    )
+    next_expiry = NextExpirySerializer(
+        read_only=True,
+        allow_null=True,
+        help_text="When credits next expire and how many (null: none expire).",
     )
 
 

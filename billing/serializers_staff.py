@@ -4,13 +4,17 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from billing import pricing
-from billing.models import ModelPrice, Wallet
-from billing.serializers import CreditTransactionSerializer
+from billing.models import CreditLot, ModelPrice, Wallet
+from billing.serializers import CreditLotSerializer, CreditTransactionSerializer, NextExpirySerializer
 from billing.services import (
     GRANT_MAX,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
     REASON_MAX,
     validate_adjustment_amount,
+    validate_expires_at,
     validate_grant_amount,
+    validate_priority,
     validate_reason,
     validate_refund_amount,
 )
@@ -42,6 +46,12 @@ class StaffWalletSerializer(serializers.Serializer):
     transactions = CreditTransactionSerializer(
         many=True, read_only=True, help_text="Newest first, at most 50."
     )
+    lots = CreditLotSerializer(many=True, read_only=True, help_text="The live credit lots, in burn order.")
+    next_expiry = NextExpirySerializer(
+        read_only=True,
+        allow_null=True,
+        help_text="When credits next expire and how many (null: none expire).",
+    )
 
 
 class WalletEnforcementSerializer(serializers.Serializer):
@@ -72,11 +82,32 @@ class GrantRequestSerializer(serializers.Serializer):
         },
     )
 
+    expires_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="When what is left of these credits expires (ISO 8601, in the future); omit or null: never.",
+    )
+    priority = serializers.IntegerField(
+        required=False,
+        min_value=PRIORITY_MIN,
+        max_value=PRIORITY_MAX,
+        help_text="0-100, default 50: charges burn lower numbers first.",
+    )
+    category = serializers.ChoiceField(
+        choices=CreditLot.Category.choices, required=False, help_text="promotional (the default) or paid."
+    )
+
     def validate_amount(self, value):
         return _as_field_error(validate_grant_amount, value)
 
     def validate_reason(self, value):
         return _as_field_error(validate_reason, value)
+
+    def validate_expires_at(self, value):
+        return _as_field_error(validate_expires_at, value)
+
+    def validate_priority(self, value):
+        return _as_field_error(validate_priority, value)
 
 
 class GrantResponseSerializer(serializers.Serializer):

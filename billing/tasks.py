@@ -1,4 +1,5 @@
-"""Billing's background jobs (procrastinate finds them in each app's tasks.py): expired holds released, the ledger reconciled nightly.
+"""Billing's background jobs (procrastinate finds them in each app's tasks.py): expired holds released, expired lots
+written off, allowances issued, the ledger reconciled nightly.
 
 Periodic: deferred by whichever worker is running, once per tick across all workers (procrastinate
 dedupes them); docs/notifications.md lists every app's jobs.
@@ -10,6 +11,8 @@ from procrastinate.contrib.django import app
 
 from billing import services
 from billing.reconcile import check_ledger
+from billing.services.allowances import issue_allowances
+from billing.services.lots import expire_lots
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +22,20 @@ logger = logging.getLogger(__name__)
 def release_expired_holds(timestamp: int) -> int:
     """A crashed web worker's holds, past their expiry: released, or charged with their stream's progress."""
     return services.release_expired_holds()
+
+
+@app.periodic(cron="* * * * *", periodic_id="expire_credit_lots")
+@app.task(name="billing.expire_credit_lots", queueing_lock="expire_credit_lots")
+def expire_credit_lots(timestamp: int) -> int:
+    """Lots past their expiry: what is left of each leaves the wallet as one expiry row, once."""
+    return expire_lots()
+
+
+@app.periodic(cron="* * * * *", periodic_id="issue_allowances")
+@app.task(name="billing.issue_allowances", queueing_lock="issue_allowances")
+def issue_recurring_allowances(timestamp: int) -> int:
+    """Each assigned user's allowance for the current period, once (late after downtime, never twice)."""
+    return issue_allowances()
 
 
 @app.periodic(cron="40 3 * * *", periodic_id="check_ledger")

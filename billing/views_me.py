@@ -7,6 +7,7 @@ from rest_framework.response import Response
 
 from billing import schema, services
 from billing.filters import TransactionFilter
+from billing.lot_selectors import live_lots, next_expiry
 from billing.models import CreditTransaction, SpendLimit
 from billing.selectors import transactions_for_user, wallet_with_caps
 from billing.serializers import (
@@ -36,7 +37,7 @@ class LedgerCursorPagination(StrictPageSizeMixin, CursorPagination):
 
 
 def _wallet_body(user) -> dict:
-    """The wallet summary, and each spending cap that is set (one query)."""
+    """The wallet summary and each spending cap that is set (one query), its live lots (one more)."""
     found = wallet_with_caps(user=user)
     summary = found.summary
     body = {
@@ -47,6 +48,8 @@ def _wallet_body(user) -> dict:
     for name in ("spend_cap", "staff_spend_cap"):
         if getattr(found, name) is not None:
             body[name] = getattr(found, name)
+    lots = live_lots(user=user)
+    body["lots"], body["next_expiry"] = lots, next_expiry(lots)
     return WalletSerializer(body).data
 
 

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing import pricing, schema
+from billing.lot_selectors import live_lots, next_expiry
 from billing.models import CreditTransaction, ModelPrice, SpendLimit, Wallet
 from billing.selectors import is_low_balance, transactions_for_user, wallet_with_caps
 from billing.serializers import SpendCapRequestSerializer, SpendCapSerializer
@@ -85,11 +86,14 @@ def _ledger_write(request, serializer_class, write) -> Response:
     """
     body = serializer_class(data=request.data)
     body.is_valid(raise_exception=True)
+    # A grant's lot terms (expires_at, priority, category), when sent, go to the service as they are.
+    terms = {name: value for name, value in body.validated_data.items() if name not in ("amount", "reason")}
     row = write(
         amount=body.validated_data.get("amount"),
         reason=body.validated_data["reason"],
         initiated_by=request.user,
         idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
+        **terms,
     )
     data = LedgerWriteResponseSerializer({"transaction": row, "balance": row.balance_after}).data
     headers = {REPLAYED_HEADER: "true"} if row.replayed else {}
@@ -137,6 +141,8 @@ class StaffWalletView(StaffAPIView):
             "enforcement": wallet.enforcement if wallet else Wallet.Enforcement.DEFAULT,
             "transactions": rows,
         }
+        lots = live_lots(wallet_id=wallet.pk) if wallet else []
+        data["lots"], data["next_expiry"] = lots, next_expiry(lots)
         return Response(StaffWalletSerializer(data).data)
 
 

@@ -42,8 +42,8 @@ def test_auth_me_queries(busy_user, django_assert_num_queries):
 
 def test_my_wallet_queries(busy_user, django_assert_num_queries):
     client = token_client_for(busy_user)
-    # the token with its user, the wallet's balance
-    with django_assert_num_queries(2):
+    # the token with its user, the wallet's balance, its live lots
+    with django_assert_num_queries(3):
         response = client.get("/api/v1/users/me/wallet")
     assert response.status_code == 200
 
@@ -61,8 +61,9 @@ def test_my_transactions_queries_do_not_grow_with_the_page(busy_user, django_ass
 
 def test_staff_wallet_view_queries(staff, busy_user, django_assert_num_queries):
     client = token_client_for(staff)
-    # the token with its user, the user with the wallet, its last 50 ledger rows with initiators
-    with django_assert_num_queries(3):
+    # the token with its user, the user with the wallet, its last 50 ledger rows with initiators,
+    # its live lots
+    with django_assert_num_queries(4):
         response = client.get(f"/api/v1/admin/wallets/{busy_user.pk}")
     assert response.status_code == 200
     assert len(response.json()["transactions"]) == 50
@@ -72,12 +73,12 @@ def test_grant_queries(staff, busy_user, django_assert_num_queries):
     client = token_client_for(staff)
     url = f"/api/v1/admin/wallets/{busy_user.pk}/grant"
     # the token with its user, the staff throttle's one statement, the user, BEGIN, the wallet
-    # UPDATE ... RETURNING, the ledger INSERT, COMMIT
-    with django_assert_num_queries(7):
+    # UPDATE ... RETURNING, the ledger INSERT, the lot (debt paid first) in one statement, COMMIT
+    with django_assert_num_queries(8):
         response = client.post(url, {"amount": "10", "reason": "support"}, format="json")
     assert response.status_code == 200
     # With an Idempotency-Key: one more, the look-up of an earlier grant with that key.
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(9):
         response = client.post(
             url, {"amount": "10", "reason": "support"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1"
         )

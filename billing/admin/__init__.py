@@ -4,7 +4,15 @@ Each page lives in its own module; importing them here registers them (Django's 
 imports this package).
 """
 
-from billing.admin import events, holds, ledger, prices, purchases, wallets  # noqa: F401 - registers the pages
+from billing.admin import (  # noqa: F401 - registers the pages
+    allowances,
+    events,
+    holds,
+    ledger,
+    prices,
+    purchases,
+    wallets,
+)
 from billing.admin.actions import GRANT_PERMISSION, ledger_action
 from billing.admin.ledger import refund_debits
 from billing.admin.wallets import ENFORCEMENT_PERMISSION, LEDGER_ROWS_ON_WALLET_PAGE

@@ -16,6 +16,7 @@ from django.utils.html import format_html
 from billing import services
 from billing.admin.actions import GRANT_PERMISSION, ledger_action, wallets_label
 from billing.forms import AdjustForm, GrantCreditsForm
+from billing.lot_selectors import wallet_lots
 from billing.models import Wallet
 from billing.selectors import is_low_balance, last_wallet_event, transactions_for_user
 from core.admin import ReadOnlyAdminMixin
@@ -25,6 +26,7 @@ from core.paginators import EstimatedCountPaginator
 
 ENFORCEMENT_PERMISSION = "billing.set_enforcement"  # Wallet.Meta.permissions
 LEDGER_ROWS_ON_WALLET_PAGE = 50
+LOTS_ON_WALLET_PAGE = 50
 
 
 class LowBalanceFilter(admin.SimpleListFilter):
@@ -162,6 +164,9 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if obj is not None:
             context.update(
                 ledger=transactions_for_user(user=obj.user)[:LEDGER_ROWS_ON_WALLET_PAGE],
+                lots=wallet_lots(wallet_id=obj.pk)[:LOTS_ON_WALLET_PAGE],
+                lots_limit=LOTS_ON_WALLET_PAGE,
+                debt=obj.debt,
                 ledger_limit=LEDGER_ROWS_ON_WALLET_PAGE,
                 ledger_url=reverse("admin:billing_credittransaction_changelist") + f"?wallet={obj.pk}",
                 can_grant=self.has_grant_permission(request),
@@ -209,6 +214,7 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                         reason=reason,
                         initiated_by=request.user,
                         idempotency_key=form.idempotency_key,
+                        **form.lot_terms,
                     )
                     for wallet in wallets
                 ]

@@ -14,6 +14,7 @@ from billing.models.ledger import (
     Wallet,
 )
 from billing.models.limits import SpendLimit
+from billing.models.lots import Allowance, AllowanceIssue, CreditLot, LotAllocation
 from billing.models.metering import LLMCallEvent, ModelPrice
 from billing.models.purchases import Purchase
 from billing.models.rollups import (
@@ -29,6 +30,10 @@ from billing.models.rollups import (
 
 __all__ = [
     "USAGE_FIGURES",
+    "Allowance",
+    "AllowanceIssue",
+    "CreditLot",
+    "LotAllocation",
     "CreditHold",
     "CreditTransaction",
     "CreditTransactionQuerySet",

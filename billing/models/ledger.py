@@ -20,6 +20,9 @@ class Wallet(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="wallet")
     balance = MoneyField(default=0)
     held = MoneyField(default=0)
+    # What charges took beyond the wallet's live lots; the next credit pays it first (billing.services.lots).
+    # A database default too: rows inserted by raw SQL (the bench seed) start without debt.
+    debt = MoneyField(default=0, db_default=0)
     enforcement = models.CharField(max_length=8, choices=Enforcement.choices, default=Enforcement.DEFAULT)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
@@ -29,6 +32,7 @@ class Wallet(models.Model):
         permissions = [("set_enforcement", "Can set a wallet's enforcement override")]
         constraints = [
             models.CheckConstraint(condition=Q(held__gte=0), name="wallet_held_non_negative"),
+            models.CheckConstraint(condition=Q(debt__gte=0), name="wallet_debt_non_negative"),
             models.CheckConstraint(
                 condition=Q(enforcement__in=["default", "exempt", "enforced"]),
                 name="wallet_enforcement_known",

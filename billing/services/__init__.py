@@ -5,6 +5,7 @@
   it never is made (charged with that progress if its worker died);
 - charging: a call recorded and debited (its hold settled), or recorded as failed (its hold released);
 - purchases: credits bought through Stripe Checkout, credited once by the signed webhook.
+- lots: each credit's lot, burned in order by debits, written off at expiry; allowances: issued per period.
 """
 
 from billing.services.charging import ChargeResult, charge, compute_cost, record_failed_call
@@ -38,11 +39,25 @@ from billing.services.limits import (
     set_spend_cap,
     validate_limit,
 )
+from billing.services.lots import (
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    expire_lots,
+    validate_category,
+    validate_expires_at,
+    validate_priority,
+)
 from billing.services.purchases import buy_credits, handle_stripe_webhook, payments_enabled
 
 __all__ = [
     "GRANT_BEYOND_LIMIT_PERMISSION",
     "GRANT_MAX",
+    "PRIORITY_MAX",
+    "PRIORITY_MIN",
+    "expire_lots",
+    "validate_category",
+    "validate_expires_at",
+    "validate_priority",
     "REASON_MAX",
     "STARTING_CREDITS_REASON",
     "ChargeResult",

@@ -81,7 +81,14 @@ _RECORD_SQL = f"""
         WHERE %(amount)s < 0
         RETURNING id
     ),
-    -- 6. The usage rollups.
+    -- 6. The debit burned from the wallet's live lots in their order, each lot's part recorded as an
+    --    allocation, the rest put on the wallet's debt. A function, not a CTE over the lots: its
+    --    statements read the lots after moved_wallet's lock was granted (billing.services.lots says why).
+    burned_lots AS (
+        SELECT billing_burn_lots(moved_wallet.id, debit_row.id, %(cost)s, %(now)s) AS to_debt
+        FROM moved_wallet, debit_row
+    ),
+    -- 7. The usage rollups.
     {rollup.CALL_CTES}
     -- The event, the wallet (none: the user has no wallet) with its balance, the debit (none: free),
     -- and the caps as counted (for their alerts; none without caps), money as text.
@@ -95,6 +102,7 @@ _RECORD_SQL = f"""
     FROM call_event
     LEFT JOIN moved_wallet ON true
     LEFT JOIN debit_row ON true
+    LEFT JOIN burned_lots ON true
 """  # noqa: S608 - every name is one of our tables
 
 

@@ -18,7 +18,8 @@ from billing.exceptions import (
     InvalidGrant,
     InvalidRefund,
 )
-from billing.models import CreditTransaction, LLMCallEvent, Wallet
+from billing.models import CreditLot, CreditTransaction, LLMCallEvent, Wallet
+from billing.services import lots
 from billing.services._wallet import move
 from core.money import AmountError, format_money, parse_amount, quantize
 from core.validators import validate_idempotency_key
@@ -44,21 +45,46 @@ def append(
     idempotency_key: str | None = None,
     refund_of: CreditTransaction | None = None,
     created_at: datetime | None = None,
+    category: str | None = None,
+    priority: int | None = None,
+    expires_at: datetime | None = None,
+    expired_lot: CreditLot | None = None,
 ) -> CreditTransaction:
-    """Move the wallet and append its ledger row with that statement's balance; the caller holds the transaction."""
-    moved = move(user_id=user_id, amount=amount)
-    return CreditTransaction.objects.create(
-        wallet_id=moved.wallet_id,
-        kind=kind,
-        amount=amount,
-        balance_after=moved.balance_after,
-        reason=reason,
-        initiated_by=initiated_by,
-        llm_call=llm_call,
-        idempotency_key=idempotency_key,
-        refund_of=refund_of,
-        created_at=created_at or timezone.now(),
-    )
+    """Move the wallet and append its ledger row with that statement's balance; the caller holds the transaction.
+
+    A credit (amount > 0) opens its lot, paying the wallet's debt first; the lot's terms default
+    from `kind` (billing.services.lots.default_terms: a purchase is paid and never expires, a grant
+    or an allowance promotional). A debit of any other kind burns the live lots in order; an expiry
+    empties `expired_lot`. The move's UPDATE takes the wallet's row lock first, so every lot write
+    here runs under it (billing.services.lots says why that matters).
+    """
+    with transaction.atomic(savepoint=False):
+        moved = move(user_id=user_id, amount=amount)
+        row = CreditTransaction.objects.create(
+            wallet_id=moved.wallet_id,
+            kind=kind,
+            amount=amount,
+            balance_after=moved.balance_after,
+            reason=reason,
+            initiated_by=initiated_by,
+            llm_call=llm_call,
+            idempotency_key=idempotency_key,
+            refund_of=refund_of,
+            created_at=created_at or timezone.now(),
+        )
+        if amount > 0:
+            defaults = lots.default_terms(kind=kind)
+            terms = lots.LotTerms(
+                category=category or defaults.category,
+                priority=defaults.priority if priority is None else priority,
+                expires_at=expires_at,
+            )
+            lots.open_lot(wallet_id=moved.wallet_id, row=row, terms=terms)
+        elif expired_lot is not None:
+            lots.take_lot(lot=expired_lot, row=row)
+        else:
+            lots.burn(wallet_id=moved.wallet_id, row=row)
+    return row
 
 
 def open_wallet(*, user) -> Wallet:
@@ -202,6 +228,7 @@ def _append_once(
     idempotency_key: str | None,
     refund_of: CreditTransaction | None = None,
     check=None,
+    terms: lots.LotTerms | None = None,
 ) -> CreditTransaction:
     """Append a staff-initiated row at most once per idempotency key; `replayed` says which happened.
 
@@ -241,6 +268,7 @@ def _append_once(
                 initiated_by=initiated_by,
                 idempotency_key=idempotency_key,
                 refund_of=refund_of,
+                **(_terms_kwargs(terms) if terms is not None else {}),
             )
     except IntegrityError:
         # Two requests raced on one key: the unique constraint let one through; answer with it.
@@ -263,6 +291,10 @@ def _append_once(
     return row
 
 
+def _terms_kwargs(terms: lots.LotTerms) -> dict:
+    return {"category": terms.category, "priority": terms.priority, "expires_at": terms.expires_at}
+
+
 def _staff_entry(
     *,
     user,
@@ -273,10 +305,12 @@ def _staff_entry(
     kind: str,
     validate_amount,
     what: str,
+    validate_terms=None,
 ) -> CreditTransaction:
-    """A staff-initiated row of `kind`: amount (by `validate_amount`), reason, initiator and key checked, then appended once per key."""
+    """A staff-initiated row of `kind`: amount (by `validate_amount`), reason, terms, initiator and key checked, then appended once per key."""
     amount = validate_amount(amount)
     reason = validate_reason(reason)
+    terms = validate_terms() if validate_terms is not None else None
     _require_staff(initiated_by, what=what)
     if idempotency_key is not None:
         idempotency_key = validate_idempotency_key(idempotency_key)
@@ -287,13 +321,27 @@ def _staff_entry(
         reason=reason,
         initiated_by=initiated_by,
         idempotency_key=idempotency_key,
+        terms=terms,
     )
 
 
 def grant(
-    *, user, amount, reason: str, initiated_by, idempotency_key: str | None = None
+    *,
+    user,
+    amount,
+    reason: str,
+    initiated_by,
+    idempotency_key: str | None = None,
+    expires_at=None,
+    priority=None,
+    category=None,
 ) -> CreditTransaction:
-    """Grant credits once per idempotency key; the returned row has `replayed` True on a replay."""
+    """Grant credits as one lot once per idempotency key; the returned row has `replayed` True on a replay.
+
+    Lot terms (each optional, each refused on its own field): `expires_at` in the future (ISO 8601
+    or a datetime; None: never), `priority` 0-100 (default 50, lower burns first), `category`
+    paid or promotional (default promotional).
+    """
     check_grant_limit(amount=amount, initiated_by=initiated_by)
     return _staff_entry(
         user=user,
@@ -304,6 +352,9 @@ def grant(
         kind=CreditTransaction.Kind.GRANT,
         validate_amount=validate_grant_amount,
         what="grant credits",
+        validate_terms=lambda: lots.validate_terms(
+            expires_at=expires_at, priority=priority, category=category
+        ),
     )
 
 

@@ -100,9 +100,11 @@ def test_check_ledger_command_passes_and_then_names_a_broken_wallet(alice, ops):
     assert "ledger is consistent" in out.getvalue()
     Wallet.objects.filter(user=alice).update(balance=Decimal("6"))
     err = StringIO()
-    with pytest.raises(CommandError, match="1 discrepancies"):
+    # Two: the balance disagrees with the rows, and with the open lots less the debt.
+    with pytest.raises(CommandError, match="2 discrepancies"):
         call_command("check_ledger", stdout=StringIO(), stderr=err)
     assert f"wallet {alice.wallet.pk} (alice)" in err.getvalue()
+    assert "open lots hold 5.000000" in err.getvalue()
     call_command("check_ledger", "--user", "ops", stdout=StringIO())  # another wallet alone is clean
 
 

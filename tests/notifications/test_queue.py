@@ -56,6 +56,8 @@ def test_each_app_runs_its_own_periodic_chores_with_the_same_ids_and_schedules()
     assert schedules == {
         ("notifications.retry_stalled_jobs", "retry_stalled_jobs"): "* * * * * */10",
         ("billing.release_expired_holds", "release_expired_holds"): "* * * * *",
+        ("billing.expire_credit_lots", "expire_credit_lots"): "* * * * *",
+        ("billing.issue_allowances", "issue_allowances"): "* * * * *",
         ("sessions_app.prune_idempotency_keys", "prune_idempotency_keys"): "17 * * * *",
         ("billing.check_ledger", "check_ledger"): "40 3 * * *",
         ("core.prune_rate_limits", "prune_rate_limits"): "23 * * * *",

@@ -21,8 +21,27 @@ class Command(BaseCommand):
         parser.add_argument("user", help="The recipient: id (all digits), email (contains @) or username.")
         parser.add_argument("amount", help="Credits to grant: > 0 and <= 10000, at most 6 decimal places.")
         add_ledger_options(parser, verb="granting")
+        parser.add_argument(
+            "--expires-at",
+            dest="expires_at",
+            help="When what is left of the credits expires: ISO 8601, in the future (default: never).",
+        )
+        parser.add_argument("--priority", help="0-100, default 50: charges burn lower numbers first.")
+        parser.add_argument("--category", help="promotional (the default) or paid.")
 
-    def handle(self, *args, user, amount, reason, initiated_by, idempotency_key=None, **options):
+    def handle(
+        self,
+        *args,
+        user,
+        amount,
+        reason,
+        initiated_by,
+        idempotency_key=None,
+        expires_at=None,
+        priority=None,
+        category=None,
+        **options,
+    ):
         initiator = staff_initiator(initiated_by, what="grant credits")
         recipient = resolve_user(user)
         row = write_row(
@@ -32,6 +51,9 @@ class Command(BaseCommand):
                 reason=reason,
                 initiated_by=initiator,
                 idempotency_key=idempotency_key,
+                expires_at=expires_at,
+                priority=priority,
+                category=category,
             )
         )
         message = outcome(

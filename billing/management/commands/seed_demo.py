@@ -1,4 +1,4 @@
-"""manage.py seed_demo: idempotent demo data for `make run` (logins, funded wallets, weeks of usage)."""
+"""manage.py seed_demo: idempotent demo data for `make run` (logins, funded wallets, weeks of usage, credit lots)."""
 
 import random
 from datetime import timedelta
@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from billing import services
 from billing.demo import seed_completed_purchase
-from billing.models import LLMCallEvent, ModelPrice
+from billing.models import Allowance, LLMCallEvent, ModelPrice
+from billing.services.allowances import issue_allowances
 
 STAFF = ("support", "support-demo-password")
 DEMO_USERS = [("alice", "alice-demo-password"), ("bob", "bob-demo-password")]
@@ -64,12 +65,32 @@ class Command(BaseCommand):
         for app_config in apps.get_app_configs():
             if callable(getattr(app_config, "seed_demo", None)):
                 app_config.seed_demo(users=demo_users)
+        # After the other apps' demo turns, so the bonus is still there to be seen expiring.
+        self._lots(user_model.objects.get(username=DEMO_USERS[0][0]), staff)
         if options["verbosity"] < 1:
             return  # `make run` prints the logins in its banner (manage.py banner)
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
         self.stdout.write(f"  staff (admin at /admin/):  {STAFF[0]} / {STAFF[1]}")
         for username, password in DEMO_USERS:
             self.stdout.write(f"  user (/ and the API):      {username} / {password}")
+
+    def _lots(self, user, staff):
+        """Credit lots to look at: an expiring promotional grant and a monthly allowance (issued once a month)."""
+        services.grant(
+            user=user,
+            amount=Decimal("40"),  # pays the demo turns' debt first, and leaves a lot to watch expire
+            reason="Demo welcome bonus (expires in 14 days)",
+            initiated_by=staff,
+            idempotency_key="seed-demo-expiring-bonus",
+            expires_at=timezone.now() + timedelta(days=14),
+            priority=20,
+        )
+        allowance, _ = Allowance.objects.get_or_create(
+            name="Demo monthly allowance",
+            defaults={"credits": Decimal("25"), "period": "month", "expires_with_period": True},
+        )
+        allowance.users.add(user)
+        issue_allowances()
 
     def _usage(self, user):
         """A few turns a day over the last weeks, billed through the same service as real turns."""

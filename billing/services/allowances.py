@@ -1,0 +1,80 @@
+"""Recurring allowances: each assigned user's lot for the current calendar period, issued exactly once."""
+
+import logging
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from billing.models import Allowance, AllowanceIssue, CreditLot, CreditTransaction, Wallet
+from billing.periods import next_reset, period_start
+from billing.services.ledger import append
+from core.money import format_money
+
+logger = logging.getLogger(__name__)
+
+_ONCE = "allowanceissue_once_per_period"
+
+
+def issue_allowances(*, now: datetime | None = None) -> int:
+    """Give every user an active allowance reaches (directly or through a group) its lot for the
+    current period in REPORT_TIME_ZONE, once; returns how many were issued.
+
+    Late but once: a worker that was down issues the current period's lot when it comes back (a
+    period that passed entirely without a run is not back-filled). Once: each issue is the ledger
+    row and its AllowanceIssue row in one transaction, and the unique (allowance, user, period)
+    constraint lets one of two racing workers through; the other's transaction rolls back whole.
+    """
+    now = now or timezone.now()
+    issued = 0
+    for allowance in Allowance.objects.filter(active=True).order_by("id"):
+        start = period_start(allowance.period, now)
+        expires_at = next_reset(allowance.period, now) if allowance.expires_with_period else None
+        already = AllowanceIssue.objects.filter(
+            allowance=allowance, period_start=start, user_id=OuterRef("user_id")
+        )
+        user_ids = (
+            Wallet.objects.filter(
+                Q(user__in=allowance.users.values("pk")) | Q(user__groups__in=allowance.groups.values("pk"))
+            )
+            .filter(~Exists(already))
+            .values_list("user_id", flat=True)
+            .distinct()
+            .order_by("user_id")
+        )
+        for user_id in user_ids.iterator(chunk_size=1000):
+            issued += _issue(allowance=allowance, user_id=user_id, start=start, expires_at=expires_at)
+    return issued
+
+
+def _issue(*, allowance: Allowance, user_id: int, start, expires_at: datetime | None) -> int:
+    """One user's lot for one period and the row that makes it unique; 0 if another worker won."""
+    try:
+        with transaction.atomic():
+            row = append(
+                user_id=user_id,
+                kind=CreditTransaction.Kind.ALLOWANCE,
+                amount=allowance.credits,
+                reason=f"Allowance {allowance.name!r}: {format_money(allowance.credits)} credits "
+                f"for the {allowance.period} from {start.isoformat()}",
+                category=CreditLot.Category.PROMOTIONAL,
+                expires_at=expires_at,
+            )
+            AllowanceIssue.objects.create(
+                allowance=allowance, user_id=user_id, period_start=start, transaction=row
+            )
+    except IntegrityError as exc:
+        if _ONCE not in str(exc):
+            raise
+        return 0
+    logger.info(
+        "allowance issued",
+        extra={
+            "allowance": allowance.pk,
+            "user_id": user_id,
+            "period_start": start.isoformat(),
+            "transaction_id": row.pk,
+        },
+    )
+    return 1

@@ -1,0 +1,98 @@
+"""Recurring allowances: one promotional lot per user per calendar period, once, late after downtime, expiring with the period."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import Group
+
+from billing.models import Allowance, AllowanceIssue, CreditLot, CreditTransaction, Wallet
+from billing.reconcile import check_ledger
+from billing.services.allowances import issue_allowances
+from billing.services.lots import expire_lots
+from tests.billing.test_concurrency import run_in_threads
+from tests.factories import UserFactory
+
+D = Decimal
+MONDAY_NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+def _allowance(**fields) -> Allowance:
+    return Allowance.objects.create(
+        **{"name": "Plan", "credits": D("5"), "period": "day", "expires_with_period": True, **fields}
+    )
+
+
+@pytest.mark.django_db
+def test_an_allowance_reaches_its_users_and_groups_once_per_period_as_a_promotional_lot(settings):
+    settings.REPORT_TIME_ZONE = "UTC"
+    direct, member, both, outsider = UserFactory(), UserFactory(), UserFactory(), UserFactory()
+    group = Group.objects.create(name="pro")
+    member.groups.add(group)
+    both.groups.add(group)
+    allowance = _allowance()
+    allowance.users.add(direct, both)
+    allowance.groups.add(group)
+
+    assert issue_allowances(now=MONDAY_NOON) == 3
+    assert issue_allowances(now=MONDAY_NOON + timedelta(hours=11)) == 0  # same day: nothing more
+    lots = CreditLot.objects.filter(source="allowance").select_related("transaction")
+    assert sorted(lot.wallet.user_id for lot in lots) == sorted([direct.pk, member.pk, both.pk])
+    for lot in lots:
+        assert (lot.category, lot.amount, lot.transaction.kind) == ("promotional", D(5), "allowance")
+        assert lot.expires_at == datetime(2026, 3, 3, tzinfo=UTC)  # the day's end
+    assert not CreditLot.objects.filter(wallet__user=outsider).exists()
+    assert check_ledger().ok
+
+
+@pytest.mark.django_db
+def test_after_a_missed_period_the_current_one_is_issued_late_but_once_and_the_old_lot_expires(settings):
+    settings.REPORT_TIME_ZONE = "UTC"
+    user = UserFactory()
+    _allowance(period="day").users.add(user)
+    assert issue_allowances(now=MONDAY_NOON) == 1
+    # The worker is down all Tuesday; it comes back on Wednesday evening.
+    wednesday = MONDAY_NOON + timedelta(days=2, hours=8)
+    assert expire_lots(now=wednesday) == 1  # Monday's lot, at Monday's end
+    assert issue_allowances(now=wednesday) == 1
+    assert issue_allowances(now=wednesday + timedelta(minutes=1)) == 0
+    starts = sorted(AllowanceIssue.objects.values_list("period_start", flat=True))
+    assert [d.isoformat() for d in starts] == ["2026-03-02", "2026-03-04"]
+    assert Wallet.objects.get(user=user).balance == D(5)
+    assert check_ledger().ok
+
+
+@pytest.mark.django_db
+def test_weekly_and_monthly_allowances_follow_the_report_time_zone_and_may_never_expire(settings):
+    settings.REPORT_TIME_ZONE = "America/New_York"
+    user = UserFactory()
+    _allowance(name="weekly", period="week").users.add(user)
+    _allowance(name="monthly", period="month", expires_with_period=False).users.add(user)
+    # Monday 02:00 UTC is still Sunday in New York: the week began the Monday before.
+    assert issue_allowances(now=MONDAY_NOON.replace(hour=2)) == 2
+    weekly = CreditLot.objects.get(transaction__reason__contains="weekly")
+    assert weekly.expires_at == datetime(2026, 3, 2, 5, 0, tzinfo=UTC)  # Monday 00:00 in New York
+    monthly = CreditLot.objects.get(transaction__reason__contains="monthly")
+    assert monthly.expires_at is None
+    assert AllowanceIssue.objects.get(allowance__name="weekly").period_start.isoformat() == "2026-02-23"
+
+
+@pytest.mark.django_db
+def test_an_inactive_allowance_issues_nothing():
+    user = UserFactory()
+    _allowance(active=False).users.add(user)
+    assert issue_allowances(now=MONDAY_NOON) == 0
+    assert not CreditTransaction.objects.filter(kind="allowance").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_racing_issue_each_users_allowance_once(settings):
+    settings.REPORT_TIME_ZONE = "UTC"
+    users = [UserFactory() for _ in range(12)]
+    allowance = _allowance()
+    allowance.users.add(*users)
+    counts = run_in_threads(2, [lambda: issue_allowances(now=MONDAY_NOON)] * 2)
+    assert sum(counts) == 12
+    assert CreditTransaction.objects.filter(kind="allowance").count() == 12
+    assert AllowanceIssue.objects.count() == 12
+    assert check_ledger().ok
