@@ -1,8 +1,9 @@
 """A mixed load through the fleet's nginx (scripts/fleet.sh up), with drills, then the ledger's invariants.
 
     scripts/fleet.sh up
-    FLEET_EXTRA_ENV="THROTTLE_TURN_RATE= THROTTLE_STAFF_RATE= THROTTLE_GATEWAY_RATE=" \\
-        scripts/fleet.sh restart app1 && ... restart app2     # load is not abuse: throttles off
+    export FLEET_EXTRA_ENV="THROTTLE_TURN_RATE= THROTTLE_STAFF_RATE= THROTTLE_AUTH_RATE= THROTTLE_GATEWAY_RATE="
+    for p in app1 app2 worker1 worker2; do scripts/fleet.sh restart $p; done   # load is not abuse
+    unset FLEET_EXTRA_ENV   # a drill's restart keeps each process's own (fleet.sh)
     .venv/bin/python bench/fleet_load.py --seconds 60                     # load + every drill
     .venv/bin/python bench/fleet_load.py --seconds 60 --drills none       # the load alone
     .venv/bin/python bench/fleet_load.py --measure                         # ratio, throughput 1 vs 2 apps
@@ -922,6 +923,8 @@ def measure_capacity(args, env: dict) -> int:
 
     # Streams on one uvicorn process: app2 stopped, app1 (WEB_CONCURRENCY=1) restarted with a slow echo.
     fleet("stop", "app2")
+    extra = Path(os.environ.get("FLEET_DIR", ROOT / ".fleet")) / "run" / "app1.extra"
+    before_extra = extra.read_text() if extra.exists() else ""
     os.environ["FLEET_EXTRA_ENV"] = f"LLM_ECHO_STREAM_DELAY_SECONDS={args.drip} THROTTLE_TURN_RATE="
     fleet("restart", "app1")
     time.sleep(6)  # nginx's fail_timeout for app2
@@ -930,9 +933,10 @@ def measure_capacity(args, env: dict) -> int:
         for streams in args.streams:
             stream_burst(world, args, content, streams)
     finally:
-        os.environ.pop("FLEET_EXTRA_ENV")
+        os.environ["FLEET_EXTRA_ENV"] = before_extra  # app1 as it was
         fleet("restart", "app1")
-        fleet("restart", "app2")
+        os.environ.pop("FLEET_EXTRA_ENV")
+        fleet("restart", "app2")  # with its own (fleet.sh keeps each process's FLEET_EXTRA_ENV)
     left = wait_for_holds_closed(30)
     print(f"holds open after: {left}; check_ledger: {'clean' if check_ledger().ok else 'DISCREPANCIES'}")
     return 0

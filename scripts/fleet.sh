@@ -82,8 +82,9 @@ WEBHOOK_SECRET=${FLEET_WEBHOOK_SECRET:-fleet-webhook-secret}
 WEBHOOK_TIMEOUT_SECONDS=30
 WEBHOOK_RETRY_BASE_SECONDS=2
 WORKER_STALLED_SECONDS=${FLEET_WORKER_STALLED_SECONDS:-6}
-${FLEET_EXTRA_ENV:-}
 EOF
+  local word
+  for word in ${FLEET_EXTRA_ENV:-}; do echo "$word"; done  # NAME=value words, one a line
 }
 
 # Runs "$@" with the app's environment (a later NAME=value among "$@" wins).
@@ -188,8 +189,19 @@ start_pgbouncer() {
   say "pgbouncer: transaction pooling on $FLEET_PGBOUNCER_PORT"
 }
 
+# An app's or worker's FLEET_EXTRA_ENV is kept in run/NAME.extra: a restart without FLEET_EXTRA_ENV
+# in the environment (a drill's) keeps what the process had; FLEET_EXTRA_ENV= (empty) clears it.
+extra_env_for() {
+  local value=${FLEET_EXTRA_ENV:-}
+  if [ -z "${FLEET_EXTRA_ENV+set}" ] && [ -f "$RUN/$1.extra" ]; then value=$(cat "$RUN/$1.extra"); fi
+  alive "$1" || printf '%s' "$value" >"$RUN/$1.extra"
+  printf '%s' "$value"
+}
+
 start_app() {  # start_app N
-  local port=$((FLEET_APP_PORT_BASE + $1))
+  local port=$((FLEET_APP_PORT_BASE + $1)) extra
+  extra=$(extra_env_for "app$1")
+  local FLEET_EXTRA_ENV=$extra  # seen by app_env below (bash's locals are dynamically scoped)
   start_process "app$1" "$LOGS/app$1.log" env HOST=127.0.0.1 PORT="$port" VENV_BIN="$VENV_BIN" \
     $(app_env) sh scripts/serve.sh
   wait_for 60 "app$1" http_ok "http://127.0.0.1:$port/api/v1/health"
@@ -197,6 +209,9 @@ start_app() {  # start_app N
 }
 
 start_worker() {  # start_worker N
+  local extra
+  extra=$(extra_env_for "worker$1")
+  local FLEET_EXTRA_ENV=$extra
   start_process "worker$1" "$LOGS/worker$1.log" env $(app_env) \
     "$VENV_BIN/python" manage.py procrastinate worker
   say "worker$1: procrastinate worker (direct to the primary)"
