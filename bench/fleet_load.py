@@ -343,19 +343,42 @@ def kill_worker(drill: Drill, receiver: Receiver, driver: FleetDriver, world) ->
     drill.notes.append(f"{victim} restarted")
 
 
+def replica_health(driver: FleetDriver) -> str:
+    """The health check's `replica` field, as `status/reads` (absent without the replica router)."""
+    status, _, body = base.request(driver.base_url, "GET", "/api/v1/health")
+    replica = body.get("replica") if isinstance(body, dict) else None
+    return (
+        f"{status}, no replica field"
+        if replica is None
+        else f"{replica['status']}, reads on the {replica['reads']}"
+    )
+
+
 def stop_replica(drill: Drill, driver: FleetDriver, world) -> None:
+    """Stop the replica: the staff reports keep answering (the router sends them to the primary)."""
+    drill.notes.append(f"health before: {replica_health(driver)}")
     fleet("stop", "replica")
     drill.notes.append("replica stopped (fleet.sh stop replica)")
-    statuses = Counter()
-    for path in ("/api/v1/admin/usage/summary", "/api/v1/admin/usage/summary?bucket=day"):
-        for _ in range(5):
+    statuses, slowest, seen = Counter(), 0.0, Counter()
+    deadline = time.monotonic() + 12  # past DATABASE_REPLICA_CHECK_SECONDS (5 s) twice
+    while time.monotonic() < deadline:
+        for path in ("/api/v1/admin/usage/summary", "/api/v1/admin/usage/summary?bucket=day"):
+            started = time.perf_counter()
             status, _, _ = base.request(driver.base_url, "GET", path, token=world.staff_token)
+            slowest = max(slowest, time.perf_counter() - started)
             statuses[status] += 1
-    drill.notes.append(f"staff usage reports while the replica is down: {dict(statuses)}")
-    time.sleep(5)
+        seen[replica_health(driver)] += 1
+        time.sleep(0.5)
+    drill.notes.append(
+        f"staff usage summaries while the replica was down: {dict(statuses)}, slowest {slowest * 1000:.0f} ms; "
+        f"health said {dict(seen)}"
+    )
+    if set(statuses) != {200}:
+        drill.notes.append("FAILED: a report did not answer 200 while the replica was down")
     drill.ended = time.monotonic()
     fleet("restart", "replica")
-    drill.notes.append("replica started again")
+    time.sleep(6)
+    drill.notes.append(f"replica started again; health: {replica_health(driver)}")
 
 
 # --- invariants the fleet adds ----------------------------------------------------------------
