@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import urllib.request
 from decimal import Decimal
@@ -40,7 +41,10 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def fleet():
     """A fleet of its own (own folder, free ports), up for the module's tests, then down."""
-    directory = ROOT / f".fleet-test-{os.getpid()}"
+    # Under /tmp, open to the postgres user (the servers run as it when the tests run as root),
+    # wherever the checkout is.
+    directory = Path(tempfile.mkdtemp(prefix="creditdesk-fleet-"))
+    directory.chmod(0o755)
     app_base = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DJANGO_", "PYTEST"))},
