@@ -341,6 +341,10 @@ LOW_BALANCE_THRESHOLD = Decimal(env.str("LOW_BALANCE_THRESHOLD", default="1.0000
 STARTING_CREDITS = Decimal(env.str("STARTING_CREDITS", default="0"))
 SIGNUP_ENABLED = env.bool("SIGNUP_ENABLED", default=True)
 REPORT_TIME_ZONE = env.str("REPORT_TIME_ZONE", default="UTC")
+# Call events are partitioned by UTC month (billing/partitions.py): the daily job keeps this many
+# months ahead; a detach waits at most this long for the table's lock, then gives up.
+CALL_EVENT_PARTITIONS_AHEAD = env.int("CALL_EVENT_PARTITIONS_AHEAD", default=3)
+CALL_EVENT_DETACH_LOCK_TIMEOUT_MS = env.int("CALL_EVENT_DETACH_LOCK_TIMEOUT_MS", default=2000)
 
 # --- LLM provider ---------------------------------------------------------------------------
 LLM_PROVIDER = env.str("LLM_PROVIDER", default="echo")

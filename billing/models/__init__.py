@@ -14,7 +14,7 @@ from billing.models.ledger import (
     Wallet,
 )
 from billing.models.limits import SpendLimit
-from billing.models.metering import LLMCallEvent, ModelPrice
+from billing.models.metering import DetachedCallMonth, LLMCallEvent, ModelPrice
 from billing.models.rollups import (
     USAGE_FIGURES,
     UsageDaily,
@@ -27,6 +27,7 @@ from billing.models.rollups import (
 )
 
 __all__ = [
+    "DetachedCallMonth",
     "USAGE_FIGURES",
     "CreditHold",
     "CreditTransaction",
