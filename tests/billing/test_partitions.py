@@ -221,3 +221,13 @@ def test_a_detach_blocked_by_a_long_transaction_gives_up_and_detaches_nothing(
     assert not (tmp_path / "x.csv").exists()
     assert partitions.partition_name(month) in {p.name for p in partitions.call_event_partitions()}
     assert not DetachedCallMonth.objects.exists()
+
+
+def test_a_rollup_rebuild_refuses_to_erase_a_detached_months_figures(user, price, tmp_path):
+    month, _ = _past_month_with_calls(user, price)
+    partitions.detach_call_month(month=month, export_to=tmp_path / "m.csv")
+    with pytest.raises(CommandError, match="The call events of 2024-03 were detached"):
+        call_command("rebuild_usage_rollup")
+    assert usage_summary(start=date(2024, 3, 1), end=date(2024, 3, 31), bucket=None).total_calls == 3
+    call_command("rebuild_usage_rollup", "--drop-detached-months")
+    assert usage_summary(start=date(2024, 3, 1), end=date(2024, 3, 31), bucket=None).total_calls == 0
