@@ -146,10 +146,10 @@ if DATABASE_REPLICA_URL:
         raise ImproperlyConfigured("DATABASE_REPLICA_URL must be a postgres:// URL.")
     if not _replica["HOST"] and "host" in _replica.get("OPTIONS", {}):
         _replica["HOST"] = _replica["OPTIONS"].pop("host")
-    # A read-only session, and a short connect timeout: a replica that is down is noticed fast.
+    # A short connect timeout: a replica that is down is noticed fast. (No `options` startup
+    # parameter: PgBouncer refuses it, and the router never writes there anyway.)
     _replica_options = _replica.setdefault("OPTIONS", {})
     _replica_options.setdefault("connect_timeout", env.int("DATABASE_REPLICA_CONNECT_TIMEOUT", default=2))
-    _replica_options.setdefault("options", "-c default_transaction_read_only=on")
     _replica["CONN_MAX_AGE"] = _db.get("CONN_MAX_AGE", 60)
     _replica["CONN_HEALTH_CHECKS"] = True
     # Tests: the alias reads the test database itself (proves the routing, not the streaming).
