@@ -231,3 +231,48 @@ def test_a_rollup_rebuild_refuses_to_erase_a_detached_months_figures(user, price
     assert usage_summary(start=date(2024, 3, 1), end=date(2024, 3, 31), bucket=None).total_calls == 3
     call_command("rebuild_usage_rollup", "--drop-detached-months")
     assert usage_summary(start=date(2024, 3, 1), end=date(2024, 3, 31), bucket=None).total_calls == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_converts_a_plain_table_with_its_rows_and_back(user):
+    """billing 0020 on a table that has rows: same rows and ids, one partition per month, the sequence after them."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    def migrate(targets):
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(targets)
+
+    def partitioned() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT relkind FROM pg_class WHERE relname = 'billing_llmcallevent'")
+            return cursor.fetchone()[0] == "p"
+
+    leaves = MigrationExecutor(connection).loader.graph.leaf_nodes()
+    migrate([("billing", "0019_call_event_links_without_db_constraint")])
+    try:
+        assert not partitioned()
+        times = [datetime(2025, 1, 31, 23, 59, tzinfo=UTC), datetime(2025, 2, 1, tzinfo=UTC), timezone.now()]
+        with connection.cursor() as cursor:
+            for at in times:
+                cursor.execute(
+                    "INSERT INTO billing_llmcallevent (user_id, model, provider, cost, input_price_per_1k,"
+                    " output_price_per_1k, status, error, latency_ms, shadow_refusal, input_tokens,"
+                    " output_tokens, created_at) VALUES (%s, 'm', 'echo', 1.5, 1, 1, 'ok', '', 0, false, 1, 1, %s)"
+                    " RETURNING id",
+                    [user.pk, at],
+                )
+            cursor.execute("SELECT id, created_at, cost FROM billing_llmcallevent ORDER BY id")
+            before = cursor.fetchall()
+    finally:
+        migrate(leaves)
+    assert partitioned()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, created_at, cost FROM billing_llmcallevent ORDER BY id")
+        assert cursor.fetchall() == before
+    homes = [_home(row[0]) for row in before]
+    assert homes[:2] == ["billing_llmcallevent_y2025m01", "billing_llmcallevent_y2025m02"]
+    assert homes[2] == partitions.partition_name(partitions.month_start(timezone.now()))
+    months = [p.month for p in partitions.call_event_partitions()]
+    assert months[0] == date(2025, 1, 1) and len(months) == len(set(months))
+    assert LLMCallEvent.objects.create(user=user, model="m", provider="echo").pk > before[-1][0]
