@@ -166,8 +166,7 @@ class TurnAdmin(IdOrOwnerSearch, ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
-            # Joined: a call of a month detached for retention (docs/scaling-data.md) is left out.
-            calls = [link.llm_call for link in obj.calls.select_related("llm_call")]
+            calls = [link.llm_call for link in obj.calls.all()]
             debits = {row.llm_call_id: row for row in debits_for_calls(call_ids=[c.pk for c in calls])}
             context.update(
                 calls=[(call, debits.get(call.pk)) for call in calls],
