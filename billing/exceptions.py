@@ -47,6 +47,12 @@ class PriceNotFound(BillingError):
     code = "price_not_found"
 
 
+class PartitionRefused(BillingError):
+    """A call event partition that cannot be detached as asked (retention, manage.py detach_call_events)."""
+
+    code = "partition_refused"
+
+
 class InsufficientCredits(BillingError):
     """Enforcement refused a reservation: the wallet has nothing available (balance - held <= 0).
 

@@ -4,10 +4,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Count, DecimalField, F, Sum, Value
+from django.db.models import Count, DecimalField, Exists, F, OuterRef, Q, Sum, Value
 from django.db.models.functions import Coalesce
 
-from billing.models import CreditHold, CreditLot, CreditTransaction, LotAllocation, Wallet
+from billing.models import (
+    CreditHold,
+    CreditLot,
+    CreditTransaction,
+    DetachedCallMonth,
+    LLMCallEvent,
+    LotAllocation,
+    Wallet,
+)
 from core.money import to_decimal
 
 CHUNK = 5000
@@ -33,8 +41,8 @@ class LedgerCheck:
 
 def check_ledger(*, user_id: int | None = None) -> LedgerCheck:
     """Verify balance == sum(amounts) == sum(open lots) - debt, held == sum(open holds), the balance_after chain,
-    refunds <= their debits, each lot's remaining == amount - debt paid - its allocations, and each
-    burning row's allocations == its amount."""
+    refunds <= their debits, each lot's remaining == amount - debt paid - its allocations, each
+    burning row's allocations == its amount, and every call link."""
     wallets = Wallet.objects.order_by("id")
     rows = CreditTransaction.objects.order_by("wallet_id", "id")
     if user_id is not None:
@@ -93,6 +101,7 @@ def check_ledger(*, user_id: int | None = None) -> LedgerCheck:
     result.discrepancies.extend(_chain_breaks(rows, names, result))
     result.discrepancies.extend(_refund_breaks(user_id=user_id, names=names))
     result.discrepancies.extend(_lot_breaks(user_id=user_id, names=names))
+    result.discrepancies.extend(_missing_calls(user_id=user_id, names=names))
     return result
 
 
@@ -143,6 +152,38 @@ def _lot_breaks(*, user_id: int | None, names: dict[int, str]) -> Iterator[Discr
             names.get(wallet_id, "?"),
             f"row {row['transaction_id']} burned lot {row['lot_id']} of another wallet",
         )
+
+
+def _missing_calls(*, user_id: int | None, names: dict[int, str]) -> Iterator[Discrepancy]:
+    """Each ledger row and hold that names a call event finds it (the link has no database constraint).
+
+    Call events are partitioned by month and the links to them carry no foreign key (PostgreSQL's
+    would need created_at); a link into a month detached for retention (DetachedCallMonth's id range)
+    is expected to find nothing. One anti-join per table; the first broken link per wallet is named.
+    """
+    archived = Q()
+    for first_id, last_id in DetachedCallMonth.objects.exclude(first_id=None).values_list(
+        "first_id", "last_id"
+    ):
+        archived |= Q(llm_call__gte=first_id, llm_call__lte=last_id)
+    event_exists = Exists(LLMCallEvent.objects.filter(pk=OuterRef("llm_call_id")))
+    for label, queryset in (("ledger row", CreditTransaction.objects), ("hold", CreditHold.objects)):
+        links = queryset.filter(llm_call_id__isnull=False).exclude(event_exists)
+        if archived:
+            links = links.exclude(archived)
+        if user_id is not None:
+            links = links.filter(wallet__user_id=user_id)
+        seen = set()
+        for row_id, wallet_id, call_id in links.order_by("wallet_id", "id").values_list(
+            "id", "wallet_id", "llm_call_id"
+        ):
+            if wallet_id not in seen:
+                seen.add(wallet_id)
+                yield Discrepancy(
+                    wallet_id,
+                    names.get(wallet_id, "?"),
+                    f"{label} {row_id}: call event {call_id} does not exist",
+                )
 
 
 def _refund_breaks(*, user_id: int | None, names: dict[int, str]) -> Iterator[Discrepancy]:

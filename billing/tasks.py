@@ -1,5 +1,5 @@
 """Billing's background jobs (procrastinate finds them in each app's tasks.py): expired holds released, expired lots
-written off, allowances issued, the ledger reconciled nightly.
+written off, allowances issued, the ledger reconciled nightly, call event partitions made ahead.
 
 Periodic: deferred by whichever worker is running, once per tick across all workers (procrastinate
 dedupes them); docs/notifications.md lists every app's jobs.
@@ -9,7 +9,7 @@ import logging
 
 from procrastinate.contrib.django import app
 
-from billing import services
+from billing import partitions, services
 from billing.reconcile import check_ledger
 from billing.services.allowances import issue_allowances
 from billing.services.lots import expire_lots
@@ -46,3 +46,14 @@ def nightly_check_ledger(timestamp: int) -> bool:
     for discrepancy in result.discrepancies or []:
         logger.error("ledger discrepancy", extra={"discrepancy": str(discrepancy)})
     return result.ok
+
+
+@app.periodic(cron="17 2 * * *", periodic_id="ensure_call_event_partitions")
+@app.task(name="billing.ensure_call_event_partitions", queueing_lock="ensure_call_event_partitions")
+def ensure_call_event_partitions(timestamp: int) -> list[str]:
+    """Call events' monthly partitions exist CALL_EVENT_PARTITIONS_AHEAD months ahead (daily: a missed day is harmless)."""
+    created = partitions.ensure_call_event_partitions()
+    stray = partitions.default_partition_rows()
+    if stray:
+        logger.warning("call events in the default partition", extra={"rows": stray})
+    return created

@@ -10,13 +10,13 @@ answer comes from the (day, user shard) rows and the users' active-day bitmaps, 
 from datetime import date, timedelta
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncMonth, TruncWeek
 
 from billing.models import USAGE_FIGURES, UsageDaily
 from billing.periods import start_instant
 from billing.rollup import BITMAPS, DAY_SHARD, EVENT
+from core.replica import read_connection
 
 BUCKETS = ("day", "week", "month")
 USAGE_KEYS = (*(figure.name for figure in USAGE_FIGURES), "unique_users")
@@ -129,7 +129,7 @@ _SHARD_PERIODS_SQL = f"""
 
 def _shard_totals(*, start: date, end: date) -> dict:
     active_sql, params = BITMAPS["month"].active_users_sql(start=start, end=end)
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(
             _SHARD_TOTALS_SQL.format(active_users=active_sql), params | {"start": start, "end": end}
         )
@@ -145,7 +145,7 @@ def _shard_buckets(*, start: date, end: date, bucket: str) -> list[dict]:
         active_sql, active_params = bitmap.active_users_sql(start=start, end=end)
         params |= active_params
         sql = _SHARD_PERIODS_SQL.format(period_start=bitmap.start_sql("day"), active_users=active_sql)
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(sql, params)
         return [
             {"date": day, **dict(zip(USAGE_KEYS, values, strict=True))} for day, *values in cursor.fetchall()
@@ -183,7 +183,7 @@ def _key_params(*, start: date, end: date, spend_limit_id: int, model: str | Non
 def key_usage_totals(*, start: date, end: date, spend_limit_id: int, model: str | None = None) -> dict:
     """usage_totals for the calls of one API key (its billing limit), from its events."""
     sql = _KEY_SQL.format(bucket_column="", group_by="")
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(sql, _key_params(start=start, end=end, spend_limit_id=spend_limit_id, model=model))
         return dict(zip(USAGE_KEYS, cursor.fetchone(), strict=True))
 
@@ -197,7 +197,7 @@ def key_usage_by_bucket(
     local = "(created_at AT TIME ZONE %(tz)s)"
     column = f"date_trunc('{bucket}', {local})::date"
     sql = _KEY_SQL.format(bucket_column=f"{column} AS bucket,", group_by="GROUP BY 1 ORDER BY 1")
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(sql, _key_params(start=start, end=end, spend_limit_id=spend_limit_id, model=model))
         return [
             {"date": day, **dict(zip(USAGE_KEYS, values, strict=True))} for day, *values in cursor.fetchall()
@@ -222,7 +222,7 @@ def usage_by_limit(*, start: date, end: date, user_id: int, model: str | None = 
         "end_at": start_instant(end + timedelta(days=1)),
         "model": model,
     }
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(sql, params)
         return [
             {"spend_limit_id": sid, "calls": calls, "cost": cost} for sid, calls, cost in cursor.fetchall()

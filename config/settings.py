@@ -147,6 +147,32 @@ if not DATABASE_SERVER_PREPARE:
     _db.setdefault("OPTIONS", {})["prepare_threshold"] = None
     _db["DISABLE_SERVER_SIDE_CURSORS"] = True
 
+# A streaming replica for the reads that may lag (core/replica.py, docs/scaling-data.md): unset, every
+# read goes to the primary. Past DATABASE_REPLICA_MAX_LAG seconds behind, or unreachable, those reads
+# go to the primary too; the replica's state is checked at most every DATABASE_REPLICA_CHECK_SECONDS.
+DATABASE_REPLICA_URL = env.str("DATABASE_REPLICA_URL", default="")
+DATABASE_REPLICA_MAX_LAG = env.float("DATABASE_REPLICA_MAX_LAG", default=30.0)
+DATABASE_REPLICA_CHECK_SECONDS = env.float("DATABASE_REPLICA_CHECK_SECONDS", default=5.0)
+if DATABASE_REPLICA_URL:
+    _replica = env.db("DATABASE_REPLICA_URL")
+    if _replica["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured("DATABASE_REPLICA_URL must be a postgres:// URL.")
+    if not _replica["HOST"] and "host" in _replica.get("OPTIONS", {}):
+        _replica["HOST"] = _replica["OPTIONS"].pop("host")
+    # A short connect timeout: a replica that is down is noticed fast. (No `options` startup
+    # parameter: PgBouncer refuses it, and the router never writes there anyway.)
+    _replica_options = _replica.setdefault("OPTIONS", {})
+    _replica_options.setdefault("connect_timeout", env.int("DATABASE_REPLICA_CONNECT_TIMEOUT", default=2))
+    _replica["CONN_MAX_AGE"] = _db.get("CONN_MAX_AGE", 60)
+    _replica["CONN_HEALTH_CHECKS"] = True
+    # Tests: the alias reads the test database itself (proves the routing, not the streaming).
+    _replica["TEST"] = {"MIRROR": "default"}
+    DATABASES["replica"] = _replica
+    if not DATABASE_SERVER_PREPARE:  # a replica behind the same kind of pooler: the same limits
+        _replica_options["prepare_threshold"] = None
+        _replica["DISABLE_SERVER_SIDE_CURSORS"] = True
+DATABASE_ROUTERS = ["core.replica.ReplicaRouter"]
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 
@@ -359,6 +385,10 @@ STARTING_CREDITS = Decimal(env.str("STARTING_CREDITS", default="0"))
 SUPPORT_GRANT_LIMIT = Decimal(env.str("SUPPORT_GRANT_LIMIT", default="500"))
 SIGNUP_ENABLED = env.bool("SIGNUP_ENABLED", default=True)
 REPORT_TIME_ZONE = env.str("REPORT_TIME_ZONE", default="UTC")
+# Call events are partitioned by UTC month (billing/partitions.py): the daily job keeps this many
+# months ahead; a detach waits at most this long for the table's lock, then gives up.
+CALL_EVENT_PARTITIONS_AHEAD = env.int("CALL_EVENT_PARTITIONS_AHEAD", default=3)
+CALL_EVENT_DETACH_LOCK_TIMEOUT_MS = env.int("CALL_EVENT_DETACH_LOCK_TIMEOUT_MS", default=2000)
 
 # --- Buying credits through Stripe Checkout (docs/purchases.md) -----------------------------
 # Empty STRIPE_API_KEY: purchases are off (the endpoint answers 503 payments_disabled).

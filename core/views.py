@@ -4,6 +4,7 @@ import functools
 import logging
 import sys
 
+from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
@@ -18,6 +19,7 @@ from rest_framework.views import APIView
 
 from core.middleware import API_PREFIX, api_server_error
 from core.openai_errors import error_response, is_openai_path
+from core.replica import replica_state
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +50,9 @@ class HealthView(APIView):
         summary="Health check",
         description=(
             "No authentication. `database` is `ok` when a query succeeds; `pending_migrations` counts "
-            "migrations not yet applied. 503 with `database: error` when the database is unreachable."
+            "migrations not yet applied; `replica` (only with DATABASE_REPLICA_URL) is the read "
+            "replica's state (down or lagging sends its reads to the primary). 503 with `database: error` "
+            "when the database is unreachable."
         ),
         responses={
             (200, "application/json"): inline_serializer(
@@ -57,6 +61,17 @@ class HealthView(APIView):
                     "status": serializers.CharField(help_text='"ok"'),
                     "database": serializers.CharField(help_text='"ok"'),
                     "pending_migrations": serializers.IntegerField(required=False),
+                    "replica": inline_serializer(
+                        "HealthReplica",
+                        fields={
+                            "status": serializers.CharField(help_text='"ok", "lagging" or "down"'),
+                            "lag_seconds": serializers.FloatField(allow_null=True),
+                            "max_lag_seconds": serializers.FloatField(),
+                            "reads": serializers.CharField(help_text='"replica" or "primary"'),
+                        },
+                        required=False,
+                        help_text="only with DATABASE_REPLICA_URL",
+                    ),
                 },
             ),
             (503, "application/json"): inline_serializer(
@@ -86,7 +101,27 @@ class HealthView(APIView):
                 },
                 status=503,
             )
-        return Response({"status": "ok", "database": "ok", "pending_migrations": pending})
+        body = {"status": "ok", "database": "ok", "pending_migrations": pending}
+        replica = _replica_health()
+        if replica is not None:
+            body["replica"] = replica
+        return Response(body)
+
+
+def _replica_health() -> dict | None:
+    """The replica's state as last checked (core.replica); None (no `replica` key) without DATABASE_REPLICA_URL.
+
+    A replica that is down or lags does not make the instance unhealthy: its reads go to the primary.
+    """
+    state = replica_state()
+    if state is None:
+        return None
+    return {
+        "status": state.state,
+        "lag_seconds": None if state.lag_seconds is None else round(state.lag_seconds, 3),
+        "max_lag_seconds": settings.DATABASE_REPLICA_MAX_LAG,
+        "reads": "replica" if state.usable else "primary",
+    }
 
 
 def server_error(request):

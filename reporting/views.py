@@ -9,6 +9,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.replica import reads_replica, replica_or_primary
 from reporting import schema
 from reporting.exports import stream_ledger_csv
 from reporting.filters import LedgerExportQuerySerializer, MyUsageQuerySerializer, UsageSummaryQuerySerializer
@@ -22,6 +23,7 @@ class UsageSummaryView(APIView):
     permission_classes = [IsAdminUser]
 
     @schema.usage_summary
+    @reads_replica  # figures that may lag a few seconds (docs/scaling-data.md)
     def get(self, request):
         query = UsageSummaryQuerySerializer.from_query(request.query_params)
         query.is_valid(raise_exception=True)
@@ -104,4 +106,6 @@ class LedgerExportView(APIView):
                 "filters": {name: str(value) for name, value in query.validated_data.items()},
             },
         )
-        return stream_ledger_csv(ledger_export_queryset(**query.validated_data))
+        # Pinned now: the rows are read while the response streams, after this method returns.
+        rows = ledger_export_queryset(**query.validated_data).using(replica_or_primary())
+        return stream_ledger_csv(rows)

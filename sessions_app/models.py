@@ -87,7 +87,9 @@ class Turn(models.Model):
     `llm_call` is the turn's first (chat) call; every call of the turn, follow-ups and summaries
     included, is linked in order by TurnCall. The call events belong to billing and outlive the
     turn: deleting a session deletes its turns and messages, never the events or the ledger rows
-    that point at them (PROTECT on this side).
+    that point at them (PROTECT on this side). The events are partitioned by month, so the link has
+    no database constraint (`db_constraint=False` on every `llm_call`, docs/scaling-data.md): the
+    turn's rows are written in the same transaction as the event they name.
     """
 
     class StopReason(models.TextChoices):
@@ -99,7 +101,9 @@ class Turn(models.Model):
     session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="turns", db_index=False)
     user_message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="turn_as_prompt")
     assistant_message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="turn_as_reply")
-    llm_call = models.OneToOneField(LLMCallEvent, on_delete=models.PROTECT, related_name="turn")
+    llm_call = models.OneToOneField(
+        LLMCallEvent, on_delete=models.PROTECT, related_name="turn", db_constraint=False
+    )
     stop_reason = models.CharField(
         max_length=24, choices=StopReason.choices, default=StopReason.COMPLETE, db_default=StopReason.COMPLETE
     )
@@ -117,7 +121,9 @@ class TurnCall(models.Model):
     """One model call of a turn, in the order it was made (billing's event never points back here)."""
 
     turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="calls", db_index=False)
-    llm_call = models.OneToOneField(LLMCallEvent, on_delete=models.PROTECT, related_name="turn_call")
+    llm_call = models.OneToOneField(
+        LLMCallEvent, on_delete=models.PROTECT, related_name="turn_call", db_constraint=False
+    )
     position = models.PositiveSmallIntegerField()
 
     class Meta:
@@ -177,7 +183,9 @@ class SessionSummary(models.Model):
     # The session's `message_chars` when those messages were all it had: the characters covered.
     covered_chars = models.PositiveBigIntegerField(default=0)
     used_fallback = models.BooleanField(default=False)
-    llm_call = models.OneToOneField(LLMCallEvent, on_delete=models.PROTECT, related_name="session_summary")
+    llm_call = models.OneToOneField(
+        LLMCallEvent, on_delete=models.PROTECT, related_name="session_summary", db_constraint=False
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 
 from billing.models import LLMCallEvent, ModelPrice
-from core.admin import ReadOnlyAdminMixin
+from core.admin import ReadOnlyAdminMixin, ReplicaChangelistMixin
 from core.paginators import EstimatedCountPaginator
 
 # What a call was made for, as the apps above billing know it (sessions_app adds the turn): each hook
@@ -38,7 +38,7 @@ class PricedModelFilter(admin.SimpleListFilter):
 
 
 @admin.register(LLMCallEvent)
-class LLMCallEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class LLMCallEventAdmin(ReplicaChangelistMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Metered model calls, as recorded: read-only."""
 
     list_display = [

@@ -10,13 +10,13 @@ from billing.admin.actions import GRANT_PERMISSION, ledger_action
 from billing.admin.events import call_context
 from billing.forms import RefundForm
 from billing.models import CreditTransaction
-from core.admin import ReadOnlyAdminMixin
+from core.admin import ReadOnlyAdminMixin, ReplicaChangelistMixin
 from core.money import format_money
 from core.paginators import EstimatedCountPaginator
 
 
 @admin.register(CreditTransaction)
-class CreditTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class CreditTransactionAdmin(ReplicaChangelistMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """The append-only ledger: searchable, filterable, exportable, never editable."""
 
     list_display = [

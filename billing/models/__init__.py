@@ -15,7 +15,7 @@ from billing.models.ledger import (
 )
 from billing.models.limits import SpendLimit
 from billing.models.lots import Allowance, AllowanceIssue, CreditLot, LotAllocation
-from billing.models.metering import LLMCallEvent, ModelPrice
+from billing.models.metering import DetachedCallMonth, LLMCallEvent, ModelPrice
 from billing.models.purchases import Purchase
 from billing.models.rollups import (
     USAGE_FIGURES,
@@ -29,6 +29,7 @@ from billing.models.rollups import (
 )
 
 __all__ = [
+    "DetachedCallMonth",
     "USAGE_FIGURES",
     "Allowance",
     "AllowanceIssue",

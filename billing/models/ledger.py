@@ -83,8 +83,15 @@ class CreditTransaction(models.Model):
         related_name="initiated_transactions",
         db_index=False,
     )
+    # No database constraint: call events are partitioned by month (a foreign key to them would have
+    # to carry created_at); the charge writes both in one statement and check_ledger checks the link.
     llm_call = models.ForeignKey(
-        LLMCallEvent, on_delete=models.PROTECT, null=True, blank=True, related_name="transactions"
+        LLMCallEvent,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="transactions",
+        db_constraint=False,
     )
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     # The debit a refund gives back (all or part of); set on refunds only (credittx_refund_of_iff_refund).
@@ -178,8 +185,14 @@ class CreditHold(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)
+    # No database constraint, as CreditTransaction.llm_call (call events are partitioned by month).
     llm_call = models.ForeignKey(
-        LLMCallEvent, on_delete=models.PROTECT, null=True, blank=True, related_name="holds"
+        LLMCallEvent,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="holds",
+        db_constraint=False,
     )
     # Stream progress: what the open call has used so far, and what charging it needs without the
     # process that made it (billing.services.record_progress). A hold whose worker died is charged

@@ -111,3 +111,27 @@ class LLMCallEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} call #{self.pk} ({self.status})"
+
+
+class DetachedCallMonth(models.Model):
+    """A month of call events exported and detached from the partitioned table (retention).
+
+    Its ledger rows and holds keep their `llm_call_id` (no database constraint); check_ledger accepts a
+    missing event whose id lies in a detached month's range, and the rollups keep its figures.
+    """
+
+    month = models.DateField(unique=True)  # the first day of the month (UTC)
+    partition = models.CharField(max_length=63)  # the detached table's name (gone when dropped)
+    rows = models.BigIntegerField()
+    first_id = models.BigIntegerField(null=True)
+    last_id = models.BigIntegerField(null=True)
+    exported_to = models.CharField(max_length=500)
+    dropped = models.BooleanField(default=False)
+    detached_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "billing_detachedcallmonth"
+        ordering = ["-month"]
+
+    def __str__(self) -> str:
+        return f"call events of {self.month:%Y-%m} ({self.rows} rows)"

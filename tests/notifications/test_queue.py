@@ -60,6 +60,7 @@ def test_each_app_runs_its_own_periodic_chores_with_the_same_ids_and_schedules()
         ("billing.issue_allowances", "issue_allowances"): "* * * * *",
         ("sessions_app.prune_idempotency_keys", "prune_idempotency_keys"): "17 * * * *",
         ("billing.check_ledger", "check_ledger"): "40 3 * * *",
+        ("billing.ensure_call_event_partitions", "ensure_call_event_partitions"): "17 2 * * *",
         ("core.prune_rate_limits", "prune_rate_limits"): "23 * * * *",
         ("notifications.clear_sessions", "clear_sessions"): "10 4 * * *",
         ("notifications.delete_old_jobs", "delete_old_jobs"): "20 4 * * *",

@@ -1,8 +1,9 @@
 """manage.py rebuild_usage_rollup: recount the usage rollups from the events (after a time zone change; safe to rerun)."""
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from billing.models import DetachedCallMonth
 from billing.rollup import rebuild_usage_rollup
 
 
@@ -13,7 +14,24 @@ class Command(BaseCommand):
         "current; run this after changing REPORT_TIME_ZONE (`manage.py check` says when)."
     )
 
-    def handle(self, *args, **options):
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--drop-detached-months",
+            action="store_true",
+            help="Rebuild even though months of events were detached: their figures leave the reports.",
+        )
+
+    def handle(self, *args, drop_detached_months=False, **options):
+        detached = [
+            f"{m:%Y-%m}" for m in DetachedCallMonth.objects.order_by("month").values_list("month", flat=True)
+        ]
+        if detached and not drop_detached_months:
+            # The rollups are the only figures left for those months: a recount from the events would erase them.
+            raise CommandError(
+                f"The call events of {', '.join(detached)} were detached (detach_call_events): a rebuild would "
+                "remove their usage from every report. Attach their partitions again first, or pass "
+                "--drop-detached-months to accept it."
+            )
         rows = rebuild_usage_rollup()
         self.stdout.write(
             self.style.SUCCESS(f"Usage rollup rebuilt: {rows} rows, days cut in {settings.REPORT_TIME_ZONE}.")
