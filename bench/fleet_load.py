@@ -583,7 +583,8 @@ def run_load(args, env: dict) -> int:
     inside, outside = defaultdict(Counter), Counter()
     for at, operation, status in driver.timeline:
         if status >= 500 or status == 0:
-            window = next((name for s, e, name in windows if s <= at <= e), None)
+            # The latest drill begun by then whose window is still open (a window's grace may overlap the next).
+            window = next((name for s, e, name in reversed(windows) if s <= at <= e), None)
             (inside[window] if window else outside)[(operation, status)] += 1
     if outside:
         failures.append(f"errors outside any drill: {dict(outside)}")

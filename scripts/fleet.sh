@@ -185,7 +185,7 @@ start_pgbouncer() {
     start_process pgbouncer "$LOGS/pgbouncer.out" "$PGBOUNCER" "$CONF/pgbouncer.ini"
   fi
   # pgbouncer writes the same pid to its own pidfile; ours is the one `down` reads.
-  wait_for 20 pgbouncer "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$FLEET_PGBOUNCER_PORT" -d "$FLEET_DB"
+  wait_for 20 pgbouncer "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$FLEET_PGBOUNCER_PORT" -U postgres -d "$FLEET_DB"
   say "pgbouncer: transaction pooling on $FLEET_PGBOUNCER_PORT"
 }
 
