@@ -656,7 +656,7 @@ def timed_load(url: str, seconds: float, clients: int, call) -> tuple[float, flo
 
 def measure(args, env: dict) -> int:
     """Turn vs auth/me through nginx + PgBouncer, and throughput with two app instances, then one."""
-    world = base.seed_world(users=args.wallets, hot=0, starting=Decimal("1000"))
+    world = base.seed_world(users=args.wallets, hot=0, starting=Decimal("500"))
     pairs = [(a.token, a.sessions[0]) for a in world.accounts]
 
     def me(conn, i):
@@ -722,7 +722,7 @@ def measure(args, env: dict) -> int:
 def measure_prepare(args, env: dict) -> int:
     """A turn's cost with the hot statements prepared or not, straight to the primary and through
     PgBouncer: one serve.sh instance (WEB_CONCURRENCY=1) per variant, on a spare port, no nginx."""
-    world = base.seed_world(users=args.wallets, hot=0, starting=Decimal("1000"))
+    world = base.seed_world(users=args.wallets, hot=0, starting=Decimal("500"))
     pairs = [(a.token, a.sessions[0]) for a in world.accounts]
     port = base.free_port()
     url = f"http://127.0.0.1:{port}"
@@ -928,7 +928,7 @@ def measure_capacity(args, env: dict) -> int:
     from billing.models import Wallet
     from billing.reconcile import check_ledger
 
-    world = base.seed_world(users=200, hot=1, starting=Decimal("1000"))
+    world = base.seed_world(users=200, hot=1, starting=Decimal("500"))
     from django.contrib.auth import get_user_model
 
     users = list(get_user_model().objects.filter(pk__in=[a.user_id for a in world.accounts]))
