@@ -198,6 +198,7 @@ def test_a_new_user_and_support_walk_the_product(site, page, staff_page):
     expect(page.locator("#secret-warning")).to_contain_text("You will not see this key again")
     secret = page.locator("#new-key-secret").input_value()
     assert secret.startswith("cdk_")
+    page.wait_for_load_state()  # keys.js has run (on a loaded machine the field can be focused before it)
     page.focus("#new-key-secret")  # selects the whole key, for Ctrl+C
     selected = page.evaluate(
         "() => [document.activeElement.selectionStart, document.activeElement.selectionEnd]"
