@@ -8,8 +8,8 @@
 The pages are requested through Django's test client (the whole stack but the socket: middleware,
 session auth, the views or the admin, templates), as the `heavy` user (100k ledger rows of the 1M)
 and as `benchstaff`. The bench seeds what the 1M-row seed has none of, once per clone: chat sessions
-for every user (heavy gets 300, one of them with 200 turns through the real turn service), 100 files
-and 30 API keys for heavy. It refuses to run on `creditdesk_bench` itself. Each line says PASS when
+for every user (heavy gets 300, one of them with 200 turns through the real turn service), 100 files,
+30 API keys, 50 live credit lots (through the grant service, a third expiring) and 30 purchases for heavy. It refuses to run on `creditdesk_bench` itself. Each line says PASS when
 the page's p99 is under --target-ms (300 by default, issue 24) and its query count is at most the
 count tests/web/test_page_queries.py pins (those tests show it does not grow with rows). The
 process's own CPU time per request is printed beside: on a machine shared with other work the wall
@@ -54,14 +54,17 @@ HEAVY_SESSIONS = 300
 HEAVY_TURNS = 200
 HEAVY_FILES = 100
 HEAVY_KEYS = 30
+HEAVY_LOTS = 50
+HEAVY_PURCHASES = 30
+LOTS_MARK = "bench-pages lot"  # the reason of heavy's seeded grants: the lots are seeded
 # The counts tests/web/test_page_queries.py pins (a page may read fewer here, never more).
 PINNED = {
-    "wallet": 6,
+    "wallet": 8,
     "chats": 5,
     "chat": 7,
     "files": 4,
     "keys": 4,
-    "customer": 12,
+    "customer": 15,
     "turn": 6,
     "ledger": 5,  # 4, and one EXPLAIN for the estimate past 10,000 rows (tested too)
 }
@@ -123,6 +126,43 @@ def seed(heavy, staff) -> None:
     say(f"seeded in {time.perf_counter() - started:.1f}s")
 
 
+def seed_lots(heavy, staff) -> None:
+    """Live lots for heavy (the pages list the first 20 of 50) and purchases, once per clone (seeded apart
+    from seed(): a clone seeded before lots existed gets them too)."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from billing import services
+    from billing.models import CreditTransaction, Purchase
+
+    if CreditTransaction.objects.filter(wallet__user=heavy, reason__startswith=LOTS_MARK).exists():
+        return
+    say(f"granting {HEAVY_LOTS} lots and recording {HEAVY_PURCHASES} purchases…")
+    now = timezone.now()
+    for n in range(HEAVY_LOTS):
+        services.grant(
+            user=heavy,
+            amount="3",
+            reason=f"{LOTS_MARK} {n}",
+            initiated_by=staff,
+            expires_at=now + timedelta(days=n + 1) if n % 3 == 0 else None,
+            priority=n % 100,
+        )
+    Purchase.objects.bulk_create(
+        Purchase(
+            user=heavy,
+            credits=100 + n,
+            amount=Decimal(100 + n) / 100,
+            currency="usd",
+            stripe_session_id=f"cs_bench_{n}",
+            created_at=now,
+        )
+        for n in range(HEAVY_PURCHASES)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE billing_creditlot, billing_purchase")
+
+
 def ensure_static_manifest() -> None:
     """Without DEBUG, {% static %} reads collectstatic's manifest, as `make serve` has it."""
     if settings.DEBUG:
@@ -172,6 +212,7 @@ def main() -> int:
     User = get_user_model()  # noqa: N806 - a class
     heavy, staff = User.objects.get(username="heavy"), User.objects.get(username="benchstaff")
     seed(heavy, staff)
+    seed_lots(heavy, staff)
     busy = ChatSession.objects.get(owner=heavy, title="The busy chat")
     last_turn = Turn.objects.filter(session=busy).order_by("-id").first()
     some_key = heavy.api_keys.order_by("id").first()
@@ -212,6 +253,8 @@ def main() -> int:
             console,
             f"/admin/billing/credittransaction/?wallet={heavy.wallet.pk}",
         ),
+        # The customer page's link to every lot of the wallet.
+        ("lots changelist, heavy's wallet", console, f"/admin/billing/creditlot/?wallet={heavy.wallet.pk}"),
     ]
     results = [
         time_page(name, client, url, runs=args.runs, target_ms=args.target_ms) for name, client, url in pages

@@ -29,11 +29,12 @@ class WalletState:
     low_balance_threshold: Decimal
     enforcement: str  # the wallet's override: default, exempt or enforced
     enforced: bool  # whether a turn is refused (402) when nothing is available, all things considered
+    debt: Decimal = Decimal(0)  # charged beyond the live lots: the next credits pay it first
 
 
 def wallet_state(*, user) -> WalletState:
     """The user's wallet as of now, with the enforcement that applies to it, in one query."""
-    wallet = Wallet.objects.only("id", "balance", "held", "enforcement").get(user=user)
+    wallet = Wallet.objects.only("id", "balance", "held", "enforcement", "debt").get(user=user)
     return state_of(wallet)
 
 
@@ -53,6 +54,7 @@ def state_of(wallet: Wallet) -> WalletState:
         low_balance_threshold=to_decimal(Decimal(settings.LOW_BALANCE_THRESHOLD)),
         enforcement=wallet.enforcement,
         enforced=enforced,
+        debt=to_decimal(wallet.debt),
     )
 
 

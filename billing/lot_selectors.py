@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import BooleanField, ExpressionWrapper, F, Q
+from django.db.models import BooleanField, Count, ExpressionWrapper, F, Q, Sum, Window
 from django.utils import timezone
 
 from billing.models import CreditLot
@@ -28,14 +28,16 @@ def _in_burn_order(lots):
     ).order_by(*BURN_ORDER)
 
 
+def _live(*, now: datetime | None, **owner):
+    return CreditLot.objects.filter(**owner, remaining__gt=0).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=now or timezone.now())
+    )
+
+
 def live_lots(*, wallet_id: int | None = None, user=None, now: datetime | None = None) -> list[CreditLot]:
     """The wallet's (by id, or its user's) live lots (something left, not expired), in the order a charge burns them."""
-    now = now or timezone.now()
     owner = {"wallet_id": wallet_id} if wallet_id is not None else {"wallet__user": user}
-    lots = CreditLot.objects.filter(**owner, remaining__gt=0).filter(
-        Q(expires_at__isnull=True) | Q(expires_at__gt=now)
-    )
-    return list(_in_burn_order(lots))
+    return list(_in_burn_order(_live(now=now, **owner)))
 
 
 def next_expiry(lots: list[CreditLot]) -> NextExpiry | None:
@@ -46,6 +48,37 @@ def next_expiry(lots: list[CreditLot]) -> NextExpiry | None:
     at = min(lot.expires_at for lot in dated)
     return NextExpiry(
         at=at, amount=to_decimal(sum((lot.remaining for lot in dated if lot.expires_at == at), Decimal(0)))
+    )
+
+
+@dataclass(frozen=True)
+class LotsPage:
+    lots: list[CreditLot]  # the first live lots, in burn order
+    more: int  # how many live lots come after them
+    next_expiry: NextExpiry | None  # over every live lot, shown or not
+
+
+def live_lots_page(*, wallet_id: int, limit: int, now: datetime | None = None) -> LotsPage:
+    """The wallet's first `limit` live lots in burn order, how many more there are, and the next expiry over all
+    of them: two queries, however many lots the wallet holds (for the pages people see)."""
+    now = now or timezone.now()
+    live = _live(now=now, wallet_id=wallet_id)
+    # The count is a window over the whole live set, computed before the LIMIT cuts it.
+    lots = list(_in_burn_order(live).annotate(live_count=Window(Count("id")))[:limit])
+    # A lot expiring soon may burn late (a high priority number), so the next expiry is its own read.
+    soonest = (
+        live.filter(expires_at__isnull=False)
+        .values("expires_at")
+        .annotate(left=Sum("remaining"))
+        .order_by("expires_at")
+        .first()
+    )
+    return LotsPage(
+        lots=lots,
+        more=lots[0].live_count - len(lots) if lots else 0,
+        next_expiry=None
+        if soonest is None
+        else NextExpiry(at=soonest["expires_at"], amount=to_decimal(soonest["left"])),
     )
 
 

@@ -20,9 +20,9 @@ PLACES = {
     "accounts.user": "customers",
     "billing.wallet": "customers",
     "billing.credittransaction": "money",
-    "billing.creditlot": "money",  # once credit lots exist
-    "billing.purchase": "money",  # once purchases exist
-    "billing.allowance": "money",  # once allowances exist
+    "billing.creditlot": "money",
+    "billing.purchase": "money",
+    "billing.allowance": "money",
     "billing.credithold": "money",
     "billing.modelprice": "money",
     "reporting.dailyusage": "usage",

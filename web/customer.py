@@ -2,7 +2,7 @@
 
 A section is a function `(page) -> Section | list[Section] | None` in SECTIONS, rendered in that order with
 its own template (templates/admin/web/customer/sections/). Adding what support needs to see about a
-customer (credit lots, purchases, once they exist) is one function and one template here.
+customer is one function and one template here.
 Every section reads a bounded number of rows: the page's query count does not grow with the ledger.
 """
 
@@ -12,13 +12,17 @@ from django.apps import apps
 from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Q
+from django.urls import reverse
 
 from accounts.customer_selectors import keys_for_user, tokens_for_user
 from billing.customer_selectors import WalletState, ledger_page, state_of
+from billing.lot_selectors import live_lots_page
 from billing.models import CreditTransaction, Wallet
-from billing.selectors import wallet_with_caps
+from billing.selectors import purchases_for_user, wallet_with_caps
 from sessions_app.customer_selectors import recent_sessions, recent_turns, turn_ids_for_calls
 
+LOTS = 20
+PURCHASES = 10
 LEDGER_ROWS = 25
 SESSIONS = 10
 TURNS = 10
@@ -57,9 +61,33 @@ def wallet_section(page: CustomerPage) -> Section:
 
 
 def lots_section(page: CustomerPage) -> Section:
-    # Hook: credit lots and their expiries (billing.CreditLot, API.md "Credit lots") are not built yet;
-    # when they are, read the live lots in burn order through billing's selector here.
-    return Section("lots", "Credit lots and expiries", _template("not_yet"), {"what": "Credit lots"})
+    """The live lots in burn order (the first LOTS), the debt and the next expiry: "why did my credits go?"."""
+    lots_url = None
+    if page.viewer.has_perm("billing.view_creditlot"):
+        lots_url = reverse("admin:billing_creditlot_changelist") + f"?wallet={page.wallet.pk}"
+    return Section(
+        "lots",
+        "Credit lots and expiries",
+        _template("lots"),
+        {
+            "lots": live_lots_page(wallet_id=page.wallet.pk, limit=LOTS),
+            "state": page.state,
+            "limit": LOTS,
+            "lots_url": lots_url,
+        },
+    )
+
+
+def purchases_section(page: CustomerPage) -> Section | None:
+    """The newest purchases (pending, paid, expired) with their Checkout Session, for staff who may read them."""
+    if not page.viewer.has_perm("billing.view_purchase"):
+        return None
+    return Section(
+        "purchases",
+        "Purchases",
+        _template("purchases"),
+        {"purchases": list(purchases_for_user(user=page.customer)[:PURCHASES]), "limit": PURCHASES},
+    )
 
 
 def ledger_section(page: CustomerPage) -> Section:
@@ -146,6 +174,7 @@ def staff_actions_section(page: CustomerPage) -> Section:
 SECTIONS = (
     wallet_section,
     lots_section,
+    purchases_section,
     ledger_section,
     conversations_section,
     keys_section,

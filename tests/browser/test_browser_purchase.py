@@ -1,5 +1,5 @@
 """A user buys credits in a real browser: the top-up prompt's "Buy credits", Stripe's page (the local double),
-Pay, and back to the credits added; a double click starts one purchase."""
+Pay, and back to the credits added (a paid lot on the wallet page); a double click starts one purchase."""
 
 from decimal import Decimal
 
@@ -47,6 +47,12 @@ def test_a_user_buys_credits_on_the_stripe_double_and_sees_them(live_server, dan
     page.goto(f"{url}/")
     expect(page.locator("#balance")).to_have_text("300.000000")
     expect(page.locator("#ledger")).to_contain_text("purchase")
+    # A paid lot that never expires, and so no expiry to announce.
+    expect(page.locator("#lot-list tbody tr")).to_have_count(1)
+    expect(page.locator("#lot-list tbody tr")).to_contain_text("purchase")
+    expect(page.locator("#lot-list tbody tr")).to_contain_text("paid")
+    expect(page.locator("#lot-list tbody tr")).to_contain_text("never")
+    expect(page.locator("#next-expiry")).to_have_count(0)
     try:
         assert Purchase.objects.filter(user=dana).count() == 1
         assert Wallet.objects.get(user=dana).balance == Decimal("300")

@@ -1,12 +1,14 @@
 """The product walked as people use it, in Chromium against uvicorn (so answers really stream):
 a new user signs up, is refused under enforcement and shown the top-up prompt, support grants from the
-console, the answer streams in, the wallet and chart change, a key is created (its secret shown once),
-used and revoked, a spending cap is set; support finds the user by email, opens
-the debit behind the last turn, refunds it, and both sides see the refund. Screenshots go to docs/img/.
+console (credits that expire in 30 days), the answer streams in, the wallet and chart change and list
+the granted lot with its expiry, a key is created (its secret shown once),
+used and revoked, a spending cap is set; support finds the user by email, sees the lot and its expiry,
+opens the debit behind the last turn, refunds it, and both sides see the refund. Screenshots go to docs/img/.
 """
 
 import importlib
 import os
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -142,6 +144,8 @@ def test_a_new_user_and_support_walk_the_product(site, page, staff_page):
     staff.click("#link-grant")
     staff.fill("#id_amount", "25")
     staff.fill("#id_reason", "Welcome credits")
+    expires = (datetime.now(UTC) + timedelta(days=30)).replace(second=0, microsecond=0)
+    staff.fill("#id_expires_at", expires.strftime("%Y-%m-%dT%H:%MZ"))
     staff.click("input[type=submit][value='Grant credits']")
     expect(staff.locator(".messagelist .success")).to_contain_text("Granted 25.000000 credits")
 
@@ -170,6 +174,14 @@ def test_a_new_user_and_support_walk_the_product(site, page, staff_page):
     expect(page.locator("#ledger tbody tr").first).to_contain_text("debit")
     today_bar = page.locator("#usage-chart rect.bar").last
     assert float(today_bar.get_attribute("height")) > 0
+    # The granted lot, what is left of it, and when that expires (the server's time zone is UTC).
+    expiry = expires.strftime("%Y-%m-%d %H:%M")
+    granted_lot = page.locator("#lot-list tbody tr")
+    expect(granted_lot).to_have_count(1)
+    expect(granted_lot).to_contain_text("grant")
+    expect(granted_lot).to_contain_text("promotional")
+    expect(granted_lot).to_contain_text(expiry)
+    expect(page.locator("#next-expiry")).to_contain_text(f"credits expire on {expiry}")
     doc_shot(page, "user-04-wallet-after")
 
     # --- An API key: created (a double click makes one), its secret shown once and working, then revoked. ---
@@ -186,6 +198,7 @@ def test_a_new_user_and_support_walk_the_product(site, page, staff_page):
     expect(page.locator("#secret-warning")).to_contain_text("You will not see this key again")
     secret = page.locator("#new-key-secret").input_value()
     assert secret.startswith("cdk_")
+    page.wait_for_load_state()  # keys.js has run (on a loaded machine the field can be focused before it)
     page.focus("#new-key-secret")  # selects the whole key, for Ctrl+C
     selected = page.evaluate(
         "() => [document.activeElement.selectionStart, document.activeElement.selectionEnd]"
@@ -232,6 +245,12 @@ def test_a_new_user_and_support_walk_the_product(site, page, staff_page):
     expect(staff.locator("#wallet-balance")).not_to_have_text("25.000000")
     expect(staff.locator("#customer-keys")).to_contain_text("My laptop")  # revoked, still listed
     doc_shot(staff, "console-03-customer-page")
+    expect(staff.locator("#customer-lots tbody tr")).to_have_count(1)
+    expect(staff.locator("#customer-lots")).to_contain_text(expiry)
+    expect(staff.locator("#lots-next-expiry")).to_contain_text(expiry)
+    staff.locator("#lots").evaluate("section => section.scrollIntoView()")  # the section at the top
+    doc_shot(staff, "console-07-customer-lots")
+    staff.evaluate("() => window.scrollTo(0, 0)")
     debit_row = staff.locator("#customer-ledger tbody tr.kind-debit").first
     debit_row.locator("a.turn-link").click()
     expect(staff.locator("#turn-calls")).to_contain_text("chat")

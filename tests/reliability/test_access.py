@@ -17,7 +17,15 @@ from procrastinate.contrib.django.models import ProcrastinateJob
 
 from accounts.keys import create_api_key
 from billing import services
-from billing.models import CreditTransaction, LLMCallEvent, ModelPrice, WalletEvent
+from billing.models import (
+    Allowance,
+    CreditLot,
+    CreditTransaction,
+    LLMCallEvent,
+    ModelPrice,
+    Purchase,
+    WalletEvent,
+)
 from notifications.models import Delivery
 from sessions_app import files
 from sessions_app.models import SessionSummary, ToolCallEvent
@@ -115,6 +123,11 @@ TABLE = [
         ],
     ),
     *_model_admin("billing.credittransaction", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
+    # Credit lots and purchases: view-only (written by billing's services and the Stripe webhook).
+    *_model_admin("billing.creditlot", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
+    *_model_admin("billing.purchase", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
+    # Recurring allowances: defined, assigned and removed by staff.
+    *_model_admin("billing.allowance"),
     *_model_admin("billing.llmcallevent", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
     *_model_admin("billing.modelprice", delete=ADMIN_REFUSED),
     *_model_admin("billing.credithold", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
@@ -254,6 +267,17 @@ TABLE = [
         API_STAFF,
     ),
     ("api/v1/^admin/usage/summary/?$", "get", "/api/v1/admin/usage/summary", API_STAFF),
+    # Purchases: the caller's own; another user's is 404. Without STRIPE_API_KEY buying is 503 for all.
+    ("api/v1/^users/me/purchases/?$", "get", "/api/v1/users/me/purchases", S(401, 200, 200, 200)),
+    ("api/v1/^users/me/purchases/?$", "post", "/api/v1/users/me/purchases", S(401, 503, 503, 503)),
+    (
+        "api/v1/^users/me/purchases/(?P<pk>[0-9]{1,18})/?$",
+        "get",
+        "/api/v1/users/me/purchases/{purchase}",
+        S(401, 200, 404, 404),
+    ),
+    # Stripe's webhook takes no session or token: its signature is the authentication (400 without one).
+    ("api/v1/^payments/stripe/webhook/?$", "post", "/api/v1/payments/stripe/webhook", S(400, 400, 400, 400)),
     ("api/v1/^admin/transactions/export\\.csv/?$", "get", "/api/v1/admin/transactions/export.csv", API_STAFF),
     # --- The user's own pages (web/): signed out, sent to sign in; another user's objects are 404 ----
     ("", "get", "/", S(302, 200, 200, 200)),
@@ -266,6 +290,8 @@ TABLE = [
     ("files/<int:pk>/delete/", "post", "/files/{userfile}/delete/", S(302, 302, 404, 404)),
     # Each signed-in role reaches its own wallet page (the JSON body is no form: its field errors show).
     ("cap/", "post", "/cap/", S(302, 200, 200, 200)),
+    ("buy/", "get", "/buy/", S(302, 200, 200, 200)),
+    ("buy/<int:pk>/checkout/", "get", "/buy/{purchase}/checkout/", S(302, 200, 404, 404)),
     ("keys/", "get", "/keys/", S(302, 200, 200, 200)),
     ("keys/<int:pk>/", "get", "/keys/{apikey}/", S(302, 200, 404, 404)),
     (
@@ -309,7 +335,9 @@ def test_every_url_pattern_has_a_row():
 
 
 @pytest.fixture
-def world(db):
+def world(db, settings):
+    # The webhook's signature is its authentication: with a secret set, an unsigned event is 400 for anyone.
+    settings.STRIPE_WEBHOOK_SECRET = "whsec_access_table"
     staff = StaffUserFactory(is_superuser=True)
     user, other = UserFactory(), UserFactory()
     services.grant(user=user, amount=Decimal("10"), reason="seed", initiated_by=staff)
@@ -367,6 +395,13 @@ def world(db):
             "customer": user.pk,
             "sessionsummary": summary.pk,
             "apikey": create_api_key(user=user, name="access table")[0].pk,
+            "creditlot": CreditLot.objects.filter(wallet=user.wallet).first().pk,
+            "purchase": Purchase.objects.create(
+                user=user, credits=100, amount=Decimal("1.00"), currency="usd", checkout_url="https://x.test/"
+            ).pk,
+            "allowance": Allowance.objects.create(
+                name="access table", credits=Decimal("5"), period="month"
+            ).pk,
         },
     }
 

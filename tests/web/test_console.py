@@ -142,6 +142,7 @@ def test_customer_page_answers_support_questions_in_one_place(boss, customer):
     assert ids == [
         "wallet",
         "lots",
+        "purchases",
         "ledger",
         "conversations",
         "keys",

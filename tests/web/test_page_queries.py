@@ -1,11 +1,13 @@
 """Every user page and console page answers in a pinned number of queries, the same with 3 rows as with 30.
 
-Each page is built for a customer with `n` of the rows it lists (ledger rows, chats, turns, files, keys),
+Each page is built for a customer with `n` of the rows it lists (ledger rows, credit lots, purchases, chats,
+turns, files, keys),
 requested once to warm what a running process caches (content types), then counted at n=3 and n=30:
 equal counts show nothing is read per row, and the pin catches a query added to the page.
 The times at the bench's 1M rows are bench/bench_pages.py's (docs/performance.md).
 """
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -13,10 +15,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from accounts import keys
 from billing import services
-from billing.models import ModelPrice
+from billing.models import ModelPrice, Purchase
 from sessions_app import files
 from sessions_app.models import ChatSession, Turn
 from sessions_app.services import take_turn
@@ -33,6 +36,27 @@ def ledger_rows(user, n):
             services.charge(user=user, price=price, provider="echo", input_tokens=10, output_tokens=10)
         else:
             services.grant(user=user, amount="1", reason=f"grant {i}", initiated_by=staff)
+
+
+def lots(user, n):
+    """n live lots (more than the pages show at n=30), a third of them expiring, and a debt first paid."""
+    staff = StaffUserFactory()
+    price = ModelPrice.objects.get(model="echo-1")
+    services.charge(user=user, price=price, provider="echo", input_tokens=10, output_tokens=10)
+    for i in range(n):
+        expires = timezone.now() + timedelta(days=i + 1) if i % 3 == 0 else None
+        services.grant(user=user, amount="2", reason=f"lot {i}", initiated_by=staff, expires_at=expires)
+
+
+def purchases(user, n):
+    for i in range(n):
+        Purchase.objects.create(
+            user=user,
+            credits=10 + i,
+            amount=Decimal("0.1"),
+            currency="usd",
+            stripe_session_id=f"cs_{user.pk}_{i}",
+        )
 
 
 def chats(user, n):
@@ -63,8 +87,10 @@ def api_keys(user, n):
 
 
 def everything(user, n):
-    """The customer page's rows: ledger, turns (with their calls and tool runs), keys."""
+    """The customer page's rows: ledger, credit lots, purchases, turns (with their calls and tool runs), keys."""
     ledger_rows(user, n)
+    lots(user, n)
+    purchases(user, n)
     turns(user, n)
     api_keys(user, n)
 
@@ -95,8 +121,15 @@ USER_PAGES = [
         "wallet",
         ledger_rows,
         lambda user: "/",
-        6,
-        "session, user, wallet with caps, wallet state, ledger page, usage",
+        8,
+        "session, user, wallet with caps, wallet state, first lots (counted), next expiry, ledger page, usage",
+    ),
+    (
+        "wallet-lots",
+        lots,
+        lambda user: "/",
+        8,
+        "as the wallet's: the lots shown are the first 20, the rest counted in the same query",
     ),
     ("chats", chats, lambda user: "/chats/", 5, "session, user, models (form), count, page"),
     (
@@ -133,9 +166,9 @@ CONSOLE_PAGES = [
         "customer",
         everything,
         lambda user: f"/admin/web/customer/{user.pk}/change/",
-        12,
-        "session, staff, customer with wallet, its caps, ledger, turns of its calls, sessions, turns, keys, "
-        "notifications, tokens, staff actions",
+        15,
+        "session, staff, customer with wallet, its caps, first lots (counted), next expiry, purchases, "
+        "ledger, turns of its calls, sessions, turns, keys, notifications, tokens, staff actions",
     ),
     (
         "turn",

@@ -179,8 +179,9 @@ def test_wallet_queries_do_not_grow_with_the_ledger(web, user, django_assert_max
     for _ in range(60):
         fund(user, "1")
         services.charge(user=user, price=price, provider="echo", input_tokens=10, output_tokens=10)
-    # the session and its user, the wallet, a ledger page (initiators joined), the usage rollup
-    with django_assert_max_num_queries(6):
+    # the session and its user, the wallet with caps, its state, the first live lots (counted) and the
+    # next expiry, a ledger page (initiators joined), the usage rollup
+    with django_assert_max_num_queries(8):
         assert web.get("/").status_code == 200
 
 

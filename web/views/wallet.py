@@ -1,4 +1,5 @@
-"""The wallet page: balance, what is available, low-balance and enforcement state, the spending caps, usage by day, and the ledger."""
+"""The wallet page: balance, what is available, low-balance and enforcement state, the credit lots and their
+expiries, the spending caps, usage by day, and the ledger."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -8,6 +9,7 @@ from django.views.decorators.http import require_POST
 
 from billing import services
 from billing.customer_selectors import ledger_page, usage_by_day, wallet_state
+from billing.lot_selectors import live_lots_page
 from billing.models import SpendLimit
 from billing.selectors import wallet_with_caps
 from core.api_fields import MAX_ID
@@ -17,6 +19,7 @@ from web.charts import usage_chart
 from web.forms import SpendCapForm
 
 CHART_DAYS = 30
+LOTS = 20  # the first lots in burn order; the rest are counted ("and N more")
 PERIOD_WORDS = {"day": "per day", "week": "per week", "month": "per month"}
 
 
@@ -37,9 +40,11 @@ def _wallet_page(request, *, cap_form: SpendCapForm | None = None):
             else {"spend_cap": f"{own.amount.normalize():f}", "spend_cap_period": own.period}
         )
         cap_form = SpendCapForm(initial=initial)
+    state = wallet_state(user=request.user)
     context = {
         "nav": "wallet",
-        "state": wallet_state(user=request.user),
+        "state": state,
+        "lots": live_lots_page(wallet_id=state.wallet_id, limit=LOTS),
         "caps": caps,
         "cap_form": cap_form,
         "ledger": ledger_page(user=request.user, before=before),
