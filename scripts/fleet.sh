@@ -26,6 +26,7 @@ FLEET_APP_PORT_BASE=${FLEET_APP_PORT_BASE:-18000}  # app N listens on base + N
 FLEET_WEBHOOK_PORT=${FLEET_WEBHOOK_PORT:-18090}    # bench/fleet_load.py's receiver
 FLEET_APPS=${FLEET_APPS:-2}
 FLEET_WORKERS=${FLEET_WORKERS:-2}
+FLEET_PGBOUNCER_POOL_SIZE=${FLEET_PGBOUNCER_POOL_SIZE:-10}  # server connections to the primary
 FLEET_DB=${FLEET_DB:-creditdesk}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 VENV_BIN=${VENV_BIN:-$ROOT/.venv/bin}
@@ -92,7 +93,7 @@ with_app_env() { env $(app_env) "$@"; }
 
 render() {  # render TEMPLATE OUT: fill @NAME@ from the variables above
   sed -e "s|@PG_PORT@|$FLEET_PG_PORT|g" -e "s|@SOCKET_DIR@|$SOCKETS|g" -e "s|@ARCHIVE_DIR@|$ARCHIVE|g" \
-      -e "s|@PGBOUNCER_PORT@|$FLEET_PGBOUNCER_PORT|g" -e "s|@CONF_DIR@|$CONF|g" -e "s|@LOG_DIR@|$LOGS|g" \
+      -e "s|@PGBOUNCER_PORT@|$FLEET_PGBOUNCER_PORT|g" -e "s|@PGBOUNCER_POOL_SIZE@|$FLEET_PGBOUNCER_POOL_SIZE|g" -e "s|@CONF_DIR@|$CONF|g" -e "s|@LOG_DIR@|$LOGS|g" \
       -e "s|@RUN_DIR@|$RUN|g" -e "s|@NGINX_DIR@|$NGINX_DIR|g" -e "s|@FLEET_PORT@|$FLEET_PORT|g" \
       "$1" >"$2"
 }
