@@ -16,13 +16,6 @@ from tests.stripe_fixtures import deliver, paid, table_counts
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def web(user):
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def test_signed_out_visitor_is_sent_to_sign_in(client):
     for path in ("/buy/", "/buy/1/checkout/"):
         response = client.get(path)

@@ -17,13 +17,6 @@ from tests.factories import UserFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def web(user):
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def new_key_form(**fields) -> dict:
     return {
         "name": "laptop",

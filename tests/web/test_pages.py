@@ -17,13 +17,6 @@ from tests.factories import DEFAULT_PASSWORD, ChatSessionFactory, UserFactory, f
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def web(user):
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def upload(owner, name="notes.txt", data=b"hello there"):
     return files.upload_file(owner=owner, uploaded=SimpleUploadedFile(name, data, content_type="text/plain"))
 
