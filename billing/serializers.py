@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from billing.models import CreditTransaction
+from billing.services.limits import LIMIT_MAX
 from core.api_fields import MoneyField
 
 
@@ -93,9 +94,16 @@ class WalletSerializer(serializers.Serializer):
 
 
 class SpendCapRequestSerializer(serializers.Serializer):
-    spend_cap = MoneyField(allow_null=True, minimum=0, help_text="Credits per period; null removes your cap.")
+    spend_cap = MoneyField(
+        allow_null=True,
+        required=False,
+        minimum=0,
+        maximum=LIMIT_MAX,
+        help_text="Credits per period; null removes the cap. Left out: the cap's amount stays.",
+    )
     spend_cap_period = serializers.ChoiceField(
         choices=["day", "week", "month"],
         required=False,
-        help_text="day, week or month (calendar, REPORT_TIME_ZONE); required with a new cap.",
+        help_text="day, week or month (calendar, REPORT_TIME_ZONE). Left out: the cap's period stays "
+        "(a new cap: month).",
     )

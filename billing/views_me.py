@@ -15,6 +15,7 @@ from billing.serializers import (
     SpendCapRequestSerializer,
     WalletSerializer,
 )
+from billing.services.limits import UNCHANGED
 from core.api import StrictPageSizeMixin
 from core.api_fields import NulSafeMixin
 
@@ -66,7 +67,7 @@ class WalletViewSet(viewsets.ViewSet):
         services.set_spend_cap(
             user=request.user,
             kind=SpendLimit.Kind.USER_CAP,
-            amount=data["spend_cap"],
+            amount=data.get("spend_cap", UNCHANGED),
             period=data.get("spend_cap_period"),
         )
         return Response(_wallet_body(request.user))

@@ -26,6 +26,7 @@ from billing.serializers_staff import (
     WalletEnforcementSerializer,
 )
 from billing.services import adjust, grant, open_wallet, refund, set_enforcement, set_spend_cap
+from billing.services.limits import UNCHANGED
 from core.api_fields import IDEMPOTENCY_HEADER, REPLAYED_HEADER, id_in_range
 from core.money import to_decimal
 from core.throttling import UNSAFE_METHODS, StaffMoneyThrottle
@@ -228,7 +229,7 @@ class StaffSpendCapView(StaffWriteMixin, APIView):
         set_spend_cap(
             user=user,
             kind=SpendLimit.Kind.STAFF_CAP,
-            amount=data["spend_cap"],
+            amount=data.get("spend_cap", UNCHANGED),
             period=data.get("spend_cap_period"),
         )
         found = wallet_with_caps(user=user)

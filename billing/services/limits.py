@@ -23,6 +23,9 @@ from core.money import quantize, to_decimal
 logger = logging.getLogger(__name__)
 
 LIMIT_MAX = Decimal("1000000000")
+# set_spend_cap's "leave the amount as it is" (a PATCH without spend_cap), and a new cap's period.
+UNCHANGED = object()
+DEFAULT_CAP_PERIOD = "month"
 CAP_ALERT_PERCENTS = (50, 80, 100)
 CAP_KINDS = (SpendLimit.Kind.USER_CAP, SpendLimit.Kind.STAFF_CAP)
 _GIVE_BACK_SQL = f"""
@@ -96,25 +99,39 @@ def change_key_limit(*, spend_limit: SpendLimit, amount: Decimal | None, period:
     return row
 
 
-def set_spend_cap(*, user, kind: str, amount: Decimal | None, period: str | None = None) -> SpendLimit | None:
+def set_spend_cap(
+    *, user, kind: str, amount: Decimal | None | object = UNCHANGED, period: str | None = None
+) -> SpendLimit | None:
     """Set (or, with `amount` None, remove) the wallet's cap of `kind` (the user's, or staff's).
 
-    The period's spending so far is counted from the usage rollup's local days, so a cap set
-    mid-period counts what was spent before it.
+    A PATCH's rules: `amount` UNCHANGED keeps the cap's amount (only its period changes; without a
+    cap and without a period nothing changes); `period` None keeps the cap's period, and a new cap
+    without one is monthly. The period's spending so far is counted from the usage rollup's local
+    days, so a cap set mid-period counts what was spent before it.
     """
     if kind not in CAP_KINDS:
         raise ValueError(f"kind must be one of {CAP_KINDS}")
-    amount = validate_limit(amount, field="spend_cap")
+    if amount is not UNCHANGED:
+        amount = validate_limit(amount, field="spend_cap")
+    if period is not None:
+        period = validate_period(period, field="spend_cap_period", allow_none=False)
     with transaction.atomic():
         wallet = _locked_wallet(user.pk)
         existing = SpendLimit.objects.select_for_update().filter(wallet=wallet, kind=kind).first()
+        if amount is UNCHANGED:
+            if existing is None and period is not None:
+                raise InvalidLimit(
+                    "There is no spending cap whose period could change: send spend_cap with the period.",
+                    field="spend_cap",
+                )
+            if existing is None or period is None:
+                return existing
+            amount = existing.amount
         if amount is None:
             if existing is not None:
                 existing.delete()
             return None
-        period = validate_period(
-            period or (existing.period if existing else None), field="spend_cap_period", allow_none=False
-        )
+        period = period or (existing.period if existing else DEFAULT_CAP_PERIOD)
         start = period_start(period)
         if existing is None or existing.period != period or existing.period_start != start:
             spent = UsageDaily.objects.filter(

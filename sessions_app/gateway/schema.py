@@ -108,6 +108,11 @@ _MESSAGE = {
                 "tool_calls": {"type": "array", "items": _TOOL_CALL},
             },
             "required": ["role"],
+            # Its words, or the tool calls it made (or both): an assistant message with neither is refused.
+            "anyOf": [
+                {"required": ["content"], "properties": {"content": _CONTENT}},
+                {"required": ["tool_calls"], "properties": {"tool_calls": {"type": "array", "minItems": 1}}},
+            ],
         },
         {
             "type": "object",

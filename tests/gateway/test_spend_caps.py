@@ -76,13 +76,38 @@ def test_the_user_sets_and_removes_their_cap_but_not_staffs(user):
     assert body["staff_spend_cap"]["amount"] == "1.000000"
     response = client.patch("/api/v1/users/me/wallet", {"spend_cap": None}, format="json")
     assert "spend_cap" not in response.json() and response.json()["staff_spend_cap"]["amount"] == "1.000000"
-    assert client.patch("/api/v1/users/me/wallet", {"spend_cap": "5"}, format="json").status_code == 400
     assert (
         client.patch(
             "/api/v1/users/me/wallet", {"spend_cap": "-1", "spend_cap_period": "day"}, format="json"
         ).status_code
         == 400
     )
+
+
+def test_a_patch_changes_only_what_it_names(user):
+    """PATCH semantics: a new cap without a period is monthly; a period alone moves the cap's period;
+    the amount alone keeps it; an empty body changes nothing; a period without any cap is refused."""
+    client = token_client_for(user)
+
+    def patch(body):
+        return client.patch("/api/v1/users/me/wallet", body, format="json")
+
+    response = patch({"spend_cap_period": "day"})
+    assert response.status_code == 400 and "spend_cap" in response.json()
+    assert not SpendLimit.objects.filter(wallet__user=user).exists()  # nothing written
+    assert patch({}).status_code == 200 and not SpendLimit.objects.filter(wallet__user=user).exists()
+
+    cap = patch({"spend_cap": "5"}).json()["spend_cap"]
+    assert (cap["amount"], cap["period"]) == ("5.000000", "month")
+    cap = patch({"spend_cap_period": "week"}).json()["spend_cap"]
+    assert (cap["amount"], cap["period"]) == ("5.000000", "week")
+    cap = patch({"spend_cap": "7.5"}).json()["spend_cap"]
+    assert (cap["amount"], cap["period"]) == ("7.500000", "week")
+    cap = patch({}).json()["spend_cap"]
+    assert (cap["amount"], cap["period"]) == ("7.500000", "week")
+    response = patch({"spend_cap": "1000000000.000001"})
+    assert response.status_code == 400 and "spend_cap" in response.json()
+    assert SpendLimit.objects.get(wallet__user=user, kind=SpendLimit.Kind.USER_CAP).amount == Decimal("7.5")
 
 
 def test_staff_set_a_cap_through_the_staff_api(user, staff_user):
