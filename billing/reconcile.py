@@ -14,6 +14,7 @@ from billing.models import (
     DetachedCallMonth,
     LLMCallEvent,
     LotAllocation,
+    Purchase,
     Wallet,
 )
 from core.money import to_decimal
@@ -42,7 +43,7 @@ class LedgerCheck:
 def check_ledger(*, user_id: int | None = None) -> LedgerCheck:
     """Verify balance == sum(amounts) == sum(open lots) - debt, held == sum(open holds), the balance_after chain,
     refunds <= their debits, each lot's remaining == amount - debt paid - its allocations, each
-    burning row's allocations == its amount, and every call link."""
+    burning row's allocations == its amount, every call link, and paid purchases against their rows."""
     wallets = Wallet.objects.order_by("id")
     rows = CreditTransaction.objects.order_by("wallet_id", "id")
     if user_id is not None:
@@ -102,7 +103,37 @@ def check_ledger(*, user_id: int | None = None) -> LedgerCheck:
     result.discrepancies.extend(_refund_breaks(user_id=user_id, names=names))
     result.discrepancies.extend(_lot_breaks(user_id=user_id, names=names))
     result.discrepancies.extend(_missing_calls(user_id=user_id, names=names))
+    result.discrepancies.extend(_purchase_breaks(user_id=user_id, names=names))
     return result
+
+
+def _purchase_breaks(*, user_id: int | None, names: dict[int, str]) -> Iterator[Discrepancy]:
+    """Each paid purchase is credited by one `purchase` row of its buyer's wallet for its credits, and
+    every `purchase` row credits a paid purchase (purchases and such rows are a small share of the ledger)."""
+    paid = Purchase.objects.filter(status=Purchase.Status.PAID).exclude(
+        transaction__kind=CreditTransaction.Kind.PURCHASE,
+        transaction__amount=F("credits"),
+        transaction__wallet__user_id=F("user_id"),
+    )
+    rows = CreditTransaction.objects.filter(kind=CreditTransaction.Kind.PURCHASE).exclude(
+        purchase__status=Purchase.Status.PAID
+    )
+    if user_id is not None:
+        paid, rows = paid.filter(user_id=user_id), rows.filter(wallet__user_id=user_id)
+    for purchase in paid.values("id", "user__wallet__id", "transaction_id").iterator(chunk_size=CHUNK):
+        wallet_id = purchase["user__wallet__id"]
+        yield Discrepancy(
+            wallet_id,
+            names.get(wallet_id, "?"),
+            f"paid purchase {purchase['id']} is not credited by a purchase row of its credits "
+            f"(row {purchase['transaction_id']})",
+        )
+    for row in rows.values("id", "wallet_id").iterator(chunk_size=CHUNK):
+        yield Discrepancy(
+            row["wallet_id"],
+            names.get(row["wallet_id"], "?"),
+            f"purchase row {row['id']} credits no paid purchase",
+        )
 
 
 def _lot_breaks(*, user_id: int | None, names: dict[int, str]) -> Iterator[Discrepancy]:

@@ -10,7 +10,7 @@ from django.utils import timezone
 from billing import services
 from billing.exceptions import InvalidGrant
 from billing.lot_selectors import live_lots, next_expiry
-from billing.models import CreditLot, CreditTransaction, LotAllocation, Wallet, WalletEvent
+from billing.models import CreditLot, CreditTransaction, LotAllocation, Purchase, Wallet, WalletEvent
 from billing.reconcile import check_ledger
 from billing.services.ledger import append
 from billing.services.lots import expire_lots
@@ -55,6 +55,17 @@ def test_grant_opens_a_promotional_lot_and_a_purchase_a_paid_one_that_never_expi
     assert (lot.amount, lot.remaining) == (D(5), D(5))
     bought = credit(user, "7", kind="purchase", idempotency_key="cs_test_1")
     assert (bought.source, bought.category, bought.expires_at) == ("purchase", "paid", None)
+    # The purchase the webhook records with such a row (check_ledger holds every purchase row to one).
+    Purchase.objects.create(
+        user=user,
+        credits=7,
+        amount=D("0.07"),
+        currency="usd",
+        status=Purchase.Status.PAID,
+        stripe_session_id="cs_test_1",
+        transaction_id=bought.transaction_id,
+        paid_at=timezone.now(),
+    )
     assert_consistent(user)
 
 

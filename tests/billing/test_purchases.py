@@ -6,6 +6,7 @@ from decimal import Decimal
 from unittest import mock
 
 import pytest
+from django.db import transaction
 from rest_framework.test import APIClient
 
 from billing import stripe_checkout
@@ -221,6 +222,26 @@ def test_paid_session_credits_the_purchase_once(user, user_client, stripe_double
     listed = user_client.get(f"{PURCHASES}/{body['id']}").json()
     assert (listed["status"], listed["transaction"], listed["checkout_url"]) == ("paid", row.pk, None)
     assert_ledger_clean()
+
+
+def test_check_ledger_holds_paid_purchases_to_their_rows(user, user_client, stripe_double):
+    """check_ledger: a paid purchase is credited by a purchase row of its credits, and a purchase row
+    credits a paid purchase; a tampered purchase, or a purchase row written around the webhook, shows."""
+    from billing.services.ledger import append
+
+    body, session = started(user_client, stripe_double)
+    deliver(APIClient(), "checkout.session.completed", paid(session))
+    assert_ledger_clean()
+
+    Purchase.objects.filter(pk=body["id"]).update(credits=400)  # no longer what its row credited
+    assert any(f"paid purchase {body['id']}" in d.problem for d in check_ledger().discrepancies)
+    Purchase.objects.filter(pk=body["id"]).update(credits=500)
+    assert_ledger_clean()
+
+    with transaction.atomic():
+        stray = append(user_id=user.pk, kind="purchase", amount=Decimal("5"), reason="around the webhook")
+    [problem] = [d.problem for d in check_ledger().discrepancies]
+    assert problem == f"purchase row {stray.pk} credits no paid purchase"
 
 
 def test_replayed_event_credits_nothing_more(user, user_client, stripe_double):
