@@ -64,6 +64,8 @@ SESSION_GONE = {
 }
 INTERNAL_ERROR = {"detail": "The turn failed on our side; nothing was charged.", "code": "internal_error"}
 _RUNNING: set[asyncio.Task] = set()  # producers are referenced until done (asyncio keeps weak refs)
+END = None  # a producer's "nothing more" on its queue (relay)
+ENDS = ("done", "error")  # a turn's last events
 
 
 def wants_event_stream(request) -> bool:
@@ -109,17 +111,17 @@ def stream_turn(*, session, user, content: str, context=None) -> StreamingHttpRe
     return response
 
 
-async def _events(loop: TurnLoop):
-    """The response body: relay the producer's events; a consumer that goes away stops the producer."""
+async def relay(produce, *, is_last=lambda item: False):
+    """A response body: `produce(queue)` runs as a task of its own and what it puts on the queue is
+    yielded, up to an item `is_last` accepts (sent) or END (not sent); a consumer that goes away stops it."""
     queue: asyncio.Queue = asyncio.Queue()
-    producer = asyncio.create_task(_produce(loop, queue))
+    producer = asyncio.create_task(produce(queue))
     _RUNNING.add(producer)
     producer.add_done_callback(_RUNNING.discard)
     try:
-        while True:
-            event, data = await queue.get()
-            yield sse(event, data)
-            if event in ("done", "error"):
+        while (item := await queue.get()) is not END:
+            yield item
+            if is_last(item):
                 return
     finally:
         # Reached on a clean end, and when the client left: the ASGI handler cancels the request
@@ -130,6 +132,12 @@ async def _events(loop: TurnLoop):
                 await producer
             except asyncio.CancelledError:
                 pass
+
+
+async def _events(loop: TurnLoop):
+    """The response body: the turn's events as server-sent events, up to its `done` or `error`."""
+    async for event, data in relay(lambda queue: _produce(loop, queue), is_last=lambda item: item[0] in ENDS):
+        yield sse(event, data)
 
 
 async def _produce(loop: TurnLoop, queue: asyncio.Queue) -> None:

@@ -23,40 +23,20 @@ from sessions_app.exceptions import ProviderFailed
 from sessions_app.gateway import answers
 from sessions_app.gateway.calls import GatewayCall
 from sessions_app.providers import Delta, ProviderError, ToolCalls, Usage
-from sessions_app.streaming import EVENT_STREAM, db_step, give_back_connection
+from sessions_app.streaming import END, EVENT_STREAM, db_step, give_back_connection, relay
 
 logger = logging.getLogger(__name__)
 
-_RUNNING: set[asyncio.Task] = set()  # producers are referenced until done (asyncio keeps weak refs)
-_END = None
 INTERNAL_ERROR = {"message": "The call failed on our side; nothing was charged.", "code": "internal_error"}
 
 
 def stream_response(call: GatewayCall) -> StreamingHttpResponse:
     """The reserved call's stream (the connection is given back first: a stream holds none)."""
     give_back_connection()
-    response = StreamingHttpResponse(_body(call), content_type=EVENT_STREAM)
+    response = StreamingHttpResponse(relay(lambda queue: _produce(call, queue)), content_type=EVENT_STREAM)
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
-
-
-async def _body(call: GatewayCall):
-    queue: asyncio.Queue = asyncio.Queue()
-    producer = asyncio.create_task(_produce(call, queue))
-    _RUNNING.add(producer)
-    producer.add_done_callback(_RUNNING.discard)
-    try:
-        while (item := await queue.get()) is not _END:
-            yield item
-    finally:
-        # A clean end, or the client left (the request cancelled, or the body closed).
-        if not producer.done():
-            producer.cancel()
-            try:
-                await producer
-            except asyncio.CancelledError:
-                pass
 
 
 async def _produce(call: GatewayCall, queue: asyncio.Queue) -> None:
@@ -90,7 +70,7 @@ async def _produce(call: GatewayCall, queue: asyncio.Queue) -> None:
                     await record_progress(usage=usage)
         except ProviderError as exc:
             await _provider_failed(call, exc, produced, usage, send)
-            queue.put_nowait(_END)
+            queue.put_nowait(END)
             return
         charged = await asyncio.shield(
             db_step(call.charge)(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
@@ -117,7 +97,7 @@ async def _produce(call: GatewayCall, queue: asyncio.Queue) -> None:
         logger.exception("gateway stream failed", extra={"user_id": call.user.pk, "api_key_id": call.key.pk})
         await db_step(call.release)()
         send(finish="error", error=INTERNAL_ERROR)
-    queue.put_nowait(_END)
+    queue.put_nowait(END)
 
 
 async def _provider_failed(call: GatewayCall, exc: ProviderError, produced: list[str], usage, send) -> None:
