@@ -47,7 +47,8 @@ from sessions_app.providers import (
 from sessions_app.selectors import TurnContext
 from sessions_app.summaries import SummaryCall
 from sessions_app.tools import ToolContext, ToolRun, run_tool, tool_specs
-from sessions_app.turn_rows import write_turn_rows
+from sessions_app.turn_rows import after_charge as turn_rows_after_charge
+from sessions_app.turn_rows import built_turn, write_turn_rows
 
 logger = logging.getLogger(__name__)
 
@@ -394,8 +395,18 @@ class TurnLoop:
         summary_call = self._summary_call(reply)
         now = timezone.now()
         summary_event = None
+        turn_rows = {
+            "session": self.session,
+            "prompt": self.content,
+            "reply": reply,
+            "stop_reason": self.stop_reason,
+            "now": now,
+        }
         try:
             with transaction.atomic():
+                # The answering call's charge writes the turn's rows too, in its one statement,
+                # unless a summary call is recorded after it (the turn's rows name that call too).
+                rows_with_charge = self.answer is not None and summary_call is None
                 if self.answer is not None:
                     answer = self.answer
                     charged = billing_services.charge(
@@ -408,9 +419,16 @@ class TurnLoop:
                         occurred_at=now,
                         hold=answer.call.hold,
                         purpose=answer.call.purpose,
+                        then=turn_rows_after_charge(earlier_events=self.events, **turn_rows)
+                        if rows_with_charge
+                        else None,
                     )
                     self.events.append(charged.event)
                     self.balance_after = charged.balance_after
+                if rows_with_charge:
+                    turn = built_turn(
+                        charged.then_row, events=self.events, tool_runs=self.tool_runs, **turn_rows
+                    )
                 if summary_call is not None:
                     summary_event, balance_after = summaries.record_summary_call(
                         call=summary_call,
@@ -422,15 +440,8 @@ class TurnLoop:
                     self.events.append(summary_event)
                     if balance_after is not None:
                         self.balance_after = balance_after
-                turn = write_turn_rows(
-                    session=self.session,
-                    prompt=self.content,
-                    reply=reply,
-                    events=self.events,
-                    tool_runs=self.tool_runs,
-                    stop_reason=self.stop_reason,
-                    now=now,
-                )
+                if not rows_with_charge:
+                    turn = write_turn_rows(events=self.events, tool_runs=self.tool_runs, **turn_rows)
                 if turn is not None:
                     if summary_call is not None:
                         summaries.save_summary(session=self.session, call=summary_call, event=summary_event)

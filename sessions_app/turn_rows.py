@@ -1,43 +1,48 @@
 """A turn's own rows: its messages, the turn and its calls in one statement (its tool runs in one more), built from what they return."""
 
 from billing.models import LLMCallEvent
+from billing.services import ThenWrite
 from core.db import execute_prepared, loaded
 from sessions_app.models import ChatSession, Message, ToolCallEvent, Turn, TurnCall
 from sessions_app.tools import ToolRun
 
 SESSION, MESSAGE, TURN, TURN_CALL = (m._meta.db_table for m in (ChatSession, Message, Turn, TurnCall))
 
-# One round trip on the hot path (prepared once per connection). No session row (deleted while the
-# model was answering): every step selects FROM moved_session, so nothing is written.
-TURN_ROWS_SQL = f"""
+# The turn's rows as common table expressions, written either alone (TURN_ROWS_SQL, one round trip)
+# or by the charge of the turn's answering call (billing's ThenWrite: no round trip of their own).
+# `turn_call_ids` names the turn's calls in order; `after_wallet` is true once the charge moved the
+# wallet, so the session's row is locked after the wallet's, as when the two statements ran apart.
+# No session row (deleted while the model was answering): every step selects FROM moved_session, so
+# nothing is written.
+_TURN_ROWS_CTES = f"""
 -- The session takes the turn's two messages: their orders and the history's size come from this
 -- UPDATE, which also serializes the turns of one session on its row.
-WITH moved_session AS (
+moved_session AS (
     UPDATE {SESSION}
        SET message_count = message_count + 2,
-           message_chars = message_chars + length(%(prompt)s) + length(%(reply)s),
+           message_chars = message_chars + length(%(turn_prompt)s) + length(%(turn_reply)s),
            updated_at = %(turn_at)s
-     WHERE id = %(session_id)s
+     WHERE id = %(turn_session_id)s AND (SELECT after_wallet FROM turn_call_ids)
  RETURNING message_count, message_chars
 ),
 -- The user's message and the assistant's, the last two orders of the session.
 new_messages AS (
     INSERT INTO {MESSAGE} (session_id, role, content, "order", created_at)
-    SELECT %(session_id)s, turn_message.role, turn_message.content,
+    SELECT %(turn_session_id)s, turn_message.role, turn_message.content,
            moved_session.message_count - turn_message.back, %(turn_at)s
       FROM moved_session,
-           (VALUES ('user', %(prompt)s::text, 2),
-                   ('assistant', %(reply)s::text, 1)) AS turn_message (role, content, back)
+           (VALUES ('user', %(turn_prompt)s::text, 2),
+                   ('assistant', %(turn_reply)s::text, 1)) AS turn_message (role, content, back)
  RETURNING id, role
 ),
 -- The turn, pointing at both messages and at its first call.
 new_turn AS (
     INSERT INTO {TURN} (session_id, user_message_id, assistant_message_id, llm_call_id, stop_reason, created_at)
-    SELECT %(session_id)s,
+    SELECT %(turn_session_id)s,
            (SELECT id FROM new_messages WHERE role = 'user'),
            (SELECT id FROM new_messages WHERE role = 'assistant'),
-           (%(call_ids)s::bigint[])[1],
-           %(stop_reason)s,
+           (SELECT ids[1] FROM turn_call_ids),
+           %(turn_stop_reason)s,
            %(turn_at)s
       FROM moved_session
  RETURNING id
@@ -47,15 +52,30 @@ turn_calls AS (
     INSERT INTO {TURN_CALL} (turn_id, llm_call_id, position)
     SELECT new_turn.id, turn_call.llm_call_id, turn_call.n - 1
       FROM new_turn,
-           unnest(%(call_ids)s::bigint[]) WITH ORDINALITY AS turn_call (llm_call_id, n)
+           unnest((SELECT ids FROM turn_call_ids)) WITH ORDINALITY AS turn_call (llm_call_id, n)
 )
--- What the caller builds the rows from: the session's new size, the turn's and the messages' ids.
-SELECT moved_session.message_count,
-       moved_session.message_chars,
-       (SELECT id FROM new_turn),
-       (SELECT id FROM new_messages WHERE role = 'user'),
-       (SELECT id FROM new_messages WHERE role = 'assistant')
-  FROM moved_session
+"""  # noqa: S608 - our own tables' names, the values all bound
+# What the rows are built from: the session's new size (NULL: no session), the turn's and the messages' ids.
+_TURN_ROWS_COLUMNS = """
+, (SELECT message_count FROM moved_session)
+, (SELECT message_chars FROM moved_session)
+, (SELECT id FROM new_turn)
+, (SELECT id FROM new_messages WHERE role = 'user')
+, (SELECT id FROM new_messages WHERE role = 'assistant')
+"""
+TURN_ROWS_SQL = f"""
+WITH turn_call_ids AS (SELECT %(turn_call_ids)s::bigint[] AS ids, true AS after_wallet),
+{_TURN_ROWS_CTES}
+SELECT true {_TURN_ROWS_COLUMNS}
+"""  # noqa: S608 - our own tables' names, the values all bound
+# After the charge of the turn's last call: its event is that call (billing's call_event), and its
+# moved_wallet says the wallet's row is locked.
+_AFTER_CHARGE_CTES = f"""
+, turn_call_ids AS (
+    SELECT array_append(%(turn_earlier_call_ids)s::bigint[], (SELECT id FROM call_event)) AS ids,
+           EXISTS (SELECT FROM moved_wallet) AS after_wallet
+),
+{_TURN_ROWS_CTES}
 """  # noqa: S608 - our own tables' names, the values all bound
 
 
@@ -74,20 +94,66 @@ def write_turn_rows(
     The caller holds the transaction. The rows are set on the returned turn (`call_events`,
     `tool_call_events` and the related rows), so serializing it reads nothing back.
     """
-    rows = execute_prepared(
-        TURN_ROWS_SQL,
-        {
-            "session_id": session.pk,
-            "turn_at": now,
-            "prompt": prompt,
-            "reply": reply,
-            "call_ids": [event.pk for event in events],
-            "stop_reason": stop_reason,
-        },
+    params = _params(session=session, prompt=prompt, reply=reply, stop_reason=stop_reason, now=now)
+    ((_, *row),) = execute_prepared(
+        TURN_ROWS_SQL, {**params, "turn_call_ids": [event.pk for event in events]}
     )
-    if not rows:
+    return built_turn(
+        row,
+        session=session,
+        prompt=prompt,
+        reply=reply,
+        events=events,
+        tool_runs=tool_runs,
+        stop_reason=stop_reason,
+        now=now,
+    )
+
+
+def after_charge(
+    *,
+    session: ChatSession,
+    prompt: str,
+    reply: str,
+    earlier_events: list[LLMCallEvent],
+    stop_reason: str,
+    now,
+) -> ThenWrite:
+    """The turn's messages, turn row and calls, written by the charge of its last call (billing.ThenWrite).
+
+    `earlier_events`: the turn's calls before that one, in order. Build the turn from the charge's
+    `then_row` with built_turn() (its tool runs are written then).
+    """
+    params = _params(session=session, prompt=prompt, reply=reply, stop_reason=stop_reason, now=now)
+    params["turn_earlier_call_ids"] = [event.pk for event in earlier_events]
+    return ThenWrite(ctes=_AFTER_CHARGE_CTES, columns=_TURN_ROWS_COLUMNS, params=params)
+
+
+def _params(*, session: ChatSession, prompt: str, reply: str, stop_reason: str, now) -> dict:
+    return {
+        "turn_session_id": session.pk,
+        "turn_at": now,
+        "turn_prompt": prompt,
+        "turn_reply": reply,
+        "turn_stop_reason": stop_reason,
+    }
+
+
+def built_turn(
+    row,
+    *,
+    session: ChatSession,
+    prompt: str,
+    reply: str,
+    events: list[LLMCallEvent],
+    tool_runs: list[ToolRun],
+    stop_reason: str,
+    now,
+) -> Turn | None:
+    """The turn from what its rows' statement returned (_TURN_ROWS_COLUMNS), its tool runs written; None: no session."""
+    count, chars, turn_id, user_message_id, assistant_message_id = row
+    if count is None:
         return None
-    ((count, chars, turn_id, user_message_id, assistant_message_id),) = rows
     session.message_count, session.message_chars, session.updated_at = count, chars, now
 
     def message(*, id: int, role: str, content: str, order: int) -> Message:

@@ -29,8 +29,14 @@ def test_positional_numbers_each_name_once_in_order_of_first_use():
 
 @pytest.mark.parametrize(
     "statement",
-    [holds._RESERVE_SQL, holds._PROGRESS_SQL, charging._RECORD_SQL, turn_rows.TURN_ROWS_SQL],
-    ids=["reserve", "progress", "charge", "turn rows"],
+    [
+        holds._RESERVE_SQL,
+        holds._PROGRESS_SQL,
+        charging._RECORD_SQL,
+        turn_rows.TURN_ROWS_SQL,
+        charging._record_sql(turn_rows._AFTER_CHARGE_CTES, turn_rows._TURN_ROWS_COLUMNS),
+    ],
+    ids=["reserve", "progress", "charge", "turn rows", "charge with the turn rows"],
 )
 def test_hot_statements_convert_every_placeholder(statement):
     text, names = positional(statement)

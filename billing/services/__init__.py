@@ -8,7 +8,7 @@
 - lots: each credit's lot, burned in order by debits, written off at expiry; allowances: issued per period.
 """
 
-from billing.services.charging import ChargeResult, charge, compute_cost, record_failed_call
+from billing.services.charging import ChargeResult, ThenWrite, charge, compute_cost, record_failed_call
 from billing.services.holds import (
     Reservation,
     record_progress,
@@ -61,6 +61,7 @@ __all__ = [
     "REASON_MAX",
     "STARTING_CREDITS_REASON",
     "ChargeResult",
+    "ThenWrite",
     "adjust",
     "check_grant_limit",
     "buy_credits",

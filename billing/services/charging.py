@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from django.db import transaction
 from django.utils import timezone
@@ -90,6 +90,7 @@ _RECORD_SQL = f"""
     ),
     -- 7. The usage rollups.
     {rollup.CALL_CTES}
+    -- 8. A caller's own rows, when it gave a ThenWrite (its CTEs replace this line).
     -- The event, the wallet (none: the user has no wallet) with its balance, the debit (none: free),
     -- and the caps as counted (for their alerts; none without caps), money as text.
     SELECT call_event.id, moved_wallet.id, moved_wallet.balance, debit_row.id,
@@ -99,11 +100,33 @@ _RECORD_SQL = f"""
             FROM moved_limits
             WHERE kind <> 'key' AND amount IS NOT NULL
         )
+        -- (and the ThenWrite's columns, replacing this line)
     FROM call_event
     LEFT JOIN moved_wallet ON true
     LEFT JOIN debit_row ON true
     LEFT JOIN burned_lots ON true
 """  # noqa: S608 - every name is one of our tables
+_THEN_CTES = "-- 8. A caller's own rows, when it gave a ThenWrite (its CTEs replace this line).\n"
+_THEN_COLUMNS = "-- (and the ThenWrite's columns, replacing this line)\n"
+
+
+@dataclass(frozen=True)
+class ThenWrite:
+    """Another app's rows written by the charge's own statement, so that a caller who writes its rows
+    right after a charge, in the same transaction, saves that statement's round trip (a turn's
+    messages: sessions_app.turn_rows).
+
+    `ctes`: more common table expressions (each starting with a comma), run after the rollups; they
+    may read the charge's `call_event` (the new event's id) and must read `moved_wallet` before they
+    lock a row of their own, so every charge locks the wallet first. `columns`: more result columns
+    (each starting with a comma, a scalar subquery each), given back as ChargeResult.then_row.
+    `params`: their parameters, named apart from the charge's. The text is the caller's and fixed
+    (each text is prepared once per connection); the values are bound.
+    """
+
+    ctes: str
+    columns: str
+    params: dict
 
 
 @dataclass(frozen=True)
@@ -113,6 +136,7 @@ class ChargeResult:
     wallet_id: int
     transaction_id: int | None  # the debit row; None when the call cost nothing (a debit is never 0)
     reason: str
+    then_row: tuple = ()  # ThenWrite.columns' values, when the charge was given one
 
     @cached_property
     def transaction(self) -> CreditTransaction | None:
@@ -156,6 +180,7 @@ def charge(
     purpose: str = LLMCallEvent.Purpose.CHAT,
     max_cost: Decimal | None = None,
     end_user: str = "",
+    then: ThenWrite | None = None,
 ) -> ChargeResult:
     """Record a successful call at `price` and debit its cost, closing its hold; the balance may go negative.
 
@@ -165,6 +190,8 @@ def charge(
     answer is never charged more than its hold); the tokens are recorded as given. A call whose
     hold counts against an API key's limit is recorded with that key (and `end_user`, the
     request's `user` field), and its cost counts against the key's limit and the wallet's caps.
+    `then`: the caller's own rows written by the same statement (ThenWrite), inside the caller's
+    transaction.
     """
     cost = compute_cost(price=price, input_tokens=input_tokens, output_tokens=output_tokens)
     capped = max_cost is not None and cost > quantize(max_cost)
@@ -190,7 +217,7 @@ def charge(
     reason = f"{price.model}: {input_tokens} in / {output_tokens} out tokens" + (
         f", cost capped at {cost}" if capped else ""
     )
-    return _record(event, hold=hold, hold_status=CreditHold.Status.SETTLED, reason=reason)
+    return _record(event, hold=hold, hold_status=CreditHold.Status.SETTLED, reason=reason, then=then)
 
 
 def record_failed_call(
@@ -245,7 +272,22 @@ def _event(*, user_id: int, price: ModelPrice | None, hold: CreditHold | None, *
     )
 
 
-def _record(event: LLMCallEvent, *, hold: CreditHold | None, hold_status: str, reason: str) -> ChargeResult:
+@lru_cache(maxsize=8)
+def _record_sql(then_ctes: str, then_columns: str) -> str:
+    """The charge with the caller's parts in their places (the two marker comments)."""
+    return _RECORD_SQL.replace(_THEN_CTES, then_ctes + "\n").replace(_THEN_COLUMNS, then_columns + "\n")
+
+
+def _record(
+    event: LLMCallEvent,
+    *,
+    hold: CreditHold | None,
+    hold_status: str,
+    reason: str,
+    then: ThenWrite | None = None,
+) -> ChargeResult:
+    if then is not None and not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("A charge that writes the caller's rows runs in the caller's transaction.")
     now = timezone.now()
     amount = -event.cost
     params = {
@@ -274,10 +316,16 @@ def _record(event: LLMCallEvent, *, hold: CreditHold | None, hold_status: str, r
         **rollup.call_params(event),
         **period_params(now),
     }
+    sql = _RECORD_SQL
+    if then is not None:
+        sql = _record_sql(then.ctes, then.columns)
+        params.update(then.params)
     # No savepoint: nothing here is retried, so inside a caller's transaction a failure rolls back
     # the caller's whole unit of work (a turn), and the hot path saves a SAVEPOINT round trip pair.
     with transaction.atomic(savepoint=False):
-        ((event_id, wallet_id, balance_after, transaction_id, caps),) = execute_prepared(_RECORD_SQL, params)
+        ((event_id, wallet_id, balance_after, transaction_id, caps, *then_row),) = execute_prepared(
+            sql, params
+        )
         if wallet_id is None:  # users loaded raw, without open_wallet: nothing is kept
             raise Wallet.DoesNotExist(f"User {event.user_id} has no wallet.")
         # Still under the wallet's row lock, in the same transaction: a crossing is recorded once.
@@ -300,4 +348,5 @@ def _record(event: LLMCallEvent, *, hold: CreditHold | None, hold_status: str, r
         wallet_id=wallet_id,
         transaction_id=transaction_id,
         reason=reason,
+        then_row=tuple(then_row),
     )

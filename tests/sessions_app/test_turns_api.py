@@ -5,7 +5,9 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 from django.test import override_settings
+from django.utils import timezone
 
+from billing import services as billing_services
 from billing.models import CreditTransaction, LLMCallEvent, ModelPrice, Wallet
 from billing.selectors import known_price
 from billing.services import compute_cost
@@ -260,11 +262,11 @@ def test_the_session_row_counts_its_history_characters(user_client, user, sessio
 
 # The token; the session with its history (sessions_app, one query); the reservation (billing, one
 # statement: the credit gate, and the model's active price); then one transaction: billing's
-# charge (one statement: the event, the hold settled, the wallet UPDATE ... RETURNING, the ledger
-# row, the usage rollups) and the turn's own rows (one statement: the message order, both messages,
+# charge, which writes the turn's own rows in the same statement (the event, the hold settled, the
+# wallet UPDATE ... RETURNING, the ledger row, the usage rollups; the message order, both messages,
 # the turn). The test client runs inside a transaction, so the turn's atomic() is a SAVEPOINT and
 # its RELEASE; in production (test_turn_query_budget_in_a_real_transaction) it is BEGIN and COMMIT.
-TURN_QUERIES = 7
+TURN_QUERIES = 6
 
 
 def test_turn_query_budget(token_client, user, session, django_assert_max_num_queries):
@@ -451,3 +453,31 @@ def test_a_turn_on_an_unknown_session_is_the_same_404_as_listing_its_turns(user_
     assert (posted.status_code, listed.status_code) == (404, 404)
     assert posted.json() == listed.json()
     assert nothing_written()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_charge_writes_another_apps_rows_only_inside_the_callers_transaction(user):
+    from sessions_app.turn_rows import after_charge
+
+    ModelPriceFactory(model="echo-1")
+    fund(user, "5")
+    session = ChatSessionFactory(owner=user)
+    rows = after_charge(
+        session=session,
+        prompt="hi",
+        reply="hello",
+        earlier_events=[],
+        stop_reason="complete",
+        now=timezone.now(),
+    )
+
+    with pytest.raises(RuntimeError, match="caller's transaction"):
+        billing_services.charge(
+            user=user,
+            price=ModelPrice.objects.get(model="echo-1"),
+            provider="echo",
+            input_tokens=10,
+            output_tokens=10,
+            then=rows,
+        )
+    assert not LLMCallEvent.objects.exists() and not Message.objects.exists()
