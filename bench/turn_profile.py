@@ -44,6 +44,10 @@ PURPOSES = [
     (r"rate_before", "session, history and the turn throttle (one statement)"),
     (r"expired_holds", "reservation (hold, wallet, price)"),
     (r"^BEGIN", "BEGIN"),
+    (
+        r"call_event.*moved_session",
+        "charge with the turn's rows (event, hold, wallet, debit, rollups; messages, turn)",
+    ),
     (r"call_event", "charge (event, hold, wallet, debit, rollups)"),
     (r"moved_session", "the turn's rows (messages, turn, calls)"),
     (r"^COMMIT", "COMMIT"),
@@ -53,7 +57,7 @@ PURPOSES = [
 
 def purpose(sql: str) -> str:
     for pattern, name in PURPOSES:
-        if re.search(pattern, sql.strip(), re.IGNORECASE):
+        if re.search(pattern, sql.strip(), re.IGNORECASE | re.DOTALL):
             return name
     return sql.strip()[:60]
 
