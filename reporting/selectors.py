@@ -7,7 +7,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -281,13 +281,27 @@ def ledger_export_rows(
 
 
 def _by_id_chunks(rows: QuerySet, chunk_size: int) -> Iterator[tuple]:
-    """`rows` (ordered by id, id first) one query per chunk, each after the last id read.
+    """`rows` (ordered by id, id first) one query per chunk, each after the last id read, all in one snapshot.
 
     Behind a transaction pooler no server-side cursor outlives a transaction (settings:
-    DATABASE_SERVER_PREPARE=false), and iterator() would then read the whole result at once. Each
-    chunk is its own snapshot: a row committed during the export after a higher id was read is not
-    in it (an export bounded by `created_before` in the past is exact).
+    DATABASE_SERVER_PREPARE=false), and iterator() would then read the whole result at once. The
+    chunks are read in one REPEATABLE READ, READ ONLY transaction, so the export is the ledger as it
+    stood when the export began, as a server-side cursor's is: without it each chunk would be a
+    snapshot of its own, and a row committed mid-export with an id below the last one read would be
+    missing while later ones were not. The transaction keeps its server connection until the export
+    ends (the pooler lends it for that long). Inside a caller's transaction its snapshot rules.
     """
+    db = connections[rows.db]
+    if db.in_atomic_block:
+        yield from _chunks(rows, chunk_size)
+        return
+    with transaction.atomic(using=rows.db):
+        with db.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield from _chunks(rows, chunk_size)
+
+
+def _chunks(rows: QuerySet, chunk_size: int) -> Iterator[tuple]:
     after = None
     while True:
         chunk = list((rows if after is None else rows.filter(id__gt=after))[:chunk_size])

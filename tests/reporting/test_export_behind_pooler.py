@@ -44,3 +44,33 @@ def test_export_with_another_order_is_read_whole(no_server_side_cursors, django_
     with django_assert_num_queries(1):
         rows = list(ledger_export_rows(CreditTransaction.objects.order_by("-id"), chunk_size=2))
     assert [row[0] for row in rows] == sorted((row[0] for row in rows), reverse=True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunked_export_is_the_ledger_as_it_stood_when_it_began(no_server_side_cursors):
+    """Rows committed by another connection while the export runs are not in it: one snapshot, as a
+    server-side cursor's, not one per chunk (which would keep a later row and miss an earlier one)."""
+    import threading
+
+    staff = StaffUserFactory()
+    users = [UserFactory() for _ in range(3)]
+    for n, user in enumerate(users):
+        services.grant(user=user, amount=Decimal(n + 1), reason=f"g{n}", initiated_by=staff)
+    before = list(CreditTransaction.objects.order_by("id").values_list("id", flat=True))
+
+    def grant_elsewhere():  # its own connection, committed before the export's next chunk
+        try:
+            services.grant(user=users[0], amount=Decimal(9), reason="mid-export", initiated_by=staff)
+        finally:
+            connection.close()
+
+    rows = ledger_export_rows(chunk_size=2)
+    read = [next(rows)[0]]
+    thread = threading.Thread(target=grant_elsewhere)
+    thread.start()
+    thread.join()
+    read += [row[0] for row in rows]
+
+    assert read == before
+    assert CreditTransaction.objects.filter(reason="mid-export").exists()
+    assert not connection.in_atomic_block  # the export's transaction ended with it
