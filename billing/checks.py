@@ -1,10 +1,14 @@
-"""System checks: usage reports cut days in the zone the rollups were built for, or say so."""
+"""System checks: usage reports cut days in the zone the rollups were built for, or say so; the
+smallest purchase is one Stripe can charge."""
+
+import math
 
 from django.conf import settings
 from django.core.checks import Warning, register
 from django.db import DatabaseError
 
 from billing.rollup import built_for_time_zone
+from billing.stripe_checkout import STRIPE_API, STRIPE_MINIMUM_CHARGE, currency_amount
 
 
 @register(deploy=False)
@@ -24,5 +28,27 @@ def check_rollup_time_zone(app_configs=None, databases=None, **kwargs):
             "usage reports still show days in the old zone.",
             hint="Run `manage.py rebuild_usage_rollup` once (safe while the server runs).",
             id="billing.W001",
+        )
+    ]
+
+
+@register()
+def check_purchase_minimum(app_configs=None, **kwargs):
+    """With payments on, the smallest purchase (PURCHASE_MIN_CREDITS) must cost at least Stripe's minimum charge."""
+    if not settings.STRIPE_API_KEY or settings.STRIPE_API_BASE.rstrip("/") != STRIPE_API:
+        return []  # payments off, or a double (scripts/stripe_double.py has no minimum)
+    currency = settings.CREDIT_CURRENCY
+    minimum = STRIPE_MINIMUM_CHARGE.get(currency)
+    smallest = currency_amount(credits=settings.PURCHASE_MIN_CREDITS)
+    if minimum is None or smallest >= minimum:
+        return []
+    needed = math.ceil(minimum / settings.CREDIT_UNIT_PRICE)
+    return [
+        Warning(
+            f"The smallest purchase, PURCHASE_MIN_CREDITS={settings.PURCHASE_MIN_CREDITS} credits, costs "
+            f"{smallest} {currency.upper()}, under Stripe's minimum charge of {minimum} {currency.upper()}: "
+            "Stripe refuses to create checkouts that small, so such purchases fail (502).",
+            hint=f'Set PURCHASE_MIN_CREDITS to at least {needed} (docs/purchases.md, "Configuration").',
+            id="billing.W002",
         )
     ]

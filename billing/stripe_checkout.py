@@ -23,6 +23,20 @@ TIMEOUT_SECONDS = 20
 NETWORK_RETRIES = 2
 # Currencies Stripe counts in whole units (no cents): https://docs.stripe.com/currencies#zero-decimal
 ZERO_DECIMAL_CURRENCIES = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
+STRIPE_API = "https://api.stripe.com"  # Stripe's own API address (STRIPE_API_BASE's default)
+# The smallest amount Stripe charges in each currency it lists (https://docs.stripe.com/currencies,
+# "Minimum and maximum charge amounts"; the settlement currency may raise it). Below it, creating
+# the Checkout Session fails, so a purchase that small could never be paid.
+STRIPE_MINIMUM_CHARGE = {
+    currency: Decimal(amount)
+    for currency, amount in (
+        ("usd", "0.50"), ("aed", "2.00"), ("aud", "0.50"), ("bgn", "1.00"), ("brl", "0.50"),
+        ("cad", "0.50"), ("chf", "0.50"), ("czk", "15.00"), ("dkk", "2.50"), ("eur", "0.50"),
+        ("gbp", "0.30"), ("hkd", "4.00"), ("huf", "175.00"), ("inr", "0.50"), ("jpy", "50"),
+        ("mxn", "10"), ("myr", "2"), ("nok", "3.00"), ("nzd", "0.50"), ("pln", "2.00"),
+        ("ron", "2.00"), ("sek", "3.00"), ("sgd", "0.50"), ("thb", "10"),
+    )
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -568,3 +568,37 @@ def test_purchases_started_are_throttled_per_user(user_client, stripe_double, se
     assert Purchase.objects.count() == 2
     assert listed.status_code == 200  # reading is not counted
     assert buy(client_for(UserFactory())).status_code == 201  # another user has their own count
+
+
+@pytest.mark.parametrize(
+    ("api_base", "currency", "unit_price", "minimum_credits", "warned"),
+    [
+        ("https://api.stripe.com", "usd", "0.01", 5, True),  # 0.05 USD: under Stripe's 0.50
+        ("https://api.stripe.com/", "usd", "0.01", 50, False),  # 0.50 USD: Stripe's minimum
+        ("https://api.stripe.com", "gbp", "0.01", 30, False),  # 0.30 GBP
+        ("https://api.stripe.com", "jpy", "1", 49, True),  # 49 JPY: under 50
+        ("https://api.stripe.com", "xyz", "0.01", 1, False),  # a currency the table does not list
+        ("http://127.0.0.1:12111", "usd", "0.01", 5, False),  # the double: no minimum
+    ],
+)
+def test_the_smallest_purchase_is_checked_against_stripes_minimum_charge(
+    settings, api_base, currency, unit_price, minimum_credits, warned
+):
+    from django.core.checks import run_checks
+
+    settings.STRIPE_API_KEY, settings.STRIPE_WEBHOOK_SECRET = "sk_live_x", "whsec_x"
+    settings.STRIPE_API_BASE, settings.CREDIT_CURRENCY = api_base, currency
+    settings.CREDIT_UNIT_PRICE, settings.PURCHASE_MIN_CREDITS = Decimal(unit_price), minimum_credits
+    found = [w for w in run_checks() if w.id == "billing.W002"]
+    assert bool(found) == warned
+    if warned:
+        needed = {"usd": "50", "jpy": "50"}[currency]
+        assert f"Set PURCHASE_MIN_CREDITS to at least {needed}" in found[0].hint
+
+
+def test_no_purchase_check_while_payments_are_off(settings):
+    from django.core.checks import run_checks
+
+    settings.STRIPE_API_KEY = ""
+    settings.PURCHASE_MIN_CREDITS = 1
+    assert not [w for w in run_checks() if w.id == "billing.W002"]
