@@ -143,6 +143,10 @@ else:
 # server-side cursor outlives a transaction either (the CSV export's chunked read would lose its
 # portal on the next fetch: it then reads one query per chunk, by id, reporting/selectors.py).
 DATABASE_SERVER_PREPARE = env.bool("DATABASE_SERVER_PREPARE", default=True)
+# With DATABASE_SERVER_PREPARE=false the hot statements run as server functions that hold them
+# (made on first use; their plans cached by each server backend: core/statement_functions.py). False
+# sends them as they are, parsed and planned on every run (for a role that may not create functions).
+DATABASE_STATEMENT_FUNCTIONS = env.bool("DATABASE_STATEMENT_FUNCTIONS", default=True)
 if not DATABASE_SERVER_PREPARE:
     _db.setdefault("OPTIONS", {})["prepare_threshold"] = None
     _db["DISABLE_SERVER_SIDE_CURSORS"] = True

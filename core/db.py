@@ -7,9 +7,11 @@ from typing import TypeVar
 
 import psycopg
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, ProgrammingError, connections
 from django.db.models import Model
 from django.utils.asyncio import async_unsafe
+
+from core import statement_functions
 
 M = TypeVar("M", bound=Model)
 
@@ -19,8 +21,9 @@ M = TypeVar("M", bound=Model)
 # threshold makes psycopg prepare on the first execution, for the statement run here only. Keep the
 # number of different statements small: the connection's cache (psycopg's prepared_max, 100) is shared.
 # DATABASE_SERVER_PREPARE=false (a pooler that hands each transaction to any server connection, such
-# as PgBouncer 1.18 in transaction mode) sends them unprepared: a statement prepared on one server
-# connection would be missing, or another one, on the next.
+# as PgBouncer 1.18 in transaction mode) must not prepare them: a statement prepared on one server
+# connection would be missing, or another one, on the next. There each runs as a server function
+# holding it instead (core.statement_functions), whose plan every server backend caches.
 _PREPARE_NOW = 10**9
 
 
@@ -86,7 +89,7 @@ def positional(sql: str) -> tuple[str, tuple[str, ...]]:
 
 @async_unsafe
 def execute_prepared(sql: str, params: dict) -> list[tuple]:
-    """Run one statement (prepared unless DATABASE_SERVER_PREPARE is false) in the current transaction; return its rows.
+    """Run one statement (prepared, or behind a pooler a server function's) in the current transaction; return its rows.
 
     Errors are Django's (IntegrityError, OperationalError, ...), and the query is logged like any
     other when query logging is on (tests counting queries see it). What connection.cursor() does
@@ -100,7 +103,20 @@ def execute_prepared(sql: str, params: dict) -> list[tuple]:
     text, names = positional(sql)
     values = [params[name] for name in names]
     if not settings.DATABASE_SERVER_PREPARE:
-        return _execute(db, raw, sql, params, text, values, prepare=False)
+        function = (
+            statement_functions.function_for(db, text, values)
+            if settings.DATABASE_STATEMENT_FUNCTIONS
+            else None
+        )
+        if function is None:
+            return _execute(db, raw, sql, params, text, values, prepare=False)
+        try:
+            rows = _execute(db, raw, sql, params, function.call, values, prepare=False)
+        except ProgrammingError as exc:
+            if isinstance(exc.__cause__, psycopg.errors.UndefinedFunction):
+                statement_functions.forget(db, text, values)  # dropped under us: made again next time
+            raise
+        return rows if function.returns_rows else []
     threshold, raw.prepare_threshold = raw.prepare_threshold, _PREPARE_NOW
     try:
         return _execute(db, raw, sql, params, text, values, prepare=True)
