@@ -726,11 +726,15 @@ def measure_prepare(args, env: dict) -> int:
     pairs = [(a.token, a.sessions[0]) for a in world.accounts]
     port = base.free_port()
     url = f"http://127.0.0.1:{port}"
+    # (database, DATABASE_SERVER_PREPARE, DATABASE_STATEMENT_FUNCTIONS): unprepared, the hot statements
+    # run as server functions (the default) or are sent as text, parsed and planned every time.
     variants = {
-        "direct, prepared": (env["WORKER_DATABASE_URL"], "true"),
-        "direct, unprepared": (env["WORKER_DATABASE_URL"], "false"),
-        "PgBouncer, unprepared": (env["DATABASE_URL"], "false"),
-        "PgBouncer, prepared (unsupported by 1.18)": (env["DATABASE_URL"], "true"),
+        "direct, prepared": (env["WORKER_DATABASE_URL"], "true", "true"),
+        "direct, unprepared, server functions": (env["WORKER_DATABASE_URL"], "false", "true"),
+        "direct, unprepared, as text": (env["WORKER_DATABASE_URL"], "false", "false"),
+        "PgBouncer, unprepared, server functions": (env["DATABASE_URL"], "false", "true"),
+        "PgBouncer, unprepared, as text": (env["DATABASE_URL"], "false", "false"),
+        "PgBouncer, prepared (unsupported by 1.18)": (env["DATABASE_URL"], "true", "true"),
     }
 
     def me(conn, i):
@@ -745,8 +749,9 @@ def measure_prepare(args, env: dict) -> int:
 
     print(f"{args.clients} clients straight to one serve.sh process per variant; {args.rounds} rounds of "
           f"{args.seconds:.0f} s; load {os.getloadavg()[0]:.2f}")  # fmt: skip
-    for name, (database_url, prepare) in variants.items():
+    for name, (database_url, prepare, functions) in variants.items():
         server_env = {**os.environ, **env, "DATABASE_URL": database_url, "DATABASE_SERVER_PREPARE": prepare}
+        server_env["DATABASE_STATEMENT_FUNCTIONS"] = functions
         server_env.update(HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="1", LOG_LEVEL="ERROR")
         server = subprocess.Popen(  # noqa: S603 - our own server script
             ["sh", str(ROOT / "scripts" / "serve.sh")], cwd=ROOT, env=server_env, start_new_session=True,
