@@ -275,6 +275,7 @@ def _event(*, user_id: int, price: ModelPrice | None, hold: CreditHold | None, *
 @lru_cache(maxsize=8)
 def _record_sql(then_ctes: str, then_columns: str) -> str:
     """The charge with the caller's parts in their places (the two marker comments)."""
+    assert _THEN_CTES in _RECORD_SQL and _THEN_COLUMNS in _RECORD_SQL, "the charge lost a ThenWrite marker"
     return _RECORD_SQL.replace(_THEN_CTES, then_ctes + "\n").replace(_THEN_COLUMNS, then_columns + "\n")
 
 
@@ -318,6 +319,10 @@ def _record(
     }
     sql = _RECORD_SQL
     if then is not None:
+        if clash := params.keys() & then.params.keys():
+            raise ValueError(
+                f"A ThenWrite's parameters are named like the charge's: {', '.join(sorted(clash))}."
+            )
         sql = _record_sql(then.ctes, then.columns)
         params.update(then.params)
     # No savepoint: nothing here is retried, so inside a caller's transaction a failure rolls back

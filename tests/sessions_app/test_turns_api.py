@@ -3,7 +3,7 @@
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -481,3 +481,19 @@ def test_a_charge_writes_another_apps_rows_only_inside_the_callers_transaction(u
             then=rows,
         )
     assert not LLMCallEvent.objects.exists() and not Message.objects.exists()
+
+
+def test_a_charges_parameters_cannot_be_overridden_by_the_rows_it_writes(user):
+    ModelPriceFactory(model="echo-1")
+    fund(user, "5")
+    clashing = billing_services.ThenWrite(ctes="", columns="", params={"user_id": 0, "amount": 0})
+    with pytest.raises(ValueError, match="amount, user_id"), transaction.atomic():
+        billing_services.charge(
+            user=user,
+            price=ModelPrice.objects.get(model="echo-1"),
+            provider="echo",
+            input_tokens=10,
+            output_tokens=10,
+            then=clashing,
+        )
+    assert not LLMCallEvent.objects.exists()
