@@ -49,7 +49,14 @@ def function_for(db, text: str, values: list) -> Function | None:
     if key not in _made:
         with _lock:
             if key not in _made:
-                _made[key] = _make(db, text, _sent_types(db, values))
+                try:
+                    _made[key] = _make(db, text, _sent_types(db, values))
+                except psycopg.OperationalError as exc:  # the database unreachable: try again next time
+                    logger.warning(
+                        "hot statement sent unprepared: its server function could not be made yet",
+                        extra={"error": str(exc).strip()[:300], "statement": text[:120]},
+                    )
+                    return None
     return _made[key]
 
 
@@ -102,7 +109,9 @@ def _make(db, text: str, sent_types: tuple[int, ...]) -> Function | None:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [name])
             if conn.execute("SELECT to_regproc(%s)", [name]).fetchone()[0] is None:
                 conn.execute(_definition(name, text, param_types, column_types))
-    except psycopg.Error as exc:
+    except psycopg.OperationalError:
+        raise
+    except psycopg.Error as exc:  # for good (no right to create functions, a type it cannot take)
         logger.warning(
             "hot statement sent unprepared: its server function could not be made",
             extra={"error": str(exc).strip()[:300], "statement": text[:120]},

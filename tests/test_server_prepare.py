@@ -183,3 +183,21 @@ def test_processes_racing_to_make_one_function_both_run_it(settings):
         thread.join()
     assert sorted(results) == [[(1,)], [(2,)], [(3,)], [(4,)]]
     assert len([b for b in stmt_functions() if "racing" in b]) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_function_not_made_while_the_database_is_unreachable_is_made_later(settings, monkeypatch):
+    settings.DATABASE_SERVER_PREPARE = False
+    statement_functions._made.clear()
+    real_connect = statement_functions.psycopg.connect
+
+    def unreachable(*args, **kwargs):
+        raise statement_functions.psycopg.OperationalError("connection refused")
+
+    sql = "SELECT %(n)s::int * 2 AS later"
+    connection.ensure_connection()  # only the function's own connection fails
+    monkeypatch.setattr(statement_functions.psycopg, "connect", unreachable)
+    assert execute_prepared(sql, {"n": 2}) == [(4,)]  # sent as text meanwhile
+    monkeypatch.setattr(statement_functions.psycopg, "connect", real_connect)
+    assert execute_prepared(sql, {"n": 3}) == [(6,)]
+    assert [body for body in stmt_functions() if "later" in body]
