@@ -47,8 +47,8 @@ from sessions_app.providers import (
 from sessions_app.selectors import TurnContext
 from sessions_app.summaries import SummaryCall
 from sessions_app.tools import ToolContext, ToolRun, run_tool, tool_specs
+from sessions_app.turn_rows import TurnText, built_turn, write_turn_rows
 from sessions_app.turn_rows import after_charge as turn_rows_after_charge
-from sessions_app.turn_rows import built_turn, write_turn_rows
 
 logger = logging.getLogger(__name__)
 
@@ -395,13 +395,9 @@ class TurnLoop:
         summary_call = self._summary_call(reply)
         now = timezone.now()
         summary_event = None
-        turn_rows = {
-            "session": self.session,
-            "prompt": self.content,
-            "reply": reply,
-            "stop_reason": self.stop_reason,
-            "now": now,
-        }
+        text = TurnText(
+            session=self.session, prompt=self.content, reply=reply, stop_reason=self.stop_reason, now=now
+        )
         try:
             with transaction.atomic():
                 # The answering call's charge writes the turn's rows too, in its one statement,
@@ -419,16 +415,14 @@ class TurnLoop:
                         occurred_at=now,
                         hold=answer.call.hold,
                         purpose=answer.call.purpose,
-                        then=turn_rows_after_charge(earlier_events=self.events, **turn_rows)
+                        then=turn_rows_after_charge(text, earlier_events=self.events)
                         if rows_with_charge
                         else None,
                     )
                     self.events.append(charged.event)
                     self.balance_after = charged.balance_after
                 if rows_with_charge:
-                    turn = built_turn(
-                        charged.then_row, events=self.events, tool_runs=self.tool_runs, **turn_rows
-                    )
+                    turn = built_turn(text, charged.then_row, events=self.events, tool_runs=self.tool_runs)
                 if summary_call is not None:
                     summary_event, balance_after = summaries.record_summary_call(
                         call=summary_call,
@@ -441,7 +435,7 @@ class TurnLoop:
                     if balance_after is not None:
                         self.balance_after = balance_after
                 if not rows_with_charge:
-                    turn = write_turn_rows(events=self.events, tool_runs=self.tool_runs, **turn_rows)
+                    turn = write_turn_rows(text, events=self.events, tool_runs=self.tool_runs)
                 if turn is not None:
                     if summary_call is not None:
                         summaries.save_summary(session=self.session, call=summary_call, event=summary_event)

@@ -1,5 +1,8 @@
 """A turn's own rows: its messages, the turn and its calls in one statement (its tool runs in one more), built from what they return."""
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from billing.models import LLMCallEvent
 from billing.services import ThenWrite
 from core.db import execute_prepared, loaded
@@ -79,81 +82,54 @@ _AFTER_CHARGE_CTES = f"""
 """  # noqa: S608 - our own tables' names, the values all bound
 
 
-def write_turn_rows(
-    *,
-    session: ChatSession,
-    prompt: str,
-    reply: str,
-    events: list[LLMCallEvent],
-    tool_runs: list[ToolRun],
-    stop_reason: str,
-    now,
-) -> Turn | None:
+@dataclass(frozen=True)
+class TurnText:
+    """What a turn's rows say besides its calls: the session, both messages, why it stopped, when."""
+
+    session: ChatSession
+    prompt: str
+    reply: str
+    stop_reason: str
+    now: datetime
+
+    def params(self) -> dict:
+        return {
+            "turn_session_id": self.session.pk,
+            "turn_at": self.now,
+            "turn_prompt": self.prompt,
+            "turn_reply": self.reply,
+            "turn_stop_reason": self.stop_reason,
+        }
+
+
+def write_turn_rows(text: TurnText, *, events: list[LLMCallEvent], tool_runs: list[ToolRun]) -> Turn | None:
     """Write the turn's messages, turn row, calls and tool runs (None if the session is gone).
 
     The caller holds the transaction. The rows are set on the returned turn (`call_events`,
     `tool_call_events` and the related rows), so serializing it reads nothing back.
     """
-    params = _params(session=session, prompt=prompt, reply=reply, stop_reason=stop_reason, now=now)
     ((_, *row),) = execute_prepared(
-        TURN_ROWS_SQL, {**params, "turn_call_ids": [event.pk for event in events]}
+        TURN_ROWS_SQL, {**text.params(), "turn_call_ids": [event.pk for event in events]}
     )
-    return built_turn(
-        row,
-        session=session,
-        prompt=prompt,
-        reply=reply,
-        events=events,
-        tool_runs=tool_runs,
-        stop_reason=stop_reason,
-        now=now,
-    )
+    return built_turn(text, row, events=events, tool_runs=tool_runs)
 
 
-def after_charge(
-    *,
-    session: ChatSession,
-    prompt: str,
-    reply: str,
-    earlier_events: list[LLMCallEvent],
-    stop_reason: str,
-    now,
-) -> ThenWrite:
+def after_charge(text: TurnText, *, earlier_events: list[LLMCallEvent]) -> ThenWrite:
     """The turn's messages, turn row and calls, written by the charge of its last call (billing.ThenWrite).
 
     `earlier_events`: the turn's calls before that one, in order. Build the turn from the charge's
     `then_row` with built_turn() (its tool runs are written then).
     """
-    params = _params(session=session, prompt=prompt, reply=reply, stop_reason=stop_reason, now=now)
-    params["turn_earlier_call_ids"] = [event.pk for event in earlier_events]
+    params = {**text.params(), "turn_earlier_call_ids": [event.pk for event in earlier_events]}
     return ThenWrite(ctes=_AFTER_CHARGE_CTES, columns=_TURN_ROWS_COLUMNS, params=params)
 
 
-def _params(*, session: ChatSession, prompt: str, reply: str, stop_reason: str, now) -> dict:
-    return {
-        "turn_session_id": session.pk,
-        "turn_at": now,
-        "turn_prompt": prompt,
-        "turn_reply": reply,
-        "turn_stop_reason": stop_reason,
-    }
-
-
-def built_turn(
-    row,
-    *,
-    session: ChatSession,
-    prompt: str,
-    reply: str,
-    events: list[LLMCallEvent],
-    tool_runs: list[ToolRun],
-    stop_reason: str,
-    now,
-) -> Turn | None:
+def built_turn(text: TurnText, row, *, events: list[LLMCallEvent], tool_runs: list[ToolRun]) -> Turn | None:
     """The turn from what its rows' statement returned (_TURN_ROWS_COLUMNS), its tool runs written; None: no session."""
     count, chars, turn_id, user_message_id, assistant_message_id = row
     if count is None:
         return None
+    session, prompt, reply, now = text.session, text.prompt, text.reply, text.now
     session.message_count, session.message_chars, session.updated_at = count, chars, now
 
     def message(*, id: int, role: str, content: str, order: int) -> Message:
@@ -168,7 +144,7 @@ def built_turn(
         user_message_id=user_message_id,
         assistant_message_id=assistant_message_id,
         llm_call_id=events[0].pk,
-        stop_reason=stop_reason,
+        stop_reason=text.stop_reason,
         created_at=now,
     )
     turn.session, turn.llm_call = session, events[0]

@@ -457,19 +457,13 @@ def test_a_turn_on_an_unknown_session_is_the_same_404_as_listing_its_turns(user_
 
 @pytest.mark.django_db(transaction=True)
 def test_a_charge_writes_another_apps_rows_only_inside_the_callers_transaction(user):
-    from sessions_app.turn_rows import after_charge
+    from sessions_app.turn_rows import TurnText, after_charge
 
     ModelPriceFactory(model="echo-1")
     fund(user, "5")
     session = ChatSessionFactory(owner=user)
-    rows = after_charge(
-        session=session,
-        prompt="hi",
-        reply="hello",
-        earlier_events=[],
-        stop_reason="complete",
-        now=timezone.now(),
-    )
+    text = TurnText(session=session, prompt="hi", reply="hello", stop_reason="complete", now=timezone.now())
+    rows = after_charge(text, earlier_events=[])
 
     with pytest.raises(RuntimeError, match="caller's transaction"):
         billing_services.charge(
