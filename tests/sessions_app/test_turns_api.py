@@ -466,14 +466,7 @@ def test_a_charge_writes_another_apps_rows_only_inside_the_callers_transaction(u
     rows = after_charge(text, earlier_events=[])
 
     with pytest.raises(RuntimeError, match="caller's transaction"):
-        billing_services.charge(
-            user=user,
-            price=ModelPrice.objects.get(model="echo-1"),
-            provider="echo",
-            input_tokens=10,
-            output_tokens=10,
-            then=rows,
-        )
+        charge_echo_call(user, then=rows)
     assert not LLMCallEvent.objects.exists() and not Message.objects.exists()
 
 
@@ -482,12 +475,17 @@ def test_a_charges_parameters_cannot_be_overridden_by_the_rows_it_writes(user):
     fund(user, "5")
     clashing = billing_services.ThenWrite(ctes="", columns="", params={"user_id": 0, "amount": 0})
     with pytest.raises(ValueError, match="amount, user_id"), transaction.atomic():
-        billing_services.charge(
-            user=user,
-            price=ModelPrice.objects.get(model="echo-1"),
-            provider="echo",
-            input_tokens=10,
-            output_tokens=10,
-            then=clashing,
-        )
+        charge_echo_call(user, then=clashing)
     assert not LLMCallEvent.objects.exists()
+
+
+def charge_echo_call(user, *, then):
+    """One echo-1 call of 10 + 10 tokens charged to `user`, writing `then`'s rows too."""
+    return billing_services.charge(
+        user=user,
+        price=ModelPrice.objects.get(model="echo-1"),
+        provider="echo",
+        input_tokens=10,
+        output_tokens=10,
+        then=then,
+    )
