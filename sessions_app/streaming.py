@@ -9,10 +9,12 @@ finishes the turn (the answering call charged with the turn's rows in one transa
 `done` with the plain turn's 201 body.
 
 While a call streams, its progress is recorded on its hold (`TurnLoop.record_progress`, one
-UPDATE through `db_step`): when its stream is opened (the prompt by the counting rule, output 0), at
-most once per STREAM_PROGRESS_INTERVAL_SECONDS while deltas come (the output so far by the counting
-rule), and when the provider's usage arrives (the reported figures). Each write also pushes the
-hold's expiry one CREDIT_HOLD_TTL_SECONDS on, so a live stream's hold never expires under it.
+UPDATE): before the provider is asked (the prompt by the counting rule, output 0; for the first call
+in the view, on its thread and connection, before the response starts, so a burst of streams does
+not queue a database step each for a connection before asking the model), at most once per
+STREAM_PROGRESS_INTERVAL_SECONDS while deltas come (the output so far by the counting rule), and
+when the provider's usage arrives (the reported figures). Each write also pushes the hold's expiry
+one CREDIT_HOLD_TTL_SECONDS on, so a live stream's hold never expires under it.
 
 How a stream ends, and what it costs (never $0 for tokens produced, never more than the call's hold):
 - complete: every call charged with the usage the provider reported; the turn's messages are kept.
@@ -31,7 +33,7 @@ How a stream ends, and what it costs (never $0 for tokens produced, never more t
 - the process dies (SIGKILL, OOM): the open hold is charged at expiry (release_expired_holds, one
   CREDIT_HOLD_TTL_SECONDS after its last progress) with the progress last recorded (at most
   STREAM_PROGRESS_INTERVAL_SECONDS of output behind), capped at the hold; a hold that recorded none
-  (the stream never opened) is released. No messages are kept.
+  (the view failed before its response) is released. No messages are kept.
 
 Served by an ASGI server, the stream holds no worker thread and no database connection: the view's
 thread gives its connection back before the response starts, and each database step after it runs
@@ -54,7 +56,7 @@ from sessions_app import services
 from sessions_app.exceptions import ProviderFailed
 from sessions_app.providers import Completion, Delta, ProviderError, ToolCalls, Usage
 from sessions_app.serializers import created_turn_body
-from sessions_app.turn_loop import PART_SEPARATOR, TurnLoop
+from sessions_app.turn_loop import PART_SEPARATOR, ModelCall, TurnLoop
 
 logger = logging.getLogger(__name__)
 
@@ -101,14 +103,42 @@ def db_step(function):
     return sync_to_async(step, thread_sensitive=True)
 
 
+class HeldStream(StreamingHttpResponse):
+    """An event stream whose call holds credits from before its first byte.
+
+    Closed (after its body, or without it) it calls `unclaimed()`, which gives the hold back when the
+    stream's producer never ran: a client that left before the body was read asked the model nothing.
+    """
+
+    def __init__(self, events, *, unclaimed):
+        super().__init__(events, content_type=EVENT_STREAM)
+        self["Cache-Control"] = "no-cache"
+        self["X-Accel-Buffering"] = "no"  # a proxy in front must not buffer the stream
+        self._unclaimed = unclaimed
+
+    def close(self) -> None:
+        try:
+            self._unclaimed()
+        finally:
+            super().close()  # request_finished: the thread's connection goes back
+
+
 def stream_turn(*, session, user, content: str, context=None) -> StreamingHttpResponse:
     """Reserve the turn's first call (raising InsufficientCredits / PriceNotFound like take_turn) and stream it."""
     loop = services.prepare_turn(session=session, user=user, content=content, context=context)
+    call = loop.next_call()  # reserved by prepare_turn: no statement
+    try:
+        loop.record_progress(call)  # on its hold before the response starts (see the top)
+    except BaseException:
+        loop.release_open_call()
+        raise
     give_back_connection()
-    response = StreamingHttpResponse(_events(loop), content_type=EVENT_STREAM)
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"  # a proxy in front must not buffer the stream
-    return response
+
+    def unclaimed() -> None:
+        if not call.sent:  # the producer sets it first thing
+            loop.release_open_call()
+
+    return HeldStream(_events(loop, call), unclaimed=unclaimed)
 
 
 async def relay(produce, *, is_last=lambda item: False):
@@ -134,26 +164,26 @@ async def relay(produce, *, is_last=lambda item: False):
                 pass
 
 
-async def _events(loop: TurnLoop):
+async def _events(loop: TurnLoop, call: ModelCall):
     """The response body: the turn's events as server-sent events, up to its `done` or `error`."""
-    async for event, data in relay(lambda queue: _produce(loop, queue), is_last=lambda item: item[0] in ENDS):
+    async for event, data in relay(
+        lambda queue: _produce(loop, call, queue), is_last=lambda item: item[0] in ENDS
+    ):
         yield sse(event, data)
 
 
-async def _produce(loop: TurnLoop, queue: asyncio.Queue) -> None:
-    """Make the turn's calls with the provider's stream, relay their text, and end the turn exactly once."""
+async def _produce(loop: TurnLoop, call: ModelCall | None, queue: asyncio.Queue) -> None:
+    """Make the turn's calls with the provider's stream (from `call`, the first, its progress recorded),
+    relay their text, and end the turn exactly once."""
     produced: list[str] = []
     usage: Usage | None = None
     sent: list[str] = []  # every delta sent, so the reply's text is what the client read
     record_progress = db_step(loop.record_progress)
     interval = settings.STREAM_PROGRESS_INTERVAL_SECONDS
     try:
-        call = await db_step(loop.next_call)()
         while call is not None:
             produced, usage, tool_calls = [], None, ()
             call.sent = True
-            # On the hold from here on, so a process that dies mid-call is charged for it at expiry.
-            await record_progress(call)
             recorded_at = time.monotonic()
             try:
                 async for item in loop.provider.stream(**call.provider_arguments(loop.session.model)):
@@ -194,7 +224,7 @@ async def _produce(loop: TurnLoop, queue: asyncio.Queue) -> None:
             )
             await db_step(loop.completed)(call, completion)
             produced, usage = [], None  # that call is the loop's now: nothing of it is open here
-            call = await db_step(loop.next_call)()
+            call = await db_step(_next_call_recorded)(loop)
         # A turn that stopped short says so at the end of its reply: the client reads that too.
         reply, streamed = loop.reply_text(), "".join(sent)
         if reply.startswith(streamed) and len(reply) > len(streamed):
@@ -213,6 +243,14 @@ async def _produce(loop: TurnLoop, queue: asyncio.Queue) -> None:
         queue.put_nowait(("error", INTERNAL_ERROR))
     else:
         queue.put_nowait(("done", body))
+
+
+def _next_call_recorded(loop: TurnLoop) -> ModelCall | None:
+    """The loop's next call, reserved and on its hold (so a process that dies mid-call is charged at expiry)."""
+    call = loop.next_call()
+    if call is not None:
+        loop.record_progress(call)
+    return call
 
 
 def _send_delta(queue: asyncio.Queue, sent: list[str], text: str) -> None:

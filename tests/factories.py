@@ -124,3 +124,16 @@ def token_client_for(user):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     return client
+
+
+def close_unread(response) -> None:
+    """Close a streamed response as a server does when its client left before the body was read
+    (as the test client closes one: the test's database connection, and its transaction, stay open)."""
+    from django.core.signals import request_finished
+    from django.db import close_old_connections
+
+    request_finished.disconnect(close_old_connections)
+    try:
+        response.close()
+    finally:
+        request_finished.connect(close_old_connections)

@@ -40,6 +40,7 @@ class GatewayCall:
     hold: CreditHold
     started: float
     settled: bool = False
+    streaming: bool = False  # its stream's producer has run (gateway.streaming)
 
     @classmethod
     def reserve(cls, *, user, key, request: ChatRequest) -> "GatewayCall":

@@ -4,7 +4,7 @@ The call is reserved in the view, before the response (a refusal is a plain JSON
 byte of a stream exists without a hold); then a task of its own reads the provider's stream and
 relays it. The usage chunk is always sent (whatever `stream_options` says): it carries what was
 charged. As for streamed turns (sessions_app.streaming, whose database steps this reuses): the
-progress is recorded on the hold (when the stream opens, at most once per
+progress is recorded on the hold (in the view before the response starts, at most once per
 STREAM_PROGRESS_INTERVAL_SECONDS while it runs, and when the usage arrives); a client that hangs up
 is charged what was produced (the provider's usage if it came, else the counting rule), capped at
 the hold; a provider failure after the stream opened is one chunk with `error` and
@@ -23,7 +23,7 @@ from sessions_app.exceptions import ProviderFailed
 from sessions_app.gateway import answers
 from sessions_app.gateway.calls import GatewayCall
 from sessions_app.providers import Delta, ProviderError, ToolCalls, Usage
-from sessions_app.streaming import END, EVENT_STREAM, db_step, give_back_connection, relay
+from sessions_app.streaming import END, HeldStream, db_step, give_back_connection, relay
 
 logger = logging.getLogger(__name__)
 
@@ -31,15 +31,24 @@ INTERNAL_ERROR = {"message": "The call failed on our side; nothing was charged."
 
 
 def stream_response(call: GatewayCall) -> StreamingHttpResponse:
-    """The reserved call's stream (the connection is given back first: a stream holds none)."""
+    """The reserved call's stream, its progress on its hold (so a dead process is charged at expiry)
+    before the response starts, on the view's connection, then given back: a stream holds none."""
+    try:
+        call.record_progress()
+    except BaseException:
+        call.release()
+        raise
     give_back_connection()
-    response = StreamingHttpResponse(relay(lambda queue: _produce(call, queue)), content_type=EVENT_STREAM)
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+
+    def unclaimed() -> None:
+        if not call.streaming:  # the producer never ran: nothing was asked of the model
+            call.release()
+
+    return HeldStream(relay(lambda queue: _produce(call, queue)), unclaimed=unclaimed)
 
 
 async def _produce(call: GatewayCall, queue: asyncio.Queue) -> None:
+    call.streaming = True
     id_, created, model = answers.completion_id(), int(time.time()), call.request.model
 
     def send(**parts) -> None:
@@ -52,7 +61,6 @@ async def _produce(call: GatewayCall, queue: asyncio.Queue) -> None:
     interval = settings.STREAM_PROGRESS_INTERVAL_SECONDS
     try:
         send(delta={"role": "assistant", "content": ""})
-        await record_progress()  # on the hold from here on: a dead process is charged at expiry
         recorded_at = time.monotonic()
         try:
             async for item in call.provider.stream(**call.provider_arguments()):

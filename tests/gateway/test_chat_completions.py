@@ -7,7 +7,8 @@ import pytest
 
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, SpendLimit, Wallet
 from billing.reconcile import check_ledger
-from tests.factories import fund, token_client_for
+from sessions_app.providers import estimate_prompt_tokens
+from tests.factories import close_unread, fund, token_client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -218,3 +219,32 @@ def test_a_provider_failure_is_502_in_openai_shape_and_charges_nothing(client, s
     assert Wallet.objects.get(user=user).balance == before
     assert not CreditHold.objects.filter(status="held").exists()
     assert SpendLimit.objects.get(kind="key").held == 0
+
+
+@pytest.mark.filterwarnings("ignore:StreamingHttpResponse")  # the test client reads it synchronously
+def test_a_streams_progress_is_on_its_hold_before_the_response_starts(client, key):
+    body = hello(stream=True)
+    response = call(client, key, body)
+    assert response.status_code == 200
+
+    hold = CreditHold.objects.get()  # nothing of the body read yet
+    prompt = estimate_prompt_tokens(body["messages"], None)
+    assert (hold.status, hold.progress_input_tokens, hold.progress_output_tokens) == ("held", prompt, 0)
+    b"".join(response)
+    assert CreditHold.objects.get().status == "settled"
+
+
+@pytest.mark.filterwarnings("ignore:StreamingHttpResponse")  # the test client reads it synchronously
+def test_a_stream_closed_before_its_body_was_read_gives_its_hold_back_to_wallet_and_key(client, user, key):
+    before = Wallet.objects.get(user=user)
+    response = call(client, key, hello(stream=True))
+    assert response.status_code == 200
+
+    close_unread(response)  # the client left before the first byte
+
+    assert CreditHold.objects.get().status == "released"
+    wallet = Wallet.objects.get(user=user)
+    assert (wallet.balance, wallet.held) == (before.balance, 0)
+    assert SpendLimit.objects.get(pk=CreditHold.objects.get().spend_limit_id).spent == 0
+    assert not LLMCallEvent.objects.exists()
+    assert check_ledger().ok

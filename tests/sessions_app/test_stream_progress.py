@@ -22,7 +22,7 @@ from sessions_app.providers import (
     estimate_prompt_tokens,
 )
 from sessions_app.tools import tool_specs
-from tests.factories import ChatSessionFactory, ModelPriceFactory, StaffUserFactory
+from tests.factories import ChatSessionFactory, ModelPriceFactory, StaffUserFactory, close_unread
 
 pytestmark = [pytest.mark.django_db, pytest.mark.filterwarnings("ignore:StreamingHttpResponse")]
 
@@ -176,4 +176,61 @@ def test_usage_reported_above_the_hold_before_a_failure_is_charged_exactly_the_h
     assert event.cost == hold.amount  # 1000 credits at the price: capped at what was held
     assert CreditTransaction.objects.get(kind="debit").amount == -hold.amount
     assert Wallet.objects.get(user=user).balance == Decimal("10") - hold.amount
+    assert check_ledger().ok
+
+
+def test_the_first_calls_progress_is_on_its_hold_before_the_response_starts(
+    user_client, account, monkeypatch, progress_writes
+):
+    _, session = account
+    monkeypatch.setattr("sessions_app.services.get_provider", lambda: Scripted(Delta("Hi"), Usage(30, 12)))
+
+    response = user_client.post(
+        f"/api/v1/sessions/{session.pk}/turns/",
+        {"content": CONTENT},
+        format="json",
+        HTTP_ACCEPT="text/event-stream",
+    )
+
+    # Nothing of the body read yet: a process that died now would be charged the prompt at expiry.
+    hold = CreditHold.objects.get()
+    assert (hold.status, hold.progress_input_tokens, hold.progress_output_tokens) == (
+        "held",
+        prompt_tokens(),
+        0,
+    )
+    assert hold.progress_at is not None
+    b"".join(response)
+    assert progress_writes == [(prompt_tokens(), 0), (30, 12)]
+    assert CreditHold.objects.get().status == "settled"
+
+
+def test_a_stream_closed_before_its_body_was_read_gives_its_hold_back_and_charges_nothing(
+    user_client, user, account, monkeypatch
+):
+    _, session = account
+    asked = []
+
+    class Watched(Scripted):
+        async def stream(self, **kwargs):
+            asked.append(kwargs["model"])
+            async for item in super().stream(**kwargs):
+                yield item
+
+    monkeypatch.setattr("sessions_app.services.get_provider", lambda: Watched(Delta("Hi"), Usage(30, 12)))
+    balance = Wallet.objects.get(user=user).balance
+
+    response = user_client.post(
+        f"/api/v1/sessions/{session.pk}/turns/",
+        {"content": CONTENT},
+        format="json",
+        HTTP_ACCEPT="text/event-stream",
+    )
+    close_unread(response)  # the client left before the first byte
+
+    assert asked == []
+    assert CreditHold.objects.get().status == "released"
+    wallet = Wallet.objects.get(user=user)
+    assert (wallet.balance, wallet.held) == (balance, 0)
+    assert not LLMCallEvent.objects.exists() and not Turn.objects.exists()
     assert check_ledger().ok
