@@ -1,5 +1,6 @@
 """The openai provider against a fake OpenAI-compatible server on loopback: success and each failure."""
 
+import asyncio
 import json
 import threading
 import time
@@ -12,6 +13,8 @@ from werkzeug import Response
 from billing.models import CreditTransaction, LLMCallEvent, ModelPrice, Wallet
 from billing.services import compute_cost
 from sessions_app.models import Message, Turn
+from sessions_app.providers import Delta, ProviderError, ToolCalls, Usage
+from sessions_app.providers.openai import OpenAIProvider
 from tests.factories import ChatSessionFactory, fund
 
 pytestmark = pytest.mark.django_db
@@ -259,3 +262,84 @@ def test_an_empty_base_url_means_the_clients_default_endpoint(monkeypatch):
 
     assert str(client.base_url).startswith("https://api.openai.com/")
     assert client.max_retries == 0
+
+
+def sse_body(*chunks) -> str:
+    """A streamed answer as the API sends it: one `data:` line a chunk (a str is sent as it is), then [DONE]."""
+    lines = [f"data: {c if isinstance(c, str) else json.dumps(c)}\n\n" for c in chunks]
+    return "".join(lines) + "data: [DONE]\n\n"
+
+
+def chunk(**delta):
+    return {"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta}]}
+
+
+USAGE_CHUNK = {"id": "c", "choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 7}}
+
+
+def streamed(httpserver, body: str, status: int = 200) -> list:
+    """What OpenAIProvider.stream yields for `body` (or the ProviderError it raises), and the request it sent."""
+    httpserver.expect_request(COMPLETIONS, method="POST").respond_with_response(
+        Response(body, status=status, content_type="text/event-stream")
+    )
+
+    async def run():
+        items = []
+        try:
+            async for item in OpenAIProvider().stream(
+                model="echo-1",
+                messages=[{"role": "user", "content": "hi"}],
+                max_output_tokens=64,
+                options={"temperature": 0.5},
+            ):
+                items.append(item)
+        except ProviderError as exc:
+            items.append(exc)
+        return items
+
+    return asyncio.run(run())
+
+
+def test_a_stream_yields_its_deltas_its_tool_calls_whole_and_then_its_usage(openai_settings):
+    body = sse_body(
+        chunk(role="assistant", content=""),
+        chunk(content="Hel"),
+        chunk(content="lo"),
+        chunk(tool_calls=[{"index": 0, "id": "call_1", "function": {"name": "clock", "arguments": '{"a"'}}]),
+        chunk(tool_calls=[{"index": 0, "function": {"arguments": ": 1}"}}]),
+        USAGE_CHUNK,
+    )
+
+    items = streamed(openai_settings, body)
+
+    assert items[:2] == [Delta("Hel"), Delta("lo")]
+    assert isinstance(items[2], ToolCalls) and len(items[2].calls) == 1
+    assert (items[2].calls[0].id, items[2].calls[0].name, items[2].calls[0].arguments) == (
+        "call_1",
+        "clock",
+        '{"a": 1}',
+    )
+    assert items[3] == Usage(input_tokens=11, output_tokens=7)
+    sent = openai_settings.log[-1][0].get_json()
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+    assert (sent["model"], sent["max_tokens"], sent["temperature"]) == ("echo-1", 64, 0.5)
+    assert openai_settings.log[-1][0].headers["Authorization"] == f"Bearer {SECRET}"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        (sse_body(chunk(content="Hi")), 200, "ProviderBadResponse"),  # no usage: nothing to bill by
+        (sse_body(chunk(content="Hi"), {"error": {"message": "overloaded"}}), 200, "ProviderBadResponse"),
+        (sse_body(chunk(content="Hi"), "42", USAGE_CHUNK), 200, "ProviderBadResponse"),
+        (sse_body(chunk(content="Hi"), "{not json", USAGE_CHUNK), 200, "ProviderBadResponse"),
+        (sse_body(chunk(tool_calls=[{"id": "x"}]), USAGE_CHUNK), 200, "ProviderBadResponse"),
+        ('{"error": {"message": "down"}}', 503, "ProviderUnavailable"),
+    ],
+    ids=["no-usage", "error-chunk", "not-an-object", "not-json", "tool-piece-without-index", "http-503"],
+)
+def test_a_broken_stream_is_a_provider_error_after_what_it_delivered(openai_settings, body, status, error):
+    items = streamed(openai_settings, body, status=status)
+
+    assert type(items[-1]).__name__ == error
+    assert all(isinstance(item, Delta) for item in items[:-1])
