@@ -119,8 +119,10 @@ class HeldStream(StreamingHttpResponse):
     def close(self) -> None:
         try:
             self._unclaimed()
-        finally:
-            super().close()  # request_finished: the thread's connection goes back
+        except Exception:
+            # The database failed under us: the hold is left to its expiry, which charges its progress.
+            logger.exception("an unread stream's hold could not be given back")
+        super().close()  # request_finished: the thread's connection goes back
 
 
 def stream_turn(*, session, user, content: str, context=None) -> StreamingHttpResponse:

@@ -8,6 +8,7 @@ import json
 from decimal import Decimal
 
 import pytest
+from django.db import OperationalError
 
 from billing import services as billing_services
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, Wallet
@@ -234,3 +235,25 @@ def test_a_stream_closed_before_its_body_was_read_gives_its_hold_back_and_charge
     assert (wallet.balance, wallet.held) == (balance, 0)
     assert not LLMCallEvent.objects.exists() and not Turn.objects.exists()
     assert check_ledger().ok
+
+
+def test_a_failure_giving_an_unread_streams_hold_back_is_logged_not_raised_from_close(
+    user_client, account, monkeypatch, caplog
+):
+    _, session = account
+    monkeypatch.setattr("sessions_app.services.get_provider", lambda: Scripted(Delta("Hi"), Usage(30, 12)))
+    response = user_client.post(
+        f"/api/v1/sessions/{session.pk}/turns/",
+        {"content": CONTENT},
+        format="json",
+        HTTP_ACCEPT="text/event-stream",
+    )
+
+    def fail(**kwargs):
+        raise OperationalError("the database went away")
+
+    monkeypatch.setattr(billing_services, "release", fail)
+    close_unread(response)
+
+    assert "an unread stream's hold could not be given back" in caplog.text
+    assert CreditHold.objects.get().status == "held"  # left to its expiry
