@@ -7,7 +7,9 @@ By hand (a scratch database creditdesk_gateway_bench is dropped, created and mig
 1. plain: POST /v1/chat/completions (echo provider) against GET /api/v1/auth/me, same clients, same
    uvicorn server (`make serve`'s); p50 ratio, best of two interleaved rounds (limit: 2.2x, as the turn).
 2. ttfc: a streamed call's time to its first content chunk through the gateway against the fake
-   upstream's own first byte (bench/fake_openai.py, called directly), at 1 and 50 concurrent streams.
+   upstream's own first byte (bench/fake_openai.py, called directly), at 1 and 50 concurrent streams,
+   with the model answering 0.05 s after a request (its first pieces land while later streams'
+   starts still run on the cores) and 0.5 s (a hosted model's usual wait: after them).
 3. streams: 200 concurrent streams on one uvicorn process against the slow fake upstream; afterwards
    no hold is open, every stream has one call event and one debit, check_ledger is clean; the
    server's resident memory per open stream is printed.
@@ -166,7 +168,8 @@ def _has_content(chunk: dict) -> bool:
 
 def bench_ttfc(url: str, args) -> None:
     # A fake upstream that waits before it streams (its first piece comes one drip after its headers).
-    fake = FakeOpenAIServer(stream_delay=args.drip, first_byte_delay=0.05).start()
+    waits = [float(wait) for wait in args.first_byte.split(",")]
+    fake = FakeOpenAIServer(stream_delay=args.drip, first_byte_delay=waits[0]).start()
     accounts = seed(61)
     env = _server_env(LLM_PROVIDER="openai", LLM_BASE_URL=fake.base_url, LLM_TIMEOUT_SECONDS="30")
     server = start("deployed", database_url=url, workers=args.ttfc_workers, env=env)
@@ -188,7 +191,12 @@ def bench_ttfc(url: str, args) -> None:
         print(
             f"  relay: the first chunk reaches the client {relay * 1000:.2f} ms after the upstream wrote it (target <= 5 ms)"
         )
-        for concurrency in (1, 50):
+        for wait, concurrency in ((wait, concurrency) for wait in waits for concurrency in (1, 50)):
+            if concurrency == 1:
+                fake.first_byte_delay = wait
+                print(
+                    f"  the model answers {wait:g} s after a request, its first piece {args.drip:g} s later:"
+                )
             for name, port, path, auth in (
                 ("fake upstream, direct", fake_port, "/v1/chat/completions", lambda i: "Bearer x"),
                 ("gateway", server.port, "/v1/chat/completions", lambda i: f"Bearer {accounts[i][1]}"),
@@ -204,9 +212,10 @@ def bench_ttfc(url: str, args) -> None:
                     relays=relays,
                     lock=lock,
                     concurrency=concurrency,
+                    wait=wait,
                 ):
                     # Each stream's own message, so its first piece's send time can be found at the fake.
-                    text = f"stream {concurrency}-{i}-{port}: {MESSAGES[0]['content']}"
+                    text = f"stream {wait}-{concurrency}-{i}-{port}: {MESSAGES[0]['content']}"
                     own = {**body, "messages": [{"role": "user", "content": text}]}
                     got = first_chunk(port, path, {"Authorization": auth(i)}, own)
                     with lock:
@@ -301,6 +310,12 @@ def main() -> None:
         help="server processes for ttfc (make serve runs WEB_CONCURRENCY=2)",
     )
     parser.add_argument("--drip", type=float, default=0.05, help="seconds between the fake model's pieces")
+    parser.add_argument(
+        "--first-byte",
+        default="0.05,0.5",
+        help="ttfc: seconds before the fake model answers (its first piece one drip later), comma-separated:"
+        " each is measured; 0.5 s is a hosted model's usual wait, 0.05 s lands inside the burst's starts",
+    )
     args = parser.parse_args()
     url = fresh_database(args.postgres, args.database)
     import subprocess
