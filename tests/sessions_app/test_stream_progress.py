@@ -67,8 +67,9 @@ def progress_writes(monkeypatch):
     return writes
 
 
-def stream(client, session, monkeypatch, *items) -> list[tuple[str, dict]]:
-    monkeypatch.setattr("sessions_app.services.get_provider", lambda: Scripted(*items))
+def opened(client, session, monkeypatch, model: Scripted):
+    """A streamed turn answered by `model`: its response, the body not read yet."""
+    monkeypatch.setattr("sessions_app.services.get_provider", lambda: model)
     response = client.post(
         f"/api/v1/sessions/{session.pk}/turns/",
         {"content": CONTENT},
@@ -76,6 +77,11 @@ def stream(client, session, monkeypatch, *items) -> list[tuple[str, dict]]:
         HTTP_ACCEPT="text/event-stream",
     )
     assert response.status_code == 200
+    return response
+
+
+def stream(client, session, monkeypatch, *items) -> list[tuple[str, dict]]:
+    response = opened(client, session, monkeypatch, Scripted(*items))
     blocks = [block.split("\n", 1) for block in b"".join(response).decode().strip().split("\n\n")]
     return [(name.removeprefix("event: "), json.loads(data.removeprefix("data: "))) for name, data in blocks]
 
@@ -184,14 +190,8 @@ def test_the_first_calls_progress_is_on_its_hold_before_the_response_starts(
     user_client, account, monkeypatch, progress_writes
 ):
     _, session = account
-    monkeypatch.setattr("sessions_app.services.get_provider", lambda: Scripted(Delta("Hi"), Usage(30, 12)))
 
-    response = user_client.post(
-        f"/api/v1/sessions/{session.pk}/turns/",
-        {"content": CONTENT},
-        format="json",
-        HTTP_ACCEPT="text/event-stream",
-    )
+    response = opened(user_client, session, monkeypatch, Scripted(Delta("Hi"), Usage(30, 12)))
 
     # Nothing of the body read yet: a process that died now would be charged the prompt at expiry.
     hold = CreditHold.objects.get()
@@ -218,15 +218,9 @@ def test_a_stream_closed_before_its_body_was_read_gives_its_hold_back_and_charge
             async for item in super().stream(**kwargs):
                 yield item
 
-    monkeypatch.setattr("sessions_app.services.get_provider", lambda: Watched(Delta("Hi"), Usage(30, 12)))
     balance = Wallet.objects.get(user=user).balance
 
-    response = user_client.post(
-        f"/api/v1/sessions/{session.pk}/turns/",
-        {"content": CONTENT},
-        format="json",
-        HTTP_ACCEPT="text/event-stream",
-    )
+    response = opened(user_client, session, monkeypatch, Watched(Delta("Hi"), Usage(30, 12)))
     close_unread(response)  # the client left before the first byte
 
     assert asked == []
@@ -241,13 +235,7 @@ def test_a_failure_giving_an_unread_streams_hold_back_is_logged_not_raised_from_
     user_client, account, monkeypatch, caplog
 ):
     _, session = account
-    monkeypatch.setattr("sessions_app.services.get_provider", lambda: Scripted(Delta("Hi"), Usage(30, 12)))
-    response = user_client.post(
-        f"/api/v1/sessions/{session.pk}/turns/",
-        {"content": CONTENT},
-        format="json",
-        HTTP_ACCEPT="text/event-stream",
-    )
+    response = opened(user_client, session, monkeypatch, Scripted(Delta("Hi"), Usage(30, 12)))
 
     def fail(**kwargs):
         raise OperationalError("the database went away")
