@@ -1,7 +1,9 @@
 """Any OpenAI-compatible chat-completions endpoint, through the official client (plain and streamed calls).
 
-A stream that ends without a `Usage` raises ProviderBadResponse: what is billed always comes from
-the provider's own report.
+The client sends the request and decodes the stream, and its errors say what failed; each
+completion and chunk is read here as the JSON object it is (`post(..., cast_to=object)`), not built
+into the client's typed models. A stream that ends without a `Usage` raises ProviderBadResponse:
+what is billed always comes from the provider's own report.
 """
 
 import asyncio
@@ -159,12 +161,12 @@ class OpenAIProvider:
 
 
 def _object(value) -> dict:
-    """A streamed chunk's object field, or an empty one when it is missing or not an object."""
+    """An object field of a completion or a chunk, or an empty one when it is missing or not an object."""
     return value if isinstance(value, dict) else {}
 
 
 def _items(value) -> list[dict]:
-    """A streamed chunk's list field's objects (choices, tool call pieces); nothing when it is not a list."""
+    """The objects in a list field of a completion or a chunk (choices, tool calls); none when it is not a list."""
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
