@@ -110,7 +110,14 @@ class ThreadedWSGI:
                 pass
 
         async with ThreadSensitiveContext():  # the stream's database steps: one thread, as per request
-            streaming, watching = asyncio.create_task(stream()), asyncio.create_task(hang_up())
+            watching = asyncio.create_task(hang_up())
+            # A client gone already (it left while the view ran) has its disconnect answered at once:
+            # the stream is then never started, and its close() finds it unread (nothing asked of a model).
+            await asyncio.sleep(0)
+            if watching.done():
+                await loop.run_in_executor(self.executor, response.close)
+                return
+            streaming = asyncio.create_task(stream())
             try:
                 await asyncio.wait({streaming, watching}, return_when=asyncio.FIRST_COMPLETED)
             finally:

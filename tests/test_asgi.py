@@ -26,11 +26,14 @@ def http_scope(path="/x", accept="", method="GET"):
 def run(app, scope, body_parts=(b"",), hang_up_after: int | None = None):
     """Drive an ASGI app with a request body in parts; the messages it sent.
 
-    With `hang_up_after`, the client disconnects once that many messages have been sent.
+    With `hang_up_after`, the client disconnects once that many messages have been sent (0: before
+    the response starts).
     """
     sent = []
     parts = list(body_parts)
     gone = asyncio.Event()
+    if hang_up_after == 0:
+        gone.set()
 
     async def receive():
         if parts:
@@ -126,6 +129,7 @@ class AsyncStream:
         self.parts, self.log = parts, log
 
     async def __aiter__(self):
+        self.log.append("iterated")
         try:
             for part in self.parts:
                 await asyncio.sleep(0.01)
@@ -160,3 +164,11 @@ def test_a_client_that_hangs_up_cancels_the_stream():
     sent = run(ThreadedWSGI(streaming_app(log), threads=1), http_scope(), hang_up_after=2)
     assert "cancelled" in log and log[-1][0] == "closed on"
     assert len(sent) < 5  # the rest was never sent
+
+
+def test_a_client_gone_before_the_response_starts_never_starts_the_stream():
+    log = []
+    sent = run(ThreadedWSGI(streaming_app(log), threads=1), http_scope(), hang_up_after=0)
+    assert sent == []
+    assert "iterated" not in log  # its producer never ran: closing it gives the hold back
+    assert log[0][0] == "view on" and log[-1][0] == "closed on"
