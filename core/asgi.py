@@ -5,8 +5,8 @@ views and the ORM are synchronous, and Django's async handler runs such a reques
 CPU of its WSGI handler (a thread made per request, hops in and out of it). A response that streams
 from an async iterator (a streamed turn's server-sent events) is handed back to the event loop,
 where it waits on the model holding no thread, as under Django's async handler: its database steps
-get a thread of their own (ThreadSensitiveContext), a client that hangs up cancels it, and its
-close() runs on the pool. A response that streams from a sync iterator (the CSV export) stays on
+get a thread of their own (ThreadSensitiveContext), a client that hangs up cancels it (one gone
+before it starts never starts it), and its close() runs on the pool. A response that streams from a sync iterator (the CSV export) stays on
 its thread, which sends each chunk as it comes (its database cursor is that thread's), as a WSGI
 server would. Everything else is sent from the loop in one piece. docs/performance.md measures it.
 """
