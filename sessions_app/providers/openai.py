@@ -111,7 +111,7 @@ class OpenAIProvider:
         client = _async_openai_client(
             settings.LLM_BASE_URL, settings.LLM_API_KEY, timeout, asyncio.get_running_loop()
         )
-        usage = None
+        usage: dict = {}  # the last chunk's, when it comes
         calls: dict[int, dict] = {}  # tool calls arrive in pieces, by index
         body = {
             **_request_body(model, messages, max_output_tokens, tools, options),
@@ -157,7 +157,7 @@ class OpenAIProvider:
             raise ProviderUnavailable(f"stream broken ({type(exc).__name__})") from exc
         if calls:
             yield ToolCalls(_tool_calls_from_pieces(calls))
-        yield _usage_from(usage)
+        yield _usage_from(usage, malformed="malformed stream")
 
 
 def _object(value) -> dict:
@@ -248,23 +248,17 @@ def _completion_from(response) -> Completion:
         text = ""  # a message that only asks for tools has no content
     if not isinstance(text, str):
         raise ProviderBadResponse("malformed response: no message content")
-    usage = _object(response.get("usage"))
-    input_tokens = usage.get("prompt_tokens")
-    output_tokens = usage.get("completion_tokens")
-    for value in (input_tokens, output_tokens):
-        # bool is an int; a count must be a real non-negative integer or we cannot bill it.
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ProviderBadResponse("malformed response: no usable token usage")
+    usage = _usage_from(_object(response.get("usage")), malformed="malformed response")
     return Completion(
-        text=text, input_tokens=input_tokens, output_tokens=output_tokens, tool_calls=tool_calls
+        text=text, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, tool_calls=tool_calls
     )
 
 
-def _usage_from(usage: dict | None) -> Usage:
-    """The usage of a stream's last chunk; a stream without one cannot be billed by its report."""
-    input_tokens = (usage or {}).get("prompt_tokens")
-    output_tokens = (usage or {}).get("completion_tokens")
+def _usage_from(usage: dict, *, malformed: str) -> Usage:
+    """A completion's usage, or a stream's last chunk's; without one a call cannot be billed by its report."""
+    input_tokens, output_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
     for value in (input_tokens, output_tokens):
+        # bool is an int; a count must be a real non-negative integer or we cannot bill it.
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ProviderBadResponse("malformed stream: no usable token usage")
+            raise ProviderBadResponse(f"{malformed}: no usable token usage")
     return Usage(input_tokens=input_tokens, output_tokens=output_tokens)
