@@ -6,9 +6,10 @@ CPU of its WSGI handler (a thread made per request, hops in and out of it). A re
 from an async iterator (a streamed turn's server-sent events) is handed back to the event loop,
 where it waits on the model holding no thread, as under Django's async handler: its database steps
 get a thread of their own (ThreadSensitiveContext), a client that hangs up cancels it (one gone
-before it starts never starts it), and its close() runs on the pool. A response that streams from a sync iterator (the CSV export) stays on
-its thread, which sends each chunk as it comes (its database cursor is that thread's), as a WSGI
-server would. Everything else is sent from the loop in one piece. docs/performance.md measures it.
+before it starts never starts it), and its close() runs on the pool. A response that streams from
+a sync iterator (the CSV export) stays on its thread, which sends each chunk as it comes (its
+database cursor is that thread's), as a WSGI server would. Everything else is sent from the loop in
+one piece. docs/performance.md measures it.
 """
 
 import asyncio

@@ -12,9 +12,10 @@ The function takes the types psycopg sends for the statement's parameters (integ
 bigint; a NULL or a string left for the server to infer) and returns the statement's own columns:
 the statement is prepared with those types and described once, on a connection of its own (never
 inside the caller's transaction, which may roll back). One statement may so have a few functions,
-one per set of parameter types it is called with (a NULL where there is usually a value). Where that fails (a type the server cannot infer, no right to create
-functions, DATABASE_STATEMENT_FUNCTIONS=false), the statement is sent unprepared as before, and a
-warning says why, once per statement and process.
+one per set of parameter types it is called with (a NULL where there is usually a value). Where
+that fails (a type the server cannot infer, no right to create functions), or with
+DATABASE_STATEMENT_FUNCTIONS=false, the statement is sent unprepared as before; a failure says why
+in a warning, once per statement and process.
 """
 
 import hashlib

@@ -4,6 +4,8 @@ from decimal import Decimal
 
 import factory
 from django.contrib.auth import get_user_model
+from django.core.signals import request_finished
+from django.db import close_old_connections
 
 from billing.models import CreditTransaction, ModelPrice
 from billing.rollup import rebuild_usage_rollup
@@ -129,9 +131,6 @@ def token_client_for(user):
 def close_unread(response) -> None:
     """Close a streamed response as a server does when its client left before the body was read
     (as the test client closes one: the test's database connection, and its transaction, stay open)."""
-    from django.core.signals import request_finished
-    from django.db import close_old_connections
-
     request_finished.disconnect(close_old_connections)
     try:
         response.close()
