@@ -6,7 +6,7 @@ from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from billing.models import LLMCallEvent
@@ -63,6 +63,17 @@ class Message(models.Model):
     session = models.ForeignKey(
         ChatSession, on_delete=models.CASCADE, related_name="messages", db_index=False
     )
+    # The session's owner, copied by the statement that writes the message (a session never changes
+    # hands) so that the search index is keyed by user: a search reads its user's rows, not every
+    # user's matches. No constraint of its own: the session's foreign key already ties the message to
+    # its owner, and the message goes with its session.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField()
     order = models.PositiveIntegerField()
@@ -71,8 +82,13 @@ class Message(models.Model):
     class Meta:
         db_table = "sessions_app_message"
         ordering = ["session", "order"]
-        # The search tool's index: the same expression as its query (tools.search), so it is used.
-        indexes = [GinIndex(SearchVector("content", config=SEARCH_CONFIG), name="message_content_search_idx")]
+        # The search tool's index, keyed by owner then words (btree_gin): the same expressions as its
+        # query (selectors.search_own_content), so it is used.
+        indexes = [
+            GinIndex(
+                F("owner"), SearchVector("content", config=SEARCH_CONFIG), name="message_owner_search_idx"
+            )
+        ]
         constraints = [
             models.UniqueConstraint(fields=["session", "order"], name="message_session_order_uniq"),
         ]
@@ -219,7 +235,7 @@ class UserFile(models.Model):
         verbose_name = "user file"
         indexes = [
             models.Index(fields=["owner", "-created_at", "-id"], name="userfile_owner_recent_idx"),
-            GinIndex(fields=["search_vector"], name="userfile_search_idx"),
+            GinIndex(fields=["owner", "search_vector"], name="userfile_owner_search_idx"),
         ]
         constraints = [models.CheckConstraint(condition=Q(size__gte=0), name="userfile_size_non_negative")]
 

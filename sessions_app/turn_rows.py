@@ -26,12 +26,12 @@ moved_session AS (
            message_chars = message_chars + length(%(turn_prompt)s) + length(%(turn_reply)s),
            updated_at = %(turn_at)s
      WHERE id = %(turn_session_id)s AND (SELECT after_wallet FROM turn_call_ids)
- RETURNING message_count, message_chars
+ RETURNING message_count, message_chars, owner_id
 ),
 -- The user's message and the assistant's, the last two orders of the session.
 new_messages AS (
-    INSERT INTO {MESSAGE} (session_id, role, content, "order", created_at)
-    SELECT %(turn_session_id)s, turn_message.role, turn_message.content,
+    INSERT INTO {MESSAGE} (session_id, owner_id, role, content, "order", created_at)
+    SELECT %(turn_session_id)s, moved_session.owner_id, turn_message.role, turn_message.content,
            moved_session.message_count - turn_message.back, %(turn_at)s
       FROM moved_session,
            (VALUES ('user', %(turn_prompt)s::text, 2),
@@ -134,7 +134,14 @@ def built_turn(text: TurnText, row, *, events: list[LLMCallEvent], tool_runs: li
 
     def message(*, id: int, role: str, content: str, order: int) -> Message:
         return loaded(
-            Message, id=id, session_id=session.pk, role=role, content=content, order=order, created_at=now
+            Message,
+            id=id,
+            session_id=session.pk,
+            owner_id=session.owner_id,
+            role=role,
+            content=content,
+            order=order,
+            created_at=now,
         )
 
     turn = loaded(

@@ -4,9 +4,12 @@ import json
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from sessions_app import files
 from sessions_app.models import Message
+from sessions_app.selectors import search_own_content
 from sessions_app.tools import Tool, ToolContext, register, registered, run_tool, tool_specs
 from sessions_app.tools.file_read import READ_MAX_CHARS
 from tests.factories import ChatSessionFactory, UserFactory
@@ -21,7 +24,9 @@ def put(user, text: str, name: str = "notes.txt"):
 
 
 def say(session, content: str, order: int, role: str = "user"):
-    return Message.objects.create(session=session, role=role, content=content, order=order)
+    return Message.objects.create(
+        session=session, owner=session.owner, role=role, content=content, order=order
+    )
 
 
 def run(user, name: str, **arguments):
@@ -71,6 +76,62 @@ def test_search_never_returns_another_users_files_or_messages(user):
     assert result.ok
     assert result.result.startswith("No files or messages of yours match")
     assert "secret" not in result.result.lower() and "Friday" not in result.result
+
+
+def plan_nodes(node: dict):
+    yield node
+    for child in node.get("Plans", []):
+        yield from plan_nodes(child)
+
+
+def rows_read_from(table: str, sql: str) -> int:
+    """The most rows any step of `sql`'s plan read from `table` (its scans and their index scans)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SET LOCAL enable_seqscan = off"
+        )  # the test's tables are tiny: plan as if they were not
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql)
+        (plan,) = cursor.fetchone()[0]
+    reads = [
+        node["Actual Rows"]
+        for node in plan_nodes(plan["Plan"])
+        if node.get("Relation Name") == table or node.get("Index Name", "").startswith(table.split("_")[-1])
+    ]
+    assert reads, plan
+    return max(reads)
+
+
+def test_search_reads_only_its_users_rows_not_every_users_matches(user):
+    """Other users' matches are never read: the search costs what the user's own rows cost."""
+    for _ in range(30):  # 600 other messages and 20 files that match
+        other_session = ChatSessionFactory()
+        Message.objects.bulk_create(
+            Message(
+                session=other_session, owner=other_session.owner, role="user", content=f"budget {n}", order=n
+            )
+            for n in range(20)
+        )
+    for n in range(20):
+        put(other_session.owner, f"The budget, part {n}.", f"other{n}.txt")
+    for _ in range(4):  # the user's own history: 200 messages, 3 of them about the budget
+        session = ChatSessionFactory(owner=user)
+        Message.objects.bulk_create(
+            Message(session=session, owner=user, role="user", content=f"travel notes {n}", order=n)
+            for n in range(50)
+        )
+    for n in range(3):
+        say(session, f"our budget for travel, item {n}", 50 + n)
+    put(user, "Travel budget.", "mine.txt")
+    with connection.cursor() as cursor:  # the planner's statistics, as a real table has them
+        cursor.execute("ANALYZE sessions_app_message, sessions_app_userfile")
+
+    with CaptureQueriesContext(connection) as queries:
+        hits = search_own_content(user=user, query="budget", limit=10)
+
+    assert sorted(hit.kind for hit in hits) == ["file", "message", "message", "message"]
+    files_sql, messages_sql = (q["sql"] for q in queries)
+    assert rows_read_from("sessions_app_userfile", files_sql) == 1
+    assert rows_read_from("sessions_app_message", messages_sql) == 3  # the owner's key of the index
 
 
 def test_search_results_are_bounded(user):
