@@ -21,8 +21,13 @@ logger = logging.getLogger(__name__)
 # key of ours: purchase ids repeat across databases, and environments may share a test-mode account.)
 TIMEOUT_SECONDS = 20
 NETWORK_RETRIES = 2
-# Currencies Stripe counts in whole units (no cents): https://docs.stripe.com/currencies#zero-decimal
+# How Stripe counts amounts (https://docs.stripe.com/currencies): in each currency's minor unit, which
+# is the whole unit for the zero-decimal currencies and a thousandth for the three-decimal ones. Two
+# special cases make what can be charged coarser than the unit: a three-decimal amount must end in 0
+# (so whole hundredths), and ISK, a two-decimal currency in the API, is charged in whole krónur only.
 ZERO_DECIMAL_CURRENCIES = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
+THREE_DECIMAL_CURRENCIES = frozenset("bhd jod kwd omr tnd".split())
+WHOLE_UNITS_CHARGED = ZERO_DECIMAL_CURRENCIES | {"isk"}
 STRIPE_API = "https://api.stripe.com"  # Stripe's own API address (STRIPE_API_BASE's default)
 # The smallest amount Stripe charges in each currency it lists (https://docs.stripe.com/currencies,
 # "Minimum and maximum charge amounts"; the settlement currency may raise it). Below it, creating
@@ -48,17 +53,25 @@ class CheckoutSession:
 
 
 def minor_units(amount: Decimal, currency: str) -> int:
-    """An amount in the currency's smallest unit (cents; whole yen), as Stripe's `unit_amount` takes it."""
-    exponent = 0 if currency.lower() in ZERO_DECIMAL_CURRENCIES else 2
+    """An amount in the currency's minor unit, as Stripe's `unit_amount` and `amount_total` count it.
+
+    Cents for most currencies, whole yen for the zero-decimal ones, fils (thousandths) for the
+    three-decimal ones: 1.25 USD is 125, 125 JPY is 125, 1.25 KWD is 1250.
+    """
+    currency = currency.lower()
+    exponent = 0 if currency in ZERO_DECIMAL_CURRENCIES else 3 if currency in THREE_DECIMAL_CURRENCIES else 2
     return int(amount.scaleb(exponent).to_integral_value(rounding=ROUND_HALF_UP))
 
 
 def currency_amount(*, credits: int) -> Decimal:
-    """What `credits` cost in CREDIT_CURRENCY, rounded (half up) to what Stripe can charge."""
-    currency = settings.CREDIT_CURRENCY
-    exponent = 0 if currency in ZERO_DECIMAL_CURRENCIES else 2
+    """What `credits` cost in CREDIT_CURRENCY, rounded (half up) to what Stripe can charge.
+
+    Whole units for the zero-decimal currencies and ISK, hundredths for every other (a three-decimal
+    currency's amount must end in 0 at Stripe).
+    """
+    places = 0 if settings.CREDIT_CURRENCY in WHOLE_UNITS_CHARGED else 2
     return (Decimal(credits) * settings.CREDIT_UNIT_PRICE).quantize(
-        Decimal(1).scaleb(-exponent), rounding=ROUND_HALF_UP
+        Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP
     )
 
 

@@ -39,6 +39,7 @@ API_VERSION = "2025-09-30.clover"
 SESSION_TTL_SECONDS = 24 * 3600
 RETRY_DELAYS_SECONDS = (1, 2, 4, 8, 16)
 _ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
+_THREE_DECIMAL = frozenset("bhd jod kwd omr tnd".split())
 
 
 def sign(payload: str, secret: str, timestamp: int | None = None) -> str:
@@ -266,7 +267,12 @@ class StripeDouble:
 def _money(session: dict) -> str:
     currency = session["currency"]
     amount = session["amount_total"]
-    text = str(amount) if currency in _ZERO_DECIMAL else f"{amount // 100}.{amount % 100:02d}"
+    if currency in _ZERO_DECIMAL:
+        text = str(amount)
+    elif currency in _THREE_DECIMAL:
+        text = f"{amount // 1000}.{amount % 1000:03d}"
+    else:
+        text = f"{amount // 100}.{amount % 100:02d}"
     return f"{text} {currency.upper()}"
 
 

@@ -94,6 +94,33 @@ def test_purchase_price_follows_the_settings(user_client, stripe_double, setting
     assert (session["amount_total"], session["currency"]) == (175, "eur")
 
 
+@pytest.mark.parametrize(
+    ("currency", "unit_price", "credits", "amount", "amount_total"),
+    [
+        ("jpy", "1.5", 7, "11.000000", 11),  # zero-decimal: whole yen (10.5 rounds half up)
+        ("kwd", "0.0125", 99, "1.240000", 1240),  # three-decimal: fils, ending in 0 (1.2375 -> 1.24)
+        ("bhd", "0.001", 5, "0.010000", 10),
+        ("isk", "1.25", 9, "11.000000", 1100),  # two-decimal in the API, charged in whole krónur
+        ("usd", "0.013", 9, "0.120000", 12),  # 0.117 -> 0.12
+    ],
+)
+def test_purchase_amounts_are_in_each_currencys_minor_unit_as_stripe_counts_it(
+    user, user_client, stripe_double, settings, currency, unit_price, credits, amount, amount_total
+):
+    settings.CREDIT_CURRENCY, settings.CREDIT_UNIT_PRICE = currency, Decimal(unit_price)
+    settings.PURCHASE_MIN_CREDITS = 1
+
+    body, session = started(user_client, stripe_double, credits=credits)
+
+    assert (body["amount"], session["amount_total"], session["currency"]) == (amount, amount_total, currency)
+    # Paid in full at Stripe's figure: credited. A tenth of it (the amount read as cents) is not.
+    short = {**paid(session), "amount_total": amount_total // 10}
+    assert deliver(APIClient(), "checkout.session.completed", short).json()["outcome"] == "amount_mismatch"
+    assert deliver(APIClient(), "checkout.session.completed", paid(session)).json()["outcome"] == "credited"
+    assert Wallet.objects.get(user=user).balance == credits
+    assert_ledger_clean()
+
+
 @pytest.mark.parametrize("credits", [5, 10000, "42", "42.000"])
 def test_purchase_takes_whole_credits_within_the_bounds(user_client, stripe_double, credits):
     assert buy(user_client, credits=credits).status_code == 201
