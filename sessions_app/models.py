@@ -64,9 +64,10 @@ class Message(models.Model):
         ChatSession, on_delete=models.CASCADE, related_name="messages", db_index=False
     )
     # The session's owner, copied by the statement that writes the message (a session never changes
-    # hands) so that the search index is keyed by user: a search reads its user's rows, not every
-    # user's matches. No constraint of its own: the session's foreign key already ties the message to
-    # its owner, and the message goes with its session.
+    # hands; a trigger copies it for any insert that leaves it out, migration 0008) so that the search
+    # index is keyed by user: a search reads its user's rows, not every user's matches. No constraint
+    # of its own: the session's foreign key already ties the message to its owner, and the message
+    # goes with its session.
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.DO_NOTHING,

@@ -1,19 +1,31 @@
-"""Each message carries its session's owner, so the search index can be keyed by user (0009).
+"""Each message carries its session's owner, so that the search index can be keyed by user (0010).
 
-Adds the column, fills it from the sessions in one UPDATE (a table of 10M messages takes minutes and
-holds its rows' locks meanwhile: run it in a quiet hour), then makes it NOT NULL. No foreign key
-constraint: the session's own ties the message to its owner (models.Message.owner).
+This step is quick (a nullable column, no rewrite) and leaves the table writable: the column, and a
+trigger that fills it from the session for any insert that leaves it empty. The code of this release
+writes it itself; the trigger covers the code still running while the release rolls out (its turns
+keep working and their messages get an owner) and whatever else inserts messages. 0009 fills the
+existing rows and makes the column NOT NULL.
 """
 
 import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-FILL_OWNERS = """
-UPDATE sessions_app_message AS message
-   SET owner_id = chat_session.owner_id
-  FROM sessions_app_chatsession AS chat_session
- WHERE chat_session.id = message.session_id AND message.owner_id IS NULL
+OWNER_FROM_SESSION = """
+CREATE FUNCTION sessions_app_message_owner_from_session() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    SELECT owner_id INTO NEW.owner_id FROM sessions_app_chatsession WHERE id = NEW.session_id;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER message_owner_from_session
+    BEFORE INSERT ON sessions_app_message
+    FOR EACH ROW WHEN (NEW.owner_id IS NULL)
+    EXECUTE FUNCTION sessions_app_message_owner_from_session();
+"""
+NO_OWNER_FROM_SESSION = """
+DROP TRIGGER message_owner_from_session ON sessions_app_message;
+DROP FUNCTION sessions_app_message_owner_from_session();
 """
 
 
@@ -36,16 +48,5 @@ class Migration(migrations.Migration):
                 to=settings.AUTH_USER_MODEL,
             ),
         ),
-        migrations.RunSQL(FILL_OWNERS, reverse_sql=migrations.RunSQL.noop),
-        migrations.AlterField(
-            model_name="message",
-            name="owner",
-            field=models.ForeignKey(
-                db_constraint=False,
-                db_index=False,
-                on_delete=django.db.models.deletion.DO_NOTHING,
-                related_name="+",
-                to=settings.AUTH_USER_MODEL,
-            ),
-        ),
+        migrations.RunSQL(OWNER_FROM_SESSION, reverse_sql=NO_OWNER_FROM_SESSION),
     ]

@@ -23,7 +23,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     atomic = False
 
-    dependencies = [("sessions_app", "0008_message_owner")]
+    dependencies = [("sessions_app", "0009_message_owner_filled")]
 
     operations = [
         BtreeGinExtension(),
