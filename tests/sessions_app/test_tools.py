@@ -13,6 +13,7 @@ from sessions_app.selectors import search_own_content
 from sessions_app.tools import Tool, ToolContext, register, registered, run_tool, tool_specs
 from sessions_app.tools.file_read import READ_MAX_CHARS
 from tests.factories import ChatSessionFactory, UserFactory
+from tests.plans import rows_read_from
 
 pytestmark = pytest.mark.django_db
 
@@ -76,29 +77,6 @@ def test_search_never_returns_another_users_files_or_messages(user):
     assert result.ok
     assert result.result.startswith("No files or messages of yours match")
     assert "secret" not in result.result.lower() and "Friday" not in result.result
-
-
-def plan_nodes(node: dict):
-    yield node
-    for child in node.get("Plans", []):
-        yield from plan_nodes(child)
-
-
-def rows_read_from(table: str, sql: str) -> int:
-    """The most rows any step of `sql`'s plan read from `table` (its scans and their index scans)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SET LOCAL enable_seqscan = off"
-        )  # the test's tables are tiny: plan as if they were not
-        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql)
-        (plan,) = cursor.fetchone()[0]
-    reads = [
-        node["Actual Rows"]
-        for node in plan_nodes(plan["Plan"])
-        if node.get("Relation Name") == table or node.get("Index Name", "").startswith(table.split("_")[-1])
-    ]
-    assert reads, plan
-    return max(reads)
 
 
 def test_search_reads_only_its_users_rows_not_every_users_matches(user):

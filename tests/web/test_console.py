@@ -7,7 +7,9 @@ import pytest
 from django.apps import apps as global_apps
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Group
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from accounts import keys
 from billing import services
@@ -15,6 +17,7 @@ from billing.models import CreditTransaction, LLMCallEvent
 from sessions_app.models import ChatSession, Turn
 from sessions_app.services import take_turn
 from tests.factories import ChatSessionFactory, StaffUserFactory, UserFactory, fund
+from tests.plans import rows_read_from
 
 pytestmark = pytest.mark.django_db
 
@@ -217,6 +220,31 @@ def test_customer_page_lists_staff_actions_on_the_customer(boss, customer):
     )
     body = boss.get(f"/admin/web/customer/{customer.pk}/change/").content.decode()
     assert "Granted 5 credits" in body and "boss" in body
+
+
+def test_staff_actions_are_read_by_object_not_by_every_entry_of_its_type(boss, customer):
+    """The customer's entries are found through the log's (content type, object id) index: other
+    customers' grants, however many, are not read (web 0004)."""
+    others = [UserFactory() for _ in range(3)]
+    for _ in range(100):
+        LogEntry.objects.log_actions(
+            user_id=boss.staff.pk,
+            queryset=[other.wallet for other in others],
+            action_flag=2,
+            change_message="Granted 1 credits",
+        )
+    LogEntry.objects.log_actions(
+        user_id=boss.staff.pk, queryset=[customer.wallet], action_flag=2, change_message="Granted 5 credits"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE django_admin_log")
+
+    with CaptureQueriesContext(connection) as queries:
+        body = boss.get(f"/admin/web/customer/{customer.pk}/change/").content.decode()
+
+    assert body.count("Granted 5 credits") == 1 and "Granted 1 credits" not in body
+    [staff_actions] = [q["sql"] for q in queries if 'FROM "django_admin_log"' in q["sql"]]
+    assert rows_read_from("django_admin_log", staff_actions) == 1
 
 
 def test_finance_reads_money_but_not_conversations_and_cannot_grant(groups, customer):

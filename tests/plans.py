@@ -1,0 +1,38 @@
+"""What a query's plan reads, from EXPLAIN ANALYZE: for tests that a read touches only the rows it should."""
+
+from django.db import connection
+
+
+def _nodes(node: dict):
+    yield node
+    for child in node.get("Plans", []):
+        yield from _nodes(child)
+
+
+def rows_read_from(table: str, sql: str) -> int:
+    """The most rows any step of `sql`'s plan read from `table`: its scans and its indexes' scans, each
+    counting the rows it returned and those it read and filtered out.
+
+    Planned with the table's statistics (ANALYZE it first) but with sequential scans off: a test's
+    tables are tiny, and the question is what the indexes let the query read, as on a large table.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s", [table])
+        indexes = {name for (name,) in cursor.fetchall()}
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql)
+        (plan,) = cursor.fetchone()[0]
+        cursor.execute("RESET enable_seqscan")
+    reads = [
+        # What the step returned and what it read to throw away, on each of its loops.
+        (
+            node["Actual Rows"]
+            + node.get("Rows Removed by Filter", 0)
+            + node.get("Rows Removed by Index Recheck", 0)
+        )
+        * node["Actual Loops"]
+        for node in _nodes(plan["Plan"])
+        if node.get("Relation Name") == table or node.get("Index Name") in indexes
+    ]
+    assert reads, plan
+    return max(reads)
