@@ -84,7 +84,17 @@ class IndexesDropped:
         with connection.cursor() as cursor:
             cursor.execute("SET maintenance_work_mem = '512MB'")
             for _, definition in self.indexes:
-                cursor.execute(definition)
+                # A partitioned table's index reads "ON ONLY" in pg_indexes: made so, it would cover no
+                # partition (and stay INVALID). Without ONLY it is built on every partition too.
+                cursor.execute(definition.replace(" ON ONLY ", " ON ", 1))
+            cursor.execute(
+                "SELECT c.relname FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid"
+                " JOIN pg_class t ON t.oid = x.indrelid WHERE t.relname = %s AND NOT x.indisvalid",
+                [self.table],
+            )
+            invalid = [name for (name,) in cursor.fetchall()]
+        if invalid:
+            raise RuntimeError(f"indexes on {self.table} left invalid after the load: {', '.join(invalid)}")
         _say(f"  rebuilt {len(self.indexes)} indexes on {self.table} in {time.monotonic() - started:.1f}s")
 
 
