@@ -37,6 +37,26 @@ def _charge(user, price, at: datetime):
     )
 
 
+def test_every_partition_has_every_index_of_the_events_and_none_is_invalid():
+    """An index made on the parent alone (ON ONLY) would cover no partition and stay INVALID: reads of
+    events by user, model or time would scan every month."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid")
+        assert cursor.fetchall() == []
+        cursor.execute(
+            "SELECT inhrelid::regclass::text, (SELECT count(*) FROM pg_index WHERE indrelid = inhrelid)"
+            " FROM pg_inherits WHERE inhparent = %s::regclass",
+            [LLMCallEvent._meta.db_table],
+        )
+        counts = dict(cursor.fetchall())
+        cursor.execute(
+            "SELECT count(*) FROM pg_index WHERE indrelid = %s::regclass", [LLMCallEvent._meta.db_table]
+        )
+        (on_parent,) = cursor.fetchone()
+    assert on_parent >= 5  # the primary key, time, (user, time), (model, time), (key limit, time)
+    assert counts and set(counts.values()) == {on_parent}, counts
+
+
 def test_call_events_table_is_partitioned_by_month_with_three_months_ahead_and_a_default():
     with connection.cursor() as cursor:
         cursor.execute(
