@@ -1,5 +1,7 @@
 """What a query's plan reads, from EXPLAIN ANALYZE: for tests that a read touches only the rows it should."""
 
+import json
+
 from django.db import connection
 
 
@@ -9,9 +11,9 @@ def _nodes(node: dict):
         yield from _nodes(child)
 
 
-def rows_read_from(table: str, sql: str) -> int:
-    """The most rows any step of `sql`'s plan read from `table`: its scans and its indexes' scans, each
-    counting the rows it returned and those it read and filtered out.
+def assert_reads_at_most(table: str, sql: str, rows: int) -> None:
+    """No step of `sql`'s plan reads more than `rows` rows of `table` (its scans and its indexes' scans,
+    each counting the rows it returned and those it read and filtered out); the plan in the message if one does.
 
     Planned with the table's statistics (ANALYZE it first) but with sequential scans off: a test's
     tables are tiny, and the question is what the indexes let the query read, as on a large table.
@@ -34,5 +36,7 @@ def rows_read_from(table: str, sql: str) -> int:
         for node in _nodes(plan["Plan"])
         if node.get("Relation Name") == table or node.get("Index Name") in indexes
     ]
-    assert reads, plan
-    return max(reads)
+    assert reads, json.dumps(plan, indent=1)
+    assert max(reads) <= rows, (
+        f"{max(reads)} rows of {table} read, not at most {rows}:\n{json.dumps(plan, indent=1)}"
+    )

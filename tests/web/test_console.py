@@ -17,7 +17,7 @@ from billing.models import CreditTransaction, LLMCallEvent
 from sessions_app.models import ChatSession, Turn
 from sessions_app.services import take_turn
 from tests.factories import ChatSessionFactory, StaffUserFactory, UserFactory, fund
-from tests.plans import rows_read_from
+from tests.plans import assert_reads_at_most
 
 pytestmark = pytest.mark.django_db
 
@@ -244,7 +244,9 @@ def test_staff_actions_are_read_by_object_not_by_every_entry_of_its_type(boss, c
 
     assert body.count("Granted 5 credits") == 1 and "Granted 1 credits" not in body
     [staff_actions] = [q["sql"] for q in queries if 'FROM "django_admin_log"' in q["sql"]]
-    assert rows_read_from("django_admin_log", staff_actions) == 1
+    # Not the others' 300 (without the index: 301). A content type with only a few entries (here, none
+    # or what other tests left) may be read whole: the planner's choice for a tiny one.
+    assert_reads_at_most("django_admin_log", staff_actions, 20)
 
 
 def test_finance_reads_money_but_not_conversations_and_cannot_grant(groups, customer):
