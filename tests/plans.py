@@ -4,6 +4,8 @@ import json
 
 from django.db import connection
 
+from tests.database import indexes_of
+
 
 def _nodes(node: dict):
     yield node
@@ -18,9 +20,8 @@ def assert_reads_at_most(table: str, sql: str, rows: int) -> None:
     Planned with the table's statistics (ANALYZE it first) but with sequential scans off: a test's
     tables are tiny, and the question is what the indexes let the query read, as on a large table.
     """
+    indexes = indexes_of(table)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s", [table])
-        indexes = {name for (name,) in cursor.fetchall()}
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql)
         (plan,) = cursor.fetchone()[0]

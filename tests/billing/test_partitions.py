@@ -14,6 +14,7 @@ from billing.exceptions import PartitionRefused
 from billing.models import CreditTransaction, DetachedCallMonth, LLMCallEvent
 from billing.reconcile import check_ledger
 from reporting.selectors import usage_summary
+from tests.database import leaf_migrations, migrate
 
 pytestmark = pytest.mark.django_db
 
@@ -256,19 +257,13 @@ def test_a_rollup_rebuild_refuses_to_erase_a_detached_months_figures(user, price
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_converts_a_plain_table_with_its_rows_and_back(user):
     """billing 0020 on a table that has rows: same rows and ids, one partition per month, the sequence after them."""
-    from django.db.migrations.executor import MigrationExecutor
-
-    def migrate(targets):
-        executor = MigrationExecutor(connection)
-        executor.loader.build_graph()
-        executor.migrate(targets)
 
     def partitioned() -> bool:
         with connection.cursor() as cursor:
             cursor.execute("SELECT relkind FROM pg_class WHERE relname = 'billing_llmcallevent'")
             return cursor.fetchone()[0] == "p"
 
-    leaves = MigrationExecutor(connection).loader.graph.leaf_nodes()
+    leaves = leaf_migrations()
     migrate([("billing", "0023_call_event_links_without_db_constraint")])
     try:
         assert not partitioned()

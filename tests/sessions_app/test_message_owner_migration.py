@@ -4,22 +4,10 @@ import importlib
 
 import pytest
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from sessions_app.models import Message
+from tests.database import indexes_of, leaf_migrations, migrate
 from tests.factories import ChatSessionFactory
-
-
-def migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-
-
-def indexes(table: str) -> set[str]:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s", [table])
-        return {name for (name,) in cursor.fetchall()}
 
 
 def insert_without_owner(session, order: int) -> None:
@@ -39,10 +27,10 @@ def test_existing_messages_get_their_sessions_owner_and_old_writers_keep_working
         importlib.import_module("sessions_app.migrations.0009_message_owner_filled"), "BATCH", 1
     )
     mine, theirs = ChatSessionFactory(owner=user), ChatSessionFactory()
-    leaves = MigrationExecutor(connection).loader.graph.leaf_nodes()
+    leaves = leaf_migrations()
     migrate([("sessions_app", "0007_call_links_without_db_constraint")])
     try:
-        assert "message_content_search_idx" in indexes("sessions_app_message")
+        assert "message_content_search_idx" in indexes_of("sessions_app_message")
         insert_without_owner(mine, 0)
         insert_without_owner(theirs, 0)
         migrate([("sessions_app", "0008_message_owner")])
@@ -66,7 +54,7 @@ def test_existing_messages_get_their_sessions_owner_and_old_writers_keep_working
             " WHERE table_name = 'sessions_app_message' AND column_name = 'owner_id'"
         )
         assert cursor.fetchone() == ("NO",)
-    assert "message_owner_search_idx" in indexes("sessions_app_message")
-    assert "message_content_search_idx" not in indexes("sessions_app_message")
-    assert "userfile_owner_search_idx" in indexes("sessions_app_userfile")
-    assert "userfile_search_idx" not in indexes("sessions_app_userfile")
+    assert "message_owner_search_idx" in indexes_of("sessions_app_message")
+    assert "message_content_search_idx" not in indexes_of("sessions_app_message")
+    assert "userfile_owner_search_idx" in indexes_of("sessions_app_userfile")
+    assert "userfile_search_idx" not in indexes_of("sessions_app_userfile")
