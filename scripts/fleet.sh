@@ -101,10 +101,20 @@ render() {  # render TEMPLATE OUT: fill @NAME@ from the variables above
 pid_of() { [ -f "$RUN/$1.pid" ] && head -n 1 "$RUN/$1.pid" || true; }
 alive() { local pid; pid=$(pid_of "$1"); [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
 
-wait_for() {  # wait_for SECONDS WHAT COMMAND...: poll until the command succeeds
-  local seconds=$1 what=$2; shift 2
-  for _ in $(seq 1 $((seconds * 5))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
-  die "$what did not come up within ${seconds}s (logs: $LOGS)"
+# wait_for SECONDS NAME LOG COMMAND...: poll until the command succeeds. Gives up at once when the
+# process NAME (started by start_process) has exited, and either way prints the end of its LOG, so
+# a failure in CI says why without the fleet's folder, which the tests remove.
+wait_for() {
+  local seconds=$1 what=$2 log=$3; shift 3
+  local reason="did not come up within ${seconds}s"
+  for _ in $(seq 1 $((seconds * 5))); do
+    "$@" >/dev/null 2>&1 && return 0
+    if [ -f "$RUN/$what.pid" ] && ! alive "$what"; then reason="exited before it answered"; break; fi
+    sleep 0.2
+  done
+  printf 'fleet: %s %s; the end of %s:\n' "$what" "$reason" "$log" >&2
+  tail -n 40 "$log" 2>/dev/null | sed 's/^/  | /' >&2
+  die "$what $reason (logs: $LOGS)"
 }
 
 http_ok() { curl -fsS -o /dev/null --max-time 2 "$1"; }
@@ -186,7 +196,7 @@ start_pgbouncer() {
     start_process pgbouncer "$LOGS/pgbouncer.out" "$PGBOUNCER" "$CONF/pgbouncer.ini"
   fi
   # pgbouncer writes the same pid to its own pidfile; ours is the one `down` reads.
-  wait_for 20 pgbouncer "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$FLEET_PGBOUNCER_PORT" -U postgres -d "$FLEET_DB"
+  wait_for 20 pgbouncer "$LOGS/pgbouncer.log" "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$FLEET_PGBOUNCER_PORT" -U postgres -d "$FLEET_DB"
   say "pgbouncer: transaction pooling on $FLEET_PGBOUNCER_PORT"
 }
 
@@ -205,7 +215,7 @@ start_app() {  # start_app N
   local FLEET_EXTRA_ENV=$extra  # seen by app_env below (bash's locals are dynamically scoped)
   start_process "app$1" "$LOGS/app$1.log" env HOST=127.0.0.1 PORT="$port" VENV_BIN="$VENV_BIN" \
     $(app_env) sh scripts/serve.sh
-  wait_for 60 "app$1" http_ok "http://127.0.0.1:$port/api/v1/health"
+  wait_for 120 "app$1" "$LOGS/app$1.log" http_ok "http://127.0.0.1:$port/api/v1/health"
   say "app$1: scripts/serve.sh on $port"
 }
 
@@ -232,7 +242,7 @@ start_nginx() {
   # In the foreground of its own session (daemon off): its pid is ours, like every other process.
   start_process nginx "$LOGS/nginx.out" "$NGINX" -p "$NGINX_DIR" -c "$CONF/nginx.conf" \
     -e "$LOGS/nginx-error.log" -g "daemon off;"
-  wait_for 20 nginx http_ok "http://127.0.0.1:$FLEET_PORT/api/v1/health"
+  wait_for 20 nginx "$LOGS/nginx-error.log" http_ok "http://127.0.0.1:$FLEET_PORT/api/v1/health"
   say "nginx: http://127.0.0.1:$FLEET_PORT -> $FLEET_APPS app instances"
 }
 

@@ -32,10 +32,29 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """COUNT distinct free ports (each held until all are chosen, so none is handed out twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def free_app_port_base(apps: int = 2) -> int:
+    """A base whose next APPS ports (app N listens on base + N) are all free, below the ephemeral range."""
+    for base in range(20000, 30000, apps + 1):
+        try:
+            for n in range(1, apps + 1):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", base + n))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free ports for the app instances in 20000-30000")
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +64,16 @@ def fleet():
     # wherever the checkout is.
     directory = Path(tempfile.mkdtemp(prefix="creditdesk-fleet-"))
     directory.chmod(0o755)
-    app_base = free_port()
+    port, pg_port, replica_port, pgbouncer_port, webhook_port = free_ports(5)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DJANGO_", "PYTEST"))},
         "FLEET_DIR": str(directory),
-        "FLEET_PORT": str(free_port()),
-        "FLEET_PG_PORT": str(free_port()),
-        "FLEET_REPLICA_PORT": str(free_port()),
-        "FLEET_PGBOUNCER_PORT": str(free_port()),
-        "FLEET_APP_PORT_BASE": str(app_base if app_base < 60000 else 20000),
-        "FLEET_WEBHOOK_PORT": str(free_port()),
+        "FLEET_PORT": str(port),
+        "FLEET_PG_PORT": str(pg_port),
+        "FLEET_REPLICA_PORT": str(replica_port),
+        "FLEET_PGBOUNCER_PORT": str(pgbouncer_port),
+        "FLEET_APP_PORT_BASE": str(free_app_port_base()),
+        "FLEET_WEBHOOK_PORT": str(webhook_port),
     }
     up = subprocess.run(["bash", str(FLEET), "up"], env=env, capture_output=True, text=True, timeout=300)  # noqa: S603
     try:
