@@ -1,6 +1,9 @@
-"""Latency statistics for the bench scripts: count, rate, p50, p99 from a list of seconds."""
+"""Figures for the bench scripts: count, rate, p50, p99 from a list of seconds; CPU by process from /proc."""
 
+import os
+from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -37,3 +40,26 @@ def summary(seconds: list[float]) -> Stats:
         p99=percentile(ordered, 0.99),
         max=ordered[-1] if ordered else 0.0,
     )
+
+
+def cpu_ticks(root_pids: dict[str, int]) -> dict[tuple[str, int], int]:
+    """CPU ticks (user + system, from /proc) of each named process and of its direct children, by pid."""
+    owner = {str(pid): name for name, pid in root_pids.items()}
+    ticks = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = owner.get(stat.parent.name) or owner.get(fields[1])
+        if name:
+            ticks[(name, int(stat.parent.name))] = int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def cpu_between(before: dict, after: dict) -> Counter:
+    """CPU seconds by name between two cpu_ticks() samples (a process gone by `after` is not counted)."""
+    spent = Counter()
+    for (name, pid), ticks in after.items():
+        spent[name] += (ticks - before.get((name, pid), 0)) / os.sysconf("SC_CLK_TCK")
+    return spent

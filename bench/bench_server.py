@@ -9,7 +9,8 @@
    gunicorn (2 workers x 4 threads, WSGI) as the reference. For each: GET /api/v1/auth/me, a plain
    turn and a tool turn (the echo model searches, then answers: two model calls and a tool run),
    interleaved in `--rounds` rounds; requests/s and p50/p99 (the median over the rounds), the turn's
-   p50 over auth/me's per round (median), and the deployed server's throughput over gunicorn's.
+   p50 over auth/me's per round (median), and the deployed server's throughput over gunicorn's; and
+   the machine's CPU a request, by process: the server's, PostgreSQL's and the load generator's.
    Turns spread over `--wallets` users so no one passes the default 60 turns a minute.
 2. Secondary, labelled: the deployed server with every throttle off (`--throttles-off`).
 3. With `--hot`: 16 concurrent clients on one wallet, through the server and, apart, straight through
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -47,7 +49,7 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import close_old_connections, connection  # noqa: E402
 from knox.models import AuthToken  # noqa: E402
 
-from bench._stats import summary  # noqa: E402
+from bench._stats import cpu_between, cpu_ticks, summary  # noqa: E402
 from billing import services  # noqa: E402
 from billing.models import CreditHold, ModelPrice, UsageDaily, UsageDayShard, Wallet  # noqa: E402
 from billing.reconcile import check_ledger  # noqa: E402
@@ -202,39 +204,62 @@ def balance_of(username: str) -> Decimal:
     return Wallet.objects.get(user__username=username).balance
 
 
+def postmaster_pid() -> int:
+    """The pid of the PostgreSQL server this process is connected to (on this machine): its backend's parent."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 @dataclass
 class Figures:
-    """One endpoint's rounds on one server: requests/s and p50/p99 per round."""
+    """One endpoint's rounds on one server: requests/s and p50/p99 per round, CPU by process over all rounds."""
 
     rates: list[float] = field(default_factory=list)
     p50s: list[float] = field(default_factory=list)
     p99s: list[float] = field(default_factory=list)
+    requests: int = 0
+    cpu: Counter = field(default_factory=Counter)  # seconds, by CPU_ROLES' names
 
-    def add(self, latencies: list[float], wall: float) -> None:
+    def add(self, latencies: list[float], wall: float, cpu: Counter) -> None:
         stats = summary(latencies)
         self.rates.append(len(latencies) / wall)
         self.p50s.append(stats.p50)
         self.p99s.append(stats.p99)
+        self.requests += len(latencies)
+        self.cpu.update(cpu)
 
     def line(self, name: str) -> str:
+        per_request = ", ".join(
+            f"{role} {self.cpu[role] / max(self.requests, 1) * 1000:.2f}" for role in CPU_ROLES
+        )
         return (
             f"  {name:24s} {median(self.rates):8.1f}/s  p50 {median(self.p50s) * 1000:7.2f} ms"
-            f"  p99 {median(self.p99s) * 1000:7.2f} ms   (median of {len(self.rates)} rounds)"
+            f"  p99 {median(self.p99s) * 1000:7.2f} ms   (median of {len(self.rates)} rounds)\n"
+            f"  {'':24s} CPU ms a request: {per_request}"
         )
+
+
+# Where the machine's CPU goes, per request: the server's processes, PostgreSQL's (backends and
+# background workers), and this process (the load generator's threads).
+CPU_ROLES = ("server", "PostgreSQL", "load generator")
 
 
 def measure(kind: str, calls: dict, *, rounds: int, seconds: float, clients: int, throttles: bool) -> dict:
     """Start `kind`, warm it, then `rounds` interleaved rounds of every call; its Figures by call name."""
     server = start_server(kind, throttles=throttles)
     figures = {name: Figures() for name in calls}
+    roots = dict(zip(CPU_ROLES, (server.pid, postmaster_pid(), os.getpid()), strict=True))
     print(f"{kind}{'' if throttles else ' (throttles off)'}: load {os.getloadavg()[0]:.2f}", flush=True)
     try:
         load("warm-up", clients, 3, calls["GET auth/me"])
         for _ in range(rounds):
             for name, call in calls.items():
-                started = time.monotonic()
+                before, started = cpu_ticks(roots), time.monotonic()
                 latencies, _, errors = load(f"{kind}: {name}", clients, seconds, call, quiet=True)
-                figures[name].add(latencies, time.monotonic() - started)
+                wall = time.monotonic() - started
+                figures[name].add(latencies, wall, cpu_between(before, cpu_ticks(roots)))
                 if errors:
                     print(f"    {name}: {errors} errors", flush=True)
     finally:

@@ -51,6 +51,7 @@ if str(ROOT) not in sys.path:  # run as `python bench/fleet_load.py`
     sys.path.insert(0, str(ROOT))
 
 from bench import load as base  # noqa: E402 - after the path fix above
+from bench._stats import cpu_between, cpu_ticks  # noqa: E402
 
 FLEET = ROOT / "scripts" / "fleet.sh"
 DRILLS = ("kill-app", "restart-pgbouncer", "kill-worker", "stop-replica")
@@ -788,29 +789,6 @@ def measure_prepare(args, env: dict) -> int:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
     return 0
-
-
-def cpu_ticks(root_pids: dict[str, int]) -> dict[tuple[str, int], int]:
-    """CPU ticks (user + system, from /proc) of each named process and of its direct children, by pid."""
-    owner = {str(pid): name for name, pid in root_pids.items()}
-    ticks = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        name = owner.get(stat.parent.name) or owner.get(fields[1])
-        if name:
-            ticks[(name, int(stat.parent.name))] = int(fields[11]) + int(fields[12])
-    return ticks
-
-
-def cpu_between(before: dict, after: dict) -> Counter:
-    """CPU seconds by name between two cpu_ticks() samples (a process gone by `after` is not counted)."""
-    spent = Counter()
-    for (name, pid), ticks in after.items():
-        spent[name] += (ticks - before.get((name, pid), 0)) / os.sysconf("SC_CLK_TCK")
-    return spent
 
 
 def postmaster_pid() -> int:
