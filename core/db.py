@@ -26,6 +26,24 @@ M = TypeVar("M", bound=Model)
 # holding it instead (core.statement_functions), whose plan every server backend caches.
 _PREPARE_NOW = 10**9
 
+# A statement run on its own (autocommit) that moves no credits may commit without waiting for the
+# WAL flush: synchronous_commit off for its one transaction. A crash then loses at most its last
+# fraction of a second, which loses nothing a later statement relies on (a hold is lost with the turn
+# that needed it; a throttle's count is in an UNLOGGED table anyway). Every statement that moves
+# credits commits synchronously and flushes the earlier ones' WAL with its own. Inside a caller's
+# transaction, which may move credits, the setting stays as it is. A select-list item (or a FROM
+# item), with relaxed_commit_params() among the statement's parameters.
+RELAXED_COMMIT = """set_config(
+        'synchronous_commit',
+        CASE WHEN %(on_its_own)s THEN 'off' ELSE current_setting('synchronous_commit') END,
+        true
+    )"""
+
+
+def relaxed_commit_params() -> dict:
+    """RELAXED_COMMIT's parameter: whether the statement run now is its own transaction."""
+    return {"on_its_own": not connections[DEFAULT_DB_ALIAS].in_atomic_block}
+
 
 # Characters that need no space on either side. Not `-`, `/` or `*`: folding those could join two
 # of them into a comment (`- -1`, `/ *`).

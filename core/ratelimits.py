@@ -18,7 +18,7 @@ from functools import cache
 from django.conf import settings
 from django.utils import timezone
 
-from core.db import execute_prepared
+from core.db import RELAXED_COMMIT, execute_prepared, relaxed_commit_params
 from core.models import RateLimit
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -91,9 +91,10 @@ RATE_VERDICT = """
     extract(epoch FROM (SELECT tat FROM rate_before) + %(rate_interval)s::interval
                        - %(rate_period)s::interval - clock_timestamp())"""
 
+# A hit on its own: its commit relaxed (the count is in an UNLOGGED table; core.db's RELAXED_COMMIT).
 _HIT_SQL = f"""
 WITH {RATE_CTES}
-SELECT {RATE_VERDICT}
+SELECT {RATE_VERDICT}, {RELAXED_COMMIT}
 """
 
 
@@ -118,7 +119,7 @@ class DatabaseStore:
     counts_in_statements = True  # a caller's own statement may count the hit instead (RATE_CTES)
 
     def hit(self, hit: Hit) -> Verdict:
-        ((allowed, wait),) = execute_prepared(_HIT_SQL, hit_params(hit))
+        ((allowed, wait, _),) = execute_prepared(_HIT_SQL, {**hit_params(hit), **relaxed_commit_params()})
         return verdict(allowed, wait)
 
 

@@ -6,7 +6,7 @@ from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRa
 from django.db.models import BigIntegerField, F, Prefetch, QuerySet, Value
 from django.db.models.functions import Cast
 
-from core.db import execute_prepared, loaded_row, selected
+from core.db import RELAXED_COMMIT, execute_prepared, loaded_row, relaxed_commit_params, selected
 from core.ratelimits import RATE_CTES, RATE_VERDICT, Hit, Verdict, hit_params, verdict
 from sessions_app.models import (
     SEARCH_CONFIG,
@@ -55,12 +55,14 @@ class TurnContext:
 # The session and its prompt history in one row, one round trip, prepared once per connection.
 # Nothing is summed here: the size of the history the summary does not cover is kept on the rows.
 # The same statement counts the turn against its throttle (core.ratelimits; nothing when the hit is
-# null), so a turn's rate limit costs no statement of its own; the row comes back either way.
+# null), so a turn's rate limit costs no statement of its own; the row comes back either way. It
+# moves no credits, so on its own its commit is relaxed (core.db's RELAXED_COMMIT): what it may
+# write (the throttle's count, and the old row versions a read prunes) waits for no WAL flush.
 _SESSION_AND_HISTORY_SQL = f"""
 WITH {RATE_CTES}
 SELECT {RATE_VERDICT},
        session_and_history.*
-  FROM (SELECT 1) AS one
+  FROM (SELECT {RELAXED_COMMIT}) AS one
   LEFT JOIN LATERAL (
       -- The caller's session (nulls: not theirs, or no such session), with its current summary
       -- and the characters of the history that summary does not cover.
@@ -111,7 +113,8 @@ def counted_turn_context(
 ) -> tuple[TurnContext | None, Verdict]:
     """turn_context, and `rate_hit` counted in the same statement (its verdict; None: nothing counted)."""
     ((allowed, wait, *row),) = execute_prepared(
-        _SESSION_AND_HISTORY_SQL, {"session_id": session_id, "user_id": user.pk, **hit_params(rate_hit)}
+        _SESSION_AND_HISTORY_SQL,
+        {"session_id": session_id, "user_id": user.pk, **hit_params(rate_hit), **relaxed_commit_params()},
     )
     return _context_from_row(row), verdict(allowed, wait)
 

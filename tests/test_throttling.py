@@ -8,7 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -16,6 +16,7 @@ from billing.models import CreditTransaction
 from billing.services import grant
 from core.models import RateLimit
 from core.ratelimits import Hit, parse_rate, prune, rate_store
+from sessions_app.selectors import counted_turn_context
 from tests.factories import (
     DEFAULT_PASSWORD,
     ChatSessionFactory,
@@ -301,3 +302,51 @@ def test_schema_documents_the_429s(api_client):
         assert "429" in operation["responses"], operation["operationId"]
         assert "Retry-After" in operation["responses"]["429"]["headers"]
     assert "429" not in paths["/api/v1/sessions/{session_pk}/turns/"]["get"]["responses"]
+
+
+def synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+def in_its_own_transaction(statement):
+    """Run `statement()` as Django runs it on its own (autocommit), inside a transaction opened on the
+    connection underneath, so the setting it leaves for its own commit can be read; then roll back."""
+    connection.ensure_connection()
+    raw = connection.connection
+    raw.execute("BEGIN")
+    try:
+        statement()
+        return synchronous_commit()
+    finally:
+        raw.execute("ROLLBACK")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hit_on_its_own_relaxes_only_its_own_commit():
+    """The count is in an UNLOGGED table: its statement commits without the WAL flush, and only it."""
+    hit = Hit(key="relaxed", rate=parse_rate("10/minute"))
+
+    assert in_its_own_transaction(lambda: rate_store().hit(hit)) == "off"
+    assert synchronous_commit() == "on"
+    with transaction.atomic():  # a caller's transaction, which may move credits, keeps its flush
+        assert rate_store().hit(hit).allowed
+        assert synchronous_commit() == "on"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_turns_session_read_on_its_own_relaxes_only_its_own_commit(user):
+    """The turn's first statement (session, history, throttle) moves no credits: its commit is relaxed."""
+    session = ChatSessionFactory(owner=user)
+    hit = Hit(key=f"turn:{user.pk}", rate=parse_rate("10/minute"))
+
+    def read():
+        context, verdict = counted_turn_context(user=user, session_id=session.pk, rate_hit=hit)
+        assert context.session == session and verdict.allowed
+
+    assert in_its_own_transaction(read) == "off"
+    assert synchronous_commit() == "on"
+    with transaction.atomic():
+        read()
+        assert synchronous_commit() == "on"

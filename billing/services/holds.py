@@ -21,7 +21,7 @@ from billing.selectors import price_from_row
 from billing.services._wallet import WALLET, move
 from billing.services.charging import charge
 from billing.services.limits import give_back_key_hold
-from core.db import execute_prepared, loaded, selected
+from core.db import RELAXED_COMMIT, execute_prepared, loaded, relaxed_commit_params, selected
 from core.money import quantize, to_decimal
 
 logger = logging.getLogger(__name__)
@@ -29,16 +29,9 @@ logger = logging.getLogger(__name__)
 HOLD = CreditHold._meta.db_table
 LIMIT = SpendLimit._meta.db_table
 PRICE = ModelPrice._meta.db_table
-# The reservation and a stream's progress, run on their own (autocommit), commit without waiting for
-# the WAL flush (synchronous_commit off for that one transaction): a hold moves no credits, and a
-# crash that loses one loses the turn that needed it too. Every charge still commits synchronously,
-# flushing the reservation's WAL with its own. Inside a caller's transaction, which may move credits,
-# the setting stays as it is. A select-list item of the statements below.
-_RELAXED_COMMIT = """set_config(
-        'synchronous_commit',
-        CASE WHEN %(on_its_own)s THEN 'off' ELSE current_setting('synchronous_commit') END,
-        true
-    )"""
+# The reservation and a stream's progress commit relaxed when run on their own (core.db's
+# RELAXED_COMMIT): a hold moves no credits, and a crash that loses one loses the turn that needed it
+# too. Every charge still commits synchronously, flushing the reservation's WAL with its own.
 # A wallet's stale holds, closed as expired, returning the amounts they held (the caller gives them
 # back to the wallet). A hold with progress is owed a charge, and a hold that counts against an API
 # key's limit must give that back too: both are left to release_expired_holds (their amount stays
@@ -55,7 +48,7 @@ _EXPIRE_SQL = f"""
 # limit rows it locks next, the spending), so a burst cannot pass the balance or a limit by more
 # than one hold. A refused reservation still gives back what expired. With a model, the statement
 # also reads the model's active price (the price the call is charged at). Its commit is relaxed
-# (_RELAXED_COMMIT).
+# (RELAXED_COMMIT).
 _RESERVE_SQL = f"""
     WITH
     -- 1. The wallet's stale holds, expired (_EXPIRE_SQL).
@@ -151,7 +144,7 @@ _RESERVE_SQL = f"""
     -- 10. The commit relaxed; the decision, the balance, `held` before and after, the hold, the
     --     full limit that refused (nulls when none did), and the model's active price (all nulls
     --     when it has none).
-    SELECT {_RELAXED_COMMIT},
+    SELECT {RELAXED_COMMIT},
         decision.allowed, decision.balance, decision.held - decision.released,
         moved_wallet.held, new_hold.id, new_hold.wallet_id, new_hold.shadow_refusal,
         full_limit.kind, full_limit.amount, full_limit.period, full_limit.spending,
@@ -176,7 +169,7 @@ _PROGRESS_SQL = f"""
         expires_at = %(expires_at)s
     -- an open hold only: a closed one is left as it is, and the caller learns it from no row
     WHERE id = %(hold_id)s AND status = 'held'
-    RETURNING id, {_RELAXED_COMMIT}
+    RETURNING id, {RELAXED_COMMIT}
 """  # noqa: S608 - our table
 # A hold closed (released) once: a closed hold matches nothing, so its amount is given back once
 # (to the wallet, and to the key's limit it counted against).
@@ -226,11 +219,6 @@ class Reservation:
         )
 
 
-def _on_its_own() -> bool:
-    """Whether a statement run now is its own transaction (autocommit), for _RELAXED_COMMIT."""
-    return not connection.in_atomic_block
-
-
 def reserve(
     *, user, amount: Decimal, model: str | None = None, spend_limit_id: int | None = None
 ) -> Reservation:
@@ -255,7 +243,7 @@ def reserve(
             "shadow_default": not enforce_default and bool(settings.CREDIT_ENFORCEMENT_SHADOW),
             "model": model,
             "spend_limit_id": spend_limit_id,
-            "on_its_own": _on_its_own(),
+            **relaxed_commit_params(),
             **period_params(now),
         },
     )
@@ -372,7 +360,7 @@ def record_progress(
             "output_tokens": output_tokens,
             "now": now,
             "expires_at": expires_at,
-            "on_its_own": _on_its_own(),
+            **relaxed_commit_params(),
         },
     )
     if not rows:
