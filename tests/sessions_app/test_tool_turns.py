@@ -328,8 +328,12 @@ def test_forty_racing_tool_turns_on_a_thin_wallet_overdraw_by_at_most_one_call(s
     wallet = Wallet.objects.get(user=user)
     assert wallet.held == 0
     ok = LLMCallEvent.objects.filter(user=user, status="ok")
-    assert ok.count() >= 3  # at least one turn made its three calls
-    assert Turn.objects.filter(session__owner=user, stop_reason="complete").exists()
+    assert ok.count() >= 3
+    # A turn let in either answered or stopped short when a follow-up was refused. Whether any one of
+    # them gets all its calls through depends on how the burst interleaves: not asserted.
+    stops = Turn.objects.filter(session__owner=user).values_list("stop_reason", flat=True)
+    assert len(stops) == statuses.count(201)
+    assert set(stops) <= {Turn.StopReason.COMPLETE, Turn.StopReason.INSUFFICIENT_CREDITS}
     largest_hold = max(CreditHold.objects.filter(wallet=wallet).values_list("amount", flat=True))
     overdraw = -min(wallet.balance, Decimal(0))
     # The reservation gate lets a call through only while something is available, and every call in
