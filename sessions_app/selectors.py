@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank, SearchVector
-from django.db.models import BigIntegerField, F, Prefetch, QuerySet, Value
+from django.db.models import BigIntegerField, F, OuterRef, Prefetch, QuerySet, Subquery, Value
 from django.db.models.functions import Cast
 
 from core.db import RELAXED_COMMIT, execute_prepared, loaded_row, relaxed_commit_params, selected
@@ -24,6 +24,8 @@ from sessions_app.providers import ChatMessage
 # them (oldest dropped first), so a long chat never sends an unbounded prompt.
 HISTORY_MAX_MESSAGES = 20
 HISTORY_MAX_CHARS = 64_000
+# The search tool ranks at most this many of a user's messages that match, the newest.
+SEARCH_MESSAGES_RANKED = 200
 
 
 def sessions_for_user(*, user) -> QuerySet[ChatSession]:
@@ -197,9 +199,17 @@ def search_own_content(*, user, query: str, limit: int) -> list[SearchHit]:
         .values_list("id", "name", "rank")[:limit]
     )
     vector = SearchVector("content", config=SEARCH_CONFIG)
-    messages = (
+    # Only the newest matches are ranked (ranking reads each one's words again from its text), so a
+    # word found in thousands of messages of a long history costs what it costs in a short one. Their
+    # ids are read first: ranked as `id IN (ids)`, they are fetched by key, whatever the plan.
+    newest = list(
         Message.objects.annotate(document=vector)
         .filter(owner_id=owner, document=terms)
+        .order_by("-id")
+        .values_list("pk", flat=True)[:SEARCH_MESSAGES_RANKED]
+    )
+    messages = (
+        Message.objects.filter(pk__in=newest)
         .annotate(
             rank=SearchRank(vector, terms),
             snippet=SearchHeadline(
@@ -211,9 +221,13 @@ def search_own_content(*, user, query: str, limit: int) -> list[SearchHit]:
                 max_words=30,
                 min_words=12,
             ),
+            # Read for the hits kept only, after the sort (a join would read every ranked row's session).
+            title=Subquery(ChatSession.objects.filter(pk=OuterRef("session_id")).values("title")),
         )
         .order_by("-rank", "-id")
-        .values_list("id", "session_id", "session__title", "role", "rank", "snippet")[:limit]
+        .values_list("id", "session_id", "title", "role", "rank", "snippet")[:limit]
+        if newest
+        else []
     )
     hits = [SearchHit(kind="file", id=pk, rank=rank, title=name, snippet="") for pk, name, rank in files]
     hits += [

@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from sessions_app import files
+from sessions_app import files, selectors
 from sessions_app.models import Message
 from sessions_app.selectors import search_own_content
 from sessions_app.tools import Tool, ToolContext, register, registered, run_tool, tool_specs
@@ -107,9 +107,26 @@ def test_search_reads_only_its_users_rows_not_every_users_matches(user):
         hits = search_own_content(user=user, query="budget", limit=10)
 
     assert sorted(hit.kind for hit in hits) == ["file", "message", "message", "message"]
-    files_sql, messages_sql = (q["sql"] for q in queries)
+    newest_sql, files_sql, ranked_sql = (q["sql"] for q in queries)
     assert_reads_at_most("sessions_app_userfile", files_sql, 1)
-    assert_reads_at_most("sessions_app_message", messages_sql, 3)  # the owner's key of the index
+    assert_reads_at_most("sessions_app_message", newest_sql, 3)  # the owner's key of the index
+    assert_reads_at_most("sessions_app_message", ranked_sql, 3)  # those three, by key
+
+
+def test_search_ranks_only_the_newest_matching_messages(user, monkeypatch):
+    """A long history's matches are not all ranked: the best of the newest SEARCH_MESSAGES_RANKED win."""
+    monkeypatch.setattr(selectors, "SEARCH_MESSAGES_RANKED", 4)
+    session = ChatSessionFactory(owner=user, title="History")
+    old = [say(session, "budget budget budget, the budget again", n) for n in range(3)]
+    newer = [say(session, f"a budget note {n}", 3 + n) for n in range(4)]
+
+    hits = search_own_content(user=user, query="budget", limit=10)
+
+    assert {hit.id for hit in hits} == {message.pk for message in newer}
+    assert {hit.title for hit in hits} == {"History"}
+    monkeypatch.setattr(selectors, "SEARCH_MESSAGES_RANKED", 10)
+    best = search_own_content(user=user, query="budget", limit=3)
+    assert {hit.id for hit in best} == {message.pk for message in old}  # they rank first when reached
 
 
 def test_search_results_are_bounded(user):
