@@ -208,27 +208,27 @@ def search_own_content(*, user, query: str, limit: int) -> list[SearchHit]:
         .order_by("-id")
         .values_list("pk", flat=True)[:SEARCH_MESSAGES_RANKED]
     )
-    messages = (
-        Message.objects.filter(pk__in=newest)
-        .annotate(
-            rank=SearchRank(vector, terms),
-            snippet=SearchHeadline(
-                "content",
-                terms,
-                config=SEARCH_CONFIG,
-                start_sel="**",
-                stop_sel="**",
-                max_words=30,
-                min_words=12,
-            ),
-            # Read for the hits kept only, after the sort (a join would read every ranked row's session).
-            title=Subquery(ChatSession.objects.filter(pk=OuterRef("session_id")).values("title")),
+    messages = []
+    if newest:
+        messages = (
+            Message.objects.filter(pk__in=newest)
+            .annotate(
+                rank=SearchRank(vector, terms),
+                snippet=SearchHeadline(
+                    "content",
+                    terms,
+                    config=SEARCH_CONFIG,
+                    start_sel="**",
+                    stop_sel="**",
+                    max_words=30,
+                    min_words=12,
+                ),
+                # Read for the hits kept only, after the sort (a join would read every ranked row's session).
+                title=Subquery(ChatSession.objects.filter(pk=OuterRef("session_id")).values("title")),
+            )
+            .order_by("-rank", "-id")
+            .values_list("id", "session_id", "title", "role", "rank", "snippet")[:limit]
         )
-        .order_by("-rank", "-id")
-        .values_list("id", "session_id", "title", "role", "rank", "snippet")[:limit]
-        if newest
-        else []
-    )
     hits = [SearchHit(kind="file", id=pk, rank=rank, title=name, snippet="") for pk, name, rank in files]
     hits += [
         SearchHit(

@@ -7,6 +7,7 @@ nginx and pgbouncer and PostgreSQL 15's server binaries (.ci/run installs them);
 
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -32,29 +33,34 @@ pytestmark = [
 ]
 
 
-def free_ports(count: int) -> list[int]:
-    """COUNT distinct free ports (each held until all are chosen, so none is handed out twice)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+# Below Linux's ephemeral range (32768-60999): a port chosen there could be taken, before the fleet
+# binds it, by one of the many outgoing connections the fleet's start makes.
+PORTS = range(20000, 32000)
 
 
-def free_app_port_base(apps: int = 2) -> int:
-    """A base whose next APPS ports (app N listens on base + N) are all free, below the ephemeral range."""
-    for base in range(20000, 30000, apps + 1):
+def bindable(port: int) -> bool:
+    with socket.socket() as sock:
         try:
-            for n in range(1, apps + 1):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", base + n))
+            sock.bind(("127.0.0.1", port))
         except OSError:
-            continue
-        return base
-    raise RuntimeError("no free ports for the app instances in 20000-30000")
+            return False
+        return True
+
+
+def free_ports(count: int, *, apps: int = 2) -> tuple[list[int], int]:
+    """COUNT free ports, and an app base whose next APPS ports (app N listens on base + N) are free too."""
+    start = random.randrange(PORTS.start, PORTS.stop - 1000)  # apart from another run's
+    ports: list[int] = []
+    candidates = iter(range(start, PORTS.stop))
+    for port in candidates:
+        if len(ports) == count:
+            break
+        if bindable(port):
+            ports.append(port)
+    for base in candidates:
+        if all(bindable(base + n) for n in range(1, apps + 1)):
+            return ports, base
+    raise RuntimeError(f"no free ports in {PORTS.start}-{PORTS.stop} from {start}")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +70,7 @@ def fleet():
     # wherever the checkout is.
     directory = Path(tempfile.mkdtemp(prefix="creditdesk-fleet-"))
     directory.chmod(0o755)
-    port, pg_port, replica_port, pgbouncer_port, webhook_port = free_ports(5)
+    (port, pg_port, replica_port, pgbouncer_port, webhook_port), app_base = free_ports(5)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DJANGO_", "PYTEST"))},
         "FLEET_DIR": str(directory),
@@ -72,7 +78,7 @@ def fleet():
         "FLEET_PG_PORT": str(pg_port),
         "FLEET_REPLICA_PORT": str(replica_port),
         "FLEET_PGBOUNCER_PORT": str(pgbouncer_port),
-        "FLEET_APP_PORT_BASE": str(free_app_port_base()),
+        "FLEET_APP_PORT_BASE": str(app_base),
         "FLEET_WEBHOOK_PORT": str(webhook_port),
     }
     up = subprocess.run(["bash", str(FLEET), "up"], env=env, capture_output=True, text=True, timeout=300)  # noqa: S603
