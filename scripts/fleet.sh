@@ -105,11 +105,12 @@ alive() { local pid; pid=$(pid_of "$1"); [ -n "$pid" ] && kill -0 "$pid" 2>/dev/
 # process NAME (started by start_process) has exited, and either way prints the end of its LOG, so
 # a failure in CI says why without the fleet's folder, which the tests remove.
 wait_for() {
-  local seconds=$1 what=$2 log=$3; shift 3
+  local seconds=$1 what=$2 log=$3 pid; shift 3
   local reason="did not come up within ${seconds}s"
   for _ in $(seq 1 $((seconds * 5))); do
     "$@" >/dev/null 2>&1 && return 0
-    if [ -f "$RUN/$what.pid" ] && ! alive "$what"; then reason="exited before it answered"; break; fi
+    pid=$(pid_of "$what")  # none (yet) for a process not started by start_process
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then reason="exited before it answered"; break; fi
     sleep 0.2
   done
   printf 'fleet: %s %s; the end of %s:\n' "$what" "$reason" "$log" >&2
