@@ -17,6 +17,7 @@ from billing.services import grant
 from core.models import RateLimit
 from core.ratelimits import Hit, parse_rate, prune, rate_store
 from sessions_app.selectors import counted_turn_context
+from tests.database import in_its_own_transaction, synchronous_commit
 from tests.factories import (
     DEFAULT_PASSWORD,
     ChatSessionFactory,
@@ -302,25 +303,6 @@ def test_schema_documents_the_429s(api_client):
         assert "429" in operation["responses"], operation["operationId"]
         assert "Retry-After" in operation["responses"]["429"]["headers"]
     assert "429" not in paths["/api/v1/sessions/{session_pk}/turns/"]["get"]["responses"]
-
-
-def synchronous_commit() -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW synchronous_commit")
-        return cursor.fetchone()[0]
-
-
-def in_its_own_transaction(statement):
-    """Run `statement()` as Django runs it on its own (autocommit), inside a transaction opened on the
-    connection underneath, so the setting it leaves for its own commit can be read; then roll back."""
-    connection.ensure_connection()
-    raw = connection.connection
-    raw.execute("BEGIN")
-    try:
-        statement()
-        return synchronous_commit()
-    finally:
-        raw.execute("ROLLBACK")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -10,6 +10,7 @@ from django.utils import timezone
 from billing import services
 from billing.models import CreditHold, LLMCallEvent, Wallet
 from billing.reconcile import check_ledger
+from tests.database import synchronous_commit
 from tests.factories import ModelPriceFactory
 
 pytestmark = pytest.mark.django_db
@@ -179,14 +180,6 @@ def test_set_enforcement_refuses_unknown_values_and_non_staff(user):
     with pytest.raises(BillingError):
         services.set_enforcement(user=user, enforcement="exempt", changed_by=user)
     assert wallet(user).enforcement == "default"
-
-
-def synchronous_commit() -> str:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW synchronous_commit")
-        return cursor.fetchone()[0]
 
 
 @pytest.mark.django_db(transaction=True)
