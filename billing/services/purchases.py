@@ -298,7 +298,7 @@ def handle_stripe_webhook(*, payload: bytes, signature: str | None) -> str:
         )
     event = stripe_checkout.verify_event(payload=payload, signature=signature)
     event_type = event.get("type")
-    handler = _HANDLERS.get(event_type)
+    handler = _HANDLERS.get(event_type) if isinstance(event_type, str) else None
     if handler is None:
         return "ignored"
     data = event.get("data")
