@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import ApiKey
+from accounts.selectors import unrevoked_key
 from billing import services as billing_services
 from billing.models import SpendLimit
 from core.errors import DomainError
@@ -114,14 +115,10 @@ def revoke_api_key(*, key: ApiKey, revoked_by=None) -> ApiKey:
 
 
 def key_for_secret(secret: str) -> ApiKey | None:
-    """The live key (not revoked, not expired, its user active) for a presented secret, with its user and limit."""
+    """The live key (not revoked, not expired, its user active) for a presented secret, with its user."""
     if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
         return None
-    key = (
-        ApiKey.objects.select_related("user", "spend_limit")
-        .filter(digest=digest(secret), revoked_at__isnull=True)
-        .first()
-    )
+    key = unrevoked_key(digest=digest(secret))
     now = timezone.now()
     if key is None or not key.user.is_active or (key.expires_at is not None and key.expires_at <= now):
         return None

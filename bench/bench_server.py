@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("SECRET_KEY", "bench-not-secret")
 os.environ.setdefault("DATABASE_POOL_MAX_SIZE", "0")  # the charge threads each keep a connection
+os.environ.setdefault("LOG_LEVEL", "WARNING")  # the setup's grants and sessions log nothing here
 
 import django  # noqa: E402
 

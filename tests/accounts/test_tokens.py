@@ -163,3 +163,14 @@ def test_authentication_costs_one_query(user, django_assert_num_queries):
     with django_assert_num_queries(1):
         authenticated, _ = TokenAuthentication().authenticate_credentials(key.encode())
     assert authenticated == user
+
+
+@pytest.mark.parametrize("header", [b"Token \xe9\xe9\xe9", "Token abc\x00def", "Token " + "x" * 5000])
+def test_a_token_that_cannot_be_one_is_refused_with_401(user, header):
+    """Not UTF-8, a NUL (which PostgreSQL text cannot hold), or far too long: no token matches, 401."""
+    api_token(user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=header)
+    response = client.get("/api/v1/auth/me")
+    assert response.status_code == 401
+    assert response.json()["detail"] == "Invalid token."
