@@ -12,7 +12,9 @@ from decimal import Decimal
 import pytest
 from django.db import ProgrammingError, connection
 from django.test import Client
+from knox.models import AuthToken
 
+from accounts.models import ApiKey
 from core import statement_functions
 from core.db import execute_prepared
 from tests.factories import ChatSessionFactory, ModelPriceFactory, UserFactory, fund, token_client_for
@@ -51,6 +53,10 @@ def test_turn_and_gateway_call_prepare_on_the_server_only_when_allowed(settings,
         if prepare:
             # the session read, the reservation, the charge, the turn's rows (at least)
             assert len(prepared) >= 4, prepared
+            # and the credential each request presents, read once prepared (accounts.selectors),
+            # not compiled by the ORM and planned by the server on every request
+            for table in (AuthToken._meta.db_table, ApiKey._meta.db_table):
+                assert any(table in statement for statement in prepared), (table, prepared)
         else:
             assert prepared == []
     finally:
