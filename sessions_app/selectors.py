@@ -83,10 +83,14 @@ SELECT {RATE_VERDICT},
                      array_agg(uncovered.content ORDER BY uncovered.ord DESC) AS contents
                 FROM (
                       -- At most HISTORY_MAX_MESSAGES of them (the character budget is applied in Python).
+                      -- A session's messages are numbered 0 to message_count - 1, so the range names
+                      -- those rows alone: the read is bounded whatever plan the statistics make (a
+                      -- plan picked for short sessions would otherwise sort a long one's every message).
                       SELECT role, content, "order" AS ord
                         FROM {Message._meta.db_table}
                        WHERE session_id = chat_session.id
-                         AND "order" >= coalesce(current_summary.covers_messages, 0)
+                         AND "order" >= greatest(coalesce(current_summary.covers_messages, 0),
+                                                 chat_session.message_count - {HISTORY_MAX_MESSAGES})
                        ORDER BY "order" DESC
                        LIMIT {HISTORY_MAX_MESSAGES}
                      ) AS uncovered

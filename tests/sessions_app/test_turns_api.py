@@ -11,11 +11,13 @@ from billing import services as billing_services
 from billing.models import CreditTransaction, LLMCallEvent, ModelPrice, Wallet
 from billing.selectors import known_price
 from billing.services import compute_cost
-from sessions_app import providers
-from sessions_app.models import Message, Turn
+from core.db import execute_prepared
+from sessions_app import providers, selectors
+from sessions_app.models import ChatSession, Message, Turn
 from sessions_app.providers import Completion, count_tokens
-from sessions_app.selectors import HISTORY_MAX_MESSAGES
+from sessions_app.selectors import HISTORY_MAX_MESSAGES, turn_context
 from tests.factories import ChatSessionFactory, ModelPriceFactory, fund
+from tests.plans import assert_reads_at_most
 
 pytestmark = pytest.mark.django_db
 
@@ -118,6 +120,38 @@ def test_history_is_sent_as_context_and_bounded(user, session, monkeypatch):
     ]
     orders = list(Message.objects.filter(session=session).values_list("order", flat=True))
     assert orders == list(range(2 * HISTORY_MAX_MESSAGES))
+
+
+def test_history_read_is_bounded_in_a_long_session_whatever_the_plan(user, session, monkeypatch):
+    """A session's history read touches its last HISTORY_MAX_MESSAGES messages, not all of them.
+
+    The statistics describe many short sessions (as a real table's do), so a plan that sorts the
+    session's every message looks cheap; the read must stay bounded in a session 600 messages long.
+    """
+    for other in ChatSessionFactory.create_batch(100):
+        Message.objects.bulk_create(
+            Message(session=other, owner=other.owner, role="user", content="hi", order=n) for n in range(2)
+        )
+    Message.objects.bulk_create(
+        Message(session=session, owner=user, role=("user", "assistant")[n % 2], content=f"m{n}", order=n)
+        for n in range(600)
+    )
+    ChatSession.objects.filter(pk=session.pk).update(message_count=600)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE sessions_app_message, sessions_app_chatsession")
+
+    statements = []
+
+    def execute(sql, params):  # the statement as sent, with its values in it, for EXPLAIN
+        statements.append(connection.ops.compose_sql(sql, params))
+        return execute_prepared(sql, params)
+
+    monkeypatch.setattr(selectors, "execute_prepared", execute)
+    context = turn_context(user=user, session_id=session.pk)
+
+    assert [m["content"] for m in context.history] == [f"m{n}" for n in range(580, 600)]
+    (read,) = statements
+    assert_reads_at_most("sessions_app_message", read, HISTORY_MAX_MESSAGES)
 
 
 def test_list_turns_oldest_first_with_usage(user_client, user, session):
