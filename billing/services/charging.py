@@ -22,6 +22,15 @@ _EVENT_COLUMNS = (
     "output_price_per_1k, status, error, latency_ms, shadow_refusal, purpose, used_fallback, spend_limit_id, "
     "end_user, created_at"
 )
+# "The hold named by its key is still open", for the statements that close or update one hold. Not
+# `status = 'held'`: that implies the predicate of the partial indexes of open holds, so the planner
+# may find the hold by scanning every open one, and a generic plan made while few were open (those
+# indexes look tiny) stays with a pooled connection when thousands are: 1.9 ms a statement at
+# 20,000 open holds, against a few microseconds by the key. Naming the closed statuses (the model's
+# own list) implies nothing about those indexes, so the hold is read by its key alone.
+HOLD_STILL_OPEN = "status NOT IN ({})".format(
+    ", ".join(f"'{status}'" for status in CreditHold.Status.values if status != CreditHold.Status.HELD)
+)
 # Every recorded call, successful or failed, is this one statement (data-modifying CTEs). The hold
 # is locked before the wallet (closed_hold feeds moved_wallet), the order release_expired_holds and
 # reserve take them in; the rollup rows come last (billing.rollup.CALL_CTES, which also reads the
@@ -40,7 +49,7 @@ _RECORD_SQL = f"""
     closed_hold AS (
         UPDATE {CreditHold._meta.db_table}
         SET status = %(hold_status)s, closed_at = %(now)s, llm_call_id = (SELECT id FROM call_event)
-        WHERE id = %(hold_id)s AND status = 'held'
+        WHERE id = %(hold_id)s AND {HOLD_STILL_OPEN}
         RETURNING amount, spend_limit_id
     ),
     -- 3. The wallet moved by the cost and freed of the hold; RETURNING gives the balance after.

@@ -19,7 +19,7 @@ from billing.models import CreditHold, ModelPrice, SpendLimit, Wallet
 from billing.periods import PERIOD_START_SQL, next_reset, period_params
 from billing.selectors import price_from_row
 from billing.services._wallet import WALLET, move
-from billing.services.charging import charge
+from billing.services.charging import HOLD_STILL_OPEN, charge
 from billing.services.limits import give_back_key_hold
 from core.db import RELAXED_COMMIT, execute_prepared, loaded, relaxed_commit_params, selected
 from core.money import quantize, to_decimal
@@ -168,7 +168,7 @@ _PROGRESS_SQL = f"""
         progress_at = %(now)s,
         expires_at = %(expires_at)s
     -- an open hold only: a closed one is left as it is, and the caller learns it from no row
-    WHERE id = %(hold_id)s AND status = 'held'
+    WHERE id = %(hold_id)s AND {HOLD_STILL_OPEN}
     RETURNING id, {RELAXED_COMMIT}
 """  # noqa: S608 - our table
 # A hold closed (released) once: a closed hold matches nothing, so its amount is given back once
@@ -176,7 +176,7 @@ _PROGRESS_SQL = f"""
 _CLOSE_SQL = f"""
     UPDATE {HOLD}
     SET status = %(status)s, closed_at = %(now)s
-    WHERE id = %(hold_id)s AND status = 'held'
+    WHERE id = %(hold_id)s AND {HOLD_STILL_OPEN}
     RETURNING amount, spend_limit_id
 """  # noqa: S608 - our table
 

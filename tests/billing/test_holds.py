@@ -4,14 +4,18 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
 from billing import services
 from billing.models import CreditHold, LLMCallEvent, Wallet
 from billing.reconcile import check_ledger
+from billing.services import charging, holds
+from core.db import execute_prepared, positional
 from tests.database import synchronous_commit
-from tests.factories import ModelPriceFactory
+from tests.factories import ModelPriceFactory, UserFactory
+from tests.plans import assert_reads_at_most
 
 pytestmark = pytest.mark.django_db
 
@@ -209,3 +213,49 @@ def test_a_reservation_inside_a_callers_transaction_leaves_its_commit_synchronou
             output_tokens=0,
         )
         assert synchronous_commit() == "on"
+
+
+def test_a_hold_is_closed_by_its_key_however_many_holds_are_open(funded, price, monkeypatch):
+    """The charge and a stream's progress find their hold by its key (one row), not by
+    scanning every open hold: a generic plan made while few holds were open (the partial indexes of
+    open holds look tiny then) is kept by the connection when thousands are open."""
+    other = Wallet.objects.get(user=UserFactory())
+    CreditHold.objects.bulk_create(  # a history of closed holds, few open: the table as it usually is
+        CreditHold(wallet=other, amount=1, status="settled", expires_at=timezone.now()) for _ in range(2000)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE billing_credithold")
+        cursor.execute(
+            "SET LOCAL plan_cache_mode = force_generic_plan"
+        )  # planned once, as a pool's connection
+    sent = {}
+
+    def execute(sql, params):
+        sent[sql] = params
+        return execute_prepared(sql, params)
+
+    for module in (charging, holds):
+        monkeypatch.setattr(module, "execute_prepared", execute)
+    for settle in (
+        lambda hold: services.charge(
+            hold=hold, user=funded, price=price, provider="echo", input_tokens=1, output_tokens=1
+        ),
+        lambda hold: services.record_progress(
+            hold=hold, price=price, provider="echo", purpose="chat", input_tokens=1, output_tokens=1
+        ),
+    ):
+        settle(services.reserve(user=funded, amount=Decimal("1")).hold)  # each statement planned now
+    CreditHold.objects.bulk_create(  # then 500 streams open at once
+        CreditHold(wallet=other, amount=1, status="held", expires_at=timezone.now() + timedelta(hours=1))
+        for _ in range(500)
+    )
+
+    by_key = [sql for sql in sent if "WHERE id = %(hold_id)s" in sql]
+    assert len(by_key) == 2, list(sent)
+    for sql in by_key:
+        text, names = positional(sql)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT name FROM pg_prepared_statements WHERE statement = %s", [text])
+            (name,) = cursor.fetchone()
+        values = ", ".join(connection.ops.compose_sql("%s", [sent[sql][n]]) for n in names)
+        assert_reads_at_most("billing_credithold", f"EXECUTE {name}({values})", 1)
