@@ -4,6 +4,7 @@ import json
 
 from django.db import connection
 
+from core.db import positional
 from tests.database import indexes_of
 
 
@@ -41,3 +42,14 @@ def assert_reads_at_most(table: str, sql: str, rows: int) -> None:
     assert max(reads) <= rows, (
         f"{max(reads)} rows of {table} read, not at most {rows}:\n{json.dumps(plan, indent=1)}"
     )
+
+
+def execute_as_prepared(sql: str, params: dict) -> str:
+    """`EXECUTE <name>(<values>)` for `sql` as core.db.execute_prepared prepared it on this connection
+    (run it once first), for assert_reads_at_most: the plan the connection keeps, not a fresh one."""
+    text, names = positional(sql)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements WHERE statement = %s", [text])
+        (name,) = cursor.fetchone()
+    values = ", ".join(connection.ops.compose_sql("%s", [params[n]]) for n in names)
+    return f"EXECUTE {name}({values})"

@@ -31,6 +31,26 @@ _EVENT_COLUMNS = (
 HOLD_STILL_OPEN = "status NOT IN ({})".format(
     ", ".join(f"'{status}'" for status in CreditHold.Status.values if status != CreditHold.Status.HELD)
 )
+
+
+def call_limits(wallet_id: str) -> str:
+    """The WHERE clause over `spend_limit` for the limits a call counts against: the caps of the
+    wallet (`wallet_id`, an SQL expression) and the call's own key limit (%(spend_limit_id)s, null
+    for none).
+
+    The caps are found through their own index (at most one of each kind) and the key's limit by its
+    key: a wallet whose user opened hundreds of keys (revoked ones keep their rows) costs a call what
+    a wallet with one does, whatever plan the statistics of wallets with a key or two made.
+    """
+    return f"""spend_limit.id = ANY (ARRAY(
+                SELECT cap.id FROM {SpendLimit._meta.db_table} cap
+                WHERE cap.wallet_id = {wallet_id} AND cap.kind <> 'key'
+                UNION ALL
+                SELECT key_limit.id FROM {SpendLimit._meta.db_table} key_limit
+                WHERE key_limit.id = %(spend_limit_id)s AND key_limit.wallet_id = {wallet_id}
+            ))"""  # noqa: S608 - our table
+
+
 # Every recorded call, successful or failed, is this one statement (data-modifying CTEs). The hold
 # is locked before the wallet (closed_hold feeds moved_wallet), the order release_expired_holds and
 # reserve take them in; the rollup rows come last (billing.rollup.CALL_CTES, which also reads the
@@ -75,8 +95,7 @@ _RECORD_SQL = f"""
                 THEN (SELECT amount FROM closed_hold) ELSE 0
             END,
             updated_at = %(now)s
-        WHERE spend_limit.wallet_id = (SELECT id FROM moved_wallet)
-            AND (spend_limit.kind <> 'key' OR spend_limit.id = %(spend_limit_id)s)
+        WHERE {call_limits("(SELECT id FROM moved_wallet)")}
         RETURNING spend_limit.id, spend_limit.kind, spend_limit.amount, spend_limit.spent,
             spend_limit.period_start, spend_limit.alerted_percent, spend_limit.alerted_period_start
     ),

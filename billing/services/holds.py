@@ -19,7 +19,7 @@ from billing.models import CreditHold, ModelPrice, SpendLimit, Wallet
 from billing.periods import PERIOD_START_SQL, next_reset, period_params
 from billing.selectors import price_from_row
 from billing.services._wallet import WALLET, move
-from billing.services.charging import HOLD_STILL_OPEN, charge
+from billing.services.charging import HOLD_STILL_OPEN, call_limits, charge
 from billing.services.limits import give_back_key_hold
 from core.db import RELAXED_COMMIT, execute_prepared, loaded, relaxed_commit_params, selected
 from core.money import quantize, to_decimal
@@ -85,8 +85,7 @@ _RESERVE_SQL = f"""
                 THEN spend_limit.spent ELSE 0
             END AS charged
         FROM {LIMIT} spend_limit
-        WHERE spend_limit.wallet_id = (SELECT id FROM locked_wallet)
-            AND (spend_limit.kind <> 'key' OR spend_limit.id = %(spend_limit_id)s)
+        WHERE {call_limits("(SELECT id FROM locked_wallet)")}
         FOR UPDATE OF spend_limit
     ),
     -- 5. The first limit whose period's spending (charges plus open holds: the key's own, all the

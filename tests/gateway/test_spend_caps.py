@@ -4,13 +4,16 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from billing import services
 from billing.exceptions import LimitReached
 from billing.models import ModelPrice, SpendLimit, WalletEvent
-from billing.services import set_spend_cap
-from tests.factories import fund, token_client_for
+from billing.services import charging, holds, set_spend_cap
+from core.db import execute_prepared
+from tests.factories import UserFactory, fund, token_client_for
+from tests.plans import assert_reads_at_most, execute_as_prepared
 
 pytestmark = pytest.mark.django_db
 
@@ -124,3 +127,37 @@ def test_staff_set_a_cap_through_the_staff_api(user, staff_user):
         .status_code
         == 403
     )
+
+
+def test_a_call_reads_its_wallets_caps_and_its_own_key_not_every_key(user, price, monkeypatch):
+    """A user with hundreds of keys (revoked ones too: their limit rows stay) pays for a call what a
+    user with one pays: the reservation and the charge read the wallet's caps and the call's key
+    limit, however many key limits the wallet has, with the plan a pooled connection keeps."""
+    fund(user, "100")
+    set_spend_cap(user=user, kind=SpendLimit.Kind.USER_CAP, amount=Decimal("50"), period="day")
+    key = services.open_key_limit(user=user, amount=Decimal("10"), period=None)
+    for _ in range(400):  # the other keys this user opened over time
+        services.open_key_limit(user=user, amount=None, period=None)
+    for other in UserFactory.create_batch(100):  # most users have one key
+        services.open_key_limit(user=other, amount=None, period=None)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE billing_spendlimit")
+        # Planned once, as a pooled connection does, and as on a large table (no sequential scans).
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+    sent = {}
+
+    def execute(sql, params):
+        sent[sql] = params
+        return execute_prepared(sql, params)
+
+    for module in (charging, holds):
+        monkeypatch.setattr(module, "execute_prepared", execute)
+    reservation = services.reserve(user=user, amount=Decimal("0.1"), spend_limit_id=key.pk)
+    services.charge(
+        user=user, price=price, provider="echo", input_tokens=1, output_tokens=1, hold=reservation.hold
+    )
+
+    assert len(sent) == 2, list(sent)
+    for sql, params in sent.items():
+        assert_reads_at_most("billing_spendlimit", execute_as_prepared(sql, params), 2)
