@@ -4,7 +4,7 @@ import json
 
 from django.db import connection
 
-from core.db import positional
+from core import db
 from tests.database import indexes_of
 
 
@@ -47,9 +47,32 @@ def assert_reads_at_most(table: str, sql: str, rows: int) -> None:
 def execute_as_prepared(sql: str, params: dict) -> str:
     """`EXECUTE <name>(<values>)` for `sql` as core.db.execute_prepared prepared it on this connection
     (run it once first), for assert_reads_at_most: the plan the connection keeps, not a fresh one."""
-    text, names = positional(sql)
+    text, names = db.positional(sql)
     with connection.cursor() as cursor:
         cursor.execute("SELECT name FROM pg_prepared_statements WHERE statement = %s", [text])
         (name,) = cursor.fetchone()
     values = ", ".join(connection.ops.compose_sql("%s", [params[n]]) for n in names)
     return f"EXECUTE {name}({values})"
+
+
+def plan_as_kept(monkeypatch, *modules, analyze: str) -> dict:
+    """Make the statements run next planned as a pooled connection keeps them, and record them.
+
+    ANALYZE the tables `analyze` names, then, in the test's transaction: one generic plan per
+    statement, made at its first run from the statistics of that moment and kept (as after a pooled
+    connection's first runs), with sequential scans off (as on a large table). Returns {sql: params}
+    of what `modules` send through core.db.execute_prepared, for execute_as_prepared.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {analyze}")
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+    sent = {}
+
+    def execute(sql, params):
+        sent[sql] = params
+        return db.execute_prepared(sql, params)
+
+    for module in modules:
+        monkeypatch.setattr(module, "execute_prepared", execute)
+    return sent

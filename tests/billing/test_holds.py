@@ -4,7 +4,6 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
@@ -12,10 +11,9 @@ from billing import services
 from billing.models import CreditHold, LLMCallEvent, Wallet
 from billing.reconcile import check_ledger
 from billing.services import charging, holds
-from core.db import execute_prepared
 from tests.database import synchronous_commit
 from tests.factories import ModelPriceFactory, UserFactory
-from tests.plans import assert_reads_at_most, execute_as_prepared
+from tests.plans import assert_reads_at_most, execute_as_prepared, plan_as_kept
 
 pytestmark = pytest.mark.django_db
 
@@ -223,19 +221,7 @@ def test_a_hold_is_closed_by_its_key_however_many_holds_are_open(funded, price, 
     CreditHold.objects.bulk_create(  # a history of closed holds, few open: the table as it usually is
         CreditHold(wallet=other, amount=1, status="settled", expires_at=timezone.now()) for _ in range(2000)
     )
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE billing_credithold")
-        # Planned once, as a pooled connection does, and as on a large table (no sequential scans).
-        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        cursor.execute("SET LOCAL enable_seqscan = off")
-    sent = {}
-
-    def execute(sql, params):
-        sent[sql] = params
-        return execute_prepared(sql, params)
-
-    for module in (charging, holds):
-        monkeypatch.setattr(module, "execute_prepared", execute)
+    sent = plan_as_kept(monkeypatch, charging, holds, analyze="billing_credithold")
     for settle in (
         lambda hold: services.charge(
             hold=hold, user=funded, price=price, provider="echo", input_tokens=1, output_tokens=1

@@ -4,16 +4,14 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from billing import services
 from billing.exceptions import LimitReached
 from billing.models import ModelPrice, SpendLimit, WalletEvent
 from billing.services import charging, holds, set_spend_cap
-from core.db import execute_prepared
 from tests.factories import UserFactory, fund, token_client_for
-from tests.plans import assert_reads_at_most, execute_as_prepared
+from tests.plans import assert_reads_at_most, execute_as_prepared, plan_as_kept
 
 pytestmark = pytest.mark.django_db
 
@@ -140,19 +138,7 @@ def test_a_call_reads_its_wallets_caps_and_its_own_key_not_every_key(user, price
         services.open_key_limit(user=user, amount=None, period=None)
     for other in UserFactory.create_batch(100):  # most users have one key
         services.open_key_limit(user=other, amount=None, period=None)
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE billing_spendlimit")
-        # Planned once, as a pooled connection does, and as on a large table (no sequential scans).
-        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        cursor.execute("SET LOCAL enable_seqscan = off")
-    sent = {}
-
-    def execute(sql, params):
-        sent[sql] = params
-        return execute_prepared(sql, params)
-
-    for module in (charging, holds):
-        monkeypatch.setattr(module, "execute_prepared", execute)
+    sent = plan_as_kept(monkeypatch, charging, holds, analyze="billing_spendlimit")
     reservation = services.reserve(user=user, amount=Decimal("0.1"), spend_limit_id=key.pk)
     services.charge(
         user=user, price=price, provider="echo", input_tokens=1, output_tokens=1, hold=reservation.hold

@@ -11,13 +11,12 @@ from billing import services as billing_services
 from billing.models import CreditTransaction, LLMCallEvent, ModelPrice, Wallet
 from billing.selectors import known_price
 from billing.services import compute_cost
-from core.db import execute_prepared
 from sessions_app import providers, selectors
 from sessions_app.models import ChatSession, Message, Turn
 from sessions_app.providers import Completion, count_tokens
 from sessions_app.selectors import HISTORY_MAX_MESSAGES, turn_context
 from tests.factories import ChatSessionFactory, ModelPriceFactory, fund
-from tests.plans import assert_reads_at_most, execute_as_prepared
+from tests.plans import assert_reads_at_most, execute_as_prepared, plan_as_kept
 
 pytestmark = pytest.mark.django_db
 
@@ -137,22 +136,11 @@ def test_history_read_is_bounded_in_a_long_session_whatever_the_plan(user, sessi
         for n in range(600)
     )
     ChatSession.objects.filter(pk=session.pk).update(message_count=600)
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE sessions_app_message, sessions_app_chatsession")
-        # Planned once, as a pooled connection does, and as on a large table (no sequential scans).
-        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        cursor.execute("SET LOCAL enable_seqscan = off")
-    sent = []
-
-    def execute(sql, params):
-        sent.append((sql, params))
-        return execute_prepared(sql, params)
-
-    monkeypatch.setattr(selectors, "execute_prepared", execute)
+    sent = plan_as_kept(monkeypatch, selectors, analyze="sessions_app_message, sessions_app_chatsession")
     context = turn_context(user=user, session_id=session.pk)
 
     assert [m["content"] for m in context.history] == [f"m{n}" for n in range(580, 600)]
-    ((sql, params),) = sent
+    ((sql, params),) = sent.items()
     assert_reads_at_most("sessions_app_message", execute_as_prepared(sql, params), HISTORY_MAX_MESSAGES)
 
 
