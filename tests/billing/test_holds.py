@@ -240,3 +240,37 @@ def test_a_hold_is_closed_by_its_key_however_many_holds_are_open(funded, price, 
     assert len(by_key) == 2, list(sent)
     for sql in by_key:
         assert_reads_at_most("billing_credithold", execute_as_prepared(sql, sent[sql]), 1)
+
+
+def test_a_reservation_expires_its_wallets_holds_without_reading_every_expired_hold(
+    funded, price, monkeypatch
+):
+    """The reservation's first step expires the wallet's own stale holds: it reads those, not every
+    expired hold of every wallet that only the sweep may close (a stream's whose process died, with
+    progress to charge; an API key's), however many wait for it (a crashed instance's streams, or
+    the worker down), with the plan a pooled connection keeps."""
+    other = Wallet.objects.get(user=UserFactory())
+    CreditHold.objects.bulk_create(  # a history of closed holds, few open: the table as it usually is
+        CreditHold(wallet=other, amount=1, status="settled", expires_at=timezone.now()) for _ in range(2000)
+    )
+    sent = plan_as_kept(monkeypatch, holds, analyze="billing_credithold")
+    services.release(hold=services.reserve(user=funded, amount=Decimal("1")).hold)  # planned now
+    stale = timezone.now() - timedelta(minutes=1)
+    CreditHold.objects.bulk_create(  # then 500 holds wait for the sweep: streams with progress
+        CreditHold(
+            wallet=other,
+            amount=1,
+            status="held",
+            expires_at=stale,
+            progress_at=stale,
+            progress_price=price,
+            progress_provider="echo",
+            progress_purpose="chat",
+            progress_input_tokens=1,
+            progress_output_tokens=1,
+        )
+        for _ in range(500)
+    )
+
+    ((sql, params),) = sent.items()
+    assert_reads_at_most("billing_credithold", execute_as_prepared(sql, {**params, "now": timezone.now()}), 1)
