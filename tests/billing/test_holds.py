@@ -213,14 +213,20 @@ def test_a_reservation_inside_a_callers_transaction_leaves_its_commit_synchronou
         assert synchronous_commit() == "on"
 
 
+def wallet_with_closed_holds() -> Wallet:
+    """Another user's wallet with 2,000 closed holds and none open: the hold table as it usually is."""
+    other = Wallet.objects.get(user=UserFactory())
+    CreditHold.objects.bulk_create(
+        CreditHold(wallet=other, amount=1, status="settled", expires_at=timezone.now()) for _ in range(2000)
+    )
+    return other
+
+
 def test_a_hold_is_closed_by_its_key_however_many_holds_are_open(funded, price, monkeypatch):
     """The charge and a stream's progress find their hold by its key (one row), not by
     scanning every open hold: a generic plan made while few holds were open (the partial indexes of
     open holds look tiny then) is kept by the connection when thousands are open."""
-    other = Wallet.objects.get(user=UserFactory())
-    CreditHold.objects.bulk_create(  # a history of closed holds, few open: the table as it usually is
-        CreditHold(wallet=other, amount=1, status="settled", expires_at=timezone.now()) for _ in range(2000)
-    )
+    other = wallet_with_closed_holds()
     sent = plan_as_kept(monkeypatch, charging, holds, analyze="billing_credithold")
     for settle in (
         lambda hold: services.charge(
@@ -249,10 +255,7 @@ def test_a_reservation_expires_its_wallets_holds_without_reading_every_expired_h
     expired hold of every wallet that only the sweep may close (a stream's whose process died, with
     progress to charge; an API key's), however many wait for it (a crashed instance's streams, or
     the worker down), with the plan a pooled connection keeps."""
-    other = Wallet.objects.get(user=UserFactory())
-    CreditHold.objects.bulk_create(  # a history of closed holds, few open: the table as it usually is
-        CreditHold(wallet=other, amount=1, status="settled", expires_at=timezone.now()) for _ in range(2000)
-    )
+    other = wallet_with_closed_holds()
     sent = plan_as_kept(monkeypatch, holds, analyze="billing_credithold")
     services.release(hold=services.reserve(user=funded, amount=Decimal("1")).hold)  # planned now
     stale = timezone.now() - timedelta(minutes=1)
