@@ -23,11 +23,11 @@ _EVENT_COLUMNS = (
     "end_user, created_at"
 )
 # "The hold named by its key is still open", for the statements that close or update one hold. Not
-# `status = 'held'`: that implies the predicate of the partial indexes of open holds, so the planner
-# may find the hold by scanning every open one, and a generic plan made while few were open (those
-# indexes look tiny) stays with a pooled connection when thousands are: 1.9 ms a statement at
-# 20,000 open holds, against a few microseconds by the key. Naming the closed statuses (the model's
-# own list) implies nothing about those indexes, so the hold is read by its key alone.
+# `status = 'held'`: that implies the predicate of the partial index of open holds
+# (credithold_open_idx), so the planner may find the hold by scanning every open one, and a generic
+# plan made while few were open (the index looks tiny) stays with a pooled connection when thousands
+# are: 1.9 ms a statement at 20,000 open holds, against a few microseconds by the key. Naming the
+# closed statuses (the model's own list) implies nothing about it, so the hold is read by its key.
 HOLD_STILL_OPEN = "status NOT IN ({})".format(
     ", ".join(f"'{status}'" for status in CreditHold.Status.values if status != CreditHold.Status.HELD)
 )
