@@ -5,15 +5,15 @@ from datetime import datetime
 from decimal import Decimal
 from functools import cached_property, lru_cache
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from billing import rollup
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, SpendLimit, Wallet
 from billing.periods import PERIOD_START_SQL, period_params
 from billing.services._wallet import WALLET
-from billing.services.crossings import record_crossings
-from billing.services.limits import record_cap_alerts
+from billing.services.crossings import low_balance_threshold, record_crossings
+from billing.services.limits import CAP_ALERT_PERCENTS, record_cap_alerts
 from core.db import execute_prepared, loaded
 from core.money import quantize, to_decimal
 
@@ -31,6 +31,10 @@ _EVENT_COLUMNS = (
 HOLD_STILL_OPEN = "status NOT IN ({})".format(
     ", ".join(f"'{status}'" for status in CreditHold.Status.values if status != CreditHold.Status.HELD)
 )
+
+# The SQLSTATE billing_commits_alone aborts the charge's statement with (billing migration 0026) when,
+# sent on its own, its move would cross a line whose event is recorded in a transaction.
+CROSSES_A_LINE = "CD001"
 
 
 def call_limits(wallet_id: str) -> str:
@@ -120,14 +124,28 @@ _RECORD_SQL = f"""
     {rollup.CALL_CTES}
     -- 8. A caller's own rows, when it gave a ThenWrite (its CTEs replace this line).
     -- The event, the wallet (none: the user has no wallet) with its balance, the debit (none: free),
-    -- and the caps as counted (for their alerts; none without caps), money as text.
+    -- and the caps as counted (for their alerts; none without caps), money as text; then the guard.
     SELECT call_event.id, moved_wallet.id, moved_wallet.balance, debit_row.id,
         (
             SELECT json_agg(json_build_array(id, amount::text, spent::text, period_start,
                 alerted_percent, alerted_period_start))
             FROM moved_limits
             WHERE kind <> 'key' AND amount IS NOT NULL
-        )
+        ),
+        -- 9. Sent on its own (%(alone)s), the statement commits alone only if its move stays on one
+        --    side of every line whose crossing is recorded in Python, under the wallet's lock: the
+        --    low-balance threshold, zero, and each cap's alert percents. Else billing_commits_alone
+        --    aborts it (nothing written) and _record makes the charge again in a transaction.
+        billing_commits_alone(NOT %(alone)s OR (
+            (moved_wallet.balance - %(amount)s > %(low_balance)s) = (moved_wallet.balance > %(low_balance)s)
+            AND (moved_wallet.balance - %(amount)s > 0) = (moved_wallet.balance > 0)
+            AND NOT EXISTS (
+                SELECT FROM moved_limits, unnest(%(alert_percents)s::int[]) AS alert (percent)
+                WHERE moved_limits.kind <> 'key' AND moved_limits.amount > 0
+                    AND (moved_limits.spent - %(cost)s) * 100 < moved_limits.amount * alert.percent
+                    AND moved_limits.amount * alert.percent <= moved_limits.spent * 100
+            )
+        ))
         -- (and the ThenWrite's columns, replacing this line)
     FROM call_event
     LEFT JOIN moved_wallet ON true
@@ -141,8 +159,8 @@ _THEN_COLUMNS = "-- (and the ThenWrite's columns, replacing this line)\n"
 @dataclass(frozen=True)
 class ThenWrite:
     """Another app's rows written by the charge's own statement, so that a caller who writes its rows
-    right after a charge, in the same transaction, saves that statement's round trip (a turn's
-    messages: sessions_app.turn_rows).
+    right after a charge saves that statement's round trip (a turn's messages: sessions_app.turn_rows);
+    they commit with the charge, in the caller's transaction or (none open) in the statement's own.
 
     `ctes`: more common table expressions (each starting with a comma), run after the rollups; they
     may read the charge's `call_event` (the new event's id) and must read `moved_wallet` before they
@@ -212,14 +230,14 @@ def charge(
 ) -> ChargeResult:
     """Record a successful call at `price` and debit its cost, closing its hold; the balance may go negative.
 
-    Atomic: inside the caller's transaction when there is one (a turn writes its own rows in the
-    same one), else its own. `purpose` says why the call was made (LLMCallEvent.Purpose).
+    Atomic: inside the caller's transaction when there is one (an idempotent turn records its key in
+    the same one), else its own: one statement that commits as it ends, made again in a
+    transaction when its move crosses a line whose event is recorded then (step 9 of the statement). `purpose` says why the call was made (LLMCallEvent.Purpose).
     `max_cost`: the cost recorded and debited is at most this (a call charged without its own
     answer is never charged more than its hold); the tokens are recorded as given. A call whose
     hold counts against an API key's limit is recorded with that key (and `end_user`, the
     request's `user` field), and its cost counts against the key's limit and the wallet's caps.
-    `then`: the caller's own rows written by the same statement (ThenWrite), inside the caller's
-    transaction.
+    `then`: the caller's own rows written by the same statement (ThenWrite), committed with it.
     """
     cost = compute_cost(price=price, input_tokens=input_tokens, output_tokens=output_tokens)
     capped = max_cost is not None and cost > quantize(max_cost)
@@ -315,8 +333,6 @@ def _record(
     reason: str,
     then: ThenWrite | None = None,
 ) -> ChargeResult:
-    if then is not None and not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("A charge that writes the caller's rows runs in the caller's transaction.")
     now = timezone.now()
     amount = -event.cost
     params = {
@@ -342,6 +358,8 @@ def _record(
         "hold_status": hold_status,
         "amount": amount,
         "reason": reason,
+        "low_balance": low_balance_threshold(),
+        "alert_percents": list(CAP_ALERT_PERCENTS),
         **rollup.call_params(event),
         **period_params(now),
     }
@@ -353,33 +371,49 @@ def _record(
             )
         sql = _record_sql(then.ctes, then.columns)
         params.update(then.params)
-    # No savepoint: nothing here is retried, so inside a caller's transaction a failure rolls back
-    # the caller's whole unit of work (a turn), and the hot path saves a SAVEPOINT round trip pair.
-    with transaction.atomic(savepoint=False):
-        ((event_id, wallet_id, balance_after, transaction_id, caps, *then_row),) = execute_prepared(
-            sql, params
-        )
-        if wallet_id is None:  # users loaded raw, without open_wallet: nothing is kept
-            raise Wallet.DoesNotExist(f"User {event.user_id} has no wallet.")
-        # Still under the wallet's row lock, in the same transaction: a crossing is recorded once.
-        balance_after = to_decimal(balance_after)
-        record_crossings(
-            wallet_id=wallet_id,
-            user_id=event.user_id,
-            balance_before=balance_after - amount,
-            balance_after=balance_after,
-        )
-        record_cap_alerts(
-            wallet_id=wallet_id, user_id=event.user_id, caps=caps, cost=event.cost, balance=balance_after
-        )
+    row = None
+    if not transaction.get_connection().in_atomic_block:
+        # Its own transaction: PostgreSQL commits the one statement as it ends, so the charge costs
+        # one round trip, not three (BEGIN, the statement, COMMIT). The statement refuses to commit
+        # when its move crosses a line (step 9); then the charge is made in a transaction below.
+        try:
+            (row,) = execute_prepared(sql, {**params, "alone": True})
+        except DatabaseError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != CROSSES_A_LINE:
+                raise
+    if row is None:
+        # No savepoint: nothing here is retried, so inside a caller's transaction a failure rolls
+        # back the caller's whole unit of work (a turn), and the hot path saves a SAVEPOINT round trip pair.
+        with transaction.atomic(savepoint=False):
+            (row,) = execute_prepared(sql, {**params, "alone": False})
+            _record_crossings(row, event=event, amount=amount)
+    event_id, wallet_id, balance_after, transaction_id, _caps, _alone, *then_row = row
     if hold is not None:
         hold.status, hold.closed_at, hold.llm_call_id = hold_status, now, event_id
     event.id = event_id
     return ChargeResult(
         event=event,
-        balance_after=balance_after,
+        balance_after=to_decimal(balance_after),
         wallet_id=wallet_id,
         transaction_id=transaction_id,
         reason=reason,
         then_row=tuple(then_row),
+    )
+
+
+def _record_crossings(row: tuple, *, event: LLMCallEvent, amount: Decimal) -> None:
+    """The lines the charge's move crossed (a balance line, a cap's alert percent), each recorded once:
+    in the charge's transaction, still under the wallet's row lock, after its statement `row`."""
+    _event_id, wallet_id, balance_after, _transaction_id, caps, *_ = row
+    if wallet_id is None:  # users loaded raw, without open_wallet: nothing is kept
+        raise Wallet.DoesNotExist(f"User {event.user_id} has no wallet.")
+    balance_after = to_decimal(balance_after)
+    record_crossings(
+        wallet_id=wallet_id,
+        user_id=event.user_id,
+        balance_before=balance_after - amount,
+        balance_after=balance_after,
+    )
+    record_cap_alerts(
+        wallet_id=wallet_id, user_id=event.user_id, caps=caps, cost=event.cost, balance=balance_after
     )

@@ -27,6 +27,11 @@ _DOWN_TYPES = (WalletEvent.Type.LOW_BALANCE, WalletEvent.Type.DEPLETED)
 _BALANCE_TYPES = (*_DOWN_TYPES, WalletEvent.Type.REPLENISHED)
 
 
+def low_balance_threshold() -> Decimal:
+    """The low-balance line, as crossings are recorded against it (LOW_BALANCE_THRESHOLD, read on every move)."""
+    return quantize(Decimal(settings.LOW_BALANCE_THRESHOLD))
+
+
 def crossings(*, balance_before: Decimal, balance_after: Decimal, threshold: Decimal) -> list[str]:
     """The lines a move crosses: from above the threshold to at or below it, from above 0 to <= 0, back above."""
     found = []
@@ -45,7 +50,7 @@ def record_crossings(
     """Record each line this move crossed, once, and announce it; the caller holds the wallet's lock."""
     if balance_before == balance_after:  # hold-only moves, zero-cost calls
         return []
-    threshold = quantize(Decimal(settings.LOW_BALANCE_THRESHOLD))
+    threshold = low_balance_threshold()
     types = crossings(balance_before=balance_before, balance_after=balance_after, threshold=threshold)
     if not types:
         return []

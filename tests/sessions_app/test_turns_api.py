@@ -3,7 +3,7 @@
 from decimal import Decimal
 
 import pytest
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -480,18 +480,24 @@ def test_a_turn_on_an_unknown_session_is_the_same_404_as_listing_its_turns(user_
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_charge_writes_another_apps_rows_only_inside_the_callers_transaction(user):
+def test_a_charge_with_no_transaction_open_commits_another_apps_rows_with_it_or_neither(user):
     from sessions_app.turn_rows import TurnText, after_charge
 
     ModelPriceFactory(model="echo-1")
     fund(user, "5")
     session = ChatSessionFactory(owner=user)
     text = TurnText(session=session, prompt="hi", reply="hello", stop_reason="complete", now=timezone.now())
-    rows = after_charge(text, earlier_events=[])
+    failing = billing_services.ThenWrite(
+        ctes=", broken AS (SELECT 1 / 0 AS x)", columns=", (SELECT x FROM broken)", params={}
+    )
 
-    with pytest.raises(RuntimeError, match="caller's transaction"):
-        charge_echo_call(user, then=rows)
-    assert not LLMCallEvent.objects.exists() and not Message.objects.exists()
+    with pytest.raises(DataError):
+        charge_echo_call(user, then=failing)
+    assert not LLMCallEvent.objects.exists() and Wallet.objects.get(user=user).balance == 5
+
+    charged = charge_echo_call(user, then=after_charge(text, earlier_events=[]))
+    assert Turn.objects.get().llm_call_id == charged.event.pk
+    assert list(Message.objects.order_by("order").values_list("content", flat=True)) == ["hi", "hello"]
 
 
 def test_a_charges_parameters_cannot_be_overridden_by_the_rows_it_writes(user):
