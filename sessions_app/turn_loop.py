@@ -8,7 +8,7 @@ driver records its progress on the call's hold meanwhile: `record_progress()`); 
 tools is settled at once as its own LLMCallEvent, the tools run, and their results make the next
 call (a `tool_followup`), at most LLM_MAX_TOOL_STEPS of them; the last one is offered no tools, so
 it answers. `finish()` makes the summary call when the history is past LLM_CONTEXT_TOKENS
-(sessions_app.summaries), then settles the answering call and the summary call in one transaction
+(sessions_app.summaries), then settles the answering call and the summary call, all or nothing,
 with the turn's own rows (its messages, the turn, its calls in order, its tool runs: sessions_app.turn_rows).
 
 Under enforcement a call that cannot be reserved ends the turn: InsufficientCredits (402) when it is
@@ -22,6 +22,7 @@ with `charge_undelivered`, sessions_app.streaming.)
 import logging
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -386,7 +387,7 @@ class TurnLoop:
         return charged.event
 
     def finish(self, *, before_commit: Callable[[TurnResult], None] | None = None) -> TurnResult:
-        """Summarize if due, then settle the answering and summary calls with the turn's rows in one transaction.
+        """Summarize if due, then settle the answering and summary calls with the turn's rows, all or nothing.
 
         `before_commit(result)` runs inside that transaction once the turn is written.
         """
@@ -398,11 +399,14 @@ class TurnLoop:
         text = TurnText(
             session=self.session, prompt=self.content, reply=reply, stop_reason=self.stop_reason, now=now
         )
+        # The answering call's charge writes the turn's rows too, in its one statement, unless a
+        # summary call is recorded after it (the turn's rows name that call too). That statement is
+        # the whole write of a turn that ran no tool and records no key (`before_commit`): it then
+        # commits on its own (billing.charge: no BEGIN or COMMIT round trip); else all share a transaction.
+        rows_with_charge = self.answer is not None and summary_call is None
+        one_statement = rows_with_charge and not self.tool_runs and before_commit is None
         try:
-            with transaction.atomic():
-                # The answering call's charge writes the turn's rows too, in its one statement,
-                # unless a summary call is recorded after it (the turn's rows name that call too).
-                rows_with_charge = self.answer is not None and summary_call is None
+            with nullcontext() if one_statement else transaction.atomic():
                 if self.answer is not None:
                     answer = self.answer
                     charged = billing_services.charge(

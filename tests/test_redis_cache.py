@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from core.models import RateLimit
 from tests.factories import ChatSessionFactory, UserFactory, fund, token_client_for
 from tests.live_server import ROOT
+from tests.sessions_app.test_turns_api import TURN_QUERIES
 
 REDIS = ("127.0.0.1", 6379)
 
@@ -80,7 +81,7 @@ def test_throttle_counters_live_in_redis(settings):
 @needs_redis
 @pytest.mark.django_db
 def test_turns_are_throttled_in_redis_with_no_statement_of_their_own(settings, django_assert_num_queries):
-    """With Redis as the cache a turn's count is one Redis call: the turn is still its six statements."""
+    """With Redis as the cache a turn's count is one Redis call: the turn is still its own statements."""
     user = UserFactory()
     fund(user, "10")
     session = ChatSessionFactory(owner=user)
@@ -90,7 +91,7 @@ def test_turns_are_throttled_in_redis_with_no_statement_of_their_own(settings, d
     with override_settings(CACHES=_redis_cache()):
         try:
             assert client.post(url, {"content": "warm"}, format="json").status_code == 201
-            with django_assert_num_queries(6):
+            with django_assert_num_queries(TURN_QUERIES):
                 assert client.post(url, {"content": "hi"}, format="json").status_code == 201
             refused = client.post(url, {"content": "hi"}, format="json")
             assert refused.status_code == 429 and refused.json()["code"] == "throttled"

@@ -27,6 +27,7 @@ from tests.factories import (
     token_client_for,
 )
 from tests.live_server import ROOT, database_url
+from tests.sessions_app.test_turns_api import TURN_QUERIES
 
 pytestmark = pytest.mark.django_db
 
@@ -251,12 +252,12 @@ def test_concurrent_hits_on_one_key_pass_the_limit_exactly():
 def test_a_turns_throttle_costs_no_statement_of_its_own(
     settings, user, user_client, funded_session, django_assert_num_queries
 ):
-    """The turn's session read counts it: the turn is still its six statements, and the count is kept."""
+    """The turn's session read counts it: the turn is still its own statements, and the count is kept."""
     settings.THROTTLE_TURN_RATE = "60/minute"
     url = f"/api/v1/sessions/{funded_session.pk}/turns/"
     user_client.post(url, {"content": "warm"}, format="json")  # prices and the like read once per process
     token_client = token_client_for(user)
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(TURN_QUERIES):
         assert token_client.post(url, {"content": "hi"}, format="json").status_code == 201
     assert RateLimit.objects.get(key=f"turn:{user.pk}").tat > timezone.now()
 

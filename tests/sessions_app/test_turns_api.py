@@ -285,12 +285,12 @@ def test_the_session_row_counts_its_history_characters(user_client, user, sessio
 
 
 # The token; the session with its history (sessions_app, one query); the reservation (billing, one
-# statement: the credit gate, and the model's active price); then one transaction: billing's
-# charge, which writes the turn's own rows in the same statement (the event, the hold settled, the
-# wallet UPDATE ... RETURNING, the ledger row, the usage rollups; the message order, both messages,
-# the turn). The test client runs inside a transaction, so the turn's atomic() is a SAVEPOINT and
-# its RELEASE; in production (test_turn_query_budget_in_a_real_transaction) it is BEGIN and COMMIT.
-TURN_QUERIES = 6
+# statement: the credit gate, and the model's active price); then billing's charge, which writes
+# the turn's own rows in the same statement (the event, the hold settled, the wallet UPDATE ...
+# RETURNING, the ledger row, the usage rollups; the message order, both messages, the turn) and,
+# sent with no transaction open, commits as it ends: no BEGIN, no COMMIT
+# (test_turn_query_budget_in_a_real_transaction counts them, as Django logs them).
+TURN_QUERIES = 4
 
 
 def test_turn_query_budget(token_client, user, session, django_assert_max_num_queries):
