@@ -8,7 +8,7 @@ import pytest
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, SpendLimit, Wallet
 from billing.reconcile import check_ledger
 from sessions_app.providers import estimate_prompt_tokens
-from tests.factories import close_unread, fund, token_client_for
+from tests.factories import ModelPriceFactory, close_unread, fund, token_client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -206,6 +206,7 @@ def test_a_plain_gateway_call_query_budget(client, key, django_assert_num_querie
 @pytest.mark.django_db(transaction=True)
 def test_a_plain_gateway_call_query_budget_in_a_real_transaction(client, key, django_assert_num_queries):
     """As served: Django logs BEGIN and COMMIT too, and the call makes neither."""
+    ModelPriceFactory(model="echo-1")  # a transactional test may run after a flush of the seeded price
     call(client, key, hello())
     with django_assert_num_queries(GATEWAY_CALL_QUERIES):
         response = call(client, key, hello())
