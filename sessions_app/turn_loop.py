@@ -397,14 +397,19 @@ class TurnLoop:
         now = timezone.now()
         summary_event = None
         text = TurnText(
-            session=self.session, prompt=self.content, reply=reply, stop_reason=self.stop_reason, now=now
+            session=self.session,
+            prompt=self.content,
+            reply=reply,
+            stop_reason=self.stop_reason,
+            now=now,
+            tool_runs=tuple(self.tool_runs),
         )
         # The answering call's charge writes the turn's rows too, in its one statement, unless a
         # summary call is recorded after it (the turn's rows name that call too). That statement is
-        # the whole write of a turn that ran no tool and records no key (`before_commit`): it then
-        # commits on its own (billing.charge: no BEGIN or COMMIT round trip); else all share a transaction.
+        # the whole write of a turn that records no key (`before_commit`): it then commits on its
+        # own (billing.charge: no BEGIN or COMMIT round trip); else all share a transaction.
         rows_with_charge = self.answer is not None and summary_call is None
-        one_statement = rows_with_charge and not self.tool_runs and before_commit is None
+        one_statement = rows_with_charge and before_commit is None
         try:
             with nullcontext() if one_statement else transaction.atomic():
                 if self.answer is not None:
@@ -426,7 +431,7 @@ class TurnLoop:
                     self.events.append(charged.event)
                     self.balance_after = charged.balance_after
                 if rows_with_charge:
-                    turn = built_turn(text, charged.then_row, events=self.events, tool_runs=self.tool_runs)
+                    turn = built_turn(text, charged.then_row, events=self.events)
                 if summary_call is not None:
                     summary_event, balance_after = summaries.record_summary_call(
                         call=summary_call,
@@ -439,7 +444,7 @@ class TurnLoop:
                     if balance_after is not None:
                         self.balance_after = balance_after
                 if not rows_with_charge:
-                    turn = write_turn_rows(text, events=self.events, tool_runs=self.tool_runs)
+                    turn = write_turn_rows(text, events=self.events)
                 if turn is not None:
                     if summary_call is not None:
                         summaries.save_summary(session=self.session, call=summary_call, event=summary_event)

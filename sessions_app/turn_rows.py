@@ -1,7 +1,9 @@
-"""A turn's own rows: its messages, the turn and its calls in one statement (its tool runs in one more), built from what they return."""
+"""A turn's own rows: its messages, the turn, its calls and its tool runs in one statement, built from what it returns."""
 
 from dataclasses import dataclass
 from datetime import datetime
+
+from psycopg.types.json import Jsonb
 
 from billing.models import LLMCallEvent
 from billing.services import ThenWrite
@@ -9,7 +11,9 @@ from core.db import execute_prepared, loaded
 from sessions_app.models import ChatSession, Message, ToolCallEvent, Turn, TurnCall
 from sessions_app.tools import ToolRun
 
-SESSION, MESSAGE, TURN, TURN_CALL = (m._meta.db_table for m in (ChatSession, Message, Turn, TurnCall))
+SESSION, MESSAGE, TURN, TURN_CALL, TOOL_CALL = (
+    m._meta.db_table for m in (ChatSession, Message, Turn, TurnCall, ToolCallEvent)
+)
 
 # The turn's rows as common table expressions, written either alone (TURN_ROWS_SQL, one round trip)
 # or by the charge of the turn's answering call (billing's ThenWrite: no round trip of their own).
@@ -56,15 +60,31 @@ turn_calls AS (
     SELECT new_turn.id, turn_call.llm_call_id, turn_call.n - 1
       FROM new_turn,
            unnest((SELECT ids FROM turn_call_ids)) WITH ORDINALITY AS turn_call (llm_call_id, n)
+),
+-- The tools it ran, in the order they ran (none for most turns): one array a column.
+tool_runs AS (
+    INSERT INTO {TOOL_CALL} (turn_id, position, call_id, tool, arguments, status, error, result_chars,
+                             latency_ms, created_at)
+    SELECT new_turn.id, tool_run.n - 1, tool_run.call_id, tool_run.tool, tool_run.arguments,
+           tool_run.status, tool_run.error, tool_run.result_chars, tool_run.latency_ms, %(turn_at)s
+      FROM new_turn,
+           unnest(%(tool_call_ids)s::text[], %(tool_names)s::text[], %(tool_arguments)s::jsonb[],
+                  %(tool_statuses)s::text[], %(tool_errors)s::text[], %(tool_result_chars)s::int[],
+                  %(tool_latencies_ms)s::int[])
+               WITH ORDINALITY AS tool_run (call_id, tool, arguments, status, error, result_chars,
+                                            latency_ms, n)
+ RETURNING id, position
 )
 """  # noqa: S608 - our own tables' names, the values all bound
-# What the rows are built from: the session's new size (NULL: no session), the turn's and the messages' ids.
+# What the rows are built from: the session's new size (NULL: no session), the turn's, the messages'
+# and the tool runs' ids.
 _TURN_ROWS_COLUMNS = """
 , (SELECT message_count FROM moved_session)
 , (SELECT message_chars FROM moved_session)
 , (SELECT id FROM new_turn)
 , (SELECT id FROM new_messages WHERE role = 'user')
 , (SELECT id FROM new_messages WHERE role = 'assistant')
+, (SELECT array_agg(id ORDER BY position) FROM tool_runs)
 """
 TURN_ROWS_SQL = f"""
 WITH turn_call_ids AS (SELECT %(turn_call_ids)s::bigint[] AS ids, true AS after_wallet),
@@ -84,26 +104,40 @@ _AFTER_CHARGE_CTES = f"""
 
 @dataclass(frozen=True)
 class TurnText:
-    """What a turn's rows say besides its calls: the session, both messages, why it stopped, when."""
+    """What a turn's rows say besides its calls: the session, both messages, why it stopped, when, and
+    the tools it ran (in order)."""
 
     session: ChatSession
     prompt: str
     reply: str
     stop_reason: str
     now: datetime
+    tool_runs: tuple[ToolRun, ...] = ()
 
     def params(self) -> dict:
+        runs = self.tool_runs
         return {
             "turn_session_id": self.session.pk,
             "turn_at": self.now,
             "turn_prompt": self.prompt,
             "turn_reply": self.reply,
             "turn_stop_reason": self.stop_reason,
+            "tool_call_ids": [run.call_id for run in runs],
+            "tool_names": [run.tool for run in runs],
+            "tool_arguments": [Jsonb(run.arguments) for run in runs],
+            "tool_statuses": [_tool_status(run) for run in runs],
+            "tool_errors": [run.error for run in runs],
+            "tool_result_chars": [len(run.result) for run in runs],
+            "tool_latencies_ms": [run.latency_ms for run in runs],
         }
 
 
-def write_turn_rows(text: TurnText, *, events: list[LLMCallEvent], tool_runs: list[ToolRun]) -> Turn | None:
-    """Write the turn's messages, turn row, calls and tool runs (None if the session is gone).
+def _tool_status(run: ToolRun) -> str:
+    return (ToolCallEvent.Status.OK if run.ok else ToolCallEvent.Status.ERROR).value
+
+
+def write_turn_rows(text: TurnText, *, events: list[LLMCallEvent]) -> Turn | None:
+    """Write the turn's messages, turn row, calls and tool runs in one statement (None if the session is gone).
 
     The caller holds the transaction. The rows are set on the returned turn (`call_events`,
     `tool_call_events` and the related rows), so serializing it reads nothing back.
@@ -111,22 +145,23 @@ def write_turn_rows(text: TurnText, *, events: list[LLMCallEvent], tool_runs: li
     ((_, *row),) = execute_prepared(
         TURN_ROWS_SQL, {**text.params(), "turn_call_ids": [event.pk for event in events]}
     )
-    return built_turn(text, row, events=events, tool_runs=tool_runs)
+    return built_turn(text, row, events=events)
 
 
 def after_charge(text: TurnText, *, earlier_events: list[LLMCallEvent]) -> ThenWrite:
-    """The turn's messages, turn row and calls, written by the charge of its last call (billing.ThenWrite).
+    """The turn's messages, turn row, calls and tool runs, written by the charge of its last call
+    (billing.ThenWrite).
 
     `earlier_events`: the turn's calls before that one, in order. Build the turn from the charge's
-    `then_row` with built_turn() (its tool runs are written then).
+    `then_row` with built_turn().
     """
     params = {**text.params(), "turn_earlier_call_ids": [event.pk for event in earlier_events]}
     return ThenWrite(ctes=_AFTER_CHARGE_CTES, columns=_TURN_ROWS_COLUMNS, params=params)
 
 
-def built_turn(text: TurnText, row, *, events: list[LLMCallEvent], tool_runs: list[ToolRun]) -> Turn | None:
-    """The turn from what its rows' statement returned (_TURN_ROWS_COLUMNS), its tool runs written; None: no session."""
-    count, chars, turn_id, user_message_id, assistant_message_id = row
+def built_turn(text: TurnText, row, *, events: list[LLMCallEvent]) -> Turn | None:
+    """The turn from what its rows' statement returned (_TURN_ROWS_COLUMNS); None: no session."""
+    count, chars, turn_id, user_message_id, assistant_message_id, tool_run_ids = row
     if count is None:
         return None
     session, prompt, reply, now = text.session, text.prompt, text.reply, text.now
@@ -160,25 +195,21 @@ def built_turn(text: TurnText, row, *, events: list[LLMCallEvent], tool_runs: li
         id=assistant_message_id, role=Message.Role.ASSISTANT, content=reply, order=count - 1
     )
     turn.call_events = list(events)
-    turn.tool_call_events = (
-        ToolCallEvent.objects.bulk_create(
-            [
-                ToolCallEvent(
-                    turn_id=turn_id,
-                    position=position,
-                    call_id=run.call_id,
-                    tool=run.tool,
-                    arguments=run.arguments,
-                    status=ToolCallEvent.Status.OK if run.ok else ToolCallEvent.Status.ERROR,
-                    error=run.error,
-                    result_chars=len(run.result),
-                    latency_ms=run.latency_ms,
-                    created_at=now,
-                )
-                for position, run in enumerate(tool_runs)
-            ]
+    turn.tool_call_events = [
+        loaded(
+            ToolCallEvent,
+            id=tool_run_id,
+            turn_id=turn_id,
+            position=position,
+            call_id=run.call_id,
+            tool=run.tool,
+            arguments=run.arguments,
+            status=_tool_status(run),
+            error=run.error,
+            result_chars=len(run.result),
+            latency_ms=run.latency_ms,
+            created_at=now,
         )
-        if tool_runs
-        else []
-    )
+        for position, (tool_run_id, run) in enumerate(zip(tool_run_ids or (), text.tool_runs, strict=True))
+    ]
     return turn

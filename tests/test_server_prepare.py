@@ -15,6 +15,7 @@ from django.test import Client
 from knox.models import AuthToken
 
 from accounts.models import ApiKey
+from billing.models import WalletEvent
 from core import statement_functions
 from core.db import execute_prepared
 from tests.factories import ChatSessionFactory, ModelPriceFactory, UserFactory, fund, token_client_for
@@ -123,7 +124,22 @@ def test_behind_a_pooler_the_hot_statements_run_as_server_functions(settings):
             == 201
         )
         assert len(stmt_functions()) == made
+        # A tool turn (its tool runs are arrays of the turn's statement), then a turn whose charge
+        # crosses the low-balance line: its function aborts alone and the charge runs in a transaction.
+        searched = client.post(
+            f"/api/v1/sessions/{session.pk}/turns/", {"content": "Please search for hi."}, format="json"
+        )
+        assert searched.status_code == 201, searched.content
+        assert [t["tool"] for t in searched.json()["tool_calls"]] == ["search"]
         wallet = user.wallet
+        wallet.refresh_from_db()
+        settings.LOW_BALANCE_THRESHOLD = wallet.balance - Decimal("0.000001")
+        crossing = client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": "low"}, format="json")
+        assert crossing.status_code == 201, crossing.content
+        assert list(WalletEvent.objects.filter(wallet=wallet).values_list("type", flat=True)) == [
+            WalletEvent.Type.LOW_BALANCE
+        ]
+        assert prepared_on_this_connection() == []
         wallet.refresh_from_db()
         assert (
             wallet.balance == Decimal("10") + sum(t.amount for t in wallet.transactions.filter(kind="debit"))

@@ -391,3 +391,40 @@ def test_a_streamed_turn_sends_all_the_model_wrote_and_the_stop_note_as_its_repl
     assert done["stop_reason"] == "tool_steps_exhausted"
     assert text == done["assistant_message"]["content"]
     assert text.startswith("Searching.\n\nSearching.\n\nSearching.\n\n[The answer stops here")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tool_turns_last_write_is_one_statement_with_its_tool_runs(user):
+    """As served: the answering call's charge writes the messages, the turn, its calls and its tool
+    runs, and commits on its own (no BEGIN or COMMIT anywhere in the turn)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.factories import ModelPriceFactory, token_client_for
+
+    ModelPriceFactory(model="echo-1")  # a transactional test may run after a flush of the seeded price
+    fund(user)
+    session = ChatSessionFactory(owner=user)
+    client = token_client_for(user)
+    take(client, session, "warm up")
+
+    with CaptureQueriesContext(connection) as queries:
+        response = take(client, session, "Please search for travel budget.")
+
+    assert response.status_code == 201, response.content
+    assert [q["sql"] for q in queries if q["sql"] in ("BEGIN", "COMMIT")] == []
+    body = response.json()
+    turn = Turn.objects.get(pk=body["id"])
+    rows = list(turn.tool_calls.order_by("position").values("id", "position", "tool", "arguments", "status"))
+    assert rows == [
+        {
+            "id": body["tool_calls"][0]["id"],
+            "position": 0,
+            "tool": "search",
+            "arguments": {"query": "travel budget"},
+            "status": "ok",
+        }
+    ]
+    assert [c.llm_call_id for c in TurnCall.objects.filter(turn=turn).order_by("position")] == [
+        c["id"] for c in body["usage"]["calls"]
+    ]
