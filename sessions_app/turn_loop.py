@@ -451,7 +451,8 @@ class TurnLoop:
                     if before_commit is not None:
                         before_commit(TurnResult(turn=turn, balance_after=self.balance_after))
         except BaseException:
-            # Nothing of the transaction was kept: give the holds back rather than wait for their expiry.
+            # Nothing of the turn's write was kept (or it was, and a settled hold is left as it is):
+            # give the holds back rather than wait for their expiry.
             for hold in (
                 self.answer.call.hold if self.answer else None,
                 summary_call.hold if summary_call else None,

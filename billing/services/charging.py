@@ -232,7 +232,8 @@ def charge(
 
     Atomic: inside the caller's transaction when there is one (an idempotent turn records its key in
     the same one), else its own: one statement that commits as it ends, made again in a
-    transaction when its move crosses a line whose event is recorded then (step 9 of the statement). `purpose` says why the call was made (LLMCallEvent.Purpose).
+    transaction when its move crosses a line whose event is recorded then (step 9 of the
+    statement). `purpose` says why the call was made (LLMCallEvent.Purpose).
     `max_cost`: the cost recorded and debited is at most this (a call charged without its own
     answer is never charged more than its hold); the tokens are recorded as given. A call whose
     hold counts against an API key's limit is recorded with that key (and `end_user`, the
@@ -372,7 +373,8 @@ def _record(
         sql = _record_sql(then.ctes, then.columns)
         params.update(then.params)
     row = None
-    if not transaction.get_connection().in_atomic_block:
+    db = transaction.get_connection()
+    if not db.in_atomic_block and db.get_autocommit():
         # Its own transaction: PostgreSQL commits the one statement as it ends, so the charge costs
         # one round trip, not three (BEGIN, the statement, COMMIT). The statement refuses to commit
         # when its move crosses a line (step 9); then the charge is made in a transaction below.
@@ -382,8 +384,8 @@ def _record(
             if getattr(exc.__cause__, "sqlstate", None) != CROSSES_A_LINE:
                 raise
     if row is None:
-        # No savepoint: nothing here is retried, so inside a caller's transaction a failure rolls
-        # back the caller's whole unit of work (a turn), and the hot path saves a SAVEPOINT round trip pair.
+        # No savepoint: inside a caller's transaction a failure rolls back the caller's whole unit
+        # of work (a turn), and the hot path saves a SAVEPOINT round trip pair.
         with transaction.atomic(savepoint=False):
             (row,) = execute_prepared(sql, {**params, "alone": False})
             _record_crossings(row, event=event, amount=amount)
