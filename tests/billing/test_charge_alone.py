@@ -22,7 +22,7 @@ CAP_ALERT = WalletEvent.Type.SPEND_CAP_THRESHOLD
 
 @pytest.fixture
 def price():
-    """A millionth of a credit a token: any cost to the cent's fraction is a whole number of tokens."""
+    """A millionth of a credit a token: any cost (money has six decimals) is a whole number of tokens."""
     return ModelPriceFactory(model="alone-1", input_price_per_1k=D("0.001"), output_price_per_1k=D("0"))
 
 
