@@ -81,7 +81,7 @@ def test_throttle_counters_live_in_redis(settings):
 @needs_redis
 @pytest.mark.django_db
 def test_turns_are_throttled_in_redis_with_no_statement_of_their_own(settings, django_assert_num_queries):
-    """With Redis as the cache a turn's count is one Redis call: the turn is still its own statements."""
+    """With Redis as the cache a turn's count is one Redis call: the turn makes no statement beyond its own."""
     user = UserFactory()
     fund(user, "10")
     session = ChatSessionFactory(owner=user)

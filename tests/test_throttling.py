@@ -252,7 +252,7 @@ def test_concurrent_hits_on_one_key_pass_the_limit_exactly():
 def test_a_turns_throttle_costs_no_statement_of_its_own(
     settings, user, user_client, funded_session, django_assert_num_queries
 ):
-    """The turn's session read counts it: the turn is still its own statements, and the count is kept."""
+    """The turn's session read counts it: the turn makes no statement beyond its own, and the count is kept."""
     settings.THROTTLE_TURN_RATE = "60/minute"
     url = f"/api/v1/sessions/{funded_session.pk}/turns/"
     user_client.post(url, {"content": "warm"}, format="json")  # prices and the like read once per process
