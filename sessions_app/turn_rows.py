@@ -60,8 +60,12 @@ turn_calls AS (
     SELECT new_turn.id, turn_call.llm_call_id, turn_call.n - 1
       FROM new_turn,
            unnest((SELECT ids FROM turn_call_ids)) WITH ORDINALITY AS turn_call (llm_call_id, n)
-),
--- The tools it ran, in the order they ran (none for most turns): one array a column.
+)
+"""  # noqa: S608 - our own tables' names, the values all bound
+# The tools it ran, for a turn that ran any (a plain turn's statement has no such step to set up).
+_TOOL_RUNS_CTE = f"""
+,
+-- The tools it ran, in the order they ran: one array a column.
 tool_runs AS (
     INSERT INTO {TOOL_CALL} (turn_id, position, call_id, tool, arguments, status, error, result_chars,
                              latency_ms, created_at)
@@ -77,29 +81,39 @@ tool_runs AS (
 )
 """  # noqa: S608 - our own tables' names, the values all bound
 # What the rows are built from: the session's new size (NULL: no session), the turn's, the messages'
-# and the tool runs' ids.
-_TURN_ROWS_COLUMNS = """
+# and the tool runs' ids (NULL: none ran). Each text comes in two, without and with the tool runs
+# (keyed by whether the turn ran a tool): prepared apart, one per connection each.
+_TURN_ROWS_COLUMNS = {
+    tools: f"""
 , (SELECT message_count FROM moved_session)
 , (SELECT message_chars FROM moved_session)
 , (SELECT id FROM new_turn)
 , (SELECT id FROM new_messages WHERE role = 'user')
 , (SELECT id FROM new_messages WHERE role = 'assistant')
-, (SELECT array_agg(id ORDER BY position) FROM tool_runs)
-"""
-TURN_ROWS_SQL = f"""
+, {"(SELECT array_agg(id ORDER BY position) FROM tool_runs)" if tools else "NULL::bigint[]"}
+"""  # noqa: S608 - fixed text, no values
+    for tools in (False, True)
+}
+TURN_ROWS_SQL = {
+    tools: f"""
 WITH turn_call_ids AS (SELECT %(turn_call_ids)s::bigint[] AS ids, true AS after_wallet),
-{_TURN_ROWS_CTES}
-SELECT true {_TURN_ROWS_COLUMNS}
+{_TURN_ROWS_CTES}{_TOOL_RUNS_CTE if tools else ""}
+SELECT true {_TURN_ROWS_COLUMNS[tools]}
 """  # noqa: S608 - our own tables' names, the values all bound
+    for tools in (False, True)
+}
 # After the charge of the turn's last call: its event is that call (billing's call_event), and its
 # moved_wallet says the wallet's row is locked.
-_AFTER_CHARGE_CTES = f"""
+_AFTER_CHARGE_CTES = {
+    tools: f"""
 , turn_call_ids AS (
     SELECT array_append(%(turn_earlier_call_ids)s::bigint[], (SELECT id FROM call_event)) AS ids,
            EXISTS (SELECT FROM moved_wallet) AS after_wallet
 ),
-{_TURN_ROWS_CTES}
+{_TURN_ROWS_CTES}{_TOOL_RUNS_CTE if tools else ""}
 """  # noqa: S608 - our own tables' names, the values all bound
+    for tools in (False, True)
+}
 
 
 @dataclass(frozen=True)
@@ -143,7 +157,8 @@ def write_turn_rows(text: TurnText, *, events: list[LLMCallEvent]) -> Turn | Non
     `tool_call_events` and the related rows), so serializing it reads nothing back.
     """
     ((_, *row),) = execute_prepared(
-        TURN_ROWS_SQL, {**text.params(), "turn_call_ids": [event.pk for event in events]}
+        TURN_ROWS_SQL[bool(text.tool_runs)],
+        {**text.params(), "turn_call_ids": [event.pk for event in events]},
     )
     return built_turn(text, row, events=events)
 
@@ -156,7 +171,8 @@ def after_charge(text: TurnText, *, earlier_events: list[LLMCallEvent]) -> ThenW
     `then_row` with built_turn().
     """
     params = {**text.params(), "turn_earlier_call_ids": [event.pk for event in earlier_events]}
-    return ThenWrite(ctes=_AFTER_CHARGE_CTES, columns=_TURN_ROWS_COLUMNS, params=params)
+    tools = bool(text.tool_runs)
+    return ThenWrite(ctes=_AFTER_CHARGE_CTES[tools], columns=_TURN_ROWS_COLUMNS[tools], params=params)
 
 
 def built_turn(text: TurnText, row, *, events: list[LLMCallEvent]) -> Turn | None:

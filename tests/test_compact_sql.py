@@ -33,10 +33,20 @@ def test_positional_numbers_each_name_once_in_order_of_first_use():
         holds._RESERVE_SQL,
         holds._PROGRESS_SQL,
         charging._RECORD_SQL,
-        turn_rows.TURN_ROWS_SQL,
-        charging._record_sql(turn_rows._AFTER_CHARGE_CTES, turn_rows._TURN_ROWS_COLUMNS),
+        turn_rows.TURN_ROWS_SQL[False],
+        turn_rows.TURN_ROWS_SQL[True],
+        charging._record_sql(turn_rows._AFTER_CHARGE_CTES[False], turn_rows._TURN_ROWS_COLUMNS[False]),
+        charging._record_sql(turn_rows._AFTER_CHARGE_CTES[True], turn_rows._TURN_ROWS_COLUMNS[True]),
     ],
-    ids=["reserve", "progress", "charge", "turn rows", "charge with the turn rows"],
+    ids=[
+        "reserve",
+        "progress",
+        "charge",
+        "turn rows",
+        "turn rows with tool runs",
+        "charge with the turn rows",
+        "charge with the turn rows and tool runs",
+    ],
 )
 def test_hot_statements_convert_every_placeholder(statement):
     text, names = positional(statement)
