@@ -1,14 +1,16 @@
 """System checks: usage reports cut days in the zone the rollups were built for, or say so; the
-smallest purchase is one Stripe can charge."""
+smallest purchase is one Stripe can charge; the low-balance line is an amount of money."""
 
 import math
+from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
-from django.core.checks import Warning, register
+from django.core.checks import Error, Warning, register
 from django.db import DatabaseError
 
 from billing.rollup import built_for_time_zone
 from billing.stripe_checkout import STRIPE_API, STRIPE_MINIMUM_CHARGE, currency_amount
+from core.money import PLACES, quantize
 
 
 @register(deploy=False)
@@ -50,5 +52,34 @@ def check_purchase_minimum(app_configs=None, **kwargs):
             "Stripe refuses to create checkouts that small, so such purchases fail (502).",
             hint=f'Set PURCHASE_MIN_CREDITS to at least {needed} (docs/purchases.md, "Configuration").',
             id="billing.W002",
+        )
+    ]
+
+
+@register()
+def check_low_balance_threshold(app_configs=None, **kwargs):
+    """LOW_BALANCE_THRESHOLD is compared with balances, which have 6 places: a number, used rounded to 6."""
+    raw = settings.LOW_BALANCE_THRESHOLD
+    try:
+        value = Decimal(raw)
+    except (InvalidOperation, TypeError, ValueError):
+        value = None
+    if value is None or not value.is_finite():
+        return [
+            Error(
+                f"LOW_BALANCE_THRESHOLD={raw!r} is not an amount: no balance can be compared with it.",
+                hint="Set it to a decimal amount such as 1.000000 (the default).",
+                id="billing.E001",
+            )
+        ]
+    line = quantize(value)
+    if line == value:
+        return []
+    return [
+        Warning(
+            f"LOW_BALANCE_THRESHOLD={raw} has more than {PLACES} decimal places, as no balance does: "
+            f"the low-balance line is {line}.",
+            hint=f"Set it to {line} to say so.",
+            id="billing.W003",
         )
     ]

@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from billing.models import CreditTransaction, Wallet
-from billing.selectors import is_low_balance, transactions_for_user
+from billing.selectors import is_low_balance, low_balance_threshold, transactions_for_user
 from billing.usage_selectors import usage_by_bucket
 from core.money import to_decimal
 
@@ -51,7 +51,7 @@ def state_of(wallet: Wallet) -> WalletState:
         held=held,
         available=to_decimal(balance - held),
         low_balance=is_low_balance(balance),
-        low_balance_threshold=to_decimal(Decimal(settings.LOW_BALANCE_THRESHOLD)),
+        low_balance_threshold=low_balance_threshold(),
         enforcement=wallet.enforcement,
         enforced=enforced,
         debt=to_decimal(wallet.debt),

@@ -10,7 +10,7 @@ from django.db.models import FilteredRelation, Q, Subquery, Sum
 from billing.models import CreditTransaction, LLMCallEvent, ModelPrice, SpendLimit, Wallet, WalletEvent
 from billing.periods import PERIODS, next_reset, period_start, start_instant
 from core.db import attnames, loaded_row
-from core.money import to_decimal
+from core.money import quantize, to_decimal
 
 
 @dataclass(frozen=True)
@@ -20,9 +20,18 @@ class WalletSummary:
     low_balance_threshold: Decimal
 
 
+def low_balance_threshold() -> Decimal:
+    """The low-balance line: LOW_BALANCE_THRESHOLD as money (6 places), read on every call.
+
+    The one reader of the setting: the `low_balance` flags, the admin's filter and the crossings
+    that record `wallet.low_balance` all compare with this value, so they never disagree.
+    """
+    return quantize(Decimal(settings.LOW_BALANCE_THRESHOLD))
+
+
 def is_low_balance(balance: Decimal) -> bool:
-    """`low_balance` per API.md: balance <= LOW_BALANCE_THRESHOLD (read on every call)."""
-    return balance <= Decimal(settings.LOW_BALANCE_THRESHOLD)
+    """`low_balance` per API.md: balance <= LOW_BALANCE_THRESHOLD."""
+    return balance <= low_balance_threshold()
 
 
 def wallet_summary(*, user) -> WalletSummary:
@@ -31,7 +40,7 @@ def wallet_summary(*, user) -> WalletSummary:
     return WalletSummary(
         balance=balance,
         low_balance=is_low_balance(balance),
-        low_balance_threshold=to_decimal(Decimal(settings.LOW_BALANCE_THRESHOLD)),
+        low_balance_threshold=low_balance_threshold(),
     )
 
 
@@ -193,7 +202,7 @@ def wallet_with_caps(*, user) -> WalletWithCaps:
     summary = WalletSummary(
         balance=balance,
         low_balance=is_low_balance(balance),
-        low_balance_threshold=to_decimal(Decimal(settings.LOW_BALANCE_THRESHOLD)),
+        low_balance_threshold=low_balance_threshold(),
     )
     return WalletWithCaps(summary=summary, spend_cap=cap(row[2:6]), staff_spend_cap=cap(row[6:10]))
 

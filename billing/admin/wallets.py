@@ -1,8 +1,5 @@
 """The wallets page: balances and holds at a glance, grants, adjustments and enforcement overrides."""
 
-from decimal import Decimal
-
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
@@ -18,7 +15,7 @@ from billing.admin.actions import GRANT_PERMISSION, ledger_action, wallets_label
 from billing.forms import AdjustForm, GrantCreditsForm
 from billing.lot_selectors import wallet_lots
 from billing.models import Wallet
-from billing.selectors import is_low_balance, last_wallet_event, transactions_for_user
+from billing.selectors import is_low_balance, last_wallet_event, low_balance_threshold, transactions_for_user
 from core.admin import ReadOnlyAdminMixin
 from core.errors import DomainError
 from core.money import format_money
@@ -38,7 +35,7 @@ class LowBalanceFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         # The same rule as billing.selectors.is_low_balance, expressed as SQL so it can filter.
-        threshold = Decimal(settings.LOW_BALANCE_THRESHOLD)
+        threshold = low_balance_threshold()
         if self.value() == "yes":
             return queryset.filter(balance__lte=threshold)
         if self.value() == "no":

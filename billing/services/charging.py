@@ -11,8 +11,9 @@ from django.utils import timezone
 from billing import rollup
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, SpendLimit, Wallet
 from billing.periods import PERIOD_START_SQL, period_params
+from billing.selectors import low_balance_threshold
 from billing.services._wallet import WALLET
-from billing.services.crossings import low_balance_threshold, record_crossings
+from billing.services.crossings import record_crossings
 from billing.services.limits import CAP_ALERT_PERCENTS, record_cap_alerts
 from core.db import execute_prepared, loaded
 from core.money import quantize, to_decimal

@@ -12,24 +12,18 @@ import logging
 import uuid
 from decimal import Decimal
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from billing.models import WalletEvent
+from billing.selectors import low_balance_threshold
 from billing.signals import wallet_events_recorded
-from core.money import quantize
 
 logger = logging.getLogger(__name__)
 
 _DOWN_TYPES = (WalletEvent.Type.LOW_BALANCE, WalletEvent.Type.DEPLETED)
 # The balance lines (a spending cap's alerts are events of another kind).
 _BALANCE_TYPES = (*_DOWN_TYPES, WalletEvent.Type.REPLENISHED)
-
-
-def low_balance_threshold() -> Decimal:
-    """The low-balance line, as crossings are recorded against it (LOW_BALANCE_THRESHOLD, read on every move)."""
-    return quantize(Decimal(settings.LOW_BALANCE_THRESHOLD))
 
 
 def crossings(*, balance_before: Decimal, balance_after: Decimal, threshold: Decimal) -> list[str]:
