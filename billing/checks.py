@@ -1,5 +1,5 @@
 """System checks: usage reports cut days in the zone the rollups were built for, or say so; the
-smallest purchase is one Stripe can charge; the low-balance line is an amount of money."""
+smallest purchase is one Stripe can charge; the settings that are amounts of credits are amounts."""
 
 import math
 from decimal import Decimal, InvalidOperation
@@ -56,30 +56,35 @@ def check_purchase_minimum(app_configs=None, **kwargs):
     ]
 
 
+# The settings that are amounts of credits: each is compared with or added to balances (6 places).
+CREDIT_AMOUNT_SETTINGS = ("LOW_BALANCE_THRESHOLD", "STARTING_CREDITS", "SUPPORT_GRANT_LIMIT")
+
+
 @register()
-def check_low_balance_threshold(app_configs=None, **kwargs):
-    """LOW_BALANCE_THRESHOLD is compared with balances, which have 6 places: a number, used rounded to 6."""
-    raw = settings.LOW_BALANCE_THRESHOLD
-    try:
-        value = Decimal(raw)
-    except (InvalidOperation, TypeError, ValueError):
-        value = None
-    if value is None or not value.is_finite():
-        return [
-            Error(
-                f"LOW_BALANCE_THRESHOLD={raw!r} is not an amount: no balance can be compared with it.",
-                hint="Set it to a decimal amount such as 1.000000 (the default).",
-                id="billing.E001",
+def check_credit_amount_settings(app_configs=None, **kwargs):
+    """Each credit amount setting is a number (else every request that reads it fails), used rounded to 6 places."""
+    found = []
+    for name in CREDIT_AMOUNT_SETTINGS:
+        raw = getattr(settings, name)
+        try:
+            value = Decimal(raw)
+        except (InvalidOperation, TypeError, ValueError):
+            value = None
+        if value is None or not value.is_finite():
+            found.append(
+                Error(
+                    f"{name}={raw} is not an amount of credits: no balance can be compared with it.",
+                    hint=f"Set {name} to a decimal amount such as 1.000000.",
+                    id="billing.E001",
+                )
             )
-        ]
-    line = quantize(value)
-    if line == value:
-        return []
-    return [
-        Warning(
-            f"LOW_BALANCE_THRESHOLD={raw} has more than {PLACES} decimal places, as no balance does: "
-            f"the low-balance line is {line}.",
-            hint=f"Set it to {line} to say so.",
-            id="billing.W003",
-        )
-    ]
+        elif quantize(value) != value:
+            found.append(
+                Warning(
+                    f"{name}={value:f} has more than {PLACES} decimal places, as no balance does: "
+                    f"it is used as {quantize(value)}.",
+                    hint=f"Set {name} to {quantize(value)} to say so.",
+                    id="billing.W003",
+                )
+            )
+    return found

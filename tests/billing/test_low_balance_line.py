@@ -1,4 +1,5 @@
-"""The low-balance line is read in one place: the flags, the admin's filter and the crossings agree on it."""
+"""The low-balance line is read in one place: the flags, the admin's filter and the crossings agree on it;
+the settings that are amounts of credits are checked to be amounts."""
 
 from decimal import Decimal
 
@@ -6,7 +7,7 @@ import pytest
 from django.urls import reverse
 
 from billing import services
-from billing.checks import check_low_balance_threshold
+from billing.checks import CREDIT_AMOUNT_SETTINGS, check_credit_amount_settings
 from billing.models import WalletEvent
 from billing.selectors import is_low_balance, low_balance_threshold, wallet_summary
 from tests.factories import ModelPriceFactory, StaffUserFactory, UserFactory, fund
@@ -59,6 +60,7 @@ def test_a_balance_above_the_rounded_line_is_low_nowhere(settings):
     assert not wallet_summary(user=user).low_balance
 
 
+@pytest.mark.parametrize("name", CREDIT_AMOUNT_SETTINGS)
 @pytest.mark.parametrize(
     ("value", "ids"),
     [
@@ -71,6 +73,8 @@ def test_a_balance_above_the_rounded_line_is_low_nowhere(settings):
         ("lots", ["billing.E001"]),
     ],
 )
-def test_the_check_says_when_the_setting_is_not_money(settings, value, ids):
-    settings.LOW_BALANCE_THRESHOLD = value
-    assert [message.id for message in check_low_balance_threshold()] == ids
+def test_the_check_says_when_a_credit_amount_setting_is_not_money(settings, name, value, ids):
+    setattr(settings, name, value)
+    messages = check_credit_amount_settings()
+    assert [message.id for message in messages] == ids
+    assert all(name in message.msg for message in messages)
