@@ -99,7 +99,16 @@ render() {  # render TEMPLATE OUT: fill @NAME@ from the variables above
 }
 
 pid_of() { [ -f "$RUN/$1.pid" ] && head -n 1 "$RUN/$1.pid" || true; }
-alive() { local pid; pid=$(pid_of "$1"); [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
+# running PID: the process has not exited. Not `kill -0`: an exited process stays a zombie until its
+# parent reaps it, and ours are orphans reaped by PID 1, which on some machines (a VM's init) reaps
+# only every second or two; every stop then waited that long.
+running() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }  # the fields after "PID (COMMAND) "
+  [ "${stat%% *}" != Z ]
+}
+alive() { local pid; pid=$(pid_of "$1"); [ -n "$pid" ] && running "$pid"; }
 
 # wait_for SECONDS NAME LOG COMMAND...: poll until the command succeeds. Gives up at once when the
 # process NAME (started by start_process) has exited, and either way prints the end of its LOG, so
@@ -110,7 +119,7 @@ wait_for() {
   for _ in $(seq 1 $((seconds * 5))); do
     "$@" >/dev/null 2>&1 && return 0
     pid=$(pid_of "$what")  # none (yet) for a process not started by start_process
-    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then reason="exited before it answered"; break; fi
+    if [ -n "$pid" ] && ! running "$pid"; then reason="exited before it answered"; break; fi
     sleep 0.2
   done
   printf 'fleet: %s %s; the end of %s:\n' "$what" "$reason" "$log" >&2
@@ -180,10 +189,10 @@ start_process() {
 stop_process() {  # TERM the process group, KILL it after 30 s
   local name=$1 pid
   pid=$(pid_of "$name")
-  if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then rm -f "$RUN/$name.pid"; return 0; fi
+  if [ -z "$pid" ] || ! running "$pid"; then rm -f "$RUN/$name.pid"; return 0; fi
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-  if kill -0 "$pid" 2>/dev/null; then kill -KILL -- "-$pid" 2>/dev/null || true; fi
+  for _ in $(seq 1 150); do running "$pid" || break; sleep 0.2; done
+  if running "$pid"; then kill -KILL -- "-$pid" 2>/dev/null || true; fi
   rm -f "$RUN/$name.pid"
   say "$name: stopped"
 }

@@ -63,6 +63,15 @@ def free_ports(count: int, *, apps: int = 2) -> tuple[list[int], int]:
     raise RuntimeError(f"no free ports in {PORTS.start}-{PORTS.stop} from {start}")
 
 
+def running(pid: str) -> bool:
+    """Whether the process has not exited (a zombie waiting for PID 1 to reap it has: it holds nothing)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 @pytest.fixture(scope="module")
 def fleet():
     """A fleet of its own (own folder, free ports), up for the module's tests, then down."""
@@ -91,7 +100,7 @@ def fleet():
             ["bash", str(FLEET), "down"], env=env, capture_output=True, text=True, timeout=300
         )  # noqa: S603
         postmasters = list((directory / "pg").glob("*/postmaster.pid"))
-        left = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+        left = [pid for pid in pids if running(pid)]
         shutil.rmtree(directory, ignore_errors=True)
         assert down.returncode == 0, down.stdout + down.stderr
         assert not left, f"processes left running after down: {left}"
