@@ -63,7 +63,18 @@ def worker(tmp_path, clean_queue):
         }
         log = (tmp_path / f"worker-{len(started)}.log").open("w")
         process = subprocess.Popen(  # noqa: S603 - our own manage.py
-            [sys.executable, "manage.py", "procrastinate", "worker", "--concurrency", "1"],
+            # A retry is scheduled ahead, and no NOTIFY says when it falls due: the worker finds it
+            # when it next polls (every 5 s by default); every 0.5 s here, so a test waits less.
+            [
+                sys.executable,
+                "manage.py",
+                "procrastinate",
+                "worker",
+                "--concurrency",
+                "1",
+                "--fetch-job-polling-interval",
+                "0.5",
+            ],
             cwd=ROOT,
             env=env,
             stdout=log,
