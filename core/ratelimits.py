@@ -37,11 +37,23 @@ class Rate:
 
 
 def parse_rate(text: str | None) -> Rate | None:
-    """A DRF rate string (`"60/minute"`: `<n>/<second|minute|hour|day>`, by its first letter); empty: None."""
+    """A DRF rate string (`"60/minute"`: `<n>/<second|minute|hour|day>`, by its first letter); empty: None.
+
+    Anything else raises ValueError saying what a rate looks like (core.checks reports it at start-up).
+    """
     if not text:
         return None
-    number, unit = text.split("/")
-    return Rate(limit=int(number), period=timedelta(seconds=_UNITS[unit[0]]))
+    number, _, unit = text.partition("/")
+    try:
+        limit = int(number)
+    except ValueError:
+        limit = 0
+    if limit < 1 or unit[:1] not in _UNITS:
+        raise ValueError(
+            f"{text!r} is not a rate: write <n>/<second|minute|hour|day> with n at least 1 "
+            "(e.g. 60/minute), or leave it empty for no limit."
+        )
+    return Rate(limit=limit, period=timedelta(seconds=_UNITS[unit[0]]))
 
 
 @dataclass(frozen=True)

@@ -333,3 +333,40 @@ def test_a_turns_session_read_on_its_own_relaxes_only_its_own_commit(user):
     with transaction.atomic():
         read()
         assert synchronous_commit() == "on"
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "seconds"),
+    [("60/minute", 60, 60), ("10/hour", 10, 3600), ("1/s", 1, 1), ("5/day", 5, 86400), ("10/minut", 10, 60)],
+)
+def test_a_rate_is_a_count_per_second_minute_hour_or_day(text, limit, seconds):
+    rate = parse_rate(text)
+    assert (rate.limit, rate.period) == (limit, timedelta(seconds=seconds))
+    assert parse_rate("") is None and parse_rate(None) is None
+
+
+@pytest.mark.parametrize(
+    "text", ["abc", "60", "0/minute", "-1/minute", "5/x", "5/", "five/minute", "/minute"]
+)
+def test_anything_else_is_refused_saying_what_a_rate_looks_like(text):
+    with pytest.raises(ValueError, match=r"is not a rate: write <n>/<second\|minute\|hour\|day>"):
+        parse_rate(text)
+
+
+def test_the_check_names_every_throttle_rate_that_is_not_a_rate(settings):
+    from core.checks import check_throttle_rates, throttle_rate_settings
+
+    assert check_throttle_rates() == []  # the defaults, and an empty rate (no limit)
+    assert {"THROTTLE_TURN_RATE", "THROTTLE_GATEWAY_RATE", "THROTTLE_PURCHASE_RATE"} <= set(
+        throttle_rate_settings()
+    )
+    settings.THROTTLE_TURN_RATE = "60/minutes/extra"  # parses: "/extra" is part of the unit's word
+    settings.THROTTLE_GATEWAY_RATE = "0/minute"
+    settings.THROTTLE_PURCHASE_RATE = "twenty/hour"
+
+    errors = check_throttle_rates()
+
+    assert [(error.id, error.msg.split(":")[0]) for error in errors] == [
+        ("core.E001", "THROTTLE_GATEWAY_RATE"),
+        ("core.E001", "THROTTLE_PURCHASE_RATE"),
+    ]

@@ -1,0 +1,23 @@
+"""System checks of the shared ground: every throttle rate a setting names is one that can be counted."""
+
+from django.conf import settings
+from django.core.checks import Error, register
+
+from core.ratelimits import parse_rate
+
+
+def throttle_rate_settings() -> list[str]:
+    """Every THROTTLE_<SCOPE>_RATE setting, whichever app counts it."""
+    return sorted({name for name in dir(settings) if name.startswith("THROTTLE_") and name.endswith("_RATE")})
+
+
+@register()
+def check_throttle_rates(app_configs=None, **kwargs):
+    """A rate that does not parse would fail every request it throttles with a 500: refuse it here."""
+    found = []
+    for name in throttle_rate_settings():
+        try:
+            parse_rate(getattr(settings, name))
+        except ValueError as exc:
+            found.append(Error(f"{name}: {exc}", id="core.E001"))
+    return found
