@@ -1,8 +1,10 @@
-"""System checks: usage reports cut days in the zone the rollups were built for, or say so; the
-smallest purchase is one Stripe can charge; the settings that are amounts of credits are amounts."""
+"""System checks: the report time zone is a zone, and usage reports cut days in the zone the rollups
+were built for, or say so; the smallest purchase is one Stripe can charge; the settings that are
+amounts of credits are amounts."""
 
 import math
 from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.checks import Error, Warning, register
@@ -13,10 +15,28 @@ from billing.stripe_checkout import STRIPE_API, STRIPE_MINIMUM_CHARGE, currency_
 from core.money import PLACES, quantize
 
 
+@register()
+def check_report_time_zone(app_configs=None, **kwargs):
+    """REPORT_TIME_ZONE names a zone: every charge files its call under the day it falls on there."""
+    name = settings.REPORT_TIME_ZONE
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        return [
+            Error(
+                f"REPORT_TIME_ZONE={name!r} is not a time zone: every charge (and so every turn and "
+                "gateway call) would fail.",
+                hint="Set it to an IANA zone name such as UTC or Europe/Berlin.",
+                id="billing.E002",
+            )
+        ]
+    return []
+
+
 @register(deploy=False)
 def check_rollup_time_zone(app_configs=None, databases=None, **kwargs):
     # Only when the checks may query (migrate, runserver, check --database default), never at import.
-    if not databases:
+    if not databases or check_report_time_zone():
         return []
     try:
         built_for = built_for_time_zone()

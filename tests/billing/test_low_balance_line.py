@@ -1,5 +1,4 @@
-"""The low-balance line is read in one place: the flags, the admin's filter and the crossings agree on it;
-the settings that are amounts of credits are checked to be amounts."""
+"""The low-balance line is read in one place: the flags, the admin's filter and the crossings agree on it."""
 
 from decimal import Decimal
 
@@ -7,7 +6,6 @@ import pytest
 from django.urls import reverse
 
 from billing import services
-from billing.checks import CREDIT_AMOUNT_SETTINGS, check_credit_amount_settings
 from billing.models import WalletEvent
 from billing.selectors import is_low_balance, low_balance_threshold, wallet_summary
 from tests.factories import ModelPriceFactory, StaffUserFactory, UserFactory, fund
@@ -58,23 +56,3 @@ def test_a_balance_above_the_rounded_line_is_low_nowhere(settings):
     assert not WalletEvent.objects.filter(wallet__user=user).exists()
     assert not is_low_balance(D("1.000002"))
     assert not wallet_summary(user=user).low_balance
-
-
-@pytest.mark.parametrize("name", CREDIT_AMOUNT_SETTINGS)
-@pytest.mark.parametrize(
-    ("value", "ids"),
-    [
-        (D("1.000000"), []),
-        (D("0"), []),
-        ("2.5", []),
-        (SEVEN_PLACES, ["billing.W003"]),
-        (D("NaN"), ["billing.E001"]),
-        (D("Infinity"), ["billing.E001"]),
-        ("lots", ["billing.E001"]),
-    ],
-)
-def test_the_check_says_when_a_credit_amount_setting_is_not_money(settings, name, value, ids):
-    setattr(settings, name, value)
-    messages = check_credit_amount_settings()
-    assert [message.id for message in messages] == ids
-    assert all(name in message.msg for message in messages)
