@@ -1,6 +1,6 @@
 """System checks: the report time zone is a zone, and usage reports cut days in the zone the rollups
-were built for, or say so; the smallest purchase is one Stripe can charge; the settings that are
-amounts of credits are amounts."""
+were built for, or say so; a purchase buys at least one credit, and its smallest is one Stripe can
+charge; the settings that are amounts of credits are amounts."""
 
 import math
 from decimal import Decimal, InvalidOperation
@@ -50,6 +50,22 @@ def check_rollup_time_zone(app_configs=None, databases=None, **kwargs):
             "usage reports still show days in the old zone.",
             hint="Run `manage.py rebuild_usage_rollup` once (safe while the server runs).",
             id="billing.W001",
+        )
+    ]
+
+
+@register()
+def check_purchase_bounds(app_configs=None, **kwargs):
+    """A purchase buys PURCHASE_MIN_CREDITS..PURCHASE_MAX_CREDITS: at least one credit, and some amount at all."""
+    low, high = settings.PURCHASE_MIN_CREDITS, settings.PURCHASE_MAX_CREDITS
+    if 1 <= low <= high:
+        return []
+    why = "a purchase could buy no credits" if low < 1 else "no purchase could be made"
+    return [
+        Error(
+            f"PURCHASE_MIN_CREDITS={low}, PURCHASE_MAX_CREDITS={high}: {why}.",
+            hint="Set 1 <= PURCHASE_MIN_CREDITS <= PURCHASE_MAX_CREDITS (the defaults are 5 and 10000).",
+            id="billing.E003",
         )
     ]
 
