@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from scripts.embedded_pg import pid_alive
+
 ROOT = Path(__file__).resolve().parents[2]
 FLEET = ROOT / "scripts" / "fleet.sh"
 TOOLS = ["/usr/sbin/nginx", "/usr/sbin/pgbouncer", "/usr/lib/postgresql/15/bin/initdb"]
@@ -63,15 +65,6 @@ def free_ports(count: int, *, apps: int = 2) -> tuple[list[int], int]:
     raise RuntimeError(f"no free ports in {PORTS.start}-{PORTS.stop} from {start}")
 
 
-def running(pid: str) -> bool:
-    """Whether the process has not exited (a zombie waiting for PID 1 to reap it has: it holds nothing)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 @pytest.fixture(scope="module")
 def fleet():
     """A fleet of its own (own folder, free ports), up for the module's tests, then down."""
@@ -100,7 +93,7 @@ def fleet():
             ["bash", str(FLEET), "down"], env=env, capture_output=True, text=True, timeout=300
         )  # noqa: S603
         postmasters = list((directory / "pg").glob("*/postmaster.pid"))
-        left = [pid for pid in pids if running(pid)]
+        left = [pid for pid in pids if pid_alive(int(pid))]  # a zombie awaiting its reaper has exited
         shutil.rmtree(directory, ignore_errors=True)
         assert down.returncode == 0, down.stdout + down.stderr
         assert not left, f"processes left running after down: {left}"
