@@ -4,12 +4,13 @@ charge; the settings that are amounts of credits are amounts."""
 
 import math
 from decimal import Decimal, InvalidOperation
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 from django.db import DatabaseError
 
+from billing import periods
 from billing.rollup import built_for_time_zone
 from billing.stripe_checkout import STRIPE_API, STRIPE_MINIMUM_CHARGE, currency_amount
 from core.money import PLACES, quantize
@@ -20,7 +21,7 @@ def check_report_time_zone(app_configs=None, **kwargs):
     """REPORT_TIME_ZONE names a zone: every charge files its call under the day it falls on there."""
     name = settings.REPORT_TIME_ZONE
     try:
-        ZoneInfo(name)
+        periods.zone()
     except (ZoneInfoNotFoundError, ValueError, TypeError):
         return [
             Error(

@@ -3,13 +3,12 @@
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db.models import QuerySet
-from django.utils import timezone
 
 from billing.models import CreditTransaction, Wallet
+from billing.periods import local_today
 from billing.selectors import is_low_balance, low_balance_threshold, transactions_for_user
 from billing.usage_selectors import usage_by_bucket
 from core.money import to_decimal
@@ -104,7 +103,7 @@ class DayUsage:
 def usage_by_day(*, user_id: int, days: int = 30) -> list[DayUsage]:
     """The user's successful calls and their cost per local day (REPORT_TIME_ZONE), the last `days` days
     ending today, one entry per day (zeros included) so a chart reads evenly; one query (the rollups)."""
-    today = timezone.localdate(timezone=ZoneInfo(settings.REPORT_TIME_ZONE))
+    today = local_today()
     start = today - timedelta(days=days - 1)
     rows = {
         row["date"]: row for row in usage_by_bucket(start=start, end=today, bucket="day", user_id=user_id)

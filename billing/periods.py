@@ -17,6 +17,7 @@ PERIOD_START_SQL = """CASE spend_limit.period
 
 
 def zone() -> ZoneInfo:
+    """REPORT_TIME_ZONE, the one reader of it (read on every call, so an override takes effect at once)."""
     return ZoneInfo(settings.REPORT_TIME_ZONE)
 
 

@@ -15,11 +15,8 @@ Tables, all keyed by the local day in REPORT_TIME_ZONE, their figures declared o
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.db import connection, transaction
-from django.utils import timezone
 
 from billing.models import (
     USAGE_FIGURES,
@@ -30,6 +27,7 @@ from billing.models import (
     UsageUserMonth,
     UsageUserWeek,
 )
+from billing.periods import local_today, zone
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +175,7 @@ def call_params(event: LLMCallEvent) -> dict:
 
 def local_day(when: datetime) -> date:
     """The day an instant falls on in REPORT_TIME_ZONE (the rollup's key, and the report's cut)."""
-    return timezone.localtime(when, ZoneInfo(settings.REPORT_TIME_ZONE)).date()
+    return local_today(when)
 
 
 def built_for_time_zone() -> str | None:
@@ -238,8 +236,7 @@ def rebuild_usage_rollup() -> int:
     order a call writes them, so a call queues on the first and never holds a later one the rebuild
     waits for. Returns the number of (day, user, model) rows.
     """
-    tz = settings.REPORT_TIME_ZONE
-    ZoneInfo(tz)  # a bad zone fails here, before anything is locked
+    tz = zone().key  # a bad zone fails here, before anything is locked
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_LOCK_SQL)
         for statement in _EMPTY_SQL:

@@ -4,15 +4,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import QuerySet
-from django.utils import timezone
 
 from accounts.models import ApiKey
 from billing.models import CreditTransaction
+from billing.periods import local_today
 from billing.usage_selectors import (
     BUCKETS,
     MONEY_KEYS,
@@ -76,15 +74,10 @@ class UsageSummary:
         return self.total_cost - self.total_tool_followup_cost - self.total_summary_cost
 
 
-def report_time_zone() -> ZoneInfo:
-    """REPORT_TIME_ZONE, read on every call so a settings override takes effect at once."""
-    return ZoneInfo(settings.REPORT_TIME_ZONE)
-
-
 def default_range(today: date | None = None) -> tuple[date, date]:
     """The last 30 days ending today (both inclusive), today taken in REPORT_TIME_ZONE."""
     if today is None:
-        today = timezone.localdate(timezone=report_time_zone())
+        today = local_today()
     return today - timedelta(days=DEFAULT_RANGE_DAYS - 1), today
 
 
