@@ -36,6 +36,7 @@ class Rate:
         return self.period / self.limit
 
 
+@cache  # every throttled request parses its setting's rate: the same few strings, parsed once each
 def parse_rate(text: str | None) -> Rate | None:
     """A DRF rate string (`"60/minute"`: `<n>/<second|minute|hour|day>`, by its first letter); empty: None.
 
