@@ -1,4 +1,4 @@
-"""System checks of the shared ground: every throttle rate a setting names is one that can be counted."""
+"""System checks of the shared ground: throttle rates that can be counted, a switch interval the server can set."""
 
 from django.conf import settings
 from django.core.checks import Error, register
@@ -21,3 +21,17 @@ def check_throttle_rates(app_configs=None, **kwargs):
         except ValueError as exc:
             found.append(Error(f"{name}: {exc}", id="core.E001"))
     return found
+
+
+@register()
+def check_switch_interval(app_configs=None, **kwargs):
+    """WEB_SWITCH_INTERVAL_MS: sys.setswitchinterval refuses anything but a positive number, at start-up."""
+    value = settings.WEB_SWITCH_INTERVAL_MS
+    if isinstance(value, int | float) and 0 < value < float("inf"):
+        return []
+    return [
+        Error(
+            f"WEB_SWITCH_INTERVAL_MS must be a positive number of milliseconds, not {value!r}.",
+            id="core.E002",
+        )
+    ]
