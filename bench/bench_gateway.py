@@ -8,6 +8,7 @@ By hand (a scratch database creditdesk_gateway_bench is dropped, created and mig
    uvicorn server (`make serve`'s); p50 ratio, best of two interleaved rounds (limit: 2.2x, as the turn).
 2. ttfc: a streamed call's time to its first content chunk through the gateway against the fake
    upstream's own first byte (bench/fake_openai.py, called directly), at 1 and 50 concurrent streams,
+   on the server as `make serve` runs it (2 processes; `--ttfc-workers 1` for one),
    with the model answering 0.05 s after a request (its first pieces land while later streams'
    starts still run on the cores) and 0.5 s (a hosted model's usual wait: after them).
 3. streams: 200 concurrent streams on one uvicorn process against the slow fake upstream; afterwards
@@ -306,8 +307,8 @@ def main() -> None:
     parser.add_argument(
         "--ttfc-workers",
         type=int,
-        default=1,
-        help="server processes for ttfc (make serve runs WEB_CONCURRENCY=2)",
+        default=2,
+        help="server processes for ttfc (default: make serve's WEB_CONCURRENCY, 2)",
     )
     parser.add_argument("--drip", type=float, default=0.05, help="seconds between the fake model's pieces")
     parser.add_argument(
