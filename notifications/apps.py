@@ -10,7 +10,10 @@ class NotificationsConfig(AppConfig):
     def ready(self):
         from billing.models import WalletEvent
         from billing.signals import wallet_events_recorded
-        from notifications import receivers
+        from notifications import (
+            checks,  # noqa: F401  (registers the delivery settings' checks)
+            receivers,
+        )
 
         # Billing announces each event it records (it may not import us); we defer its delivery.
         wallet_events_recorded.connect(

@@ -1,0 +1,41 @@
+"""System checks: delivery settings that would lose or repeat deliveries fail start-up, not the first delivery."""
+
+import math
+
+from django.conf import settings
+from django.core.checks import Error, register
+
+# Each setting, the least it may be, and what a smaller value would do.
+_AT_LEAST = (
+    ("WEBHOOK_MAX_ATTEMPTS", 1, "below 1 no delivery would be tried even once before it is marked dead"),
+    ("WEBHOOK_RETRY_BASE_SECONDS", 1, "below 1 the retries of a failing webhook would not wait at all"),
+    (
+        "WORKER_STALLED_SECONDS",
+        1,
+        "below 1 every running job would look stalled and run again beside itself: deliveries twice",
+    ),
+)
+
+
+@register()
+def check_delivery_settings(app_configs=None, **kwargs):
+    errors = []
+    timeout = settings.WEBHOOK_TIMEOUT_SECONDS
+    if not (isinstance(timeout, int | float) and 0 < timeout and math.isfinite(timeout)):
+        errors.append(
+            Error(
+                f"WEBHOOK_TIMEOUT_SECONDS must be a positive number of seconds, not {timeout!r}.",
+                hint="0 would fail every delivery at once, a negative value in the middle of each.",
+                id="notifications.E001",
+            )
+        )
+    for name, least, why in _AT_LEAST:
+        value = getattr(settings, name)
+        if not (isinstance(value, int) and value >= least):
+            errors.append(
+                Error(
+                    f"{name} must be a whole number of at least {least}, not {value!r}: {why}.",
+                    id="notifications.E002",
+                )
+            )
+    return errors
