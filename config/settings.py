@@ -103,7 +103,7 @@ WEB_THREADS = env.int("WEB_THREADS", default=4)
 # `make serve`: how long (ms) a thread running Python may keep the interpreter while another waits for
 # it (sys.setswitchinterval; Python's default is 5). The event loop relays streams while the pool's
 # threads run requests; at 5 ms a stream's next piece could wait 5 ms per thread ahead of it (a burst's
-# first-chunk p99 15-20 ms behind the model, 0.7 ms at 1; plain requests unchanged: docs/performance.md).
+# first-chunk p99 up to 20 ms behind the model, about 1 ms at 1; plain requests unchanged: docs/performance.md).
 WEB_SWITCH_INTERVAL_MS = env.float("WEB_SWITCH_INTERVAL_MS", default=1.0)
 
 # The user's own pages (web/): a signed-out visitor is sent to sign in, and comes back after.

@@ -1,5 +1,7 @@
 """System checks of the shared ground: throttle rates that can be counted, a switch interval the server can set."""
 
+import math
+
 from django.conf import settings
 from django.core.checks import Error, register
 
@@ -27,7 +29,7 @@ def check_throttle_rates(app_configs=None, **kwargs):
 def check_switch_interval(app_configs=None, **kwargs):
     """WEB_SWITCH_INTERVAL_MS: sys.setswitchinterval refuses anything but a positive number, at start-up."""
     value = settings.WEB_SWITCH_INTERVAL_MS
-    if isinstance(value, int | float) and 0 < value < float("inf"):
+    if isinstance(value, int | float) and 0 < value and math.isfinite(value):
         return []
     return [
         Error(
