@@ -8,6 +8,11 @@ from django.core.checks import Error, register
 from core.ratelimits import parse_rate
 
 
+def positive_number(value) -> bool:
+    """A setting that is a number of seconds or milliseconds: positive and finite (not NaN, not inf)."""
+    return isinstance(value, int | float) and value > 0 and math.isfinite(value)
+
+
 def throttle_rate_settings() -> list[str]:
     """Every THROTTLE_<SCOPE>_RATE setting, whichever app counts it."""
     return sorted({name for name in dir(settings) if name.startswith("THROTTLE_") and name.endswith("_RATE")})
@@ -29,7 +34,7 @@ def check_throttle_rates(app_configs=None, **kwargs):
 def check_switch_interval(app_configs=None, **kwargs):
     """WEB_SWITCH_INTERVAL_MS: sys.setswitchinterval refuses anything but a positive number, at start-up."""
     value = settings.WEB_SWITCH_INTERVAL_MS
-    if isinstance(value, int | float) and 0 < value and math.isfinite(value):
+    if positive_number(value):
         return []
     return [
         Error(

@@ -1,9 +1,9 @@
 """System checks: delivery settings that would lose or repeat deliveries fail start-up, not the first delivery."""
 
-import math
-
 from django.conf import settings
 from django.core.checks import Error, register
+
+from core.checks import positive_number
 
 # Each setting, the least it may be, and what a smaller value would do.
 _AT_LEAST = (
@@ -21,7 +21,7 @@ _AT_LEAST = (
 def check_delivery_settings(app_configs=None, **kwargs):
     errors = []
     timeout = settings.WEBHOOK_TIMEOUT_SECONDS
-    if not (isinstance(timeout, int | float) and 0 < timeout and math.isfinite(timeout)):
+    if not positive_number(timeout):
         errors.append(
             Error(
                 f"WEBHOOK_TIMEOUT_SECONDS must be a positive number of seconds, not {timeout!r}.",
