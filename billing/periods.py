@@ -22,6 +22,7 @@ def zone() -> ZoneInfo:
 
 
 def local_today(now: datetime | None = None) -> date:
+    """The day `now` (default: this instant) falls on in REPORT_TIME_ZONE."""
     return timezone.localtime(now or timezone.now(), zone()).date()
 
 

@@ -14,7 +14,7 @@ Tables, all keyed by the local day in REPORT_TIME_ZONE, their figures declared o
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 from django.db import connection, transaction
 
@@ -168,14 +168,9 @@ TABLES = (DAILY, _MONTH.table, _WEEK.table, DAY_SHARD)
 def call_params(event: LLMCallEvent) -> dict:
     """CALL_CTES' parameters for one event (user_id and model are the event's, named alike)."""
     return {
-        "day": local_day(event.created_at),
+        "day": local_today(event.created_at),  # the rollup's key, and the report's cut
         **{figure.param: figure.of_call(event) for figure in USAGE_FIGURES},
     }
-
-
-def local_day(when: datetime) -> date:
-    """The day an instant falls on in REPORT_TIME_ZONE (the rollup's key, and the report's cut)."""
-    return local_today(when)
 
 
 def built_for_time_zone() -> str | None:
