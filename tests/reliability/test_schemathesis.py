@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 import schemathesis
 from django.core import signals
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 from hypothesis import HealthCheck
@@ -30,7 +30,7 @@ from scripts.stripe_double import sign
 from tests.factories import DEFAULT_PASSWORD, ChatSessionFactory, StaffUserFactory, UserFactory, api_token
 from tests.stripe_fixtures import WEBHOOK_SECRET
 
-# 100 per operation and per role keeps CI near a minute; `make reliability` runs 1000 (docs/reliability.md).
+# 100 per operation and per role keeps CI at a few minutes; `make reliability` runs 1000 (docs/reliability.md).
 EXAMPLES = int(os.environ.get("RELIABILITY_EXAMPLES", "100"))
 # schemathesis warns when an operation serves fewer than this share of its schema-valid requests
 # ("low valid rate"), or none at all ("mostly rejected generated data"): the schema then does not
@@ -216,30 +216,62 @@ SETTINGS = hypothesis_settings(
 )
 
 
-# A request that only reads (GET) moves no credit: the ledger is checked after every request that
-# may write, naming the example that broke it, and once more after each operation's last example.
-# (check_ledger takes about 25 ms on the test database: after every GET too, it took half the run.)
-READS = {"GET", "HEAD", "OPTIONS"}
+# The ledger is checked after every example that wrote to billing's tables, naming the example that
+# broke it, and once more after each operation's last example. Whether one wrote is PostgreSQL's own
+# count of the rows this transaction (the test's, which every request runs in) has inserted, updated
+# or deleted there: most fuzzed requests are refused before they write, and check_ledger (about
+# 25 ms on the test database) after each of those took most of the run while it could find nothing new.
+def _billing_rows_written() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_xact_user_tables"
+            " WHERE starts_with(relname, 'billing_')"
+        )
+        return cursor.fetchone()[0]
+
+
+class LedgerWatch:
+    """check_ledger after each example that wrote to billing's tables (reads included: none should write)."""
+
+    def __init__(self):
+        self.written = _billing_rows_written()
+
+    def check_if_written(self) -> None:
+        written = _billing_rows_written()
+        if written != self.written:
+            _ledger_is_whole()
+            self.written = written
 
 
 @pytest.fixture
-def whole_at_the_end(world):
-    """The ledger is whole after an operation's examples, whatever its method (a read included)."""
-    yield
+def ledger(world):
+    """The ledger is whole after each example that wrote, and after an operation's examples whatever they did."""
+    watch = LedgerWatch()
+    yield watch
     _ledger_is_whole()
 
 
 @schema.parametrize()
 @SETTINGS
-def test_every_operation_as_staff(case, world, outcomes, whole_at_the_end):
+def test_every_operation_as_staff(case, world, outcomes, ledger):
     _call(case, world, "staff", outcomes)
-    if case.method.upper() not in READS:
-        _ledger_is_whole()
+    ledger.check_if_written()
 
 
 @schema.parametrize()
 @SETTINGS
-def test_every_operation_as_a_user(case, world, outcomes, whole_at_the_end):
+def test_every_operation_as_a_user(case, world, outcomes, ledger):
     _call(case, world, "user", outcomes)
-    if case.method.upper() not in READS:
-        _ledger_is_whole()
+    ledger.check_if_written()
+
+
+def test_the_watch_counts_billing_writes_and_nothing_else(world):
+    """The guard above: a write to billing's tables moves the count, a write elsewhere or a read does not."""
+    from billing import services
+
+    before = _billing_rows_written()
+    ChatSessionFactory(owner=world["user"])
+    check_ledger()
+    assert _billing_rows_written() == before
+    services.grant(user=world["user"], amount="1", reason="watched", initiated_by=world["staff"])
+    assert _billing_rows_written() > before
