@@ -15,7 +15,7 @@ DATABASES.setdefault(  # noqa: F405
 )
 
 # WhiteNoise scans STATIC_ROOT (hundreds of files once collectstatic has run) whenever a middleware
-# chain is built, that is for every test client: about 35 ms each, a fifth of the suite's time. No
+# chain is built, that is for every test client: about 35 ms each, two minutes of the suite on a 2-core machine. No
 # test serves a static file in process (the servers tests start run the deployed settings, which
 # scan once per process), so the test run finds a file when it is asked for (WhiteNoise's
 # development mode) instead.
