@@ -23,6 +23,7 @@ from schemathesis.core.transport import CallOutcome
 from schemathesis.generation import GenerationMode
 
 from accounts.keys import create_api_key
+from billing import services
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent
 from billing.reconcile import check_ledger
 from config.wsgi import application
@@ -94,8 +95,6 @@ def world(db, settings, keep_the_test_connection, stripe_double):
     staff = StaffUserFactory()
     user = UserFactory()
     other = UserFactory()
-    from billing import services
-
     services.grant(user=user, amount="100", reason="fuzzing budget", initiated_by=staff)
     return {
         "staff": staff,
@@ -267,8 +266,6 @@ def test_every_operation_as_a_user(case, world, outcomes, ledger):
 
 def test_the_watch_counts_billing_writes_and_nothing_else(world):
     """The guard above: a write to billing's tables moves the count, a write elsewhere or a read does not."""
-    from billing import services
-
     before = _billing_rows_written()
     ChatSessionFactory(owner=world["user"])
     check_ledger()
