@@ -148,6 +148,8 @@ def verify_event(*, payload: bytes, signature: str | None) -> dict:
             "The Stripe-Signature header is missing, does not match this body, or is too old; "
             "nothing was recorded. Check STRIPE_WEBHOOK_SECRET against the endpoint's signing secret."
         ) from exc
-    except ValueError as exc:  # signed, but not a JSON event (UnicodeDecodeError is a ValueError too)
+    except (ValueError, AttributeError, TypeError) as exc:
+        # Signed, but not a JSON object: the library cannot read `[]`, `"x"` or `null` as an event
+        # (AttributeError), nor a body that is not JSON (ValueError; UnicodeDecodeError is one too).
         raise BillingError("The webhook body is not a Stripe event; nothing was recorded.") from exc
     return event.to_dict()

@@ -167,17 +167,26 @@ def _purchase_id(session: Mapping) -> int | None:
     return None
 
 
+_SESSION_ID_MAX = Purchase._meta.get_field("stripe_session_id").max_length
+
+
+def _session_id(session: Mapping) -> str | None:
+    """The session's id when it can be one of Stripe's (text that fits the column, no NUL), else None."""
+    session_id = session.get("id")
+    if not isinstance(session_id, str) or not 0 < len(session_id) <= _SESSION_ID_MAX or "\x00" in session_id:
+        return None
+    return session_id
+
+
 def _locked_purchase(session: Mapping) -> Purchase | None:
     """The purchase a session is for, locked until the caller's transaction ends; None if there is none."""
-    session_id = session.get("id")
-    if not isinstance(session_id, str):
-        session_id = None
+    session_id = _session_id(session)
     locked = Purchase.objects.select_for_update()
     purchase_id = _purchase_id(session)
     purchase = locked.filter(pk=purchase_id).first() if purchase_id is not None else None
-    if purchase is None and isinstance(session_id, str) and session_id:
+    if purchase is None and session_id is not None:
         purchase = locked.filter(stripe_session_id=session_id).first()
-    if purchase is not None and purchase.stripe_session_id not in (None, session_id):
+    if purchase is not None and (session_id is None or purchase.stripe_session_id not in (None, session_id)):
         logger.error(
             "stripe session names a purchase recorded with another session; ignored",
             extra={"purchase_id": purchase.pk, "stripe_session_id": session_id},
@@ -204,10 +213,10 @@ def complete_checkout(*, session: Mapping, event_type: str = "checkout.session.c
     Outcomes: "credited", "already_paid", "awaiting_payment" (completed, but a delayed payment method
     has not paid yet), "unknown_session", "amount_mismatch" (not what the purchase asked; not credited).
     """
-    session_id = session.get("id")
+    session_id = _session_id(session)
     if session.get("payment_status") != "paid":
         return "awaiting_payment"
-    if not isinstance(session_id, str) or not session_id:
+    if session_id is None:
         return _unknown(session, event_type)
     with transaction.atomic():
         purchase = _locked_purchase(session)
@@ -272,8 +281,7 @@ def expire_checkout(*, session: Mapping, event_type: str = "checkout.session.exp
         if purchase.status != Purchase.Status.PENDING:
             return f"already_{purchase.status}"
         purchase.status = Purchase.Status.EXPIRED
-        if isinstance(session.get("id"), str) and session["id"]:
-            purchase.stripe_session_id = session["id"]
+        purchase.stripe_session_id = _session_id(session)
         purchase.save(update_fields=["status", "stripe_session_id", "updated_at"])
     logger.info(
         "purchase expired",

@@ -400,6 +400,36 @@ def test_signed_body_that_is_not_an_event_is_400(stripe_double):
     assert response.status_code == 400
 
 
+@pytest.mark.parametrize("body", ["[]", '"x"', "null", "42", "true"])
+def test_signed_json_that_is_not_an_object_is_400_and_writes_nothing(stripe_double, body):
+    from scripts.stripe_double import sign
+
+    before = table_counts()
+    response = post_webhook(APIClient(), body, sign(body, WEBHOOK_SECRET))
+
+    assert response.status_code == 400
+    assert "not a Stripe event" in response.json()["detail"]
+    assert table_counts() == before
+
+
+@pytest.mark.parametrize("event_type", ["checkout.session.completed", "checkout.session.expired"])
+@pytest.mark.parametrize("session_id", ["cs_test_\x00", "", "cs_" + "x" * 300])
+def test_a_session_id_stripe_could_not_have_sent_names_no_purchase(
+    user, user_client, stripe_double, event_type, session_id
+):
+    # The purchase's own reference is right; the id is not one Stripe makes (a NUL, empty, too long).
+    _, session = started(user_client, stripe_double)
+    Purchase.objects.update(stripe_session_id=None)  # as when the event beats the create call's answer
+    before = table_counts()
+
+    response = deliver(APIClient(), event_type, {**paid(session), "id": session_id})
+
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "unknown_session"
+    assert table_counts() == before
+    assert Purchase.objects.get().stripe_session_id is None
+
+
 def test_webhook_without_a_secret_configured_is_503(user_client, stripe_double, settings):
     _, session = started(user_client, stripe_double)
     payload, signature = signed_event("checkout.session.completed", paid(session))
