@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import ApiKey
-from billing.models import SpendLimit
+from billing.models import ModelPrice, SpendLimit
 from tests.factories import UserFactory, token_client_for
 
 pytestmark = pytest.mark.django_db
@@ -116,11 +116,29 @@ def test_models_and_key(user, client):
     assert echo["object"] == "model" and set(echo["pricing"]) == {"input_per_1k", "output_per_1k"}
     assert client.get("/v1/models/echo-1", **auth).json()["id"] == "echo-1"
     assert client.get("/v1/models/nope", **auth).json()["error"]["code"] == "model_not_found"
+    assert client.get("/v1/models/nope/", **auth).json()["error"]["code"] == "model_not_found"
     data = client.get("/v1/key", **auth).json()["data"]
     assert data["prefix"] == key["prefix"] and data["limit"] == "3.000000" and data["limit_reset"] == "weekly"
     assert data["usage"] == data["usage_daily"] == "0.000000" and data["limit_remaining"] == "3.000000"
     assert Decimal(data["balance"]) == Decimal(data["available"])
     assert ApiKey.objects.get(pk=key["id"]).last_used_at is not None
+
+
+def test_a_model_whose_name_holds_a_slash_is_found_as_the_openai_client_asks_for_it(user, client):
+    from openai._utils import path_template
+
+    ModelPrice.objects.create(
+        model="openai/gpt-4o", input_price_per_1k=Decimal("0.5"), output_price_per_1k=Decimal("1.5")
+    )
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {_key(user)['key']}"}
+    asked = "/v1" + path_template("/models/{model}", model="openai/gpt-4o")  # what models.retrieve() sends
+
+    assert asked == "/v1/models/openai%2Fgpt-4o"
+    for path in (asked, "/v1/models/openai/gpt-4o", "/v1/models/openai/gpt-4o/"):
+        response = client.get(path, **auth)
+        assert response.status_code == 200, path
+        assert response.json()["id"] == "openai/gpt-4o"
+    assert client.get("/v1/models/openai/nope", **auth).json()["error"]["code"] == "model_not_found"
 
 
 def test_the_key_admin_lists_shows_calls_and_revokes(admin_client, user):
