@@ -18,10 +18,11 @@ from accounts.serializers import (
     TokenSerializer,
 )
 from billing.selectors import wallet_summary
+from core.api_fields import NulSafeMixin
 from core.throttling import AUTH_THROTTLES, SIGNUP_THROTTLES
 
 
-class AuthViewSet(viewsets.GenericViewSet):
+class AuthViewSet(NulSafeMixin, viewsets.GenericViewSet):
     """auth/register, auth/token (anonymous, throttled), auth/logout, auth/logout-all and auth/me."""
 
     pagination_class = None

@@ -54,7 +54,7 @@ def _wallet_body(user) -> dict:
     return WalletSerializer(body).data
 
 
-class WalletViewSet(viewsets.ViewSet):
+class WalletViewSet(NulSafeMixin, viewsets.ViewSet):
     @schema.wallet_retrieve
     def retrieve(self, request):
         return Response(_wallet_body(request.user))

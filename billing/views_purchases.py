@@ -52,7 +52,7 @@ class PurchaseViewSet(
         return Response(PurchaseSerializer(purchase).data, status=status.HTTP_201_CREATED)
 
 
-class StripeWebhookView(APIView):
+class StripeWebhookView(NulSafeMixin, APIView):
     """Stripe's events, verified by their Stripe-Signature; no user, no session, so no CSRF."""
 
     authentication_classes = []

@@ -27,7 +27,7 @@ from billing.serializers_staff import (
 )
 from billing.services import adjust, grant, open_wallet, refund, set_enforcement, set_spend_cap
 from billing.services.limits import UNCHANGED
-from core.api_fields import IDEMPOTENCY_HEADER, REPLAYED_HEADER, id_in_range
+from core.api_fields import IDEMPOTENCY_HEADER, REPLAYED_HEADER, NulSafeMixin, id_in_range
 from core.money import to_decimal
 from core.throttling import UNSAFE_METHODS, StaffMoneyThrottle
 
@@ -54,7 +54,7 @@ def _wallet_or_none(user) -> Wallet | None:
         return None
 
 
-class StaffWriteMixin:
+class StaffWriteMixin(NulSafeMixin):
     """Staff-only; writes throttled per staff user (THROTTLE_STAFF_RATE) and logged with who made them.
 
     Every staff view that moves money or changes prices or enforcement takes this mixin (or StaffAPIView).

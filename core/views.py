@@ -17,6 +17,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api_fields import NulSafeMixin
 from core.middleware import API_PREFIX, api_server_error
 from core.openai_errors import error_response, is_openai_path
 from core.replica import replica_state
@@ -40,7 +41,7 @@ def _pending_migrations() -> int:
     return len(migrations_on_disk() - applied)
 
 
-class HealthView(APIView):
+class HealthView(NulSafeMixin, APIView):
     """200 when the database answers a real query; 503 with "database": "error" when it does not."""
 
     authentication_classes = []

@@ -9,6 +9,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api_fields import NulSafeMixin
 from core.replica import reads_replica, replica_or_primary
 from reporting import schema
 from reporting.exports import stream_ledger_csv
@@ -19,7 +20,7 @@ from reporting.serializers import MyUsageSerializer, UsageSummarySerializer
 logger = logging.getLogger(__name__)
 
 
-class UsageSummaryView(APIView):
+class UsageSummaryView(NulSafeMixin, APIView):
     permission_classes = [IsAdminUser]
 
     @schema.usage_summary
@@ -44,7 +45,7 @@ def _summary_data(summary) -> dict:
     }
 
 
-class MyUsageView(APIView):
+class MyUsageView(NulSafeMixin, APIView):
     """The caller's own usage: the staff summary's body for their calls alone, by API key on request."""
 
     @schema.my_usage
@@ -88,7 +89,7 @@ class JSONErrorsNegotiation(BaseContentNegotiation):
         return JSONRenderer(), JSONRenderer.media_type
 
 
-class LedgerExportView(APIView):
+class LedgerExportView(NulSafeMixin, APIView):
     permission_classes = [IsAdminUser]
     # Only CSV is offered; JSONErrorsNegotiation still answers errors as JSON.
     renderer_classes = [CSVRenderer]

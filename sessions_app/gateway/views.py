@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 from accounts.authentication import ApiKeyAuthentication
 from accounts.keys import RESET_NAMES
 from billing.selectors import active_prices, key_usage_by_period, limit_spending, wallet_balances
+from core.api_fields import NulSafeMixin
 from core.money import format_money
 from core.throttling import GatewayThrottle
 from sessions_app.exceptions import ProviderFailed
@@ -19,7 +20,7 @@ from sessions_app.gateway.requests import parse_chat_request
 from sessions_app.providers import ProviderError
 
 
-class GatewayView(APIView):
+class GatewayView(NulSafeMixin, APIView):
     """API key authentication, the per-key throttle, JSON only, and errors in OpenAI's shape."""
 
     authentication_classes = [ApiKeyAuthentication]

@@ -208,7 +208,7 @@ TABLE = [
     ),
     # --- The OpenAI-compatible gateway: each role with its own API key (anonymous: none) ----------
     ("v1/^models/?$", "get", "/v1/models", S(401, 200, 200, 200)),
-    ("v1/^models/(?P<model>[^/\\x00]{1,100})/?$", "get", "/v1/models/echo-1", S(401, 200, 200, 200)),
+    ("v1/^models/(?P<model>[^\\x00]{1,100}?)/?$", "get", "/v1/models/echo-1", S(401, 200, 200, 200)),
     ("v1/^key/?$", "get", "/v1/key", S(401, 200, 200, 200)),
     ("v1/^chat/completions/?$", "post", "/v1/chat/completions", S(401, 200, 200, 200)),
     ("api/v1/^sessions/?$", "get", "/api/v1/sessions/", S(401, 200, 200, 200)),
@@ -437,3 +437,32 @@ def test_each_role_gets_the_status_the_table_says(world, role, route, method, ur
         path,
         response.content[:200],
     )
+
+
+# The API's own documents (drf-spectacular's schema and its two pages) read no parameter of ours.
+DOCUMENTS = ("/api/v1/schema/", "/api/v1/docs/", "/api/v1/redoc/")
+# Every API call a role may make, once each: the first role the table lets through (2xx).
+ALLOWED_API_CALLS = [
+    (method, url, next(role for role in ROLES if 200 <= expected[role] < 300))
+    for _, method, url, expected in TABLE
+    if url.startswith(("/api/", "/v1/"))
+    and url not in DOCUMENTS
+    and any(200 <= status < 300 for status in expected.values())
+]
+
+
+@pytest.mark.parametrize("query", ["?x=%00", "?%00=1", "?page=1%00"])
+@pytest.mark.parametrize(
+    ("method", "url", "role"), ALLOWED_API_CALLS, ids=[f"{m} {u}" for m, u, _ in ALLOWED_API_CALLS]
+)
+def test_a_nul_in_the_query_string_is_400_on_every_api_call(world, method, url, role, query):
+    # docs/api.md: "A NUL character in any parameter name or value is a 400", whatever the endpoint.
+    path = url.format(**world["ids"])
+    client = _client(world, role, path)
+    body = BODIES.get((method, url))
+    if method == "get":
+        response = client.get(path + query)
+    else:
+        response = getattr(client, method)(path + query, body or {}, content_type="application/json")
+
+    assert response.status_code == 400, (method, path + query, response.status_code, response.content[:200])
