@@ -6,7 +6,7 @@ from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
 from accounts.services import USERNAME_TAKEN
-from core.api_fields import MoneyField, StrictCharField
+from core.api_fields import MoneyField, StrictCharField, StrictDateTimeField
 
 User = get_user_model()
 PASSWORD_PATTERN = r"^(?=[^\x00]*[^\x00\d])[^\x00]{8,}$"
@@ -137,7 +137,7 @@ class ApiKeyRequestSerializer(serializers.Serializer):
     name = StrictCharField(max_length=100)
     limit = MoneyField(required=False, allow_null=True, minimum=0, help_text="null or absent: no limit.")
     limit_reset = serializers.ChoiceField(choices=LIMIT_RESETS, required=False, allow_null=True)
-    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    expires_at = StrictDateTimeField(required=False, allow_null=True)
 
 
 class ApiKeyUpdateSerializer(serializers.Serializer):

@@ -18,7 +18,7 @@ from billing.services import (
     validate_reason,
     validate_refund_amount,
 )
-from core.api_fields import MoneyField, StrictCharField
+from core.api_fields import MoneyField, StrictCharField, StrictDateTimeField
 from core.errors import DomainError
 
 # --- wallets and grants ----------------------------------------------------------------------
@@ -82,7 +82,7 @@ class GrantRequestSerializer(serializers.Serializer):
         },
     )
 
-    expires_at = serializers.DateTimeField(
+    expires_at = StrictDateTimeField(
         required=False,
         allow_null=True,
         help_text="When what is left of these credits expires (ISO 8601, in the future); omit or null: never.",

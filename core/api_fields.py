@@ -4,6 +4,7 @@ Every app's views and serializers take these from here, so a rule (what a money 
 which ids can name a row, what a 404 body is) is written once and the schema says it once.
 """
 
+import re
 from decimal import Decimal
 
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
@@ -167,6 +168,27 @@ class StrictCharField(serializers.CharField):
         if self.max_length is not None and len(data) > self.max_length:
             self.fail("max_length", max_length=self.max_length)
         return super().to_internal_value(data)
+
+
+# An ISO 8601 date-time as the API takes it: a date and a time (seconds and a fraction optional),
+# then "Z", an offset or nothing (the server's time zone). A date alone is not a moment.
+_ISO_DATETIME_RE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?",
+    re.ASCII | re.IGNORECASE,
+)
+
+
+class StrictDateTimeField(serializers.DateTimeField):
+    """A DateTimeField that takes only a whole ISO 8601 date-time: not a date alone, nothing after it (a NUL)."""
+
+    default_error_messages = {
+        "not_a_datetime": "Enter a date and a time in ISO 8601, e.g. 2026-12-31T23:59:59Z (a date alone is not enough)."
+    }
+
+    def to_internal_value(self, value):
+        if isinstance(value, str) and not _ISO_DATETIME_RE.fullmatch(value):
+            self.fail("not_a_datetime")
+        return super().to_internal_value(value)
 
 
 class StrictCharFieldSchema(OpenApiSerializerFieldExtension):

@@ -58,6 +58,9 @@ def test_staff_grant_without_terms_is_a_promotional_lot_that_never_expires(staff
         ({"expires_at": "2001-01-01T00:00:00Z"}, "expires_at"),
         ({"expires_at": "soon"}, "expires_at"),
         ({"expires_at": 1234}, "expires_at"),
+        ({"expires_at": "2099-12-31"}, "expires_at"),  # a date alone is not a moment
+        ({"expires_at": "2099-12-31T00:00:00Z\x00"}, "expires_at"),
+        ({"expires_at": "2099-12-31T00:00:00Z junk"}, "expires_at"),
         ({"priority": 101}, "priority"),
         ({"priority": -1}, "priority"),
         ({"priority": "first"}, "priority"),

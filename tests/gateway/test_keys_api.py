@@ -67,6 +67,8 @@ def test_another_users_key_is_404(user):
         ({"name": "a", "limit": "abc"}, "limit"),
         ({"name": "a", "limit_reset": "hourly"}, "limit_reset"),
         ({"name": "a", "expires_at": "2001-01-01T00:00:00Z"}, "expires_at"),
+        ({"name": "a", "expires_at": "2099-12-31"}, "expires_at"),
+        ({"name": "a", "expires_at": "2099-12-31T00:00:00Z\x00"}, "expires_at"),
         ({"name": "a\x00b"}, "name"),
     ],
 )
