@@ -27,8 +27,9 @@ def to_decimal(value) -> Decimal:
 
 
 def format_money(value: Decimal) -> str:
-    """The wire format: a plain decimal string with exactly 6 places ("12.500000")."""
-    return format(quantize(value), "f")
+    """The wire format: a plain decimal string with exactly 6 places ("12.500000"); zero has no sign."""
+    value = quantize(value)
+    return format(value.copy_abs() if value.is_zero() else value, "f")
 
 
 def parse_amount(raw) -> Decimal:
@@ -59,4 +60,5 @@ def parse_amount(raw) -> Decimal:
         )
     if value != value.quantize(QUANTUM, rounding=ROUND_HALF_UP):
         raise AmountError(f"Ensure that there are no more than {PLACES} decimal places.")
-    return quantize(value)
+    value = quantize(value)
+    return value.copy_abs() if value.is_zero() else value  # "-0" is zero, not a negative amount

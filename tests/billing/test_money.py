@@ -63,3 +63,12 @@ def test_quantize_rounds_half_up_to_six_places():
 def test_format_money_always_has_six_places():
     assert format_money(Decimal("12.5")) == "12.500000"
     assert format_money(Decimal("-0.1")) == "-0.100000"
+    assert format_money(Decimal("-0")) == format_money(Decimal("-0.0000001")) == "0.000000"
+
+
+@pytest.mark.parametrize("raw", ["-0", "-0.000", JSONNumber("-0.0"), "0"])
+def test_a_zero_written_with_a_sign_is_plain_zero(raw):
+    # The grammar allows a leading "-" (a negative adjustment); zero stays zero, never "-0.000000".
+    value = parse_amount(raw)
+    assert value == 0 and not value.is_signed()
+    assert format_money(value) == "0.000000"
