@@ -60,7 +60,14 @@ class IsoDateOrDateTimeField(serializers.Field):
 class StrictIdField(serializers.Field):
     """A positive integer id in ASCII digits (no sign, spaces, fraction or other scripts' digits)."""
 
-    default_error_messages = {"invalid": "Enter a user id: a positive whole number (e.g. 42)."}
+    default_error_messages = {"invalid": "Enter {what}: a positive whole number (e.g. 42)."}
+
+    def __init__(self, *, what: str = "an id", **kwargs):
+        self.what = what  # what the id names, for the message ("a user id", "an API key's id")
+        super().__init__(**kwargs)
+
+    def fail(self, key, **kwargs):
+        super().fail(key, what=self.what, **kwargs)
 
     def to_internal_value(self, data) -> int:
         if not isinstance(data, str) or not data.isascii() or not data.isdigit():
@@ -89,7 +96,9 @@ class UsageSummaryQuerySerializer(serializers.Serializer):
         required=False, help_text="First day (inclusive), YYYY-MM-DD, in REPORT_TIME_ZONE."
     )
     end = StrictDateField(required=False, help_text="Last day (inclusive), YYYY-MM-DD, in REPORT_TIME_ZONE.")
-    user_id = StrictIdField(required=False, help_text="Only this user's calls (an unknown id gives zeros).")
+    user_id = StrictIdField(
+        what="a user id", required=False, help_text="Only this user's calls (an unknown id gives zeros)."
+    )
     model = serializers.CharField(
         required=False,
         # Kept as sent: " x" names no model, which is zeros, not a malformed filter.
@@ -98,7 +107,9 @@ class UsageSummaryQuerySerializer(serializers.Serializer):
         help_text="Only calls to this model (an unknown model gives zeros).",
     )
     key_id = StrictIdField(
-        required=False, help_text="Only the calls made with this API key (an unknown id gives zeros)."
+        what="an API key's id",
+        required=False,
+        help_text="Only the calls made with this API key (an unknown id gives zeros).",
     )
 
     @classmethod
@@ -140,7 +151,7 @@ class LedgerExportQuerySerializer(serializers.Serializer):
     created_before = IsoDateOrDateTimeField(
         required=False, help_text="Rows strictly before this date/datetime."
     )
-    user_id = StrictIdField(required=False, help_text="Only this user's ledger.")
+    user_id = StrictIdField(what="a user id", required=False, help_text="Only this user's ledger.")
 
     @classmethod
     def from_query(cls, query_params: QueryDict) -> "LedgerExportQuerySerializer":

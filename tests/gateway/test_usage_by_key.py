@@ -50,7 +50,12 @@ def test_my_usage_by_key_and_the_staff_summary_by_key(client, user, staff_user):
     assert summary["total_calls"] == 2 and Decimal(summary["total_cost"]) == sum(costs)
     assert summary["unique_users"] == 1 and len(summary["buckets"]) == 1
     assert staff.get("/api/v1/admin/usage/summary?key_id=999999").json()["total_calls"] == 0
-    assert staff.get("/api/v1/admin/usage/summary?key_id=abc").status_code == 400
+    refused = staff.get("/api/v1/admin/usage/summary?key_id=abc")
+    assert refused.status_code == 400
+    assert refused.json() == {"key_id": ["Enter an API key's id: a positive whole number (e.g. 42)."]}
+    assert staff.get("/api/v1/admin/usage/summary?user_id=0").json() == {
+        "user_id": ["Enter a user id: a positive whole number (e.g. 42)."]
+    }
 
 
 def test_a_cap_alert_is_delivered_with_its_percent(user):
