@@ -37,7 +37,9 @@ class PurchaseViewSet(
     lookup_value_regex = "[0-9]{1,18}"
     filter_backends = []
     serializer_class = PurchaseSerializer
-    throttle_classes = [PurchaseThrottle]
+    # PurchaseThrottle counts purchases started, in create() once the request is valid: a refused
+    # request (a typo in `credits`) is not one. Reads are not counted.
+    throttle_classes = []
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -48,7 +50,11 @@ class PurchaseViewSet(
         require_payments()  # before the body: a client learns at once that it cannot buy here
         payload = PurchaseRequestSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        purchase = buy_credits(user=request.user, **payload.validated_data)
+        purchase = buy_credits(
+            user=request.user,
+            **payload.validated_data,
+            before_start=lambda: PurchaseThrottle().allow_request(request, self),
+        )
         return Response(PurchaseSerializer(purchase).data, status=status.HTTP_201_CREATED)
 
 

@@ -10,7 +10,7 @@ event is delivered, one session is credited once (and the ledger's unique idempo
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 
 from django.conf import settings
@@ -78,12 +78,16 @@ def validate_return_url(raw, *, field: str) -> str:
     return raw
 
 
-def buy_credits(*, user, credits, success_url, cancel_url) -> Purchase:
+def buy_credits(
+    *, user, credits, success_url, cancel_url, before_start: Callable[[], None] | None = None
+) -> Purchase:
     """Start a purchase: the pending row committed, then its Checkout Session created (no transaction open), then recorded.
 
     Raises PaymentsDisabled without STRIPE_API_KEY, InvalidPurchase on bad input (nothing written),
     PaymentProviderFailed when Stripe refuses or cannot be reached (the purchase is left expired,
-    unpayable). The returned purchase carries `checkout_url`.
+    unpayable). The returned purchase carries `checkout_url`. `before_start()` runs once the input
+    is valid, before anything is written (the callers count purchases started there: a refused
+    request is not one); what it raises stops the purchase.
     """
     require_payments()
     credits = validate_credits(credits)
@@ -95,6 +99,8 @@ def buy_credits(*, user, credits, success_url, cancel_url) -> Purchase:
             f"{credits} credits cost less than the smallest amount that can be charged; buy more.",
             field="credits",
         )
+    if before_start is not None:
+        before_start()
     # Durable: refused inside a caller's transaction, so this row is committed and the network call
     # below holds no transaction open (and no lock).
     with transaction.atomic(durable=True):

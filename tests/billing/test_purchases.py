@@ -640,6 +640,17 @@ def test_purchases_started_are_throttled_per_user(user_client, stripe_double, se
     assert buy(client_for(UserFactory())).status_code == 201  # another user has their own count
 
 
+def test_a_refused_purchase_request_is_not_counted_against_the_rate(user_client, stripe_double, settings):
+    settings.THROTTLE_PURCHASE_RATE = "2/hour"
+
+    typos = [buy(user_client, credits=credits).status_code for credits in (0, 10**9, "ten", 2.5)]
+    started = [buy(user_client).status_code for _ in range(3)]
+
+    assert typos == [400, 400, 400, 400]
+    assert started == [201, 201, 429]
+    assert Purchase.objects.count() == 2
+
+
 @pytest.mark.parametrize(
     ("api_base", "currency", "unit_price", "minimum_credits", "warned"),
     [

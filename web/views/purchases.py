@@ -33,12 +33,13 @@ def buy_credits(request):
     if request.method == "POST" and enabled and form.is_valid():
         here = request.build_absolute_uri(reverse("web:buy-credits"))
         try:
-            PurchaseThrottle().allow_request(request, None)  # the API's count: one rate per user
             purchase = start_purchase(
                 user=request.user,
                 credits=form.cleaned_data["credits"],
                 success_url=here + "?session_id={CHECKOUT_SESSION_ID}",
                 cancel_url=here + "?cancelled=1",
+                # The API's count, one rate per user: purchases started, not refused requests.
+                before_start=lambda: PurchaseThrottle().allow_request(request, None),
             )
         except Throttled as exc:
             form.add_error(None, exc.detail["detail"])
