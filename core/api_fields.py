@@ -4,7 +4,6 @@ Every app's views and serializers take these from here, so a rule (what a money 
 which ids can name a row, what a 404 body is) is written once and the schema says it once.
 """
 
-import re
 from decimal import Decimal
 
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
@@ -13,6 +12,7 @@ from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
 from core.money import AmountError, format_money, parse_amount
+from core.validators import ISO_DATETIME_RE
 
 NUL = "\x00"
 # The headers of idempotent writes (staff ledger writes, turns): the key sent, and the replay flag answered.
@@ -170,14 +170,6 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
-# An ISO 8601 date-time as the API takes it: a date and a time (seconds and a fraction optional),
-# then "Z", an offset or nothing (the server's time zone). A date alone is not a moment.
-_ISO_DATETIME_RE = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?",
-    re.ASCII | re.IGNORECASE,
-)
-
-
 class StrictDateTimeField(serializers.DateTimeField):
     """A DateTimeField that takes only a whole ISO 8601 date-time: not a date alone, nothing after it (a NUL)."""
 
@@ -186,7 +178,7 @@ class StrictDateTimeField(serializers.DateTimeField):
     }
 
     def to_internal_value(self, value):
-        if isinstance(value, str) and not _ISO_DATETIME_RE.fullmatch(value):
+        if isinstance(value, str) and not ISO_DATETIME_RE.fullmatch(value):
             self.fail("not_a_datetime")
         return super().to_internal_value(value)
 

@@ -1,6 +1,8 @@
-"""Validators every app shares: the grammar of an idempotency key (staff money writes, turns)."""
+"""Validators every app shares: the grammar of an idempotency key (staff money writes, turns), and of a moment."""
 
+import re
 import string
+from datetime import UTC, datetime
 
 from core.errors import InvalidInput
 
@@ -20,3 +22,25 @@ def validate_idempotency_key(key) -> str:
             field="idempotency_key",
         )
     return key
+
+
+# An ISO 8601 date-time as the API, the admin and the commands take it: a date and a time (seconds
+# and a fraction optional), then "Z", an offset or nothing. A date alone is not a moment.
+ISO_DATETIME_RE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?",
+    re.ASCII | re.IGNORECASE,
+)
+
+
+def parse_iso_datetime(text: str) -> datetime | None:
+    """`text` (a whole ISO 8601 date-time, nothing before or after it) as a datetime, naive when it
+    names no offset; None when it is not one, or names a moment UTC cannot hold (past year 9999)."""
+    if not ISO_DATETIME_RE.fullmatch(text):
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+        if value.tzinfo is not None:
+            value.astimezone(UTC)  # 9999-12-31T23:00-05:00 is in year 10000 in UTC
+    except (ValueError, OverflowError):
+        return None
+    return value

@@ -13,20 +13,23 @@ trip for it; negative adjustments call the same function, so the burn is written
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.db import connection, transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from billing.exceptions import InvalidGrant
 from billing.models import CreditLot, CreditTransaction, LotAllocation, Wallet
 from core.db import loaded
 from core.money import format_money, to_decimal
+from core.validators import parse_iso_datetime
 
 PRIORITY_DEFAULT = 50
 PRIORITY_MIN, PRIORITY_MAX = 0, 100
+# The latest expiry a lot may have: a moment every time zone can still show (Python's datetime ends
+# with year 9999; PostgreSQL would store a later one that no page could then read back).
+LATEST_EXPIRY = datetime(9999, 1, 1, tzinfo=UTC)
 
 Kind = CreditTransaction.Kind
 Category = CreditLot.Category
@@ -58,18 +61,23 @@ def validate_expires_at(raw, *, now: datetime | None = None) -> datetime | None:
     """An ISO 8601 date-time in the future (naive: in UTC), or None for never."""
     if raw is None or raw == "":
         return None
-    value = raw
-    if isinstance(raw, str):
-        try:
-            value = parse_datetime(raw.strip())
-        except ValueError:
-            value = None
+    value = parse_iso_datetime(raw.strip()) if isinstance(raw, str) else raw
     if not isinstance(value, datetime):
         raise InvalidGrant(
             "Enter expires_at as an ISO 8601 date and time, e.g. 2026-12-31T23:59:00Z.", field="expires_at"
         )
     if timezone.is_naive(value):
-        value = timezone.make_aware(value, timezone.UTC)
+        value = value.replace(tzinfo=UTC)
+    try:
+        too_late = value.astimezone(UTC) > LATEST_EXPIRY
+    except OverflowError:  # 9999-12-31T23:00-05:00 is in year 10000 in UTC
+        too_late = True
+    if too_late:
+        raise InvalidGrant(
+            f"expires_at must be no later than {LATEST_EXPIRY:%Y-%m-%d} (UTC); leave it out for credits "
+            "that never expire.",
+            field="expires_at",
+        )
     if value <= (now or timezone.now()):
         raise InvalidGrant(
             "expires_at must be in the future; leave it out for credits that never expire.",

@@ -1,6 +1,6 @@
 """Credit lots: the burn order and every tie-break, debits spanning lots, debt, expiry, refunds; check_ledger after each."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -233,6 +233,10 @@ def test_next_expiry_is_the_soonest_expiry_and_what_is_left_to_expire_then(user,
     [
         ({"expires_at": "2020-01-01T00:00:00Z"}, "expires_at"),
         ({"expires_at": "next tuesday"}, "expires_at"),
+        ({"expires_at": "2099-12-31"}, "expires_at"),  # a date alone is not a moment
+        ({"expires_at": "2099-12-31T00:00:00Z\x00"}, "expires_at"),
+        ({"expires_at": "9999-12-31T23:59:59.999999-12:00"}, "expires_at"),  # year 10000 in UTC
+        ({"expires_at": "9999-06-01T00:00:00Z"}, "expires_at"),  # past the latest a page can show
         ({"priority": 101}, "priority"),
         ({"priority": -1}, "priority"),
         ({"priority": "high"}, "priority"),
@@ -246,6 +250,20 @@ def test_grant_refuses_bad_lot_terms_on_the_field_and_writes_nothing(user, staff
     assert refused.value.field == field
     assert not CreditTransaction.objects.filter(wallet__user=user).exists()
     assert not CreditLot.objects.filter(wallet__user=user).exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2099-01-01T00:00", datetime(2099, 1, 1, tzinfo=UTC)),  # no offset: UTC, as the forms say
+        ("2099-01-01 06:30:00", datetime(2099, 1, 1, 6, 30, tzinfo=UTC)),
+        ("2099-01-01T00:00:00+02:00", datetime(2098, 12, 31, 22, 0, tzinfo=UTC)),
+        ("  2099-01-01T00:00Z ", datetime(2099, 1, 1, tzinfo=UTC)),  # pasted with spaces
+    ],
+)
+def test_grant_takes_an_expiry_with_or_without_an_offset(user, staff_user, text, expected):
+    services.grant(user=user, amount="5", reason="x", initiated_by=staff_user, expires_at=text)
+    assert CreditLot.objects.get(wallet__user=user).expires_at == expected
 
 
 def test_check_ledger_names_a_lot_whose_remaining_was_changed_behind_the_services(user, per_credit):
