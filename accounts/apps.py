@@ -6,4 +6,4 @@ class AccountsConfig(AppConfig):
     name = "accounts"
 
     def ready(self):
-        from accounts import schema  # noqa: F401 (registers the OpenAPI token scheme)
+        from accounts import checks, schema  # noqa: F401 (registers its checks and the OpenAPI token scheme)

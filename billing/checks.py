@@ -1,6 +1,6 @@
 """System checks: the report time zone is a zone, and usage reports cut days in the zone the rollups
 were built for, or say so; a purchase buys at least one credit, and its smallest is one Stripe can
-charge; the settings that are amounts of credits are amounts."""
+charge; the settings that are amounts of credits are amounts; numeric settings are not below their floors."""
 
 import math
 from decimal import Decimal, InvalidOperation
@@ -76,6 +76,8 @@ def check_purchase_minimum(app_configs=None, **kwargs):
     """With payments on, the smallest purchase (PURCHASE_MIN_CREDITS) must cost at least Stripe's minimum charge."""
     if not settings.STRIPE_API_KEY or settings.STRIPE_API_BASE.rstrip("/") != STRIPE_API:
         return []  # payments off, or a double (scripts/stripe_double.py has no minimum)
+    if not settings.CREDIT_UNIT_PRICE > 0:
+        return []  # billing.E004 says so
     currency = settings.CREDIT_CURRENCY
     minimum = STRIPE_MINIMUM_CHARGE.get(currency)
     smallest = currency_amount(credits=settings.PURCHASE_MIN_CREDITS)
@@ -122,6 +124,36 @@ def check_credit_amount_settings(app_configs=None, **kwargs):
                     f"it is used as {quantize(value)}.",
                     hint=f"Set {name} to {quantize(value)} to say so.",
                     id="billing.W003",
+                )
+            )
+    return found
+
+
+# Billing's numeric settings that have a floor: (name, the least it may be, what it is for).
+SETTING_FLOORS = (
+    ("CREDIT_UNIT_PRICE", Decimal("0.000001"), "what one credit costs a buyer: more than nothing"),
+    ("SUPPORT_GRANT_LIMIT", Decimal(0), "the most a non-superuser staff member grants at once"),
+    ("CALL_EVENT_PARTITIONS_AHEAD", 0, "months of call-event partitions made ahead of the current one"),
+    ("CALL_EVENT_DETACH_LOCK_TIMEOUT_MS", 1, "how long a detach waits for its lock; 0 would wait forever"),
+)
+
+
+@register()
+def check_setting_floors(app_configs=None, **kwargs):
+    """A numeric setting below its floor: a negative limit, a free credit, a lock wait PostgreSQL refuses."""
+    found = []
+    for name, floor, meaning in SETTING_FLOORS:
+        value = getattr(settings, name)
+        try:
+            below = not value >= floor  # NaN is below every floor
+        except (TypeError, ArithmeticError):  # not a number; a Decimal NaN refuses to compare
+            below = True
+        if below:
+            found.append(
+                Error(
+                    f"{name}={value} is below {floor}: it is {meaning}.",
+                    hint=f"Set {name} to {floor} or more, or unset it for its default.",
+                    id="billing.E004",
                 )
             )
     return found

@@ -10,7 +10,46 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+_TRUE, _FALSE = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off", ""})
+
+
+class StrictEnv(environ.Env):
+    """django-environ, strict: a value that is not what its setting needs stops start-up, naming it.
+
+    Plain django-environ reads `CREDIT_ENFORCEMENT_ENABLED=maybe` as false (enforcement off, silently)
+    and `WEBHOOK_TIMEOUT_SECONDS=nan` as "could not convert string to float: ''". Here a switch is one
+    of true/false, 1/0, yes/no, on/off (any case; empty is false); a number is a plain decimal number
+    (NaN and inf pass to the system checks, which say what the setting allows).
+    """
+
+    def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
+        raw = self.ENVIRON.get(f"{self.prefix}{var}")
+        if raw is None or cast not in (bool, int, float, Decimal):
+            return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
+        text = raw.strip()
+        if text == "" and default is None:
+            return None  # as django-environ: empty means unset where the default is None
+        try:
+            if cast is bool:
+                if text.lower() not in _TRUE | _FALSE:
+                    raise ValueError
+                return text.lower() in _TRUE
+            return cast(text)
+        except (ValueError, ArithmeticError):
+            kind = {
+                bool: "a switch: true or false (also 1/0, yes/no, on/off)",
+                int: "a whole number",
+                float: "a number",
+                Decimal: "a decimal amount (e.g. 1.5)",
+            }[cast]
+            raise ImproperlyConfigured(f"{var}={raw!r} is not {kind}: set it to one, or unset it.") from None
+
+    def decimal(self, var, default=environ.Env.NOTSET) -> Decimal:
+        """A decimal amount, read exactly (never through a float)."""
+        return self.get_value(var, cast=Decimal, default=Decimal(default))
+
+
+env = StrictEnv()
 if (BASE_DIR / ".env").is_file():
     environ.Env.read_env(BASE_DIR / ".env")
 
@@ -387,11 +426,11 @@ CREDIT_ENFORCEMENT_SHADOW = env.bool("CREDIT_ENFORCEMENT_SHADOW", default=True)
 # A hold left open by a crashed worker is released after this many seconds (charged with its stream's
 # progress, if it recorded any); a streamed call's progress pushes its expiry this far on.
 CREDIT_HOLD_TTL_SECONDS = env.int("CREDIT_HOLD_TTL_SECONDS", default=600)
-LOW_BALANCE_THRESHOLD = Decimal(env.str("LOW_BALANCE_THRESHOLD", default="1.000000"))
-STARTING_CREDITS = Decimal(env.str("STARTING_CREDITS", default="0"))
+LOW_BALANCE_THRESHOLD = env.decimal("LOW_BALANCE_THRESHOLD", default="1.000000")
+STARTING_CREDITS = env.decimal("STARTING_CREDITS", default="0")
 # The most one grant (or positive adjustment) may give by staff without the permission
 # "billing.grant_beyond_support_limit" (superusers have it); the service's own maximum (10000) stays above it.
-SUPPORT_GRANT_LIMIT = Decimal(env.str("SUPPORT_GRANT_LIMIT", default="500"))
+SUPPORT_GRANT_LIMIT = env.decimal("SUPPORT_GRANT_LIMIT", default="500")
 SIGNUP_ENABLED = env.bool("SIGNUP_ENABLED", default=True)
 REPORT_TIME_ZONE = env.str("REPORT_TIME_ZONE", default="UTC")
 # Call events are partitioned by UTC month (billing/partitions.py): the daily job keeps this many
@@ -412,7 +451,7 @@ if STRIPE_API_KEY and not STRIPE_WEBHOOK_SECRET:
         "credited. Set STRIPE_WEBHOOK_SECRET to the webhook endpoint's signing secret (whsec_...)."
     )
 # What one credit costs in CREDIT_CURRENCY (a decimal string), and how many credits one purchase may buy.
-CREDIT_UNIT_PRICE = Decimal(env.str("CREDIT_UNIT_PRICE", default="0.01"))
+CREDIT_UNIT_PRICE = env.decimal("CREDIT_UNIT_PRICE", default="0.01")
 CREDIT_CURRENCY = env.str("CREDIT_CURRENCY", default="usd").lower()
 PURCHASE_MIN_CREDITS = env.int("PURCHASE_MIN_CREDITS", default=5)
 PURCHASE_MAX_CREDITS = env.int("PURCHASE_MAX_CREDITS", default=10000)

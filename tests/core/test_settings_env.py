@@ -1,0 +1,78 @@
+"""Settings from the environment: a value its setting cannot take stops start-up, naming the variable."""
+
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from config.settings import StrictEnv
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def env_with(**values) -> StrictEnv:
+    env = StrictEnv()
+    env.ENVIRON = values
+    return env
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("true", True), ("True", True), ("1", True), ("yes", True), ("ON", True), (" on ", True)]
+    + [("false", False), ("0", False), ("no", False), ("off", False), ("", False)],
+)
+def test_a_switch_reads_the_usual_spellings(raw, expected):
+    assert env_with(SWITCH=raw).bool("SWITCH", default=not expected) is expected
+
+
+@pytest.mark.parametrize("raw", ["maybe", "enabled", "2", "yess", "tru"])
+def test_a_switch_that_is_neither_stops_start_up_instead_of_reading_as_false(raw):
+    with pytest.raises(ImproperlyConfigured, match="CREDIT_ENFORCEMENT_ENABLED=.* is not a switch"):
+        env_with(CREDIT_ENFORCEMENT_ENABLED=raw).bool("CREDIT_ENFORCEMENT_ENABLED", default=False)
+
+
+@pytest.mark.parametrize(
+    ("method", "raw", "kind"),
+    [
+        ("int", "abc", "a whole number"),
+        ("int", "1.5", "a whole number"),
+        ("float", "ten", "a number"),
+        ("decimal", "abc", "a decimal amount"),
+        ("decimal", "1,5", "a decimal amount"),
+        ("decimal", "", "a decimal amount"),
+    ],
+)
+def test_a_number_that_does_not_parse_names_its_variable(method, raw, kind):
+    with pytest.raises(ImproperlyConfigured, match=f"SETTING='{raw}' is not {kind}"):
+        getattr(env_with(SETTING=raw), method)("SETTING", default="1")
+
+
+def test_numbers_parse_exactly_and_nan_is_left_to_the_checks():
+    env = env_with(A="0.1", B=" 42 ", C="nan", D="2.5")
+    assert env.decimal("A", default="1") == Decimal("0.1")
+    assert env.int("B", default=1) == 42
+    assert env.float("C", default=1.0) != env.float("C", default=1.0)  # NaN: the system checks refuse it
+    assert env.float("D", default=1.0) == 2.5
+    assert env_with().decimal("A", default="1.000000") == Decimal("1.000000")  # unset: the default
+    assert env_with(E="").int("E", default=None) is None  # empty where the default is None: unset
+
+
+def test_manage_py_refuses_to_start_on_a_switch_it_cannot_read():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/unused",
+            "SECRET_KEY": "x",
+            "CREDIT_ENFORCEMENT_ENABLED": "maybe",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "CREDIT_ENFORCEMENT_ENABLED='maybe' is not a switch" in result.stderr
