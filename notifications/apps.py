@@ -21,12 +21,13 @@ class NotificationsConfig(AppConfig):
         )
 
     def customer_page_section(self, *, customer, wallet_id: int) -> dict:
-        """The console's customer page (web, a peer floor that may not import us) asks for this: the deliveries sent."""
-        from notifications.selectors import deliveries_for_wallet
+        """The console's customer page (web, a peer floor that may not import us) asks for this: the
+        wallet's events and what was sent of each."""
+        from notifications.selectors import events_with_deliveries
 
         return {
             "id": "notifications",
-            "title": "Notifications sent",
+            "title": "Notifications",
             "template": "admin/web/customer/sections/notifications.html",
-            "context": {"deliveries": deliveries_for_wallet(wallet_id=wallet_id, limit=10)},
+            "context": {"events": events_with_deliveries(wallet_id=wallet_id, limit=10)},
         }

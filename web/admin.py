@@ -8,7 +8,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from accounts.customer_selectors import owners_of_key_prefix
-from billing.admin import GRANT_PERMISSION
+from billing.admin import GRANT_PERMISSION, low_balance_marker
 from billing.customer_selectors import owner_of_transaction, state_of
 from core.admin import ReadOnlyAdminMixin
 from core.api_fields import MAX_ID
@@ -67,9 +67,9 @@ class CustomerAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def available(self, customer):
         return format_money(customer.wallet.available)
 
-    @admin.display(description="low balance", boolean=True)
+    @admin.display(description="low balance")
     def low_balance(self, customer):
-        return state_of(customer.wallet).low_balance
+        return low_balance_marker(state_of(customer.wallet).low_balance)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         """The customer page (web.customer's sections), in place of a change form: nothing here is edited."""

@@ -43,6 +43,14 @@ class LowBalanceFilter(admin.SimpleListFilter):
         return queryset
 
 
+def low_balance_marker(low: bool) -> str:
+    """A wallet's low-balance flag for a list: a warning marker rather than Django's boolean icons,
+    whose green tick would read as "fine" for a wallet that is low."""
+    if low:
+        return format_html('<strong class="low-balance" style="color: var(--error-fg)">{}</strong>', "▼ low")
+    return format_html('<span style="color: var(--body-quiet-color)">{}</span>', "ok")
+
+
 @admin.register(Wallet)
 class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Wallets are opened with their user and moved only by services: staff read them and grant."""
@@ -97,12 +105,7 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="low balance")
     def low_balance(self, wallet):
-        # A warning marker rather than Django's boolean icons, whose green tick would read as "fine".
-        if is_low_balance(wallet.balance):
-            return format_html(
-                '<strong class="low-balance" style="color: var(--error-fg)">{}</strong>', "▼ low"
-            )
-        return format_html('<span style="color: var(--body-quiet-color)">{}</span>', "ok")
+        return low_balance_marker(is_low_balance(wallet.balance))
 
     @admin.display(description="last crossing")
     def last_crossing(self, wallet):

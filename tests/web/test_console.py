@@ -402,3 +402,33 @@ def test_grants_reach_the_customer_page_balance(boss, customer):
         boss.get(f"/admin/web/customer/{customer.pk}/change/").context["sections"][0].context["state"].balance
     )
     assert after - before == Decimal("3")
+
+
+def test_the_customers_list_marks_a_low_wallet_with_a_warning_not_a_green_tick(boss, customer):
+    UserFactory(username="lowry")  # an empty wallet: under LOW_BALANCE_THRESHOLD
+    body = boss.get("/admin/web/customer/").content.decode()
+    rows = {name: body[body.index(f">{name}<") :][:2000] for name in ("carol", "lowry")}
+    assert "▼ low" in rows["lowry"].split("</tr>")[0]
+    assert ">ok<" in rows["carol"].split("</tr>")[0]
+    assert "icon-yes.svg" not in body and "icon-no.svg" not in body
+
+
+def test_customer_page_lists_wallet_events_with_what_was_sent_of_each(boss, customer):
+    from notifications.models import Delivery
+
+    services.adjust(user=customer, amount=Decimal("-25"), reason="test", initiated_by=boss.staff)
+    sent, waiting = customer.wallet.events.order_by("id")  # below the line, then below zero
+    Delivery.objects.create(event=sent, channel=Delivery.Channel.EMAIL, state="delivered", attempts=1)
+    response = boss.get(f"/admin/web/customer/{customer.pk}/change/")
+    section = next(s for s in response.context["sections"] if s.id == "notifications")
+    body = response.content.decode()
+    table = body[body.index('id="customer-notifications"') :].split("</table>")[0]
+    assert section.title == "Notifications"
+    assert sent.type in table and "delivered" in table
+    assert waiting.type in table and "not sent yet" in table  # an event whose job has not run: said
+    assert "No wallet events" not in body
+
+
+def test_customer_page_says_when_the_wallet_has_no_events(boss, customer):
+    body = boss.get(f"/admin/web/customer/{customer.pk}/change/").content.decode()
+    assert "No wallet events" in body
