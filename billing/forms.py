@@ -121,10 +121,11 @@ class _LedgerActionForm(forms.Form):
 
 class RefundForm(_LedgerActionForm):
     amount = forms.CharField(
-        label="Amount (credits)",
+        label="Amount from each debit (credits)",
         strip=False,
         required=False,
-        help_text="Leave empty to refund all that is left of each debit; else more than 0 and at most that.",
+        help_text="Leave empty to refund all that is left of each debit. An amount is refunded from every "
+        "debit listed (two debits and 1.5: 3 credits in all); more than 0, at most what is left of each.",
         widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off", "size": 16}),
     )
     field_order = ["amount", "reason"]
@@ -139,7 +140,8 @@ class AdjustForm(_LedgerActionForm):
     amount = forms.CharField(
         label="Amount (credits)",
         strip=False,
-        help_text=f"Signed: + adds credits, - removes them (e.g. -3.5); not 0, at most {GRANT_MAX} either way.",
+        help_text=f"A plain amount adds credits (e.g. 3), one with a leading - removes them (e.g. -3.5; no +); "
+        f"not 0, at most {GRANT_MAX} either way.",
         widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off", "size": 16}),
     )
     field_order = ["amount", "reason"]

@@ -199,7 +199,13 @@ class TurnAdmin(IdOrOwnerSearch, ReadOnlyAdminMixin, admin.ModelAdmin):
             title=f"Refund turn {turn.pk}",
             intro=(
                 f"Each debit of turn {turn.pk} (one per billed model call) is refunded, all that is left "
-                "of it or the amount, as a new refund row."
+                "of it or the amount, as a new refund row"
+                + (
+                    f": an amount is taken from each of its {len(debits)} debits, {len(debits)} times the "
+                    "amount in all."
+                    if len(debits) > 1
+                    else "."
+                )
             ),
             what=f"turn {turn.pk}, ",
         )

@@ -432,3 +432,11 @@ def test_customer_page_lists_wallet_events_with_what_was_sent_of_each(boss, cust
 def test_customer_page_says_when_the_wallet_has_no_events(boss, customer):
     body = boss.get(f"/admin/web/customer/{customer.pk}/change/").content.decode()
     assert "No wallet events" in body
+
+
+def test_refund_this_turn_says_an_amount_is_taken_from_each_of_its_debits(boss, customer):
+    turn = last_turn(customer)  # it used a tool: two billed calls, two debits
+    debits = CreditTransaction.objects.filter(kind="debit", llm_call__turn_call__turn=turn).count()
+    body = boss.get(f"/admin/sessions_app/turn/{turn.pk}/refund/").content.decode()
+    assert debits == 2
+    assert "Amount from each debit" in body and f"each of its {debits} debits" in body

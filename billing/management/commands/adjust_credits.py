@@ -20,7 +20,8 @@ class Command(BaseCommand):
         parser.add_argument("user", help="The wallet owner: id (all digits), email (contains @) or username.")
         parser.add_argument(
             "amount",
-            help="Signed credits: + adds, - removes (e.g. -3.5); non-zero, abs <= 10000, <= 6 places.",
+            help="Credits to add (e.g. 3) or, with a leading -, to remove (e.g. -3.5; no +); non-zero, "
+            "abs <= 10000, <= 6 places.",
         )
         add_ledger_options(parser, verb="adjusting")
 
