@@ -3,7 +3,8 @@
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import QuerySet
+from django.db.models import CharField, QuerySet
+from django.db.models.functions import Cast
 from knox.models import AuthToken
 
 from accounts.keys import KEY_PREFIX, PREFIX_LENGTH, RESET_NAMES
@@ -69,3 +70,9 @@ def owners_of_key_prefix(*, term: str) -> list[int]:
         .values_list("user_id", flat=True)
         .distinct()[:OWNERS_PER_PREFIX]
     )
+
+
+def key_ids_of(*, user) -> QuerySet:
+    """The ids (as text, as the admin's log names objects) of every key the user has had, revoked ones
+    too: a subquery, for the console's staff actions (a revocation is logged on its key)."""
+    return ApiKey.objects.filter(user=user).annotate(key_id=Cast("id", CharField())).values("key_id")

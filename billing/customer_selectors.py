@@ -5,7 +5,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import CharField, QuerySet
+from django.db.models.functions import Cast
 
 from billing.models import CreditTransaction, Wallet
 from billing.periods import local_today
@@ -114,3 +115,13 @@ def usage_by_day(*, user_id: int, days: int = 30) -> list[DayUsage]:
         row = rows.get(day) or {}
         out.append(DayUsage(day=day, calls=row.get("calls") or 0, cost=to_decimal(row.get("cost") or 0)))
     return out
+
+
+def refunded_debit_ids(*, wallet_id: int) -> QuerySet:
+    """The ids (as text, as the admin's log names objects) of the wallet's debits that have a refund:
+    a subquery, for the console's staff actions (a refund is logged on its debit)."""
+    return (
+        CreditTransaction.objects.filter(wallet_id=wallet_id, kind=CreditTransaction.Kind.REFUND)
+        .annotate(debit_id=Cast("refund_of_id", CharField()))
+        .values("debit_id")
+    )

@@ -14,8 +14,9 @@ from django.contrib.contenttypes.models import ContentType
 from django.db.models import Q
 from django.urls import reverse
 
-from accounts.customer_selectors import keys_for_user, tokens_for_user
-from billing.customer_selectors import WalletState, ledger_page, state_of
+from accounts.customer_selectors import key_ids_of, keys_for_user, tokens_for_user
+from accounts.models import ApiKey
+from billing.customer_selectors import WalletState, ledger_page, refunded_debit_ids, state_of
 from billing.lot_selectors import live_lots_page
 from billing.models import CreditTransaction, Wallet
 from billing.selectors import purchases_for_user, wallet_with_caps
@@ -47,7 +48,6 @@ class CustomerPage:
     customer: object
     wallet: Wallet
     state: WalletState
-    shown_transactions: list[int] = field(default_factory=list)
 
 
 def _template(name: str) -> str:
@@ -92,7 +92,6 @@ def purchases_section(page: CustomerPage) -> Section | None:
 
 def ledger_section(page: CustomerPage) -> Section:
     rows = ledger_page(user=page.customer, size=LEDGER_ROWS).rows
-    page.shown_transactions = [row.pk for row in rows]
     turns = {}
     if page.viewer.has_perm("sessions_app.view_turn"):
         turns = turn_ids_for_calls(call_ids=[row.llm_call_id for row in rows if row.llm_call_id])
@@ -151,15 +150,16 @@ def tokens_section(page: CustomerPage) -> Section:
 
 
 def staff_actions_section(page: CustomerPage) -> Section:
-    """Admin log entries on the user, their wallet, and the ledger rows shown above (refunds are logged on the debit)."""
+    """Admin log entries on the user, their wallet, their debits that were refunded (a refund is logged
+    on its debit) and their API keys (a revocation is logged on the key)."""
     user_model = type(page.customer)._meta.concrete_model
-    types = ContentType.objects.get_for_models(user_model, Wallet, CreditTransaction)  # cached per process
-    user_type, wallet_type, row_type = types[user_model], types[Wallet], types[CreditTransaction]
-    on = Q(content_type=user_type, object_id=str(page.customer.pk)) | Q(
-        content_type=wallet_type, object_id=str(page.wallet.pk)
+    types = ContentType.objects.get_for_models(user_model, Wallet, CreditTransaction, ApiKey)  # cached
+    on = (
+        Q(content_type=types[user_model], object_id=str(page.customer.pk))
+        | Q(content_type=types[Wallet], object_id=str(page.wallet.pk))
+        | Q(content_type=types[CreditTransaction], object_id__in=refunded_debit_ids(wallet_id=page.wallet.pk))
+        | Q(content_type=types[ApiKey], object_id__in=key_ids_of(user=page.customer))
     )
-    if page.shown_transactions:
-        on |= Q(content_type=row_type, object_id__in=[str(pk) for pk in page.shown_transactions])
     entries = list(
         LogEntry.objects.filter(on)
         .select_related("user", "content_type")
@@ -170,7 +170,7 @@ def staff_actions_section(page: CustomerPage) -> Section:
     )
 
 
-# In page order. The ledger comes before staff actions: those read the rows it showed.
+# In page order.
 SECTIONS = (
     wallet_section,
     lots_section,

@@ -440,3 +440,25 @@ def test_refund_this_turn_says_an_amount_is_taken_from_each_of_its_debits(boss, 
     body = boss.get(f"/admin/sessions_app/turn/{turn.pk}/refund/").content.decode()
     assert debits == 2
     assert "Amount from each debit" in body and f"each of its {debits} debits" in body
+
+
+def test_staff_actions_include_refunds_of_debits_not_shown_and_key_revocations(boss, customer):
+    debit = CreditTransaction.objects.filter(wallet__user=customer, kind="debit").order_by("id").first()
+    fund_many = 30  # the ledger section shows the newest rows: the refunded debit is no longer among them
+    for _ in range(fund_many):
+        fund(customer, "1")
+    boss.post(
+        f"/admin/sessions_app/turn/{Turn.objects.filter(session__owner=customer).order_by('id').first().pk}/refund/",
+        {"apply": "yes", "amount": "", "reason": "wrong answer", "submission": "r" * 32},
+    )
+    key, _ = keys.create_api_key(user=customer, name="laptop")
+    boss.post("/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [key.pk]})
+    other, _ = keys.create_api_key(user=UserFactory(), name="not hers")
+    boss.post("/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [other.pk]})
+
+    response = boss.get(f"/admin/web/customer/{customer.pk}/change/")
+    entries = next(s for s in response.context["sections"] if s.id == "staff-actions").context["entries"]
+    messages = [entry.change_message for entry in entries]
+    assert any(f"of debit {debit.pk}" in message for message in messages)
+    assert sum(message == "Revoked" for message in messages) == 1  # hers, not the other user's
+    assert str(key.pk) in [entry.object_id for entry in entries if entry.change_message == "Revoked"]
