@@ -8,6 +8,7 @@ in the rollups, so a detached month leaves every report unchanged. docs/scaling-
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -146,13 +147,16 @@ class Detached:
     detach_seconds: float  # the DETACH (and DROP) alone: how long charges may wait on the table's lock
 
 
-def detach_call_month(*, month: date, export_to: Path, drop: bool = False) -> Detached:
+def detach_call_month(
+    *, month: date, export_to: Path, drop: bool = False, on_rows: Callable[[int, int], None] | None = None
+) -> Detached:
     """A past month's events written to `export_to` as CSV, then its partition detached (and dropped if asked).
 
     One transaction: the rows counted and exported, the partition detached, the month recorded; the
     detach waits at most CALL_EVENT_DETACH_LOCK_TIMEOUT_MS for the parent's lock, so that a long
     transaction on the table makes this fail (nothing detached, the file removed) rather than queue
-    every charge behind it.
+    every charge behind it. `on_rows(rows, total)` is told the rows exported as the export goes (a
+    command's progress).
     """
     month = month_start(month)
     name = partition_name(month)
@@ -171,7 +175,7 @@ def detach_call_month(*, month: date, export_to: Path, drop: bool = False) -> De
             cursor.execute(f"SELECT count(*), min(id), max(id) FROM {name}")  # noqa: S608 - names of our own tables
             count, first_id, last_id = cursor.fetchone()
             started = time.monotonic()
-            _export(cursor, name, out)
+            _export(cursor, name, out, on_rows=(lambda rows: on_rows(rows, count)) if on_rows else None)
             exported = time.monotonic()
             # A caller's transaction may hold deferred foreign-key checks on these rows (PostgreSQL
             # refuses to detach a table with pending trigger events): run them now.
@@ -214,7 +218,7 @@ def detach_call_month(*, month: date, export_to: Path, drop: bool = False) -> De
     return result
 
 
-def _export(cursor, name: str, out) -> None:
+def _export(cursor, name: str, out, *, on_rows: Callable[[int], None] | None = None) -> None:
     """COPY the partition out as CSV with a header, oldest first, on the caller's transaction."""
     raw = cursor.cursor  # psycopg's own cursor: COPY ... TO STDOUT streams through it
     with raw.copy(
@@ -222,3 +226,5 @@ def _export(cursor, name: str, out) -> None:
     ) as copy:
         for chunk in copy:
             out.write(chunk)
+            if on_rows is not None:
+                on_rows(bytes(chunk).count(b"\n"))  # a line a row (a newline inside a value counts too)

@@ -1,6 +1,6 @@
 """Reconciliation: recompute each wallet from its ledger rows and name every one that disagrees."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -40,10 +40,12 @@ class LedgerCheck:
         return not self.discrepancies
 
 
-def check_ledger(*, user_id: int | None = None) -> LedgerCheck:
+def check_ledger(*, user_id: int | None = None, on_wallet: Callable[[], None] | None = None) -> LedgerCheck:
     """Verify balance == sum(amounts) == sum(open lots) - debt, held == sum(open holds), the balance_after chain,
     refunds <= their debits, each lot's remaining == amount - debt paid - its allocations, each
-    burning row's allocations == its amount, every call link, and paid purchases against their rows."""
+    burning row's allocations == its amount, every call link, and paid purchases against their rows.
+
+    `on_wallet()` is called as each wallet's totals are checked (a command's progress)."""
     wallets = Wallet.objects.order_by("id")
     rows = CreditTransaction.objects.order_by("wallet_id", "id")
     if user_id is not None:
@@ -73,6 +75,8 @@ def check_ledger(*, user_id: int | None = None) -> LedgerCheck:
         "id", "user__username", "balance", "held", "debt"
     ).iterator(chunk_size=CHUNK):
         result.wallets += 1
+        if on_wallet is not None:
+            on_wallet()
         names[wallet_id] = username
         total, count = totals.get(wallet_id, (Decimal("0.000000"), 0))
         balance = to_decimal(balance)

@@ -13,6 +13,7 @@ Tables, all keyed by the local day in REPORT_TIME_ZONE, their figures declared o
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -222,25 +223,35 @@ _DERIVE_SQL = (
 )
 
 
-def rebuild_usage_rollup() -> int:
+def rebuild_usage_rollup(*, on_step: Callable[[], None] | None = None) -> int:
     """Recount every rollup table from the events in REPORT_TIME_ZONE; safe alongside charges.
 
     The EXCLUSIVE locks wait for calls that already wrote a rollup row and hold new ones back until
     the rebuild commits; the recount's snapshot is taken after the locks, so every event is counted
     exactly once, either by the recount or by its own call afterwards. The tables are locked in the
     order a call writes them, so a call queues on the first and never holds a later one the rebuild
-    waits for. Returns the number of (day, user, model) rows.
+    waits for. Returns the number of (day, user, model) rows. `on_step()` is called after each of its
+    REBUILD_STEPS statements (a command's progress: the recount of the events is the long one).
     """
     tz = zone().key  # a bad zone fails here, before anything is locked
+    step = on_step or (lambda: None)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_LOCK_SQL)
+        step()
         for statement in _EMPTY_SQL:
             cursor.execute(statement)
+            step()
         cursor.execute(_RECOUNT_SQL, [tz])
         rows = cursor.rowcount
+        step()
         for statement in _DERIVE_SQL:
             cursor.execute(statement)
+            step()
         UsageRollupState.objects.all().delete()
         UsageRollupState.objects.create(time_zone=tz)
     logger.info("usage rollup rebuilt", extra={"rows": rows, "time_zone": tz})
     return rows
+
+
+# The rebuild's statements, for a command's progress: the lock, the emptying, the recount, the derived rows.
+REBUILD_STEPS = 1 + len(_EMPTY_SQL) + 1 + len(_DERIVE_SQL)

@@ -180,9 +180,23 @@ def test_the_command_detaches_and_drops_a_month(user, price, tmp_path):
     export = tmp_path / "march.csv"
     from io import StringIO
 
-    out = StringIO()
-    call_command("detach_call_events", "--month", "2024-03", "--export", str(export), "--drop", stdout=out)
+    class Terminal(StringIO):
+        def isatty(self):
+            return True
 
+    out, terminal = StringIO(), Terminal()
+    call_command(
+        "detach_call_events",
+        "--month",
+        "2024-03",
+        "--export",
+        str(export),
+        "--drop",
+        stdout=out,
+        stderr=terminal,
+    )
+
+    assert "call events exported: 4/4 rows (100%)" in terminal.getvalue()  # the header and three rows
     assert "3 call events exported" in out.getvalue()
     assert "partition detached in" in out.getvalue()
     assert "(dropped)" in out.getvalue()

@@ -2,7 +2,9 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
+from billing.models import Wallet
 from billing.reconcile import check_ledger
+from core.progress import Progress
 
 
 class Command(BaseCommand):
@@ -15,7 +17,10 @@ class Command(BaseCommand):
         from billing.management.ledger_commands import resolve_user
 
         user_id = resolve_user(user).pk if user else None
-        result = check_ledger(user_id=user_id)
+        with Progress(self.stderr, "wallets checked") as progress:
+            if progress.shown:
+                progress.total = 1 if user_id else Wallet.objects.count()
+            result = check_ledger(user_id=user_id, on_wallet=progress.advance)
         for d in result.discrepancies:
             self.stderr.write(f"wallet {d.wallet_id} ({d.username}): {d.problem}")
         summary = f"{result.wallets} wallets, {result.rows} ledger rows checked"

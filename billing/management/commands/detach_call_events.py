@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from billing.exceptions import BillingError
 from billing.partitions import detach_call_month
+from core.progress import Progress
 
 
 def _month(value: str):
@@ -29,8 +30,17 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, month, export, drop, **options):
+        progress = Progress(self.stderr, "call events exported", unit="rows")
+
+        def exported(rows: int, total: int) -> None:
+            progress.total = total + 1  # the header is a line too
+            progress.advance(rows)
+
         try:
-            detached = detach_call_month(month=_month(month), export_to=export, drop=drop)
+            with progress:
+                detached = detach_call_month(
+                    month=_month(month), export_to=export, drop=drop, on_rows=exported
+                )
         except BillingError as exc:
             raise CommandError(exc.message) from None
         record = detached.record

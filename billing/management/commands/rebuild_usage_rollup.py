@@ -4,7 +4,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from billing.models import DetachedCallMonth
-from billing.rollup import rebuild_usage_rollup
+from billing.rollup import REBUILD_STEPS, rebuild_usage_rollup
+from core.progress import Progress
 
 
 class Command(BaseCommand):
@@ -32,7 +33,8 @@ class Command(BaseCommand):
                 "remove their usage from every report. Attach their partitions again first, or pass "
                 "--drop-detached-months to accept it."
             )
-        rows = rebuild_usage_rollup()
+        with Progress(self.stderr, "rebuild steps done", total=REBUILD_STEPS, rate=False) as progress:
+            rows = rebuild_usage_rollup(on_step=progress.advance)
         self.stdout.write(
             self.style.SUCCESS(f"Usage rollup rebuilt: {rows} rows, days cut in {settings.REPORT_TIME_ZONE}.")
         )
