@@ -151,7 +151,10 @@ def prune(*, older_than_hours: int = KEEP_HOURS) -> int:
     if older_than_hours < KEEP_HOURS:
         raise ValueError(f"Idempotency keys are kept at least {KEEP_HOURS} hours.")
     now = timezone.now()
-    cutoff = now - timedelta(hours=older_than_hours)
+    try:
+        cutoff = now - timedelta(hours=older_than_hours)
+    except (OverflowError, ValueError):  # past year 1: no key is that old
+        raise ValueError(f"{older_than_hours} hours ago is before any date; ask for fewer hours.") from None
     abandoned = now - timedelta(seconds=settings.CREDIT_HOLD_TTL_SECONDS)
     old = TurnRequest.objects.filter(created_at__lt=cutoff)
     deleted, _ = (

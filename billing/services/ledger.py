@@ -396,7 +396,8 @@ def refund(
     """
     if debit.kind != CreditTransaction.Kind.DEBIT:
         raise InvalidRefund(
-            f"Only a debit can be refunded; transaction {debit.pk} is a {debit.kind}. "
+            f"Only a debit can be refunded; transaction {debit.pk} is {'an' if debit.kind[0] in 'aeiou' else 'a'} "
+            f"{debit.kind}. "
             "To correct it, record an adjustment."
         )
     if amount is not None:

@@ -324,6 +324,10 @@ def test_refund_credits_command(user):
         run("refund_credits", str(debit.pk), "--reason", "more", "--initiated-by", "ops")
     with pytest.raises(CommandError, match="No ledger transaction"):
         run("refund_credits", "999999", "--reason", "x", "--initiated-by", "ops")
+    arabic = "".join("٠١٢٣٤٥٦٧٨٩"[int(digit)] for digit in str(debit.pk))  # ids are ASCII digits only
+    for reference in (arabic, "9" * 30):
+        with pytest.raises(CommandError, match="No ledger transaction"):
+            run("refund_credits", reference, "--reason", "x", "--initiated-by", "ops")
     UserFactory(username="nobody")
     with pytest.raises(CommandError, match="not an active staff user"):
         run("refund_credits", str(debit.pk), "--reason", "x", "--initiated-by", "nobody")

@@ -209,6 +209,9 @@ def test_prune_removes_done_keys_older_than_24_hours_and_keeps_the_rest(user, se
     assert set(TurnRequest.objects.values_list("key", flat=True)) == {"fresh"}
     with pytest.raises(CommandError, match="at least 24 hours"):
         call_command("prune_idempotency_keys", "--older-than-hours", "1")
+    for hours in ("20000000", "99999999999"):  # before year 1: a one-line refusal, not an OverflowError
+        with pytest.raises(CommandError, match="before any date"):
+            call_command("prune_idempotency_keys", "--older-than-hours", hours)
 
 
 def test_the_database_refuses_a_second_row_for_one_key(user):
