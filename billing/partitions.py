@@ -163,7 +163,11 @@ def detach_call_month(
     if next_month(month) > month_start(timezone.now()):
         raise PartitionRefused(f"{month:%Y-%m} is not over yet: only a past month can be detached.")
     if name not in {p.name for p in call_event_partitions()}:
-        raise PartitionRefused(f"No attached partition holds the call events of {month:%Y-%m}.")
+        if not _default_rows_of(month):
+            raise PartitionRefused(_why_no_partition(month))
+        # Written before their month's partition existed: give the month its partition first (the
+        # job's own step, which moves them out of the DEFAULT partition), then detach it as any other.
+        ensure_call_event_partitions(months_ahead=0, now=datetime(month.year, month.month, 1, tzinfo=UTC))
     export_to = Path(export_to)
     try:
         out = open(export_to, "xb")  # noqa: SIM115 - closed below, removed when anything fails
@@ -216,6 +220,27 @@ def detach_call_month(
         },
     )
     return result
+
+
+def _default_rows_of(month: date) -> int:
+    """How many of the month's call events sit in the DEFAULT partition."""
+    start, end = _bounds(month)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM {DEFAULT_PARTITION} WHERE created_at >= {start} AND created_at < {end}"  # noqa: S608 - literals from a date
+        )
+        return cursor.fetchone()[0]
+
+
+def _why_no_partition(month: date) -> str:
+    """Why a month has nothing to detach: detached already, or it has no call events."""
+    done = DetachedCallMonth.objects.filter(month=month).first()
+    if done is not None:
+        return (
+            f"{month:%Y-%m} was detached already, on {done.detached_at:%Y-%m-%d}: its {done.rows} call events "
+            f"are in {done.exported_to}."
+        )
+    return f"No attached partition holds the call events of {month:%Y-%m}: there are none for that month."
 
 
 def _export(cursor, name: str, out, *, on_rows: Callable[[int], None] | None = None) -> None:

@@ -109,6 +109,28 @@ def test_a_call_outside_every_month_lands_in_default_and_the_job_moves_it_into_i
     assert (moved.cost, moved.created_at) == (result.event.cost, far)
 
 
+def test_a_past_month_in_the_default_partition_is_given_its_own_and_detached(user, price, tmp_path):
+    # Written before the job made its month (a server that ran without the worker): DEFAULT holds it.
+    stray = _charge(user, price, datetime(2023, 5, 9, 12, tzinfo=UTC))
+    assert _home(stray.event.pk) == partitions.DEFAULT_PARTITION
+
+    detached = partitions.detach_call_month(month=date(2023, 5, 1), export_to=tmp_path / "2023-05.csv")
+
+    assert detached.record.rows == 1 and partitions.default_partition_rows() == 0
+    assert str(stray.event.pk) in (tmp_path / "2023-05.csv").read_text()
+
+
+def test_detaching_a_month_twice_or_one_without_events_says_which(user, price, tmp_path):
+    month, _ = _past_month_with_calls(user, price)
+    partitions.detach_call_month(month=month, export_to=tmp_path / "once.csv")
+
+    with pytest.raises(PartitionRefused, match="2024-03 was detached already, on .*: its 3 call events"):
+        partitions.detach_call_month(month=month, export_to=tmp_path / "twice.csv")
+    with pytest.raises(PartitionRefused, match="there are none for that month"):
+        partitions.detach_call_month(month=date(2022, 2, 1), export_to=tmp_path / "empty.csv")
+    assert not (tmp_path / "twice.csv").exists() and not (tmp_path / "empty.csv").exists()
+
+
 def test_the_job_creates_nothing_when_the_months_exist():
     assert partitions.ensure_call_event_partitions() == []
 
