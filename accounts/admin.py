@@ -2,8 +2,12 @@
 
 from axes.utils import reset as reset_login_failures
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin
-from django.urls import reverse
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from knox.models import AuthToken
 
@@ -140,6 +144,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "calls",
     ]
     readonly_fields = fields
+    change_form_template = "admin/accounts/apikey/change_form.html"
 
     def has_add_permission(self, request):
         return False  # a key's secret is shown to its owner once, so only its owner creates one
@@ -183,11 +188,74 @@ class ApiKeyAdmin(admin.ModelAdmin):
             or "none yet"
         )
 
-    @admin.action(description="Revoke the selected keys (their next call is 401)", permissions=["change"])
+    @admin.action(description="Revoke the selected keys (their next call is 401)…", permissions=["change"])
     def revoke(self, request, queryset):
-        count = 0
-        for key in queryset.filter(revoked_at__isnull=True):
-            keys.revoke_api_key(key=key, revoked_by=request.user)
-            self.log_change(request, key, "Revoked")
-            count += 1
-        self.message_user(request, f"Revoked {count} API key(s).", messages.SUCCESS)
+        """First a page that names the keys and asks; then, confirmed, each live one revoked and logged."""
+        live = list(queryset.filter(revoked_at__isnull=True).select_related("user"))
+        if "apply" not in request.POST:
+            if not live:
+                self.message_user(request, "The selected keys are revoked already.", messages.WARNING)
+                return None
+            return self._confirm_revoke(
+                request,
+                live,
+                action="revoke",
+                form_action="",
+                back_url=reverse("admin:accounts_apikey_changelist"),
+            )
+        for key in live:
+            self._revoke(request, key)
+        self.message_user(request, f"Revoked {len(live)} API key(s).", messages.SUCCESS)
+        return None
+
+    def get_urls(self):
+        revoke = path(
+            "<path:object_id>/revoke/",
+            self.admin_site.admin_view(self.revoke_view),
+            name="accounts_apikey_revoke",
+        )
+        return [revoke, *super().get_urls()]
+
+    def revoke_view(self, request, object_id):
+        """One key's "Revoke this key…": asks on GET, revokes on the confirming POST."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        key = self.get_object(request, unquote(object_id))
+        if key is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        page = reverse("admin:accounts_apikey_change", args=[key.pk])
+        if key.revoked_at is not None:
+            self.message_user(request, f"The key {key.prefix} is revoked already.", messages.WARNING)
+            return HttpResponseRedirect(page)
+        if request.method == "POST" and "apply" in request.POST:
+            self._revoke(request, key)
+            self.message_user(
+                request, f"Revoked the key {key.prefix}: its next call is 401.", messages.SUCCESS
+            )
+            return HttpResponseRedirect(page)
+        return self._confirm_revoke(request, [key], action="", form_action="", back_url=page)
+
+    def _revoke(self, request, key) -> None:
+        keys.revoke_api_key(key=key, revoked_by=request.user)
+        self.log_change(request, key, "Revoked")
+
+    def _confirm_revoke(self, request, live, *, action: str, form_action: str, back_url: str):
+        count = len(live)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Revoke {count} API key{'s' if count != 1 else ''}?",
+            "opts": self.opts,
+            "keys": live,
+            "selected": [key.pk for key in live],
+            "action": action,
+            "form_action": form_action,
+            "back_url": back_url,
+        }
+        return TemplateResponse(request, "admin/accounts/apikey/revoke_confirmation.html", context)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        # Every field is read-only: no Save buttons; a live key offers "Revoke this key…" instead.
+        context.update(show_save=False, show_save_and_continue=False, show_save_and_add_another=False)
+        if obj is not None and obj.revoked_at is None and self.has_change_permission(request, obj):
+            context["revoke_url"] = reverse("admin:accounts_apikey_revoke", args=[obj.pk])
+        return super().render_change_form(request, context, add, change, form_url, obj)

@@ -148,8 +148,27 @@ def test_the_key_admin_lists_shows_calls_and_revokes(admin_client, user):
     assert admin_client.get("/admin/accounts/apikey/").status_code == 200
     page = admin_client.get(f"/admin/accounts/apikey/{key['id']}/change/")
     assert page.status_code == 200 and key["prefix"] in page.content.decode()
-    response = admin_client.post(
-        "/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [key["id"]]}, follow=True
-    )
+    chosen = {"action": "revoke", "_selected_action": [key["id"]]}
+    asked = admin_client.post("/admin/accounts/apikey/", chosen)
+    assert asked.status_code == 200 and "Revoke 1 API key?" in asked.content.decode()
+    assert ApiKey.objects.get(pk=key["id"]).revoked_at is None  # asked, not done
+    response = admin_client.post("/admin/accounts/apikey/", {**chosen, "apply": "yes"}, follow=True)
     assert response.status_code == 200
     assert ApiKey.objects.get(pk=key["id"]).revoked_at is not None
+
+
+def test_a_keys_page_revokes_it_after_asking_and_offers_no_save(admin_client, user):
+    key = _key(user)
+    page = admin_client.get(f"/admin/accounts/apikey/{key['id']}/change/").content.decode()
+    assert 'id="revoke-key"' in page and 'name="_save"' not in page and 'name="_continue"' not in page
+    url = f"/admin/accounts/apikey/{key['id']}/revoke/"
+
+    asked = admin_client.get(url)
+    assert asked.status_code == 200 and key["prefix"] in asked.content.decode()
+    assert ApiKey.objects.get(pk=key["id"]).revoked_at is None
+    done = admin_client.post(url, {"apply": "yes"})
+
+    assert done.status_code == 302 and done["Location"] == f"/admin/accounts/apikey/{key['id']}/change/"
+    assert ApiKey.objects.get(pk=key["id"]).revoked_at is not None
+    after = admin_client.get(f"/admin/accounts/apikey/{key['id']}/change/").content.decode()
+    assert 'id="revoke-key"' not in after

@@ -97,7 +97,20 @@ TABLE = [
     *_model_admin("axes.accesslog", add=ADMIN_REFUSED),
     *_model_admin("axes.accessfailurelog", add=ADMIN_REFUSED),
     # The gateway's API keys: listed, read and revoked (an action) by staff; created by their owners only.
-    *_model_admin("accounts.apikey", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
+    *_model_admin(
+        "accounts.apikey",
+        add=ADMIN_REFUSED,
+        delete=ADMIN_REFUSED,
+        extra=[
+            # "Revoke this key…": asks on GET, revokes on the confirming POST (change permission).
+            (
+                "admin/accounts/apikey/<path:object_id>/revoke/",
+                "get",
+                "/admin/accounts/apikey/{apikey}/revoke/",
+                ADMIN_LOGIN,
+            ),
+        ],
+    ),
     *_model_admin(
         "accounts.user",
         extra=[

@@ -452,9 +452,9 @@ def test_staff_actions_include_refunds_of_debits_not_shown_and_key_revocations(b
         {"apply": "yes", "amount": "", "reason": "wrong answer", "submission": "r" * 32},
     )
     key, _ = keys.create_api_key(user=customer, name="laptop")
-    boss.post("/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [key.pk]})
+    boss.post("/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [key.pk], "apply": "yes"})
     other, _ = keys.create_api_key(user=UserFactory(), name="not hers")
-    boss.post("/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [other.pk]})
+    boss.post("/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [other.pk], "apply": "yes"})
 
     response = boss.get(f"/admin/web/customer/{customer.pk}/change/")
     entries = next(s for s in response.context["sections"] if s.id == "staff-actions").context["entries"]
