@@ -111,6 +111,7 @@ def refund_debits(model_admin, request, debits, *, action: str, title: str, intr
     The ledger's "Refund" action and a turn's "Refund this turn…" both use it; `what` names where the
     debits came from in each one's history line (e.g. "turn 12, ").
     """
+    left = services.refundable_of(debits=debits)  # one query, however many debits are listed
     return ledger_action(
         model_admin,
         request,
@@ -125,7 +126,7 @@ def refund_debits(model_admin, request, debits, *, action: str, title: str, intr
             d.pk,
             d.wallet.user.get_username(),
             format_money(d.amount),
-            format_money(services.refundable(debit=d)),
+            format_money(left[d.pk]),
             d.reason,
         ],
         write=lambda d, form: services.refund(

@@ -8,12 +8,14 @@ from django.contrib.admin.models import LogEntry
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from billing import services
 from billing.exceptions import IdempotencyConflict, InitiatorNotStaff, InvalidAmount, InvalidRefund
 from billing.models import CreditTransaction, ModelPrice, Wallet
 from billing.reconcile import check_ledger
+from core.money import format_money
 from tests.billing.test_concurrency import run_in_threads
 from tests.factories import ModelPriceFactory, StaffUserFactory, UserFactory, beyond_the_support_limit
 
@@ -347,6 +349,25 @@ def test_adjust_credits_command_resolves_the_user_like_grant_credits(user):
 
 
 # --- the admin -------------------------------------------------------------------------------
+
+
+def test_the_refund_form_reads_what_is_left_of_many_debits_in_a_fixed_number_of_queries(
+    admin_client, user, staff_user
+):
+    url = reverse("admin:billing_credittransaction_changelist")
+    debits = [make_debit(user, tokens=100) for _ in range(12)]
+    services.refund(debit=debits[0], amount=Decimal("0.01"), reason="part", initiated_by=staff_user)
+
+    def form_for(selected) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            page = admin_client.post(url, {"action": "refund", "_selected_action": [d.pk for d in selected]})
+        assert page.status_code == 200
+        return len(queries)
+
+    few, many = form_for(debits[:2]), form_for(debits)
+    assert many == few
+    body = admin_client.post(url, {"action": "refund", "_selected_action": [debits[0].pk]}).content.decode()
+    assert format_money(-debits[0].amount - Decimal("0.01")) in body  # what is left, after the refund
 
 
 def test_admin_refund_action_shows_the_form_then_refunds_and_logs(admin_client, admin_user, user):
