@@ -3,7 +3,9 @@
 The algorithm is GCRA (the generic cell rate algorithm): each key keeps one timestamp, its
 theoretical arrival time `tat`. A hit moves it one interval (period / limit) on from max(tat, now);
 the hit is refused when that would put it more than one period ahead of now. From rest a key takes
-`limit` hits at once, then one per interval, and a refused hit waits until the next one fits.
+`limit` hits at once, then one per interval, and a refused hit waits until the next one fits. A `tat`
+further ahead than one period (counted under a slower rate than the one set now) is read as one
+period ahead: raising a rate lifts a wait that the old rate set at once, after one new interval.
 
 Where the counts live follows the cache (settings CACHES): with Redis, a Lua script in Redis; with
 anything else, core's UNLOGGED table `core_ratelimit`, shared by every process and instance. A
@@ -92,17 +94,19 @@ RATE_CTES = f"""
         SELECT %(rate_key)s::text, clock_timestamp() + %(rate_interval)s::interval
          WHERE %(rate_key)s::text IS NOT NULL
         ON CONFLICT (key) DO UPDATE
-           SET tat = greatest(existing.tat, clock_timestamp()) + %(rate_interval)s::interval
-         WHERE greatest(existing.tat, clock_timestamp()) + %(rate_interval)s::interval
+           SET tat = greatest(least(existing.tat, clock_timestamp() + %(rate_period)s::interval),
+                              clock_timestamp()) + %(rate_interval)s::interval
+         WHERE greatest(least(existing.tat, clock_timestamp() + %(rate_period)s::interval),
+                        clock_timestamp()) + %(rate_interval)s::interval
                <= clock_timestamp() + %(rate_period)s::interval
         RETURNING tat
     )"""  # noqa: S608 - core's own table
 RATE_VERDICT = """
     -- allowed: nothing to count, or the key moved
     %(rate_key)s::text IS NULL OR EXISTS (SELECT 1 FROM rate_hit),
-    -- refused: seconds until the next hit fits (from the key as it was)
-    extract(epoch FROM (SELECT tat FROM rate_before) + %(rate_interval)s::interval
-                       - %(rate_period)s::interval - clock_timestamp())"""
+    -- refused: seconds until the next hit fits (from the key as it was, at most one period ahead)
+    extract(epoch FROM least((SELECT tat FROM rate_before), clock_timestamp() + %(rate_period)s::interval)
+                       + %(rate_interval)s::interval - %(rate_period)s::interval - clock_timestamp())"""
 
 # A hit on its own: its commit relaxed (the count is in an UNLOGGED table; core.db's RELAXED_COMMIT).
 _HIT_SQL = f"""
@@ -142,7 +146,7 @@ _GCRA_LUA = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local interval, period = tonumber(ARGV[1]), tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local tat = math.min(tonumber(redis.call('GET', KEYS[1]) or '0'), now + period)
 local moved = math.max(tat, now) + interval
 if moved - now <= period then
     redis.call('SET', KEYS[1], string.format('%.6f', moved), 'PX', math.ceil((moved - now) * 1000))

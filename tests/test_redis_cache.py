@@ -98,3 +98,22 @@ def test_turns_are_throttled_in_redis_with_no_statement_of_their_own(settings, d
             assert not RateLimit.objects.exists()  # nothing counted in the database
         finally:
             caches["default"].clear()
+
+
+@needs_redis
+def test_raising_a_rate_lifts_a_wait_in_redis_too(settings):
+    from core.ratelimits import Hit, parse_rate, rate_store
+
+    with override_settings(CACHES=_redis_cache()):
+        try:
+            slow, fast = parse_rate("2/hour"), parse_rate("1000/minute")
+            key = f"test:raised:{uuid.uuid4()}"
+            assert [rate_store().hit(Hit(key=key, rate=slow)).allowed for _ in range(3)] == [
+                True,
+                True,
+                False,
+            ]
+            raised = rate_store().hit(Hit(key=key, rate=fast))
+            assert raised.allowed or raised.wait <= fast.interval.total_seconds()
+        finally:
+            caches["default"].clear()

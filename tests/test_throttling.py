@@ -370,3 +370,16 @@ def test_the_check_names_every_throttle_rate_that_is_not_a_rate(settings):
         ("core.E001", "THROTTLE_GATEWAY_RATE"),
         ("core.E001", "THROTTLE_PURCHASE_RATE"),
     ]
+
+
+def test_raising_a_rate_lifts_a_wait_the_old_rate_set(db):
+    """An operator raising THROTTLE_..._RATE to let a blocked user back in: it works at once, not in an hour."""
+    slow, fast = parse_rate("2/hour"), parse_rate("1000/minute")
+    key = "test:raised"
+    assert [rate_store().hit(Hit(key=key, rate=slow)).allowed for _ in range(3)] == [True, True, False]
+    refused = rate_store().hit(Hit(key=key, rate=slow))
+    assert not refused.allowed and refused.wait > 1700  # half an hour: the old rate's next slot
+
+    raised = rate_store().hit(Hit(key=key, rate=fast))
+
+    assert raised.allowed or raised.wait <= fast.interval.total_seconds()
