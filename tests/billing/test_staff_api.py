@@ -299,7 +299,7 @@ def test_grant_same_key_with_different_body_is_409(staff_client, user, changed):
 
     assert response.status_code == 409
     assert response.json()["code"] == "idempotency_conflict"
-    assert "different amount or reason" in response.json()["detail"]
+    assert "different amount, reason or terms" in response.json()["detail"]
     assert CreditTransaction.objects.count() == 1
     assert balance_of(user) == Decimal("10")
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from billing import services
 from billing.demo import seed_completed_purchase
-from billing.models import Allowance, LLMCallEvent, ModelPrice
+from billing.models import Allowance, CreditTransaction, LLMCallEvent, ModelPrice
 from billing.services.allowances import issue_allowances
 
 STAFF = ("support", "support-demo-password")
@@ -76,15 +76,18 @@ class Command(BaseCommand):
 
     def _lots(self, user, staff):
         """Credit lots to look at: an expiring promotional grant and a monthly allowance (issued once a month)."""
-        services.grant(
-            user=user,
-            amount=Decimal("40"),  # pays the demo turns' debt first, and leaves a lot to watch expire
-            reason="Demo welcome bonus (expires in 14 days)",
-            initiated_by=staff,
-            idempotency_key="seed-demo-expiring-bonus",
-            expires_at=timezone.now() + timedelta(days=14),
-            priority=20,
-        )
+        bonus_key = "seed-demo-expiring-bonus"
+        # Once: run again, the same key with a later expiry would be another grant (a 409 conflict).
+        if not CreditTransaction.objects.filter(wallet__user=user, idempotency_key=bonus_key).exists():
+            services.grant(
+                user=user,
+                amount=Decimal("40"),  # pays the demo turns' debt first, and leaves a lot to watch expire
+                reason="Demo welcome bonus (expires in 14 days)",
+                initiated_by=staff,
+                idempotency_key=bonus_key,
+                expires_at=timezone.now() + timedelta(days=14),
+                priority=20,
+            )
         allowance, _ = Allowance.objects.get_or_create(
             name="Demo monthly allowance",
             defaults={"credits": Decimal("25"), "period": "month", "expires_with_period": True},
