@@ -6,7 +6,6 @@ from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from knox.models import AuthToken
@@ -14,6 +13,7 @@ from knox.models import AuthToken
 from accounts import keys, services
 from accounts.models import ApiKey, User
 from billing.selectors import calls_of_limit, limit_spending, transactions_initiated_by
+from core.admin import confirm_action
 from core.money import format_money
 
 MONEY_ACTIONS_ON_USER_PAGE = 20
@@ -200,7 +200,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
                 request,
                 live,
                 action="revoke",
-                form_action="",
                 back_url=reverse("admin:accounts_apikey_changelist"),
             )
         for key in live:
@@ -233,25 +232,30 @@ class ApiKeyAdmin(admin.ModelAdmin):
                 request, f"Revoked the key {key.prefix}: its next call is 401.", messages.SUCCESS
             )
             return HttpResponseRedirect(page)
-        return self._confirm_revoke(request, [key], action="", form_action="", back_url=page)
+        return self._confirm_revoke(request, [key], action="", back_url=page)
 
     def _revoke(self, request, key) -> None:
         keys.revoke_api_key(key=key, revoked_by=request.user)
         self.log_change(request, key, "Revoked")
 
-    def _confirm_revoke(self, request, live, *, action: str, form_action: str, back_url: str):
+    def _confirm_revoke(self, request, live, *, action: str, back_url: str):
         count = len(live)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Revoke {count} API key{'s' if count != 1 else ''}?",
-            "opts": self.opts,
-            "keys": live,
-            "selected": [key.pk for key in live],
-            "action": action,
-            "form_action": form_action,
-            "back_url": back_url,
-        }
-        return TemplateResponse(request, "admin/accounts/apikey/revoke_confirmation.html", context)
+        return confirm_action(
+            self,
+            request,
+            title=f"Revoke {count} API key{'s' if count != 1 else ''}?",
+            intro=(
+                "Revoking a key is at once and for good: its next call is 401, and whatever uses it (a "
+                "customer's script, a chat app) stops working until its owner makes a new key. Its calls "
+                "stay attributed to it."
+            ),
+            headers=["Key", "Owner", "Prefix", "Last used"],
+            rows=[[k.name, k.user.get_username(), k.prefix, k.last_used_at or "never"] for k in live],
+            selected=[key.pk for key in live],
+            submit_label=f"Revoke {count} key{'s' if count != 1 else ''}",
+            back_url=back_url,
+            action=action,
+        )
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         # Every field is read-only: no Save buttons; a live key offers "Revoke this key…" instead.

@@ -1,5 +1,7 @@
 """Admin building blocks every app's console uses."""
 
+from django.template.response import TemplateResponse
+
 from core.replica import replica_or_primary
 
 
@@ -33,3 +35,36 @@ class ReplicaChangelistMixin:
         if getattr(request, "reads_replica", False):
             return queryset.using(replica_or_primary())
         return queryset
+
+
+def confirm_action(
+    model_admin,
+    request,
+    *,
+    title: str,
+    intro: str,
+    headers: list[str],
+    rows: list[list],
+    selected: list,
+    submit_label: str,
+    back_url: str,
+    action: str = "",
+):
+    """The page an action shows before it acts: what it does, on which objects, and a confirming form.
+
+    The form posts back where it came from (the changelist with `action`, or an object's own view)
+    with `apply`; the caller acts only when `"apply" in request.POST`.
+    """
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "opts": model_admin.opts,
+        "intro": intro,
+        "headers": headers,
+        "rows": rows,
+        "selected": selected,
+        "action": action,
+        "submit_label": submit_label,
+        "back_url": back_url,
+    }
+    return TemplateResponse(request, "admin/confirm_action.html", context)

@@ -16,7 +16,7 @@ from billing.forms import AdjustForm, GrantCreditsForm
 from billing.lot_selectors import wallet_lots
 from billing.models import Wallet
 from billing.selectors import is_low_balance, last_wallet_event, low_balance_threshold, transactions_for_user
-from core.admin import ReadOnlyAdminMixin
+from core.admin import ReadOnlyAdminMixin, confirm_action
 from core.errors import DomainError
 from core.money import format_money
 from core.paginators import EstimatedCountPaginator
@@ -41,6 +41,17 @@ class LowBalanceFilter(admin.SimpleListFilter):
         if self.value() == "no":
             return queryset.filter(balance__gt=threshold)
         return queryset
+
+
+# What each setting of a wallet's enforcement does, said on the page that asks before changing it.
+ENFORCEMENT_MEANS = {
+    Wallet.Enforcement.DEFAULT: "These wallets follow CREDIT_ENFORCEMENT_ENABLED again: refused (402) when "
+    "empty where it is on, let through and flagged where it is off.",
+    Wallet.Enforcement.EXEMPT: "These wallets are never refused for want of credits, whatever "
+    "CREDIT_ENFORCEMENT_ENABLED says: their turns and calls go on into debt (spending caps still apply).",
+    Wallet.Enforcement.ENFORCED: "These wallets are refused (402) once nothing is available, whatever "
+    "CREDIT_ENFORCEMENT_ENABLED says: a customer with an empty wallet stops at their next turn or call.",
+}
 
 
 def low_balance_marker(low: bool) -> str:
@@ -127,22 +138,36 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def has_set_enforcement_permission(self, request):
         return request.user.has_perm(ENFORCEMENT_PERMISSION)
 
-    @admin.action(description="Enforcement: follow the setting (default)", permissions=["set_enforcement"])
+    @admin.action(description="Enforcement: follow the setting (default)…", permissions=["set_enforcement"])
     def enforcement_default(self, request, queryset):
-        self._set_enforcement(request, queryset, Wallet.Enforcement.DEFAULT)
+        return self._set_enforcement(request, queryset, Wallet.Enforcement.DEFAULT, "enforcement_default")
 
-    @admin.action(description="Enforcement: exempt (never refuse)", permissions=["set_enforcement"])
+    @admin.action(description="Enforcement: exempt (never refuse)…", permissions=["set_enforcement"])
     def enforcement_exempt(self, request, queryset):
-        self._set_enforcement(request, queryset, Wallet.Enforcement.EXEMPT)
+        return self._set_enforcement(request, queryset, Wallet.Enforcement.EXEMPT, "enforcement_exempt")
 
-    @admin.action(description="Enforcement: enforced (refuse when empty)", permissions=["set_enforcement"])
+    @admin.action(description="Enforcement: enforced (refuse when empty)…", permissions=["set_enforcement"])
     def enforcement_enforced(self, request, queryset):
-        self._set_enforcement(request, queryset, Wallet.Enforcement.ENFORCED)
+        return self._set_enforcement(request, queryset, Wallet.Enforcement.ENFORCED, "enforcement_enforced")
 
-    def _set_enforcement(self, request, queryset, enforcement: str):
-        """The rollout switch per wallet, through the service that logs who changed it."""
+    def _set_enforcement(self, request, queryset, enforcement: str, action: str):
+        """The rollout switch per wallet, through the service that logs who changed it; asks first."""
+        wallets = list(queryset.select_related("user").order_by("id"))
+        if "apply" not in request.POST:
+            return confirm_action(
+                self,
+                request,
+                title=f"Set enforcement to {enforcement} on {wallets_label(len(wallets))}?",
+                intro=ENFORCEMENT_MEANS[enforcement],
+                headers=["User", "Balance", "Enforcement now"],
+                rows=[[w.user.get_username(), format_money(w.balance), w.enforcement] for w in wallets],
+                selected=[wallet.pk for wallet in wallets],
+                submit_label=f"Set {enforcement}",
+                back_url=reverse("admin:billing_wallet_changelist"),
+                action=action,
+            )
         changed = 0
-        for wallet in queryset.select_related("user"):
+        for wallet in wallets:
             if wallet.enforcement == enforcement:
                 continue
             services.set_enforcement(user=wallet.user, enforcement=enforcement, changed_by=request.user)
@@ -151,6 +176,7 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         self.message_user(
             request, f"Enforcement set to {enforcement} on {wallets_label(changed)}.", messages.SUCCESS
         )
+        return None
 
     def get_urls(self):
         grant = path(

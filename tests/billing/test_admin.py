@@ -623,9 +623,18 @@ def test_enforcement_actions_set_the_override_and_log_the_staff_user(
         enforcement="exempt" if enforcement != "exempt" else "enforced"
     )
     data = {"action": f"enforcement_{enforcement}", "_selected_action": [w.pk for w in wallets]}
+    before = {w.pk: Wallet.objects.get(pk=w.pk).enforcement for w in wallets}
 
+    asked = admin_client.post(reverse("admin:billing_wallet_changelist"), data)
+    assert (
+        asked.status_code == 200
+        and f"Set enforcement to {enforcement} on 2 wallets?" in asked.content.decode()
+    )
+    assert {w.pk: Wallet.objects.get(pk=w.pk).enforcement for w in wallets} == before  # asked, not done
     with caplog.at_level("INFO", logger="billing.services"):
-        response = admin_client.post(reverse("admin:billing_wallet_changelist"), data, follow=True)
+        response = admin_client.post(
+            reverse("admin:billing_wallet_changelist"), {**data, "apply": "yes"}, follow=True
+        )
 
     assert {w.enforcement for w in Wallet.objects.filter(pk__in=[w.pk for w in wallets])} == {enforcement}
     changed = 1 if enforcement == "default" else 2
@@ -640,7 +649,7 @@ def test_support_agents_cannot_switch_enforcement(support_client, ledger):
     assert "enforcement_exempt" not in changelist.content.decode()
     support_client.post(
         reverse("admin:billing_wallet_changelist"),
-        {"action": "enforcement_exempt", "_selected_action": [wallet.pk]},
+        {"action": "enforcement_exempt", "_selected_action": [wallet.pk], "apply": "yes"},
     )
     assert wallet_of(ledger["alice"]).enforcement == "default"
 
