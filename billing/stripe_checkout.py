@@ -58,9 +58,18 @@ def minor_units(amount: Decimal, currency: str) -> int:
     Cents for most currencies, whole yen for the zero-decimal ones, fils (thousandths) for the
     three-decimal ones: 1.25 USD is 125, 125 JPY is 125, 1.25 KWD is 1250.
     """
+    return int(amount.scaleb(minor_unit_places(currency)).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def minor_unit_places(currency: str) -> int:
+    """The decimal places of a currency's minor unit: 2 for most, 0 for yen and the like, 3 for dinars."""
     currency = currency.lower()
-    exponent = 0 if currency in ZERO_DECIMAL_CURRENCIES else 3 if currency in THREE_DECIMAL_CURRENCIES else 2
-    return int(amount.scaleb(exponent).to_integral_value(rounding=ROUND_HALF_UP))
+    return 0 if currency in ZERO_DECIMAL_CURRENCIES else 3 if currency in THREE_DECIMAL_CURRENCIES else 2
+
+
+def format_currency(amount: Decimal, currency: str) -> str:
+    """An amount of money as people read it in its currency: "5.00 USD", "500 JPY", "1.250 KWD"."""
+    return f"{amount:.{minor_unit_places(currency)}f} {currency.upper()}"
 
 
 def currency_amount(*, credits: int) -> Decimal:

@@ -33,9 +33,9 @@ class CustomerAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "last_login",
     ]
     list_select_related = ["wallet"]
-    search_fields = ["username", "email"]
+    search_fields = ["username", "email", "first_name", "last_name"]
     search_help_text = (
-        "Username or email (any part), a number (a user id or the id of one of their ledger rows), "
+        "Username, email or name (any part), a number (a user id or the id of one of their ledger rows), "
         "or an API key's prefix (cdk_…)."
     )
     ordering = ["-id"]

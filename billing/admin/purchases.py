@@ -5,6 +5,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from billing.models import Purchase
+from billing.stripe_checkout import format_currency
 from core.admin import ReadOnlyAdminMixin
 from core.paginators import EstimatedCountPaginator
 
@@ -18,8 +19,7 @@ class PurchaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "created_at",
         "user",
         "credits",
-        "amount",
-        "currency",
+        "price",
         "status",
         "stripe_session_id",
         "ledger_row",
@@ -37,8 +37,7 @@ class PurchaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     fields = [
         "user",
         "credits",
-        "amount",
-        "currency",
+        "price",
         "status",
         "stripe_session_id",
         "checkout_url",
@@ -48,6 +47,10 @@ class PurchaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "updated_at",
     ]
     readonly_fields = fields
+
+    @admin.display(description="amount", ordering="amount")
+    def price(self, purchase):
+        return format_currency(purchase.amount, purchase.currency)
 
     @admin.display(description="ledger row", ordering="transaction_id")
     def ledger_row(self, purchase):

@@ -592,6 +592,7 @@ def test_console_lists_every_purchase_read_only_and_finds_it_by_session(
     assert page.status_code == 200
     assert f"/admin/billing/credittransaction/{purchase.transaction_id}/change/" in text
     assert 'name="_save"' not in text
+    assert "5.00 USD" in text and "5.000000" not in text  # money in its currency's places
     assert admin_client.get("/admin/billing/purchase/add/").status_code == 403
     assert admin_client.post(f"/admin/billing/purchase/{purchase.pk}/delete/").status_code == 403
 
@@ -683,3 +684,16 @@ def test_no_purchase_check_while_payments_are_off(settings):
     settings.STRIPE_API_KEY = ""
     settings.PURCHASE_MIN_CREDITS = 1
     assert not [w for w in run_checks() if w.id == "billing.W002"]
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "shown"),
+    [
+        ("5", "usd", "5.00 USD"),
+        ("500", "jpy", "500 JPY"),
+        ("1.25", "kwd", "1.250 KWD"),
+        ("0.5", "eur", "0.50 EUR"),
+    ],
+)
+def test_an_amount_of_money_is_shown_in_its_currencys_places(amount, currency, shown):
+    assert stripe_checkout.format_currency(Decimal(amount), currency) == shown

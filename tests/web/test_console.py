@@ -462,3 +462,9 @@ def test_staff_actions_include_refunds_of_debits_not_shown_and_key_revocations(b
     assert any(f"of debit {debit.pk}" in message for message in messages)
     assert sum(message == "Revoked" for message in messages) == 1  # hers, not the other user's
     assert str(key.pk) in [entry.object_id for entry in entries if entry.change_message == "Revoked"]
+
+
+def test_customers_are_found_by_their_real_name(boss, customer):
+    UserFactory(username="x1", first_name="Ada", last_name="Lovelace")
+    found = boss.get("/admin/web/customer/", {"q": "lovelace"})
+    assert [row.username for row in found.context["cl"].result_list] == ["x1"]
