@@ -106,6 +106,9 @@ def test_check_ledger_command_passes_and_then_names_a_broken_wallet(alice, ops):
     assert f"wallet {alice.wallet.pk} (alice)" in err.getvalue()
     assert "open lots hold 5.000000" in err.getvalue()
     call_command("check_ledger", "--user", "ops", stdout=StringIO())  # another wallet alone is clean
+    for nobody in ("", "  "):  # not "every wallet": a blank --user is a mistake, said as one
+        with pytest.raises(CommandError, match="--user names nobody"):
+            call_command("check_ledger", "--user", nobody, stdout=StringIO())
 
 
 def test_seed_demo_is_idempotent():

@@ -16,6 +16,10 @@ class Command(BaseCommand):
     def handle(self, *args, user=None, **options):
         from billing.management.ledger_commands import resolve_user
 
+        if user is not None and not user.strip():
+            raise CommandError(
+                "--user names nobody: give an id, an email or a username, or leave it out for all."
+            )
         user_id = resolve_user(user).pk if user else None
         with Progress(self.stderr, "wallets checked") as progress:
             if progress.shown:

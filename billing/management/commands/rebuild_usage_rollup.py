@@ -12,7 +12,8 @@ class Command(BaseCommand):
     help = (
         "Rebuild the usage rollups from every LLM call event, in REPORT_TIME_ZONE: the (day, user, model) "
         "rows, the (day, user shard) rows and the users' active-day bitmaps. Every recorded call keeps them "
-        "current; run this after changing REPORT_TIME_ZONE (`manage.py check` says when)."
+        "current; run this after changing REPORT_TIME_ZONE (`manage.py check --database default` says when: "
+        "the check reads the database, which plain `check` does not)."
     )
 
     def add_arguments(self, parser):
