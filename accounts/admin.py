@@ -82,7 +82,7 @@ class AccountUserAdmin(UserAdmin):
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
                 (
-                    row.created_at,
+                    row.created_at.strftime("%Y-%m-%d %H:%M:%S"),
                     row.get_kind_display(),
                     row.wallet.user,
                     format_money(row.amount),

@@ -26,7 +26,7 @@ class CreditTransactionAdmin(ReplicaChangelistMixin, ReadOnlyAdminMixin, admin.M
         "kind",
         "amount",
         "balance_after",
-        "initiated_by",
+        "initiator",
         "refund_of",
         "call",
         "short_reason",
@@ -78,6 +78,12 @@ class CreditTransactionAdmin(ReplicaChangelistMixin, ReadOnlyAdminMixin, admin.M
     @admin.display(description="reason")
     def short_reason(self, row):
         return Truncator(row.reason).chars(40)
+
+    @admin.display(description="initiated by", ordering="initiated_by__username")
+    def initiator(self, row):
+        # A debit, an expiry or an allowance moves credits with nobody's hand on it: the system's, as
+        # the customer page says, not Django's "-" for an empty value.
+        return row.initiated_by.get_username() if row.initiated_by_id else "system"
 
     def has_refund_permission(self, request):
         return request.user.has_perm(GRANT_PERMISSION)

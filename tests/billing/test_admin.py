@@ -375,6 +375,8 @@ def test_ledger_changelist_shows_user_and_initiator_newest_first(admin_client, a
     assert [r.pk for r in rows] == sorted((r.pk for r in rows), reverse=True)
     assert admin_user.username in response.text and "alice" in response.text
     assert response.context["cl"].show_full_result_count is False
+    debit = next(r for r in rows if r.kind == "debit")  # nobody's hand on it: the system's
+    assert response.context["cl"].model_admin.initiator(debit) == "system"
 
 
 def test_ledger_filters_by_kind_and_wallet(admin_client, ledger):
