@@ -32,6 +32,11 @@ ISO_DATETIME_RE = re.compile(
 )
 
 
+# The latest moment a date-time the product stores may name (an expiry): one every time zone can still
+# show. Python's datetime ends with year 9999; PostgreSQL would store a later one no page could read back.
+LATEST_MOMENT = datetime(9999, 1, 1, tzinfo=UTC)
+
+
 def parse_iso_datetime(text: str) -> datetime | None:
     """`text` (a whole ISO 8601 date-time, nothing before or after it) as a datetime, naive when it
     names no offset; None when it is not one, or names a moment UTC cannot hold (past year 9999)."""

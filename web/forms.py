@@ -14,6 +14,7 @@ from billing.selectors import active_model_names
 from billing.serializers import SpendCapRequestSerializer
 from billing.services.purchases import validate_credits
 from core.errors import DomainError
+from core.validators import LATEST_MOMENT
 from sessions_app.serializers import CONTENT_MAX_CHARS, TurnRequestSerializer
 
 
@@ -180,6 +181,10 @@ class NewApiKeyForm(ApiKeyForm):
         day = self.cleaned_data["expires_on"]
         if day is not None and day < local_today():
             raise forms.ValidationError("Choose today or a later day: a key cannot expire in the past.")
+        if day is not None and day >= LATEST_MOMENT.date():
+            raise forms.ValidationError(
+                f"Choose a day before {LATEST_MOMENT:%Y-%m-%d}, or leave it empty for a key that never expires."
+            )
         return day
 
     def clean(self):

@@ -23,13 +23,10 @@ from billing.exceptions import InvalidGrant
 from billing.models import CreditLot, CreditTransaction, LotAllocation, Wallet
 from core.db import loaded
 from core.money import format_money, to_decimal
-from core.validators import parse_iso_datetime
+from core.validators import LATEST_MOMENT, parse_iso_datetime
 
 PRIORITY_DEFAULT = 50
 PRIORITY_MIN, PRIORITY_MAX = 0, 100
-# The latest expiry a lot may have: a moment every time zone can still show (Python's datetime ends
-# with year 9999; PostgreSQL would store a later one that no page could then read back).
-LATEST_EXPIRY = datetime(9999, 1, 1, tzinfo=UTC)
 
 Kind = CreditTransaction.Kind
 Category = CreditLot.Category
@@ -69,12 +66,12 @@ def validate_expires_at(raw, *, now: datetime | None = None) -> datetime | None:
     if timezone.is_naive(value):
         value = value.replace(tzinfo=UTC)
     try:
-        too_late = value.astimezone(UTC) > LATEST_EXPIRY
+        too_late = value.astimezone(UTC) > LATEST_MOMENT
     except OverflowError:  # 9999-12-31T23:00-05:00 is in year 10000 in UTC
         too_late = True
     if too_late:
         raise InvalidGrant(
-            f"expires_at must be no later than {LATEST_EXPIRY:%Y-%m-%d} (UTC); leave it out for credits "
+            f"expires_at must be no later than {LATEST_MOMENT:%Y-%m-%d} (UTC); leave it out for credits "
             "that never expire.",
             field="expires_at",
         )

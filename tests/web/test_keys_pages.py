@@ -103,6 +103,7 @@ def test_a_resent_create_form_makes_no_second_key(web, user):
         ({"limit_reset": "hourly"}, "limit_reset", "valid choice"),
         ({"expires_on": "2001-01-01"}, "expires_on", "in the past"),
         ({"expires_on": "soon"}, "expires_on", "valid date"),
+        ({"expires_on": "9999-12-31"}, "expires_on", "Choose a day before 9999-01-01"),  # was a 500
     ],
 )
 def test_a_bad_key_form_shows_the_field_error_keeps_the_input_and_writes_nothing(web, fields, field, words):
