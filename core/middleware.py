@@ -6,15 +6,17 @@ import uuid
 
 from django.conf import settings
 from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
+from django.template.defaultfilters import filesizeformat
+from django.utils.html import escape
 
 from core.openai_errors import error_body, error_response, is_openai_path
 
 logger = logging.getLogger(__name__)
 
-# The one path that takes a bigger body: a file upload (multipart), up to FILE_MAX_BYTES plus the
-# multipart framing; the files view answers 413 itself for a file over FILE_MAX_BYTES.
-UPLOAD_PATH = re.compile(r"^/api/v1/files/?$")
+# The paths that take a bigger body: a file upload (multipart) through the API or the files page, up
+# to FILE_MAX_BYTES plus the multipart framing; each answers a file over FILE_MAX_BYTES itself.
+UPLOAD_PATH = re.compile(r"^/(api/v1/)?files/?$")
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 
@@ -44,6 +46,13 @@ class RequestBodyLimitMiddleware:
             message = f"Request body too large: {length} bytes; the limit is {limit} bytes."
             if is_openai_path(request.path_info):
                 return error_response(message, status=413, code="request_too_large")
+            if not request.path_info.startswith(API_PREFIX):  # a page's form: a page, not JSON
+                return HttpResponse(
+                    f"<!doctype html><title>Too large</title><p>That is too large to send: at most "
+                    f"{filesizeformat(settings.FILE_MAX_BYTES)} for a file. "
+                    f'<a href="{escape(request.path)}">Go back</a>.',
+                    status=413,
+                )
             return JsonResponse(
                 {
                     "detail": f"Request body too large: {length} bytes; the limit is {limit} bytes.",

@@ -6,6 +6,7 @@ from datetime import timedelta
 from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
+from django.template.defaultfilters import filesizeformat
 
 from accounts.keys import NAME_MAX
 from accounts.serializers import ApiKeyRequestSerializer, RegisterSerializer
@@ -106,7 +107,15 @@ class MessageForm(forms.Form):
 
 
 class UploadForm(forms.Form):
-    file = forms.FileField(label="A text file", help_text="Text files only (text/* or JSON).")
+    file = forms.FileField(label="A text file")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields[
+            "file"
+        ].help_text = (
+            f"Text files only (text/* or JSON), at most {filesizeformat(settings.FILE_MAX_BYTES)} each."
+        )
 
 
 # The choices a person picks from, in the API's words ("" is null: never resets).

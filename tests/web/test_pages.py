@@ -301,6 +301,26 @@ def test_a_refused_upload_is_a_field_error(web, user):
     assert not UserFile.objects.exists()
 
 
+def test_the_files_page_takes_a_file_up_to_file_max_bytes_as_the_api_does(web, user, settings):
+    settings.FILE_MAX_BYTES = 2 * 1024 * 1024
+    data = b"a" * (1024 * 1024 + 512 * 1024)  # over the 1 MB body limit of other forms
+    response = web.post("/files/", {"file": SimpleUploadedFile("big.txt", data, content_type="text/plain")})
+    assert response.status_code == 302, response.content[:300]
+    assert files.files_for_user(user=user).get().size == len(data)
+    page = web.get("/files/").content.decode()
+    assert "at most 2.0\xa0MB each" in page
+
+
+def test_a_body_far_past_the_upload_limit_gets_a_page_not_json(web, user, settings):
+    settings.FILE_MAX_BYTES = 100
+    data = b"a" * (200 * 1024)
+    response = web.post("/files/", {"file": SimpleUploadedFile("big.txt", data, content_type="text/plain")})
+    assert response.status_code == 413
+    body = response.content.decode()
+    assert response["Content-Type"].startswith("text/html") and "at most 100\xa0bytes for a file" in body
+    assert "Go back" in body
+
+
 def test_another_users_file_cannot_be_deleted_or_seen(web, user):
     theirs = upload(UserFactory(), name="secret.txt")
     assert web.post(f"/files/{theirs.pk}/delete/").status_code == 404
