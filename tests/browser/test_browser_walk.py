@@ -109,7 +109,7 @@ def test_a_new_user_and_support_walk_the_product(site, page, staff_page):
     page.fill("#id_email", "newbie@example.com")
     page.fill("#id_password", "12345678")
     page.click("button:has-text('Create account')")
-    expect(page.locator("#id_password_errors")).to_contain_text("entirely numeric")
+    expect(page.locator("#id_password_error")).to_contain_text("entirely numeric")
     expect(page.locator("#id_email")).to_have_value("newbie@example.com")  # kept what was typed
     page.fill("#id_password", PASSWORD)
     page.click("button:has-text('Create account')")
@@ -190,7 +190,7 @@ def test_a_new_user_and_support_walk_the_product(site, page, staff_page):
     page.fill("#id_name", "My laptop")
     page.fill("#id_limit", "five")
     page.click("button:has-text('Create key')")
-    expect(page.locator("#id_limit_errors")).to_contain_text("valid number")
+    expect(page.locator("#id_limit_error")).to_contain_text("valid number")
     expect(page.locator("#id_name")).to_have_value("My laptop")  # kept what was typed
     page.fill("#id_limit", "5")
     page.select_option("#id_limit_reset", "daily")
@@ -227,7 +227,7 @@ def test_a_new_user_and_support_walk_the_product(site, page, staff_page):
     expect(page.locator("#own-cap")).to_contain_text("no cap of your own")
     page.fill("#id_spend_cap", "-1")
     page.click("#spend-cap-form button[type=submit]")
-    expect(page.locator("#id_spend_cap_errors")).to_be_visible()
+    expect(page.locator("#id_spend_cap_error")).to_be_visible()
     page.fill("#id_spend_cap", "2")
     page.select_option("#id_spend_cap_period", "day")
     page.click("#spend-cap-form button[type=submit]")

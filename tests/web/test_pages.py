@@ -220,6 +220,24 @@ def test_an_empty_wallet_under_enforcement_shows_the_top_up_prompt_and_keeps_the
     assert Turn.objects.filter(session=session).count() == 1
 
 
+def test_a_spending_cap_refusal_says_so_and_where_to_change_it_not_out_of_credits(web, user):
+    from billing.models import SpendLimit
+    from billing.services import set_spend_cap
+
+    fund(user, "50")
+    set_spend_cap(user=user, kind=SpendLimit.Kind.USER_CAP, amount=Decimal("0"), period="day")
+    session = ChatSessionFactory(owner=user)
+    response = web.post(f"/chats/{session.pk}/", {"content": "capped?", "submission": "k" * 32})
+    body = response.content.decode()
+    cap_notice = body[body.index('id="cap-reached"') :].split("</div>")[0]
+    top_up = body[body.index('id="top-up"') :].split(">")[0]
+    assert response.status_code == 200
+    assert "hidden" not in cap_notice.split(">")[0] and "Your spending cap of 0.000000 credits" in cap_notice
+    assert "/#spend-cap" in cap_notice
+    assert "hidden" in top_up  # credits are left: no top-up prompt
+    assert "capped?</textarea>" in body and not Message.objects.exists()
+
+
 def test_a_blank_message_is_a_field_error(web, user):
     session = ChatSessionFactory(owner=user)
     response = web.post(f"/chats/{session.pk}/", {"content": "   ", "submission": "d" * 32})
@@ -351,3 +369,14 @@ def test_pages_carry_no_inline_script_or_style(web, user, path):
 def test_signed_out_pages_carry_no_inline_script_or_style(client, path):
     body = client.get(path).content.decode()
     assert "<script>" not in body and " style=" not in body
+
+
+def test_a_field_in_error_is_described_by_its_own_error_list(web, user):
+    """aria-describedby names the error list by the id Django gives it (`<id>_error`): a screen reader
+    reads the error with the field."""
+    import re
+
+    body = web.post("/cap/", {"spend_cap": "abc", "spend_cap_period": "day"}).content.decode()
+    field = re.search(r'<input[^>]*aria-invalid="true"[^>]*>', body).group(0)
+    described = re.search(r'aria-describedby="([^"]+)"', field).group(1).split()
+    assert described and all(f'id="{name}"' in body for name in described)

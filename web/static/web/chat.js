@@ -13,6 +13,8 @@
   const status = document.getElementById("chat-status");
   const log = document.getElementById("conversation");
   const topUp = document.getElementById("top-up");
+  const capReached = document.getElementById("cap-reached");
+  const capDetail = document.getElementById("cap-reached-detail");
   const errorBox = document.getElementById("chat-error");
   const available = document.getElementById("available");
   const lowBalance = document.getElementById("low-balance");
@@ -29,6 +31,7 @@
     errorBox.hidden = true;
     errorBox.textContent = "";
     topUp.hidden = true;
+    capReached.hidden = true;
     form.querySelectorAll(".errorlist, .form-errors").forEach((node) => node.remove());
   }
 
@@ -83,6 +86,13 @@
   async function refusal(response) {
     let body = {};
     try { body = await response.json(); } catch (_) { /* not JSON: say what happened below */ }
+    if (response.status === 402 && body.limit_source === "spend_cap") {
+      // Credits are left; a spending cap refused it: say which, and where to change it.
+      capDetail.textContent = body.detail || "";
+      capReached.hidden = false;
+      capReached.focus();
+      return;
+    }
     if (response.status === 402) {
       topUp.hidden = false;
       topUp.focus();
@@ -157,6 +167,19 @@
       }
       busy = false;
       send.disabled = false;
+      // The send button was disabled under the keyboard's focus: give it back where typing goes on.
+      if (kept && (document.activeElement === document.body || document.activeElement === send)) {
+        textarea.focus();
+      }
+    }
+  });
+
+  // Leaving mid-answer stops it, and what the model wrote so far is still charged (docs/api.md):
+  // the browser asks first.
+  window.addEventListener("beforeunload", (event) => {
+    if (busy) {
+      event.preventDefault();
+      event.returnValue = "";
     }
   });
 })();

@@ -26,3 +26,18 @@ window.addEventListener("pageshow", () => {
     form.querySelectorAll("button[type=submit]").forEach((b) => { b.disabled = false; });
   });
 });
+
+// A page sent back with errors: the first field in error (else the form's own errors) gets the focus,
+// so a keyboard or screen-reader user starts where the problem is, and the page scrolls to it.
+document.addEventListener("DOMContentLoaded", () => {
+  const invalid = document.querySelector("form [aria-invalid=true]");
+  if (invalid) {
+    invalid.focus();
+    return;
+  }
+  const summary = document.querySelector(".form-errors");
+  if (summary) {
+    summary.setAttribute("tabindex", "-1");
+    summary.focus();
+  }
+});

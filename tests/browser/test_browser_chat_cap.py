@@ -1,0 +1,44 @@
+"""A chat message refused by the user's spending cap says so, in a real browser: not "out of credits"."""
+
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+
+from billing.models import SpendLimit
+from billing.services import set_spend_cap
+from sessions_app.models import Message
+from tests.browser.pages import expect, shoot
+from tests.factories import DEFAULT_PASSWORD, ChatSessionFactory, UserFactory, fund
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture
+def capped(db):
+    user = UserFactory(username="cappy")
+    fund(user, "50")
+    set_spend_cap(user=user, kind=SpendLimit.Kind.USER_CAP, amount=Decimal("0"), period="day")
+    return ChatSessionFactory(owner=user, title="Capped")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_capped_message_shows_the_cap_and_keeps_the_text(live_server, capped, page):
+    page.goto(f"{live_server.url}/signin/")
+    page.fill("#id_username", "cappy")
+    page.fill("#id_password", DEFAULT_PASSWORD)
+    page.click("button[type=submit]")
+    page.goto(f"{live_server.url}/chats/{capped.pk}/")
+    page.fill("#id_content", "capped?")
+    page.click("#send")
+
+    expect(page.locator("#cap-reached")).to_be_visible()
+    expect(page.locator("#cap-reached-detail")).to_contain_text("Your spending cap of 0.000000 credits")
+    expect(page.locator("#cap-reached")).to_be_focused()
+    expect(page.locator("#top-up")).to_be_hidden()
+    expect(page.locator("#id_content")).to_have_value("capped?")
+    shoot(page, "chat-cap-reached")
+    try:
+        assert not Message.objects.exists()
+    finally:
+        connection.close()  # opened inside Playwright's greenlet: pytest-django would not close it
