@@ -79,7 +79,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         if key is None:
             raise exceptions.AuthenticationFailed(
                 "Incorrect API key provided: it is unknown, revoked or expired. "
-                "Create a key at /api/v1/users/me/keys.",
+                "Create a new one on the API keys page (/keys/) or with POST /api/v1/users/me/keys.",
                 code="invalid_api_key",
             )
         return key.user, key
