@@ -141,9 +141,9 @@ class ApiKeyForm(forms.Form):
     )
     limit = forms.CharField(
         label="Spending limit (credits)",
-        required=False,
-        strip=False,
-        help_text="Optional. Calls that would spend past it are refused. Empty: no limit.",
+        required=False,  # spaces pasted around the number are trimmed (the API's grammar has none)
+        help_text="Optional. Once the key has spent it, its calls are refused; the last call let through "
+        "is charged what it used, so it can pass the limit by that one call's cost. Empty: no limit.",
         widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
     )
     limit_reset = forms.ChoiceField(
@@ -211,9 +211,9 @@ class SpendCapForm(forms.Form):
     """The user's own spending cap, checked by the API's wallet serializer."""
 
     spend_cap = forms.CharField(
-        label="Spending cap (credits)",
-        strip=False,
-        help_text="Messages and API calls that would spend past it in the period are refused.",
+        label="Spending cap (credits)",  # spaces pasted around the number are trimmed
+        help_text="Once this period's spending reaches it, messages and API calls are refused; the last one "
+        "let through is charged what it used, so it can pass the cap by that one call's cost.",
         widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
     )
     spend_cap_period = forms.ChoiceField(

@@ -380,3 +380,11 @@ def test_a_field_in_error_is_described_by_its_own_error_list(web, user):
     field = re.search(r'<input[^>]*aria-invalid="true"[^>]*>', body).group(0)
     described = re.search(r'aria-describedby="([^"]+)"', field).group(1).split()
     assert described and all(f'id="{name}"' in body for name in described)
+
+
+def test_a_cap_pasted_with_spaces_around_it_is_taken(web, user):
+    response = web.post("/cap/", {"spend_cap": " 10 ", "spend_cap_period": "day"})
+    assert response.status_code == 302
+    from billing.models import SpendLimit
+
+    assert SpendLimit.objects.get(wallet__user=user, kind="user_cap").amount == Decimal("10")
