@@ -47,9 +47,14 @@ class RequestBodyLimitMiddleware:
             if is_openai_path(request.path_info):
                 return error_response(message, status=413, code="request_too_large")
             if not request.path_info.startswith(API_PREFIX):  # a page's form: a page, not JSON
+                upload = UPLOAD_PATH.match(request.path_info)
+                most = (
+                    f"{filesizeformat(settings.FILE_MAX_BYTES)} for a file"
+                    if upload
+                    else filesizeformat(limit)
+                )
                 return HttpResponse(
-                    f"<!doctype html><title>Too large</title><p>That is too large to send: at most "
-                    f"{filesizeformat(settings.FILE_MAX_BYTES)} for a file. "
+                    f"<!doctype html><title>Too large</title><p>That is too large to send: at most {most}. "
                     f'<a href="{escape(request.path)}">Go back</a>.',
                     status=413,
                 )

@@ -337,6 +337,8 @@ def test_a_body_far_past_the_upload_limit_gets_a_page_not_json(web, user, settin
     body = response.content.decode()
     assert response["Content-Type"].startswith("text/html") and "at most 100\xa0bytes for a file" in body
     assert "Go back" in body
+    huge_cap = web.post("/cap/", {"spend_cap": "1" * (1024 * 1024 + 10), "spend_cap_period": "day"})
+    assert huge_cap.status_code == 413 and "at most 1.0\xa0MB." in huge_cap.content.decode()
 
 
 def test_another_users_file_cannot_be_deleted_or_seen(web, user):
