@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
-from billing.models import SpendLimit
+from billing.models import ModelPrice, SpendLimit
 from billing.services import set_spend_cap
 from sessions_app.models import Message
 from tests.browser.pages import expect, shoot
@@ -16,6 +16,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 @pytest.fixture
 def capped(db):
+    # Transactional tests before this one may have flushed the migration's echo-1 price.
+    ModelPrice.objects.get_or_create(
+        model="echo-1", defaults={"input_price_per_1k": Decimal("0.5"), "output_price_per_1k": Decimal("1.5")}
+    )
     user = UserFactory(username="cappy")
     fund(user, "50")
     set_spend_cap(user=user, kind=SpendLimit.Kind.USER_CAP, amount=Decimal("0"), period="day")
