@@ -20,6 +20,14 @@ def shoot(page, name: str):
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
+def sign_in(page, url: str, username: str, password: str = DEFAULT_PASSWORD):
+    """Sign in on the user's own pages as `username`; the caller checks where it landed."""
+    page.goto(f"{url}/signin/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+
+
 def admin_login(page, url: str, username: str, password: str = DEFAULT_PASSWORD):
     """Submit the admin login form as `username`; the caller checks where it landed."""
     page.goto(f"{url}/admin/login/?next=/admin/")

@@ -8,8 +8,8 @@ from django.db import connection
 from billing.models import ModelPrice, SpendLimit
 from billing.services import set_spend_cap
 from sessions_app.models import Message
-from tests.browser.pages import expect, shoot
-from tests.factories import DEFAULT_PASSWORD, ChatSessionFactory, UserFactory, fund
+from tests.browser.pages import expect, shoot, sign_in
+from tests.factories import ChatSessionFactory, UserFactory, fund
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -28,10 +28,7 @@ def capped(db):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_capped_message_shows_the_cap_and_keeps_the_text(live_server, capped, page):
-    page.goto(f"{live_server.url}/signin/")
-    page.fill("#id_username", "cappy")
-    page.fill("#id_password", DEFAULT_PASSWORD)
-    page.click("button[type=submit]")
+    sign_in(page, live_server.url, "cappy")
     page.goto(f"{live_server.url}/chats/{capped.pk}/")
     page.fill("#id_content", "capped?")
     page.click("#send")

@@ -6,8 +6,8 @@ from django.db import connection
 
 from accounts.keys import create_api_key
 from sessions_app import files
-from tests.browser.pages import expect, shoot
-from tests.factories import DEFAULT_PASSWORD, UserFactory, fund
+from tests.browser.pages import expect, shoot, sign_in
+from tests.factories import UserFactory, fund
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -28,10 +28,7 @@ def customer(db):
 @pytest.mark.django_db(transaction=True)
 def test_the_pages_fit_a_phone(live_server, customer, page):
     page.set_viewport_size({"width": 390, "height": 844})
-    page.goto(f"{live_server.url}/signin/")
-    page.fill("#id_username", "phoebe")
-    page.fill("#id_password", DEFAULT_PASSWORD)
-    page.click("button[type=submit]")
+    sign_in(page, live_server.url, "phoebe")
     expect(page.locator("#balance")).to_be_visible()
     try:
         for path in PAGES:

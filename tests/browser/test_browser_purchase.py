@@ -8,8 +8,8 @@ from django.db import connection
 
 from billing.models import Purchase, Wallet
 from billing.reconcile import check_ledger
-from tests.browser.pages import expect, shoot
-from tests.factories import DEFAULT_PASSWORD, UserFactory
+from tests.browser.pages import expect, shoot, sign_in
+from tests.factories import UserFactory
 from tests.stripe_fixtures import WEBHOOK_PATH, WEBHOOK_SECRET
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -25,10 +25,7 @@ def test_a_user_buys_credits_on_the_stripe_double_and_sees_them(live_server, dan
     stripe_double.webhook_url = live_server.url + WEBHOOK_PATH
     stripe_double.webhook_secret = WEBHOOK_SECRET
     url = live_server.url
-    page.goto(f"{url}/signin/")
-    page.fill("#id_username", "dana")
-    page.fill("#id_password", DEFAULT_PASSWORD)
-    page.click("button[type=submit]")
+    sign_in(page, url, "dana")
     expect(page.locator("#balance")).to_have_text("0.000000")
 
     page.click("#buy-credits-link")
@@ -64,10 +61,7 @@ def test_a_user_buys_credits_on_the_stripe_double_and_sees_them(live_server, dan
 @pytest.mark.django_db(transaction=True)
 def test_cancelling_on_stripes_page_charges_nothing(live_server, dana, stripe_double, page):
     url = live_server.url
-    page.goto(f"{url}/signin/")
-    page.fill("#id_username", "dana")
-    page.fill("#id_password", DEFAULT_PASSWORD)
-    page.click("button[type=submit]")
+    sign_in(page, url, "dana")
     page.goto(f"{url}/buy/")
     page.fill("#id_credits", "20")
     page.click("#buy-form button[type=submit]")
