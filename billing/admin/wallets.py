@@ -140,18 +140,19 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Enforcement: follow the setting (default)…", permissions=["set_enforcement"])
     def enforcement_default(self, request, queryset):
-        return self._set_enforcement(request, queryset, Wallet.Enforcement.DEFAULT, "enforcement_default")
+        return self._set_enforcement(request, queryset, Wallet.Enforcement.DEFAULT)
 
     @admin.action(description="Enforcement: exempt (never refuse)…", permissions=["set_enforcement"])
     def enforcement_exempt(self, request, queryset):
-        return self._set_enforcement(request, queryset, Wallet.Enforcement.EXEMPT, "enforcement_exempt")
+        return self._set_enforcement(request, queryset, Wallet.Enforcement.EXEMPT)
 
     @admin.action(description="Enforcement: enforced (refuse when empty)…", permissions=["set_enforcement"])
     def enforcement_enforced(self, request, queryset):
-        return self._set_enforcement(request, queryset, Wallet.Enforcement.ENFORCED, "enforcement_enforced")
+        return self._set_enforcement(request, queryset, Wallet.Enforcement.ENFORCED)
 
-    def _set_enforcement(self, request, queryset, enforcement: str, action: str):
-        """The rollout switch per wallet, through the service that logs who changed it; asks first."""
+    def _set_enforcement(self, request, queryset, enforcement: str):
+        """The rollout switch per wallet, through the service that logs who changed it; asks first
+        (the confirming form posts the action again: `enforcement_<enforcement>`, named after it)."""
         wallets = list(queryset.select_related("user").order_by("id"))
         if "apply" not in request.POST:
             return confirm_action(
@@ -164,7 +165,7 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 selected=[wallet.pk for wallet in wallets],
                 submit_label=f"Set {enforcement}",
                 back_url=reverse("admin:billing_wallet_changelist"),
-                action=action,
+                action=f"enforcement_{enforcement}",
             )
         changed = 0
         for wallet in wallets:
