@@ -28,6 +28,15 @@ def id_in_range(pk: int) -> bool:
     return 1 <= pk <= MAX_ID
 
 
+def id_from_text(text: str) -> int | None:
+    """The id `text` spells in ASCII digits, when a row could have it; None for anything else (another
+    script's digits, a sign, 0, more than a bigint holds): a reference typed by a person or a page's query."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    pk = int(text)
+    return pk if id_in_range(pk) else None
+
+
 # --- query strings ----------------------------------------------------------------------------
 
 

@@ -2,6 +2,8 @@
 
 from django.contrib.auth import get_user_model
 
+from core.api_fields import id_from_text
+
 
 def users_matching(ref: str) -> list:
     """At most two users named by `ref`: an id when all ASCII digits, an email (any case) with '@', else a username.
@@ -10,7 +12,8 @@ def users_matching(ref: str) -> list:
     """
     users = get_user_model().objects
     if ref.isascii() and ref.isdigit():
-        found = users.filter(pk=int(ref))
+        pk = id_from_text(ref)  # None past a bigint: no user has that id
+        found = users.filter(pk=pk) if pk is not None else users.none()
     elif "@" in ref:
         found = users.filter(email__iexact=ref)
     else:

@@ -11,7 +11,7 @@ from accounts.customer_selectors import owners_of_key_prefix
 from billing.admin import GRANT_PERMISSION, low_balance_marker
 from billing.customer_selectors import owner_of_transaction, state_of
 from core.admin import ReadOnlyAdminMixin
-from core.api_fields import MAX_ID
+from core.api_fields import id_from_text
 from core.money import format_money
 from core.paginators import EstimatedCountPaginator
 from web.customer import customer_sections
@@ -47,9 +47,9 @@ class CustomerAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
-        if term.isdigit() and int(term) <= MAX_ID:
+        number = id_from_text(term)
+        if number is not None:
             # A number names a user or a ledger row (the id support is quoted from a receipt or a log).
-            number = int(term)
             owner = owner_of_transaction(transaction_id=number)
             ids = [number] if owner is None else [number, owner]
             return queryset.filter(Q(pk__in=ids) | Q(username=term)), False

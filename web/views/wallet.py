@@ -12,7 +12,7 @@ from billing.customer_selectors import ledger_page, usage_by_day, wallet_state
 from billing.lot_selectors import live_lots_page
 from billing.models import SpendLimit
 from billing.selectors import wallet_with_caps
-from core.api_fields import MAX_ID
+from core.api_fields import id_from_text
 from core.errors import DomainError
 from core.money import format_money
 from web.charts import usage_chart
@@ -29,8 +29,7 @@ def wallet(request):
 
 
 def _wallet_page(request, *, cap_form: SpendCapForm | None = None):
-    before = request.GET.get("before", "")
-    before = int(before) if before.isdigit() and int(before) <= MAX_ID else None
+    before = id_from_text(request.GET.get("before", ""))
     caps = wallet_with_caps(user=request.user)
     if cap_form is None:
         own = caps.spend_cap

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from billing import services
 from billing.management.ledger_commands import add_ledger_options, outcome, staff_initiator, write_row
 from billing.models import CreditTransaction
-from core.api_fields import id_in_range
+from core.api_fields import id_from_text
 from core.money import format_money
 
 
@@ -19,11 +19,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, transaction, amount=None, reason, initiated_by, idempotency_key=None, **options):
         initiator = staff_initiator(initiated_by, what="refund credits")
-        debit = (
-            CreditTransaction.objects.filter(pk=int(transaction)).first()
-            if transaction.isascii() and transaction.isdigit() and id_in_range(int(transaction))
-            else None
-        )
+        pk = id_from_text(transaction)
+        debit = CreditTransaction.objects.filter(pk=pk).first() if pk is not None else None
         if debit is None:
             raise CommandError(f"No ledger transaction with id {transaction!r}.")
         row = write_row(
