@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from billing.filters import INSTANT_HELP, INSTANT_SCHEMA, parse_iso_instant
 from billing.models import CreditTransaction
-from core.api_fields import MAX_ID, blank_is_absent, id_in_range, reject_nul_query_params
+from core.api_fields import MAX_ID, blank_is_absent, id_from_text, reject_nul_query_params
 from reporting.selectors import BUCKETS, DEFAULT_RANGE_DAYS, default_range
 
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
@@ -70,10 +70,8 @@ class StrictIdField(serializers.Field):
         super().fail(key, what=self.what, **kwargs)
 
     def to_internal_value(self, data) -> int:
-        if not isinstance(data, str) or not data.isascii() or not data.isdigit():
-            self.fail("invalid")
-        value = int(data)
-        if not id_in_range(value):
+        value = id_from_text(data) if isinstance(data, str) else None
+        if value is None:
             self.fail("invalid")
         return value
 
