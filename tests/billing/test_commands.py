@@ -2,6 +2,7 @@ from decimal import Decimal
 from io import StringIO
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
@@ -118,5 +119,15 @@ def test_seed_demo_is_idempotent():
     call_command("seed_demo", stdout=out)
     assert (CreditTransaction.objects.count(), LLMCallEvent.objects.count()) == counts
     assert "support / " in out.getvalue()
+    assert "admin / " in out.getvalue()
     assert counts[1] > 20
+    # The demo's support login is what a support agent is (the Support group, no superuser powers);
+    # the operator's superuser is a second login.
+    users = get_user_model().objects
+    support, lead = users.get(username="support"), users.get(username="admin")
+    assert support.is_staff and not support.is_superuser
+    assert list(support.groups.values_list("name", flat=True)) == ["Support"]
+    assert support.has_perm("billing.grant_credits") and not support.has_perm("billing.set_enforcement")
+    assert lead.is_staff and lead.is_superuser
+    assert support.check_password("support-demo-password") and lead.check_password("admin-demo-password")
     call_command("check_ledger", stdout=StringIO())

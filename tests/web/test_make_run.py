@@ -88,7 +88,14 @@ def test_banner_waits_for_the_server_then_names_the_urls_and_the_logins():
         out = io.StringIO()
         call_command("banner", host="127.0.0.1", port=port, wait=5, stdout=out)
     text = out.getvalue()
-    for expected in (f"http://127.0.0.1:{port}/", "/admin/", "/api/v1/docs/", "alice", "support"):
+    for expected in (
+        f"http://127.0.0.1:{port}/",
+        "/admin/",
+        "/api/v1/docs/",
+        "alice",
+        "support",
+        "admin-demo-password",
+    ):
         assert expected in text
 
 

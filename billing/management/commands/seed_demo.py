@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from django.apps import apps
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
@@ -15,7 +16,9 @@ from billing.demo import seed_completed_purchase
 from billing.models import Allowance, CreditTransaction, LLMCallEvent, ModelPrice
 from billing.services.allowances import issue_allowances
 
-STAFF = ("support", "support-demo-password")
+STAFF = ("support", "support-demo-password")  # a support agent: the Support group, what support may do
+LEAD = ("admin", "admin-demo-password")  # a superuser: prices, enforcement, key revocations, redelivery
+SUPPORT_GROUP = "Support"  # created by billing's migration 0004 (docs/support.md, "Who may do what")
 DEMO_USERS = [("alice", "alice-demo-password"), ("bob", "bob-demo-password")]
 PRICES = {
     "echo-1": (Decimal("1.000000"), Decimal("2.000000")),
@@ -34,13 +37,9 @@ class Command(BaseCommand):
             ModelPrice.objects.get_or_create(
                 model=model, defaults={"input_price_per_1k": inp, "output_price_per_1k": out}
             )
-        staff, created = user_model.objects.get_or_create(
-            username=STAFF[0],
-            defaults={"email": "support@example.com", "is_staff": True, "is_superuser": True},
-        )
-        if created:
-            staff.set_password(STAFF[1])
-            staff.save(update_fields=["password"])
+        staff = self._staff(STAFF, superuser=False)
+        staff.groups.add(Group.objects.get(name=SUPPORT_GROUP))
+        self._staff(LEAD, superuser=True)
         for username, password in DEMO_USERS:
             user, created = user_model.objects.get_or_create(
                 username=username, defaults={"email": f"{username}@example.com"}
@@ -70,9 +69,24 @@ class Command(BaseCommand):
         if options["verbosity"] < 1:
             return  # `make run` prints the logins in its banner (manage.py banner)
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
-        self.stdout.write(f"  staff (admin at /admin/):  {STAFF[0]} / {STAFF[1]}")
+        self.stdout.write(f"  support (the console):     {STAFF[0]} / {STAFF[1]}")
+        self.stdout.write(f"  superuser (the console):   {LEAD[0]} / {LEAD[1]}")
         for username, password in DEMO_USERS:
             self.stdout.write(f"  user (/ and the API):      {username} / {password}")
+
+    @staticmethod
+    def _staff(login, *, superuser: bool):
+        """A demo staff login, made once with its password; its role is set again on every run."""
+        username, password = login
+        user, created = get_user_model().objects.update_or_create(
+            username=username,
+            defaults={"is_staff": True, "is_superuser": superuser},
+            create_defaults={"email": f"{username}@example.com", "is_staff": True, "is_superuser": superuser},
+        )
+        if created:
+            user.set_password(password)
+            user.save(update_fields=["password"])
+        return user
 
     def _lots(self, user, staff):
         """Credit lots to look at: an expiring promotional grant and a monthly allowance (issued once a month)."""

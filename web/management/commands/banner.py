@@ -6,7 +6,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from billing.management.commands.seed_demo import DEMO_USERS, STAFF
+from billing.management.commands.seed_demo import DEMO_USERS, LEAD, STAFF
 
 
 class Command(BaseCommand):
@@ -43,7 +43,8 @@ class Command(BaseCommand):
             + self._buying(base)
             + "\n"
             f"  Demo users (for {base}/):\n{users}\n"
-            f"  Support staff (for {base}/admin/):\n    {STAFF[0]:<8} / {STAFF[1]}\n\n"
+            f"  Staff (for {base}/admin/):\n    {STAFF[0]:<8} / {STAFF[1]}   (the Support group)\n"
+            f"    {LEAD[0]:<8} / {LEAD[1]}     (superuser: prices, enforcement, revoking keys)\n\n"
             f"  Emails are written to tmp/mail/; Ctrl-C stops everything.\n{rule}\n"
         )
 
