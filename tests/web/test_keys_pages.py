@@ -81,6 +81,9 @@ def test_create_shows_the_secret_once_and_stores_only_its_digest(web, user):
     assert keys.key_for_secret(secret) == key  # it works on the gateway
     listing = web.get("/keys/").content.decode()
     assert secret not in listing and key.prefix in listing and "laptop" in listing
+    # The day chosen, as chosen (was shown as the next day's 00:00), here and on the new key's page.
+    chosen = f"end of {tomorrow:%Y-%m-%d}"
+    assert chosen in listing and chosen in body
 
 
 def test_a_resent_create_form_makes_no_second_key(web, user):
