@@ -54,7 +54,8 @@ class PartitionRefused(BillingError):
 
 
 class InsufficientCredits(BillingError):
-    """Enforcement refused a reservation: the wallet has nothing available (balance - held <= 0).
+    """Enforcement refused a reservation: the wallet has nothing available (balance - held <= 0, leaving
+    out lots past their expiry that are not swept yet).
 
     Its 402 body is the one API.md pins: detail, code, and the wallet's balance and available credits.
     """

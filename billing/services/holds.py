@@ -15,7 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from billing.exceptions import InsufficientCredits, LimitReached
-from billing.models import CreditHold, ModelPrice, SpendLimit, Wallet
+from billing.models import CreditHold, CreditLot, ModelPrice, SpendLimit, Wallet
 from billing.periods import PERIOD_START_SQL, next_reset, period_params
 from billing.selectors import price_from_row
 from billing.services._wallet import WALLET, move
@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 HOLD = CreditHold._meta.db_table
 LIMIT = SpendLimit._meta.db_table
 PRICE = ModelPrice._meta.db_table
+LOT = CreditLot._meta.db_table
 # The reservation and a stream's progress commit relaxed when run on their own (core.db's
 # RELAXED_COMMIT): a hold moves no credits, and a crash that loses one loses the turn that needed it
 # too. Every charge still commits synchronously, flushing the reservation's WAL with its own.
@@ -60,19 +61,27 @@ _RESERVE_SQL = f"""
         FROM expired_holds
     ),
     -- 3. The wallet locked, after the holds (the order charging and release_expired_holds take
-    --    them in), and the wallet's own answer on the row as locked: yes when exempt, when
-    --    enforcement is off for it, or when something is left once the expired holds are given back.
+    --    them in).
     locked_wallet AS (
-        SELECT wallet.id, wallet.balance, wallet.held,
-            released.amount AS released, released.holds AS expired_count,
-            (
-                wallet.enforcement = 'exempt'
-                OR (wallet.enforcement = 'default' AND NOT %(enforce_default)s)
-                OR wallet.balance - (wallet.held - released.amount) > 0
-            ) AS wallet_allows
+        SELECT wallet.id, wallet.balance, wallet.held, wallet.enforcement,
+            released.amount AS released, released.holds AS expired_count
         FROM {WALLET} wallet, released
         WHERE wallet.user_id = %(user_id)s
         FOR UPDATE OF wallet
+    ),
+    -- 3b. What the balance still counts of lots past their expiry that the sweep (expire_lots,
+    --    every minute) has not written off yet: no charge can burn it, so it is not available.
+    --    Locked after the wallet (the sub-select reads locked_wallet first), so a lot a sweep
+    --    emptied while this statement waited for the wallet is re-read as emptied: the sweep's
+    --    expiry, already out of the balance, is not taken off twice.
+    dead_lots AS (
+        SELECT coalesce(sum(due.remaining), 0) AS amount
+        FROM (
+            SELECT lot.remaining FROM {LOT} lot
+            WHERE lot.wallet_id = (SELECT id FROM locked_wallet)
+                AND lot.remaining > 0 AND lot.expires_at <= %(now)s
+            FOR UPDATE OF lot
+        ) AS due
     ),
     -- 4. The limits the call counts against, locked after the wallet (the sub-select reads
     --    locked_wallet first), so each row is read as the last reservation or charge left it: the
@@ -103,11 +112,18 @@ _RESERVE_SQL = f"""
         ORDER BY kind = 'key' DESC, id
         LIMIT 1
     ),
-    -- 6. The decision: the wallet allows it and no limit is full (limits bind whatever enforcement says).
+    -- 6. The decision: the wallet allows it (exempt, enforcement off for it, or something left once
+    --    the expired holds are given back and the expired lots left out) and no limit is full
+    --    (limits bind whatever enforcement says).
     decision AS (
-        SELECT locked_wallet.*,
-            locked_wallet.wallet_allows AND NOT EXISTS (SELECT FROM full_limit) AS allowed
-        FROM locked_wallet
+        SELECT locked_wallet.*, dead_lots.amount AS dead,
+            (
+                locked_wallet.enforcement = 'exempt'
+                OR (locked_wallet.enforcement = 'default' AND NOT %(enforce_default)s)
+                OR locked_wallet.balance - dead_lots.amount
+                    - (locked_wallet.held - locked_wallet.released) > 0
+            ) AND NOT EXISTS (SELECT FROM full_limit) AS allowed
+        FROM locked_wallet, dead_lots
     ),
     -- 7. `held` moved: the expired holds given back, the new one added when allowed (a refused
     --    reservation with nothing expired leaves the wallet as it is).
@@ -118,7 +134,7 @@ _RESERVE_SQL = f"""
             updated_at = %(now)s
         FROM decision
         WHERE wallet.id = decision.id AND (decision.allowed OR decision.expired_count > 0)
-        RETURNING wallet.id, wallet.balance, wallet.held, wallet.enforcement, decision.allowed
+        RETURNING wallet.id, wallet.balance, wallet.held, wallet.enforcement, decision.allowed, decision.dead
     ),
     -- 8. The key's limit holds the call too, when allowed (a cap reads the wallet's `held`).
     moved_key_limit AS (
@@ -132,7 +148,7 @@ _RESERVE_SQL = f"""
         INSERT INTO {HOLD} (wallet_id, amount, status, shadow_refusal, created_at, expires_at, spend_limit_id)
         SELECT moved_wallet.id, %(amount)s, 'held',
             (
-                moved_wallet.balance - (moved_wallet.held - %(amount)s) <= 0
+                moved_wallet.balance - moved_wallet.dead - (moved_wallet.held - %(amount)s) <= 0
                 AND moved_wallet.enforcement = 'default' AND %(shadow_default)s
             ),
             %(now)s, %(expires_at)s, %(spend_limit_id)s
@@ -141,11 +157,11 @@ _RESERVE_SQL = f"""
         RETURNING id, wallet_id, shadow_refusal
     )
     -- 10. The commit relaxed; the decision, the balance, `held` before and after, the hold, the
-    --     full limit that refused (nulls when none did), and the model's active price (all nulls
-    --     when it has none).
+    --     expired lots' credits, the full limit that refused (nulls when none did), and the model's
+    --     active price (all nulls when it has none).
     SELECT {RELAXED_COMMIT},
         decision.allowed, decision.balance, decision.held - decision.released,
-        moved_wallet.held, new_hold.id, new_hold.wallet_id, new_hold.shadow_refusal,
+        moved_wallet.held, new_hold.id, new_hold.wallet_id, new_hold.shadow_refusal, decision.dead,
         full_limit.kind, full_limit.amount, full_limit.period, full_limit.spending,
         {selected(ModelPrice, "active_price")}
     FROM decision
@@ -194,7 +210,7 @@ class FullLimit:
 class Reservation:
     hold: CreditHold | None  # None when refused
     balance: Decimal
-    available: Decimal  # balance - held, before this reservation
+    available: Decimal  # balance - held - credits of lots expired but not yet swept, before this reservation
     refused: bool = False
     price: ModelPrice | None = None  # with `model`: its active price as reserved (None: it has none)
     full_limit: FullLimit | None = None  # refused by a key's limit or a spending cap, not the wallet
@@ -221,7 +237,8 @@ class Reservation:
 def reserve(
     *, user, amount: Decimal, model: str | None = None, spend_limit_id: int | None = None
 ) -> Reservation:
-    """Hold a call's estimated cost in one conditional statement; refused when enforced and available <= 0,
+    """Hold a call's estimated cost in one conditional statement; refused when enforced and available <= 0
+    (the balance less what is held and what lots past their expiry still count, until the sweep),
     or when the key's limit (`spend_limit_id`) or a spending cap of the wallet is already reached.
 
     With `model`, the same statement reads the model's active price (`Reservation.price`), the one
@@ -248,14 +265,14 @@ def reserve(
     )
     if not rows:
         raise Wallet.DoesNotExist(f"User {user.pk} has no wallet.")
-    (_, allowed, balance, held_before, held_after, hold_id, wallet_id, shadow, *rest) = rows[0]
+    (_, allowed, balance, held_before, held_after, hold_id, wallet_id, shadow, dead, *rest) = rows[0]
     limit_kind, limit_amount, limit_period, limit_spending, *price_row = rest
     price = None
     if model is not None:
         price = price_from_row(model=model, row=price_row if price_row[0] is not None else None)
-    balance = to_decimal(balance)
+    balance, dead = to_decimal(balance), to_decimal(dead)
     if not allowed:
-        available = balance - to_decimal(held_before)
+        available = balance - dead - to_decimal(held_before)
         full_limit = None
         if limit_kind is not None:
             full_limit = FullLimit(
@@ -277,7 +294,7 @@ def reserve(
         return Reservation(
             hold=None, balance=balance, available=available, refused=True, price=price, full_limit=full_limit
         )
-    available = balance - (to_decimal(held_after) - amount)
+    available = balance - dead - (to_decimal(held_after) - amount)
     hold = loaded(
         CreditHold,
         id=hold_id,

@@ -190,6 +190,28 @@ def test_a_lot_past_its_expiry_is_not_burned_before_the_job_runs(user, per_credi
     assert_consistent(user)
 
 
+def test_credit_past_its_expiry_is_not_available_to_a_reservation_before_the_job_runs(user, settings):
+    # The balance counts an expired lot until expire_lots writes it off (every minute), but no charge
+    # can burn it: under enforcement it must not admit a call (it did: the whole debit went to debt).
+    settings.CREDIT_ENFORCEMENT_ENABLED = True
+    lot = credit(user, "5", expires_at=timezone.now() + timedelta(hours=1))
+    CreditLot.objects.filter(pk=lot.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    refused = services.reserve(user=user, amount=D("0.5"))
+    assert refused.refused and (refused.balance, refused.available) == (D(5), D(0))
+    assert refused.refusal().facts()["available"] == "0.000000"
+    credit(user, "1")  # a live lot beside it: that much is available
+    allowed = services.reserve(user=user, amount=D("0.5"))
+    assert not allowed.refused and allowed.available == D(1)
+    services.release(hold=allowed.hold)
+    # Enforcement off: admitted, and flagged as enforcement would have refused it once the live lot is held.
+    settings.CREDIT_ENFORCEMENT_ENABLED, settings.CREDIT_ENFORCEMENT_SHADOW = False, True
+    first = services.reserve(user=user, amount=D("1"))
+    second = services.reserve(user=user, amount=D("1"))
+    assert not first.shadow_refusal and second.shadow_refusal
+    assert expire_lots() == 1
+    assert_consistent(user)
+
+
 def test_wallet_events_fire_on_a_crossing_caused_by_expiry(user, staff_user, settings):
     settings.LOW_BALANCE_THRESHOLD = "1"
     credit(user, "5", expires_at=timezone.now() + timedelta(minutes=5))

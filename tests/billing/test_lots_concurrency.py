@@ -131,3 +131,43 @@ def test_a_charge_waiting_on_the_wallet_lock_sees_the_expiry_committed_meanwhile
     wallet = Wallet.objects.get(user=user)
     assert (wallet.balance, wallet.debt) == (D("-0.6"), D("0.6"))
     assert check_ledger(user_id=user.pk).ok
+
+
+def test_a_reservation_waiting_on_a_sweep_does_not_count_the_swept_lot_twice(settings):
+    # The reservation leaves out credits of lots past their expiry that the sweep has not written
+    # off. A sweep that commits while the reservation waits for the wallet has already taken them out
+    # of the balance: read from the statement's snapshot they would be taken off again, and a wallet
+    # with credit left refused.
+    settings.CREDIT_ENFORCEMENT_ENABLED = True
+    user = UserFactory()
+    lot = _expiring_lot(user, "5")
+    CreditLot.objects.filter(pk=lot.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    append(user_id=user.pk, kind="grant", amount=D("1"), reason="lives on")
+    swept = threading.Event()
+
+    def sweep_then_wait_for_the_reservation_to_queue():
+        with transaction.atomic():
+            Wallet.objects.select_for_update().filter(user=user).get()
+            assert expire_lots() == 1
+            swept.set()
+            with connection.cursor() as cursor:
+                for _ in range(200):  # until the reservation waits on the wallet's lock
+                    cursor.execute("SELECT pg_stat_clear_snapshot()")  # else read once a transaction
+                    cursor.execute(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                    if cursor.fetchone()[0]:
+                        break
+                    time.sleep(0.05)
+                else:
+                    raise AssertionError("the reservation never waited on the wallet")
+
+    def reserve_once_swept():
+        assert swept.wait(10)
+        return services.reserve(user=user, amount=D("0.5"))
+
+    _, reservation = run_in_threads(2, [sweep_then_wait_for_the_reservation_to_queue, reserve_once_swept])
+    assert not reservation.refused
+    assert (reservation.balance, reservation.available) == (D(1), D(1))
+    assert check_ledger(user_id=user.pk).ok
