@@ -91,11 +91,11 @@ class GatewayCall:
     def charge(self, *, input_tokens: int, output_tokens: int) -> billing_services.ChargeResult | None:
         """Charge what the provider reported (or what was produced), never more than the hold; once
         (None if the call was settled already: a stream's steps run one after another, so a hang-up
-        that follows the charge finds it settled)."""
+        that follows the charge finds it settled). Settled once the charge has committed: a charge
+        that fails leaves the call open, so that `release` gives its hold back."""
         if self.settled:
             return None
-        self.settled = True
-        return billing_services.charge(
+        charged = billing_services.charge(
             user=self.user,
             price=self.price,
             provider=self.provider.name,
@@ -107,6 +107,8 @@ class GatewayCall:
             max_cost=self.hold.amount,
             end_user=self.request.end_user,
         )
+        self.settled = True
+        return charged
 
     def charge_produced(self, *, produced: str, usage=None, why: str) -> billing_services.ChargeResult | None:
         """Charge a call whose answer was not delivered whole: the provider's usage if it came, else the

@@ -22,6 +22,8 @@ MAX_STOP = 4
 MODEL_MAX = 100
 END_USER_MAX = 256
 NUL = "\x00"
+# A lone surrogate (JSON's "\ud800" without its pair) is not text: it cannot be stored or sent as UTF-8.
+SURROGATE = re.compile("[\ud800-\udfff]")
 FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 
 
@@ -48,6 +50,11 @@ def _text(value, param: str, *, limit: int | None = None, allow_empty: bool = Tr
         _refuse(f"{param} must be a string.", param, "invalid_type")
     if NUL in value:
         _refuse(f"{param} contains a NUL character.", param)
+    if SURROGATE.search(value):
+        _refuse(
+            f"{param} contains a lone surrogate (\\ud800-\\udfff without its pair): not valid Unicode text.",
+            param,
+        )
     if limit is not None and len(value) > limit:
         _refuse(f"{param} is longer than {limit} characters.", param)
     if not allow_empty and not value.strip():

@@ -31,6 +31,11 @@ class GatewayView(NulSafeMixin, APIView):
     def get_exception_handler(self):
         return gateway_exception_handler
 
+    def perform_content_negotiation(self, request, force=False):
+        # JSON whatever `Accept` says, as OpenAI's API: SSE clients send `Accept: text/event-stream`
+        # for a streamed call (whose refusals are JSON before any stream), and got a 406.
+        return JSONRenderer(), JSONRenderer.media_type
+
 
 def _money(value) -> str | None:
     return None if value is None else format_money(value)
@@ -114,7 +119,15 @@ class ChatCompletionsView(GatewayView):
         except BaseException:
             call.release()  # our own failure: give the hold back rather than wait for its expiry
             raise
-        charged = call.charge(input_tokens=completion.input_tokens, output_tokens=completion.output_tokens)
+        try:
+            charged = call.charge(
+                input_tokens=completion.input_tokens, output_tokens=completion.output_tokens
+            )
+        except BaseException:
+            # The answer is not delivered (a 500): the hold is given back now, not left to block the
+            # key's limit and the caps until it expires, and the call is not charged.
+            call.release()
+            raise
         body = answers.completion_body(
             id_=answers.completion_id(),
             model=chat.model,

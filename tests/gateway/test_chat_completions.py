@@ -137,6 +137,15 @@ def test_an_unpriced_model_is_404(client, key):
         ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
         ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content[0].type"),
         ({"messages": [{"role": "user", "content": "a\x00b"}]}, "messages[0].content"),
+        # Lone surrogates: were a 500 after the provider was called (a free call, or one charged
+        # with its answer lost).
+        ({"messages": [{"role": "user", "content": "a\udc00"}]}, "messages[0].content"),
+        ({"user": "\ud800"}, "user"),
+        ({"model": "echo-1\ud800"}, "model"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"\ud800": 1}}}]},
+            "tools[0].function.parameters",
+        ),
         ({"max_tokens": 0}, "max_tokens"),
         ({"max_tokens": 100000}, "max_tokens"),
         ({"max_tokens": "5"}, "max_tokens"),
@@ -229,6 +238,37 @@ def test_a_provider_failure_is_502_in_openai_shape_and_charges_nothing(client, s
     assert Wallet.objects.get(user=user).balance == before
     assert not CreditHold.objects.filter(status="held").exists()
     assert SpendLimit.objects.get(kind="key").held == 0
+
+
+@pytest.mark.filterwarnings("ignore:StreamingHttpResponse")  # the test client reads it synchronously
+@pytest.mark.parametrize("accept", ["text/event-stream", "text/html", "application/xml"])
+def test_any_accept_header_is_served_as_openai_serves_it(client, key, accept):
+    streamed = call(client, key, hello(stream=True), HTTP_ACCEPT=accept)
+    assert streamed.status_code == 200 and streamed["Content-Type"].startswith("text/event-stream")
+    close_unread(streamed)
+    refused = call(client, key, {**hello(stream=True), "model": "nope"}, HTTP_ACCEPT=accept)
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "model_not_found"
+    assert (
+        client.get("/v1/models", HTTP_AUTHORIZATION=f"Bearer {key['key']}", HTTP_ACCEPT=accept).status_code
+        == 200
+    )
+
+
+def test_a_charge_that_fails_gives_the_hold_back_at_once(client, user, key, monkeypatch):
+    from billing import services
+
+    def broken(**kwargs):
+        raise RuntimeError("the charge failed")
+
+    monkeypatch.setattr(services, "charge", broken)
+    client.raise_request_exception = False
+    before = Wallet.objects.get(user=user).balance
+    response = call(client, key, hello())
+    assert response.status_code == 500
+    hold = CreditHold.objects.get()
+    assert hold.status == "released"  # was left held (blocking the key's limit and the caps) until it expired
+    assert Wallet.objects.get(user=user).held == 0 and SpendLimit.objects.get(kind="key").held == 0
+    assert Wallet.objects.get(user=user).balance == before
 
 
 @pytest.mark.filterwarnings("ignore:StreamingHttpResponse")  # the test client reads it synchronously
