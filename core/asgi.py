@@ -10,6 +10,12 @@ before it starts never starts it), and its close() runs on the pool. A response 
 a sync iterator (the CSV export) stays on its thread, which sends each chunk as it comes (its
 database cursor is that thread's), as a WSGI server would. Everything else is sent from the loop in
 one piece. docs/performance.md measures it.
+
+A request body is read before the handler runs, and never more of it than the largest any path
+takes (`max_body`): a body declared larger is not read at all, and one sent in chunks (no
+Content-Length) is read up to one byte past it; either way the handler sees the length (declared,
+or what was read) and the body-limit middleware answers 413. A chunked body within the limit is
+given to Django with its length, which it reads the body by (without it, it read an empty one).
 """
 
 import asyncio
@@ -41,29 +47,45 @@ def accepts_event_stream(accept: str) -> bool:
 class ThreadedWSGI:
     """A WSGI application served to ASGI on a fixed pool of threads, in one hop there and one back."""
 
-    def __init__(self, app, *, threads: int):
+    def __init__(self, app, *, threads: int, max_body: int):
         self.app = app
+        self.max_body = max_body
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wsgi")
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
             return await _lifespan(receive, send)
-        chunks = []
-        while True:  # the whole body first: the API's are bounded (1 MB; uploads a few)
-            message = await receive()
-            if message["type"] == "http.disconnect":
+        declared = _declared_length(scope)
+        if declared is not None and declared > self.max_body:
+            body = b""  # not read: the declared length is refused (413) before anything reads it
+        else:
+            body = await self._read_body(receive)
+            if body is None:
                 return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
         loop = asyncio.get_running_loop()
-        environ = build_environ(scope, io.BytesIO(b"".join(chunks)))
+        environ = build_environ(scope, io.BytesIO(body))
+        if declared is None:  # sent in chunks: the length read (past max_body when it was cut short)
+            environ["CONTENT_LENGTH"] = str(len(body))
         start, body = await loop.run_in_executor(self.executor, self._respond, environ, send, loop)
         if isinstance(body, bytes):  # finished on the thread: sent from here in one piece
             await send(start)
             await send({"type": "http.response.body", "body": body})
         elif body is not None:  # an async stream, relayed from the loop
             await self._relay(start, body, receive, send, loop)
+
+    async def _read_body(self, receive) -> bytes | None:
+        """The whole body, or its first max_body + 1 bytes when it is longer; None: the client left."""
+        chunks, size = [], 0
+        while size <= self.max_body:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
+            if not message.get("more_body"):
+                break
+        return b"".join(chunks)
 
     def _respond(self, environ, send, loop):
         """On a pool thread: run the app; (start, body bytes), (start, async response), or (None, None) once streamed."""
@@ -128,6 +150,17 @@ class ThreadedWSGI:
                 await loop.run_in_executor(self.executor, response.close)
         if isinstance(outcome[0], Exception):
             raise outcome[0]
+
+
+def _declared_length(scope) -> int | None:
+    """The request's Content-Length, if it declares one (the server has checked it is a number)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
 
 
 async def _lifespan(receive, send) -> None:

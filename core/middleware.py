@@ -27,6 +27,11 @@ def body_limit(request) -> int | None:
     return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
 
+def largest_body() -> int:
+    """The largest request body any path takes (core.asgi reads no more of one)."""
+    return max(settings.DATA_UPLOAD_MAX_MEMORY_SIZE, settings.FILE_MAX_BYTES + MULTIPART_OVERHEAD_BYTES)
+
+
 class RequestBodyLimitMiddleware:
     """Refuse a declared request body over the path's limit with 413, before reading it.
 

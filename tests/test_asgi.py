@@ -5,9 +5,13 @@ import threading
 
 from core.asgi import ThreadedWSGI, accepts_event_stream
 
+MAX_BODY = 1000
 
-def http_scope(path="/x", accept="", method="GET"):
+
+def http_scope(path="/x", accept="", method="GET", length: int | None = None):
     headers = [(b"accept", accept.encode())] if accept else []
+    if length is not None:
+        headers.append((b"content-length", str(length).encode()))
     return {
         "type": "http",
         "http_version": "1.1",
@@ -75,7 +79,9 @@ def test_threaded_wsgi_answers_in_one_piece_with_the_whole_body_and_closes_on_it
         start_response("201 Created", [("Content-Type", "application/json"), ("X-Thing", "1")])
         return Response([b'{"a":', b" 1}"])
 
-    sent = run(ThreadedWSGI(app, threads=2), http_scope(method="POST"), body_parts=(b"hel", b"lo"))
+    sent = run(
+        ThreadedWSGI(app, threads=2, max_body=MAX_BODY), http_scope(method="POST"), body_parts=(b"hel", b"lo")
+    )
     assert sent == [
         {
             "type": "http.response.start",
@@ -92,6 +98,44 @@ def test_threaded_wsgi_answers_in_one_piece_with_the_whole_body_and_closes_on_it
         "REMOTE_ADDR": "203.0.113.9",
     }
     assert calls["ran_on"].startswith("wsgi") and calls["closed_on"] == calls["ran_on"]
+
+
+def body_app(seen):
+    def app(environ, start_response):
+        seen["length"] = environ.get("CONTENT_LENGTH")
+        seen["body"] = environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    return app
+
+
+def test_a_chunked_body_reaches_django_with_its_length():
+    # Without a Content-Length (Transfer-Encoding: chunked) Django read an empty body: a bad request
+    # to create a session was served as an empty one, and created a default session.
+    seen = {}
+    run(ThreadedWSGI(body_app(seen), threads=1, max_body=MAX_BODY), http_scope(method="POST"), (b"ab", b"cd"))
+    assert seen == {"length": "4", "body": b"abcd"}
+
+
+def test_a_body_declared_too_large_is_not_read():
+    seen = {}
+    parts = [b"x" * 600] * 500  # 300 KB sent
+    run(
+        ThreadedWSGI(body_app(seen), threads=1, max_body=MAX_BODY),
+        http_scope(method="POST", length=300_000),
+        parts,
+    )
+    assert seen == {"length": "300000", "body": b""}  # none of it read; the middleware answers 413
+
+
+def test_a_chunked_body_too_large_is_read_only_past_the_limit():
+    # It was read whole into memory (300 MB: a worker at 956 MB) before the 413.
+    seen = {}
+    parts = [b"x" * 600] * 500
+    run(ThreadedWSGI(body_app(seen), threads=1, max_body=MAX_BODY), http_scope(method="POST"), parts)
+    # Two parts read, past MAX_BODY: every path's limit refuses that length.
+    assert seen["length"] == "1200" and seen["body"] == b"x" * 1200
 
 
 def test_threaded_wsgi_streams_a_streaming_response_chunk_by_chunk_from_one_thread():
@@ -113,7 +157,7 @@ def test_threaded_wsgi_streams_a_streaming_response_chunk_by_chunk_from_one_thre
         start_response("200 OK", [("Content-Type", "text/csv")])
         return Streaming()
 
-    sent = run(ThreadedWSGI(app, threads=2), http_scope())
+    sent = run(ThreadedWSGI(app, threads=2, max_body=MAX_BODY), http_scope())
     assert [m.get("body") for m in sent] == [None, b"a,b\\n", b"1,2\\n", b""]
     assert [m.get("more_body", False) for m in sent[1:]] == [True, True, False]
     assert len(threads) == 1  # the view, every chunk and close() on one thread (its connection)
@@ -153,7 +197,9 @@ def streaming_app(log, parts=(b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n")):
 
 def test_an_async_stream_is_relayed_from_the_loop_and_closed_on_the_pool():
     log = []
-    sent = run(ThreadedWSGI(streaming_app(log), threads=1), http_scope(accept="text/event-stream"))
+    sent = run(
+        ThreadedWSGI(streaming_app(log), threads=1, max_body=MAX_BODY), http_scope(accept="text/event-stream")
+    )
     assert [m.get("body") for m in sent] == [None, b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n", b""]
     assert log[0][0] == "view on" and log[-1][0] == "closed on"
     assert log[0][1] == log[-1][1]  # the pool's one thread; the stream itself held none
@@ -161,14 +207,14 @@ def test_an_async_stream_is_relayed_from_the_loop_and_closed_on_the_pool():
 
 def test_a_client_that_hangs_up_cancels_the_stream():
     log = []
-    sent = run(ThreadedWSGI(streaming_app(log), threads=1), http_scope(), hang_up_after=2)
+    sent = run(ThreadedWSGI(streaming_app(log), threads=1, max_body=MAX_BODY), http_scope(), hang_up_after=2)
     assert "cancelled" in log and log[-1][0] == "closed on"
     assert len(sent) < 5  # the rest was never sent
 
 
 def test_a_client_gone_before_the_response_starts_never_starts_the_stream():
     log = []
-    sent = run(ThreadedWSGI(streaming_app(log), threads=1), http_scope(), hang_up_after=0)
+    sent = run(ThreadedWSGI(streaming_app(log), threads=1, max_body=MAX_BODY), http_scope(), hang_up_after=0)
     assert sent == []
     assert "iterated" not in log  # its producer never ran: closing it gives the hold back
     assert log[0][0] == "view on" and log[-1][0] == "closed on"
