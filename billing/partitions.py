@@ -6,7 +6,9 @@ covers (the job fell behind) so that a charge never fails for want of a partitio
 in the rollups, so a detached month leaves every report unchanged. docs/scaling-data.md.
 """
 
+import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -162,24 +164,29 @@ def detach_call_month(
     name = partition_name(month)
     if next_month(month) > month_start(timezone.now()):
         raise PartitionRefused(f"{month:%Y-%m} is not over yet: only a past month can be detached.")
-    if name not in {p.name for p in call_event_partitions()}:
-        if not _default_rows_of(month):
-            raise PartitionRefused(_why_no_partition(month))
-        # Written before their month's partition existed: give the month its partition first (the
-        # job's own step, which moves them out of the DEFAULT partition), then detach it as any other.
-        ensure_call_event_partitions(months_ahead=0, now=datetime(month.year, month.month, 1, tzinfo=UTC))
+    attached = name in {p.name for p in call_event_partitions()}
+    if not attached and not _default_rows_of(month):
+        raise PartitionRefused(_why_no_partition(month))
     export_to = Path(export_to)
-    try:
+    try:  # before anything is changed: a file that cannot be made leaves the database as it was
         out = open(export_to, "xb")  # noqa: SIM115 - closed below, removed when anything fails
     except OSError as exc:
         raise PartitionRefused(f"Cannot create the export file {export_to}: {exc.strerror}.") from exc
     try:
-        with out, transaction.atomic(), connection.cursor() as cursor:
+        if not attached:
+            # Written before their month's partition existed: give the month its partition first (the
+            # job's own step, which moves them out of the DEFAULT partition), then detach it as any other.
+            ensure_call_event_partitions(months_ahead=0, now=datetime(month.year, month.month, 1, tzinfo=UTC))
+        with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_PARTITION_LOCK])
             cursor.execute(f"SELECT count(*), min(id), max(id) FROM {name}")  # noqa: S608 - names of our own tables
             count, first_id, last_id = cursor.fetchone()
             started = time.monotonic()
-            _export(cursor, name, out, on_rows=(lambda rows: on_rows(rows, count)) if on_rows else None)
+            with out:  # written, flushed to the disk and closed before anything is detached or dropped
+                _export(cursor, name, out, on_rows=(lambda rows: on_rows(rows, count)) if on_rows else None)
+                out.flush()
+                os.fsync(out.fileno())
+            _fsync_directory(export_to)
             exported = time.monotonic()
             # A caller's transaction may hold deferred foreign-key checks on these rows (PostgreSQL
             # refuses to detach a table with pending trigger events): run them now.
@@ -190,6 +197,8 @@ def detach_call_month(
             if drop:
                 cursor.execute(f"DROP TABLE {name}")
             detached = time.monotonic()
+            # A record left by an earlier detach of this month, attached again by hand since: this one replaces it.
+            DetachedCallMonth.objects.filter(month=month).delete()
             record = DetachedCallMonth.objects.create(
                 month=month,
                 partition=name,
@@ -200,6 +209,9 @@ def detach_call_month(
                 dropped=drop,
             )
     except BaseException as exc:
+        # Nothing was committed (the transaction is the last step): the partial file goes too.
+        with contextlib.suppress(OSError):
+            out.close()
         export_to.unlink(missing_ok=True)
         if isinstance(exc, OperationalError) and "lock timeout" in str(exc):
             raise PartitionRefused(
@@ -220,6 +232,59 @@ def detach_call_month(
         },
     )
     return result
+
+
+def _fsync_directory(path: Path) -> None:
+    """Make a new file's directory entry durable (the file's own fsync does not)."""
+    directory = os.open(path.resolve().parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def attach_call_month(*, month: date) -> str:
+    """A month detached without --drop attached again, its DetachedCallMonth record removed; what was done.
+
+    The table is attached as the partition job attaches a new month (rows of the month the DEFAULT
+    partition caught meanwhile are moved into it first), waiting at most
+    CALL_EVENT_DETACH_LOCK_TIMEOUT_MS for the parent's lock. A month attached by hand already only
+    loses its stale record (which kept rebuild_usage_rollup refusing and check_ledger skipping it).
+    """
+    month = month_start(month)
+    name = partition_name(month)
+    record = DetachedCallMonth.objects.filter(month=month).first()
+    if name in {p.name for p in call_event_partitions()}:
+        if record is None:
+            raise PartitionRefused(f"{month:%Y-%m} is attached: there is nothing to attach.")
+        record.delete()
+        return f"{month:%Y-%m} was attached already (by hand): its record as detached is removed."
+    if record is not None and record.dropped:
+        raise PartitionRefused(
+            f"{month:%Y-%m} was dropped on {record.detached_at:%Y-%m-%d}: its {record.rows} call events are "
+            f"only in {record.exported_to}; there is no table to attach."
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [name])
+        if not cursor.fetchone()[0]:
+            raise PartitionRefused(
+                f"There is no table {name} to attach: {month:%Y-%m} was never detached here."
+            )
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_PARTITION_LOCK])
+            cursor.execute(f"SET LOCAL lock_timeout = '{int(settings.CALL_EVENT_DETACH_LOCK_TIMEOUT_MS)}ms'")
+            _create_partition(cursor, month)
+            DetachedCallMonth.objects.filter(month=month).delete()
+    except OperationalError as exc:
+        if "lock timeout" not in str(exc):
+            raise
+        raise PartitionRefused(
+            f"{TABLE} stayed locked by another transaction for more than "
+            f"{settings.CALL_EVENT_DETACH_LOCK_TIMEOUT_MS} ms: nothing was attached, run again."
+        ) from exc
+    logger.info("call event month attached", extra={"partition": name})
+    return f"{month:%Y-%m}: table {name} attached again; its call events are listed and counted as before."
 
 
 def _default_rows_of(month: date) -> int:

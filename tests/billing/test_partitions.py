@@ -3,6 +3,7 @@
 import csv
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -327,3 +328,80 @@ def test_the_migration_converts_a_plain_table_with_its_rows_and_back(user):
     months = [p.month for p in partitions.call_event_partitions()]
     assert months[0] == date(2025, 1, 1) and len(months) == len(set(months))
     assert LLMCallEvent.objects.create(user=user, model="m", provider="echo").pk > before[-1][0]
+
+
+def test_an_export_that_cannot_reach_the_disk_drops_nothing(user, price, tmp_path, monkeypatch):
+    # The transaction (DETACH and DROP) committed before the file was closed: a write failing at the
+    # end (a full disk, NFS at close) removed the only copy of a dropped month.
+    import errno
+
+    month, _ = _past_month_with_calls(user, price)
+    export = tmp_path / "full.csv"
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(partitions.os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        partitions.detach_call_month(month=month, export_to=export, drop=True)
+    assert partitions.partition_name(month) in {p.name for p in partitions.call_event_partitions()}
+    assert not DetachedCallMonth.objects.exists() and not export.exists()
+    assert LLMCallEvent.objects.filter(created_at__month=3, created_at__year=2024).count() == 3
+
+
+def test_an_export_file_that_cannot_be_made_changes_nothing(user, price, tmp_path):
+    _charge(
+        user, price, datetime(2023, 5, 9, 12, tzinfo=UTC)
+    )  # in DEFAULT: detaching would give it a partition
+    with pytest.raises(PartitionRefused, match="Cannot create the export file"):
+        partitions.detach_call_month(month=date(2023, 5, 1), export_to=tmp_path / "missing" / "x.csv")
+    assert partitions.default_partition_rows() == 1  # no partition made for it first
+
+
+def test_a_detached_month_is_attached_again_and_counted_as_before(user, price, tmp_path):
+    month, _ = _past_month_with_calls(user, price)
+    partitions.detach_call_month(month=month, export_to=tmp_path / "m.csv")
+    stray = _charge(user, price, datetime(2024, 3, 20, tzinfo=UTC))  # caught by DEFAULT meanwhile
+    out = StringIO()
+    call_command("attach_call_events", "--month", "2024-03", stdout=out)
+    assert "attached again" in out.getvalue()
+    assert not DetachedCallMonth.objects.exists()
+    assert _home(stray.event.pk) == partitions.partition_name(month)
+    assert LLMCallEvent.objects.filter(created_at__month=3, created_at__year=2024).count() == 4
+    call_command("rebuild_usage_rollup", stdout=StringIO())  # no longer refused
+    with pytest.raises(CommandError, match="2024-03 is attached: there is nothing to attach"):
+        call_command("attach_call_events", "--month", "2024-03")
+    assert check_ledger().ok
+
+
+def test_a_month_attached_by_hand_loses_its_record_and_can_be_detached_again(user, price, tmp_path):
+    month, _ = _past_month_with_calls(user, price)
+    partitions.detach_call_month(month=month, export_to=tmp_path / "first.csv")
+    name = partitions.partition_name(month)
+    with connection.cursor() as cursor:  # as docs/scaling-data.md said to, before the command existed
+        cursor.execute(
+            f"ALTER TABLE billing_llmcallevent ATTACH PARTITION {name} "
+            "FOR VALUES FROM ('2024-03-01 00:00:00+00') TO ('2024-04-01 00:00:00+00')"
+        )
+    # Detaching it again was an IntegrityError (the first record's month): the new record replaces it.
+    again = partitions.detach_call_month(month=month, export_to=tmp_path / "second.csv")
+    assert DetachedCallMonth.objects.get().pk == again.record.pk
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"ALTER TABLE billing_llmcallevent ATTACH PARTITION {name} "
+            "FOR VALUES FROM ('2024-03-01 00:00:00+00') TO ('2024-04-01 00:00:00+00')"
+        )
+    out = StringIO()
+    call_command("attach_call_events", "--month", "2024-03", stdout=out)
+    assert "attached already (by hand)" in out.getvalue() and not DetachedCallMonth.objects.exists()
+
+
+def test_a_dropped_month_cannot_be_attached_and_says_where_its_rows_are(user, price, tmp_path):
+    month, _ = _past_month_with_calls(user, price)
+    partitions.detach_call_month(month=month, export_to=tmp_path / "gone.csv", drop=True)
+    with pytest.raises(
+        CommandError, match=r"2024-03 was dropped on .*: its 3 call events are only in .*gone\.csv"
+    ):
+        call_command("attach_call_events", "--month", "2024-03")
+    with pytest.raises(CommandError, match="There is no table billing_llmcallevent_y2019m01 to attach"):
+        call_command("attach_call_events", "--month", "2019-01")
