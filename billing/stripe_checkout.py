@@ -157,8 +157,9 @@ def verify_event(*, payload: bytes, signature: str | None) -> dict:
             "The Stripe-Signature header is missing, does not match this body, or is too old; "
             "nothing was recorded. Check STRIPE_WEBHOOK_SECRET against the endpoint's signing secret."
         ) from exc
-    except (ValueError, AttributeError, TypeError) as exc:
+    except (ValueError, AttributeError, TypeError, RecursionError) as exc:
         # Signed, but not a JSON object: the library cannot read `[]`, `"x"` or `null` as an event
-        # (AttributeError), nor a body that is not JSON (ValueError; UnicodeDecodeError is one too).
+        # (AttributeError), nor a body that is not JSON (ValueError; UnicodeDecodeError is one too),
+        # nor JSON nested deeper than the decoder's recursion (RecursionError).
         raise BillingError("The webhook body is not a Stripe event; nothing was recorded.") from exc
     return event.to_dict()

@@ -173,7 +173,12 @@ def _purchase_id(session: Mapping) -> int | None:
     return None
 
 
-_SESSION_ID_MAX = Purchase._meta.get_field("stripe_session_id").max_length
+# The ledger row of a paid session is keyed by its id: an id must fit the purchase's column and the key's.
+PAID_KEY_PREFIX = "stripe-checkout:"
+_SESSION_ID_MAX = min(
+    Purchase._meta.get_field("stripe_session_id").max_length,
+    CreditTransaction._meta.get_field("idempotency_key").max_length - len(PAID_KEY_PREFIX),
+)
 
 
 def _session_id(session: Mapping) -> str | None:
@@ -258,7 +263,7 @@ def complete_checkout(*, session: Mapping, event_type: str = "checkout.session.c
             kind=CreditTransaction.Kind.PURCHASE,
             amount=Decimal(purchase.credits),
             reason=f"Stripe Checkout {session_id}",
-            idempotency_key=f"stripe-checkout:{session_id}",
+            idempotency_key=f"{PAID_KEY_PREFIX}{session_id}",
         )
         purchase.status = Purchase.Status.PAID
         purchase.transaction = row
