@@ -104,7 +104,8 @@ class GrantRequestSerializer(serializers.Serializer):
         return _as_field_error(validate_reason, value)
 
     def validate_expires_at(self, value):
-        return _as_field_error(validate_expires_at, value)
+        # The form only: whether it must still be ahead is the service's (a replay's may have passed).
+        return _as_field_error(lambda raw: validate_expires_at(raw, past_ok=True), value)
 
     def validate_priority(self, value):
         return _as_field_error(validate_priority, value)

@@ -213,12 +213,11 @@ def _replay(
         )
     else:
         what, matches_target = "amount or reason", True
-    if (
-        first.kind != kind
-        or not matches_target
-        or (amount is not None and first.amount != amount)
-        or first.reason != reason
-    ):
+    if first.kind != kind:
+        raise IdempotencyConflict(
+            f"This idempotency key was already used for a {first.kind}; send a new key for a new {kind}."
+        )
+    if not matches_target or (amount is not None and first.amount != amount) or first.reason != reason:
         raise IdempotencyConflict(
             f"This idempotency key was already used for a {first.kind} with a different {what}; "
             f"send a new key for a new {kind}."
@@ -320,10 +319,24 @@ def _staff_entry(
     """A staff-initiated row of `kind`: amount (by `validate_amount`), reason, terms, initiator and key checked, then appended once per key."""
     amount = validate_amount(amount)
     reason = validate_reason(reason)
+    # An expiry that has passed since the first request is still that request's: its replay answers
+    # what the first answered; only a new grant needs its expiry ahead.
     terms = validate_terms() if validate_terms is not None else None
     _require_staff(initiated_by, what=what)
     if idempotency_key is not None:
         idempotency_key = validate_idempotency_key(idempotency_key)
+    if terms is not None and terms.expires_at is not None and terms.expires_at <= timezone.now():
+        replayed = idempotency_key and _replay(
+            user_id=user.pk,
+            idempotency_key=idempotency_key,
+            kind=kind,
+            amount=amount,
+            reason=reason,
+            terms=terms,
+        )
+        if not replayed:
+            raise lots.past_expiry()
+        return replayed
     return _append_once(
         user_id=user.pk,
         kind=kind,
@@ -363,7 +376,7 @@ def grant(
         validate_amount=validate_grant_amount,
         what="grant credits",
         validate_terms=lambda: lots.validate_terms(
-            expires_at=expires_at, priority=priority, category=category
+            expires_at=expires_at, priority=priority, category=category, past_ok=True
         ),
     )
 

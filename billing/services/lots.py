@@ -54,8 +54,9 @@ def default_terms(*, kind: str) -> LotTerms:
     )
 
 
-def validate_expires_at(raw, *, now: datetime | None = None) -> datetime | None:
-    """An ISO 8601 date-time in the future (naive: in UTC), or None for never."""
+def validate_expires_at(raw, *, now: datetime | None = None, past_ok: bool = False) -> datetime | None:
+    """An ISO 8601 date-time in the future (naive: in UTC), or None for never; `past_ok`: any time
+    (a replay's terms are compared with the first request's, sent when they were still ahead)."""
     if raw is None or raw == "":
         return None
     value = parse_iso_datetime(raw.strip()) if isinstance(raw, str) else raw
@@ -75,12 +76,15 @@ def validate_expires_at(raw, *, now: datetime | None = None) -> datetime | None:
             "that never expire.",
             field="expires_at",
         )
-    if value <= (now or timezone.now()):
-        raise InvalidGrant(
-            "expires_at must be in the future; leave it out for credits that never expire.",
-            field="expires_at",
-        )
+    if not past_ok and value <= (now or timezone.now()):
+        raise past_expiry()
     return value
+
+
+def past_expiry() -> InvalidGrant:
+    return InvalidGrant(
+        "expires_at must be in the future; leave it out for credits that never expire.", field="expires_at"
+    )
 
 
 def validate_priority(raw) -> int:
@@ -109,12 +113,14 @@ def validate_category(raw, *, default: str = Category.PROMOTIONAL) -> str:
     return raw
 
 
-def validate_terms(*, expires_at=None, priority=None, category=None, kind: str = Kind.GRANT) -> LotTerms:
+def validate_terms(
+    *, expires_at=None, priority=None, category=None, kind: str = Kind.GRANT, past_ok: bool = False
+) -> LotTerms:
     """A grant's lot terms as staff send them, each refused on its own field; defaults from `kind`."""
     return LotTerms(
         category=validate_category(category, default=default_terms(kind=kind).category),
         priority=validate_priority(priority),
-        expires_at=validate_expires_at(expires_at),
+        expires_at=validate_expires_at(expires_at, past_ok=past_ok),
     )
 
 

@@ -45,6 +45,40 @@ def test_staff_grant_with_terms_opens_a_lot_with_them(staff_client, user):
     assert check_ledger(user_id=user.pk).ok
 
 
+def test_a_grant_replayed_after_its_expiry_passed_answers_the_first_grant(staff_client, user, monkeypatch):
+    # API.md: a replay answers what the first request answered. Its expiry was ahead then; it was a 400
+    # ("must be in the future") once it had passed.
+    expires = (timezone.now() + timedelta(seconds=30)).replace(microsecond=0)
+    body = {"amount": "3", "reason": "flash sale", "expires_at": expires.isoformat()}
+    first = staff_client.post(grant_url(user.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="g-1")
+    assert first.status_code == 200, first.json()
+    later = timezone.now() + timedelta(minutes=5)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+    again = staff_client.post(grant_url(user.pk), body, format="json", HTTP_IDEMPOTENCY_KEY="g-1")
+    assert again.status_code == 200, again.json()
+    assert again.json()["transaction"]["id"] == first.json()["transaction"]["id"]
+    assert CreditLot.objects.filter(wallet__user=user).count() == 1
+    # Without the key, or with a new one, a past expiry is refused as before.
+    for extra in ({}, {"HTTP_IDEMPOTENCY_KEY": "g-2"}):
+        refused = staff_client.post(grant_url(user.pk), body, format="json", **extra)
+        assert refused.status_code == 400 and "in the future" in str(refused.json()["expires_at"])
+    assert CreditLot.objects.filter(wallet__user=user).count() == 1
+
+
+def test_a_key_reused_for_another_kind_says_so(staff_client, user):
+    staff_client.post(
+        grant_url(user.pk), {"amount": "3", "reason": "x"}, format="json", HTTP_IDEMPOTENCY_KEY="k"
+    )
+    response = staff_client.post(
+        f"/api/v1/admin/wallets/{user.pk}/adjust",
+        {"amount": "3", "reason": "x"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k",
+    )
+    assert response.status_code == 409
+    assert "already used for a grant; send a new key for a new adjustment" in response.json()["detail"]
+
+
 def test_staff_grant_without_terms_is_a_promotional_lot_that_never_expires(staff_client, user):
     response = staff_client.post(grant_url(user.pk), {"amount": "3", "reason": "x"}, format="json")
     assert response.status_code == 200
