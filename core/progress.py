@@ -56,8 +56,8 @@ class Progress:
     def _draw(self, *, final: bool = False) -> None:
         self._drawn_at = time.monotonic()
         text = f"\r\x1b[K{self.line(final=final)}" + ("\n" if final else "")
-        if hasattr(self.stream, "style_func"):  # a command's OutputWrapper: it would end every write
-            self.stream.write(text, ending="")
+        if hasattr(self.stream, "style_func"):  # a command's OutputWrapper: it would end every write,
+            self.stream.write(text, style_func=_plain, ending="")  # and stderr's draws in the error style
         else:
             self.stream.write(text)
         self.stream.flush()
@@ -68,6 +68,10 @@ class Progress:
     def __exit__(self, *exc):
         self.finish()
         return False
+
+
+def _plain(text: str) -> str:
+    return text
 
 
 def _is_terminal(stream) -> bool:

@@ -25,6 +25,8 @@ def issue_allowances(*, now: datetime | None = None) -> int:
     period that passed entirely without a run is not back-filled). Once: each issue is the ledger
     row and its AllowanceIssue row in one transaction, and the unique (allowance, user, period)
     constraint lets one of two racing workers through; the other's transaction rolls back whole.
+    A deactivated user gets none (nobody can spend them); reactivated, the current period's comes
+    with the next run.
     """
     now = now or timezone.now()
     issued = 0
@@ -38,7 +40,7 @@ def issue_allowances(*, now: datetime | None = None) -> int:
             Wallet.objects.filter(
                 Q(user__in=allowance.users.values("pk")) | Q(user__groups__in=allowance.groups.values("pk"))
             )
-            .filter(~Exists(already))
+            .filter(~Exists(already), user__is_active=True)  # a deactivated account gets none
             .values_list("user_id", flat=True)
             .distinct()
             .order_by("user_id")

@@ -85,6 +85,22 @@ def test_an_inactive_allowance_issues_nothing():
     assert not CreditTransaction.objects.filter(kind="allowance").exists()
 
 
+@pytest.mark.django_db
+def test_a_deactivated_user_gets_no_allowance_until_reactivated(settings):
+    settings.REPORT_TIME_ZONE = "UTC"
+    active, gone = UserFactory(), UserFactory(is_active=False)
+    group = Group.objects.create(name="team")
+    gone.groups.add(group)
+    allowance = _allowance()
+    allowance.users.add(active, gone)
+    allowance.groups.add(group)
+    assert issue_allowances(now=MONDAY_NOON) == 1
+    assert not CreditLot.objects.filter(wallet__user=gone).exists()
+    gone.is_active = True
+    gone.save(update_fields=["is_active"])
+    assert issue_allowances(now=MONDAY_NOON + timedelta(hours=1)) == 1  # the day's, on the next run
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_workers_racing_issue_each_users_allowance_once(settings):
     settings.REPORT_TIME_ZONE = "UTC"
