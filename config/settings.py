@@ -497,7 +497,12 @@ WORKER_DATABASE_URL = env.str("WORKER_DATABASE_URL", default="")
 # A worker silent for this long is presumed dead and its running jobs are retried by another worker.
 WORKER_STALLED_SECONDS = env.int("WORKER_STALLED_SECONDS", default=30)
 PROCRASTINATE_ON_APP_READY = "core.queue.on_app_ready"
+# Jobs a worker runs at once (`--concurrency` overrides it): a delivery to a slow receiver holds its
+# slot up to WEBHOOK_TIMEOUT_SECONDS, and with one slot every chore (hold release, lot expiry,
+# allowances, stalled-job recovery) waited behind it.
+WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=4)
 PROCRASTINATE_WORKER_DEFAULTS = {
+    "concurrency": WORKER_CONCURRENCY,
     "update_heartbeat_interval": max(WORKER_STALLED_SECONDS / 3, 0.5),
     "stalled_worker_timeout": WORKER_STALLED_SECONDS,
 }

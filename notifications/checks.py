@@ -14,6 +14,7 @@ _AT_LEAST = (
         1,
         "below 1 every running job would look stalled and run again beside itself: deliveries twice",
     ),
+    ("WORKER_CONCURRENCY", 1, "below 1 a worker would run no job at all"),
 )
 
 

@@ -25,6 +25,11 @@ from notifications.models import Delivery
 logger = logging.getLogger(__name__)
 
 DELIVER_TASK = "notifications.deliver_wallet_event"  # notifications.tasks; deferred by defer_delivery() only
+# Deliveries wait on other people's servers (up to WEBHOOK_TIMEOUT_SECONDS each): their own queue, and
+# below the chores' priority, so that a worker picks a due chore first whenever a slot frees, and a
+# worker can be given to them alone (`--queues notifications`); docs/notifications.md.
+DELIVERY_QUEUE = "notifications"
+DELIVERY_PRIORITY = -10
 ERROR_MAX = 500
 # Emails tell the user what to do; a wallet back above the line is news for the webhook only.
 _EMAIL_SUBJECTS = {
@@ -93,7 +98,13 @@ def defer_delivery(*, event_id: int) -> int:
 
     One job per event at a time (the lock): a redelivery waits for a running delivery to finish.
     """
-    return queue.defer(DELIVER_TASK, lock=f"wallet-event-{event_id}", event_id=event_id)
+    return queue.defer(
+        DELIVER_TASK,
+        lock=f"wallet-event-{event_id}",
+        queue=DELIVERY_QUEUE,
+        priority=DELIVERY_PRIORITY,
+        event_id=event_id,
+    )
 
 
 def redeliver(*, event: WalletEvent, initiated_by=None) -> int:

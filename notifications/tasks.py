@@ -32,7 +32,13 @@ class Backoff(BaseRetryStrategy):
         return RetryDecision(retry_in={"seconds": wait})
 
 
-@app.task(name=services.DELIVER_TASK, pass_context=True, retry=Backoff())
+@app.task(
+    name=services.DELIVER_TASK,
+    pass_context=True,
+    retry=Backoff(),
+    queue=services.DELIVERY_QUEUE,
+    priority=services.DELIVERY_PRIORITY,
+)
 def deliver_wallet_event(context, event_id: int) -> None:
     """One wallet event to the webhook and the user's inbox; retried with backoff, dead after N tries."""
     attempt = context.job.attempts + 1  # a job recovered from a killed worker counts the lost try

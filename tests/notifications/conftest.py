@@ -49,7 +49,7 @@ def worker(tmp_path, clean_queue):
     """Start `manage.py procrastinate worker` processes on the test database; each is killed at the end."""
     started = []
 
-    def start(**env_overrides):
+    def start(concurrency: int | None = 1, **env_overrides):
         env = {
             **os.environ,
             "DATABASE_URL": database_url(),
@@ -70,8 +70,7 @@ def worker(tmp_path, clean_queue):
                 "manage.py",
                 "procrastinate",
                 "worker",
-                "--concurrency",
-                "1",
+                *(["--concurrency", str(concurrency)] if concurrency is not None else []),
                 "--fetch-job-polling-interval",
                 "0.5",
             ],

@@ -31,7 +31,8 @@ def test_a_webhook_timeout_is_a_positive_number_of_seconds(settings, value, ids)
 
 
 @pytest.mark.parametrize(
-    "name", ["WEBHOOK_MAX_ATTEMPTS", "WEBHOOK_RETRY_BASE_SECONDS", "WORKER_STALLED_SECONDS"]
+    "name",
+    ["WEBHOOK_MAX_ATTEMPTS", "WEBHOOK_RETRY_BASE_SECONDS", "WORKER_STALLED_SECONDS", "WORKER_CONCURRENCY"],
 )
 @pytest.mark.parametrize(
     ("value", "ids"), [(1, []), (30, []), (0, ["notifications.E002"]), (-3, ["notifications.E002"])]

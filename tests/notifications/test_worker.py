@@ -11,6 +11,7 @@ from werkzeug import Response
 from billing import services as billing_services
 from billing.models import WalletEvent
 from notifications.models import Delivery
+from notifications.services import DELIVER_TASK as DELIVER
 from tests.factories import ModelPriceFactory, StaffUserFactory, UserFactory
 from tests.notifications.conftest import wait_for
 
@@ -86,3 +87,47 @@ def test_a_worker_killed_mid_delivery_leads_to_redelivery_after_restart(worker, 
     )
     assert delivered.attempts == 2
     assert received == [str(event.uuid)] * 2  # the same id twice: the receiver dedupes
+
+
+def test_a_receiver_that_hangs_does_not_hold_up_the_chores(worker, httpserver):
+    # One slot a worker: a delivery waiting on a slow receiver (up to WEBHOOK_TIMEOUT_SECONDS, each
+    # event) held every chore behind it: holds not released, lots not expired, stalled jobs not retried.
+    from django.db import connection
+    from django.utils import timezone
+
+    hanging, release = threading.Event(), threading.Event()
+
+    def receive(request):
+        hanging.set()
+        release.wait(timeout=40)
+        return Response(status=200)
+
+    httpserver.expect_request("/hook", method="POST").respond_with_handler(receive)
+    event = cross_low_balance()
+    worker(
+        concurrency=None, WEBHOOK_URL=httpserver.url_for("/hook"), WEBHOOK_TIMEOUT_SECONDS=40
+    )  # the defaults
+    try:
+        assert hanging.wait(timeout=60), "the worker never started the delivery"
+        hung_at = timezone.now()
+
+        def chores_done():  # chores that finished while the delivery hung (the periodic ones: every 10 s)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM procrastinate_events event"
+                    " JOIN procrastinate_jobs job ON job.id = event.job_id"
+                    " WHERE event.type = 'succeeded' AND job.queue_name = 'default' AND event.at > %s",
+                    [hung_at],
+                )
+                return cursor.fetchone()[0]
+
+        wait_for(chores_done, timeout=30, what="a periodic chore to run beside the hanging delivery")
+        assert webhook_delivery(event).state == "pending"  # still waiting on the receiver
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT queue_name, priority FROM procrastinate_jobs WHERE task_name = %s", [DELIVER]
+            )
+            assert cursor.fetchall() == [("notifications", -10)]
+    finally:
+        release.set()
+    wait_for(lambda: webhook_delivery(event).state == "delivered", timeout=30, what="the delivery to finish")
