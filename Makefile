@@ -62,7 +62,7 @@ run: install
 # without it). docs/performance.md: why, measured.
 serve: install
 	$(BIN)/python manage.py collectstatic --noinput -v0
-	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py migrate_locked
 	VENV_BIN=$(BIN) HOST=$(HOST) PORT=$(PORT) exec sh scripts/serve.sh
 
 # The background worker (docs/notifications.md): webhook and email deliveries, periodic chores.
