@@ -67,6 +67,9 @@ if not SECRET_KEY:
             "(or DEBUG=true for local development)."
         )
     SECRET_KEY = "django-insecure-local-development-and-tests-only"
+# Rotating SECRET_KEY: the old key(s), comma-separated, still accepted for what they signed (sessions,
+# password reset links) until those expire; new ones are signed with SECRET_KEY only.
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -482,6 +485,8 @@ STREAM_PROGRESS_INTERVAL_SECONDS = env.float("STREAM_PROGRESS_INTERVAL_SECONDS",
 # Crossing events are POSTed here, signed with WEBHOOK_SECRET; empty: no webhook (email only).
 WEBHOOK_URL = env.str("WEBHOOK_URL", default="")
 WEBHOOK_SECRET = env.str("WEBHOOK_SECRET", default="")
+# While receivers change over to a new WEBHOOK_SECRET: the old one, whose signature is sent as well.
+WEBHOOK_SECRET_PREVIOUS = env.str("WEBHOOK_SECRET_PREVIOUS", default="")
 if WEBHOOK_URL and not WEBHOOK_SECRET:
     raise ImproperlyConfigured(
         "WEBHOOK_URL is set but WEBHOOK_SECRET is empty: set WEBHOOK_SECRET so receivers can verify deliveries."

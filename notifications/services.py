@@ -181,7 +181,9 @@ def _post_webhook(event: WalletEvent) -> int:
         headers={
             "Content-Type": "application/json",
             "User-Agent": "creditdesk-webhooks/1",
-            signing.HEADER: signing.sign(body=body, secret=settings.WEBHOOK_SECRET),
+            signing.HEADER: signing.sign(
+                body=body, secret=settings.WEBHOOK_SECRET, previous=settings.WEBHOOK_SECRET_PREVIOUS
+            ),
         },
     )
     try:

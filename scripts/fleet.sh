@@ -10,14 +10,26 @@
 #   scripts/fleet.sh restart NAME     NAME: app1, app2, worker1, worker2, pgbouncer, replica, nginx
 #   scripts/fleet.sh stop NAME        the same names: stop one (drills)
 #   scripts/fleet.sh env              the app's environment, as `export` lines (for manage.py by hand)
+#   scripts/fleet.sh backup           a base backup now (the restore drill replays the archive from one)
+#   scripts/fleet.sh rebuild-replica  the replica made again from the primary (one that cannot catch up)
 #
 # Data, logs and pid files live in FLEET_DIR (default .fleet/, gitignored). Every port can be moved
-# by its variable; none of them is 5432 (the system cluster stays untouched) or 8000.
+# by its variable; none of them is 5432 (the system cluster stays untouched) or 8000. `up` keeps the
+# settings it ran with in FLEET_DIR/fleet.env for later commands (delete it to return to the defaults).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 FLEET_DIR=${FLEET_DIR:-$ROOT/.fleet}
+# What `up` resolved (ports, database, counts, secrets: every FLEET_* but FLEET_EXTRA_ENV, which each
+# process keeps apart) is kept in FLEET_DIR/fleet.env: a later command in another shell (a 3 a.m.
+# `restart app1`) runs with the fleet's own settings, not the defaults. The environment still wins.
+if [ -f "$FLEET_DIR/fleet.env" ]; then
+  while IFS= read -r saved; do
+    saved_name=${saved%%=*}
+    if [ -n "$saved_name" ] && [ -z "${!saved_name+set}" ]; then export "$saved"; fi
+  done <"$FLEET_DIR/fleet.env"
+fi
 FLEET_PORT=${FLEET_PORT:-8080}
 FLEET_PG_PORT=${FLEET_PG_PORT:-15432}
 FLEET_REPLICA_PORT=${FLEET_REPLICA_PORT:-15433}
@@ -83,6 +95,7 @@ WEBHOOK_SECRET=${FLEET_WEBHOOK_SECRET:-fleet-webhook-secret}
 WEBHOOK_TIMEOUT_SECONDS=30
 WEBHOOK_RETRY_BASE_SECONDS=2
 WORKER_STALLED_SECONDS=${FLEET_WORKER_STALLED_SECONDS:-6}
+EMAIL_URL=${FLEET_EMAIL_URL:-consolemail://}
 EOF
   local word
   for word in ${FLEET_EXTRA_ENV:-}; do echo "$word"; done  # NAME=value words, one a line
@@ -161,7 +174,10 @@ start_replica() {
   if [ ! -f "$REPLICA/PG_VERSION" ]; then
     say "pg_basebackup -R: the replica in $REPLICA"
     as_pg "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$FLEET_PG_PORT" -U postgres -D "$REPLICA" -R -X stream -c fast
-    printf "port = %s\n" "$FLEET_REPLICA_PORT" | as_pg tee -a "$REPLICA/postgresql.auto.conf" >/dev/null
+    # A replica down longer than wal_keep_size covers fetches what it missed from the archive (it
+    # looped on "requested WAL segment ... has already been removed" for ever without it).
+    printf "port = %s\nrestore_command = 'cp %s/%%f %%p'\n" "$FLEET_REPLICA_PORT" "$ARCHIVE" \
+      | as_pg tee -a "$REPLICA/postgresql.auto.conf" >/dev/null
   fi
   if pg_running "$REPLICA"; then say "replica: already running"; else
     as_pg "$PG_BIN/pg_ctl" -D "$REPLICA" -l "$LOGS/replica.log" -w -t 60 start >/dev/null
@@ -270,6 +286,10 @@ up() {
   done
   if [ "${1:-}" = "--fresh" ]; then down; rm -rf "$FLEET_DIR"; fi
   mkdir -p "$PG_DIR" "$ARCHIVE" "$BASE" "$SOCKETS" "$RUN" "$LOGS" "$CONF"
+  local name
+  (umask 077; for name in ${!FLEET_@}; do
+    case "$name" in FLEET_DIR | FLEET_EXTRA_ENV) ;; *) printf '%s=%s\n' "$name" "${!name}" ;; esac
+  done >"$FLEET_DIR/fleet.env")
   if [ "$(id -u)" = 0 ]; then chown postgres: "$PG_DIR" "$ARCHIVE" "$BASE" "$SOCKETS" "$LOGS"; fi
   chmod 700 "$PG_DIR"
   start_primary
@@ -319,6 +339,13 @@ status() {
     if alive "$name"; then echo "$name: running (pid $pid)"; else echo "$name: stopped"; state=1; fi
   done
   if pg_running "$REPLICA" 2>/dev/null; then
+    local receiving
+    receiving=$("$PG_BIN/psql" -h 127.0.0.1 -p "$FLEET_REPLICA_PORT" -U postgres -Atqc \
+      "SELECT coalesce((SELECT status FROM pg_stat_wal_receiver), 'none')" "$FLEET_DB" 2>/dev/null || echo unknown)
+    if [ "$receiving" != streaming ]; then  # running, but not following the primary: say so, fail
+      echo "replica WAL receiver: $receiving, not streaming (see $LOGS/replica.log; to rebuild it: scripts/fleet.sh rebuild-replica)"
+      state=1
+    fi
     echo "replica lag: $("$PG_BIN/psql" -h 127.0.0.1 -p "$FLEET_REPLICA_PORT" -U postgres -Atqc \
       "SELECT coalesce(round(extract(epoch FROM now() - pg_last_xact_replay_timestamp())::numeric, 1), 0) || ' s since the last replayed commit'" "$FLEET_DB" 2>/dev/null || echo unknown)"
   fi
@@ -345,6 +372,7 @@ case "${1:-}" in
   status) status ;;
   stop | restart) one "$@" ;;
   backup) take_base_backup ;;
+  rebuild-replica) stop_pg "$REPLICA" replica; as_pg rm -rf "$REPLICA"; start_replica ;;
   env) app_env | grep -v '^$' | sed 's/^/export /' ;;
-  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -87,8 +87,12 @@ recovery_target_action = 'promote'
 EOF
 as_pg touch "$restore/recovery.signal"
 cleanup() {
-  as_pg "$PG_BIN/pg_ctl" -D "$restore" -m fast -w stop >/dev/null 2>&1 || true
-  if [ "$KEEP" = 0 ]; then rm -rf "$restore"; else say "kept: $restore (port $FLEET_RESTORE_PORT)"; fi
+  if [ "$KEEP" = 0 ]; then
+    as_pg "$PG_BIN/pg_ctl" -D "$restore" -m fast -w stop >/dev/null 2>&1 || true
+    rm -rf "$restore"
+  else  # left running to look at (it was stopped before it was said to be kept)
+    say "kept running: $restore on port $FLEET_RESTORE_PORT (stop: pg_ctl -D $restore stop)"
+  fi
 }
 trap cleanup EXIT
 as_pg "$PG_BIN/pg_ctl" -D "$restore" -l "$FLEET_DIR/log/restore.log" -w -t 120 start >/dev/null \

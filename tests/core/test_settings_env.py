@@ -76,3 +76,29 @@ def test_manage_py_refuses_to_start_on_a_switch_it_cannot_read():
     )
     assert result.returncode != 0
     assert "CREDIT_ENFORCEMENT_ENABLED='maybe' is not a switch" in result.stderr
+
+
+def test_rotated_secrets_are_read_from_the_environment():
+    # SECRET_KEY_FALLBACKS keeps sessions signed with the old key valid while a new one rolls out;
+    # WEBHOOK_SECRET_PREVIOUS signs deliveries with the old webhook secret too.
+    script = (
+        "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings'); django.setup();"
+        "from django.conf import settings; from django.core import signing;"
+        "old = signing.dumps('hi', key='old-key');"
+        "print(settings.SECRET_KEY_FALLBACKS, settings.WEBHOOK_SECRET_PREVIOUS, signing.loads(old))"
+    )
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/unused",
+            "SECRET_KEY": "new-key",
+            "SECRET_KEY_FALLBACKS": "old-key,older-key",
+            "WEBHOOK_SECRET_PREVIOUS": "whsec-old",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == "['old-key', 'older-key'] whsec-old hi", result.stderr

@@ -152,6 +152,16 @@ def test_up_prints_the_url_and_the_settings_it_used(fleet):
     status = subprocess.run(["bash", str(FLEET), "status"], env=fleet["env"], capture_output=True, text=True)  # noqa: S603
     assert status.returncode == 0, status.stdout
     assert status.stdout.count(": running") == 8
+    assert "not streaming" not in status.stdout  # the replica follows the primary
+    # From another shell, knowing only the folder: the fleet's own ports, not the defaults (a restart
+    # at 3 a.m. started app1 on 18001 against another fleet's PgBouncer).
+    bare = {k: v for k, v in fleet["env"].items() if not k.startswith("FLEET_") or k == "FLEET_DIR"}
+    status = subprocess.run(["bash", str(FLEET), "status"], env=bare, capture_output=True, text=True)  # noqa: S603
+    assert status.returncode == 0, status.stdout
+    assert f"url: {fleet['url']}" in status.stdout and status.stdout.count(": running") == 8
+    # A replica down for longer than the primary keeps WAL catches up from the archive.
+    replica_conf = (fleet["dir"] / "pg" / "replica" / "postgresql.auto.conf").read_text()
+    assert "restore_command = 'cp " in replica_conf and "/pg/archive/%f %p'" in replica_conf
 
 
 def test_turns_plain_and_streamed_are_billed_once_through_nginx_and_pgbouncer(fleet):

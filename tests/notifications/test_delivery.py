@@ -11,7 +11,7 @@ from werkzeug import Response
 
 from billing import services as billing_services
 from billing.models import WalletEvent
-from notifications import services
+from notifications import services, signing
 from notifications.models import Delivery
 from tests.factories import ModelPriceFactory, StaffUserFactory, UserFactory
 from tests.notifications.conftest import SECRET
@@ -144,3 +144,25 @@ def test_redeliver_action_resets_the_deliveries_and_queues_a_job(admin_client, w
     assert Delivery.objects.get(event=event, channel="webhook").attempts == 2
     assert len(webhook.log) == 2
     assert json.loads(webhook.log[1][0].get_data())["id"] == str(event.uuid)  # same id: receivers dedupe
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("receivers_secret", [SECRET, "the-old-secret"])
+def test_while_secrets_change_over_a_receiver_with_either_verifies(webhook, settings, receivers_secret):
+    settings.WEBHOOK_SECRET_PREVIOUS = "the-old-secret"
+    seen = []
+
+    def receive(request):
+        header = request.headers["Creditdesk-Signature"]
+        seen.append(
+            (header.count("v1="), docs_verify()(header, request.get_data(), receivers_secret)["type"])
+        )
+        return Response(status=204)
+
+    webhook.expect_request("/hooks/creditdesk", method="POST").respond_with_handler(receive)
+    event = low_balance_event()
+    services.deliver_event(event_id=event.pk, attempt=1, final=False)
+    assert seen == [(2, "wallet.low_balance")]
+    header = signing.sign(body=b"{}", secret=SECRET, previous="the-old-secret")
+    with pytest.raises(ValueError, match="signature mismatch"):  # a third secret is still refused
+        docs_verify()(header, b"{}", "neither")
