@@ -102,3 +102,27 @@ def test_rotated_secrets_are_read_from_the_environment():
         timeout=60,
     )
     assert result.stdout.strip() == "['old-key', 'older-key'] whsec-old hi", result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("postgres://postgres@127.0.0.1:9/creditdesk", "Connection refused"),  # nothing listens there
+        ("postgres://postgres@127.0.0.1:5432/creditdesk_no_such_database", "does not exist"),
+    ],
+)
+def test_a_command_on_a_database_it_cannot_reach_says_so_in_two_lines(url, why):
+    # It was ten seconds of pool warnings, then a 95-line traceback with the cause buried in it.
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check_ledger"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": url, "SECRET_KEY": "x", "DATABASE_POOL_TIMEOUT": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-2:]
+    assert "could not be reached" in last[0] and why in last[0], result.stderr
+    assert last[1].startswith("Check DATABASE_URL")
