@@ -12,6 +12,7 @@ lock was granted, and see every lot change committed before it. The charge pays 
 trip for it; negative adjustments call the same function, so the burn is written once.
 """
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -54,12 +55,20 @@ def default_terms(*, kind: str) -> LotTerms:
     )
 
 
+DATE_ALONE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+
+
 def validate_expires_at(raw, *, now: datetime | None = None, past_ok: bool = False) -> datetime | None:
     """An ISO 8601 date-time in the future (naive: in UTC), or None for never; `past_ok`: any time
     (a replay's terms are compared with the first request's, sent when they were still ahead)."""
     if raw is None or raw == "":
         return None
     value = parse_iso_datetime(raw.strip()) if isinstance(raw, str) else raw
+    if isinstance(raw, str) and DATE_ALONE.fullmatch(raw.strip()):
+        raise InvalidGrant(
+            f"expires_at needs a time as well as a date (a date alone is no moment), e.g. {raw.strip()}T00:00:00Z.",
+            field="expires_at",
+        )
     if not isinstance(value, datetime):
         raise InvalidGrant(
             "Enter expires_at as an ISO 8601 date and time, e.g. 2026-12-31T23:59:00Z.", field="expires_at"

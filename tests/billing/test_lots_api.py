@@ -198,6 +198,15 @@ def test_grant_credits_command_refuses_bad_terms_in_one_line_and_writes_nothing(
     assert not CreditTransaction.objects.exists()
 
 
+def test_a_date_alone_is_refused_with_the_time_it_lacks():
+    # "Enter expires_at as an ISO 8601 date and time" for 2030-01-01, which is ISO 8601 (a date).
+    from billing.exceptions import InvalidGrant
+    from billing.services.lots import validate_expires_at
+
+    with pytest.raises(InvalidGrant, match=r"needs a time as well as a date .* e\.g\. 2030-01-01T00:00:00Z"):
+        validate_expires_at("2030-01-01")
+
+
 # --- the admin ---------------------------------------------------------------------------------
 
 
