@@ -35,11 +35,8 @@ def _connect_error() -> str | None:
     import psycopg
     from django.db import connection
 
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
     try:
-        psycopg.connect(**params, connect_timeout=3).close()
+        psycopg.connect(**connection.get_connection_params(), connect_timeout=3).close()
     except psycopg.OperationalError as exc:
         return str(exc)
     return None

@@ -29,8 +29,6 @@ class Command(BaseCommand):
             params = {"conninfo": settings.WORKER_DATABASE_URL}
         else:
             params = connection.get_connection_params()
-            params.pop("cursor_factory", None)
-            params.pop("context", None)
         with psycopg.connect(**params, autocommit=True) as lock:
             # Tried, not waited for in one statement: a statement waiting would keep a snapshot open,
             # and the holder's CREATE INDEX CONCURRENTLY waits for every older snapshot to end (a
