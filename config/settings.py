@@ -244,7 +244,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")  # where collectstatic writes
 # Users' uploaded files go through the default storage: a local folder unless another backend (any
 # django-storages class, configured by its own settings) is named.
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
@@ -253,12 +253,15 @@ STORAGES = {
         "BACKEND": env.str("FILE_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage")
     },
     "staticfiles": {
-        # The manifest exists only after collectstatic (make serve); tests and DEBUG serve from the apps.
-        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        # The manifest exists only after collectstatic (make serve); tests and DEBUG serve from the apps,
+        # and so does a production server started before collectstatic (core.staticfiles).
+        "BACKEND": "core.staticfiles.ManifestOrAppFilesStorage"
         if not (DEBUG or TESTING)
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+STATIC_COLLECTED = (Path(STATIC_ROOT) / "staticfiles.json").exists()
+WHITENOISE_USE_FINDERS = DEBUG or (not TESTING and not STATIC_COLLECTED)
 
 # Request bodies over 1 MB are refused with 413 (core.middleware).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024

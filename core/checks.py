@@ -3,7 +3,7 @@
 import math
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Warning, register
 
 from core.ratelimits import parse_rate
 
@@ -40,5 +40,20 @@ def check_switch_interval(app_configs=None, **kwargs):
         Error(
             f"WEB_SWITCH_INTERVAL_MS must be a positive number of milliseconds, not {value!r}.",
             id="core.E002",
+        )
+    ]
+
+
+@register()
+def check_static_files_collected(app_configs=None, **kwargs):
+    """A production server before collectstatic serves the apps' files as they are (core.staticfiles): say so."""
+    if settings.DEBUG or settings.TESTING or settings.STATIC_COLLECTED:
+        return []
+    return [
+        Warning(
+            f"collectstatic has not run: {settings.STATIC_ROOT} has no manifest, so static files are served "
+            "from the apps, unhashed and uncompressed, without long cache headers.",
+            hint="Run `manage.py collectstatic --noinput` before starting the server (`make serve` does).",
+            id="core.W001",
         )
     ]

@@ -84,3 +84,26 @@ def test_a_chunked_body_is_read_and_one_too_large_refused(port):
     # Past every path's limit: 413, read no further than that (it was read whole, then refused).
     response, data = chunked(port, "/api/v1/sessions/", token, [b" " * 65536] * 80)
     assert response.status == 413 and json.loads(data)["code"] == "request_too_large"
+
+
+def test_pages_work_before_collectstatic(tmp_path_factory):
+    # DEBUG off and no collectstatic (a bare uvicorn rather than `make serve`): every page naming a
+    # static file was a 500 ("Missing staticfiles manifest entry"), the API docs and the admin included.
+    empty = tmp_path_factory.mktemp("no-static")
+    with uvicorn_server(
+        env={"SECRET_KEY": "deployed-test-not-a-secret", "STATIC_ROOT": str(empty)},
+        log_dir=tmp_path_factory.mktemp("serve-uncollected"),
+    ) as port:
+        for path in ("/api/v1/docs/", "/admin/login/", "/signin/"):
+            conn = http.client.HTTPConnection(HOST, port, timeout=10)
+            conn.request("GET", path)
+            response = conn.getresponse()
+            page = response.read().decode()
+            assert response.status == 200, (path, page[:300])
+        asset = next(
+            part.split('"')[0] for part in page.split('href="/static/')[1:] if ".css" in part.split('"')[0]
+        )
+        conn = http.client.HTTPConnection(HOST, port, timeout=10)
+        conn.request("GET", f"/static/{asset}")
+        response = conn.getresponse()
+        assert response.status == 200 and response.read(), asset  # served from the app's own folder

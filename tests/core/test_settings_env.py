@@ -126,3 +126,13 @@ def test_a_command_on_a_database_it_cannot_reach_says_so_in_two_lines(url, why):
     last = result.stderr.strip().splitlines()[-2:]
     assert "could not be reached" in last[0] and why in last[0], result.stderr
     assert last[1].startswith("Check DATABASE_URL")
+
+
+def test_a_production_server_before_collectstatic_is_warned(settings):
+    from core.checks import check_static_files_collected
+
+    settings.DEBUG, settings.TESTING, settings.STATIC_COLLECTED = False, False, False
+    (warning,) = check_static_files_collected()
+    assert warning.id == "core.W001" and "collectstatic has not run" in warning.msg
+    settings.STATIC_COLLECTED = True
+    assert check_static_files_collected() == []
