@@ -16,6 +16,7 @@ from django.db.models import QuerySet, Sum, Value
 from django.utils import timezone
 
 from core.errors import DomainError
+from core.text import storable
 from sessions_app.models import SEARCH_CONFIG, UserFile
 
 logger = logging.getLogger(__name__)
@@ -145,8 +146,10 @@ def _delete_stored(name: str) -> None:
 
 
 def read_file_text(*, file: UserFile, start: int = 0, max_chars: int) -> FileText:
-    """Characters [start, start + max_chars) of a file's text (undecodable bytes replaced)."""
+    """Characters [start, start + max_chars) of a file's text (undecodable bytes and NULs replaced)."""
     with default_storage.open(file.file.name, "rb") as stored:
-        text = stored.read().decode("utf-8", errors="replace")
+        # A NUL goes into the tool's result, the model's prompt and the turn's rows: PostgreSQL refuses
+        # it there (the turn failed after its first calls were charged).
+        text = storable(stored.read().decode("utf-8", errors="replace"))
     start = max(0, min(start, len(text)))
     return FileText(file=file, text=text[start : start + max_chars], start=start, total_chars=len(text))

@@ -65,6 +65,21 @@ SESSION_GONE = {
     "code": "not_found",
 }
 INTERNAL_ERROR = {"detail": "The turn failed on our side; nothing was charged.", "code": "internal_error"}
+
+
+def internal_error(loop: TurnLoop) -> dict:
+    """The error event of a turn that failed on our side, truthful about the calls it had already settled."""
+    charged = sum(1 for event in loop.events if event.status == "ok")
+    if not charged:
+        return INTERNAL_ERROR
+    calls = "model call" if charged == 1 else f"{charged} model calls"
+    return {
+        "detail": f"The turn failed on our side; its reply was not kept. The {calls} it had finished "
+        "before the failure (asking for tools) stay charged, as your ledger shows; nothing else was.",
+        "code": "internal_error",
+    }
+
+
 _RUNNING: set[asyncio.Task] = set()  # producers are referenced until done (asyncio keeps weak refs)
 END = None  # a producer's "nothing more" on its queue (relay)
 ENDS = ("done", "error")  # a turn's last events
@@ -242,7 +257,7 @@ async def _produce(loop: TurnLoop, call: ModelCall | None, queue: asyncio.Queue)
             "streamed turn failed", extra={"user_id": loop.user.pk, "session_id": loop.session.pk}
         )
         await db_step(loop.release_open_call)()
-        queue.put_nowait(("error", INTERNAL_ERROR))
+        queue.put_nowait(("error", internal_error(loop)))
     else:
         queue.put_nowait(("done", body))
 

@@ -294,8 +294,13 @@ class TurnLoop:
         self._stop(StopReason.PROVIDER_ERROR)
 
     def release_open_call(self) -> None:
-        """Give the open call's hold back (a bug, a worker shutdown): never wait for its expiry."""
-        for call in (self.open_call, self._reserved):
+        """Give the open call's hold back (a bug, a worker shutdown): never wait for its expiry.
+
+        The answer's too, when the turn failed to be written (its hold is settled only with the turn's
+        rows): left open, a streamed answer's was charged at its expiry after the turn said it was not.
+        """
+        answer = self.answer.call if self.answer is not None else None
+        for call in (self.open_call, self._reserved, answer):
             if call is not None:
                 billing_services.release(hold=call.hold)
         self.open_call = self._reserved = None
@@ -526,7 +531,11 @@ class TurnLoop:
             # Anything unexpected (a bug, a worker shutdown): give the hold back rather than wait for expiry.
             self.release_open_call()
             raise
-        return self.finish(before_commit=before_commit)
+        try:
+            return self.finish(before_commit=before_commit)
+        except BaseException:
+            self.release_open_call()  # the turn was not written: its answer's hold goes back at once
+            raise
 
     def _stop(self, reason: str) -> None:
         self.stop_reason = reason

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 
 from django.conf import settings
 
+from core.text import storable
 from sessions_app.providers.base import (
     ChatMessage,
     Completion,
@@ -134,7 +135,7 @@ class OpenAIProvider:
                         delta = _object(choice.get("delta"))
                         text = delta.get("content")
                         if isinstance(text, str) and text:
-                            yield Delta(text)
+                            yield Delta(storable(text))  # a NUL would fail the turn's rows after it was sent
                         for piece in _items(delta.get("tool_calls")):
                             _add_tool_call_piece(calls, piece)
                     if chunk.get("usage") is not None:
@@ -205,7 +206,9 @@ def _tool_calls_from(message: dict) -> tuple[ToolCallRequest, ...]:
         call_id, name, arguments = call.get("id"), function.get("name"), function.get("arguments")
         if not (isinstance(call_id, str) and isinstance(name, str) and isinstance(arguments, str)):
             raise ProviderBadResponse("malformed response: a tool call without id, name or arguments")
-        requests.append(ToolCallRequest(id=call_id[:100], name=name, arguments=arguments))
+        requests.append(
+            ToolCallRequest(id=storable(call_id[:100]), name=storable(name), arguments=storable(arguments))
+        )
     return tuple(requests)
 
 
@@ -230,7 +233,13 @@ def _tool_calls_from_pieces(calls: dict[int, dict]) -> tuple[ToolCallRequest, ..
     for _, call in sorted(calls.items()):
         if not (call["id"] and call["name"]):
             raise ProviderBadResponse("malformed stream: a tool call without id or name")
-        requests.append(ToolCallRequest(id=call["id"][:100], name=call["name"], arguments=call["arguments"]))
+        requests.append(
+            ToolCallRequest(
+                id=storable(call["id"][:100]),
+                name=storable(call["name"]),
+                arguments=storable(call["arguments"]),
+            )
+        )
     return tuple(requests)
 
 
@@ -250,7 +259,10 @@ def _completion_from(response) -> Completion:
         raise ProviderBadResponse("malformed response: no message content")
     usage = _usage_from(_object(response.get("usage")), malformed="malformed response")
     return Completion(
-        text=text, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, tool_calls=tool_calls
+        text=storable(text),  # a NUL or a lone surrogate from the model: stored as U+FFFD, not a 500
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        tool_calls=tool_calls,
     )
 
 

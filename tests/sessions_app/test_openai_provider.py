@@ -121,6 +121,19 @@ def test_success_bills_the_usage_the_provider_reports(openai_settings, user_clie
     assert sent["messages"] == [{"role": "user", "content": "What is the capital of France?"}]
 
 
+def test_a_nul_or_lone_surrogate_in_the_answer_is_stored_as_a_replacement(
+    openai_settings, user_client, session
+):
+    # PostgreSQL cannot store either: the turn failed with a 500 after the call was made.
+    openai_settings.expect_request(COMPLETIONS, method="POST").respond_with_json(
+        completion(text="a\x00b\ud800c")
+    )
+    response = take(user_client, session)
+    assert response.status_code == 201, response.content
+    assert response.json()["assistant_message"]["content"] == "a\ufffdb\ufffdc"
+    assert Message.objects.get(role="assistant").content == "a\ufffdb\ufffdc"
+
+
 def test_second_turn_sends_the_history(openai_settings, user_client, session):
     openai_settings.expect_request(COMPLETIONS, method="POST").respond_with_json(completion(text="Paris."))
     take(user_client, session, "Capital of France?")

@@ -40,6 +40,18 @@ def debits_of(event_ids) -> Decimal:
     )
 
 
+def test_a_file_with_a_nul_is_read_into_a_turn_as_a_replacement(user_client, user):
+    # Its text went into the tool's result and the reply: the turn failed (500) after its first call was
+    # charged, and a streamed one said nothing was charged.
+    fund(user)
+    file_id = upload(user_client, data=b"a\x00b", name="nul.txt")
+    session = ChatSessionFactory(owner=user)
+    response = take(user_client, session, f"read file {file_id}")
+    assert response.status_code == 201, response.content
+    assert "a\ufffdb" in response.json()["assistant_message"]["content"]
+    assert check_ledger(user_id=user.pk).ok
+
+
 def test_a_turn_that_searches_then_reads_a_file_bills_three_calls_that_add_up(user_client, user):
     fund(user)
     file_id = upload(user_client)
@@ -428,3 +440,28 @@ def test_a_tool_turns_last_write_is_one_statement_with_its_tool_runs(user):
     assert [c.llm_call_id for c in TurnCall.objects.filter(turn=turn).order_by("position")] == [
         c["id"] for c in body["usage"]["calls"]
     ]
+
+
+@pytest.mark.filterwarnings("ignore:StreamingHttpResponse")
+def test_a_streamed_turn_that_fails_after_a_tool_call_says_what_stayed_charged(
+    user_client, user, monkeypatch
+):
+    # Its error event said "nothing was charged" while the call that asked for the tool was.
+    import json
+
+    from sessions_app import streaming
+
+    def broken(loop):
+        raise RuntimeError("the turn's rows could not be written")
+
+    monkeypatch.setattr(streaming, "_finish_and_render", broken)
+    fund(user)
+    session = ChatSessionFactory(owner=user)
+    response = take(user_client, session, "search for budget", HTTP_ACCEPT="text/event-stream")
+    blocks = [block.split("\n", 1) for block in b"".join(response).decode().strip().split("\n\n")]
+    assert blocks[-1][0] == "event: error"
+    error = json.loads(blocks[-1][1].removeprefix("data: "))
+    assert error["code"] == "internal_error" and "The model call it had finished" in error["detail"]
+    assert CreditTransaction.objects.filter(wallet__user=user, kind="debit").count() == 1
+    assert not CreditHold.objects.filter(status=CreditHold.Status.HELD).exists()
+    assert check_ledger(user_id=user.pk).ok
