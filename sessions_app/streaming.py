@@ -49,10 +49,11 @@ import time
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 
+from core.api_fields import REPLAYED_HEADER
 from core.asgi import EVENT_STREAM, accepts_event_stream
-from sessions_app import services
+from sessions_app import idempotency, services
 from sessions_app.exceptions import ProviderFailed
 from sessions_app.providers import Completion, Delta, ProviderError, ToolCalls, Usage
 from sessions_app.serializers import created_turn_body
@@ -140,8 +141,13 @@ class HeldStream(StreamingHttpResponse):
         super().close()  # request_finished: the thread's connection goes back
 
 
-def stream_turn(*, session, user, content: str, context=None) -> StreamingHttpResponse:
-    """Reserve the turn's first call (raising InsufficientCredits / PriceNotFound like take_turn) and stream it."""
+def stream_turn(*, session, user, content: str, context=None, claim=None) -> StreamingHttpResponse:
+    """Reserve the turn's first call (raising InsufficientCredits / PriceNotFound like take_turn) and stream it.
+
+    With an Idempotency-Key's `claim` (sessions_app.idempotency), the key is completed with the
+    `done` body in the transaction that writes the turn, and freed when the stream ends without one
+    (a hang-up, a failure, a stream never read), as a failed plain attempt frees it.
+    """
     loop = services.prepare_turn(session=session, user=user, content=content, context=context)
     call = loop.next_call()  # reserved by prepare_turn: no statement
     try:
@@ -150,12 +156,38 @@ def stream_turn(*, session, user, content: str, context=None) -> StreamingHttpRe
         loop.release_open_call()
         raise
     give_back_connection()
+    key = _Key(claim)
 
     def unclaimed() -> None:
         if not call.sent:  # the producer sets it first thing
             loop.release_open_call()
+            key.free()
 
-    return HeldStream(_events(loop, call), unclaimed=unclaimed)
+    return HeldStream(_events(loop, call, key), unclaimed=unclaimed)
+
+
+class _Key:
+    """A streamed turn's Idempotency-Key claim (or none): completed with the turn, else freed."""
+
+    def __init__(self, claim):
+        self.claim = claim
+
+    def record(self, body: dict, turn_id: int) -> None:
+        if self.claim is not None:
+            idempotency.complete(claimed=self.claim, turn_id=turn_id, response=body)
+
+    def free(self) -> None:
+        """Free the key unless its turn was written (a done claim is left as it is)."""
+        if self.claim is not None:
+            idempotency.release(claimed=self.claim)
+
+
+def replayed_stream(body: dict) -> HttpResponse:
+    """A streamed turn's replay: the first attempt's `done` event, alone (no model call, no charge)."""
+    response = HttpResponse(sse("done", body), content_type=EVENT_STREAM)
+    response["Cache-Control"] = "no-cache"
+    response[REPLAYED_HEADER] = "true"
+    return response
 
 
 async def relay(produce, *, is_last=lambda item: False):
@@ -181,17 +213,25 @@ async def relay(produce, *, is_last=lambda item: False):
                 pass
 
 
-async def _events(loop: TurnLoop, call: ModelCall):
+async def _events(loop: TurnLoop, call: ModelCall, key: "_Key"):
     """The response body: the turn's events as server-sent events, up to its `done` or `error`."""
     async for event, data in relay(
-        lambda queue: _produce(loop, call, queue), is_last=lambda item: item[0] in ENDS
+        lambda queue: _produce(loop, call, queue, key), is_last=lambda item: item[0] in ENDS
     ):
         yield sse(event, data)
 
 
-async def _produce(loop: TurnLoop, call: ModelCall | None, queue: asyncio.Queue) -> None:
+async def _produce(loop: TurnLoop, call: ModelCall | None, queue: asyncio.Queue, key: "_Key") -> None:
     """Make the turn's calls with the provider's stream (from `call`, the first, its progress recorded),
-    relay their text, and end the turn exactly once."""
+    relay their text, and end the turn exactly once (its key, if any, completed with it or freed)."""
+    try:
+        await _produce_turn(loop, call, queue, key)
+    finally:
+        # Shielded, like the charges: a hang-up's cancellation must not leave the key claimed.
+        await asyncio.shield(db_step(key.free)())
+
+
+async def _produce_turn(loop: TurnLoop, call: ModelCall | None, queue: asyncio.Queue, key: "_Key") -> None:
     produced: list[str] = []
     usage: Usage | None = None
     sent: list[str] = []  # every delta sent, so the reply's text is what the client read
@@ -246,7 +286,7 @@ async def _produce(loop: TurnLoop, call: ModelCall | None, queue: asyncio.Queue)
         reply, streamed = loop.reply_text(), "".join(sent)
         if reply.startswith(streamed) and len(reply) > len(streamed):
             _send_delta(queue, sent, reply[len(streamed) :])
-        body = await asyncio.shield(db_step(_finish_and_render)(loop))
+        body = await asyncio.shield(db_step(_finish_and_render)(loop, key))
     except asyncio.CancelledError:
         await _charge_undelivered(loop, produced, usage, why="client disconnected")
         raise
@@ -275,9 +315,15 @@ def _send_delta(queue: asyncio.Queue, sent: list[str], text: str) -> None:
     queue.put_nowait(("delta", {"text": text}))
 
 
-def _finish_and_render(loop: TurnLoop) -> dict:
-    result = loop.finish()
-    return created_turn_body(result.turn, balance_after=result.balance_after)
+def _finish_and_render(loop: TurnLoop, key: "_Key") -> dict:
+    bodies = []
+
+    def before_commit(result) -> None:  # in the turn's transaction: the key is done iff the turn is
+        bodies.append(created_turn_body(result.turn, balance_after=result.balance_after))
+        key.record(bodies[0], result.turn.pk)
+
+    loop.finish(before_commit=before_commit)
+    return bodies[0]
 
 
 async def _charge_undelivered(loop: TurnLoop, produced: list[str], usage: Usage | None, *, why: str) -> None:

@@ -4,7 +4,7 @@ from django.db import DatabaseError, transaction
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from rest_framework import mixins, status, viewsets
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -130,15 +130,18 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
         content = payload.validated_data["content"]
         key = request.headers.get(IDEMPOTENCY_HEADER)
         if self.streamed:
-            if key is not None:
-                raise ValidationError(
-                    {
-                        "idempotency_key": [
-                            "A streamed turn takes no Idempotency-Key; send it without streaming."
-                        ]
-                    }
-                )
-            return self._take_turn(request, content)
+            if key is None:
+                return self._take_turn(request, content)
+            claimed = idempotency.claim(
+                user=request.user, key=key, session_id=self.session.pk, content=content
+            )
+            if not isinstance(claimed, idempotency.Claim):  # done already: its `done` event again
+                return streaming.replayed_stream(claimed)
+            try:
+                return self._take_turn(request, content, claim=claimed)
+            except BaseException:  # refused before the stream (402, ...): the key stays unused
+                idempotency.release(claimed=claimed)
+                raise
         if key is None:
             return Response(self._take_turn(request, content), status=status.HTTP_201_CREATED)
         body, replayed = idempotency.run_once(
@@ -151,8 +154,9 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
         headers = {REPLAYED_HEADER: "true"} if replayed else {}
         return Response(body, status=status.HTTP_201_CREATED, headers=headers)
 
-    def _take_turn(self, request, content: str, record=None) -> dict:
-        """The turn's 201 body; with `record`, it is built and recorded inside the turn's transaction."""
+    def _take_turn(self, request, content: str, record=None, claim=None) -> dict:
+        """The turn's 201 body; with `record`, it is built and recorded inside the turn's transaction.
+        Streamed: the response, its key's `claim` (if any) completed with the turn or freed."""
         bodies = []
 
         def before_commit(result: services.TurnResult) -> None:
@@ -162,7 +166,11 @@ class TurnViewSet(NulSafeMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
         try:
             if self.streamed:
                 return streaming.stream_turn(
-                    session=self.session, user=request.user, content=content, context=self.turn_context
+                    session=self.session,
+                    user=request.user,
+                    content=content,
+                    context=self.turn_context,
+                    claim=claim,
                 )
             result = services.take_turn(
                 session=self.session,

@@ -260,3 +260,59 @@ def test_thirty_concurrent_retries_of_one_turn_call_the_model_once_and_charge_on
     result = check_ledger()
     assert result.ok, result.discrepancies
     connection.close()
+
+
+# --- Streamed turns take the key too (API.md: the turns POST takes an optional Idempotency-Key) -----
+
+
+def streamed(client, session, content="hello", key="s-1"):
+    import json
+
+    response = post(client, session, content=content, key=key, HTTP_ACCEPT="text/event-stream")
+    blocks = [block.split("\n", 1) for block in b"".join(response).decode().strip().split("\n\n")]
+    events = [
+        (name.removeprefix("event: "), json.loads(data.removeprefix("data: "))) for name, data in blocks
+    ]
+    return response, events
+
+
+@pytest.mark.filterwarnings("ignore:StreamingHttpResponse")
+def test_a_streamed_turn_with_a_key_replays_its_done_event_plainly_or_streamed(user_client, user, session):
+    from tests.factories import fund
+
+    fund(user)
+    first, events = streamed(user_client, session)
+    assert first.status_code == 200 and events[-1][0] == "done" and "Idempotent-Replayed" not in first
+    done = events[-1][1]
+    again, replay = streamed(user_client, session)
+    assert again["Idempotent-Replayed"] == "true" and replay == [("done", done)]  # no model call
+    plain = post(user_client, session, key="s-1")
+    assert plain.status_code == 201 and plain["Idempotent-Replayed"] == "true" and plain.json() == done
+    assert Turn.objects.count() == 1 and debits(user) == 1
+    assert post(user_client, session, content="other", key="s-1").status_code == 409
+    assert check_ledger(user_id=user.pk).ok
+
+
+@pytest.mark.filterwarnings("ignore:StreamingHttpResponse")
+def test_a_streamed_turn_while_its_key_runs_is_409_and_one_never_read_frees_it(user_client, user, session):
+    from tests.factories import close_unread, fund
+
+    fund(user)
+    claimed = idempotency.claim(user=user, key="s-2", session_id=session.pk, content="hello")
+    busy = post(user_client, session, key="s-2", HTTP_ACCEPT="text/event-stream")
+    assert busy.status_code == 409 and busy.json()["code"] == "request_in_progress"
+    idempotency.release(claimed=claimed)
+    # A stream whose client left before reading it asked the model nothing: its key is free again.
+    unread = post(user_client, session, key="s-2", HTTP_ACCEPT="text/event-stream")
+    assert unread.status_code == 200
+    close_unread(unread)
+    assert not TurnRequest.objects.filter(key="s-2").exists()
+    response, events = streamed(user_client, session, key="s-2")
+    assert events[-1][0] == "done" and "Idempotent-Replayed" not in response
+    assert Turn.objects.count() == 1
+
+
+@override_settings(CREDIT_ENFORCEMENT_ENABLED=True)
+def test_a_402_streamed_attempt_leaves_its_key_unused(user_client, user, session):
+    refused = post(user_client, session, key="s-3", HTTP_ACCEPT="text/event-stream")
+    assert refused.status_code == 402 and not TurnRequest.objects.exists()

@@ -451,7 +451,7 @@ def test_a_streamed_turn_that_fails_after_a_tool_call_says_what_stayed_charged(
 
     from sessions_app import streaming
 
-    def broken(loop):
+    def broken(loop, key):
         raise RuntimeError("the turn's rows could not be written")
 
     monkeypatch.setattr(streaming, "_finish_and_render", broken)
