@@ -79,7 +79,8 @@ _turn_operations = extend_schema_view(
             "`Idempotent-Replayed: true`, calls no model and charges nothing; other content is 409 "
             "`idempotency_conflict`; a retry while the first is still running is 409 `request_in_progress`. "
             "A failed first attempt (402, 502, 504, any error) leaves the key unused. Keys are kept at least "
-            "24 hours; an attempt still running after CREDIT_HOLD_TTL_SECONDS counts as abandoned."
+            "24 hours; an attempt still running after CREDIT_HOLD_TTL_SECONDS counts as abandoned. A "
+            "streamed turn (Accept: text/event-stream) takes the key too; its replay is the first `done` event."
         ),
         parameters=[
             OpenApiParameter(
