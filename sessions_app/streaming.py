@@ -227,8 +227,8 @@ async def _produce(loop: TurnLoop, call: ModelCall | None, queue: asyncio.Queue,
     try:
         await _produce_turn(loop, call, queue, key)
     finally:
-        # Shielded, like the charges: a hang-up's cancellation must not leave the key claimed.
-        await asyncio.shield(db_step(key.free)())
+        if key.claim is not None:  # shielded, like the charges: a hang-up must not leave it claimed
+            await asyncio.shield(db_step(key.free)())
 
 
 async def _produce_turn(loop: TurnLoop, call: ModelCall | None, queue: asyncio.Queue, key: "_Key") -> None:
