@@ -319,24 +319,17 @@ def _staff_entry(
     """A staff-initiated row of `kind`: amount (by `validate_amount`), reason, terms, initiator and key checked, then appended once per key."""
     amount = validate_amount(amount)
     reason = validate_reason(reason)
-    # An expiry that has passed since the first request is still that request's: its replay answers
-    # what the first answered; only a new grant needs its expiry ahead.
     terms = validate_terms() if validate_terms is not None else None
     _require_staff(initiated_by, what=what)
     if idempotency_key is not None:
         idempotency_key = validate_idempotency_key(idempotency_key)
+    check = None
     if terms is not None and terms.expires_at is not None and terms.expires_at <= timezone.now():
-        replayed = idempotency_key and _replay(
-            user_id=user.pk,
-            idempotency_key=idempotency_key,
-            kind=kind,
-            amount=amount,
-            reason=reason,
-            terms=terms,
-        )
-        if not replayed:
+        # An expiry that has passed since the first request is still that request's: _append_once
+        # answers a replay as any other, and refuses only the new grant that would be written.
+        def check():
             raise lots.past_expiry()
-        return replayed
+
     return _append_once(
         user_id=user.pk,
         kind=kind,
@@ -345,6 +338,7 @@ def _staff_entry(
         initiated_by=initiated_by,
         idempotency_key=idempotency_key,
         terms=terms,
+        check=check,
     )
 
 
