@@ -2,8 +2,10 @@
 
 import re
 
-# A NUL, which a PostgreSQL text value cannot hold, and lone surrogates (JSON's "\ud800" without its
-# pair), which are no UTF-8 at all. In a Python str every surrogate is a lone one.
+# Lone surrogates (JSON's "\ud800" without its pair) are no UTF-8 at all: they can be neither stored
+# nor sent. In a Python str every surrogate is a lone one.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# Those, and a NUL, which a PostgreSQL text value cannot hold.
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
 

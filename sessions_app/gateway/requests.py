@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
+from core.text import LONE_SURROGATE
 from sessions_app.gateway.errors import InvalidRequest
 from sessions_app.providers import ChatMessage
 
@@ -22,8 +23,6 @@ MAX_STOP = 4
 MODEL_MAX = 100
 END_USER_MAX = 256
 NUL = "\x00"
-# A lone surrogate (JSON's "\ud800" without its pair) is not text: it cannot be stored or sent as UTF-8.
-SURROGATE = re.compile("[\ud800-\udfff]")
 FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 
 
@@ -50,7 +49,7 @@ def _text(value, param: str, *, limit: int | None = None, allow_empty: bool = Tr
         _refuse(f"{param} must be a string.", param, "invalid_type")
     if NUL in value:
         _refuse(f"{param} contains a NUL character.", param)
-    if SURROGATE.search(value):
+    if LONE_SURROGATE.search(value):
         _refuse(
             f"{param} contains a lone surrogate (\\ud800-\\udfff without its pair): not valid Unicode text.",
             param,
