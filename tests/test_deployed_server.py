@@ -21,18 +21,27 @@ def port(django_db_setup, tmp_path_factory):
         yield port
 
 
-def call(port, method, path, token, body=None):
-    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+def call(port, method, path, token, body=None, *, chunks=None):
+    """A request with a JSON body, or with `chunks` sent as they are (Transfer-Encoding: chunked, no
+    Content-Length, as curl -H does)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=30)
     headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
-    conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+    if chunks is not None:
+        conn.request(method, path, body=iter(chunks), headers=headers, encode_chunked=True)
+    else:
+        conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
     response = conn.getresponse()
     return response, response.read()
 
 
-def test_a_plain_turn_and_its_body_round_trip_on_the_wsgi_threads(port):
+def priced_echo() -> None:
     ModelPrice.objects.get_or_create(
         model="echo-1", defaults={"input_price_per_1k": Decimal("0.5"), "output_price_per_1k": Decimal("1.5")}
     )
+
+
+def test_a_plain_turn_and_its_body_round_trip_on_the_wsgi_threads(port):
+    priced_echo()
     user = UserFactory()
     fund(user)
     session = ChatSessionFactory(owner=user)
@@ -56,33 +65,22 @@ def test_the_csv_export_streams_through_the_server(port):
     assert len(lines) == 1 + CreditTransaction.objects.count()  # the header, then every row
 
 
-def chunked(port, path, token, parts):
-    """POST a body in chunks (Transfer-Encoding: chunked, no Content-Length), as curl -H does."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=30)
-    headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
-    conn.request("POST", path, body=iter(parts), headers=headers, encode_chunked=True)
-    response = conn.getresponse()
-    return response, response.read()
-
-
 def test_a_chunked_body_is_read_and_one_too_large_refused(port):
     from sessions_app.models import ChatSession
 
-    ModelPrice.objects.get_or_create(
-        model="echo-1", defaults={"input_price_per_1k": Decimal("0.5"), "output_price_per_1k": Decimal("1.5")}
-    )
+    priced_echo()
     user = UserFactory()
     token = api_token(user)
     # Was served as an empty body: a bad model made a default session (201).
-    response, data = chunked(
-        port, "/api/v1/sessions/", token, [b'{"title": "chunked", ', b'"model": "nope"}']
+    response, data = call(
+        port, "POST", "/api/v1/sessions/", token, chunks=[b'{"title": "chunked", ', b'"model": "nope"}']
     )
     assert response.status == 400 and "model" in json.loads(data), data
     assert not ChatSession.objects.filter(owner=user).exists()
-    response, data = chunked(port, "/api/v1/sessions/", token, [b'{"title": ', b'"chunked"}'])
+    response, data = call(port, "POST", "/api/v1/sessions/", token, chunks=[b'{"title": ', b'"chunked"}'])
     assert response.status == 201 and json.loads(data)["title"] == "chunked", data
     # Past every path's limit: 413, read no further than that (it was read whole, then refused).
-    response, data = chunked(port, "/api/v1/sessions/", token, [b" " * 65536] * 80)
+    response, data = call(port, "POST", "/api/v1/sessions/", token, chunks=[b" " * 65536] * 80)
     assert response.status == 413 and json.loads(data)["code"] == "request_too_large"
 
 
