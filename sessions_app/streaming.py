@@ -51,6 +51,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpResponse, StreamingHttpResponse
 
+from billing.models import LLMCallEvent
 from core.api_fields import REPLAYED_HEADER
 from core.asgi import EVENT_STREAM, accepts_event_stream
 from sessions_app import idempotency, services
@@ -67,10 +68,14 @@ SESSION_GONE = {
 }
 INTERNAL_ERROR = {"detail": "The turn failed on our side; nothing was charged.", "code": "internal_error"}
 
+_RUNNING: set[asyncio.Task] = set()  # producers are referenced until done (asyncio keeps weak refs)
+END = None  # a producer's "nothing more" on its queue (relay)
+ENDS = ("done", "error")  # a turn's last events
+
 
 def internal_error(loop: TurnLoop) -> dict:
     """The error event of a turn that failed on our side, truthful about the calls it had already settled."""
-    charged = sum(1 for event in loop.events if event.status == "ok")
+    charged = sum(1 for event in loop.events if event.status == LLMCallEvent.Status.OK)
     if not charged:
         return INTERNAL_ERROR
     calls = "model call" if charged == 1 else f"{charged} model calls"
@@ -79,11 +84,6 @@ def internal_error(loop: TurnLoop) -> dict:
         "before the failure (asking for tools) stay charged, as your ledger shows; nothing else was.",
         "code": "internal_error",
     }
-
-
-_RUNNING: set[asyncio.Task] = set()  # producers are referenced until done (asyncio keeps weak refs)
-END = None  # a producer's "nothing more" on its queue (relay)
-ENDS = ("done", "error")  # a turn's last events
 
 
 def wants_event_stream(request) -> bool:
