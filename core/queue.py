@@ -39,14 +39,6 @@ def on_app_ready(procrastinate_app) -> None:
     procrastinate_app.connector = procrastinate_app.job_manager.connector = connector
 
 
-def defer(
-    task_name: str,
-    *,
-    lock: str | None = None,
-    queue: str | None = None,
-    priority: int | None = None,
-    **task_kwargs,
-) -> int:
+def defer(task_name: str, *, lock: str | None = None, **task_kwargs) -> int:
     """Defer a job by its task's name on Django's connection: it commits or rolls back with the caller's transaction."""
-    options = {k: v for k, v in {"queue": queue, "priority": priority}.items() if v is not None}
-    return app.configure_task(task_name, lock=lock, **options).defer(**task_kwargs)
+    return app.configure_task(task_name, lock=lock).defer(**task_kwargs)

@@ -98,13 +98,8 @@ def defer_delivery(*, event_id: int) -> int:
 
     One job per event at a time (the lock): a redelivery waits for a running delivery to finish.
     """
-    return queue.defer(
-        DELIVER_TASK,
-        lock=f"wallet-event-{event_id}",
-        queue=DELIVERY_QUEUE,
-        priority=DELIVERY_PRIORITY,
-        event_id=event_id,
-    )
+    # Its queue and priority are the task's own (notifications.tasks), registered in every process.
+    return queue.defer(DELIVER_TASK, lock=f"wallet-event-{event_id}", event_id=event_id)
 
 
 def redeliver(*, event: WalletEvent, initiated_by=None) -> int:
