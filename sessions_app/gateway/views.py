@@ -113,19 +113,15 @@ class ChatCompletionsView(GatewayView):
             return streaming.stream_response(call)
         try:
             completion = call.provider.complete(**call.provider_arguments())
+            charged = call.charge(
+                input_tokens=completion.input_tokens, output_tokens=completion.output_tokens
+            )
         except ProviderError as exc:
             call.failed(exc)
             raise ProviderFailed.from_provider_error(exc) from exc
         except BaseException:
-            call.release()  # our own failure: give the hold back rather than wait for its expiry
-            raise
-        try:
-            charged = call.charge(
-                input_tokens=completion.input_tokens, output_tokens=completion.output_tokens
-            )
-        except BaseException:
-            # The answer is not delivered (a 500): the hold is given back now, not left to block the
-            # key's limit and the caps until it expires, and the call is not charged.
+            # Our own failure, before the answer is delivered (a charge that failed included): the hold
+            # goes back now rather than block the key's limit and the caps until it expires.
             call.release()
             raise
         body = answers.completion_body(
