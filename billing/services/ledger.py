@@ -186,16 +186,17 @@ def _replay(
     amount: Decimal | None,
     reason: str,
     refund_of_id: int | None = None,
-    terms: lots.LotTerms | None = None,
 ) -> CreditTransaction | None:
     """The row written earlier with this key on this wallet (marked `replayed`), None if there is none.
 
     One key space per wallet, shared by grants, refunds and adjustments: the first row must match
-    the kind, the amount (None: any, for a refund that asked for "what is left"), the reason, for a
-    refund the debit, and for a grant its lot's terms; otherwise the reuse is a 409 IdempotencyConflict.
+    the kind, the amount (None: any, for a refund that asked for "what is left"), the reason and, for
+    a refund, the debit; otherwise the reuse is a 409 IdempotencyConflict. A grant's lot terms are
+    not matched (API.md: the body that must match is the amount and the reason): a retry that
+    recomputes a relative expiry answers the first grant, whose lot keeps the terms it was given.
     """
     first = (
-        CreditTransaction.objects.select_related("initiated_by", "lot")
+        CreditTransaction.objects.select_related("initiated_by")
         .filter(wallet__user_id=user_id, idempotency_key=idempotency_key)
         .first()
     )
@@ -203,14 +204,6 @@ def _replay(
         return None
     if kind == CreditTransaction.Kind.REFUND:
         what, matches_target = "debit, amount or reason", first.refund_of_id == refund_of_id
-    elif terms is not None:
-        lot = getattr(first, "lot", None)
-        what = "amount, reason or terms (expiry, priority, category)"
-        matches_target = lot is None or (lot.category, lot.priority, lot.expires_at) == (
-            terms.category,
-            terms.priority,
-            terms.expires_at,
-        )
     else:
         what, matches_target = "amount or reason", True
     if first.kind != kind:
@@ -254,7 +247,6 @@ def _append_once(
         "amount": amount,
         "reason": reason,
         "refund_of_id": refund_of_id,
-        "terms": terms,
     }
     if idempotency_key is not None and check is None:
         found = _replay(**replay)

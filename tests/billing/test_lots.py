@@ -325,21 +325,18 @@ def test_opening_lots_give_a_ledger_written_around_the_services_its_lot_or_debt(
     assert check_ledger().ok
 
 
-def test_a_grant_replayed_with_other_lot_terms_is_a_conflict_not_a_silent_replay(user, staff_user):
-    from billing.exceptions import IdempotencyConflict
-
+def test_a_grant_replayed_with_other_lot_terms_answers_the_first_grant(user, staff_user):
+    """API.md: the body that must match is the amount and the reason. A retry that recomputes a
+    relative expiry (or leaves a term out) gets the first grant back, its lot as first given."""
     soon = timezone.now() + timedelta(days=3)
     first = services.grant(
         user=user, amount="5", reason="promo", initiated_by=staff_user, idempotency_key="k", expires_at=soon
     )
-    same = services.grant(
-        user=user, amount="5", reason="promo", initiated_by=staff_user, idempotency_key="k", expires_at=soon
-    )
-    assert same.replayed and same.pk == first.pk
     for other in ({"expires_at": soon + timedelta(days=1)}, {"expires_at": None}, {"priority": 10}):
         terms = {"expires_at": soon, **other}
-        with pytest.raises(IdempotencyConflict, match="terms"):
-            services.grant(
-                user=user, amount="5", reason="promo", initiated_by=staff_user, idempotency_key="k", **terms
-            )
-    assert CreditLot.objects.filter(wallet__user=user).count() == 1
+        again = services.grant(
+            user=user, amount="5", reason="promo", initiated_by=staff_user, idempotency_key="k", **terms
+        )
+        assert again.replayed and again.pk == first.pk
+    lot = CreditLot.objects.get(wallet__user=user)
+    assert (lot.expires_at, lot.priority, lot.remaining) == (soon, 50, D(5))

@@ -8,7 +8,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from billing import services
-from billing.models import CreditTransaction, Wallet
+from billing.models import CreditLot, CreditTransaction, Wallet
 from tests.factories import StaffUserFactory, UserFactory, api_token, beyond_the_support_limit
 
 
@@ -299,7 +299,7 @@ def test_grant_same_key_with_different_body_is_409(staff_client, user, changed):
 
     assert response.status_code == 409
     assert response.json()["code"] == "idempotency_conflict"
-    assert "different amount, reason or terms" in response.json()["detail"]
+    assert "different amount or reason" in response.json()["detail"]
     assert CreditTransaction.objects.count() == 1
     assert balance_of(user) == Decimal("10")
 
@@ -411,3 +411,20 @@ def test_staff_patch_is_staff_only(api_client, user_client, user):
     assert api_client.patch(wallet_url(user.pk), {"enforcement": "exempt"}, format="json").status_code == 401
     assert user_client.patch(wallet_url(user.pk), {"enforcement": "exempt"}, format="json").status_code == 403
     assert Wallet.objects.get(user=user).enforcement == "default"
+
+
+def test_grant_same_key_with_other_lot_terms_is_a_replay(staff_client, user):
+    """Only the amount and the reason must match (API.md): the lot keeps the terms first given."""
+    first = post_grant(
+        staff_client,
+        user.pk,
+        {"amount": "10", "reason": "Promo", "priority": 10, "category": "paid"},
+        key="k",
+    )
+
+    replay = post_grant(staff_client, user.pk, {"amount": "10", "reason": "Promo"}, key="k")
+
+    assert replay.status_code == 200 and replay["Idempotent-Replayed"] == "true"
+    assert replay.json() == first.json()
+    assert CreditTransaction.objects.count() == 1
+    assert list(CreditLot.objects.values_list("priority", "category")) == [(10, "paid")]
