@@ -7,6 +7,7 @@ event scan lives only in `rebuild_usage_rollup` (a backfill, and after REPORT_TI
 Tables, all keyed by the local day in REPORT_TIME_ZONE, their figures declared once
 (billing.models.USAGE_FIGURES) and every statement below built from that declaration:
 - UsageDaily (day, user, model): the figures, for summaries filtered by user or model;
+- UsageKeyDaily (day, API key's limit, model): the figures of the calls made with a key, for its usage;
 - UsageDayShard (day, user_id mod SHARDS): the figures plus the shard's active users, for unfiltered ones;
 - UsageUserMonth / UsageUserWeek (period, user): a bitmap of the days the user had a successful call,
   so that unique users over any range are counted without scanning (layout: `Bitmap` below).
@@ -24,6 +25,7 @@ from billing.models import (
     LLMCallEvent,
     UsageDaily,
     UsageDayShard,
+    UsageKeyDaily,
     UsageRollupState,
     UsageUserMonth,
     UsageUserWeek,
@@ -34,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 DAILY = UsageDaily._meta.db_table
 DAY_SHARD = UsageDayShard._meta.db_table
+KEY_DAILY = UsageKeyDaily._meta.db_table
 EVENT = LLMCallEvent._meta.db_table
 # UsageDayShard.shard = user_id mod SHARDS. Changing it needs a rebuild; readers sum over every shard.
 SHARDS = 16
@@ -116,7 +119,7 @@ def _added_to(row: str) -> str:
 
 
 # The rollups' upkeep for one recorded call, as CTEs of billing.services.charging's statement.
-# Parameters: day, user_id, model, and each figure's `param` (USAGE_FIGURES) with the call's own
+# Parameters: day, user_id, model, spend_limit_id (the key's limit, or null), and each figure's `param` (USAGE_FIGURES) with the call's own
 # value of it (call_params: zeros for the figures a failed call does not count).
 # Lock order: shard_usage reads daily_usage and new_active_day, so the row other users share is
 # locked after the user's own rows; only week_active_day may run after it, and its row is written by
@@ -129,6 +132,15 @@ CALL_CTES = f"""
         ON CONFLICT (day, user_id, model) DO UPDATE SET
             {_added_to("existing")}
         RETURNING calls
+    ),
+    -- A call made with an API key: the (day, key, model) row too. Only that key's calls write it,
+    -- and each holds the user's wallet first.
+    key_usage AS (
+        INSERT INTO {KEY_DAILY} AS existing (day, spend_limit_id, model, {FIGURE_COLUMNS})
+        SELECT %(day)s, %(spend_limit_id)s, %(model)s, {_call_values()}
+        WHERE %(spend_limit_id)s::bigint IS NOT NULL
+        ON CONFLICT (spend_limit_id, day, model) DO UPDATE SET
+            {_added_to("existing")}
     ),
     -- On the user's first successful call of the local day, the day's bit set in the month bitmap.
     -- The ON CONFLICT ... WHERE re-checks the bit on the latest row version under the row lock, so
@@ -163,7 +175,7 @@ CALL_CTES = f"""
             users = existing.users + EXCLUDED.users
     )"""  # noqa: S608 - every name is one of our tables
 # Every table a call writes a rollup row in, in the order it writes them (the rebuild locks them so).
-TABLES = (DAILY, _MONTH.table, _WEEK.table, DAY_SHARD)
+TABLES = (DAILY, KEY_DAILY, _MONTH.table, _WEEK.table, DAY_SHARD)
 
 
 def call_params(event: LLMCallEvent) -> dict:
@@ -180,20 +192,31 @@ def built_for_time_zone() -> str | None:
 
 
 # The rebuild, step by step: lock every rollup table in the order a call writes them, empty them,
-# recount the (day, user, model) rows from the events, then derive the others from those rows.
+# recount the (day, user, model) and (day, key, model) rows from the events, then derive the others
+# from the first.
 _LOCK_SQL = f"""
     LOCK TABLE {", ".join(TABLES)}
     IN EXCLUSIVE MODE
 """
 _EMPTY_SQL = tuple(f"DELETE FROM {table}" for table in TABLES)  # noqa: S608 - our tables
+_RECOUNTS = ", ".join(figure.recount for figure in USAGE_FIGURES)
+# The (day, user, model) rows from the events: each event's local day (the zone is the parameter),
+# user and model, and each figure's recount.
 _RECOUNT_SQL = f"""
     INSERT INTO {DAILY} (day, user_id, model, {FIGURE_COLUMNS})
-    -- each event's local day (the zone is the parameter), user and model, and each figure's recount
-    SELECT (created_at AT TIME ZONE %s)::date, user_id, model,
-        {", ".join(figure.recount for figure in USAGE_FIGURES)}
+    SELECT (created_at AT TIME ZONE %s)::date, user_id, model, {_RECOUNTS}
     FROM {EVENT}
     GROUP BY 1, 2, 3
     ORDER BY 1, 2, 3
+"""  # noqa: S608 - our tables
+# The (day, key, model) rows, the same way from the calls made with a key, in the index's order.
+_KEY_RECOUNT_SQL = f"""
+    INSERT INTO {KEY_DAILY} (day, spend_limit_id, model, {FIGURE_COLUMNS})
+    SELECT (created_at AT TIME ZONE %s)::date, spend_limit_id, model, {_RECOUNTS}
+    FROM {EVENT}
+    WHERE spend_limit_id IS NOT NULL
+    GROUP BY 2, 1, 3
+    ORDER BY 2, 1, 3
 """  # noqa: S608 - our tables
 # The tables derived from the recounted (day, user, model) rows, each in key order so that a date
 # range's rows sit together on disk as well as in the index.
@@ -244,6 +267,8 @@ def rebuild_usage_rollup(*, on_step: Callable[[], None] | None = None) -> int:
         cursor.execute(_RECOUNT_SQL, [tz])
         rows = cursor.rowcount
         step()
+        cursor.execute(_KEY_RECOUNT_SQL, [tz])
+        step()
         for statement in _DERIVE_SQL:
             cursor.execute(statement)
             step()
@@ -253,5 +278,5 @@ def rebuild_usage_rollup(*, on_step: Callable[[], None] | None = None) -> int:
     return rows
 
 
-# The rebuild's statements, for a command's progress: the lock, the emptying, the recount, the derived rows.
-REBUILD_STEPS = 1 + len(_EMPTY_SQL) + 1 + len(_DERIVE_SQL)
+# The rebuild's statements, for a command's progress: the lock, the emptying, the two recounts, the derived rows.
+REBUILD_STEPS = 1 + len(_EMPTY_SQL) + 2 + len(_DERIVE_SQL)

@@ -7,8 +7,16 @@ from decimal import Decimal
 from django.conf import settings
 from django.db.models import FilteredRelation, Q, Subquery, Sum
 
-from billing.models import CreditTransaction, LLMCallEvent, ModelPrice, SpendLimit, Wallet, WalletEvent
-from billing.periods import PERIODS, next_reset, period_start, start_instant
+from billing.models import (
+    CreditTransaction,
+    LLMCallEvent,
+    ModelPrice,
+    SpendLimit,
+    UsageKeyDaily,
+    Wallet,
+    WalletEvent,
+)
+from billing.periods import PERIODS, next_reset, period_start
 from core.db import attnames, loaded_row
 from core.money import quantize, to_decimal
 
@@ -122,16 +130,17 @@ def limit_spending(*, spend_limit: SpendLimit, held: Decimal | None = None) -> D
 
 def key_usage_by_period(*, spend_limit: SpendLimit) -> dict[str, Decimal]:
     """A key's charges since the current local day, week and month began, each plus its open holds (one query)."""
-    starts = {period: start_instant(period_start(period)) for period in PERIODS}
-    totals = LLMCallEvent.objects.filter(
-        spend_limit_id=spend_limit.pk, created_at__gte=min(starts.values())
+    starts = {period: period_start(period) for period in PERIODS}
+    # Aliases apart from the periods' names: "day" would shadow the column in filter=.
+    totals = UsageKeyDaily.objects.filter(
+        spend_limit_id=spend_limit.pk, day__gte=min(starts.values())
     ).aggregate(
         **{
-            period: Sum("cost", filter=Q(created_at__gte=start), default=Decimal(0))
+            f"since_{period}": Sum("cost", filter=Q(day__gte=start), default=0)
             for period, start in starts.items()
         }
     )
-    return {period: to_decimal(totals[period] + spend_limit.held) for period in PERIODS}
+    return {period: to_decimal(totals[f"since_{period}"] + spend_limit.held) for period in PERIODS}
 
 
 def spend_caps(*, user) -> list[SpendLimit]:

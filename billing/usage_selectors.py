@@ -4,18 +4,17 @@ Each row is a dict keyed by USAGE_KEYS (each figure of billing.models.USAGE_FIGU
 `unique_users`), plus `date` (the bucket's first local day) for a bucket's row; an empty aggregate
 may be None. Days are the rollups' local days in REPORT_TIME_ZONE. With no user or model filter the
 answer comes from the (day, user shard) rows and the users' active-day bitmaps, otherwise from the
-(day, user, model) rows of that user or model: one query per selector whatever the events.
+(day, user, model) rows of that user or model, and for one API key from its (day, key, model) rows:
+one query per selector whatever the events.
 """
 
-from datetime import date, timedelta
+from datetime import date
 
-from django.conf import settings
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Case, Count, F, Max, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import TruncMonth, TruncWeek
 
-from billing.models import USAGE_FIGURES, UsageDaily
-from billing.periods import start_instant
-from billing.rollup import BITMAPS, DAY_SHARD, EVENT
+from billing.models import USAGE_FIGURES, UsageDaily, UsageKeyDaily
+from billing.rollup import BITMAPS, DAY_SHARD
 from core.replica import read_connection
 
 BUCKETS = ("day", "week", "month")
@@ -41,14 +40,7 @@ def usage_by_bucket(
     if user_id is None and model is None:
         return _shard_buckets(start=start, end=end, bucket=bucket)
     days = _daily_rows(start=start, end=end, user_id=user_id, model=model)
-    if bucket == "day":
-        grouped = days.values(bucket_start=F("day"))
-    else:
-        grouped = days.annotate(bucket_start=_TRUNC[bucket]("day")).values("bucket_start")
-    return [
-        {**_unprefixed(group), "date": group["bucket_start"]}
-        for group in grouped.annotate(**_aggregates()).order_by("bucket_start")
-    ]
+    return _by_bucket(days, bucket=bucket, aggregates=_aggregates())
 
 
 # --- Filtered by user or model: the (day, user, model) rows ----------------------------------------
@@ -63,6 +55,18 @@ def _daily_rows(*, start: date, end: date, user_id: int | None, model: str | Non
     if model is not None:
         days = days.filter(model=model)
     return days
+
+
+def _by_bucket(days: QuerySet, *, bucket: str, aggregates: dict) -> list[dict]:
+    """Rollup rows (each a local `day`) grouped by day, week or month, each group's figures aggregated."""
+    if bucket == "day":
+        grouped = days.values(bucket_start=F("day"))
+    else:
+        grouped = days.annotate(bucket_start=_TRUNC[bucket]("day")).values("bucket_start")
+    return [
+        {**_unprefixed(group), "date": group["bucket_start"]}
+        for group in grouped.annotate(**aggregates).order_by("bucket_start")
+    ]
 
 
 def _aggregates() -> dict:
@@ -152,78 +156,53 @@ def _shard_buckets(*, start: date, end: date, bucket: str) -> list[dict]:
         ]
 
 
-# --- One API key's calls: its events (indexed by key and time), recounted as the rebuild does -----
-
-_KEY_FIGURES = ",\n        ".join(
-    f"{figure.recount}" + ("" if figure.money else "::bigint") for figure in USAGE_FIGURES
-)
-_KEY_SQL = f"""
-    SELECT {{bucket_column}}
-        -- each figure as the rollup rebuild recounts it, over this key's calls in range
-        {_KEY_FIGURES},
-        count(DISTINCT user_id) FILTER (WHERE status = 'ok')
-    FROM {EVENT}
-    WHERE spend_limit_id = %(spend_limit_id)s
-        AND created_at >= %(start_at)s AND created_at < %(end_at)s
-        AND (%(model)s::text IS NULL OR model = %(model)s::text)
-    {{group_by}}
-"""  # noqa: S608 - our table
-
-
-def _key_params(*, start: date, end: date, spend_limit_id: int, model: str | None) -> dict:
-    return {
-        "spend_limit_id": spend_limit_id,
-        "start_at": start_instant(start),
-        "end_at": start_instant(end + timedelta(days=1)),
-        "model": model,
-        "tz": settings.REPORT_TIME_ZONE,
-    }
+# --- One API key's calls: the (day, key, model) rows -------------------------------------------------
 
 
 def key_usage_totals(*, start: date, end: date, spend_limit_id: int, model: str | None = None) -> dict:
-    """usage_totals for the calls of one API key (its billing limit), from its events."""
-    sql = _KEY_SQL.format(bucket_column="", group_by="")
-    with read_connection().cursor() as cursor:
-        cursor.execute(sql, _key_params(start=start, end=end, spend_limit_id=spend_limit_id, model=model))
-        return dict(zip(USAGE_KEYS, cursor.fetchone(), strict=True))
+    """usage_totals for the calls of one API key (its billing limit)."""
+    return _unprefixed(
+        _key_rows(start=start, end=end, spend_limit_id=spend_limit_id, model=model).aggregate(
+            **_key_aggregates()
+        )
+    )
 
 
 def key_usage_by_bucket(
     *, start: date, end: date, bucket: str, spend_limit_id: int, model: str | None = None
 ) -> list[dict]:
-    """usage_by_bucket for the calls of one API key, from its events (buckets cut in REPORT_TIME_ZONE)."""
+    """usage_by_bucket for the calls of one API key."""
     if bucket not in BUCKETS:
         raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}, not {bucket!r}")
-    local = "(created_at AT TIME ZONE %(tz)s)"
-    column = f"date_trunc('{bucket}', {local})::date"
-    sql = _KEY_SQL.format(bucket_column=f"{column} AS bucket,", group_by="GROUP BY 1 ORDER BY 1")
-    with read_connection().cursor() as cursor:
-        cursor.execute(sql, _key_params(start=start, end=end, spend_limit_id=spend_limit_id, model=model))
-        return [
-            {"date": day, **dict(zip(USAGE_KEYS, values, strict=True))} for day, *values in cursor.fetchall()
-        ]
+    days = _key_rows(start=start, end=end, spend_limit_id=spend_limit_id, model=model)
+    return _by_bucket(days, bucket=bucket, aggregates=_key_aggregates())
 
 
 def usage_by_limit(*, start: date, end: date, user_id: int, model: str | None = None) -> list[dict]:
-    """A user's successful calls and their cost per API key (its billing limit) over [start, end]; one query."""
-    sql = f"""
-        SELECT spend_limit_id, count(*) FILTER (WHERE status = 'ok'),
-            coalesce(sum(cost) FILTER (WHERE status = 'ok'), 0)
-        FROM {EVENT}
-        WHERE user_id = %(user_id)s AND spend_limit_id IS NOT NULL
-            AND created_at >= %(start_at)s AND created_at < %(end_at)s
-            AND (%(model)s::text IS NULL OR model = %(model)s::text)
-        GROUP BY spend_limit_id
-        ORDER BY spend_limit_id
-    """  # noqa: S608 - our table
-    params = {
-        "user_id": user_id,
-        "start_at": start_instant(start),
-        "end_at": start_instant(end + timedelta(days=1)),
-        "model": model,
+    """A user's successful calls and their cost per API key (its billing limit) over [start, end]; one query.
+
+    A key with only failed calls in range has a row too (0 calls, 0 cost)."""
+    days = UsageKeyDaily.objects.filter(spend_limit__wallet__user_id=user_id, day__gte=start, day__lte=end)
+    if model is not None:
+        days = days.filter(model=model)
+    return list(
+        days.values("spend_limit_id")
+        .annotate(calls=Sum("calls"), cost=Sum("cost"))
+        .values("spend_limit_id", "calls", "cost")
+        .order_by("spend_limit_id")
+    )
+
+
+def _key_rows(*, start: date, end: date, spend_limit_id: int, model: str | None):
+    days = UsageKeyDaily.objects.filter(spend_limit_id=spend_limit_id, day__gte=start, day__lte=end)
+    if model is not None:
+        days = days.filter(model=model)
+    return days
+
+
+def _key_aggregates() -> dict:
+    return {
+        **{f"n_{figure.name}": Sum(figure.name) for figure in USAGE_FIGURES},
+        # A key is one user's: they count once where the key made a successful call.
+        "n_unique_users": Max(Case(When(calls__gt=0, then=Value(1)), default=Value(0))),
     }
-    with read_connection().cursor() as cursor:
-        cursor.execute(sql, params)
-        return [
-            {"spend_limit_id": sid, "calls": calls, "cost": cost} for sid, calls, cost in cursor.fetchall()
-        ]

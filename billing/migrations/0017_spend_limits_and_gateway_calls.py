@@ -2,7 +2,7 @@
 and end user), cap alerts as wallet events, and the rollups' `api_cost` figure.
 
 The (day, user, model) covering index is rebuilt to include the new figure, and the rollups are
-recounted from the events at the end (the recount 0014 used to run).
+recounted from the events (the recount 0014 used to run; since 0027, there).
 """
 
 import django.db.models.deletion
@@ -21,11 +21,9 @@ DROP_INDEX = "DROP INDEX IF EXISTS usagedaily_day_user_model_uniq"
 
 
 def recount(apps, schema_editor):
-    # The live module's rebuild writes every rollup column: run after the last one exists. A later
-    # migration adding a rollup column moves this recount after itself.
-    from billing.rollup import rebuild_usage_rollup
-
-    rebuild_usage_rollup()
+    # The live module's rebuild writes every rollup table and column, so it runs after the last one
+    # exists: 0027 (the per-key rows) recounts when no build is recorded, as here from now on.
+    apps.get_model("billing", "UsageRollupState").objects.all().delete()
 
 
 class Migration(migrations.Migration):

@@ -1,4 +1,4 @@
-"""The usage rollups: what a recorded call adds up per day, user, model and shard, and active-day bitmaps."""
+"""The usage rollups: what a recorded call adds up per day, user, model, API key and shard, and active-day bitmaps."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -9,6 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from billing.models.fields import MoneyField
+from billing.models.limits import SpendLimit
 from billing.models.metering import LLMCallEvent
 
 
@@ -162,6 +163,33 @@ class UsageDaily(UsageFigures):
 
     def __str__(self) -> str:
         return f"{self.day} {self.user_id} {self.model}"
+
+
+class UsageKeyDaily(UsageFigures):
+    """LLM usage per (local day, API key, model), kept by every recorded call made with a key (billing.rollup).
+
+    A key is counted by its billing limit (SpendLimit of kind `key`; accounts.ApiKey points at it):
+    the per-key usage readers read these rows, so a key's figures stay whole when months of call
+    events are detached or dropped, like every other report's.
+    """
+
+    day = models.DateField()
+    # No index of its own: the unique (spend_limit, day, model) index below leads with it.
+    spend_limit = models.ForeignKey(SpendLimit, on_delete=models.PROTECT, related_name="+", db_index=False)
+    model = models.CharField(max_length=100)
+
+    class Meta:
+        db_table = "billing_usagekeydaily"
+        verbose_name = "daily usage rollup by API key"
+        constraints = [
+            # The charge's ON CONFLICT target, and the readers' range scan of one key's days.
+            models.UniqueConstraint(
+                fields=["spend_limit", "day", "model"], name="usagekeydaily_limit_day_model_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} limit {self.spend_limit_id} {self.model}"
 
 
 class UsageDayShard(UsageFigures):

@@ -72,3 +72,68 @@ def test_a_cap_alert_is_delivered_with_its_percent(user):
     body = payload(event)
     assert body["type"] == "wallet.spend_cap_threshold" and body["data"]["percent"] == 100
     assert body["data"]["threshold"] == "0.000001"
+
+
+def key_rollup_rows() -> list[tuple]:
+    from billing.models import UsageKeyDaily
+
+    return list(
+        UsageKeyDaily.objects.order_by("spend_limit_id", "day", "model").values_list(
+            "spend_limit_id", "day", "model", "calls", "failed_calls", "input_tokens", "output_tokens", "cost"
+        )
+    )
+
+
+def test_gateway_calls_keep_the_per_key_rows_equal_to_a_recount(client, user):
+    from billing.rollup import rebuild_usage_rollup
+
+    fund(user, "10")
+    laptop, laptop_secret = create_api_key(user=user, name="laptop")
+    _, ci_secret = create_api_key(user=user, name="ci")
+    costs = [gateway_call(client, laptop_secret), gateway_call(client, laptop_secret, "again")]
+    gateway_call(client, ci_secret)
+    chat = token_client_for(user)
+    session = chat.post("/api/v1/sessions/", {}, format="json").json()
+    turn = chat.post(f"/api/v1/sessions/{session['id']}/turns/", {"content": "hi"}, format="json")
+    assert turn.status_code == 201  # a turn's call has no key: no per-key row
+    kept = key_rollup_rows()
+
+    rebuild_usage_rollup()
+
+    assert kept == key_rollup_rows()
+    assert [(row[0], row[3], row[7]) for row in kept][0] == (laptop.spend_limit_id, 2, sum(costs))
+    assert len(kept) == 2
+
+
+def test_a_detached_month_leaves_a_keys_usage_whole(user, tmp_path):
+    """Per-key figures come from the rollups, as every report's do: detaching the month's events keeps them."""
+    from datetime import UTC, date, datetime
+
+    from billing import partitions
+    from billing.models import LLMCallEvent
+    from billing.rollup import rebuild_usage_rollup
+    from tests.factories import LLMCallEventFactory
+
+    key, _ = create_api_key(user=user, name="laptop")
+    for _ in range(3):
+        LLMCallEventFactory(
+            user=user,
+            purpose=LLMCallEvent.Purpose.API,
+            spend_limit_id=key.spend_limit_id,
+            cost=Decimal("1"),
+            created_at=datetime(2024, 3, 14, 12, tzinfo=UTC),
+            rollups=False,
+        )
+    rebuild_usage_rollup()
+    client = token_client_for(user)
+    query = "/api/v1/users/me/usage?start=2024-03-01&end=2024-03-31&bucket=month"
+    by_key = client.get(f"{query}&group_by=key").json()["by_key"]
+    of_key = client.get(f"{query}&key_id={key.pk}").json()
+    assert [(row["calls"], row["cost"]) for row in by_key] == [(3, "3.000000")]
+    assert of_key["total_cost"] == "3.000000" and of_key["buckets"][0]["calls"] == 3
+
+    partitions.detach_call_month(month=date(2024, 3, 1), export_to=tmp_path / "2024-03.csv")
+
+    assert not LLMCallEvent.objects.filter(spend_limit_id=key.spend_limit_id).exists()
+    assert client.get(f"{query}&group_by=key").json()["by_key"] == by_key
+    assert client.get(f"{query}&key_id={key.pk}").json() == of_key
