@@ -1,4 +1,4 @@
-"""The admin login lockout's policy hooks (django-axes): what is recorded, what is watched, and the 429 page."""
+"""The login lockout's policy hooks (django-axes): what is recorded, what is watched, and the 429 page."""
 
 import hashlib
 import logging
@@ -7,6 +7,7 @@ import math
 from axes.helpers import get_cool_off
 from django.contrib.auth import get_user_model
 from django.shortcuts import render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 
 logger = logging.getLogger(__name__)
@@ -15,14 +16,22 @@ logger = logging.getLogger(__name__)
 def lockout_response(request, original_response=None, credentials=None):
     cool_off = get_cool_off(request)
     minutes = math.ceil(cool_off.total_seconds() / 60) if cool_off else None
-    logger.warning("admin login locked out", extra={"path": request.path})
-    # Rendered here: axes hands this to the middleware above it, after the view has run.
-    response = render(
-        request,
-        "admin/login_locked.html",
-        {"title": "Login locked", "minutes": minutes},
-        status=429,
-    )
+    logger.warning("login locked out", extra={"path": request.path})
+    # Rendered here: axes hands this to the middleware above it, after the view has run. Each form
+    # answers in its own look: the admin's, or the user pages' (whose sign-in staff use too).
+    if request.path == reverse("web:signin"):
+        wait = (
+            f"Try again in {minutes} minute{pluralize(minutes)}." if minutes else "Ask support to unlock it."
+        )
+        message = f"Too many failed sign-ins for this username from your address. {wait}"
+        response = render(request, "web/throttled.html", {"message": message}, status=429)
+    else:
+        response = render(
+            request,
+            "admin/login_locked.html",
+            {"title": "Login locked", "minutes": minutes},
+            status=429,
+        )
     if cool_off:
         response["Retry-After"] = str(math.ceil(cool_off.total_seconds()))
     return response
@@ -44,6 +53,12 @@ def attempted_username(request, credentials) -> str | None:
     return "unknown-" + hashlib.sha256(name.encode()).hexdigest()[:12]
 
 
-def outside_admin_login(request, credentials) -> bool:
-    """AXES_WHITELIST_CALLABLE: only the admin login form is watched; the API has its throttles."""
-    return request is None or not request.path.startswith(reverse("admin:index"))
+def outside_login_forms(request, credentials) -> bool:
+    """AXES_WHITELIST_CALLABLE: the two sign-in forms are watched, the admin's and the user pages'.
+
+    Both open a session the admin accepts, so a lock that watched one alone could be walked around
+    through the other. The API's token endpoint has its throttles instead (its clients read 429s).
+    """
+    if request is None:
+        return True
+    return not (request.path.startswith(reverse("admin:index")) or request.path == reverse("web:signin"))

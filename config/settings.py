@@ -361,8 +361,9 @@ REST_KNOX = {
     "AUTO_REFRESH": False,
 }
 
-# Admin login lockout (django-axes): after ADMIN_LOGIN_FAILURE_LIMIT failures for one username from
-# one address, that pair is locked for ADMIN_LOCKOUT_MINUTES (staff unlock: README "Deployment").
+# Login lockout (django-axes), on the admin's login and the user pages' sign-in alike: after
+# ADMIN_LOGIN_FAILURE_LIMIT failures for one username from one address, that pair is locked for
+# ADMIN_LOCKOUT_MINUTES on both (staff unlock: README "Deployment").
 AUTHENTICATION_BACKENDS = [
     "accounts.backends.AdminLockoutBackend",
     "django.contrib.auth.backends.ModelBackend",
@@ -370,12 +371,12 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("ADMIN_LOCKOUT_MINUTES", default=30))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_ONLY_ADMIN_SITE = True
+AXES_ONLY_ADMIN_SITE = False  # the admin's login and the user pages' sign-in: accounts.lockout says which
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "core.throttling.client_ip"
 AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
 AXES_USERNAME_CALLABLE = "accounts.lockout.attempted_username"
-AXES_WHITELIST_CALLABLE = "accounts.lockout.outside_admin_login"
+AXES_WHITELIST_CALLABLE = "accounts.lockout.outside_login_forms"
 AXES_VERBOSE = False
 
 # --- API ------------------------------------------------------------------------------------

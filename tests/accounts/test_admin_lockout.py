@@ -113,7 +113,7 @@ def test_failed_attempts_keep_no_password(settings, admin_client):
 
 
 def test_the_api_token_endpoint_is_throttled_not_locked(settings):
-    """API clients get 429 with Retry-After from the throttles; axes guards the admin form only."""
+    """API clients get 429 with Retry-After from the throttles; axes guards the two sign-in forms only."""
     StaffUserFactory(username="ops")
     from rest_framework.test import APIClient
 
@@ -124,3 +124,34 @@ def test_the_api_token_endpoint_is_throttled_not_locked(settings):
         "/api/v1/auth/token", {"username": "ops", "password": DEFAULT_PASSWORD}, format="json"
     )
     assert response.status_code == 200
+
+
+def web_signin(client: Client, username: str, password: str = DEFAULT_PASSWORD):
+    return client.post("/signin/", {"username": username, "password": password})
+
+
+def test_a_lock_from_the_admin_login_holds_on_the_sign_in_page_too(settings):
+    """Both forms open a session the admin accepts: a lock one of them could walk around is no lock."""
+    StaffUserFactory(username="ops")
+    attacker = Client(REMOTE_ADDR="203.0.113.66")
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        admin_login(attacker, "ops", "wrong")
+
+    locked = web_signin(attacker, "ops")  # the right password, through the other door
+
+    assert locked.status_code == 429
+    assert "Too many failed sign-ins for this username" in locked.content.decode()
+    assert int(locked["Retry-After"]) == settings.AXES_COOLOFF_TIME.total_seconds()
+    assert attacker.get("/admin/").status_code == 302  # no session was opened
+    assert web_signin(Client(REMOTE_ADDR="198.51.100.7"), "ops").status_code == 302  # their own address
+
+
+def test_failures_on_the_sign_in_page_count_toward_the_lock(settings):
+    StaffUserFactory(username="ops")
+    attacker = Client(REMOTE_ADDR="203.0.113.66")
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        assert web_signin(attacker, "ops", "wrong").status_code == 200  # the form again, with its error
+    assert web_signin(attacker, "ops", "wrong").status_code == 429
+
+    assert admin_login(attacker, "ops").status_code == 429
+    assert web_signin(attacker, "ops").status_code == 429
