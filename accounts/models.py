@@ -3,11 +3,28 @@
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 
 class User(AbstractUser):
+    # Raised by "log out everywhere" (accounts.services.revoke_all_tokens): it is part of the hash
+    # every browser session of the user carries, so all of them end with their API tokens.
+    session_generation = models.PositiveIntegerField(
+        default=0, db_default=0
+    )  # an older release inserts users too
+
     class Meta:
         db_table = "accounts_user"
+
+    def _get_session_auth_hash(self, secret=None):
+        """Django's hash of the password, with the session generation once raised (Django 5.2's hook,
+        behind get_session_auth_hash and its SECRET_KEY_FALLBACKS variant): generation 0 hashes exactly
+        as Django does, so no session ends when this field arrives."""
+        if not self.session_generation:
+            return super()._get_session_auth_hash(secret=secret)
+        key_salt = "django.contrib.auth.models.AbstractBaseUser.get_session_auth_hash"
+        value = f"{self.password}#{self.session_generation}"
+        return salted_hmac(key_salt, value, secret=secret, algorithm="sha256").hexdigest()
 
 
 class ApiKey(models.Model):

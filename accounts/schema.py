@@ -105,7 +105,7 @@ logout = extend_schema(
 )
 
 logout_all = extend_schema(
-    summary="Log out everywhere: revoke every API token of the caller",
+    summary="Log out everywhere: revoke every API token of the caller and end their browser sessions",
     request=None,
     responses={204: None, **error_responses(401)},
 )

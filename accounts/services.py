@@ -7,6 +7,7 @@ from datetime import datetime
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 from knox.models import AuthToken
 
@@ -104,8 +105,11 @@ def revoke_token(*, token: AuthToken) -> None:
 
 
 def revoke_all_tokens(*, user, revoked_by=None) -> int:
-    """Log the user out everywhere: every API token of theirs stops working. Returns how many there were."""
-    count, _ = AuthToken.objects.filter(user=user).delete()
+    """Log the user out everywhere: every API token of theirs and every browser session (their
+    hash changes with the session generation) stops working. Returns how many tokens there were."""
+    with transaction.atomic():
+        count, _ = AuthToken.objects.filter(user=user).delete()
+        get_user_model().objects.filter(pk=user.pk).update(session_generation=F("session_generation") + 1)
     logger.info(
         "all tokens revoked",
         extra={"user_id": user.pk, "tokens": count, "revoked_by": revoked_by.pk if revoked_by else user.pk},

@@ -174,3 +174,49 @@ def test_a_token_that_cannot_be_one_is_refused_with_401(user, header):
     response = client.get("/api/v1/auth/me")
     assert response.status_code == 401
     assert response.json()["detail"] == "Invalid token."
+
+
+def signed_in_browser(user):
+    from django.test import Client
+
+    browser = Client()
+    assert (
+        browser.post("/signin/", {"username": user.username, "password": DEFAULT_PASSWORD}).status_code == 302
+    )
+    assert browser.get("/").status_code == 200
+    return browser
+
+
+def test_logout_all_ends_the_users_browser_sessions_too(user):
+    """Log out everywhere: a browser left signed in on another device ends with the tokens."""
+    laptop, phone = signed_in_browser(user), signed_in_browser(user)
+    theirs = signed_in_browser(UserFactory())
+
+    assert post_with(token_for(user), "/api/v1/auth/logout-all").status_code == 204
+
+    for browser in (laptop, phone):
+        response = browser.get("/")
+        assert response.status_code == 302 and response["Location"].startswith("/signin/")
+    assert theirs.get("/").status_code == 200
+    again = signed_in_browser(user)  # signing in again works, and stays signed in
+    assert again.get("/").status_code == 200
+
+
+def test_sessions_are_kept_until_logout_all(user, settings):
+    """The generation is 0 until raised: sessions (and those signed with a SECRET_KEY_FALLBACKS key) hash as Django's."""
+    from django.contrib.auth.base_user import AbstractBaseUser
+
+    assert user.session_generation == 0
+    assert user.get_session_auth_hash() == AbstractBaseUser.get_session_auth_hash(user)
+    settings.SECRET_KEY_FALLBACKS = ["an-old-key"]
+    assert list(user.get_session_auth_fallback_hash()) == list(
+        AbstractBaseUser.get_session_auth_fallback_hash(user)
+    )
+
+
+def test_staff_revoking_a_users_tokens_ends_their_browser_sessions(admin_client, user):
+    browser = signed_in_browser(user)
+
+    admin_client.post("/admin/accounts/user/", {"action": "revoke_api_tokens", "_selected_action": [user.pk]})
+
+    assert browser.get("/").status_code == 302

@@ -1,4 +1,4 @@
-"""Revoke every API token of one user (log them out everywhere), from the command line."""
+"""Revoke every API token and browser session of one user (log them out everywhere), from the command line."""
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -7,7 +7,7 @@ from core.users import users_matching
 
 
 class Command(BaseCommand):
-    help = "Revoke every API token of a user (an id, an email or a username)."
+    help = "Revoke every API token of a user and end their browser sessions (an id, an email or a username)."
 
     def add_arguments(self, parser):
         parser.add_argument("user", help="User id (all digits), email (contains @) or username.")
