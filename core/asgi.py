@@ -6,7 +6,10 @@ CPU of its WSGI handler (a thread made per request, hops in and out of it). A re
 from an async iterator (a streamed turn's server-sent events) is handed back to the event loop,
 where it waits on the model holding no thread, as under Django's async handler: its database steps
 get a thread of their own (ThreadSensitiveContext), a client that hangs up cancels it (one gone
-before it starts never starts it), and its close() runs on the pool. A response that streams from
+before it starts never starts it), and its close() runs on the pool. A stream that sets `holds_start`
+is not started (no status sent) until its first part: it finds `start_held` set once it runs, and
+one that ends without a part, having set `instead` = (status, content type, body), is answered that
+instead (a gateway stream whose model failed before writing is then a plain 502, as OpenAI's API). A response that streams from
 a sync iterator (the CSV export) stays on its thread, which sends each chunk as it comes (its
 database cursor is that thread's), as a WSGI server would. Everything else is sent from the loop in
 one piece. docs/performance.md measures it.
@@ -122,8 +125,22 @@ class ThreadedWSGI:
         """Send an async streaming response from the loop, as Django's async handler would."""
 
         async def stream():
-            await send(start)
             async with aclosing(aiter(response)) as content:
+                if getattr(response, "holds_start", False):
+                    response.start_held = True  # what the stream may now rely on (see the top)
+                    first = await anext(content, None)
+                    if first is None and response.instead is not None:
+                        status, content_type, body = response.instead
+                        await send(
+                            _replaced(start, status=status, content_type=content_type, length=len(body))
+                        )
+                        await send({"type": "http.response.body", "body": body})
+                        return
+                    await send(start)
+                    if first is not None:
+                        await send({"type": "http.response.body", "body": first, "more_body": True})
+                else:
+                    await send(start)
                 async for part in content:
                     await send({"type": "http.response.body", "body": part, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
@@ -150,6 +167,15 @@ class ThreadedWSGI:
                 await loop.run_in_executor(self.executor, response.close)
         if isinstance(outcome[0], Exception):
             raise outcome[0]
+
+
+def _replaced(start: dict, *, status: int, content_type: str, length: int) -> dict:
+    """The start of a response sent instead of a stream: its status and body's type, the stream's other
+    headers (what the middleware added) kept."""
+    replaced = {b"content-type", b"content-length", b"cache-control", b"x-accel-buffering"}
+    headers = [(name, value) for name, value in start["headers"] if name not in replaced]
+    headers += [(b"content-type", content_type.encode("latin1")), (b"content-length", str(length).encode())]
+    return {"type": "http.response.start", "status": status, "headers": headers}
 
 
 def _declared_length(scope) -> int | None:

@@ -7,18 +7,24 @@ charged. As for streamed turns (sessions_app.streaming, whose database steps thi
 progress is recorded on the hold (in the view before the response starts, at most once per
 STREAM_PROGRESS_INTERVAL_SECONDS while it runs, and when the usage arrives); a client that hangs up
 is charged what was produced (the provider's usage if it came, else the counting rule), capped at
-the hold; a provider failure after the stream opened is one chunk with `error` and
-`finish_reason: "error"` (charged what was produced, or recorded as failed at no cost if nothing
-was); a process that dies is charged at the hold's expiry from the last progress.
+the hold; a provider failure after the first chunk is one chunk with `error` and
+`finish_reason: "error"` (charged what was produced). The first chunk waits for the model's first
+item, and so does the response's status under the server `make serve` runs (core.asgi's
+`holds_start`): a provider that fails before writing anything is answered as a plain call's failure,
+a JSON 502/504 that the OpenAI clients retry, recorded as a failed call at no cost. (Under a server
+that sends the status at once, that failure is the error chunk, after the role chunk.) A process
+that dies is charged at the hold's expiry from the last progress.
 """
 
 import asyncio
+import json
 import logging
 import time
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
 
+from core.openai_errors import error_body
 from sessions_app.exceptions import ProviderFailed
 from sessions_app.gateway import answers
 from sessions_app.gateway.calls import GatewayCall
@@ -28,6 +34,7 @@ from sessions_app.streaming import END, HeldStream, db_step, give_back_connectio
 logger = logging.getLogger(__name__)
 
 INTERNAL_ERROR = {"message": "The call failed on our side; nothing was charged.", "code": "internal_error"}
+ROLE = {"role": "assistant", "content": ""}  # the first chunk's delta
 
 
 def stream_response(call: GatewayCall) -> StreamingHttpResponse:
@@ -44,14 +51,32 @@ def stream_response(call: GatewayCall) -> StreamingHttpResponse:
         if not call.streaming:  # the producer never ran: nothing was asked of the model
             call.release()
 
-    return HeldStream(relay(lambda queue: _produce(call, queue)), unclaimed=unclaimed)
+    response = GatewayStream(relay(lambda queue: _produce(call, queue, response)), unclaimed=unclaimed)
+    return response
 
 
-async def _produce(call: GatewayCall, queue: asyncio.Queue) -> None:
+class GatewayStream(HeldStream):
+    """The call's stream, which core.asgi starts at its first chunk (see the top)."""
+
+    holds_start = True
+    start_held = False  # set by core.asgi when it holds the status back
+    instead: tuple[int, str, bytes] | None = None  # what it answers when no chunk came
+
+    def answer_instead(self, *, status: int, message: str, code: str) -> None:
+        body = error_body(message, status=status, code=code)
+        self.instead = (status, "application/json", json.dumps(body).encode())
+
+
+async def _produce(call: GatewayCall, queue: asyncio.Queue, response: GatewayStream) -> None:
     call.streaming = True
     id_, created, model = answers.completion_id(), int(time.time()), call.request.model
+    opened = False
 
     def send(**parts) -> None:
+        nonlocal opened
+        if not opened:  # the role chunk first, once there is something to send after it
+            opened = True
+            queue.put_nowait(answers.chunk(id_=id_, model=model, created=created, delta=ROLE))
         queue.put_nowait(answers.chunk(id_=id_, model=model, created=created, **parts))
 
     produced: list[str] = []
@@ -60,7 +85,6 @@ async def _produce(call: GatewayCall, queue: asyncio.Queue) -> None:
     record_progress = db_step(call.record_progress)
     interval = settings.STREAM_PROGRESS_INTERVAL_SECONDS
     try:
-        send(delta={"role": "assistant", "content": ""})
         recorded_at = time.monotonic()
         try:
             async for item in call.provider.stream(**call.provider_arguments()):
@@ -77,7 +101,12 @@ async def _produce(call: GatewayCall, queue: asyncio.Queue) -> None:
                     usage = item
                     await record_progress(usage=usage)
         except ProviderError as exc:
-            await _provider_failed(call, exc, produced, usage, send)
+            if not opened and usage is None and response.start_held:  # nothing sent, nothing to charge
+                await db_step(call.failed)(exc)
+                error = ProviderFailed.from_provider_error(exc)
+                response.answer_instead(status=error.status_code, message=error.message, code=error.code)
+            else:
+                await _provider_failed(call, exc, produced, usage, send)
             queue.put_nowait(END)
             return
         charged = await asyncio.shield(
@@ -104,7 +133,10 @@ async def _produce(call: GatewayCall, queue: asyncio.Queue) -> None:
     except Exception:
         logger.exception("gateway stream failed", extra={"user_id": call.user.pk, "api_key_id": call.key.pk})
         await db_step(call.release)()
-        send(finish="error", error=INTERNAL_ERROR)
+        if not opened and response.start_held:
+            response.answer_instead(status=500, **INTERNAL_ERROR)
+        else:
+            send(finish="error", error=INTERNAL_ERROR)
     queue.put_nowait(END)
 
 

@@ -207,6 +207,48 @@ def test_a_provider_failing_mid_stream_after_text_sends_one_error_and_charges_wh
     assert check_ledger().ok
 
 
+def test_a_gateway_stream_whose_model_fails_before_writing_is_a_plain_502_the_client_can_retry(
+    server, account
+):
+    """API.md: refusals before any stream are plain answers, and only a failure after the first chunk
+    is an error chunk; so a model that fails first is the 502 the OpenAI clients retry, not a 200."""
+    import openai
+
+    from accounts.keys import create_api_key
+
+    user = account[0]
+    key, secret = create_api_key(user=user, name="gateway")
+    gateway = openai.OpenAI(base_url=f"http://{HOST}:{server}/v1", api_key=secret, max_retries=0, timeout=15)
+
+    with pytest.raises(openai.InternalServerError) as raised:
+        gateway.chat.completions.create(
+            model="echo-1", messages=[{"role": "user", "content": "hello [fault:error]"}], stream=True
+        )
+
+    assert raised.value.status_code == 502
+    assert raised.value.response.headers["content-type"] == "application/json"
+    assert raised.value.body == {
+        "message": "The model provider failed to answer; nothing was charged. Try again in a moment.",
+        "type": "api_error",
+        "code": "provider_error",
+        "param": None,
+    }
+    event = LLMCallEvent.objects.get(user=user)
+    assert (event.status, event.cost, event.spend_limit_id) == ("error", 0, key.spend_limit_id)
+    hold = wait_closed(user)
+    assert hold.status == CreditHold.Status.RELEASED
+    assert not CreditTransaction.objects.filter(wallet__user=user, kind="debit").exists()
+    assert Wallet.objects.filter(user=user).values_list("balance", "held").get() == (Decimal("10"), 0)
+    # A stream that works still opens with the role chunk, then the text.
+    chunks = list(
+        gateway.chat.completions.create(
+            model="echo-1", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+    )
+    assert chunks[0].choices[0].delta.role == "assistant" and chunks[1].choices[0].delta.content
+    assert check_ledger().ok
+
+
 def test_enforcement_refuses_with_plain_402_json_before_any_stream(server):
     ModelPrice.objects.get_or_create(
         model="echo-1", defaults={"input_price_per_1k": Decimal("0.5"), "output_price_per_1k": Decimal("1.5")}
