@@ -51,21 +51,27 @@ class Chart:
     label_y: int
 
 
+def _bucket_start(day: date, bucket: str) -> date:
+    """The first day of the bucket holding `day` (weeks start Monday)."""
+    if bucket == "week":
+        return day - timedelta(days=day.weekday())
+    if bucket == "month":
+        return day.replace(day=1)
+    return day
+
+
 def bucket_starts(*, start: date, end: date, bucket: str) -> list[date]:
     """Every bucket's first day from the one holding `start` to the one holding `end` (weeks start Monday)."""
-    if bucket == "week":
-        current = start - timedelta(days=start.weekday())
-    elif bucket == "month":
-        current = start.replace(day=1)
-    else:
-        current = start
-    starts = []
-    while current <= end:
-        starts.append(current)
+    current, last = _bucket_start(start, bucket), _bucket_start(end, bucket)
+    starts = [current] if current <= last else []
+    # Step to the last bucket, never past it: after the calendar's last week or month the next
+    # start would lie beyond 9999-12-31, which no date can hold.
+    while current < last:
         if bucket == "month":
             current = (current.replace(day=28) + timedelta(days=4)).replace(day=1)
         else:
             current += timedelta(days=7 if bucket == "week" else 1)
+        starts.append(current)
     return starts
 
 

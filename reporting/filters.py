@@ -14,9 +14,16 @@ from core.api_fields import MAX_ID, blank_is_absent, id_from_text, reject_nul_qu
 from reporting.selectors import BUCKETS, DEFAULT_RANGE_DAYS, default_range
 
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
-# Dates whose local midnight and next midnight exist as datetimes in any time zone.
-_MIN_DATE, _MAX_DATE = date(1, 1, 2), date(9999, 12, 30)
+# Dates whose local midnight and next midnight exist as datetimes in any time zone. Every report
+# (this API, the admin's usage page) takes dates in these bounds, so billing's readers never step a
+# day past the calendar's end.
+MIN_DATE, MAX_DATE = date(1, 1, 2), date(9999, 12, 30)
 MODEL_NAME_MAX = 100
+
+
+def default_start(end: date) -> date:
+    """The first day of the default-length range ending on `end`, clamped at the earliest date we accept."""
+    return default_range(end)[0] if end - MIN_DATE >= timedelta(DEFAULT_RANGE_DAYS) else MIN_DATE
 
 
 @extend_schema_field(OpenApiTypes.DATE)
@@ -32,8 +39,8 @@ class StrictDateField(serializers.Field):
             value = date.fromisoformat(data)
         except ValueError:
             self.fail("invalid")
-        if not _MIN_DATE <= value <= _MAX_DATE:
-            raise serializers.ValidationError(f"Enter a date between {_MIN_DATE} and {_MAX_DATE}.")
+        if not MIN_DATE <= value <= MAX_DATE:
+            raise serializers.ValidationError(f"Enter a date between {MIN_DATE} and {MAX_DATE}.")
         return value
 
     def to_representation(self, value: date) -> str:
@@ -120,8 +127,7 @@ class UsageSummaryQuerySerializer(serializers.Serializer):
         if start is None and end is None:
             start, end = default_range()
         elif start is None:
-            # The default length, ending on `end` (clamped at the earliest date we accept).
-            start = default_range(end)[0] if end - _MIN_DATE >= timedelta(DEFAULT_RANGE_DAYS) else _MIN_DATE
+            start = default_start(end)
         elif end is None:
             end = default_range()[1]
         if start > end:

@@ -1,12 +1,12 @@
 """The daily-usage page's filter form: turns query parameters into usage_summary() arguments, or errors."""
 
-from datetime import timedelta
-
 from django import forms
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 
 from billing.models import ModelPrice
 from core.users import users_matching
+from reporting.filters import MAX_DATE, MIN_DATE, default_start
 from reporting.selectors import BUCKETS, default_range
 
 # Beyond this a day-by-day page stops being readable; weeks and months cover longer views.
@@ -14,21 +14,23 @@ MAX_RANGE_DAYS = 3 * 366
 DATE_HELP = "YYYY-MM-DD"
 
 
+def _date_field(which: str) -> forms.DateField:
+    """A date in the API's bounds: past them a date has no local midnight, or its bucket no end."""
+    out_of_bounds = f"Enter the {which} as a date between {MIN_DATE} and {MAX_DATE}."
+    return forms.DateField(
+        required=False,
+        input_formats=["%Y-%m-%d"],
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        validators=[MinValueValidator(MIN_DATE, out_of_bounds), MaxValueValidator(MAX_DATE, out_of_bounds)],
+        error_messages={"invalid": f"Enter the {which} as a date, {DATE_HELP}."},
+    )
+
+
 class UsageFilterForm(forms.Form):
     """Every field is optional: an empty query means the last 30 days by day, for everyone."""
 
-    start = forms.DateField(
-        required=False,
-        input_formats=["%Y-%m-%d"],
-        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
-        error_messages={"invalid": f"Enter the start as a date, {DATE_HELP}."},
-    )
-    end = forms.DateField(
-        required=False,
-        input_formats=["%Y-%m-%d"],
-        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
-        error_messages={"invalid": f"Enter the end as a date, {DATE_HELP}."},
-    )
+    start = _date_field("start")
+    end = _date_field("end")
     bucket = forms.ChoiceField(
         required=False,
         choices=[(name, name.capitalize()) for name in BUCKETS],
@@ -64,12 +66,8 @@ class UsageFilterForm(forms.Form):
         data = super().clean()
         if self.errors:
             return data
-        default_start, default_end = default_range()
-        start = data.get("start") or (
-            data["end"] - timedelta(days=(default_end - default_start).days)
-            if data.get("end")
-            else default_start
-        )
+        today_start, default_end = default_range()
+        start = data.get("start") or (default_start(data["end"]) if data.get("end") else today_start)
         end = data.get("end") or (max(default_end, start) if data.get("start") else default_end)
         if start > end:
             raise ValidationError("The start date is after the end date: swap them or pick another range.")

@@ -152,6 +152,41 @@ def test_bad_query_parameters_show_a_friendly_error_not_a_500(admin_client, usag
     assert 'class="messagelist"' in response.text
 
 
+@pytest.mark.parametrize("bucket", ["day", "week", "month"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"start": "9999-12-31", "end": "9999-12-31"},
+        {"start": "9999-12-01", "end": "9999-12-31"},
+        {"end": "9999-12-31"},
+        {"start": "0001-01-01", "end": "0001-01-02"},
+        {"start": "0001-01-01"},
+    ],
+)
+def test_dates_past_the_apis_bounds_are_a_form_error_naming_the_bounds(admin_client, usage, params, bucket):
+    response = page(admin_client, bucket=bucket, **params)
+    assert response.status_code == 200
+    assert "summary" not in response.context
+    assert any("between 0001-01-02 and 9999-12-30" in message for message in error_messages(response))
+
+
+@pytest.mark.parametrize("bucket", ["day", "week", "month"])
+@pytest.mark.parametrize(
+    ("params", "first", "last"),
+    [
+        ({"start": "9999-12-27", "end": "9999-12-30"}, date(9999, 12, 27), date(9999, 12, 30)),
+        ({"start": "0001-01-02", "end": "0001-01-31"}, date(1, 1, 2), date(1, 1, 31)),
+        # Only the end: the default 30 days, clamped at the earliest date accepted (as the API does).
+        ({"end": "0001-01-05"}, date(1, 1, 2), date(1, 1, 5)),
+    ],
+)
+def test_ranges_at_the_calendars_ends_are_shown(admin_client, usage, bucket, params, first, last):
+    response = page(admin_client, bucket=bucket, **params)
+    assert response.status_code == 200
+    summary = response.context["summary"]
+    assert (summary.start, summary.end, summary.total_calls) == (first, last, 0)
+
+
 def test_empty_bucket_parameter_means_day(admin_client, usage):
     response = page(admin_client, bucket="", **MARCH)
     assert response.context["summary"].bucket == "day"
@@ -202,6 +237,19 @@ def test_bucket_starts_cover_the_range_on_monday_weeks_and_first_of_month():
         date(2026, 2, 1),
     ]
     assert len(bucket_starts(start=date(2024, 2, 1), end=date(2024, 2, 29), bucket="day")) == 29
+
+
+def test_bucket_starts_reach_the_calendars_last_week_and_month_without_stepping_past_it():
+    end = date(9999, 12, 31)
+    assert bucket_starts(start=date(9999, 12, 20), end=end, bucket="week") == [
+        date(9999, 12, 20),
+        date(9999, 12, 27),
+    ]
+    assert bucket_starts(start=date(9999, 11, 5), end=end, bucket="month") == [
+        date(9999, 11, 1),
+        date(9999, 12, 1),
+    ]
+    assert bucket_starts(start=date(9999, 12, 30), end=end, bucket="day") == [date(9999, 12, 30), end]
 
 
 def test_cost_chart_scales_bars_to_the_largest_cost_and_fills_gaps_with_zero():
