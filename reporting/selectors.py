@@ -25,6 +25,15 @@ from core.money import to_decimal
 DEFAULT_RANGE_DAYS = 30
 
 
+def _chat_cost(*, cost: Decimal, tool_followup: Decimal, summary: Decimal, api: Decimal) -> Decimal:
+    """Chat: a cost less what answered tool results, summarized sessions or went through the gateway.
+
+    The rollups keep a figure for each other purpose, and chat is what remains; said once here, so
+    the staff summary, the user's own report and the admin page split a gateway call alike.
+    """
+    return cost - tool_followup - summary - api
+
+
 @dataclass(frozen=True)
 class UsageRow:
     """One bucket: successful calls, their tokens, cost and users; failed calls counted apart."""
@@ -44,9 +53,13 @@ class UsageRow:
 
     @property
     def chat_cost(self) -> Decimal:
-        """The part of `cost` that answered users directly (every call's cost but the two above: the
-        staff summary counts gateway calls here; the user's own report splits them out as `api`)."""
-        return self.cost - self.tool_followup_cost - self.summary_cost
+        """The part of `cost` that answered users' chat turns."""
+        return _chat_cost(
+            cost=self.cost,
+            tool_followup=self.tool_followup_cost,
+            summary=self.summary_cost,
+            api=self.api_cost,
+        )
 
 
 @dataclass(frozen=True)
@@ -71,7 +84,13 @@ class UsageSummary:
 
     @property
     def total_chat_cost(self) -> Decimal:
-        return self.total_cost - self.total_tool_followup_cost - self.total_summary_cost
+        """The part of `total_cost` that answered users' chat turns."""
+        return _chat_cost(
+            cost=self.total_cost,
+            tool_followup=self.total_tool_followup_cost,
+            summary=self.total_summary_cost,
+            api=self.total_api_cost,
+        )
 
 
 def default_range(today: date | None = None) -> tuple[date, date]:

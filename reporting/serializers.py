@@ -8,16 +8,18 @@ from core.money import format_money
 
 
 class CostByPurposeSerializer(serializers.Serializer):
-    chat = MoneyField(help_text="Calls answering users.")
+    chat = MoneyField(help_text="Chat turns answering users (the cost less the three below).")
     tool_followup = MoneyField(help_text="Calls answering tool results.")
     summary = MoneyField(help_text="Calls summarizing sessions.")
+    api = MoneyField(help_text="Calls through the OpenAI-compatible gateway (API keys).")
 
 
-def _by_purpose(chat, tool_followup, summary) -> dict:
+def _by_purpose(row) -> dict:
     return {
-        "chat": format_money(chat),
-        "tool_followup": format_money(tool_followup),
-        "summary": format_money(summary),
+        "chat": format_money(row.chat_cost),
+        "tool_followup": format_money(row.tool_followup_cost),
+        "summary": format_money(row.summary_cost),
+        "api": format_money(row.api_cost),
     }
 
 
@@ -36,12 +38,12 @@ class UsageRowSerializer(serializers.Serializer):
         help_text="Session summaries whose model call failed, so a deterministic fallback summary was used."
     )
     cost_by_purpose = serializers.SerializerMethodField(
-        help_text="`cost` split by why the calls were made: chat, tool_followup, summary."
+        help_text="`cost` split by why the calls were made: chat, tool_followup, summary, api (the gateway)."
     )
 
     @extend_schema_field(CostByPurposeSerializer)
     def get_cost_by_purpose(self, row) -> dict:
-        return _by_purpose(row.chat_cost, row.tool_followup_cost, row.summary_cost)
+        return _by_purpose(row)
 
 
 class UsageSummarySerializer(serializers.Serializer):
@@ -67,26 +69,15 @@ class UsageSummarySerializer(serializers.Serializer):
         help_text="Session summaries whose model call failed, so a deterministic fallback summary was used."
     )
     cost_by_purpose = CostByPurposeSerializer(
-        help_text="`total_cost` split by why the calls were made: chat, tool_followup, summary."
+        help_text="`total_cost` split by why the calls were made: chat, tool_followup, summary, api (the gateway)."
     )
     daily = UsageRowSerializer(many=True, help_text="One row per day with events when bucket=day; else [].")
     buckets = UsageRowSerializer(many=True, help_text="One row per bucket with events, oldest first.")
 
 
-class MyCostByPurposeSerializer(serializers.Serializer):
-    chat = MoneyField(help_text="Chat turns answering you.")
-    tool_followup = MoneyField(help_text="Calls answering tool results.")
-    summary = MoneyField(help_text="Calls summarizing sessions.")
+class MyCostByPurposeSerializer(CostByPurposeSerializer):
+    chat = MoneyField(help_text="Chat turns answering you (the cost less the three below).")
     api = MoneyField(help_text="Calls through the OpenAI-compatible gateway (your API keys).")
-
-
-def _my_by_purpose(row) -> dict:
-    return {
-        "chat": format_money(row.chat_cost - row.api_cost),
-        "tool_followup": format_money(row.tool_followup_cost),
-        "summary": format_money(row.summary_cost),
-        "api": format_money(row.api_cost),
-    }
 
 
 class MyUsageRowSerializer(UsageRowSerializer):
@@ -97,7 +88,7 @@ class MyUsageRowSerializer(UsageRowSerializer):
 
     @extend_schema_field(MyCostByPurposeSerializer)
     def get_cost_by_purpose(self, row) -> dict:
-        return _my_by_purpose(row)
+        return _by_purpose(row)
 
 
 class KeyUsageSerializer(serializers.Serializer):

@@ -39,6 +39,7 @@ def _summary_data(summary) -> dict:
             "chat": summary.total_chat_cost,
             "tool_followup": summary.total_tool_followup_cost,
             "summary": summary.total_summary_cost,
+            "api": summary.total_api_cost,
         },
         "daily": summary.rows if summary.bucket == "day" else [],
         "buckets": summary.rows,
@@ -56,11 +57,6 @@ class MyUsageView(NulSafeMixin, APIView):
         group_by = params.pop("group_by", None)
         summary = usage_summary(**params, user_id=request.user.pk)
         data = _summary_data(summary)
-        data["cost_by_purpose"] = {
-            **data["cost_by_purpose"],
-            "chat": summary.total_chat_cost - summary.total_api_cost,
-            "api": summary.total_api_cost,
-        }
         if group_by == "key":
             data["by_key"] = usage_by_key(
                 start=summary.start, end=summary.end, user_id=request.user.pk, model=params.get("model")

@@ -1,6 +1,7 @@
 """The daily-usage admin page: buckets, filters, totals and chart from the selectors; bad input never 500s."""
 
 import importlib
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -185,6 +186,21 @@ def test_ranges_at_the_calendars_ends_are_shown(admin_client, usage, bucket, par
     assert response.status_code == 200
     summary = response.context["summary"]
     assert (summary.start, summary.end, summary.total_calls) == (first, last, 0)
+
+
+def test_gateway_calls_have_their_own_column_and_are_not_chat(admin_client, usage):
+    LLMCallEventFactory(
+        user=usage["ann"], purpose="api", cost=Decimal("3"), created_at=datetime(2026, 3, 2, 13, tzinfo=UTC)
+    )
+    response = page(admin_client, **MARCH)
+
+    summary = response.context["summary"]
+    assert (summary.total_api_cost, summary.total_chat_cost, summary.total_cost) == (3, 8, 11)
+    assert (summary.rows[0].api_cost, summary.rows[0].chat_cost) == (3, 2)
+    totals = re.search(r'<tr id="usage-totals">(.*?)</tr>', response.text, re.S).group(1)
+    cells = re.findall(r'<td class="num">([^<]*)</td>', totals)
+    assert cells[5:9] == ["8.000000", "0.000000", "0.000000", "3.000000"]  # chat, tool, summary, API
+    assert '">API</th>' in response.text
 
 
 def test_empty_bucket_parameter_means_day(admin_client, usage):

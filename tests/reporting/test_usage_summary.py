@@ -7,7 +7,7 @@ import pytest
 
 from billing.rollup import rebuild_usage_rollup
 from reporting.selectors import UsageRow, default_range, usage_summary
-from tests.factories import LLMCallEventFactory, UserFactory
+from tests.factories import LLMCallEventFactory, UserFactory, client_for
 
 START, END = date(2026, 1, 5), date(2026, 2, 1)
 URL = "/api/v1/admin/usage/summary"
@@ -176,7 +176,12 @@ def api_row(day, calls, failed, tin, tout, cost, users, shadow=0, fallbacks=0):
         "unique_users": users,
         "shadow_refusals": shadow,
         "summary_fallbacks": fallbacks,
-        "cost_by_purpose": {"chat": cost, "tool_followup": "0.000000", "summary": "0.000000"},
+        "cost_by_purpose": {
+            "chat": cost,
+            "tool_followup": "0.000000",
+            "summary": "0.000000",
+            "api": "0.000000",
+        },
     }
 
 
@@ -223,7 +228,12 @@ def test_summary_api_by_day_matches_hand_computed_rows(staff_client, new_york_ev
         "unique_users": 3,
         "shadow_refusals": 0,
         "summary_fallbacks": 0,
-        "cost_by_purpose": {"chat": "3.387501", "tool_followup": "0.000000", "summary": "0.000000"},
+        "cost_by_purpose": {
+            "chat": "3.387501",
+            "tool_followup": "0.000000",
+            "summary": "0.000000",
+            "api": "0.000000",
+        },
         "daily": as_api(DAY_ROWS),
         "buckets": as_api(DAY_ROWS),
     }
@@ -339,6 +349,23 @@ def test_summary_api_refuses_invalid_queries_with_400(staff_client, db, params, 
     assert response.status_code == 400
     assert field in response.json()
     assert isinstance(response.json()[field][0], str)
+
+
+def test_staff_and_the_user_split_a_gateway_call_out_of_chat_alike(staff_client, db):
+    user = UserFactory()
+    LLMCallEventFactory(user=user, purpose="api", cost=Decimal("3"))
+    LLMCallEventFactory(user=user, purpose="chat", cost=Decimal("2"))
+    LLMCallEventFactory(user=user, purpose="tool_followup", cost=Decimal("1"))
+    split = {"chat": "2.000000", "tool_followup": "1.000000", "summary": "0.000000", "api": "3.000000"}
+
+    staff = staff_client.get(URL, {"user_id": user.pk, "bucket": "day"}).json()
+    own = client_for(user).get("/api/v1/users/me/usage", {"bucket": "day"}).json()
+
+    assert staff["cost_by_purpose"] == own["cost_by_purpose"] == split
+    assert staff["daily"][0]["cost_by_purpose"] == own["daily"][0]["cost_by_purpose"] == split
+    start, end = default_range()
+    summary = usage_summary(start=start, end=end, bucket="day", user_id=user.pk)
+    assert summary.total_chat_cost == summary.rows[0].chat_cost == Decimal(2)
 
 
 def test_summary_api_answers_in_few_queries(staff_client, new_york_events, django_assert_max_num_queries):

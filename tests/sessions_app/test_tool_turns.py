@@ -376,7 +376,12 @@ def test_the_usage_summary_and_its_admin_page_split_cost_by_purpose(
     mine = staff_client.get("/api/v1/admin/usage/summary", {"bucket": "week", "user_id": user.pk}).json()
 
     for split in (usage["cost_by_purpose"], usage["daily"][0]["cost_by_purpose"], mine["cost_by_purpose"]):
-        assert split == {"chat": f"{chat:.6f}", "tool_followup": f"{followup:.6f}", "summary": "0.000000"}
+        assert split == {
+            "chat": f"{chat:.6f}",
+            "tool_followup": f"{followup:.6f}",
+            "summary": "0.000000",
+            "api": "0.000000",
+        }
     assert Decimal(usage["total_cost"]) == chat + followup
     page = admin_client.get("/admin/reporting/dailyusage/").content.decode()
     assert "Tool follow-ups" in page and f"{followup:.6f}" in page
