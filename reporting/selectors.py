@@ -1,6 +1,7 @@
 """Reporting reads: the usage summary presented from billing's usage selectors, and the ledger rows for CSV export."""
 
 from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -21,6 +22,7 @@ from billing.usage_selectors import (
     usage_totals,
 )
 from core.money import to_decimal
+from core.replica import read_alias
 
 DEFAULT_RANGE_DAYS = 30
 
@@ -151,19 +153,44 @@ def usage_summary(
     """Usage between two local dates, from the rollups (billing.usage_selectors), in two queries whatever the events.
 
     Unfiltered: the (day, user shard) rows and the users' active-day bitmaps. Filtered by user or
-    model: the (day, user, model) rows of that user or model.
+    model: the (day, user, model) rows of that user or model. The totals and the bucket rows are
+    read in one snapshot, so the totals are the rows' sum even while calls are being charged.
     """
     if bucket is not None and bucket not in BUCKETS:
         raise ValueError(f"bucket must be one of {', '.join(BUCKETS)} or None, not {bucket!r}")
     if start > end:
         raise ValueError(f"start ({start}) is after end ({end})")
-    if key_id is not None:
-        return _key_summary(start=start, end=end, bucket=bucket, user_id=user_id, model=model, key_id=key_id)
-    totals = usage_totals(start=start, end=end, user_id=user_id, model=model)
-    rows = []
-    if bucket is not None:
-        rows = usage_by_bucket(start=start, end=end, bucket=bucket, user_id=user_id, model=model)
+    # The totals and the rows in one snapshot, on the connection billing's readers use (read_alias():
+    # the replica inside using_replica(), when healthy): a transaction on any other would leave their
+    # reads each in a snapshot of its own. The totals alone are one statement, a snapshot already.
+    with _one_snapshot(read_alias()) if bucket is not None else nullcontext():
+        if key_id is not None:
+            return _key_summary(
+                start=start, end=end, bucket=bucket, user_id=user_id, model=model, key_id=key_id
+            )
+        totals = usage_totals(start=start, end=end, user_id=user_id, model=model)
+        rows = []
+        if bucket is not None:
+            rows = usage_by_bucket(start=start, end=end, bucket=bucket, user_id=user_id, model=model)
     return _summary(start=start, end=end, bucket=bucket, totals=totals, rows=rows)
+
+
+@contextmanager
+def _one_snapshot(using: str) -> Iterator[None]:
+    """The block's reads on `using` in one REPEATABLE READ, READ ONLY transaction: all see one snapshot.
+
+    Under READ COMMITTED each statement takes a snapshot of its own, so two reads of a busy table
+    can disagree. Inside a caller's transaction its snapshot rules (the isolation level can only be
+    set first thing in a transaction).
+    """
+    db = connections[using]
+    if db.in_atomic_block:
+        yield
+        return
+    with transaction.atomic(using=using):
+        with db.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
 
 
 def _key_summary(
@@ -301,15 +328,9 @@ def _by_id_chunks(rows: QuerySet, chunk_size: int) -> Iterator[tuple]:
     stood when the export began, as a server-side cursor's is: without it each chunk would be a
     snapshot of its own, and a row committed mid-export with an id below the last one read would be
     missing while later ones were not. The transaction keeps its server connection until the export
-    ends (the pooler lends it for that long). Inside a caller's transaction its snapshot rules.
+    ends (the pooler lends it for that long).
     """
-    db = connections[rows.db]
-    if db.in_atomic_block:
-        yield from _chunks(rows, chunk_size)
-        return
-    with transaction.atomic(using=rows.db):
-        with db.cursor() as cursor:
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    with _one_snapshot(rows.db):
         yield from _chunks(rows, chunk_size)
 
 

@@ -97,7 +97,9 @@ def test_usage_summary_from_the_rollup_queries(staff, busy_user, django_assert_n
     rebuild_usage_rollup()
     client = token_client_for(staff)
     # the token with its user, then from the day shards: totals with the range's unique users (one
-    # query), one row per day
+    # query), one row per day. As served, outside a test's transaction, the two reads share one
+    # snapshot: three statements more, BEGIN, SET TRANSACTION and COMMIT
+    # (tests/reporting/test_usage_snapshot.py pins them)
     with django_assert_num_queries(3):
         response = client.get("/api/v1/admin/usage/summary?bucket=day")
     assert response.status_code == 200
