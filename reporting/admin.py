@@ -15,7 +15,7 @@ from django.urls import path
 from billing.models import CreditTransaction
 from core.replica import reads_replica
 from reporting.exports import stream_ledger_csv
-from reporting.forms import UsageFilterForm
+from reporting.forms import MAX_RANGE_DAYS, UsageFilterForm
 from reporting.models import DailyUsage
 from reporting.selectors import BUCKETS, UsageRow, usage_summary
 
@@ -58,6 +58,14 @@ def _bucket_start(day: date, bucket: str) -> date:
     if bucket == "month":
         return day.replace(day=1)
     return day
+
+
+def bucket_count(*, start: date, end: date, bucket: str) -> int:
+    """How many buckets bucket_starts() would list, counted without listing them."""
+    first, last = _bucket_start(start, bucket), _bucket_start(end, bucket)
+    if bucket == "month":
+        return max(0, (last.year - first.year) * 12 + last.month - first.month + 1)
+    return max(0, (last - first).days // (7 if bucket == "week" else 1) + 1)
 
 
 def bucket_starts(*, start: date, end: date, bucket: str) -> list[date]:
@@ -183,14 +191,21 @@ class DailyUsageAdmin(admin.ModelAdmin):
         if form.is_valid():
             # History that may lag a few seconds: the replica's, when one is healthy.
             summary = reads_replica(usage_summary)(**form.summary_arguments())
-            starts = bucket_starts(start=summary.start, end=summary.end, bucket=summary.bucket)
+            buckets = bucket_count(start=summary.start, end=summary.end, bucket=summary.bucket)
+            # One bar per bucket: past a readable number (centuries by week, say) the table alone,
+            # not megabytes of bars that take minutes to draw.
+            chart = None
+            if buckets <= MAX_RANGE_DAYS:
+                starts = bucket_starts(start=summary.start, end=summary.end, bucket=summary.bucket)
+                chart = cost_chart(rows=summary.rows, starts=starts)
             # Show the dates actually used (defaults included) in the date inputs.
             form.data = form.data.copy()
             form.data["start"], form.data["end"] = summary.start.isoformat(), summary.end.isoformat()
             form.data["bucket"] = summary.bucket
             context.update(
                 summary=summary,
-                chart=cost_chart(rows=summary.rows, starts=starts),
+                chart=chart,
+                buckets=buckets,
                 bucket_links=self._bucket_links(request, current=summary.bucket),
             )
         else:

@@ -9,7 +9,9 @@ from core.users import users_matching
 from reporting.filters import MAX_DATE, MIN_DATE, default_start
 from reporting.selectors import BUCKETS, default_range
 
-# Beyond this a day-by-day page stops being readable; weeks and months cover longer views.
+# Beyond this many bars a chart stops being readable, and a day-by-day page with it: a day view is
+# refused past it. Weeks and months cover longer views, any the JSON API takes (its bounds are only
+# MIN_DATE..MAX_DATE); past this many buckets the page shows them without the chart.
 MAX_RANGE_DAYS = 3 * 366
 DATE_HELP = "YYYY-MM-DD"
 
@@ -71,9 +73,12 @@ class UsageFilterForm(forms.Form):
         end = data.get("end") or (max(default_end, start) if data.get("start") else default_end)
         if start > end:
             raise ValidationError("The start date is after the end date: swap them or pick another range.")
-        if (end - start).days >= MAX_RANGE_DAYS:
-            raise ValidationError(f"Pick a range of at most {MAX_RANGE_DAYS} days.")
-        data.update(start=start, end=end, bucket=data.get("bucket") or "day", model=data.get("model") or None)
+        bucket = data.get("bucket") or "day"
+        if bucket == "day" and (end - start).days >= MAX_RANGE_DAYS:
+            raise ValidationError(
+                f"Pick a range of at most {MAX_RANGE_DAYS} days, or show it by week or month."
+            )
+        data.update(start=start, end=end, bucket=bucket, model=data.get("model") or None)
         return data
 
     def summary_arguments(self) -> dict:

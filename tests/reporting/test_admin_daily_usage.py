@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing.models import LLMCallEvent
-from reporting.admin import bucket_starts, cost_chart
+from reporting.admin import bucket_count, bucket_starts, cost_chart
 from reporting.selectors import UsageRow
 from tests.factories import LLMCallEventFactory, ModelPriceFactory, StaffUserFactory, UserFactory
 
@@ -203,6 +203,32 @@ def test_gateway_calls_have_their_own_column_and_are_not_chat(admin_client, usag
     assert '">API</th>' in response.text
 
 
+def test_weeks_and_months_span_longer_views_than_days(admin_client, usage):
+    months = page(admin_client, start="2020-01-01", end="2026-01-01", bucket="month")
+    assert months.context["summary"].total_calls == 0
+    assert len(months.context["chart"].bars) == 73  # 2020-01 .. 2026-01
+    weeks = page(admin_client, start="2020-01-01", end="2026-03-31", bucket="week")
+    assert weeks.context["summary"].total_calls == 4
+    days = page(admin_client, start="2020-01-01", end="2026-03-31")
+    assert "summary" not in days.context
+    assert error_messages(days) == [
+        "The report could not be shown: Pick a range of at most 1098 days, or show it by week or month."
+    ]
+
+
+@pytest.mark.parametrize("bucket", ["week", "month"])
+def test_weeks_and_months_take_any_range_the_api_takes_charted_when_readable(admin_client, usage, bucket):
+    response = page(admin_client, start="0001-01-02", end="9999-12-30", bucket=bucket)
+
+    assert response.status_code == 200
+    assert response.context["summary"].total_calls == 4
+    assert response.text.count('class="usage-row"') == len(response.context["summary"].rows) > 0
+    # Hundreds of thousands of bars would take minutes and megabytes: the table alone, and why.
+    assert response.context["chart"] is None and 'id="usage-chart"' not in response.text
+    assert "too many bars to chart" in response.text
+    assert len(response.content) < 100_000
+
+
 def test_empty_bucket_parameter_means_day(admin_client, usage):
     response = page(admin_client, bucket="", **MARCH)
     assert response.context["summary"].bucket == "day"
@@ -266,6 +292,22 @@ def test_bucket_starts_reach_the_calendars_last_week_and_month_without_stepping_
         date(9999, 12, 1),
     ]
     assert bucket_starts(start=date(9999, 12, 30), end=end, bucket="day") == [date(9999, 12, 30), end]
+
+
+@pytest.mark.parametrize("bucket", ["day", "week", "month"])
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (date(2026, 3, 4), date(2026, 3, 4)),
+        (date(2025, 12, 15), date(2026, 2, 1)),
+        (date(2024, 2, 29), date(2027, 3, 1)),
+        (date(9999, 11, 5), date(9999, 12, 31)),
+    ],
+)
+def test_bucket_count_is_the_number_of_bucket_starts(start, end, bucket):
+    assert bucket_count(start=start, end=end, bucket=bucket) == len(
+        bucket_starts(start=start, end=end, bucket=bucket)
+    )
 
 
 def test_cost_chart_scales_bars_to_the_largest_cost_and_fills_gaps_with_zero():
