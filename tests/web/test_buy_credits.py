@@ -56,6 +56,15 @@ def test_returning_before_the_webhook_says_the_payment_is_being_confirmed(web, u
     assert "Stripe is confirming your payment of 0.50 USD" in text
 
 
+@pytest.mark.parametrize("session_id", ["cs_\x00", "cs_a\x00b", "cs_" + "x" * 300, "nope"])
+def test_a_malformed_session_id_is_the_page_with_no_result(web, stripe_double, session_id):
+    response = web.get("/buy/", {"session_id": session_id})
+
+    assert response.status_code == 200
+    assert response.context["returned"] is None
+    assert 'id="purchase-result"' not in response.content.decode()
+
+
 def test_cancelled_checkout_says_nothing_was_charged(web, stripe_double):
     assert "without paying; nothing was charged" in web.get("/buy/", {"cancelled": "1"}).content.decode()
 

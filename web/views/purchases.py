@@ -20,6 +20,7 @@ from billing.services import buy_credits as start_purchase
 from billing.services import payments_enabled
 from billing.views_purchases import PurchaseThrottle
 from core.errors import DomainError
+from core.text import UNSTORABLE
 from web.forms import BuyCreditsForm
 
 PURCHASES_PER_PAGE = 20
@@ -61,7 +62,9 @@ def buy_credits(request):
 
 def _returned(purchases, session_id: str) -> Purchase | None:
     """The purchase Stripe sent the buyer back from (their own only), if the address names one."""
-    if not session_id.startswith("cs_") or len(session_id) > 255:
+    # The address is anyone's to write: what no Stripe id holds (a NUL, which PostgreSQL cannot even
+    # compare) finds nothing, without asking the database.
+    if not session_id.startswith("cs_") or len(session_id) > 255 or UNSTORABLE.search(session_id):
         return None
     return purchases.filter(stripe_session_id=session_id).first()
 
