@@ -47,6 +47,19 @@ def test_sign_in_with_the_right_password_opens_the_wallet(client, user):
     assert client.get("/").status_code == 200
 
 
+@pytest.mark.parametrize("next_url", ["/signin/", "/signin/?next=/signin/", "http://testserver/signin/"])
+def test_a_signed_in_user_sent_back_to_sign_in_lands_on_the_wallet(web, next_url):
+    response = web.get("/signin/", {"next": next_url})
+
+    assert response.status_code == 302 and response["Location"] == "/"
+
+
+def test_a_signed_in_user_goes_on_to_the_next_page(web):
+    response = web.get("/signin/", {"next": "/keys/"})
+
+    assert response.status_code == 302 and response["Location"] == "/keys/"
+
+
 def test_sign_in_with_a_wrong_password_keeps_the_username_and_says_so(client, user):
     response = client.post("/signin/", {"username": user.username, "password": "nope"})
     assert response.status_code == 200

@@ -1,5 +1,7 @@
 """Signing in and out (Django session auth) and signing up (accounts' create_account, as the API's register)."""
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.views import LoginView, LogoutView
@@ -42,6 +44,12 @@ class SignInView(LoginView):
 
     def get_context_data(self, **kwargs):
         return {**super().get_context_data(**kwargs), "signup_enabled": settings.SIGNUP_ENABLED}
+
+    def get_redirect_url(self):
+        """The safe `next`, unless it is this page: a signed-in user sent back here would loop (Django
+        raises rather than redirect), so such a `next` means the default page (LOGIN_REDIRECT_URL)."""
+        url = super().get_redirect_url()
+        return "" if url and urlsplit(url).path == self.request.path else url
 
 
 class SignOutView(LogoutView):
