@@ -1,6 +1,5 @@
 """The user's forms: sign-up, a new chat, a message, an upload, an API key, the spending cap; each validated by the rules the API applies."""
 
-import uuid
 from datetime import timedelta
 
 from django import forms
@@ -17,6 +16,7 @@ from billing.services.purchases import validate_credits
 from core.errors import DomainError
 from core.validators import LATEST_MOMENT
 from sessions_app.serializers import CONTENT_MAX_CHARS, TurnRequestSerializer
+from web.submissions import SentOnceForm
 
 
 def _serializer_errors(form: forms.Form, serializer) -> None:
@@ -78,8 +78,8 @@ class NewChatForm(forms.Form):
             self.fields["model"].initial = default_model
 
 
-class MessageForm(forms.Form):
-    """A message of a chat; `submission` (one per rendered form) makes a double submit replay, never repeat."""
+class MessageForm(SentOnceForm):
+    """A message of a chat; its `submission` is the turn's idempotency key: a double submit replays, never repeats."""
 
     content = forms.CharField(
         label="Your message",
@@ -87,11 +87,6 @@ class MessageForm(forms.Form):
         max_length=CONTENT_MAX_CHARS,
         widget=forms.Textarea(attrs={"rows": 3, "required": True}),
     )
-    submission = forms.CharField(widget=forms.HiddenInput, max_length=64)
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("initial", {}).setdefault("submission", uuid.uuid4().hex)
-        super().__init__(*args, **kwargs)
 
     def clean_content(self):
         serializer = TurnRequestSerializer(data={"content": self.cleaned_data["content"]})
@@ -167,8 +162,9 @@ class ApiKeyForm(forms.Form):
         }
 
 
-class NewApiKeyForm(ApiKeyForm):
-    """A new key: the edit form's fields, an optional last day, and one token per rendered form."""
+class NewApiKeyForm(ApiKeyForm, SentOnceForm):
+    """A new key: the edit form's fields, an optional last day, and one token per rendered form (a
+    resubmitted form, by a double click or back and resend, creates no second key)."""
 
     expires_on = forms.DateField(
         label="Valid until (optional)",
@@ -176,12 +172,6 @@ class NewApiKeyForm(ApiKeyForm):
         help_text="The key stops working at the end of this day. Empty: it never expires.",
         widget=forms.DateInput(attrs={"type": "date"}),
     )
-    # Sent once: a resubmitted form (double click, back and resend) creates no second key.
-    submission = forms.CharField(widget=forms.HiddenInput, max_length=64)
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("initial", {}).setdefault("submission", uuid.uuid4().hex)
-        super().__init__(*args, **kwargs)
 
     def clean_expires_on(self):
         day = self.cleaned_data["expires_on"]
@@ -228,8 +218,9 @@ class SpendCapForm(forms.Form):
         return data
 
 
-class BuyCreditsForm(forms.Form):
-    """How many credits to buy, checked by the purchase service's own validator (whole, within the bounds)."""
+class BuyCreditsForm(SentOnceForm):
+    """How many credits to buy, checked by the purchase service's own validator (whole, within the bounds);
+    one token per rendered form, so a resent form starts no second checkout."""
 
     credits = forms.CharField(
         label="Credits to buy",

@@ -2,8 +2,10 @@
 back with the result; the user's purchases listed, owner-only; CSRF; linked from the top-up prompt."""
 
 import re
+import uuid
 from decimal import Decimal
 from html import unescape
+from types import SimpleNamespace
 
 import pytest
 from django.test import Client
@@ -12,8 +14,14 @@ from rest_framework.test import APIClient
 from billing.models import Purchase, Wallet
 from tests.factories import UserFactory
 from tests.stripe_fixtures import deliver, paid, table_counts
+from web.submissions import Submission
 
 pytestmark = pytest.mark.django_db
+
+
+def buy_form(credits, submission: str | None = None) -> dict:
+    """The form as one rendering of it sends it (each rendering has its own token)."""
+    return {"credits": credits, "submission": submission or uuid.uuid4().hex}
 
 
 def test_signed_out_visitor_is_sent_to_sign_in(client):
@@ -27,7 +35,7 @@ def test_buying_sends_the_user_to_the_doubles_page_and_back(web, user, stripe_do
     assert page.status_code == 200
     assert 'id="buy-form"' in page.content.decode()
 
-    response = web.post("/buy/", {"credits": "300"})
+    response = web.post("/buy/", buy_form("300"))
 
     purchase = Purchase.objects.get(user=user)
     assert (purchase.credits, purchase.status) == (300, "pending")
@@ -48,7 +56,7 @@ def test_buying_sends_the_user_to_the_doubles_page_and_back(web, user, stripe_do
 
 
 def test_returning_before_the_webhook_says_the_payment_is_being_confirmed(web, user, stripe_double):
-    web.post("/buy/", {"credits": "50"})
+    web.post("/buy/", buy_form("50"))
     session_id = Purchase.objects.get().stripe_session_id
 
     text = web.get("/buy/", {"session_id": session_id}).content.decode()
@@ -73,7 +81,7 @@ def test_cancelled_checkout_says_nothing_was_charged(web, stripe_double):
 def test_bad_credits_are_shown_on_the_field_and_kept(web, stripe_double, credits):
     before = table_counts()
 
-    response = web.post("/buy/", {"credits": credits})
+    response = web.post("/buy/", buy_form(credits))
 
     assert response.status_code == 200
     assert response.context["form"].errors["credits"]
@@ -87,7 +95,7 @@ def test_stripe_unreachable_is_a_message_not_an_error_page(web, stripe_double, s
 
     settings.STRIPE_API_BASE = f"http://127.0.0.1:{free_port()}"
 
-    response = web.post("/buy/", {"credits": "100"})
+    response = web.post("/buy/", buy_form("100"))
 
     assert response.status_code == 200
     assert "could not start a checkout" in response.content.decode()
@@ -98,7 +106,7 @@ def test_without_payments_the_page_says_so_and_takes_no_purchase(web, settings):
     settings.STRIPE_API_KEY = ""
 
     page = web.get("/buy/").content.decode()
-    response = web.post("/buy/", {"credits": "100"})
+    response = web.post("/buy/", buy_form("100"))
 
     assert 'id="payments-disabled"' in page and 'id="buy-form"' not in page
     assert response.status_code == 200
@@ -109,7 +117,7 @@ def test_the_form_needs_its_csrf_token(user, stripe_double):
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
 
-    assert client.post("/buy/", {"credits": "100"}).status_code == 403
+    assert client.post("/buy/", buy_form("100")).status_code == 403
     assert not Purchase.objects.exists()
 
 
@@ -118,10 +126,50 @@ def test_the_form_submits_once(web, stripe_double):
     assert "data-once" in form  # web/static/web/forms.js: a double click sends one request
 
 
+def test_a_resent_form_goes_to_the_first_checkout_and_starts_no_second(web, user, stripe_double):
+    form = buy_form("300", submission="r" * 32)
+    first = web.post("/buy/", form)
+    purchase = Purchase.objects.get(user=user)
+
+    again = web.post("/buy/", form)
+
+    assert (
+        again.status_code == 302 and again["Location"] == first["Location"] == f"/buy/{purchase.pk}/checkout/"
+    )
+    assert Purchase.objects.filter(user=user).count() == 1
+    assert len(stripe_double.sessions) == 1
+    assert "already sent" in web.get(again["Location"]).content.decode()
+
+
+def test_a_form_resent_while_its_checkout_is_being_started_says_so(web, user, stripe_double):
+    form = buy_form("300", submission="p" * 32)
+    request, bound = SimpleNamespace(user=user), SimpleNamespace(cleaned_data=form)
+    assert Submission(request=request, form=bound, purpose="purchase").claim()  # the first post, mid-way
+
+    response = web.post("/buy/", form, follow=True)
+
+    assert response.redirect_chain == [("/buy/", 302)]
+    assert "still being started" in response.content.decode()
+    assert not Purchase.objects.exists() and stripe_double.sessions == {}
+
+
+def test_a_refused_form_can_be_sent_again_once_corrected(web, user, stripe_double, settings):
+    settings.THROTTLE_PURCHASE_RATE = "1/hour"
+    web.post("/buy/", buy_form("10"))
+    refused = buy_form("10", submission="t" * 32)
+    assert "Too many requests" in web.post("/buy/", refused).content.decode()
+
+    settings.THROTTLE_PURCHASE_RATE = None
+    response = web.post("/buy/", refused)
+
+    assert response.status_code == 302
+    assert Purchase.objects.filter(user=user).count() == 2
+
+
 def test_another_users_purchase_is_neither_listed_nor_payable(web, stripe_double):
     other = Client()
     other.force_login(UserFactory())
-    other.post("/buy/", {"credits": "100"})
+    other.post("/buy/", buy_form("100"))
     theirs = Purchase.objects.get()
 
     assert web.get(f"/buy/{theirs.pk}/checkout/").status_code == 404
@@ -130,7 +178,7 @@ def test_another_users_purchase_is_neither_listed_nor_payable(web, stripe_double
 
 
 def test_a_paid_purchase_has_nothing_left_to_pay(web, user, stripe_double):
-    web.post("/buy/", {"credits": "100"})
+    web.post("/buy/", buy_form("100"))
     purchase = Purchase.objects.get()
     deliver(
         APIClient(), "checkout.session.completed", paid(stripe_double.sessions[purchase.stripe_session_id])
@@ -149,7 +197,7 @@ def test_the_purchases_list_takes_a_bounded_number_of_queries(
     web, user, stripe_double, django_assert_max_num_queries
 ):
     for credits in ("10", "20", "30"):
-        web.post("/buy/", {"credits": credits})
+        web.post("/buy/", buy_form(credits))
 
     with django_assert_max_num_queries(8):
         assert web.get("/buy/").status_code == 200
@@ -157,9 +205,9 @@ def test_the_purchases_list_takes_a_bounded_number_of_queries(
 
 def test_the_page_shares_the_apis_purchase_rate(web, user, stripe_double, settings):
     settings.THROTTLE_PURCHASE_RATE = "1/hour"
-    assert web.post("/buy/", {"credits": "10"}).status_code == 302
+    assert web.post("/buy/", buy_form("10")).status_code == 302
 
-    response = web.post("/buy/", {"credits": "10"})
+    response = web.post("/buy/", buy_form("10"))
 
     assert response.status_code == 200
     assert "Too many requests; try again in" in response.content.decode()

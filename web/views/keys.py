@@ -7,7 +7,6 @@ resent form (back, reload, a double click without script) creates no second key.
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
@@ -17,10 +16,9 @@ from accounts import keys
 from accounts.customer_selectors import key_state, live_keys
 from core.errors import DomainError
 from web.forms import ApiKeyForm, NewApiKeyForm
+from web.submissions import Submission
 
 KEYS_PER_PAGE = 50
-# How long a form's token is remembered as used: longer than anyone keeps a form open and resends it.
-SUBMISSION_SECONDS = 24 * 3600
 # The service's field names, where this page's form names them differently.
 FORM_FIELDS = {"expires_at": "expires_on"}
 
@@ -51,8 +49,9 @@ def key_list(request):
 
 def _create_once(request, form):
     """The key and the page showing its secret, or None with the refusal on the form; once per rendered form."""
-    token = f"web-new-key:{request.user.pk}:{form.cleaned_data['submission']}"
-    if not cache.add(token, True, SUBMISSION_SECONDS):
+    submission = Submission(request=request, form=form, purpose="new-key")
+    # Nothing is kept for a second post to show: the secret is shown once, to the first.
+    if not submission.claim():
         messages.warning(
             request,
             "This form was already sent and its key created; its secret was shown once, then. "
@@ -69,7 +68,7 @@ def _create_once(request, form):
             expires_at=data["expires_at"],
         )
     except DomainError as exc:
-        cache.delete(token)  # nothing was created: the same form may be sent again
+        submission.release()
         _refusal_on_form(form, exc)
         return None
     return render(request, "web/key_created.html", {"nav": "keys", "state": key_state(key), "secret": secret})

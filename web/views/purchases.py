@@ -3,7 +3,8 @@
 The form posts here; the purchase service creates the Checkout Session and the browser is then sent to
 Stripe's page through /buy/<id>/checkout/, an interstitial of ours (the site's content security policy
 keeps form submissions, and their redirects, on this origin; a page's refresh to Stripe is a plain
-navigation). Stripe sends the buyer back here with ?session_id=..., or ?cancelled=1.
+navigation). Stripe sends the buyer back here with ?session_id=..., or ?cancelled=1. A resent form (back
+and resend, a double click without script) starts no second checkout: it is sent to the first one's.
 """
 
 from django.contrib import messages
@@ -22,6 +23,7 @@ from billing.views_purchases import PurchaseThrottle
 from core.errors import DomainError
 from core.text import UNSTORABLE
 from web.forms import BuyCreditsForm
+from web.submissions import Submission
 
 PURCHASES_PER_PAGE = 20
 
@@ -32,6 +34,9 @@ def buy_credits(request):
     enabled = payments_enabled()
     form = BuyCreditsForm(request.POST or None)
     if request.method == "POST" and enabled and form.is_valid():
+        submission = Submission(request=request, form=form, purpose="purchase")
+        if not submission.claim():
+            return _sent_before(request, submission.answer())
         here = request.build_absolute_uri(reverse("web:buy-credits"))
         try:
             purchase = start_purchase(
@@ -43,10 +48,13 @@ def buy_credits(request):
                 before_start=lambda: PurchaseThrottle().allow_request(request, None),
             )
         except Throttled as exc:
+            submission.release()
             form.add_error(None, exc.detail["detail"])
         except DomainError as exc:
+            submission.release()  # no payable purchase was started: the same form may be sent again
             form.add_error("credits" if exc.field == "credits" else None, exc.message)
         else:
+            submission.done(purchase.pk)
             return redirect("web:purchase-checkout", pk=purchase.pk)
     purchases = purchases_for_user(user=request.user)
     context = {
@@ -58,6 +66,20 @@ def buy_credits(request):
         "cancelled": request.GET.get("cancelled") == "1",
     }
     return render(request, "web/buy_credits.html", context)
+
+
+def _sent_before(request, purchase_pk: int | None):
+    """The answer to a form sent again: the checkout its first post started, or, while that one is still
+    being started, this page, where it will be listed with its Pay link."""
+    if purchase_pk is not None:
+        messages.info(request, "This form was already sent; this is the checkout it started.")
+        return redirect("web:purchase-checkout", pk=purchase_pk)
+    messages.warning(
+        request,
+        "This form was already sent and its checkout is still being started; pay it from "
+        "Your purchases below once it is listed.",
+    )
+    return redirect("web:buy-credits")
 
 
 def _returned(purchases, session_id: str) -> Purchase | None:
