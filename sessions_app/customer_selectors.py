@@ -1,5 +1,7 @@
 """Reads of one customer's conversations for the pages that show them: the user's chat pages and the console's customer and turn pages."""
 
+from dataclasses import dataclass
+
 from django.db.models import Prefetch, QuerySet
 
 from sessions_app.models import ChatSession, ToolCallEvent, Turn, TurnCall
@@ -25,11 +27,23 @@ def recent_turns(*, sessions: list[ChatSession], limit: int) -> list[Turn]:
     )
 
 
-def last_turns(*, session: ChatSession, limit: int) -> list[Turn]:
-    """A session's last `limit` turns, oldest first, as the API lists them (messages, calls, tool runs): three queries."""
-    newest = list(turns_for_session(session=session).order_by("-id")[:limit])
+@dataclass(frozen=True)
+class TurnPage:
+    turns: list[Turn]  # oldest first, as a conversation reads
+    earlier_before: int | None  # pass as `before` for the page of earlier turns; None: these are the first
+
+
+def turns_page(*, session: ChatSession, size: int, before: int | None = None) -> TurnPage:
+    """A session's last `size` turns with an id below `before` (all, without it), oldest first, as the API
+    lists them (messages, calls, tool runs): three queries, on any page (keyset, as the ledger's)."""
+    turns = turns_for_session(session=session).order_by("-id")
+    if before is not None:
+        turns = turns.filter(id__lt=before)
+    newest = list(turns[: size + 1])
+    more = len(newest) > size
+    newest = newest[:size]
     newest.reverse()
-    return newest
+    return TurnPage(turns=newest, earlier_before=newest[0].pk if more else None)
 
 
 def turn_ids_for_calls(*, call_ids: list[int]) -> dict[int, int]:

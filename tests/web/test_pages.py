@@ -302,6 +302,48 @@ def test_chat_page_queries_do_not_grow_with_its_turns(web, user, django_assert_m
     assert len(response.context["turns"]) == 12
 
 
+def test_earlier_messages_of_a_long_chat_page_back_by_turn(web, user, monkeypatch):
+    monkeypatch.setattr("web.views.chats.TURNS_ON_PAGE", 3)
+    fund(user, "100")
+    session = ChatSessionFactory(owner=user)
+    turns = [take_turn(session=session, user=user, content=f"message {n}").turn for n in range(7)]
+
+    def shown(response):
+        return [t.user_message.content for t in response.context["turns"]]
+
+    latest = web.get(f"/chats/{session.pk}/")
+    assert shown(latest) == ["message 4", "message 5", "message 6"]
+    assert f'href="?before={turns[4].pk}"' in latest.content.decode()
+    assert "Earlier messages" in latest.content.decode()
+    assert "Latest messages" not in latest.content.decode()
+
+    earlier = web.get(f"/chats/{session.pk}/", {"before": turns[4].pk})
+    body = earlier.content.decode()
+    assert shown(earlier) == ["message 1", "message 2", "message 3"]
+    assert f'href="?before={turns[1].pk}"' in body and "Latest messages" in body
+    assert 'id="message-form"' not in body  # writing goes on at the latest messages
+
+    first = web.get(f"/chats/{session.pk}/", {"before": turns[1].pk})
+    assert shown(first) == ["message 0"]
+    assert "Earlier messages" not in first.content.decode()
+
+
+@pytest.mark.parametrize("before", ["abc", "-1", "99999999999999999999999", "\x00"])
+def test_chat_ignores_a_malformed_page_marker(web, user, before):
+    session = ChatSessionFactory(owner=user)
+    response = web.get(f"/chats/{session.pk}/", {"before": before})
+    assert response.status_code == 200 and 'id="message-form"' in response.content.decode()
+
+
+def test_earlier_messages_are_only_the_chats_own(web, user):
+    fund(user, "10")
+    mine, other = ChatSessionFactory(owner=user), ChatSessionFactory(owner=user)
+    take_turn(session=mine, user=user, content="in mine")
+    later = take_turn(session=other, user=user, content="in the other").turn
+    response = web.get(f"/chats/{mine.pk}/", {"before": later.pk + 1})
+    assert [t.user_message.content for t in response.context["turns"]] == ["in mine"]
+
+
 def test_chat_list_queries_are_bounded(web, user, django_assert_max_num_queries):
     for _ in range(20):
         ChatSessionFactory(owner=user)

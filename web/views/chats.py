@@ -14,9 +14,10 @@ from django.views.decorators.http import require_http_methods
 
 from billing.customer_selectors import wallet_state
 from billing.exceptions import InsufficientCredits
+from core.api_fields import id_from_text
 from core.errors import DomainError
 from sessions_app import idempotency, services
-from sessions_app.customer_selectors import last_turns
+from sessions_app.customer_selectors import turns_page
 from sessions_app.exceptions import ProviderFailed
 from sessions_app.providers import ProviderError
 from sessions_app.selectors import sessions_for_user
@@ -61,10 +62,15 @@ def chat(request, pk: int):
             return redirect("web:chats")
         if refused is None and not form.errors:
             return redirect("web:chat", pk=session.pk)
+    # Earlier turns page back by id, as the ledger does; a marker that names no id shows the latest.
+    before = id_from_text(request.GET.get("before", ""))
+    page = turns_page(session=session, size=TURNS_ON_PAGE, before=before)
     context = {
         "nav": "chats",
         "session": session,
-        "turns": last_turns(session=session, limit=TURNS_ON_PAGE),
+        "turns": page.turns,
+        "earlier_before": page.earlier_before,
+        "earlier": before is not None,  # a page of earlier turns: writing goes on at the latest
         "form": form,
         "state": wallet_state(user=request.user),
         "refused": refused,
