@@ -5,9 +5,10 @@ from decimal import Decimal
 
 from django.db.models import CharField, QuerySet
 from django.db.models.functions import Cast
+from django.utils import timezone
 from knox.models import AuthToken
 
-from accounts.keys import KEY_PREFIX, PREFIX_LENGTH, RESET_NAMES
+from accounts.keys import KEY_PREFIX, PREFIX_LENGTH, RESET_NAMES, has_expired
 from accounts.models import ApiKey
 from billing.selectors import limit_spending
 from core.money import quantize
@@ -30,6 +31,7 @@ class KeyState:
     limit_reset: str | None  # "daily", "weekly", "monthly", or None: the limit never resets
     usage: Decimal  # spent in the current period (since creation without a reset), open holds included
     limit_remaining: Decimal | None
+    expired: bool  # past its expires_at: the gateway refuses it (401), though it is listed until revoked
 
 
 def key_state(key: ApiKey) -> KeyState:
@@ -42,11 +44,13 @@ def key_state(key: ApiKey) -> KeyState:
         limit_reset=RESET_NAMES.get(spend_limit.period),
         usage=usage,
         limit_remaining=None if spend_limit.amount is None else quantize(spend_limit.amount - usage),
+        expired=has_expired(key, now=timezone.now()),
     )
 
 
 def live_keys(*, user) -> QuerySet[ApiKey]:
-    """The user's keys that are not revoked, newest first, each with its billing limit joined."""
+    """The user's keys that are not revoked, newest first, each with its billing limit joined; expired
+    ones too (KeyState.expired says which), so their owner sees them, and may still revoke them."""
     return (
         ApiKey.objects.filter(user=user, revoked_at__isnull=True)
         .select_related("spend_limit")

@@ -114,13 +114,18 @@ def revoke_api_key(*, key: ApiKey, revoked_by=None) -> ApiKey:
     return key
 
 
+def has_expired(key: ApiKey, *, now: datetime) -> bool:
+    """Whether the key stopped working by `now` (at its expires_at): the gateway's rule, which its owner's pages show."""
+    return key.expires_at is not None and key.expires_at <= now
+
+
 def key_for_secret(secret: str) -> ApiKey | None:
     """The live key (not revoked, not expired, its user active) for a presented secret, with its user."""
     if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
         return None
     key = unrevoked_key(digest=digest(secret))
     now = timezone.now()
-    if key is None or not key.user.is_active or (key.expires_at is not None and key.expires_at <= now):
+    if key is None or not key.user.is_active or has_expired(key, now=now):
         return None
     if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
         key.last_used_at = now

@@ -1,5 +1,6 @@
 """The user's API keys page and the wallet's spending cap: the same services as the API, owner-only, CSRF, no double submit."""
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -144,6 +145,24 @@ def test_the_list_shows_each_live_keys_limit_usage_and_remaining(web, user):
     assert states["open"].limit is None and states["open"].limit_remaining is None
     body = response.content.decode()
     assert "6.000000" in body and "daily" in body and f"/keys/{limited.pk}/revoke/" in body
+
+
+def test_an_expired_key_is_marked_expired_and_can_still_be_revoked(web, user):
+    expired, secret = create_key(user, name="old-key", expires_at=timezone.now() + timedelta(days=1))
+    ApiKey.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(days=3))
+    working, _ = create_key(user, name="new-key", expires_at=timezone.now() + timedelta(days=1))
+
+    body = web.get("/keys/").content.decode()
+
+    def row(key):
+        return re.search(rf'<tr id="key-{key.pk}"[^>]*>.*?</tr>', body, re.S).group(0)
+
+    assert "Expired" in row(expired) and 'class="expired"' in row(expired)
+    assert f"/keys/{expired.pk}/revoke/" in row(expired) and f'href="/keys/{expired.pk}/"' not in row(expired)
+    assert "Expired" not in row(working) and f'href="/keys/{working.pk}/"' in row(working)
+    assert web.get("/v1/key", HTTP_AUTHORIZATION=f"Bearer {secret}").status_code == 401  # as the page says
+    web.post(f"/keys/{expired.pk}/revoke/")
+    assert f'id="key-{expired.pk}"' not in web.get("/keys/").content.decode()
 
 
 def test_edit_renames_and_relimits_through_the_keys_service(web, user):
