@@ -28,6 +28,12 @@ class SentOnceForm(forms.Form):
         kwargs.setdefault("initial", {}).setdefault("submission", uuid.uuid4().hex)
         super().__init__(*args, **kwargs)
 
+    def renew_submission(self) -> None:
+        """Give this sent form, shown again, a token of its own: the one it came with is spent on an
+        earlier write, and sending it again would find that write, never this form's."""
+        self.data = self.data.copy()
+        self.data[self.add_prefix("submission")] = uuid.uuid4().hex
+
 
 class Submission:
     """One user's claim on a valid SentOnceForm's write, for one purpose (a new key, a purchase)."""

@@ -1,5 +1,6 @@
 """The user's own pages at /: sign in, up and out, the wallet, chats (unstreamed form path), files; owner-only, CSRF, bounded queries."""
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -9,7 +10,7 @@ from django.test import Client
 
 from billing.exceptions import INSUFFICIENT_CREDITS
 from billing.models import CreditTransaction, ModelPrice
-from sessions_app import files
+from sessions_app import files, idempotency
 from sessions_app.models import ChatSession, Message, Turn, UserFile
 from sessions_app.services import take_turn
 from tests.factories import DEFAULT_PASSWORD, ChatSessionFactory, UserFactory, fund
@@ -214,6 +215,55 @@ def test_a_double_submitted_message_takes_one_turn(web, user):
         assert response.status_code == 302
     assert Turn.objects.filter(session=session).count() == 1
     assert CreditTransaction.objects.filter(wallet__user=user, kind="debit").count() == 1
+
+
+def submission_of(response) -> str:
+    return re.search(r'name="submission" value="([^"]+)"', response.content.decode()).group(1)
+
+
+def test_a_form_sent_again_with_another_message_gets_a_fresh_token_not_a_stuck_form(web, user):
+    fund(user, "10")
+    session = ChatSessionFactory(owner=user)
+    token = submission_of(web.get(f"/chats/{session.pk}/"))
+    web.post(f"/chats/{session.pk}/", {"content": "first", "submission": token})  # sent; then back
+
+    again = web.post(f"/chats/{session.pk}/", {"content": "second", "submission": token})
+
+    body = again.content.decode()
+    assert again.status_code == 200
+    assert "already sent an earlier message, so this one was not sent" in body
+    assert "Idempotency-Key" not in body and "second</textarea>" in body
+    fresh = submission_of(again)
+    assert fresh != token
+    assert web.post(f"/chats/{session.pk}/", {"content": "second", "submission": fresh}).status_code == 302
+    assert [t.user_message.content for t in Turn.objects.filter(session=session).order_by("id")] == [
+        "first",
+        "second",
+    ]
+
+
+def test_a_message_sent_again_while_it_is_answered_says_so_in_words_for_people(web, user):
+    fund(user, "10")
+    session = ChatSessionFactory(owner=user)
+    idempotency.claim(user=user, key="web-form:" + "g" * 32, session_id=session.pk, content="hello")
+
+    response = web.post(f"/chats/{session.pk}/", {"content": "hello", "submission": "g" * 32})
+
+    body = response.content.decode()
+    assert response.status_code == 200 and "still being answered" in body
+    assert "Idempotency-Key" not in body and not Turn.objects.exists()
+
+
+@pytest.mark.parametrize("token", ["\x7f\x01", "é"])
+def test_a_malformed_token_is_replaced_and_the_message_kept(web, user, token):
+    session = ChatSessionFactory(owner=user)
+
+    response = web.post(f"/chats/{session.pk}/", {"content": "hello", "submission": token})
+
+    body = response.content.decode()
+    assert response.status_code == 200 and "send it again" in body and "hello</textarea>" in body
+    assert "idempotency key" not in body.lower() and submission_of(response) != token
+    assert not Turn.objects.exists()
 
 
 def test_an_empty_wallet_under_enforcement_shows_the_top_up_prompt_and_keeps_the_message(web, user, settings):

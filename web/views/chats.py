@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from billing.customer_selectors import wallet_state
-from billing.exceptions import InsufficientCredits
+from billing.exceptions import IdempotencyConflict, InsufficientCredits
 from core.api_fields import id_from_text
 from core.errors import DomainError
 from sessions_app import idempotency, services
@@ -99,6 +99,24 @@ def _take_turn(request, session, form) -> InsufficientCredits | None:
         return exc
     except ProviderError:
         form.add_error(None, ProviderFailed.UNCHARGED)
+    except idempotency.RequestInProgress:
+        # The same message from the same form (sent twice): its first sending is still being answered.
+        form.add_error(
+            None,
+            "This message is still being answered; send it again in a moment to see its answer "
+            "(it is not sent twice).",
+        )
+    except IdempotencyConflict:
+        # The form was sent before with another message (back, edit, send): its token is spent on that
+        # one, and keeping it would refuse every sending of this page's form. A fresh token sends this one.
+        form.renew_submission()
+        form.add_error(
+            None, "This form already sent an earlier message, so this one was not sent; send it again."
+        )
     except DomainError as exc:
-        form.add_error("content" if exc.field == "content" else None, exc.message)
+        if exc.field == "idempotency_key":  # a token this page never renders: give the form a good one
+            form.renew_submission()
+            form.add_error(None, "This form could not be sent as it was; send it again.")
+        else:
+            form.add_error("content" if exc.field == "content" else None, exc.message)
     return None
