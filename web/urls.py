@@ -9,6 +9,7 @@ app_name = "web"
 urlpatterns = [
     path("", wallet.wallet, name="wallet"),
     path("cap/", wallet.spend_cap, name="spend-cap"),
+    path("figures/", wallet.figures, name="wallet-figures"),
     path("buy/", purchases.buy_credits, name="buy-credits"),
     path("buy/<int:pk>/checkout/", purchases.purchase_checkout, name="purchase-checkout"),
     path("signin/", auth.SignInView.as_view(), name="signin"),

@@ -303,6 +303,7 @@ TABLE = [
     ("files/<int:pk>/delete/", "post", "/files/{userfile}/delete/", S(302, 302, 404, 404)),
     # Each signed-in role reaches its own wallet page (the JSON body is no form: its field errors show).
     ("cap/", "post", "/cap/", S(302, 200, 200, 200)),
+    ("figures/", "get", "/figures/", S(302, 200, 200, 200)),  # each signed-in role's own wallet
     ("buy/", "get", "/buy/", S(302, 200, 200, 200)),
     ("buy/<int:pk>/checkout/", "get", "/buy/{purchase}/checkout/", S(302, 200, 404, 404)),
     ("keys/", "get", "/keys/", S(302, 200, 200, 200)),

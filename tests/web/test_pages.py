@@ -192,6 +192,19 @@ def test_wallet_queries_do_not_grow_with_the_ledger(web, user, django_assert_max
         assert web.get("/").status_code == 200
 
 
+def test_figures_are_what_is_available_leaving_out_what_other_calls_hold(web, user):
+    from billing.services import reserve
+
+    fund(user, "50")
+    reserve(user=user, amount=Decimal("10"))
+
+    response = web.get("/figures/")
+
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    assert response.json() == {"available": "40.000000", "low_balance": False}
+    assert "no-cache" in response["Cache-Control"]
+
+
 # --- Chats -------------------------------------------------------------------------------------
 
 

@@ -3,9 +3,11 @@ expiries, the spending caps, usage by day, and the ledger."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
 
 from billing import services
 from billing.customer_selectors import ledger_page, usage_by_day, wallet_state
@@ -52,6 +54,17 @@ def _wallet_page(request, *, cap_form: SpendCapForm | None = None):
         "chart_days": CHART_DAYS,
     }
     return render(request, "web/wallet.html", context)
+
+
+@never_cache
+@login_required
+@require_GET
+def figures(request):
+    """What is available now, as JSON, for the chat page's script after a streamed answer: the turn's `done`
+    says the balance after it, and the balance less the credits other calls still hold (a key's, another
+    tab's) is only known here. In the API's money format, as the page shows it."""
+    state = wallet_state(user=request.user)
+    return JsonResponse({"available": format_money(state.available), "low_balance": state.low_balance})
 
 
 @login_required

@@ -55,8 +55,24 @@
     cost.className = "usage";
     cost.textContent = `${turn.usage.cost} credits (${turn.usage.input_tokens} in, ${turn.usage.output_tokens} out)`;
     item.querySelector(".msg.assistant").append(cost);
-    available.textContent = turn.balance_after;
     lowBalance.hidden = !turn.low_balance;
+    refreshAvailable();
+  }
+
+  // `done` carries the balance after the turn, but this figure is what is available: the balance less
+  // what other calls still hold (a key's, another tab's), which only the server knows. Read it again;
+  // should that fail, the figure is left as it was rather than show the balance under its name.
+  async function refreshAvailable() {
+    try {
+      const response = await fetch(available.dataset.url, {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+      if (!response.ok) return;
+      const figures = await response.json();
+      available.textContent = figures.available;
+      lowBalance.hidden = !figures.low_balance;
+    } catch (_) { /* a sign-in page or a lost connection: the next page load shows the figure */ }
   }
 
   // Server-sent events from a fetch body: blocks separated by a blank line, "event:" and "data:" lines.
