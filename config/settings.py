@@ -114,6 +114,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "core.security.ContentSecurityPolicyMiddleware",
+    "core.security.PrivateResponsesMiddleware",
     "core.throttling.AdminLoginThrottleMiddleware",
     # Last: turns a lockout flagged during authentication into the lockout page (accounts.lockout).
     "axes.middleware.AxesMiddleware",

@@ -104,6 +104,22 @@ def test_every_page_carries_csp_and_frame_options(client, settings, path):
 
 
 @pytest.mark.django_db
+def test_what_a_signed_in_caller_is_answered_is_never_cached(client, user):
+    """A shared computer's Back button after signing out must not show the wallet: private, no-store."""
+    from tests.factories import DEFAULT_PASSWORD, api_token
+
+    assert (
+        client.get("/api/v1/health").get("Cache-Control") is None
+    )  # anonymous answers keep their own caching
+    client.post("/signin/", {"username": user.username, "password": DEFAULT_PASSWORD})
+    for path in ("/", "/buy/", "/api/v1/users/me/wallet"):
+        assert client.get(path)["Cache-Control"] == "private, no-store", path
+    token = client.__class__().get("/api/v1/auth/me", HTTP_AUTHORIZATION=f"Token {api_token(user)}")
+    assert token.status_code == 200 and token["Cache-Control"] == "private, no-store"
+    assert "no-store" in client.get("/keys/")["Cache-Control"]  # a view's own header stands
+
+
+@pytest.mark.django_db
 def test_docs_page_has_no_inline_script_and_loads_swagger_from_this_server(client):
     html = client.get("/api/v1/docs/").content.decode()
     assert "<script>" not in html
