@@ -3,6 +3,7 @@
 from collections.abc import Callable
 
 from django.contrib import admin
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from billing.models import LLMCallEvent, ModelPrice
@@ -22,6 +23,14 @@ def call_context(event: LLMCallEvent | None) -> str:
     return format_html_join(
         " · ", '<a href="{}" class="call-context">{}</a>', ((url, label) for label, url in links)
     )
+
+
+def call_link(call_id: int | None) -> str:
+    """A link to a call's page from the id on a row (a debit, a hold): no query, whatever the rows listed."""
+    if call_id is None:
+        return ""
+    url = reverse("admin:billing_llmcallevent_change", args=[call_id])
+    return format_html('<a href="{}" class="call-link">call {}</a>', url, call_id)
 
 
 class PricedModelFilter(admin.SimpleListFilter):

@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 
+from billing.admin.events import call_link
 from billing.models import CreditHold
 from core.admin import ReadOnlyAdminMixin
 from core.paginators import EstimatedCountPaginator
@@ -20,7 +21,7 @@ class CreditHoldAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "shadow_refusal",
         "expires_at",
         "progress_at",
-        "llm_call",
+        "call",
     ]
     list_display_links = ["id", "created_at"]
     list_select_related = ["wallet__user"]
@@ -33,3 +34,8 @@ class CreditHoldAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="user", ordering="wallet__user__username")
     def user(self, hold):
         return hold.wallet.user
+
+    @admin.display(description="call")
+    def call(self, hold):
+        # From the id on the row, as the ledger's: showing `llm_call` itself read each call (one query per row).
+        return call_link(hold.llm_call_id)

@@ -1,13 +1,12 @@
 """The append-only ledger page: searchable, filterable, refundable through a service, never editable."""
 
 from django.contrib import admin, messages
-from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from billing import services
 from billing.admin.actions import GRANT_PERMISSION, ledger_action
-from billing.admin.events import call_context
+from billing.admin.events import call_context, call_link
 from billing.forms import RefundForm
 from billing.models import CreditTransaction
 from core.admin import ReadOnlyAdminMixin, ReplicaChangelistMixin
@@ -57,21 +56,14 @@ class CreditTransactionAdmin(ReplicaChangelistMixin, ReadOnlyAdminMixin, admin.M
     @admin.display(description="call")
     def call(self, row):
         # The id is on the row: a link per debit costs no query (its page then names the turn).
-        if row.llm_call_id is None:
-            return ""
-        url = reverse("admin:billing_llmcallevent_change", args=[row.llm_call_id])
-        return format_html('<a href="{}" class="call-link">call {}</a>', url, row.llm_call_id)
+        return call_link(row.llm_call_id)
 
     @admin.display(description="behind it")
     def behind_it(self, row):
         """A debit's call event and what the call was made for (its turn): support's "why was I charged?"."""
         if row.llm_call_id is None:
             return "nothing (not a debit of a call)"
-        call = format_html(
-            '<a href="{}" class="call-link">call {}</a>',
-            reverse("admin:billing_llmcallevent_change", args=[row.llm_call_id]),
-            row.llm_call_id,
-        )
+        call = call_link(row.llm_call_id)
         context = call_context(row.llm_call)
         return format_html("{} · {}", call, context) if context else call
 
