@@ -40,15 +40,20 @@ def id_from_text(text: str) -> int | None:
 # --- query strings ----------------------------------------------------------------------------
 
 
-def reject_nul_query_params(query_params) -> None:
-    """400 on a NUL character in any query parameter name or value (no database accepts them)."""
-    bad = sorted(
+def nul_query_params(query_params) -> list[str]:
+    """The query parameters with a NUL character in their name or a value, named printably (NUL as \\x00)."""
+    return sorted(
         {
             key.replace(NUL, "\\x00")
             for key, values in query_params.lists()
             if NUL in key or any(NUL in value for value in values)
         }
     )
+
+
+def reject_nul_query_params(query_params) -> None:
+    """400 on a NUL character in any query parameter name or value (no database accepts them)."""
+    bad = nul_query_params(query_params)
     if bad:
         raise ValidationError({name: ["Null characters are not allowed."] for name in bad})
 

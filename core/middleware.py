@@ -5,11 +5,15 @@ import re
 import uuid
 
 from django.conf import settings
+from django.contrib import messages
+from django.contrib.admin.views.main import SEARCH_VAR
 from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
-from django.http import Http404, HttpResponse, JsonResponse
+from django.db import DataError
+from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.defaultfilters import filesizeformat
 from django.utils.html import escape
 
+from core.api_fields import NUL, nul_query_params
 from core.openai_errors import error_body, error_response, is_openai_path
 
 logger = logging.getLogger(__name__)
@@ -113,3 +117,73 @@ class APIErrorMiddleware:
         if isinstance(exception, Http404 | PermissionDenied | SuspiciousOperation | BadRequest):
             return None
         return api_server_error(request, (type(exception), exception, exception.__traceback__))
+
+
+def is_admin_changelist(request, view_func) -> bool:
+    """Whether the view is a list Django's ChangeList builds from the query string: a ModelAdmin's own
+    changelist URL (its view carries `model_admin`). A page that only takes a changelist's place (the
+    usage report) validates its own query, and is left to it."""
+    match = request.resolver_match
+    return (
+        match is not None
+        and "admin" in match.namespaces
+        and (match.url_name or "").endswith("_changelist")
+        and getattr(view_func, "model_admin", None) is not None
+    )
+
+
+class AdminListQueryMiddleware:
+    """No 500 from a changelist's filters, for every model admin at once (ours and the packages'):
+
+    Django's list filters hand their values to the database unchecked. A NUL, which PostgreSQL
+    refuses in any text, is taken out before the view runs: the list is shown without those
+    parameters and says so. Search (`q`) is left to Django, whose form already says the same.
+    A value the database cannot compare with its column (a word for an enum or an IP address, in
+    the packages' admins) is caught as the page renders: the list unfiltered, and a message.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        if not is_admin_changelist(request, view_func):
+            return None
+        request.is_admin_changelist = True
+        bad = [name for name in nul_query_params(request.GET) if name != SEARCH_VAR]
+        if not bad:
+            return None
+        kept = request.GET.copy()
+        for key in list(kept):
+            if key != SEARCH_VAR and (NUL in key or key in bad):
+                del kept[key]
+        messages.error(
+            request,
+            f"Null characters are not allowed in a list's filters; left out: {', '.join(bad)}.",
+        )
+        return HttpResponseRedirect(f"{request.path}?{kept.urlencode()}" if kept else request.path)
+
+    def process_exception(self, request, exception):
+        # Only a filtered list being read: the same list without its query string cannot fail the same
+        # way, and an action's own error (a POST) is not a filter's.
+        if not (
+            getattr(request, "is_admin_changelist", False)
+            and request.method in ("GET", "HEAD")
+            and request.GET
+        ):
+            return None
+        if not isinstance(exception, DataError | ValueError):
+            return None
+        logger.warning(
+            "admin list filter the database could not compare",
+            exc_info=exception,
+            extra={"path": request.path, "query": request.GET.urlencode()},
+        )
+        messages.error(
+            request,
+            "This list cannot be filtered that way (a filter value is not one its column can hold); "
+            "it is shown unfiltered.",
+        )
+        return HttpResponseRedirect(request.path)
