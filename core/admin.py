@@ -1,5 +1,7 @@
 """Admin building blocks every app's console uses."""
 
+from django import forms
+from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
 
 from core.replica import replica_or_primary
@@ -37,6 +39,25 @@ class ReplicaChangelistMixin:
         return queryset
 
 
+def action_selection(request, pks: list) -> dict:
+    """How an action's intermediate page names its objects again when it posts back (its template
+    includes admin/action_selection.html with these): the ids, or, when "select all" was used on the
+    changelist, `select_across`.
+
+    With `select_across` the page posts back to the changelist's own URL (filters and search in its
+    query string), where Django re-resolves the selection as it did the first time: one id per object
+    would be over DATA_UPLOAD_MAX_NUMBER_FIELDS (1000) on a big selection, and Django answers 400.
+    One of the ids first posted still goes with it, since Django's action dispatch wants one.
+    """
+    select_across = forms.BooleanField(required=False).clean(request.POST.get("select_across"))
+    posted = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
+    return {
+        "select_across": select_across,
+        "selected": posted[:1] if select_across else pks,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+    }
+
+
 def confirm_action(
     model_admin,
     request,
@@ -62,7 +83,7 @@ def confirm_action(
         "intro": intro,
         "headers": headers,
         "rows": rows,
-        "selected": selected,
+        **action_selection(request, selected),
         "action": action,
         "submit_label": submit_label,
         "back_url": back_url,

@@ -1,10 +1,10 @@
 """The staff's ledger actions: the permission they need and the intermediate form that writes the rows."""
 
 from django.contrib import messages
-from django.contrib.admin import helpers
 from django.db import transaction
 from django.template.response import TemplateResponse
 
+from core.admin import action_selection
 from core.errors import DomainError
 
 GRANT_PERMISSION = "billing.grant_credits"  # created by billing/migrations/0004_support_group.py
@@ -58,10 +58,9 @@ def ledger_action(
         "intro": intro,
         "headers": headers,
         "rows": [cells(target) for target in targets],
-        "selected": [target.pk for target in targets],
+        **action_selection(request, [target.pk for target in targets]),
         "action": action,
         "submit_label": submit_label,
-        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         "media": model_admin.media + form.media,
     }
     return TemplateResponse(request, "admin/billing/ledger_action.html", context)

@@ -1,7 +1,6 @@
 """The wallets page: balances and holds at a glance, grants, adjustments and enforcement overrides."""
 
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -16,7 +15,7 @@ from billing.forms import AdjustForm, GrantCreditsForm
 from billing.lot_selectors import wallet_lots
 from billing.models import Wallet
 from billing.selectors import is_low_balance, last_wallet_event, low_balance_threshold, transactions_for_user
-from core.admin import ReadOnlyAdminMixin, confirm_action
+from core.admin import ReadOnlyAdminMixin, action_selection, confirm_action
 from core.errors import DomainError
 from core.money import format_money
 from core.paginators import EstimatedCountPaginator
@@ -275,7 +274,7 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "form": form,
             "wallets": wallets,
             "from_action": from_action,
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            **action_selection(request, [wallet.pk for wallet in wallets]),
             "media": self.media + form.media,
         }
         return TemplateResponse(request, "admin/billing/wallet/grant.html", context)
