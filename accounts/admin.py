@@ -202,6 +202,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
                 action="revoke",
                 back_url=reverse("admin:accounts_apikey_changelist"),
             )
+        if not live:  # confirmed in a second tab after the first had revoked them
+            self.message_user(
+                request, "The selected keys were revoked already; nothing more was done.", messages.WARNING
+            )
+            return None
         for key in live:
             self._revoke(request, key)
         self.message_user(request, f"Revoked {len(live)} API key(s).", messages.SUCCESS)

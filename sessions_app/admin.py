@@ -208,5 +208,6 @@ class TurnAdmin(IdOrOwnerSearch, ReadOnlyAdminMixin, admin.ModelAdmin):
                 )
             ),
             what=f"turn {turn.pk}, ",
+            back_url=page_url,
         )
         return HttpResponseRedirect(page_url) if response is None else response

@@ -3,6 +3,7 @@
 from django.contrib import messages
 from django.db import transaction
 from django.template.response import TemplateResponse
+from django.urls import reverse
 
 from core.admin import action_selection
 from core.errors import DomainError
@@ -24,10 +25,12 @@ def ledger_action(
     cells,
     write,
     logged_on,
+    back_url: str = "",
 ):
     """An action's intermediate form: first POST shows it, the second writes every row or none.
 
-    Each written row is recorded in Django's LogEntry (`logged_on(target, row)` names the object and
+    `back_url` is where Cancel goes (the changelist when not given: a page that is not an action of the
+    list, such as a turn's refund, names its own). Each written row is recorded in Django's LogEntry (`logged_on(target, row)` names the object and
     the message); replays of a double-submitted form write and log nothing new.
     """
     form = form_class(request.POST) if "apply" in request.POST else form_class()
@@ -61,6 +64,8 @@ def ledger_action(
         **action_selection(request, [target.pk for target in targets]),
         "action": action,
         "submit_label": submit_label,
+        "back_url": back_url
+        or reverse(f"admin:{model_admin.opts.app_label}_{model_admin.opts.model_name}_changelist"),
         "media": model_admin.media + form.media,
     }
     return TemplateResponse(request, "admin/billing/ledger_action.html", context)

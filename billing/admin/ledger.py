@@ -103,11 +103,13 @@ class CreditTransactionAdmin(ReplicaChangelistMixin, ReadOnlyAdminMixin, admin.M
         )
 
 
-def refund_debits(model_admin, request, debits, *, action: str, title: str, intro: str, what: str = ""):
+def refund_debits(
+    model_admin, request, debits, *, action: str, title: str, intro: str, what: str = "", back_url: str = ""
+):
     """The refund form over `debits` (billing's RefundForm and refund service), as ledger_action runs it.
 
     The ledger's "Refund" action and a turn's "Refund this turn…" both use it; `what` names where the
-    debits came from in each one's history line (e.g. "turn 12, ").
+    debits came from in each one's history line (e.g. "turn 12, "); `back_url`, where Cancel goes.
     """
     left = services.refundable_of(debits=debits)  # one query, however many debits are listed
     return ledger_action(
@@ -119,6 +121,7 @@ def refund_debits(model_admin, request, debits, *, action: str, title: str, intr
         title=title,
         intro=intro,
         submit_label="Refund",
+        back_url=back_url,
         headers=["Debit", "User", "Amount", "Left to refund", "Reason"],
         cells=lambda d: [
             d.pk,

@@ -173,9 +173,17 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             services.set_enforcement(user=wallet.user, enforcement=enforcement, changed_by=request.user)
             self.log_change(request, wallet, f"Enforcement set to {enforcement} (was {wallet.enforcement})")
             changed += 1
-        self.message_user(
-            request, f"Enforcement set to {enforcement} on {wallets_label(changed)}.", messages.SUCCESS
-        )
+        if changed:
+            self.message_user(
+                request, f"Enforcement set to {enforcement} on {wallets_label(changed)}.", messages.SUCCESS
+            )
+        if changed < len(wallets):
+            self.message_user(
+                request,
+                f"Enforcement was {enforcement} already on {wallets_label(len(wallets) - changed)}; "
+                "nothing changed there.",
+                messages.WARNING if not changed else messages.INFO,
+            )
         return None
 
     def get_urls(self):
