@@ -3,13 +3,14 @@
 import os
 import sys
 
-from django.conf import settings
-from django.core.wsgi import get_wsgi_application
-
-from core.asgi import ThreadedWSGI
-from core.middleware import largest_body
-
+# Before any import that may read a setting (core's modules do, through DRF).
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+from django.conf import settings  # noqa: E402
+from django.core.wsgi import get_wsgi_application  # noqa: E402
+
+from core.asgi import ThreadedWSGI  # noqa: E402
+from core.middleware import largest_body  # noqa: E402
 
 wsgi = get_wsgi_application()  # sets Django up first
 application = ThreadedWSGI(wsgi, threads=settings.WEB_THREADS, max_body=largest_body())

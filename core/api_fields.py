@@ -12,9 +12,9 @@ from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
 from core.money import AmountError, format_money, parse_amount
+from core.text import NUL, nul_query_params
 from core.validators import ISO_DATETIME_RE
 
-NUL = "\x00"
 # The headers of idempotent writes (staff ledger writes, turns): the key sent, and the replay flag answered.
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -38,17 +38,6 @@ def id_from_text(text: str) -> int | None:
 
 
 # --- query strings ----------------------------------------------------------------------------
-
-
-def nul_query_params(query_params) -> list[str]:
-    """The query parameters with a NUL character in their name or a value, named printably (NUL as \\x00)."""
-    return sorted(
-        {
-            key.replace(NUL, "\\x00")
-            for key, values in query_params.lists()
-            if NUL in key or any(NUL in value for value in values)
-        }
-    )
 
 
 def reject_nul_query_params(query_params) -> None:

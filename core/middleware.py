@@ -13,8 +13,8 @@ from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonRespons
 from django.template.defaultfilters import filesizeformat
 from django.utils.html import escape
 
-from core.api_fields import NUL, nul_query_params
 from core.openai_errors import error_body, error_response, is_openai_path
+from core.text import NUL, nul_query_params
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Text from outside (a model's answer, a user's file) as PostgreSQL can store it."""
+"""Text from outside (a model's answer, a user's file, a query string) as PostgreSQL can store it."""
 
 import re
 
@@ -8,8 +8,20 @@ LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # Those, and a NUL, which a PostgreSQL text value cannot hold.
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
+NUL = "\x00"
 
 
 def storable(text: str) -> str:
     """`text` with each NUL and lone surrogate replaced by U+FFFD (the text itself when it has none)."""
     return UNSTORABLE.sub(REPLACEMENT, text) if UNSTORABLE.search(text) else text
+
+
+def nul_query_params(query_params) -> list[str]:
+    """The query parameters with a NUL character in their name or a value, named printably (NUL as \\x00)."""
+    return sorted(
+        {
+            key.replace(NUL, "\\x00")
+            for key, values in query_params.lists()
+            if NUL in key or any(NUL in value for value in values)
+        }
+    )

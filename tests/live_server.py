@@ -52,7 +52,8 @@ def uvicorn_process(*, env: dict[str, str], log_dir: Path) -> Iterator[tuple[sub
     """
     port = free_port()
     environment = {
-        **os.environ,
+        # Not the tests' DJANGO_SETTINGS_MODULE: config.asgi finds its settings itself, as under `make serve`.
+        **{name: value for name, value in os.environ.items() if name != "DJANGO_SETTINGS_MODULE"},
         "DATABASE_URL": database_url(),
         "DEBUG": "false",
         "ALLOWED_HOSTS": HOST,
