@@ -375,7 +375,6 @@ class TurnLoop:
             latency_ms=_elapsed_ms(call.started),
             hold=call.hold,
             purpose=call.purpose,
-            max_cost=call.hold.amount,
         )
         logger.warning(
             "turn abandoned",

@@ -225,7 +225,6 @@ def charge(
     occurred_at: datetime | None = None,
     hold: CreditHold | None = None,
     purpose: str = LLMCallEvent.Purpose.CHAT,
-    max_cost: Decimal | None = None,
     end_user: str = "",
     then: ThenWrite | None = None,
 ) -> ChargeResult:
@@ -235,16 +234,17 @@ def charge(
     the same one), else its own: one statement that commits as it ends, made again in a
     transaction when its move crosses a line whose event is recorded then (step 9 of the
     statement). `purpose` says why the call was made (LLMCallEvent.Purpose).
-    `max_cost`: the cost recorded and debited is at most this (a call charged without its own
-    answer is never charged more than its hold); the tokens are recorded as given. A call whose
+    A call charged against its `hold` is never charged more than the hold (its worst case as
+    reserved: what enforcement and the caps counted on), whatever the provider reports; the tokens
+    are recorded as given and the debit's reason says it was capped. A call whose
     hold counts against an API key's limit is recorded with that key (and `end_user`, the
     request's `user` field), and its cost counts against the key's limit and the wallet's caps.
     `then`: the caller's own rows written by the same statement (ThenWrite), committed with it.
     """
     cost = compute_cost(price=price, input_tokens=input_tokens, output_tokens=output_tokens)
-    capped = max_cost is not None and cost > quantize(max_cost)
+    capped = hold is not None and cost > hold.amount
     if capped:
-        cost = quantize(max_cost)
+        cost = hold.amount
     event = _event(
         user_id=user.pk,
         model=price.model,

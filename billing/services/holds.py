@@ -440,7 +440,6 @@ def _charge_expired(*, hold_id: int, now) -> int:
             occurred_at=hold.progress_at,
             hold=hold,
             purpose=hold.progress_purpose,
-            max_cost=hold.amount,
         )
     logger.warning(
         "expired hold charged with its stream progress",

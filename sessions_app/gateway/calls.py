@@ -104,7 +104,6 @@ class GatewayCall:
             latency_ms=self.latency_ms(),
             hold=self.hold,
             purpose=API,
-            max_cost=self.hold.amount,
             end_user=self.request.end_user,
         )
         self.settled = True

@@ -151,17 +151,13 @@ def test_reserve_expires_stale_holds_but_leaves_one_with_progress_for_the_job(fu
     assert check_ledger().ok
 
 
-def test_charge_with_max_cost_records_the_tokens_and_debits_at_most_it(funded, price):
+def test_a_charge_against_a_hold_records_the_tokens_and_debits_at_most_the_hold(funded, price):
+    """Whatever the provider reports (a tokenizer that counts CJK text at a token a character, say),
+    a call costs at most the worst case its hold reserved: what enforcement and the caps counted on."""
     hold = services.reserve(user=funded, amount=Decimal("0.75")).hold
 
     result = services.charge(
-        user=funded,
-        price=price,
-        provider="echo",
-        input_tokens=500,
-        output_tokens=250,
-        hold=hold,
-        max_cost=hold.amount,
+        user=funded, price=price, provider="echo", input_tokens=500, output_tokens=250, hold=hold
     )
 
     assert (result.event.input_tokens, result.event.output_tokens) == (500, 250)
@@ -172,12 +168,14 @@ def test_charge_with_max_cost_records_the_tokens_and_debits_at_most_it(funded, p
     assert check_ledger().ok
 
 
-def test_charge_below_max_cost_is_the_cost_itself(funded, price):
+def test_a_charge_within_its_hold_is_the_cost_itself(funded, price):
+    hold = services.reserve(user=funded, amount=Decimal("3")).hold
     result = services.charge(
-        user=funded, price=price, provider="echo", input_tokens=500, output_tokens=0, max_cost=Decimal("3")
+        user=funded, price=price, provider="echo", input_tokens=500, output_tokens=0, hold=hold
     )
     assert result.event.cost == Decimal("0.5")
     assert "capped" not in result.transaction.reason
+    assert (wallet(funded).balance, wallet(funded).held) == (Decimal("9.5"), Decimal("0"))
 
 
 @pytest.mark.django_db(transaction=True)

@@ -120,3 +120,52 @@ def test_enabled_refusal_costs_few_queries(user_client, session, django_assert_m
     # session with price, wallet balance; nothing else.
     with django_assert_max_num_queries(2):
         assert turn(user_client, session).status_code == 402
+
+
+class CountsATokenACharacter:
+    """A provider whose tokenizer counts a token per CJK character, as real ones do: four times what
+    the counting rule (4 characters a token) sized the hold on. Its first call asks for a tool."""
+
+    name = "cjk"
+
+    def __init__(self, *args, **kwargs):
+        self.asked = 0
+
+    def complete(self, *, model, messages, max_output_tokens, tools=None):
+        from sessions_app.providers import Completion, ToolCallRequest
+
+        self.asked += 1
+        prompt = sum(len(message.get("content") or "") for message in messages)
+        if tools and self.asked == 1:
+            search = ToolCallRequest(id="c1", name="search", arguments='{"query": "world"}')
+            return Completion(text="", input_tokens=prompt, output_tokens=2, tool_calls=(search,))
+        return Completion(text="OK.", input_tokens=prompt, output_tokens=2, tool_calls=())
+
+
+@override_settings(CREDIT_ENFORCEMENT_ENABLED=True)
+@pytest.mark.parametrize(
+    ("funds", "calls"),
+    [("1", 1), ("100", 2)],  # one call on a thin wallet; a tool step and the answer on a funded one
+)
+def test_no_call_of_a_turn_is_charged_more_than_its_hold(
+    user_client, user, session, monkeypatch, funds, calls
+):
+    """Under enforcement a turn overdraws by at most its holds, whatever the provider reports (a wallet
+    of 1 credit went to -27 when the answer was charged its reported usage)."""
+    from billing.models import CreditHold
+    from tests.factories import fund
+
+    monkeypatch.setattr("sessions_app.services.get_provider", CountsATokenACharacter)
+    fund(user, funds)
+    content = "你好世界" * 7000  # 28,000 characters: 7,000 tokens by the counting rule, 28,000 reported
+
+    response = user_client.post(f"/api/v1/sessions/{session.pk}/turns/", {"content": content}, format="json")
+
+    assert response.status_code == 201
+    events = LLMCallEvent.objects.filter(user=user).order_by("id")
+    holds = {hold.llm_call_id: hold.amount for hold in CreditHold.objects.filter(wallet__user=user)}
+    assert len(events) == calls
+    assert all(event.cost == holds[event.pk] for event in events)  # each capped at its hold
+    assert all(event.input_tokens >= 28000 for event in events)  # the tokens as reported
+    assert Wallet.objects.get(user=user).balance == Decimal(funds) - sum(holds.values())
+    assert Decimal(response.json()["usage"]["cost"]) == sum(event.cost for event in events)
