@@ -16,6 +16,18 @@ def storable(text: str) -> str:
     return UNSTORABLE.sub(REPLACEMENT, text) if UNSTORABLE.search(text) else text
 
 
+def storable_json(value):
+    """Decoded JSON with storable() applied to every string in it, keys included: JSON's escapes
+    (`"\\u0000"`, a lone `"\\ud800"`) decode to what a jsonb value cannot hold either."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {storable(key): storable_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable_json(item) for item in value]
+    return value
+
+
 def nul_query_params(query_params) -> list[str]:
     """The query parameters with a NUL character in their name or a value, named printably (NUL as \\x00)."""
     return sorted(

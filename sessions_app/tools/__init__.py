@@ -15,9 +15,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
+
+from core.text import storable, storable_json
 
 logger = logging.getLogger(__name__)
+
+# JSON Schema counts 5.0 as an "integer"; a tool slicing or counting with it would fail on the float.
+# Here an integer is a JSON number written without a fraction, so the model hears "5.0 is not of type
+# 'integer'" and can send 5.
+_ArgumentsValidator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda checker, value: isinstance(value, int) and not isinstance(value, bool)
+    ),
+)
 
 # What a model reads back from one tool run, at most (a tool bounds its own output below this).
 RESULT_MAX_CHARS = 16_000
@@ -45,7 +57,7 @@ class Tool:
 
     def __post_init__(self):
         Draft202012Validator.check_schema(self.parameters)
-        object.__setattr__(self, "validator", Draft202012Validator(self.parameters))
+        object.__setattr__(self, "validator", _ArgumentsValidator(self.parameters))
 
     def spec(self) -> dict:
         """The tool as offered to the model (OpenAI chat-completions `tools` item)."""
@@ -114,12 +126,14 @@ def run_tool(*, context: ToolContext, call_id: str, name: str, arguments: str) -
                 f"There is no tool named {name!r}; the tools are: {', '.join(sorted(_REGISTRY))}."
             )
         try:
-            parsed = json.loads(arguments or "{}")
+            # What the model wrote may escape a NUL or a lone surrogate: the tool, and the turn's
+            # record of the run, get them as U+FFFD (a jsonb value cannot hold them).
+            parsed = storable_json(json.loads(arguments or "{}"))
         except ValueError as exc:
-            parsed = {"_unparsed": (arguments or "")[:1000]}
+            parsed = {"_unparsed": storable((arguments or "")[:1000])}
             raise ToolError(f"The arguments are not valid JSON ({exc}).") from None
         if not isinstance(parsed, dict):
-            parsed = {"_unparsed": (arguments or "")[:1000]}
+            parsed = {"_unparsed": storable((arguments or "")[:1000])}
             raise ToolError("The arguments must be a JSON object.")
         problems = sorted(tool.validator.iter_errors(parsed), key=lambda e: list(e.path))
         if problems:
@@ -132,8 +146,8 @@ def run_tool(*, context: ToolContext, call_id: str, name: str, arguments: str) -
         result, ok, error = f"Error: the {name} tool failed unexpectedly.", False, type(exc).__name__
     result = result[:RESULT_MAX_CHARS]
     return ToolRun(
-        call_id=call_id,
-        tool=name[:64],
+        call_id=storable(call_id),
+        tool=storable(name[:64]),
         arguments=parsed,
         ok=ok,
         result=result,

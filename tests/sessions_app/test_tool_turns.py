@@ -470,3 +470,38 @@ def test_a_streamed_turn_that_fails_after_a_tool_call_says_what_stayed_charged(
     assert CreditTransaction.objects.filter(wallet__user=user, kind="debit").count() == 1
     assert not CreditHold.objects.filter(status=CreditHold.Status.HELD).exists()
     assert check_ledger(user_id=user.pk).ok
+
+
+class EscapesInItsArguments(EchoProvider):
+    """A model whose tool call's JSON arguments escape a NUL, a lone surrogate and a NUL in a key:
+    valid JSON, decoded to what a jsonb value cannot hold."""
+
+    def complete(self, *, model, messages, max_output_tokens, tools=None):
+        from sessions_app.providers import Completion, ToolCallRequest
+
+        if tools and not any(message["role"] == "tool" for message in messages):
+            arguments = '{"query": "a\\u0000b \\ud800", "\\u0000": 1}'
+            search = ToolCallRequest(id="c1\x00", name="search", arguments=arguments)
+            return Completion(text="", input_tokens=10, output_tokens=5, tool_calls=(search,))
+        return Completion(text="done", input_tokens=10, output_tokens=5, tool_calls=())
+
+
+def test_tool_arguments_that_escape_a_nul_are_kept_as_replacements_and_the_turn_completes(
+    user_client, user, monkeypatch
+):
+    """They failed the turn's write after its tool step was charged: a 500, a debit and no turn."""
+    monkeypatch.setattr("sessions_app.services.get_provider", EscapesInItsArguments)
+    fund(user, "10")
+    session = ChatSessionFactory(owner=user)
+
+    response = take(user_client, session, "find it")
+
+    assert response.status_code == 201
+    run = ToolCallEvent.objects.get()
+    assert run.arguments == {"query": "a\ufffdb \ufffd", "\ufffd": 1} and run.call_id == "c1\ufffd"
+    assert run.status == "error"  # the schema refuses the unknown key; the model hears why
+    events = LLMCallEvent.objects.filter(user=user)
+    assert events.count() == 2 and debits_of(events.values_list("id", flat=True)) == sum(
+        e.cost for e in events
+    )
+    assert check_ledger().ok

@@ -171,6 +171,10 @@ def test_file_read_of_another_users_file_is_the_same_error_as_a_missing_one(user
         ("file_read", "[1]", "must be a JSON object"),
         ("file_read", '{"file_id": "seven"}', "Invalid arguments"),
         ("search", '{"query": "x", "extra": 1}', "Invalid arguments"),
+        # JSON Schema's own "integer" takes 5.0, which the tool then failed on ("failed unexpectedly").
+        ("search", '{"query": "x", "limit": 5.0}', "limit: 5.0 is not of type 'integer'"),
+        ("file_read", '{"file_id": 1, "offset": 1.0}', "offset: 1.0 is not of type 'integer'"),
+        ("file_read", '{"file_id": true}', "file_id: True is not of type 'integer'"),
     ],
 )
 def test_bad_calls_are_tool_errors_the_model_reads(user, name, arguments, message):
