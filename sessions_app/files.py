@@ -4,6 +4,7 @@ the files API and the tools share. Bytes live in Django's default storage; rows 
 
 import logging
 import mimetypes
+import re
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -24,6 +25,11 @@ logger = logging.getLogger(__name__)
 # Words past this many characters of a file are not indexed (a tsvector holds at most 1 MB).
 FILE_INDEX_CHARS = 256 * 1024
 TEXT_TYPES_HINT = "text/* or application/json"
+# A media type as RFC 6838 names one (type/subtype, its restricted characters), as long as UserFile keeps.
+MEDIA_TYPE_MAX_CHARS = UserFile._meta.get_field("content_type").max_length
+_MEDIA_TYPE = re.compile(
+    rf"(?=.{{3,{MEDIA_TYPE_MAX_CHARS}}}$)[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*", re.ASCII
+)
 # The same, as the OpenAPI schema declares the upload's part (a few common text/* types, and JSON).
 TEXT_TYPES_DECLARED = "text/plain, text/markdown, text/csv, text/html, application/json"
 
@@ -62,6 +68,11 @@ def text_content_type(uploaded: UploadedFile) -> str:
     if declared in ("", "application/octet-stream"):
         declared = (mimetypes.guess_type(uploaded.name or "")[0] or declared).lower()
     if declared.startswith("text/") or declared == "application/json":
+        if not _MEDIA_TYPE.fullmatch(declared):  # "text/" alone, or past what the file's row keeps
+            raise UnsupportedFileType(
+                f"The file's declared type is not a media type we can keep ({TEXT_TYPES_HINT}, type/subtype "
+                f"in at most {MEDIA_TYPE_MAX_CHARS} characters): send it as text/plain."
+            )
         return declared
     raise UnsupportedFileType(
         f"Only text files can be uploaded ({TEXT_TYPES_HINT}); this one is {declared or 'of no declared type'}."

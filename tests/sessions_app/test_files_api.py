@@ -54,6 +54,18 @@ def test_other_types_are_415_and_nothing_is_kept(user_client, name, data, conten
     assert not UserFile.objects.exists()
 
 
+@pytest.mark.parametrize("content_type", ["text/" + "x" * 200, "text/", "text/plain x"])
+def test_a_text_type_no_row_can_keep_is_415_not_a_500(user_client, content_type, media_root):
+    """A declared text/ type past the 100 characters the file's row keeps was a 500 after its bytes
+    were stored; "text/" alone was kept as is."""
+    response = upload(user_client, name="a.txt", content_type=content_type)
+
+    assert response.status_code == 415
+    assert response.json()["code"] == "unsupported_file_type"
+    assert "send it as text/plain" in response.json()["detail"]
+    assert not UserFile.objects.exists()
+
+
 def test_an_octet_stream_named_like_text_is_taken_by_its_name(user_client):
     response = upload(user_client, name="readme.md", content_type="application/octet-stream")
     assert response.status_code == 201
