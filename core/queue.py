@@ -1,7 +1,7 @@
 """The task queue (procrastinate over our PostgreSQL): jobs deferred in the caller's transaction, workers' own connection.
 
-Web processes defer through Django's connection (procrastinate's DjangoConnector), so a job commits or
-rolls back with the write that caused it. A worker (`manage.py procrastinate worker`) needs long-lived
+Jobs are deferred through Django's connection (procrastinate's DjangoConnector), in web processes and
+in workers alike, so a job commits or rolls back with the write that caused it. A worker (`manage.py procrastinate worker`) needs long-lived
 connections and LISTEN/NOTIFY, which PgBouncer in transaction mode does not carry: it connects by
 WORKER_DATABASE_URL when that is set (the server itself), else by the default database's settings.
 """
@@ -9,10 +9,13 @@ WORKER_DATABASE_URL when that is set (the server itself), else by the default da
 from typing import Any
 
 from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS
 from procrastinate import PsycopgConnector
 from procrastinate.contrib.django import app
 from procrastinate.contrib.django.django_connector import DjangoConnector
 from procrastinate.contrib.django.utils import connector_params
+from procrastinate.jobs import JobDeferrer
+from procrastinate.manager import JobManager
 
 # A worker's own pool: one connection listens, the others fetch and finish jobs (a handful, per DESIGN).
 WORKER_POOL_MAX_SIZE = 4
@@ -39,6 +42,14 @@ def on_app_ready(procrastinate_app) -> None:
     procrastinate_app.connector = procrastinate_app.job_manager.connector = connector
 
 
+# The jobs this code defers go through Django's connection, wherever it runs. In a worker process
+# procrastinate points the app (and its job manager) at the worker's own pool: a job a chore defers
+# (a wallet event's delivery, recorded in the chore's transaction) was written there and committed at
+# once, before the event it names existed, or though its transaction rolled back.
+_ON_DJANGOS_CONNECTION = JobManager(DjangoConnector(alias=DEFAULT_DB_ALIAS))
+
+
 def defer(task_name: str, *, lock: str | None = None, **task_kwargs) -> int:
     """Defer a job by its task's name on Django's connection: it commits or rolls back with the caller's transaction."""
-    return app.configure_task(task_name, lock=lock).defer(**task_kwargs)
+    job = app.configure_task(task_name, lock=lock).job
+    return JobDeferrer(job_manager=_ON_DJANGOS_CONNECTION, job=job).defer(**task_kwargs)

@@ -78,3 +78,37 @@ def test_prune_idempotency_keys_job_prunes_what_the_command_prunes(user):
 
     assert sessions_tasks.prune_idempotency_keys(timestamp=0) == 1
     assert list(TurnRequest.objects.values_list("key", flat=True)) == ["fresh"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_deferred_inside_a_worker_commits_or_rolls_back_with_the_callers_transaction(user, clean_queue):
+    """A worker points procrastinate's app at its own pool (replace_connector, as `procrastinate worker`
+    does); a chore's wallet event had its delivery job written there, committed before the event and
+    kept though the chore's transaction rolled back."""
+    from django.db import connection, transaction
+    from procrastinate.contrib.django import app
+    from procrastinate.testing import InMemoryConnector
+
+    from billing import services
+    from tests.factories import StaffUserFactory, fund
+
+    fund(user, "2")
+    staff = StaffUserFactory()
+
+    def jobs() -> list[int]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT (args->>'event_id')::bigint FROM procrastinate_jobs ORDER BY id")
+            return [row[0] for row in cursor.fetchall()]
+
+    worker_pool = InMemoryConnector()
+    with app.replace_connector(worker_pool):
+        with pytest.raises(RuntimeError), transaction.atomic():
+            services.adjust(user=user, amount="-1.5", reason="a chore that fails", initiated_by=staff)
+            assert WalletEvent.objects.exists()  # the wallet crossed the low line: an event and its job
+            raise RuntimeError("the chore fails after recording")
+        assert jobs() == [] and not WalletEvent.objects.exists()
+
+        services.adjust(user=user, amount="-1.5", reason="a chore that commits", initiated_by=staff)
+
+    assert jobs() == list(WalletEvent.objects.order_by("id").values_list("id", flat=True)) != []
+    assert worker_pool.jobs == {}  # nothing went through the worker's own connector
