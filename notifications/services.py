@@ -5,8 +5,12 @@ worker killed mid-call leaves `attempts` counted and the delivery pending), and 
 A delivery is at-least-once: a retried or recovered job may send an event twice; receivers dedupe by `id`.
 """
 
+import functools
+import http.client
 import json
 import logging
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -161,7 +165,61 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_opener = urllib.request.build_opener(_NoRedirects)
+class _Deadline:
+    """Cuts an attempt's connection when its time is up: a socket timeout bounds each read alone, so a
+    receiver sending its answer a byte at a time could hold a worker slot (and the event's lock) for hours."""
+
+    def __init__(self, seconds: float):
+        self.at = time.monotonic() + seconds
+        self.passed = False
+
+    def watch(self, connection) -> threading.Timer:
+        timer = threading.Timer(max(0.0, self.at - time.monotonic()), self._cut, args=(connection,))
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def _cut(self, connection) -> None:
+        self.passed = True
+        try:
+            connection.sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once
+        except (AttributeError, OSError):
+            pass
+
+
+def _watched(base: type[http.client.HTTPConnection]) -> type[http.client.HTTPConnection]:
+    """`base` whose connection is cut at the request's deadline (`deadline=`), from connect to close."""
+
+    class Watched(base):
+        def __init__(self, *args, deadline: _Deadline, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._deadline, self._timer = deadline, None
+
+        def connect(self):
+            super().connect()
+            self._timer = self._deadline.watch(self)
+
+        def close(self):
+            if self._timer is not None:
+                self._timer.cancel()
+            super().close()
+
+    return Watched
+
+
+class _DeadlineHandler(urllib.request.HTTPHandler, urllib.request.HTTPSHandler):
+    """http(s) whose connections are cut at the attempt's deadline (a Request's `deadline`)."""
+
+    _HTTP, _HTTPS = _watched(http.client.HTTPConnection), _watched(http.client.HTTPSConnection)
+
+    def http_open(self, req):
+        return self.do_open(functools.partial(self._HTTP, deadline=req.deadline), req)
+
+    def https_open(self, req):
+        return self.do_open(functools.partial(self._HTTPS, deadline=req.deadline), req, context=self._context)
+
+
+_opener = urllib.request.build_opener(_NoRedirects, _DeadlineHandler)
 
 
 def _post_webhook(event: WalletEvent) -> int:
@@ -181,11 +239,22 @@ def _post_webhook(event: WalletEvent) -> int:
             ),
         },
     )
+    # WEBHOOK_TIMEOUT_SECONDS bounds the whole attempt (connect, send, the answer's status and
+    # headers), not each read alone. A connection cut at the deadline can look like an answer that
+    # ended early (its headers cut short): it is not one, whatever was read.
+    request.deadline = deadline = _Deadline(settings.WEBHOOK_TIMEOUT_SECONDS)
+    late = f"no whole answer within WEBHOOK_TIMEOUT_SECONDS ({settings.WEBHOOK_TIMEOUT_SECONDS:g} s)"
     try:
         with _opener.open(request, timeout=settings.WEBHOOK_TIMEOUT_SECONDS) as response:
+            if deadline.passed:
+                raise DeliveryFailed(late)
             return response.status
     except urllib.error.HTTPError as exc:
-        raise DeliveryFailed(f"HTTP {exc.code} from the receiver") from exc
+        raise DeliveryFailed(late if deadline.passed else f"HTTP {exc.code} from the receiver") from exc
+    except (OSError, http.client.HTTPException) as exc:
+        if deadline.passed:
+            raise DeliveryFailed(late) from exc
+        raise
 
 
 def _send_email(event: WalletEvent) -> None:

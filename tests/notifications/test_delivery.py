@@ -166,3 +166,60 @@ def test_while_secrets_change_over_a_receiver_with_either_verifies(webhook, sett
     header = signing.sign(body=b"{}", secret=SECRET, previous="the-old-secret")
     with pytest.raises(ValueError, match="signature mismatch"):  # a third secret is still refused
         docs_verify()(header, b"{}", "neither")
+
+
+@pytest.fixture
+def trickling_receiver():
+    """A receiver that answers its status line, then a header line every 0.2 s, never ending its headers:
+    each read is quick, the answer never whole."""
+    import socket
+    import threading
+    import time
+
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(65536)
+                try:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                    while not stop.is_set():
+                        conn.sendall(b"X-Trickle: 1\r\n")
+                        time.sleep(0.2)
+                except OSError:
+                    pass  # the sender gave up
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+    stop.set()
+    thread.join(5)
+    server.close()
+
+
+@pytest.mark.django_db
+def test_webhook_timeout_bounds_the_whole_attempt_not_each_read(settings, trickling_receiver):
+    """A receiver trickling its headers held a worker slot (and the event's lock) as long as it liked."""
+    import time
+
+    settings.WEBHOOK_URL, settings.WEBHOOK_SECRET, settings.WEBHOOK_TIMEOUT_SECONDS = (
+        trickling_receiver,
+        SECRET,
+        1,
+    )
+    event = low_balance_event()
+    started = time.monotonic()
+
+    with pytest.raises(services.DeliveryFailed):
+        services.deliver_event(event_id=event.pk, attempt=1, final=False)
+
+    assert time.monotonic() - started < 5  # one timeout and a little, not the receiver's pace
+    row = Delivery.objects.get(event=event, channel="webhook")
+    assert "no whole answer within WEBHOOK_TIMEOUT_SECONDS (1 s)" in row.last_error
