@@ -527,6 +527,9 @@ if DEBUG and not env.str("EMAIL_URL", default=""):
     EMAIL_BACKEND = "core.mail.SummaryEmailBackend"
 EMAIL_FILE_PATH = env.path("EMAIL_FILE_PATH", default=BASE_DIR / "tmp" / "mail")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="creditdesk <noreply@localhost>")
+# Each SMTP operation's timeout. Django's default is none at all: a server that accepts and never
+# greets held a worker slot (and the event's lock) for good, and four of them every chore.
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=WEBHOOK_TIMEOUT_SECONDS)
 
 # WhiteNoise serves static files with a synchronous iterator; under ASGI (uvicorn: make run, make serve)
 # Django warns about it on stderr. Known and harmless for files this small.

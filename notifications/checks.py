@@ -21,15 +21,16 @@ _AT_LEAST = (
 @register()
 def check_delivery_settings(app_configs=None, **kwargs):
     errors = []
-    timeout = settings.WEBHOOK_TIMEOUT_SECONDS
-    if not positive_number(timeout):
-        errors.append(
-            Error(
-                f"WEBHOOK_TIMEOUT_SECONDS must be a positive number of seconds, not {timeout!r}.",
-                hint="0 would fail every delivery at once, a negative value in the middle of each.",
-                id="notifications.E001",
+    for name in ("WEBHOOK_TIMEOUT_SECONDS", "EMAIL_TIMEOUT"):
+        timeout = getattr(settings, name)
+        if not positive_number(timeout):
+            errors.append(
+                Error(
+                    f"{name} must be a positive number of seconds, not {timeout!r}.",
+                    hint="0 would fail every delivery at once, a negative value in the middle of each.",
+                    id="notifications.E001",
+                )
             )
-        )
     for name, least, why in _AT_LEAST:
         value = getattr(settings, name)
         if not (isinstance(value, int) and value >= least):

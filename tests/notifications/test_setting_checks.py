@@ -23,11 +23,37 @@ def test_the_defaults_pass():
         (float("inf"), ["notifications.E001"]),
     ],
 )
-def test_a_webhook_timeout_is_a_positive_number_of_seconds(settings, value, ids):
-    settings.WEBHOOK_TIMEOUT_SECONDS = value
+@pytest.mark.parametrize("name", ["WEBHOOK_TIMEOUT_SECONDS", "EMAIL_TIMEOUT"])
+def test_a_delivery_timeout_is_a_positive_number_of_seconds(settings, name, value, ids):
+    setattr(settings, name, value)
     messages = check_delivery_settings()
     assert [message.id for message in messages] == ids
-    assert all("WEBHOOK_TIMEOUT_SECONDS" in message.msg for message in messages)
+    assert all(name in message.msg for message in messages)
+
+
+def test_an_smtp_server_that_never_greets_fails_the_try_within_email_timeout(settings):
+    """Django's own default is no timeout: such a server held a worker slot, and the event's lock, for good."""
+    import smtplib
+    import socket
+    import time
+
+    from django.core.mail import get_connection
+
+    from config import settings as configured
+
+    assert configured.EMAIL_TIMEOUT == configured.WEBHOOK_TIMEOUT_SECONDS  # the default
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the backlog), never says a word
+    settings.EMAIL_TIMEOUT = 0.5
+    started = time.monotonic()
+    try:
+        backend = get_connection(
+            "django.core.mail.backends.smtp.EmailBackend", host="127.0.0.1", port=silent.getsockname()[1]
+        )
+        with pytest.raises(smtplib.SMTPServerDisconnected, match="timed out"):
+            backend.open()
+    finally:
+        silent.close()
+    assert time.monotonic() - started < 3
 
 
 @pytest.mark.parametrize(
