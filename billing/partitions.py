@@ -162,7 +162,7 @@ def detach_call_month(
     """
     month = month_start(month)
     name = partition_name(month)
-    if next_month(month) > month_start(timezone.now()):
+    if month >= month_start(timezone.now()):  # (asking for next_month(9999-12) would overflow)
         raise PartitionRefused(f"{month:%Y-%m} is not over yet: only a past month can be detached.")
     attached = name in {p.name for p in call_event_partitions()}
     if not attached and not _default_rows_of(month):

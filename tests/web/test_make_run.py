@@ -7,6 +7,7 @@ import socket
 import pytest
 from django.core import mail
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from core.logging import ConsoleFormatter, QuietPeriodicJobs
 from core.mail import SummaryEmailBackend
@@ -107,3 +108,10 @@ def test_banner_gives_up_with_one_line_when_nothing_listens():
         port = probe.getsockname()[1]
     with pytest.raises(CommandError, match="did not listen"):
         call_command("banner", host="127.0.0.1", port=port, wait=0.5, stdout=io.StringIO())
+
+
+@pytest.mark.parametrize("wait", ["nan", "inf", "0", "-1", "soon"])
+def test_banner_refuses_a_wait_that_never_ends_or_is_no_time(wait, capsys):
+    """--wait nan waited forever: NaN never compares past a deadline."""
+    with pytest.raises(CommandError, match="is not a positive number of seconds"):
+        call_command("banner", "--port", "1", "--wait", wait)

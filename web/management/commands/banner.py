@@ -1,5 +1,7 @@
 """manage.py banner: `make run`'s welcome, printed once the server listens: where to go and the demo logins."""
 
+import argparse
+import math
 import socket
 import time
 
@@ -9,13 +11,24 @@ from django.core.management.base import BaseCommand, CommandError
 from billing.management.commands.seed_demo import DEMO_USERS, LEAD, STAFF
 
 
+def _seconds(value: str) -> float:
+    """A positive, finite number of seconds (NaN never compares past a deadline: the wait never ended)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive number of seconds")
+    return seconds
+
+
 class Command(BaseCommand):
     help = "Wait until the development server listens, then print its URLs and the demo logins."
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--wait", type=float, default=60.0, help="Seconds to wait for the server.")
+        parser.add_argument("--wait", type=_seconds, default=60.0, help="Seconds to wait for the server.")
 
     def handle(self, *args, host, port, wait, **options):
         # A plain connect, not an HTTP request: the server's log gets no line for it.
