@@ -1,5 +1,7 @@
 """System checks: delivery settings that would lose or repeat deliveries fail start-up, not the first delivery."""
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.core.checks import Error, register
 
@@ -40,4 +42,13 @@ def check_delivery_settings(app_configs=None, **kwargs):
                     id="notifications.E002",
                 )
             )
+    url = settings.WEBHOOK_URL
+    if url and not (url.startswith(("http://", "https://")) and urlsplit(url).hostname):
+        errors.append(
+            Error(
+                f"WEBHOOK_URL must be an http(s) URL with a host, not {url!r}.",
+                hint="Every delivery to it would fail and go dead; e.g. https://hooks.example.com/creditdesk.",
+                id="notifications.E003",
+            )
+        )
     return errors

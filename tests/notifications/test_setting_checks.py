@@ -75,3 +75,20 @@ def test_the_check_stops_a_command_that_runs_the_checks(settings):
     settings.WORKER_STALLED_SECONDS = 0
     with pytest.raises(SystemCheckError, match="WORKER_STALLED_SECONDS must be a whole number of at least 1"):
         call_command("check")
+
+
+@pytest.mark.parametrize(
+    ("url", "ids"),
+    [
+        ("", []),
+        ("https://hooks.example.com/creditdesk", []),
+        ("http://127.0.0.1:8000/hook", []),
+        ("hooks.example.com/creditdesk", ["notifications.E003"]),
+        ("ftp://hooks.example.com/", ["notifications.E003"]),
+        ("https://", ["notifications.E003"]),
+    ],
+)
+def test_a_webhook_url_is_an_http_url_with_a_host(settings, url, ids):
+    """A malformed URL was found only by the deliveries, each failing until it went dead."""
+    settings.WEBHOOK_URL = url
+    assert [message.id for message in check_delivery_settings()] == ids

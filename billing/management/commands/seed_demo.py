@@ -91,7 +91,7 @@ class Command(BaseCommand):
     def _lots(self, user, staff):
         """Credit lots to look at: an expiring promotional grant and a monthly allowance (issued once a month)."""
         bonus_key = "seed-demo-expiring-bonus"
-        # Once: run again, the same key with a later expiry would be another grant (a 409 conflict).
+        # Once: run again, the same key would answer the first grant (a replay), whose expiry stays.
         if not CreditTransaction.objects.filter(wallet__user=user, idempotency_key=bonus_key).exists():
             services.grant(
                 user=user,
