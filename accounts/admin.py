@@ -13,7 +13,7 @@ from knox.models import AuthToken
 from accounts import keys, services
 from accounts.models import ApiKey, User
 from billing.selectors import calls_of_limit, limit_spending, transactions_initiated_by
-from core.admin import confirm_action
+from core.admin import FrozenSelectionMixin, confirm_action
 from core.money import format_money
 
 MONEY_ACTIONS_ON_USER_PAGE = 20
@@ -121,7 +121,7 @@ class AuthTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(FrozenSelectionMixin, admin.ModelAdmin):
     """Every user's API keys: owner, prefix, limit, usage this period, last use; revoke; a key's calls on its page."""
 
     list_display = ["name", "user", "prefix", "limit", "usage_this_period", "last_used_at", "revoked_at"]

@@ -1,6 +1,7 @@
 """Admin building blocks every app's console uses."""
 
 from django import forms
+from django.contrib import messages
 from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
 
@@ -54,8 +55,41 @@ def action_selection(request, pks: list) -> dict:
     return {
         "select_across": select_across,
         "selected": posted[:1] if select_across else pks,
+        # What the page shows, so that the rows found again are these (FrozenSelectionMixin).
+        "selection_count": len(pks),
+        "selection_last": max(pks, default=0),
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
     }
+
+
+class FrozenSelectionMixin:
+    """An action confirmed after "select all" acts on the rows its page showed, or on none.
+
+    Its form posts back the changelist's filters (action_selection), and Django finds the rows
+    again: a row made since (a new debit that matches a refund's filters) or one that came to match
+    (a wallet whose balance moved) would be acted on unseen. The rows found again are taken up to the
+    highest id the page showed, and when they are not as many as it showed, nothing is done and the
+    list says why.
+    """
+
+    def response_action(self, request, queryset):
+        shown, last = request.POST.get("selection_count"), request.POST.get("selection_last")
+        if request.POST.get("select_across") == "1" and shown is not None and last is not None:
+            try:
+                shown, last = int(shown), int(last)
+            except ValueError:
+                shown, last = -1, 0
+            queryset = queryset.filter(pk__lte=last)
+            now = queryset.count()
+            if now != shown:
+                self.message_user(
+                    request,
+                    f'The rows selected with "select all" changed since the confirmation page was shown '
+                    f"({shown} then, {now} now): nothing was done. Select them again.",
+                    messages.WARNING,
+                )
+                return None  # back to the list
+        return super().response_action(request, queryset)
 
 
 def confirm_action(

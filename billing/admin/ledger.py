@@ -9,13 +9,15 @@ from billing.admin.actions import GRANT_PERMISSION, ledger_action
 from billing.admin.events import call_context, call_link
 from billing.forms import RefundForm
 from billing.models import CreditTransaction
-from core.admin import ReadOnlyAdminMixin, ReplicaChangelistMixin
+from core.admin import FrozenSelectionMixin, ReadOnlyAdminMixin, ReplicaChangelistMixin
 from core.money import format_money
 from core.paginators import EstimatedCountPaginator
 
 
 @admin.register(CreditTransaction)
-class CreditTransactionAdmin(ReplicaChangelistMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class CreditTransactionAdmin(
+    FrozenSelectionMixin, ReplicaChangelistMixin, ReadOnlyAdminMixin, admin.ModelAdmin
+):
     """The append-only ledger: searchable, filterable, exportable, never editable."""
 
     list_display = [

@@ -15,7 +15,7 @@ from billing.forms import AdjustForm, GrantCreditsForm
 from billing.lot_selectors import wallet_lots
 from billing.models import Wallet
 from billing.selectors import is_low_balance, last_wallet_event, low_balance_threshold, transactions_for_user
-from core.admin import ReadOnlyAdminMixin, action_selection, confirm_action
+from core.admin import FrozenSelectionMixin, ReadOnlyAdminMixin, action_selection, confirm_action
 from core.errors import DomainError
 from core.money import format_money
 from core.paginators import EstimatedCountPaginator
@@ -62,7 +62,7 @@ def low_balance_marker(low: bool) -> str:
 
 
 @admin.register(Wallet)
-class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class WalletAdmin(FrozenSelectionMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Wallets are opened with their user and moved only by services: staff read them and grant."""
 
     list_display = ["user", "email", "balance_display", "held_display", "low_balance", "updated_at"]

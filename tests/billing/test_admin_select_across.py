@@ -69,17 +69,21 @@ def test_grant_to_every_selected_wallet_posts_few_fields_and_grants_each_once(ad
         "action": "grant_credits",
         "select_across": "1",
         "_selected_action": page.context["selected"],
+        "selection_count": page.context["selection_count"],
+        "selection_last": page.context["selection_last"],
         "apply": "yes",
         "submission": page.context["form"]["submission"].value(),
         "amount": "2.5",
         "reason": "Sorry about the outage",
     }
+    late = many_wallets("mass-late", 1)[0]  # made after the page was shown: matches, but was not seen
     done = admin_client.post(url, form)
     assert done.status_code == 302
     assert messages_of(done) == [f"Granted 2.500000 credits to {MANY} wallets."]
     grants = CreditTransaction.objects.filter(kind=CreditTransaction.Kind.GRANT)
     assert grants.count() == MANY
-    assert set(grants.values_list("wallet_id", flat=True)) == {w.pk for w in wallets}
+    assert set(grants.values_list("wallet_id", flat=True)) == {w.pk for w in wallets}  # not `late`
+    assert late.pk not in set(grants.values_list("wallet_id", flat=True))
     assert set(grants.values_list("initiated_by_id", flat=True)) == {admin_user.pk}
     assert set(Wallet.objects.filter(pk__in=[w.pk for w in wallets]).values_list("balance", flat=True)) == {
         Decimal("2.5")
@@ -150,3 +154,35 @@ def test_revoking_every_selected_key_posts_select_across(admin_client):
     )
     assert done.status_code == 302
     assert not ApiKey.objects.filter(revoked_at__isnull=True).exists()
+
+
+def test_select_all_confirmed_after_the_rows_changed_does_nothing_and_says_so(admin_client):
+    """A row the page showed that no longer matches (or one that came to match below the last shown)
+    makes the rows found again other than those confirmed: nothing is written."""
+    wallets = many_wallets("gone", 5)
+    url = f"{WALLETS}?q=gone"
+    page = select_all(admin_client, url, "adjust_credits", wallets)
+    assert page.context["selection_count"] == 5
+    User.objects.filter(pk=wallets[0].user_id).update(username="renamed", email="r@example.com")  # unmatched
+
+    done = admin_client.post(
+        url,
+        {
+            "action": "adjust_credits",
+            "select_across": "1",
+            "_selected_action": page.context["selected"],
+            "selection_count": page.context["selection_count"],
+            "selection_last": page.context["selection_last"],
+            "apply": "yes",
+            "submission": page.context["form"]["submission"].value(),
+            "amount": "-1",
+            "reason": "Correction",
+        },
+    )
+
+    assert done.status_code == 302
+    assert (
+        "changed since the confirmation page was shown (5 then, 4 now): nothing was done"
+        in messages_of(done)[0]
+    )
+    assert not CreditTransaction.objects.filter(kind=CreditTransaction.Kind.ADJUSTMENT).exists()
