@@ -1,7 +1,9 @@
 """Request guards that apply before any view runs, and the API's answer to an unhandled error."""
 
 import logging
+import os
 import re
+import traceback
 import uuid
 
 from django.conf import settings
@@ -132,6 +134,23 @@ def is_admin_changelist(request, view_func) -> bool:
     )
 
 
+# SQLSTATEs of a value its column cannot hold: not text of its type (an enum, an inet), a date or a
+# number out of range or malformed, a character the encoding lacks.
+_UNCOMPARABLE = {"22P02", "22007", "22008", "22003", "22021"}
+_LOOKUPS = os.path.join("django", "db", "models", "lookups.py")
+
+
+def _a_filter_value_refused(exception) -> bool:
+    """A value its column cannot hold: refused by PostgreSQL (a DataError of those SQLSTATEs), or by the
+    field as it prepared the lookup's value (a ValueError raised inside Django's lookups)."""
+    if isinstance(exception, DataError):
+        return getattr(exception.__cause__, "sqlstate", None) in _UNCOMPARABLE
+    if isinstance(exception, ValueError):
+        frames = traceback.extract_tb(exception.__traceback__)
+        return any(frame.filename.endswith(_LOOKUPS) for frame in frames)
+    return False
+
+
 class AdminListQueryMiddleware:
     """No 500 from a changelist's filters, for every model admin at once (ours and the packages'):
 
@@ -139,7 +158,8 @@ class AdminListQueryMiddleware:
     refuses in any text, is taken out before the view runs: the list is shown without those
     parameters and says so. Search (`q`) is left to Django, whose form already says the same.
     A value the database cannot compare with its column (a word for an enum or an IP address, in
-    the packages' admins) is caught as the page renders: the list unfiltered, and a message.
+    the packages' admins) is caught as the page renders:
+    the list unfiltered, and a message. Any other error stays a 500.
     """
 
     def __init__(self, get_response):
@@ -174,8 +194,8 @@ class AdminListQueryMiddleware:
             and request.GET
         ):
             return None
-        if not isinstance(exception, DataError | ValueError):
-            return None
+        if not _a_filter_value_refused(exception):
+            return None  # any other failure is the page's own, a 500 like any other
         logger.warning(
             "admin list filter the database could not compare",
             exc_info=exception,

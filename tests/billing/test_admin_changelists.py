@@ -114,3 +114,15 @@ def test_a_filter_value_outside_an_enum_column_is_a_message_not_a_500():
     assert response.status_code == 302 and response["Location"] == "/admin/procrastinate/procrastinatejob/"
     assert "cannot be filtered that way" in error_messages_of(response)[0]
     assert client.get(response["Location"]).status_code == 200
+
+
+def test_a_filtered_lists_own_error_stays_a_500_not_a_filter_message(admin_client, monkeypatch):
+    """Only a value the column cannot hold is a filter's fault; a bug in a list's column is not hidden."""
+    from billing.admin.holds import CreditHoldAdmin
+
+    def broken(self, request):
+        raise ValueError("a bug in the list, not in its filter")
+
+    monkeypatch.setattr(CreditHoldAdmin, "get_queryset", broken)
+    with pytest.raises(ValueError, match="a bug in the list"):
+        admin_client.get("/admin/billing/credithold/?status__exact=open")
