@@ -5,18 +5,17 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import FilteredRelation, Q, Subquery, Sum
+from django.db.models import FilteredRelation, Q, Subquery
 
 from billing.models import (
     CreditTransaction,
     LLMCallEvent,
     ModelPrice,
     SpendLimit,
-    UsageKeyDaily,
     Wallet,
     WalletEvent,
 )
-from billing.periods import PERIODS, next_reset, period_start
+from billing.periods import next_reset, period_start
 from core.db import attnames, loaded_row
 from core.money import quantize, to_decimal
 
@@ -126,21 +125,6 @@ def limit_spending(*, spend_limit: SpendLimit, held: Decimal | None = None) -> D
     counter belongs to a past period) plus open holds (a key's own; pass the wallet's `held` for a cap)."""
     charged = spend_limit.spent if spend_limit.period_start == period_start(spend_limit.period) else 0
     return to_decimal(Decimal(charged) + (spend_limit.held if held is None else held))
-
-
-def key_usage_by_period(*, spend_limit: SpendLimit) -> dict[str, Decimal]:
-    """A key's charges since the current local day, week and month began, each plus its open holds (one query)."""
-    starts = {period: period_start(period) for period in PERIODS}
-    # Aliases apart from the periods' names: "day" would shadow the column in filter=.
-    totals = UsageKeyDaily.objects.filter(
-        spend_limit_id=spend_limit.pk, day__gte=min(starts.values())
-    ).aggregate(
-        **{
-            f"since_{period}": Sum("cost", filter=Q(day__gte=start), default=0)
-            for period, start in starts.items()
-        }
-    )
-    return {period: to_decimal(totals[f"since_{period}"] + spend_limit.held) for period in PERIODS}
 
 
 def spend_caps(*, user) -> list[SpendLimit]:

@@ -9,12 +9,15 @@ one query per selector whatever the events.
 """
 
 from datetime import date
+from decimal import Decimal
 
 from django.db.models import Case, Count, F, Max, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import TruncMonth, TruncWeek
 
-from billing.models import USAGE_FIGURES, UsageDaily, UsageKeyDaily
+from billing.models import USAGE_FIGURES, SpendLimit, UsageDaily, UsageKeyDaily
+from billing.periods import PERIODS, period_start
 from billing.rollup import BITMAPS, DAY_SHARD
+from core.money import to_decimal
 from core.replica import read_connection
 
 BUCKETS = ("day", "week", "month")
@@ -191,6 +194,21 @@ def usage_by_limit(*, start: date, end: date, user_id: int, model: str | None = 
         .values("spend_limit_id", "calls", "cost")
         .order_by("spend_limit_id")
     )
+
+
+def key_usage_by_period(*, spend_limit: SpendLimit) -> dict[str, Decimal]:
+    """A key's charges since the current local day, week and month began, each plus its open holds (one query)."""
+    starts = {period: period_start(period) for period in PERIODS}
+    # Aliases apart from the periods' names: "day" would shadow the column in filter=.
+    totals = UsageKeyDaily.objects.filter(
+        spend_limit_id=spend_limit.pk, day__gte=min(starts.values())
+    ).aggregate(
+        **{
+            f"since_{period}": Sum("cost", filter=Q(day__gte=start), default=0)
+            for period, start in starts.items()
+        }
+    )
+    return {period: to_decimal(totals[f"since_{period}"] + spend_limit.held) for period in PERIODS}
 
 
 def _key_rows(*, start: date, end: date, spend_limit_id: int, model: str | None):

@@ -8,7 +8,8 @@ from rest_framework.views import APIView
 
 from accounts.authentication import ApiKeyAuthentication
 from accounts.keys import RESET_NAMES
-from billing.selectors import active_prices, key_usage_by_period, limit_spending, wallet_balances
+from billing.selectors import active_prices, limit_spending, wallet_balances
+from billing.usage_selectors import key_usage_by_period
 from core.api_fields import NulSafeMixin
 from core.money import format_money
 from core.throttling import GatewayThrottle
