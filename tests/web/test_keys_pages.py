@@ -127,6 +127,23 @@ def test_a_refused_form_can_be_sent_again_once_corrected(web, user):
     assert ApiKey.objects.filter(user=user).count() == 1
 
 
+def test_a_form_that_failed_on_our_side_can_be_sent_again(web, user, monkeypatch):
+    """A failure of ours (a 500) made nothing: its token stayed claimed and the resend said "already created"."""
+    real = keys.create_api_key
+
+    def failing(**kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(keys, "create_api_key", failing)
+    with pytest.raises(RuntimeError):
+        web.post("/keys/", new_key_form())
+    monkeypatch.setattr(keys, "create_api_key", real)
+
+    response = web.post("/keys/", new_key_form())  # the same form, resent
+    assert response.status_code == 200 and "secret" in response.context
+    assert ApiKey.objects.filter(user=user).count() == 1
+
+
 # --- The list, editing, revoking ---------------------------------------------------------------------
 
 

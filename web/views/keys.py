@@ -71,6 +71,9 @@ def _create_once(request, form):
         submission.release()
         _refusal_on_form(form, exc)
         return None
+    except BaseException:
+        submission.release()  # nothing was made (a 500): the same form may be sent again
+        raise
     return render(request, "web/key_created.html", {"nav": "keys", "state": key_state(key), "secret": secret})
 
 

@@ -53,6 +53,9 @@ def buy_credits(request):
         except DomainError as exc:
             submission.release()  # no payable purchase was started: the same form may be sent again
             form.add_error("credits" if exc.field == "credits" else None, exc.message)
+        except BaseException:
+            submission.release()  # the same, for a failure of ours (a 500)
+            raise
         else:
             submission.done(purchase.pk)
             return redirect("web:purchase-checkout", pk=purchase.pk)
