@@ -196,8 +196,10 @@ def _watched(base: type[http.client.HTTPConnection]) -> type[http.client.HTTPCon
             self._deadline, self._timer = deadline, None
 
         def connect(self):
-            super().connect()
+            # Watched from before the connection: a TLS handshake sent a byte at a time is cut off too
+            # (the timer finds the socket once it exists; name lookup and connect have the socket timeout).
             self._timer = self._deadline.watch(self)
+            super().connect()
 
         def close(self):
             if self._timer is not None:
