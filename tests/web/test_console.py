@@ -180,6 +180,23 @@ def test_customer_page_lists_the_keys_revoked_ones_too_with_links_to_their_pages
     assert "7.000000 (weekly)" in body
 
 
+def test_customer_page_marks_an_expired_key_expired(boss, customer):
+    """The gateway refuses it (401): support must not read it as a working key."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.models import ApiKey
+
+    stale, _ = keys.create_api_key(user=customer, name="old laptop")
+    ApiKey.objects.filter(pk=stale.pk).update(expires_at=timezone.now() - timedelta(days=1))
+    keys.create_api_key(user=customer, name="laptop")
+
+    body = boss.get(f"/admin/web/customer/{customer.pk}/change/").content.decode()
+
+    assert body.count('class="key-expired"') == 1
+
+
 def test_support_opens_a_keys_page_from_the_customer_page(groups, customer):
     key, _ = keys.create_api_key(user=customer, name="laptop")
     support = staff_client(groups["Support"], username="agent")
