@@ -107,13 +107,14 @@ def defer_delivery(*, event_id: int) -> int:
 
 
 def redeliver(*, event: WalletEvent, initiated_by=None) -> int:
-    """Send an event again on its delivered or dead channels (an operator's action); returns the job id."""
+    """Send an event again on its delivered or dead channels (an operator's action); returns the job id.
+
+    A channel skipped when the event was first sent (no WEBHOOK_URL then, no email address) is decided
+    again by the job, as on a first run: set the URL, then redeliver, and the event goes there too.
+    """
     with transaction.atomic():
-        reset = (
-            Delivery.objects.filter(event=event)
-            .exclude(state=Delivery.State.SKIPPED)
-            .update(state=Delivery.State.PENDING, last_error="")
-        )
+        Delivery.objects.filter(event=event, state=Delivery.State.SKIPPED).delete()  # made again by the job
+        reset = Delivery.objects.filter(event=event).update(state=Delivery.State.PENDING, last_error="")
         job_id = defer_delivery(event_id=event.pk)
     logger.info(
         "redelivery requested",

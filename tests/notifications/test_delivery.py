@@ -112,6 +112,24 @@ def test_no_webhook_url_skips_the_webhook(settings):
 
 
 @pytest.mark.django_db
+def test_redelivering_after_the_webhook_url_is_set_sends_the_skipped_webhook(settings, httpserver):
+    """Set the URL, then redeliver: an event first sent without one reaches it (it stayed skipped)."""
+    settings.WEBHOOK_URL = ""
+    event = low_balance_event()
+    services.deliver_event(event_id=event.pk, attempt=1, final=False)
+    settings.WEBHOOK_URL, settings.WEBHOOK_SECRET = httpserver.url_for("/hooks/creditdesk"), SECRET
+    httpserver.expect_request("/hooks/creditdesk").respond_with_data("ok")
+
+    services.redeliver(event=event)
+    services.deliver_event(event_id=event.pk, attempt=1, final=False)
+
+    states = dict(Delivery.objects.filter(event=event).values_list("channel", "state"))
+    assert states == {"webhook": "delivered", "email": "delivered"}
+    assert len(httpserver.log) == 1
+    assert len(mail.outbox) == 2  # the email went again too: a redelivery sends every channel
+
+
+@pytest.mark.django_db
 def test_admin_pages_show_events_deliveries_and_the_wallets_last_crossing(admin_client, webhook):
     webhook.expect_request("/hooks/creditdesk").respond_with_data("ok")
     event = low_balance_event()
