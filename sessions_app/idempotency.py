@@ -118,8 +118,8 @@ def complete(*, claimed: Claim, turn_id: int, response: dict) -> None:
     ).update(state=TurnRequest.State.DONE, turn_id=turn_id, response=response, completed_at=timezone.now())
     if not done:
         raise RequestInProgress(
-            "This turn took so long that a retry with the same Idempotency-Key took it over; "
-            "nothing was charged for this attempt."
+            "This turn took so long that a retry with the same Idempotency-Key took it over; this attempt's "
+            "answer was not charged (tool steps it had finished stay charged, as for any turn that fails)."
         )
 
 

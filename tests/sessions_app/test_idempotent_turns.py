@@ -316,3 +316,16 @@ def test_a_streamed_turn_while_its_key_runs_is_409_and_one_never_read_frees_it(u
 def test_a_402_streamed_attempt_leaves_its_key_unused(user_client, user, session):
     refused = post(user_client, session, key="s-3", HTTP_ACCEPT="text/event-stream")
     assert refused.status_code == 402 and not TurnRequest.objects.exists()
+
+
+def test_an_attempt_taken_over_says_only_its_answer_went_uncharged(user, session):
+    """Its finished tool steps were committed as they ended: "nothing was charged" was untrue for them."""
+    first = idempotency.claim(user=user, key="k-1", session_id=session.pk, content="hello")
+    TurnRequest.objects.filter(pk=first.id).update(created_at=timezone.now() - timedelta(hours=1))
+    retry = idempotency.claim(user=user, key="k-1", session_id=session.pk, content="hello")
+    assert retry.id == first.id and retry.attempt != first.attempt  # taken over
+
+    with pytest.raises(
+        idempotency.RequestInProgress, match="answer was not charged \\(tool steps it had finished stay"
+    ):
+        idempotency.complete(claimed=first, turn_id=1, response={})
