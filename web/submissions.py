@@ -9,6 +9,8 @@ Idempotency-Key does): there the turn and its claim commit together.
 """
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django import forms
 from django.core.cache import cache
@@ -42,7 +44,7 @@ class Submission:
         self.key = f"web-{purpose}:{request.user.pk}:{form.cleaned_data['submission']}"
 
     def claim(self) -> bool:
-        """True for the form's first post (write, then `done` or `release`); False when it was sent before."""
+        """True for the form's first post (its write inside `writing()`, then `done`); False when it was sent before."""
         return cache.add(self.key, STARTED, SUBMISSION_SECONDS)
 
     def done(self, answer) -> None:
@@ -57,3 +59,13 @@ class Submission:
     def release(self) -> None:
         """Nothing was written (the write was refused): the same form may be sent again."""
         cache.delete(self.key)
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """The claimed write: whatever it raises (a refusal, or a failure of ours) releases the claim
+        first, so that the same form may be sent again; nothing was written."""
+        try:
+            yield
+        except BaseException:
+            self.release()
+            raise

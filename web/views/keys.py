@@ -60,20 +60,17 @@ def _create_once(request, form):
         return redirect("web:keys")
     data = form.cleaned_data
     try:
-        key, secret = keys.create_api_key(
-            user=request.user,
-            name=data["name"],
-            limit=data["limit"],
-            limit_reset=data["limit_reset"],
-            expires_at=data["expires_at"],
-        )
+        with submission.writing():
+            key, secret = keys.create_api_key(
+                user=request.user,
+                name=data["name"],
+                limit=data["limit"],
+                limit_reset=data["limit_reset"],
+                expires_at=data["expires_at"],
+            )
     except DomainError as exc:
-        submission.release()
         _refusal_on_form(form, exc)
         return None
-    except BaseException:
-        submission.release()  # nothing was made (a 500): the same form may be sent again
-        raise
     return render(request, "web/key_created.html", {"nav": "keys", "state": key_state(key), "secret": secret})
 
 

@@ -39,23 +39,19 @@ def buy_credits(request):
             return _sent_before(request, submission.answer())
         here = request.build_absolute_uri(reverse("web:buy-credits"))
         try:
-            purchase = start_purchase(
-                user=request.user,
-                credits=form.cleaned_data["credits"],
-                success_url=here + "?session_id={CHECKOUT_SESSION_ID}",
-                cancel_url=here + "?cancelled=1",
-                # The API's count, one rate per user: purchases started, not refused requests.
-                before_start=lambda: PurchaseThrottle().allow_request(request, None),
-            )
+            with submission.writing():  # refused: no payable purchase, the same form may be sent again
+                purchase = start_purchase(
+                    user=request.user,
+                    credits=form.cleaned_data["credits"],
+                    success_url=here + "?session_id={CHECKOUT_SESSION_ID}",
+                    cancel_url=here + "?cancelled=1",
+                    # The API's count, one rate per user: purchases started, not refused requests.
+                    before_start=lambda: PurchaseThrottle().allow_request(request, None),
+                )
         except Throttled as exc:
-            submission.release()
             form.add_error(None, exc.detail["detail"])
         except DomainError as exc:
-            submission.release()  # no payable purchase was started: the same form may be sent again
             form.add_error("credits" if exc.field == "credits" else None, exc.message)
-        except BaseException:
-            submission.release()  # the same, for a failure of ours (a 500)
-            raise
         else:
             submission.done(purchase.pk)
             return redirect("web:purchase-checkout", pk=purchase.pk)
