@@ -30,13 +30,17 @@ def period_start(period: str | None, now: datetime | None = None) -> date | None
     """The first local day of the current `period` (None for a limit that never resets)."""
     if period is None:
         return None
-    today = local_today(now)
+    return first_day(period, local_today(now))
+
+
+def first_day(period: str, day: date) -> date:
+    """The first day of the calendar `period` (day, week from Monday, month) that holds `day`."""
     if period == "day":
-        return today
+        return day
     if period == "week":
-        return today - timedelta(days=today.weekday())
+        return day - timedelta(days=day.weekday())
     if period == "month":
-        return today.replace(day=1)
+        return day.replace(day=1)
     raise ValueError(f"period must be one of {', '.join(PERIODS)}, not {period!r}")
 
 

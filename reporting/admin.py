@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from billing.models import CreditTransaction
+from billing.periods import first_day
 from core.replica import reads_replica
 from reporting.exports import stream_ledger_csv
 from reporting.forms import MAX_RANGE_DAYS, UsageFilterForm
@@ -51,18 +52,9 @@ class Chart:
     label_y: int
 
 
-def _bucket_start(day: date, bucket: str) -> date:
-    """The first day of the bucket holding `day` (weeks start Monday)."""
-    if bucket == "week":
-        return day - timedelta(days=day.weekday())
-    if bucket == "month":
-        return day.replace(day=1)
-    return day
-
-
 def bucket_count(*, start: date, end: date, bucket: str) -> int:
     """How many buckets bucket_starts() would list, counted without listing them."""
-    first, last = _bucket_start(start, bucket), _bucket_start(end, bucket)
+    first, last = first_day(bucket, start), first_day(bucket, end)
     if bucket == "month":
         return max(0, (last.year - first.year) * 12 + last.month - first.month + 1)
     return max(0, (last - first).days // (7 if bucket == "week" else 1) + 1)
@@ -70,7 +62,7 @@ def bucket_count(*, start: date, end: date, bucket: str) -> int:
 
 def bucket_starts(*, start: date, end: date, bucket: str) -> list[date]:
     """Every bucket's first day from the one holding `start` to the one holding `end` (weeks start Monday)."""
-    current, last = _bucket_start(start, bucket), _bucket_start(end, bucket)
+    current, last = first_day(bucket, start), first_day(bucket, end)
     starts = [current] if current <= last else []
     # Step to the last bucket, never past it: after the calendar's last week or month the next
     # start would lie beyond 9999-12-31, which no date can hold.
