@@ -75,20 +75,8 @@ class UsageSummarySerializer(serializers.Serializer):
     buckets = UsageRowSerializer(many=True, help_text="One row per bucket with events, oldest first.")
 
 
-class MyCostByPurposeSerializer(CostByPurposeSerializer):
-    chat = MoneyField(help_text="Chat turns answering you (the cost less the three below).")
-    api = MoneyField(help_text="Calls through the OpenAI-compatible gateway (your API keys).")
-
-
 class MyUsageRowSerializer(UsageRowSerializer):
     unique_users = None
-    cost_by_purpose = serializers.SerializerMethodField(
-        help_text="`cost` split by why the calls were made: chat, tool_followup, summary, api (the gateway)."
-    )
-
-    @extend_schema_field(MyCostByPurposeSerializer)
-    def get_cost_by_purpose(self, row) -> dict:
-        return _by_purpose(row)
 
 
 class KeyUsageSerializer(serializers.Serializer):
@@ -103,7 +91,6 @@ class MyUsageSerializer(UsageSummarySerializer):
     """The staff summary's body for the caller's own calls: no unique_users; `by_key` with group_by=key."""
 
     unique_users = None
-    cost_by_purpose = MyCostByPurposeSerializer(help_text="`total_cost` split by why the calls were made.")
     daily = MyUsageRowSerializer(many=True, help_text="One row per day with calls when bucket=day; else [].")
     buckets = MyUsageRowSerializer(many=True, help_text="One row per bucket with calls, oldest first.")
     by_key = KeyUsageSerializer(
