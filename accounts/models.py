@@ -8,10 +8,9 @@ from django.utils.crypto import salted_hmac
 
 class User(AbstractUser):
     # Raised by "log out everywhere" (accounts.services.revoke_all_tokens): it is part of the hash
-    # every browser session of the user carries, so all of them end with their API tokens.
-    session_generation = models.PositiveIntegerField(
-        default=0, db_default=0
-    )  # an older release inserts users too
+    # every browser session of the user carries, so all of them end with their API tokens. A database
+    # default too: an older release, not knowing the column, inserts users while the next one rolls out.
+    session_generation = models.PositiveIntegerField(default=0, db_default=0)
 
     class Meta:
         db_table = "accounts_user"

@@ -130,10 +130,10 @@ def run_tool(*, context: ToolContext, call_id: str, name: str, arguments: str) -
             # record of the run, get them as U+FFFD (a jsonb value cannot hold them).
             parsed = storable_json(json.loads(arguments or "{}"))
         except ValueError as exc:
-            parsed = {"_unparsed": storable((arguments or "")[:1000])}
+            parsed = _unparsed(arguments)
             raise ToolError(f"The arguments are not valid JSON ({exc}).") from None
         if not isinstance(parsed, dict):
-            parsed = {"_unparsed": storable((arguments or "")[:1000])}
+            parsed = _unparsed(arguments)
             raise ToolError("The arguments must be a JSON object.")
         problems = sorted(tool.validator.iter_errors(parsed), key=lambda e: list(e.path))
         if problems:
@@ -154,6 +154,11 @@ def run_tool(*, context: ToolContext, call_id: str, name: str, arguments: str) -
         error=error[:500],
         latency_ms=max(0, round((time.monotonic() - started) * 1000)),
     )
+
+
+def _unparsed(arguments: str) -> dict:
+    """What the model wrote, when it is no JSON object: kept (its start) as the run's arguments."""
+    return {"_unparsed": storable((arguments or "")[:1000])}
 
 
 def _problem(error) -> str:
