@@ -9,8 +9,8 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from billing import rollup
-from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, SpendLimit, Wallet
-from billing.periods import PERIOD_START_SQL, period_params
+from billing.models import CreditHold, CreditTransaction, LLMCallEvent, ModelPrice, Wallet
+from billing.periods import period_params
 from billing.selectors import low_balance_threshold
 from billing.services._wallet import WALLET
 from billing.services.crossings import record_crossings
@@ -36,24 +36,6 @@ HOLD_STILL_OPEN = "status NOT IN ({})".format(
 # The SQLSTATE billing_commits_alone aborts the charge's statement with (billing migration 0026) when,
 # sent on its own, its move would cross a line whose event is recorded in a transaction.
 CROSSES_A_LINE = "CD001"
-
-
-def call_limits(wallet_id: str) -> str:
-    """The WHERE clause over `spend_limit` for the limits a call counts against: the caps of the
-    wallet (`wallet_id`, an SQL expression) and the call's own key limit (%(spend_limit_id)s, null
-    for none).
-
-    The caps are found through their own index (at most one of each kind) and the key's limit by its
-    key: a wallet whose user opened hundreds of keys (revoked ones keep their rows) costs a call what
-    a wallet with one does, whatever plan the statistics of wallets with a key or two made.
-    """
-    return f"""spend_limit.id = ANY (ARRAY(
-                SELECT cap.id FROM {SpendLimit._meta.db_table} cap
-                WHERE cap.wallet_id = {wallet_id} AND cap.kind <> 'key'
-                UNION ALL
-                SELECT key_limit.id FROM {SpendLimit._meta.db_table} key_limit
-                WHERE key_limit.id = %(spend_limit_id)s AND key_limit.wallet_id = {wallet_id}
-            ))"""  # noqa: S608 - our table
 
 
 # Every recorded call, successful or failed, is this one statement (data-modifying CTEs). The hold
@@ -86,23 +68,16 @@ _RECORD_SQL = f"""
         WHERE user_id = %(user_id)s
         RETURNING id, balance
     ),
-    -- 4. The limits the call counts against, after the wallet (the sub-select reads moved_wallet
-    --    first): the key's (its hold given back) and the wallet's caps, the cost added to the
-    --    period's charges, which restart from it when the row's counter belongs to a past period.
+    -- 4. The limits the call counts against, counted after the wallet's lock was granted (the
+    --    arguments read moved_wallet first): the cost added to the period's charges of the key's
+    --    limit (its hold given back) and of the wallet's caps. A function, not a CTE over the limits,
+    --    so a cap set while this statement waited for the wallet is counted (billing migration 0028).
     moved_limits AS (
-        UPDATE {SpendLimit._meta.db_table} spend_limit
-        SET spent = CASE WHEN spend_limit.period_start IS NOT DISTINCT FROM {PERIOD_START_SQL}
-                    THEN spend_limit.spent ELSE 0
-                END + %(cost)s,
-            period_start = {PERIOD_START_SQL},
-            held = spend_limit.held - CASE
-                WHEN spend_limit.id = (SELECT spend_limit_id FROM closed_hold)
-                THEN (SELECT amount FROM closed_hold) ELSE 0
-            END,
-            updated_at = %(now)s
-        WHERE {call_limits("(SELECT id FROM moved_wallet)")}
-        RETURNING spend_limit.id, spend_limit.kind, spend_limit.amount, spend_limit.spent,
-            spend_limit.period_start, spend_limit.alerted_percent, spend_limit.alerted_period_start
+        SELECT * FROM billing_count_call(
+            (SELECT id FROM moved_wallet), %(spend_limit_id)s, %(cost)s,
+            (SELECT spend_limit_id FROM closed_hold), (SELECT amount FROM closed_hold),
+            %(day_start)s, %(week_start)s, %(month_start)s, %(now)s
+        )
     ),
     -- 5. The debit row chained from that balance; none when the call cost nothing (a debit is never 0).
     debit_row AS (
@@ -128,7 +103,7 @@ _RECORD_SQL = f"""
     -- and the caps as counted (for their alerts; none without caps), money as text; then the guard.
     SELECT call_event.id, moved_wallet.id, moved_wallet.balance, debit_row.id,
         (
-            SELECT json_agg(json_build_array(id, amount::text, spent::text, period_start,
+            SELECT json_agg(json_build_array(id, amount::text, spent::text, counted::text, period_start,
                 alerted_percent, alerted_period_start))
             FROM moved_limits
             WHERE kind <> 'key' AND amount IS NOT NULL
@@ -143,7 +118,7 @@ _RECORD_SQL = f"""
             AND NOT EXISTS (
                 SELECT FROM moved_limits, unnest(%(alert_percents)s::int[]) AS alert (percent)
                 WHERE moved_limits.kind <> 'key' AND moved_limits.amount > 0
-                    AND (moved_limits.spent - %(cost)s) * 100 < moved_limits.amount * alert.percent
+                    AND (moved_limits.spent - moved_limits.counted) * 100 < moved_limits.amount * alert.percent
                     AND moved_limits.amount * alert.percent <= moved_limits.spent * 100
             )
         ))
@@ -363,7 +338,9 @@ def _record(
         "low_balance": low_balance_threshold(),
         "alert_percents": list(CAP_ALERT_PERCENTS),
         **rollup.call_params(event),
-        **period_params(now),
+        # The call's periods: it counts against its limits in the period it was made in, the one its
+        # usage is filed under (a late charge of a stream's hold may come after midnight).
+        **period_params(event.created_at),
     }
     sql = _RECORD_SQL
     if then is not None:
@@ -417,6 +394,4 @@ def _record_crossings(row: tuple, *, event: LLMCallEvent, amount: Decimal) -> No
         balance_before=balance_after - amount,
         balance_after=balance_after,
     )
-    record_cap_alerts(
-        wallet_id=wallet_id, user_id=event.user_id, caps=caps, cost=event.cost, balance=balance_after
-    )
+    record_cap_alerts(wallet_id=wallet_id, user_id=event.user_id, caps=caps, balance=balance_after)

@@ -19,7 +19,7 @@ from billing.models import CreditHold, CreditLot, ModelPrice, SpendLimit, Wallet
 from billing.periods import PERIOD_START_SQL, next_reset, period_params
 from billing.selectors import price_from_row
 from billing.services._wallet import WALLET, move
-from billing.services.charging import HOLD_STILL_OPEN, call_limits, charge
+from billing.services.charging import HOLD_STILL_OPEN, charge
 from billing.services.limits import give_back_key_hold
 from core.db import RELAXED_COMMIT, execute_prepared, loaded, relaxed_commit_params, selected
 from core.money import quantize, to_decimal
@@ -83,19 +83,19 @@ _RESERVE_SQL = f"""
             FOR UPDATE OF lot
         ) AS due
     ),
-    -- 4. The limits the call counts against, locked after the wallet (the sub-select reads
+    -- 4. The limits the call counts against, locked after the wallet (the argument reads
     --    locked_wallet first), so each row is read as the last reservation or charge left it: the
-    --    API key's (with a key) and the wallet's spending caps. `charged` is the period's charges:
-    --    none when the row's counter belongs to a past period (the calendar resets it, no job).
+    --    API key's (with a key) and the wallet's spending caps. A function, not a read in this
+    --    statement, so a cap set while it waited for the wallet is read (billing migration 0028).
+    --    `charged` is the period's charges: none when the row's counter belongs to a past period
+    --    (the calendar resets it, no job).
     locked_limits AS (
         SELECT spend_limit.id, spend_limit.kind, spend_limit.amount, spend_limit.period,
             spend_limit.held,
             CASE WHEN spend_limit.period_start IS NOT DISTINCT FROM {PERIOD_START_SQL}
                 THEN spend_limit.spent ELSE 0
             END AS charged
-        FROM {LIMIT} spend_limit
-        WHERE {call_limits("(SELECT id FROM locked_wallet)")}
-        FOR UPDATE OF spend_limit
+        FROM billing_call_limits((SELECT id FROM locked_wallet), %(spend_limit_id)s) AS spend_limit
     ),
     -- 5. The first limit whose period's spending (charges plus open holds: the key's own, all the
     --    wallet's for a cap) has reached its amount, the key's before the caps: it refuses the call.

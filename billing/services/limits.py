@@ -146,21 +146,22 @@ def set_spend_cap(
     return cap
 
 
-def record_cap_alerts(*, wallet_id: int, user_id: int, caps: list, cost: Decimal, balance: Decimal) -> list:
+def record_cap_alerts(*, wallet_id: int, user_id: int, caps: list, balance: Decimal) -> list:
     """After a charge, under the wallet's lock: one `wallet.spend_cap_threshold` event per cap
     percent the charge reached, once per period (the cap row remembers the highest one sent).
 
-    `caps` are the charge statement's cap rows after it: [id, amount, spent, period_start,
-    alerted_percent, alerted_period_start].
+    `caps` are the charge statement's cap rows after it: [id, amount, spent, counted, period_start,
+    alerted_percent, alerted_period_start], `counted` what the charge added to `spent` (nothing for
+    a call made in a period the cap has already left).
     """
-    if not caps or cost <= 0:
+    if not caps:
         return []
     events = []
-    for cap_id, amount, spent, start, alerted, alerted_start in caps:
-        amount, spent = Decimal(amount), Decimal(spent)
-        if amount <= 0:
+    for cap_id, amount, spent, counted, start, alerted, alerted_start in caps:
+        amount, spent, counted = Decimal(amount), Decimal(spent), Decimal(counted)
+        if amount <= 0 or counted <= 0:
             continue
-        before = spent - cost
+        before = spent - counted
         already = alerted if alerted_start == start else 0
         reached = [p for p in CAP_ALERT_PERCENTS if p > already and before * 100 < amount * p <= spent * 100]
         if not reached:

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from billing import services
 from billing.exceptions import LimitReached
-from billing.models import ModelPrice, SpendLimit, WalletEvent
+from billing.models import ModelPrice, SpendLimit, UsageDaily, WalletEvent
 from billing.services import charging, holds, set_spend_cap
 from tests.factories import UserFactory, fund, token_client_for
 from tests.plans import assert_reads_at_most, execute_as_prepared, plan_as_kept
@@ -147,3 +147,32 @@ def test_a_call_reads_its_wallets_caps_and_its_own_key_not_every_key(user, price
     assert len(sent) == 2, list(sent)
     for sql, params in sent.items():
         assert_reads_at_most("billing_spendlimit", execute_as_prepared(sql, params), 2)
+
+
+def test_a_call_charged_after_its_period_ended_counts_in_that_period_not_the_current_one(user, price):
+    """A stream's hold charged after midnight (release_expired_holds) is filed under the day it was
+    made, in the reports and in the limits alike: today's counters, and their alerts, are not charged
+    for yesterday's call."""
+    fund(user, "100")
+    cap = set_spend_cap(user=user, kind=SpendLimit.Kind.USER_CAP, amount=Decimal("1"), period="day")
+    key = services.open_key_limit(user=user, amount=Decimal("1"), period="day")
+    charge_of(user, price, Decimal("0.2"))
+    yesterday = timezone.now() - timedelta(days=1)
+    hold = services.reserve(user=user, amount=Decimal("0.9"), spend_limit_id=key.pk).hold
+    late = services.charge(
+        user=user,
+        price=price,
+        provider="echo",
+        input_tokens=0,
+        output_tokens=int(Decimal("0.9") * 1000 / price.output_price_per_1k),
+        hold=hold,
+        occurred_at=yesterday,
+    )
+
+    assert late.event.cost == Decimal("0.9")
+    cap.refresh_from_db()
+    key.refresh_from_db()
+    assert (cap.spent, cap.period_start) == (Decimal("0.2"), timezone.localdate())
+    assert (key.spent, key.held) == (Decimal(0), Decimal(0))
+    assert not WalletEvent.objects.filter(type="wallet.spend_cap_threshold").exists()
+    assert UsageDaily.objects.get(user_id=user.pk, day=timezone.localdate(yesterday)).cost == Decimal("0.9")
