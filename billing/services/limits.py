@@ -15,8 +15,8 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from billing.exceptions import InvalidLimit
-from billing.models import LLMCallEvent, SpendLimit, UsageDaily, Wallet, WalletEvent
-from billing.periods import PERIODS, local_today, period_start, start_instant
+from billing.models import SpendLimit, UsageDaily, UsageKeyDaily, Wallet, WalletEvent
+from billing.periods import PERIODS, local_today, period_start
 from billing.signals import wallet_events_recorded
 from core.money import quantize, to_decimal
 
@@ -81,7 +81,12 @@ def open_key_limit(*, user, amount: Decimal | None, period: str | None) -> Spend
 
 
 def change_key_limit(*, spend_limit: SpendLimit, amount: Decimal | None, period: str | None) -> SpendLimit:
-    """Set a key's limit and its period; a new period's spending is recounted from the key's calls in it."""
+    """Set a key's limit and its period; a new period's spending is recounted from the key's usage rollup.
+
+    The recount reads the key's local days (UsageKeyDaily), as set_spend_cap reads UsageDaily, not
+    its call events: months of events may be detached (billing.partitions), and a recount from what
+    is left would forget their spending and let the key spend its limit again.
+    """
     amount = validate_limit(amount)
     period = validate_period(period, field="limit_reset", allow_none=True)
     with transaction.atomic():
@@ -89,10 +94,10 @@ def change_key_limit(*, spend_limit: SpendLimit, amount: Decimal | None, period:
         row = SpendLimit.objects.select_for_update().get(pk=spend_limit.pk)
         if period != row.period:
             start = period_start(period)
-            calls = LLMCallEvent.objects.filter(spend_limit_id=row.pk)
-            if start is not None:
-                calls = calls.filter(created_at__gte=start_instant(start))
-            row.spent = to_decimal(calls.aggregate(total=Sum("cost"))["total"] or 0)
+            days = UsageKeyDaily.objects.filter(spend_limit_id=row.pk, day__lte=local_today())
+            if start is not None:  # else the key's whole life: a limit that never resets
+                days = days.filter(day__gte=start)
+            row.spent = to_decimal(days.aggregate(total=Sum("cost"))["total"] or 0)
             row.period, row.period_start = period, start
         row.amount = amount
         row.save(update_fields=["amount", "period", "period_start", "spent", "updated_at"])

@@ -49,6 +49,38 @@ def test_rename_change_limit_and_revoke(user):
     assert ApiKey.objects.get(pk=key_id).revoked_at is not None
 
 
+def test_a_key_made_lifetime_counts_the_calls_of_detached_months(user, tmp_path):
+    """A new period's spending is recounted from the per-key rollup: the events of a detached month
+    are gone from the table, and a recount from them let the key spend its lifetime limit again."""
+    from datetime import UTC, date, datetime
+
+    from billing import partitions
+    from billing.models import LLMCallEvent
+    from billing.rollup import rebuild_usage_rollup
+    from tests.factories import LLMCallEventFactory
+
+    client = token_client_for(user)
+    key = client.post(KEYS, {"name": "laptop", "limit": "10", "limit_reset": "monthly"}, format="json").json()
+    spend_limit_id = ApiKey.objects.get(pk=key["id"]).spend_limit_id
+    for month, cost in ((3, "2.5"), (4, "1")):
+        LLMCallEventFactory(
+            user=user,
+            purpose=LLMCallEvent.Purpose.API,
+            spend_limit_id=spend_limit_id,
+            cost=Decimal(cost),
+            created_at=datetime(2024, month, 14, 12, tzinfo=UTC),
+            rollups=False,
+        )
+    rebuild_usage_rollup()
+    partitions.detach_call_month(month=date(2024, 3, 1), export_to=tmp_path / "2024-03.csv")
+
+    response = client.patch(f"{KEYS}/{key['id']}", {"limit_reset": None}, format="json")
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["limit_reset"] is None
+    assert response.json()["usage"] == "3.500000" and response.json()["limit_remaining"] == "6.500000"
+
+
 def test_another_users_key_is_404(user):
     other_key = token_client_for(UserFactory()).post(KEYS, {"name": "theirs"}, format="json").json()["id"]
     client = token_client_for(user)
