@@ -1,6 +1,7 @@
-"""System checks: the report time zone is a zone, and usage reports cut days in the zone the rollups
-were built for, or say so; a purchase buys at least one credit, and its smallest is one Stripe can
-charge; the settings that are amounts of credits are amounts; numeric settings are not below their floors."""
+"""System checks: the report time zone is a zone, and the usage rollups were built in it (else reports
+mix days of two zones, and a warning says so); a purchase buys at least one credit, and its smallest
+is one Stripe can charge; the settings that are amounts of credits are amounts; numeric settings are
+not below their floors."""
 
 import math
 from decimal import Decimal, InvalidOperation
@@ -36,6 +37,8 @@ def check_report_time_zone(app_configs=None, **kwargs):
 
 @register(deploy=False)
 def check_rollup_time_zone(app_configs=None, databases=None, **kwargs):
+    """The rollups were last built in REPORT_TIME_ZONE: each charge files its call under its day in the
+    zone of the moment, so after a change the rollups hold days of both zones until a rebuild recounts them."""
     # Only when the checks may query (migrate, runserver, check --database default), never at import.
     if not databases or check_report_time_zone():
         return []
@@ -43,12 +46,14 @@ def check_rollup_time_zone(app_configs=None, databases=None, **kwargs):
         built_for = built_for_time_zone()
     except DatabaseError:  # not migrated yet: migrate builds the rollups
         return []
-    if built_for is None or built_for == settings.REPORT_TIME_ZONE:
+    current = settings.REPORT_TIME_ZONE
+    if built_for is None or built_for == current:
         return []
     return [
         Warning(
-            f"The usage rollups cut days in {built_for}, but REPORT_TIME_ZONE is {settings.REPORT_TIME_ZONE}: "
-            "usage reports still show days in the old zone.",
+            f"The usage rollups cut days in {built_for}, but REPORT_TIME_ZONE is {current}: calls charged "
+            f"since the change are filed under days in {current}, earlier ones stay under days in "
+            f"{built_for}, so usage reports mix days in {built_for} and {current} until the rollups are rebuilt.",
             hint="Run `manage.py rebuild_usage_rollup` once (safe while the server runs).",
             id="billing.W001",
         )

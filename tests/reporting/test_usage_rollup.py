@@ -79,6 +79,9 @@ def test_a_report_time_zone_change_is_flagged_until_the_rollups_are_rebuilt(new_
     settings.REPORT_TIME_ZONE = "UTC"
     warnings = [w for w in run_checks(databases=["default"]) if w.id == "billing.W001"]
     assert len(warnings) == 1 and "America/New_York" in warnings[0].msg
+    # Calls charged since the change are filed under UTC days, earlier ones keep their New York days.
+    assert "mix days in America/New_York and UTC" in warnings[0].msg
+    assert "old zone" not in warnings[0].msg and "rebuild_usage_rollup" in warnings[0].hint
 
     rebuild_usage_rollup()
 
