@@ -182,16 +182,16 @@ def key_usage_by_bucket(
 
 
 def usage_by_limit(*, start: date, end: date, user_id: int, model: str | None = None) -> list[dict]:
-    """A user's successful calls and their cost per API key (its billing limit) over [start, end]; one query.
+    """A user's calls, failed calls and cost per API key (its billing limit) over [start, end]; one query.
 
-    A key with only failed calls in range has a row too (0 calls, 0 cost)."""
+    A key with only failed calls in range has a row too (0 calls, 0 cost): its `failed_calls` says why."""
     days = UsageKeyDaily.objects.filter(spend_limit__wallet__user_id=user_id, day__gte=start, day__lte=end)
     if model is not None:
         days = days.filter(model=model)
     return list(
         days.values("spend_limit_id")
-        .annotate(calls=Sum("calls"), cost=Sum("cost"))
-        .values("spend_limit_id", "calls", "cost")
+        .annotate(calls=Sum("calls"), failed_calls=Sum("failed_calls"), cost=Sum("cost"))
+        .values("spend_limit_id", "calls", "failed_calls", "cost")
         .order_by("spend_limit_id")
     )
 

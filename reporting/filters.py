@@ -168,5 +168,7 @@ class MyUsageQuerySerializer(UsageSummaryQuerySerializer):
 
     user_id = None
     group_by = serializers.ChoiceField(
-        choices=["key"], required=False, help_text="key: add `by_key`, the calls and cost per API key."
+        choices=["key"],
+        required=False,
+        help_text="key: add `by_key`, the calls, failed calls and cost per API key.",
     )

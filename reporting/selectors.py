@@ -219,11 +219,13 @@ class KeyUsage:
     prefix: str
     name: str
     calls: int
+    failed_calls: int
     cost: Decimal
 
 
 def usage_by_key(*, start: date, end: date, user_id: int, model: str | None = None) -> list[KeyUsage]:
-    """A user's calls and cost per API key over [start, end] (keys with calls only), newest key first."""
+    """A user's calls, failed calls and cost per API key over [start, end] (keys with any call, successful
+    or failed), newest key first."""
     rows = usage_by_limit(start=start, end=end, user_id=user_id, model=model)
     keys = ApiKey.objects.filter(spend_limit_id__in=[row["spend_limit_id"] for row in rows]).in_bulk(
         field_name="spend_limit_id"
@@ -234,6 +236,7 @@ def usage_by_key(*, start: date, end: date, user_id: int, model: str | None = No
             prefix=keys[row["spend_limit_id"]].prefix,
             name=keys[row["spend_limit_id"]].name,
             calls=row["calls"],
+            failed_calls=row["failed_calls"],
             cost=_money(row["cost"]),
         )
         for row in rows

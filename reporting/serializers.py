@@ -84,7 +84,13 @@ class KeyUsageSerializer(serializers.Serializer):
     prefix = serializers.CharField()
     name = serializers.CharField()
     calls = serializers.IntegerField(help_text="Successful calls made with the key.")
-    cost = MoneyField()
+    failed_calls = serializers.IntegerField(
+        help_text=(
+            "Calls made with the key that failed (provider error or timeout): charged nothing and not in "
+            "`calls` or `cost`. A key whose calls in the range all failed is listed with calls 0 and these."
+        )
+    )
+    cost = MoneyField(help_text="What the key's successful calls cost.")
 
 
 class MyUsageSerializer(UsageSummarySerializer):
@@ -94,5 +100,7 @@ class MyUsageSerializer(UsageSummarySerializer):
     daily = MyUsageRowSerializer(many=True, help_text="One row per day with calls when bucket=day; else [].")
     buckets = MyUsageRowSerializer(many=True, help_text="One row per bucket with calls, oldest first.")
     by_key = KeyUsageSerializer(
-        many=True, required=False, help_text="With group_by=key: per API key with calls."
+        many=True,
+        required=False,
+        help_text="With group_by=key: one row per API key with calls (successful or failed) in the range.",
     )

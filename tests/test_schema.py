@@ -52,6 +52,13 @@ def test_turn_documents_its_request_and_every_outcome(schema):
     assert set(refused) == {"detail", "code", "balance", "available"}
 
 
+def test_my_usage_by_key_documents_failed_calls(schema):
+    """A key listed with 0 calls and 0 cost is explained by its failed calls: the schema says the field is there."""
+    by_key = schema["components"]["schemas"]["KeyUsage"]
+    assert {"key_id", "prefix", "name", "calls", "failed_calls", "cost"} == set(by_key["properties"])
+    assert "failed" in by_key["properties"]["failed_calls"]["description"]
+
+
 def test_token_auth_is_the_documented_scheme(schema):
     token = schema["components"]["securitySchemes"]["tokenAuth"]
     assert (token["type"], token["in"], token["name"]) == ("apiKey", "header", "Authorization")

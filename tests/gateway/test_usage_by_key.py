@@ -137,3 +137,39 @@ def test_a_detached_month_leaves_a_keys_usage_whole(user, tmp_path):
     assert not LLMCallEvent.objects.filter(spend_limit_id=key.spend_limit_id).exists()
     assert client.get(f"{query}&group_by=key").json()["by_key"] == by_key
     assert client.get(f"{query}&key_id={key.pk}").json() == of_key
+
+
+def test_a_key_with_only_failed_calls_is_listed_with_its_failed_calls(user):
+    """A key whose calls in range all failed has a by_key row; without failed_calls its 0 calls and 0 cost
+    left the reader nothing to explain why it is listed."""
+    from datetime import UTC, datetime
+
+    from billing.models import LLMCallEvent
+    from billing.rollup import rebuild_usage_rollup
+    from tests.factories import LLMCallEventFactory
+
+    working, _ = create_api_key(user=user, name="working")
+    failing, _ = create_api_key(user=user, name="failing")
+    when = datetime(2024, 3, 14, 12, tzinfo=UTC)
+    for key, status, cost in (
+        (working, LLMCallEvent.Status.OK, "1"),
+        (working, LLMCallEvent.Status.ERROR, "0"),
+        (failing, LLMCallEvent.Status.ERROR, "0"),
+        (failing, LLMCallEvent.Status.ERROR, "0"),
+    ):
+        LLMCallEventFactory(
+            user=user,
+            purpose=LLMCallEvent.Purpose.API,
+            spend_limit_id=key.spend_limit_id,
+            status=status,
+            cost=Decimal(cost),
+            created_at=when,
+            rollups=False,
+        )
+    rebuild_usage_rollup()
+
+    body = token_client_for(user).get("/api/v1/users/me/usage?start=2024-03-01&end=2024-03-31&group_by=key")
+
+    assert body.status_code == 200, body.json()
+    rows = [(row["name"], row["calls"], row["failed_calls"], row["cost"]) for row in body.json()["by_key"]]
+    assert rows == [("failing", 0, 2, "0.000000"), ("working", 1, 1, "1.000000")]
