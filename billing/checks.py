@@ -138,6 +138,7 @@ def check_credit_amount_settings(app_configs=None, **kwargs):
 SETTING_FLOORS = (
     ("CREDIT_UNIT_PRICE", Decimal("0.000001"), "what one credit costs a buyer: more than nothing"),
     ("SUPPORT_GRANT_LIMIT", Decimal(0), "the most a non-superuser staff member grants at once"),
+    ("STARTING_CREDITS", Decimal(0), "what a new wallet starts with; no wallet opens in debt"),
     ("CALL_EVENT_PARTITIONS_AHEAD", 0, "months of call-event partitions made ahead of the current one"),
     ("CALL_EVENT_DETACH_LOCK_TIMEOUT_MS", 1, "how long a detach waits for its lock; 0 would wait forever"),
 )

@@ -145,6 +145,10 @@ WSGI_APPLICATION = "config.wsgi.application"
 # `make serve` (config/asgi.py): threads per process for every request but streams, which run on the
 # event loop. Keep it near DATABASE_POOL_MAX_SIZE: each thread holds a connection while it works.
 WEB_THREADS = env.int("WEB_THREADS", default=4)
+# `make serve`: uvicorn processes. scripts/serve.sh passes the variable itself; it is read here too so
+# that a value that is no whole number stops start-up and `check` refuses one below 1 (core.E003),
+# which uvicorn would quietly run as one process.
+WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=2)
 # `make serve`: how long (ms) a thread running Python may keep the interpreter while another waits for
 # it (sys.setswitchinterval; Python's default is 5). The event loop relays streams while the pool's
 # threads run requests; at 5 ms a stream's next piece could wait 5 ms per thread ahead of it (a burst's

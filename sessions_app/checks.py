@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.core.checks import Error, register
 
+from core.checks import floor_errors
 from sessions_app.providers import PROVIDER_NAMES
 
 
@@ -31,3 +32,32 @@ def check_llm_settings(app_configs=None, **kwargs):
             )
         )
     return errors
+
+
+@register()
+def check_conversation_floors(app_configs=None, **kwargs):
+    """Files, tool steps and the history kept: a value below its floor refused every upload, or summarized every turn.
+
+    FILE_QUOTA_BYTES has a floor of 1, not 0: a quota of 0 refused every upload with "delete some files
+    and try again", which no user could act on (uploads have no off switch). LLM_MAX_TOOL_STEPS may be
+    0 (no tools offered), never less. LLM_CONTEXT_TOKENS below 1 made every turn pay for a summary.
+    """
+    return floor_errors(
+        (
+            ("FILE_MAX_BYTES", settings.FILE_MAX_BYTES, 1, "the largest file a user may upload, in bytes"),
+            ("FILE_QUOTA_BYTES", settings.FILE_QUOTA_BYTES, 1, "how many bytes of files each user may keep"),
+            (
+                "LLM_MAX_TOOL_STEPS",
+                settings.LLM_MAX_TOOL_STEPS,
+                0,
+                "how many model calls may answer tool results in one turn (0: no tools offered)",
+            ),
+            (
+                "LLM_CONTEXT_TOKENS",
+                settings.LLM_CONTEXT_TOKENS,
+                1,
+                "how many tokens of history a turn sends before the older part is summarized",
+            ),
+        ),
+        id="sessions_app.E005",
+    )

@@ -71,6 +71,8 @@ def test_the_check_says_when_no_purchase_or_an_empty_one_could_be_made(settings,
         ("CREDIT_UNIT_PRICE", D("NaN"), ["billing.E004"]),
         ("SUPPORT_GRANT_LIMIT", D("0"), []),
         ("SUPPORT_GRANT_LIMIT", D("-1"), ["billing.E004"]),
+        ("STARTING_CREDITS", D("0"), []),
+        ("STARTING_CREDITS", D("-5"), ["billing.E004"]),  # was ignored: a new wallet got nothing, silently
         ("CALL_EVENT_PARTITIONS_AHEAD", 0, []),
         ("CALL_EVENT_PARTITIONS_AHEAD", -3, ["billing.E004"]),
         ("CALL_EVENT_DETACH_LOCK_TIMEOUT_MS", 1, []),
