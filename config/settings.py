@@ -4,6 +4,7 @@ import warnings
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -311,11 +312,21 @@ TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 
 # The cache shared by every process: throttle counters live here. The default is a table in the
 # database (created by accounts/migrations/0002); CACHE_URL=redis://host:6379/0 uses Django's RedisCache.
-CACHES = {
-    "default": env.cache_url(
-        "CACHE_URL", default="locmemcache://" if TESTING else "dbcache://creditdesk_cache"
-    )
-}
+# django-environ's own error named neither the variable nor what it takes ("Invalid cache schema ").
+# The message names the scheme only: the URL itself may carry a Redis password.
+try:
+    CACHES = {
+        "default": env.cache_url(
+            "CACHE_URL", default="locmemcache://" if TESTING else "dbcache://creditdesk_cache"
+        )
+    }
+except ImproperlyConfigured:
+    _scheme = urlsplit(env.str("CACHE_URL", default="")).scheme
+    raise ImproperlyConfigured(
+        f"CACHE_URL is not a cache URL ({f'its scheme is {_scheme!r}' if _scheme else 'it has no scheme'}): set it to "
+        "redis://host:6379/0 (rediss:// over TLS) or dbcache://creditdesk_cache (the default), "
+        "or unset it."
+    ) from None
 if "redis" in CACHES["default"]["BACKEND"].lower():
     # Django's own RedisCache over the `redis` client (requirements.txt), whichever name django-environ
     # gives the scheme; Redis expires keys itself, so no MAX_ENTRIES (its client would refuse the option).
@@ -544,7 +555,15 @@ warnings.filterwarnings(
 )
 
 # --- Logging: one line per record on stdout: JSON in production, readable text in DEBUG ---------
-LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# Any case; logging itself refused a name it does not know only inside dictConfig, with a 30-line
+# traceback that never said which variable ("Unable to configure root logger").
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").strip().upper()
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+if LOG_LEVEL not in _LOG_LEVELS:
+    raise ImproperlyConfigured(
+        f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, not {env.str('LOG_LEVEL')!r}: set it to one, "
+        "or unset it for INFO."
+    )
 LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
 if LOG_FORMAT not in ("json", "text"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be json or text, not {LOG_FORMAT!r}.")

@@ -78,6 +78,51 @@ def test_manage_py_refuses_to_start_on_a_switch_it_cannot_read():
     assert "CREDIT_ENFORCEMENT_ENABLED='maybe' is not a switch" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("variable", "raw", "says"),
+    [
+        ("LOG_LEVEL", "bogus", "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not 'bogus'"),
+        ("CACHE_URL", "garbage", "CACHE_URL is not a cache URL (it has no scheme): set it to redis://"),
+        ("CACHE_URL", "ftp://user:hunter2@cache/", "CACHE_URL is not a cache URL (its scheme is 'ftp')"),
+    ],
+)
+def test_a_log_level_or_cache_url_it_cannot_use_stops_start_up_naming_the_variable(variable, raw, says):
+    # They were a 32-line traceback ending "Unable to configure root logger", and "Invalid cache schema ".
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/unused",
+            "SECRET_KEY": "x",
+            variable: raw,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: {says}" in result.stderr.strip().splitlines()[-1], result.stderr
+    assert "hunter2" not in result.stderr  # a cache URL may carry a password
+
+
+def test_a_log_level_is_read_in_any_case():
+    result = subprocess.run(
+        [sys.executable, "-c", "from config import settings; print(settings.LOG_LEVEL)"],
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/unused",
+            "SECRET_KEY": "x",
+            "LOG_LEVEL": "warning",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == "WARNING", result.stderr
+
+
 def test_rotated_secrets_are_read_from_the_environment():
     # SECRET_KEY_FALLBACKS keeps sessions signed with the old key valid while a new one rolls out;
     # WEBHOOK_SECRET_PREVIOUS signs deliveries with the old webhook secret too.
