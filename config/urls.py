@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
-from core.views import HealthView
+from core.views import HealthView, unrouted
 
 api_v1 = [
     re_path(r"^schema/?$", SpectacularAPIView.as_view(), name="schema"),
@@ -22,9 +22,12 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     # The OpenAI-compatible gateway: any OpenAI client with base_url "<server>/v1" and a cdk_ key.
     path("v1/", include("sessions_app.gateway.urls")),
+    # Whatever the API and the gateway do not route answers their JSON 404, with DEBUG on too.
+    re_path(r"^(api/|v1(/|$))", unrouted),
     path("", include("web.urls")),
 ]
 
-# An unrouted /api/ path, or an unhandled error under /api/, answers JSON, not an HTML page.
+# An unrouted /api/ path, or an unhandled error under /api/, answers JSON, not an HTML page (handler404
+# serves with DEBUG off only; the route above answers first in any case).
 handler404 = "core.views.not_found"
 handler500 = "core.views.server_error"

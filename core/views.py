@@ -9,6 +9,7 @@ from django.db import DatabaseError, connection
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from django.views.defaults import page_not_found
 from django.views.defaults import server_error as default_server_error
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -132,13 +133,28 @@ def server_error(request):
     return default_server_error(request)
 
 
+def _api_not_found(request) -> JsonResponse | None:
+    """The 404 of an unrouted API path, in its prefix's error shape; None outside /api/ and /v1/."""
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    if is_openai_path(request.path):
+        return error_response(f"Unknown path {request.path!r}.", status=404, code="not_found")
+    return None
+
+
 def not_found(request, exception):
     """An unrouted path under /api/ answers JSON like every other API error; the rest get Django's page.
 
     Without it, `/api/v1/sessions/abc/` (no route matches a non-numeric id) answered an HTML page.
     """
-    if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "Not found."}, status=404)
-    if is_openai_path(request.path):
-        return error_response(f"Unknown path {request.path!r}.", status=404, code="not_found")
-    return page_not_found(request, exception)
+    return _api_not_found(request) or page_not_found(request, exception)
+
+
+@csrf_exempt  # it writes nothing; without it, an unrouted POST answered the CSRF failure page
+def unrouted(request, *args, **kwargs):
+    """The last route under /api/ and /v1/: the same JSON 404 as not_found, with DEBUG on too.
+
+    Django uses handler404 only with DEBUG off; with it on (`make run`), an unrouted API path answered
+    the HTML technical 404 page, which no API client can read.
+    """
+    return _api_not_found(request)

@@ -23,6 +23,36 @@ def test_an_unrouted_api_path_answers_json_404(user_client, path):
     assert response.json() == {"detail": "Not found."}
 
 
+@pytest.mark.parametrize("method", ["get", "post", "delete"])
+@pytest.mark.parametrize("path", ["/api/v1/nope", "/api/v1/sessions/abc/", "/api/nope/"])
+def test_an_unrouted_api_path_answers_json_404_with_debug_on_too(client, settings, method, path):
+    # `make run` sets DEBUG, where Django answered its HTML technical 404 page (handler404 serves only
+    # with DEBUG off); an unrouted POST would have met the CSRF failure page first.
+    settings.DEBUG = True
+    response = getattr(client, method)(path)
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Not found."}
+
+
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("path", ["/v1/nope", "/v1/chat/nope/", "/v1"])
+def test_an_unrouted_gateway_path_answers_openai_s_404_shape_either_way(client, settings, debug, path):
+    settings.DEBUG = debug
+    response = client.post(path, {}, content_type="application/json")
+
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": {
+            "message": f"Unknown path {path!r}.",
+            "type": "invalid_request_error",
+            "code": "not_found",
+            "param": None,
+        }
+    }
+
+
 def test_an_unrouted_path_outside_the_api_keeps_django_s_page(client):
     response = client.get("/no-such-page/")
 
