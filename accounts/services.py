@@ -104,15 +104,20 @@ def revoke_token(*, token: AuthToken) -> None:
     logger.info("token revoked", extra={"user_id": user_id})
 
 
-def revoke_all_tokens(*, user, revoked_by=None) -> int:
+def revoke_all_tokens(*, user, revoked_by) -> int:
     """Log the user out everywhere: every API token of theirs and every browser session (their
-    hash changes with the session generation) stops working. Returns how many tokens there were."""
+    hash changes with the session generation) stops working. Returns how many tokens there were.
+
+    `revoked_by` is who asked, as the log line records it: the user themself (logout-all), a staff
+    user (the admin's action), or None for an operator at the shell (`manage.py revoke_tokens`). It
+    has no default: one that fell back to the user made an operator's revocation read as a logout.
+    """
     with transaction.atomic():
         count, _ = AuthToken.objects.filter(user=user).delete()
         get_user_model().objects.filter(pk=user.pk).update(session_generation=F("session_generation") + 1)
     logger.info(
         "all tokens revoked",
-        extra={"user_id": user.pk, "tokens": count, "revoked_by": revoked_by.pk if revoked_by else user.pk},
+        extra={"user_id": user.pk, "tokens": count, "revoked_by": revoked_by.pk if revoked_by else None},
     )
     return count
 

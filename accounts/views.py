@@ -79,7 +79,7 @@ class AuthViewSet(NulSafeMixin, viewsets.GenericViewSet):
     @schema.logout_all
     @action(detail=False, methods=["post"], permission_classes=[IsAuthenticated], url_path="logout-all")
     def logout_all(self, request):
-        services.revoke_all_tokens(user=request.user)
+        services.revoke_all_tokens(user=request.user, revoked_by=request.user)
         if not isinstance(request.auth, AuthToken):
             end_session(request)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,6 +1,7 @@
 """API tokens: stored as digests, expiring, revoked by logout, logout-all, the admin and a command."""
 
 import importlib
+import logging
 from datetime import timedelta
 
 import pytest
@@ -117,6 +118,23 @@ def test_revoke_tokens_command(user):
     key = token_for(user)
     call_command("revoke_tokens", user.username)
     assert me(key) == 401
+
+
+def revocations(caplog) -> list[tuple]:
+    return [(r.user_id, r.revoked_by) for r in caplog.records if r.getMessage() == "all tokens revoked"]
+
+
+def test_the_log_says_who_revoked_a_users_tokens(admin_client, admin_user, user, caplog):
+    """An operator's `revoke_tokens` logged the user's own id as revoked_by: it read as their own logout."""
+    caplog.set_level(logging.INFO, logger="accounts.services")
+
+    call_command("revoke_tokens", user.username)  # an operator at the shell: no user did it
+    admin_client.post("/admin/accounts/user/", {"action": "revoke_api_tokens", "_selected_action": [user.pk]})
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(user)}")
+    assert client.post("/api/v1/auth/logout-all").status_code == 204
+
+    assert revocations(caplog) == [(user.pk, None), (user.pk, admin_user.pk), (user.pk, user.pk)]
 
 
 def test_purge_expired_tokens_command(user):

@@ -18,5 +18,5 @@ class Command(BaseCommand):
             raise CommandError(f"No user matches {user!r}.")
         if len(found) > 1:
             raise CommandError(f"{user!r} matches more than one user; use the user id.")
-        count = revoke_all_tokens(user=found[0])
+        count = revoke_all_tokens(user=found[0], revoked_by=None)  # an operator, not the user: logged as none
         self.stdout.write(self.style.SUCCESS(f"Revoked {count} token(s) of {found[0].username}."))
