@@ -181,3 +181,16 @@ def test_a_production_server_before_collectstatic_is_warned(settings):
     assert warning.id == "core.W001" and "collectstatic has not run" in warning.msg
     settings.STATIC_COLLECTED = True
     assert check_static_files_collected() == []
+
+
+def test_every_variable_the_settings_read_is_in_the_readme_and_env_example():
+    """docs/api.md sends readers to both for "the full list"; CSRF_TRUSTED_ORIGINS, CONN_MAX_AGE and others were in neither."""
+    import re
+
+    read = set(re.findall(r'env(?:\.\w+)?\(\s*"([A-Z0-9_]+)"', (ROOT / "config" / "settings.py").read_text()))
+    read -= {"DJANGO_SETTINGS_MODULE"}  # pytest's or manage.py's, not an operator's
+    readme = (ROOT / "README.md").read_text()
+    example = (ROOT / ".env.example").read_text()
+    assert read > {"DATABASE_URL", "LOG_LEVEL"}  # the pattern finds them
+    assert sorted(name for name in read if f"`{name}`" not in readme) == []
+    assert sorted(name for name in read if not re.search(rf"^#? ?{name}=", example, re.M)) == []
