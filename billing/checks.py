@@ -94,7 +94,7 @@ def check_purchase_minimum(app_configs=None, **kwargs):
             f"The smallest purchase, PURCHASE_MIN_CREDITS={settings.PURCHASE_MIN_CREDITS} credits, costs "
             f"{smallest} {currency.upper()}, under Stripe's minimum charge of {minimum} {currency.upper()}: "
             "Stripe refuses to create checkouts that small, so such purchases fail (502).",
-            hint=f'Set PURCHASE_MIN_CREDITS to at least {needed} (docs/purchases.md, "Configuration").',
+            hint=f'Set PURCHASE_MIN_CREDITS to at least {needed} (docs/purchases.md, "Stripe configuration").',
             id="billing.W002",
         )
     ]

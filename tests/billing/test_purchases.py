@@ -677,6 +677,10 @@ def test_the_smallest_purchase_is_checked_against_stripes_minimum_charge(
     if warned:
         needed = {"usd": "50", "jpy": "50"}[currency]
         assert f"Set PURCHASE_MIN_CREDITS to at least {needed}" in found[0].hint
+        # The section it names exists (it named "Configuration", which purchases.md has no heading for).
+        (section,) = re.findall(r'docs/purchases.md, "([^"]+)"', found[0].hint)
+        headings = re.findall(r"^#+ (.+)$", (settings.BASE_DIR / "docs" / "purchases.md").read_text(), re.M)
+        assert section in headings
 
 
 def test_no_purchase_check_while_payments_are_off(settings):
