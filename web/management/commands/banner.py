@@ -26,8 +26,17 @@ class Command(BaseCommand):
     help = "Wait until the development server listens, then print its URLs and the demo logins."
 
     def add_arguments(self, parser):
-        parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument(
+            "--host",
+            default="127.0.0.1",
+            help="The address the server listens on (`make run` passes its HOST; default 127.0.0.1).",
+        )
+        parser.add_argument(
+            "--port",
+            type=int,
+            default=8000,
+            help="The port the server listens on (`make run` passes its PORT; default 8000).",
+        )
         parser.add_argument("--wait", type=_seconds, default=60.0, help="Seconds to wait for the server.")
 
     def handle(self, *args, host, port, wait, **options):
