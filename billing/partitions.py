@@ -314,7 +314,11 @@ def _export(cursor, name: str, out, *, on_rows: Callable[[int], None] | None = N
     with raw.copy(
         f"COPY (SELECT * FROM {name} ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER true)"  # noqa: S608 - names of our own tables
     ) as copy:
+        header_pending = True  # the file's first line names the columns: not a row, never counted as one
         for chunk in copy:
             out.write(chunk)
             if on_rows is not None:
-                on_rows(bytes(chunk).count(b"\n"))  # a line a row (a newline inside a value counts too)
+                lines = bytes(chunk).count(b"\n")  # a line a row (a newline inside a value counts too)
+                if header_pending and lines:
+                    lines, header_pending = lines - 1, False
+                on_rows(lines)

@@ -33,7 +33,9 @@ class Command(BaseCommand):
         progress = Progress(self.stderr, "call events exported", unit="rows")
 
         def exported(rows: int, total: int) -> None:
-            progress.total = total + 1  # the header is a line too
+            progress.total = (
+                total  # call events, as the summary counts them (the export leaves out its header)
+            )
             progress.advance(rows)
 
         try:
