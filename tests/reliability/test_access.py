@@ -184,6 +184,8 @@ TABLE = [
     ("api/v1/^docs/?$", "get", "/api/v1/docs/", S(200, 200, 200, 200)),
     ("api/v1/^redoc/?$", "get", "/api/v1/redoc/", S(200, 200, 200, 200)),
     ("api/v1/^health/?$", "get", "/api/v1/health", S(200, 200, 200, 200)),
+    # What the API and the gateway do not route: their JSON 404, for anyone.
+    ("^(api/|v1(/|$))", "get", "/api/v1/nowhere/", S(404, 404, 404, 404)),
     ("api/v1/^auth/register/?$", "post", "/api/v1/auth/register", S(400, 400, 400, 400)),
     ("api/v1/^auth/token/?$", "post", "/api/v1/auth/token", S(400, 400, 400, 400)),
     ("api/v1/^auth/logout/?$", "post", "/api/v1/auth/logout", S(401, 204, 204, 204)),
