@@ -208,6 +208,11 @@ class CreditHold(models.Model):
     progress_input_tokens = models.PositiveIntegerField(null=True, blank=True)
     progress_output_tokens = models.PositiveIntegerField(null=True, blank=True)
     progress_at = models.DateTimeField(null=True, blank=True)  # the last progress; null: none recorded
+    # The unit prices the call was reserved at, as they were: staff edit a price row in place, and a
+    # call is charged at its reservation's price, not at one set while it ran. Null for progress
+    # recorded before billing 0029 (such a hold is charged at its price row's current prices).
+    progress_input_price_per_1k = MoneyField(null=True, blank=True)
+    progress_output_price_per_1k = MoneyField(null=True, blank=True)
     # The API key limit this hold counts against (a gateway call); its `held` includes `amount` while
     # the hold is open. Caps count every hold of the wallet through the wallet's `held`.
     spend_limit = models.ForeignKey(

@@ -21,7 +21,7 @@ from billing.selectors import price_from_row
 from billing.services._wallet import WALLET, move
 from billing.services.charging import HOLD_STILL_OPEN, charge
 from billing.services.limits import give_back_key_hold
-from core.db import RELAXED_COMMIT, execute_prepared, loaded, relaxed_commit_params, selected
+from core.db import RELAXED_COMMIT, attnames, execute_prepared, loaded, relaxed_commit_params, selected
 from core.money import quantize, to_decimal
 
 logger = logging.getLogger(__name__)
@@ -176,6 +176,8 @@ _RESERVE_SQL = f"""
 _PROGRESS_SQL = f"""
     UPDATE {HOLD}
     SET progress_price_id = %(price_id)s,
+        progress_input_price_per_1k = %(input_price)s,
+        progress_output_price_per_1k = %(output_price)s,
         progress_provider = %(provider)s,
         progress_purpose = %(purpose)s,
         progress_input_tokens = %(input_tokens)s,
@@ -312,6 +314,8 @@ def reserve(
         progress_input_tokens=None,
         progress_output_tokens=None,
         progress_at=None,
+        progress_input_price_per_1k=None,
+        progress_output_price_per_1k=None,
         spend_limit_id=spend_limit_id,
     )
     if shadow:
@@ -370,6 +374,8 @@ def record_progress(
         {
             "hold_id": hold.pk,
             "price_id": price.pk,
+            "input_price": price.input_price_per_1k,
+            "output_price": price.output_price_per_1k,
             "provider": provider,
             "purpose": purpose,
             "input_tokens": input_tokens,
@@ -382,6 +388,8 @@ def record_progress(
     if not rows:
         return False
     hold.progress_price, hold.progress_provider, hold.progress_purpose = price, provider, purpose
+    hold.progress_input_price_per_1k = price.input_price_per_1k
+    hold.progress_output_price_per_1k = price.output_price_per_1k
     hold.progress_input_tokens, hold.progress_output_tokens = input_tokens, output_tokens
     hold.progress_at, hold.expires_at = now, expires_at
     return True
@@ -415,6 +423,22 @@ def release_expired_holds() -> int:
     return count
 
 
+def _reserved_price(hold: CreditHold) -> ModelPrice:
+    """The price an expired hold's call is charged at: its price row with the unit prices the call
+    was reserved at (the row may have been edited since), where its progress recorded them."""
+    price = hold.progress_price
+    if hold.progress_input_price_per_1k is None:  # progress recorded before billing 0029
+        return price
+    return loaded(
+        ModelPrice,
+        **{
+            **{name: getattr(price, name) for name in attnames(ModelPrice)},
+            "input_price_per_1k": hold.progress_input_price_per_1k,
+            "output_price_per_1k": hold.progress_output_price_per_1k,
+        },
+    )
+
+
 def _charge_expired(*, hold_id: int, now) -> int:
     """Charge one expired hold with its last progress, capped at its amount; 0 if another run (or its call) closed it.
 
@@ -432,7 +456,7 @@ def _charge_expired(*, hold_id: int, now) -> int:
             return 0
         charged = charge(
             user=hold.wallet.user,
-            price=hold.progress_price,
+            price=_reserved_price(hold),
             provider=hold.progress_provider,
             input_tokens=hold.progress_input_tokens,
             output_tokens=hold.progress_output_tokens,

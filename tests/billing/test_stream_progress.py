@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.db import IntegrityError, connection
 from django.utils import timezone
 
-from billing import services
+from billing import pricing, services
 from billing.models import CreditHold, CreditTransaction, LLMCallEvent, Wallet
 from billing.reconcile import check_ledger
 from tests.factories import ModelPriceFactory, StaffUserFactory, UserFactory
@@ -208,4 +208,21 @@ def test_two_concurrent_expiry_runs_charge_a_hold_with_progress_exactly_once():
     assert CreditTransaction.objects.filter(wallet__user=user, kind="debit").count() == 5
     assert set(CreditHold.objects.values_list("status", flat=True)) == {"settled"}
     assert (wallet(user).balance, wallet(user).held) == (Decimal("8.5"), Decimal("0"))
+    assert check_ledger().ok
+
+
+def test_an_expired_hold_is_charged_at_the_price_it_was_reserved_at_not_one_set_since(funded, price):
+    """Staff edit a price row in place; a stream whose worker died before the edit is charged, at the
+    sweep, what its call cost when it ran, as a live stream would be (history is never re-priced)."""
+    hold = services.reserve(user=funded, amount=Decimal("3")).hold
+    progress(hold, price, input_tokens=100, output_tokens=50)
+    pricing.update_price(price=price, input_price_per_1k=Decimal("5"), output_price_per_1k=Decimal("10"))
+    expire(hold)
+
+    assert services.release_expired_holds() == 1
+
+    event = LLMCallEvent.objects.get()
+    assert (event.input_price_per_1k, event.output_price_per_1k) == (Decimal("1"), Decimal("2"))
+    assert event.cost == Decimal("0.2")  # 100 in at 1 per 1k, 50 out at 2 per 1k
+    assert wallet(funded).balance == Decimal("9.8")
     assert check_ledger().ok
