@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 
 from billing.exceptions import BillingError, InvalidAmount
 from billing.models import ModelPrice
-from core.money import MAX_DIGITS, PLACES, AmountError, format_money, parse_amount
+from core.money import AmountError, format_money, parse_amount
 
 logger = logging.getLogger(__name__)
 
@@ -18,9 +18,18 @@ MODEL_NAME_MAX = ModelPrice._meta.get_field("model").max_length
 MODEL_NAME_PATTERN = r"[A-Za-z0-9](?:[A-Za-z0-9._:@+/-]*[A-Za-z0-9._:@+-])?"
 _MODEL_NAME_RE = re.compile(MODEL_NAME_PATTERN, re.ASCII)
 _UNSET = object()
-# The largest price per 1k tokens: the largest whole number of credits a money column holds (20
-# digits, 6 of them after the point), so the schema's `maximum` is exactly what validation allows.
-PRICE_MAX = 10 ** (MAX_DIGITS - PLACES) - 1
+# The largest price per 1k tokens. A money column holds less than 10^14 credits (20 digits, 6 of
+# them after the point), and a call's cost lands in several: its hold, its event and debit, the
+# wallet's balance after it, a key's or cap's spending, the usage rollups. A call is under 10^7
+# tokens: a gateway prompt fits a 1 MB body, which the counting rule (a token per started 4
+# characters; tools re-serialized at most 3 characters per body byte) makes under 10^6 tokens; a
+# turn's prompt is smaller (64,000 characters of history, 32,000 of content, the tool results of the
+# default LLM_MAX_TOOL_STEPS); the output is at most LLM_MAX_OUTPUT_TOKENS, itself at most 10^6
+# (sessions_app.E003). So at 10^6 credits per 1k (10,000 USD at the default CREDIT_UNIT_PRICE,
+# thousands of times the dearest model sold today) a call costs under 10^7 / 1000 x 10^6 = 10^10
+# credits: four orders of magnitude below the columns' limit. The schema's `maximum` is PRICE_MAX,
+# exactly what validation allows.
+PRICE_MAX = 10**6
 
 
 class InvalidPrice(BillingError):

@@ -6,6 +6,9 @@ from django.core.checks import Error, register
 from core.checks import floor_errors
 from sessions_app.providers import PROVIDER_NAMES
 
+# The largest output cap a call may have (billing.pricing's arithmetic counts on it).
+MAX_OUTPUT_TOKENS_CEILING = 1_000_000
+
 
 @register()
 def check_llm_settings(app_configs=None, **kwargs):
@@ -20,8 +23,15 @@ def check_llm_settings(app_configs=None, **kwargs):
         )
     if not settings.LLM_TIMEOUT_SECONDS > 0:
         errors.append(Error("LLM_TIMEOUT_SECONDS must be positive.", id="sessions_app.E002"))
-    if not settings.LLM_MAX_OUTPUT_TOKENS > 0:
-        errors.append(Error("LLM_MAX_OUTPUT_TOKENS must be positive.", id="sessions_app.E003"))
+    if not 0 < settings.LLM_MAX_OUTPUT_TOKENS <= MAX_OUTPUT_TOKENS_CEILING:
+        # Also the gateway's largest max_tokens; billing.pricing.PRICE_MAX is sized on calls this long.
+        errors.append(
+            Error(
+                f"LLM_MAX_OUTPUT_TOKENS must be from 1 to {MAX_OUTPUT_TOKENS_CEILING}.",
+                hint="No model writes a million tokens in one answer; 1024 is the default.",
+                id="sessions_app.E003",
+            )
+        )
     if not 0 < settings.STREAM_PROGRESS_INTERVAL_SECONDS < settings.CREDIT_HOLD_TTL_SECONDS:
         # Progress is a live stream's heartbeat: written less often, its hold would expire under it.
         errors.append(

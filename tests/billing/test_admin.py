@@ -480,7 +480,7 @@ def test_model_price_admin_refuses_a_model_that_already_has_a_price(admin_client
     assert ModelPrice.objects.get(model="echo-1").input_price_per_1k != Decimal("9")
 
 
-@pytest.mark.parametrize("bad", ["-0.5", "1e3", "abc", "0.0000001", ""])
+@pytest.mark.parametrize("bad", ["-0.5", "1e3", "abc", "0.0000001", "", "99999999999999", "1000000.000001"])
 def test_model_price_admin_shows_a_form_error_for_a_bad_price(admin_client, bad):
     price = ModelPrice.objects.get(model="echo-1")
     response = admin_client.post(

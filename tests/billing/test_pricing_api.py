@@ -295,3 +295,46 @@ def test_a_price_above_the_documented_maximum_is_refused(staff_client):
     assert response.status_code == 400
     assert "output_price_per_1k" in response.json()
     assert not ModelPrice.objects.filter(model="huge-1").exists()
+
+
+@pytest.mark.parametrize("field", ["input_price_per_1k", "output_price_per_1k"])
+def test_a_price_whose_calls_could_overflow_the_money_columns_is_refused(staff_client, field):
+    # 99999999999999 per 1k passed (the old maximum): its first call's hold overflowed numeric(20,6), a 500.
+    response = staff_client.post(
+        LIST_URL, new_price(model="huge-1", **{field: "99999999999999"}), format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {field: ["Ensure this value is less than or equal to 1000000."]}
+    assert not ModelPrice.objects.filter(model="huge-1").exists()
+
+
+def test_the_largest_price_is_accepted_and_a_millionth_more_is_refused(staff_client):
+    from billing.pricing import PRICE_MAX
+
+    at_most = staff_client.post(
+        LIST_URL,
+        new_price(model="dear-1", input_price_per_1k=str(PRICE_MAX), output_price_per_1k="1000000.000000"),
+        format="json",
+    )
+    beyond = staff_client.patch(
+        detail_url("dear-1"), {"output_price_per_1k": "1000000.000001"}, format="json"
+    )
+
+    assert at_most.status_code == 201
+    assert beyond.status_code == 400 and "output_price_per_1k" in beyond.json()
+    assert ModelPrice.objects.get(model="dear-1").output_price_per_1k == Decimal(PRICE_MAX)
+
+
+def test_the_schema_documents_the_largest_price():
+    from drf_spectacular.generators import SchemaGenerator
+
+    from billing.pricing import PRICE_MAX
+
+    schemas = SchemaGenerator().get_schema(request=None, public=True)["components"]["schemas"]
+    for component in ("ModelPriceRequest", "PatchedModelPriceRequest"):
+        for field in ("input_price_per_1k", "output_price_per_1k"):
+            number = next(
+                s for s in schemas[component]["properties"][field]["oneOf"] if s["type"] == "number"
+            )
+            assert number["maximum"] == PRICE_MAX == 1_000_000

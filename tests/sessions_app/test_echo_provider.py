@@ -69,6 +69,7 @@ def test_an_unknown_provider_is_a_configuration_error():
         ({"LLM_PROVIDER": "carrier-pigeon"}, "sessions_app.E001"),
         ({"LLM_TIMEOUT_SECONDS": 0}, "sessions_app.E002"),
         ({"LLM_MAX_OUTPUT_TOKENS": 0}, "sessions_app.E003"),
+        ({"LLM_MAX_OUTPUT_TOKENS": 1_000_001}, "sessions_app.E003"),
         ({"STREAM_PROGRESS_INTERVAL_SECONDS": 0}, "sessions_app.E004"),
         ({"STREAM_PROGRESS_INTERVAL_SECONDS": 600, "CREDIT_HOLD_TTL_SECONDS": 600}, "sessions_app.E004"),
     ],
