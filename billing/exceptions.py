@@ -53,6 +53,35 @@ class PartitionRefused(BillingError):
     code = "partition_refused"
 
 
+class CallTooCostly(BillingError):
+    """A call whose worst case (its prompt and output cap at the model's price) is more than one call may
+    hold (billing.pricing.CALL_COST_MAX): held or charged, it would not fit a money column. Nothing is
+    reserved and no model is called; a 400, since the request (or the price) is what must change."""
+
+    code = "call_too_costly"
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        cost: Decimal | None,
+        input_tokens: int,
+        output_tokens: int,
+        input_price: Decimal,
+        output_price: Decimal,
+        limit: int,
+    ):
+        worst = "more than a credit amount can hold" if cost is None else f"{format_money(cost)} credits"
+        super().__init__(
+            f"A call to {model!r} could cost {worst}: {input_tokens} prompt tokens at "
+            f"{format_money(input_price)} and up to {output_tokens} output tokens (max_tokens) at "
+            f"{format_money(output_price)} credits per 1k, more than the {limit} credits one "
+            "call may hold. Send a shorter prompt or a lower max_tokens, or ask an operator to check "
+            "the model's price and LLM_MAX_OUTPUT_TOKENS."
+        )
+        self.model, self.cost = model, cost
+
+
 class InsufficientCredits(BillingError):
     """Enforcement refused a reservation: the wallet has nothing available (balance - held <= 0, leaving
     out lots past their expiry that are not swept yet).

@@ -30,6 +30,9 @@ _UNSET = object()
 # credits: four orders of magnitude below the columns' limit. The schema's `maximum` is PRICE_MAX,
 # exactly what validation allows.
 PRICE_MAX = 10**6
+# The most one call may hold (and so be charged): that bound. A call past it (settings past their
+# checks, a token count nobody foresaw) is refused before its hold by billing.services.hold_amount.
+CALL_COST_MAX = 10**10
 
 
 class InvalidPrice(BillingError):

@@ -111,7 +111,10 @@ _turn_operations = extend_schema_view(
                 502,
                 504,
                 extra=PAYMENT_REQUIRED,
-                s400="Invalid `content` or `Idempotency-Key`; nothing was written.",
+                s400=(
+                    "Invalid `content` or `Idempotency-Key`, or a worst case more than one call may hold "
+                    "(`call_too_costly`); nothing was written."
+                ),
                 s409=(
                     "Idempotency-Key reused with other content (`idempotency_conflict`), or its first "
                     "request still running (`request_in_progress`)."

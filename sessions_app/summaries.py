@@ -6,7 +6,8 @@ summarized (with the summary so far), and the new summary stands in for them in 
 (selectors.turn_context). The call is reserved and made before the turn's last transaction, and
 recorded in it (`purpose: "summary"`, one of the turn's calls, in its usage). When it fails, a
 deterministic summary is used instead and its event says `used_fallback: true` (cost 0), which the
-usage summary counts. A reservation refused by enforcement leaves the history unsummarized for now.
+usage summary counts. A reservation refused by enforcement (or too costly to hold) leaves the history
+unsummarized for now.
 """
 
 import logging
@@ -21,6 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from billing import services as billing_services
+from billing.exceptions import CallTooCostly
 from billing.models import CreditHold, LLMCallEvent, ModelPrice
 from sessions_app.models import ChatSession, Message, SessionSummary
 from sessions_app.providers import (
@@ -122,10 +124,17 @@ def plan_summary(*, context: TurnContext, content: str, reply: str) -> SummaryPl
 def make_summary_call(
     *, plan: SummaryPlan, user, model: str, price: ModelPrice, provider: LLMProvider
 ) -> SummaryCall | None:
-    """Reserve and make the summary call (no transaction open); None when enforcement refuses it."""
-    estimate = billing_services.compute_cost(
-        price=price, input_tokens=estimate_prompt_tokens(plan.messages), output_tokens=plan.max_output_tokens
-    )
+    """Reserve and make the summary call (no transaction open); None when enforcement refuses it, or when
+    its worst case is more than a call may hold (the turn's answer is charged and kept either way)."""
+    try:
+        estimate = billing_services.hold_amount(
+            price=price,
+            input_tokens=estimate_prompt_tokens(plan.messages),
+            output_tokens=plan.max_output_tokens,
+        )
+    except CallTooCostly:
+        logger.warning("session summary skipped: too costly to hold", extra={"user_id": user.pk})
+        return None
     reservation = billing_services.reserve(user=user, amount=estimate)
     if reservation.refused:
         logger.info("session summary skipped: insufficient credits", extra={"user_id": user.pk})

@@ -189,10 +189,10 @@ class TurnLoop:
         first = self.first_call_pending
         tools = tool_specs() if self.followups < settings.LLM_MAX_TOOL_STEPS else None
         max_output_tokens = settings.LLM_MAX_OUTPUT_TOKENS
-        # The worst case: the prompt (and the tools offered) by the counting rule, plus the output cap.
-        # Under enforcement this one conditional UPDATE is the gate, so a burst of turns cannot overdraw
-        # by more than one call.
-        estimate = billing_services.compute_cost(
+        # The worst case: the prompt (and the tools offered) by the counting rule, plus the output cap
+        # (CallTooCostly, a 400, past what a call may hold). Under enforcement this one conditional
+        # UPDATE is the gate, so a burst of turns cannot overdraw by more than one call.
+        estimate = billing_services.hold_amount(
             price=self.price,
             input_tokens=estimate_prompt_tokens(self.messages, tools),
             output_tokens=max_output_tokens,

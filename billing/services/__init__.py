@@ -1,6 +1,7 @@
 """Billing's services: every write that moves credits, each atomic, the wallet moved by one locking statement.
 
 - ledger: wallets opened, grants, refunds and adjustments (idempotent), enforcement overrides;
+- estimates: a call's hold sized (its worst case), refused when it could not be money;
 - holds: a call's cost reserved before it is made, its stream's progress recorded on it, released if
   it never is made (charged with that progress if its worker died);
 - charging: a call recorded and debited (its hold settled), or recorded as failed (its hold released);
@@ -9,6 +10,7 @@
 """
 
 from billing.services.charging import ChargeResult, ThenWrite, charge, compute_cost, record_failed_call
+from billing.services.estimates import hold_amount
 from billing.services.holds import (
     Reservation,
     record_progress,
@@ -76,6 +78,7 @@ __all__ = [
     "charge",
     "compute_cost",
     "grant",
+    "hold_amount",
     "open_wallet",
     "record_failed_call",
     "record_progress",

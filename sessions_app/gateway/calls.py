@@ -45,11 +45,12 @@ class GatewayCall:
     @classmethod
     def reserve(cls, *, user, key, request: ChatRequest) -> "GatewayCall":
         """Hold the call's worst case (the prompt by the counting rule plus max_tokens); 404 for an
-        unpriced model, 402 when the wallet (under enforcement), the key's limit or a cap refuses."""
+        unpriced model, 400 when that worst case is more than a call may hold (CallTooCostly), 402
+        when the wallet (under enforcement), the key's limit or a cap refuses."""
         price = known_price(model=request.model)
         if price is None:
             raise ModelNotFound(request.model)
-        estimate = billing_services.compute_cost(
+        estimate = billing_services.hold_amount(
             price=price,
             input_tokens=estimate_prompt_tokens(request.messages, request.tools),
             output_tokens=request.max_tokens,

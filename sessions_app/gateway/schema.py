@@ -309,7 +309,11 @@ chat_completions = extend_schema(
             CHUNK_EVENT,
             description="With `stream: true`: `data: <chat.completion.chunk>` lines, the usage chunk, `data: [DONE]`.",
         ),
-        400: _error("Invalid request; `param` names the field, nothing was reserved or charged."),
+        400: _error(
+            "Invalid request; `param` names the field, nothing was reserved or charged. Also a call whose "
+            "worst case (prompt plus max_tokens at the model's price) is more than one call may hold "
+            "(`call_too_costly`)."
+        ),
         402: _error(
             "Refused before any call: the wallet is empty under enforcement, or the key's limit or a spending cap is reached."
         ),

@@ -277,3 +277,22 @@ def test_a_reservation_expires_its_wallets_holds_without_reading_every_expired_h
 
     ((sql, params),) = sent.items()
     assert_reads_at_most("billing_credithold", execute_as_prepared(sql, {**params, "now": timezone.now()}), 1)
+
+
+def test_a_holds_worst_case_is_its_cost_up_to_what_one_call_may_hold():
+    from billing.exceptions import CallTooCostly
+    from billing.pricing import CALL_COST_MAX, PRICE_MAX
+
+    dear = ModelPriceFactory.build(
+        model="dear-1", input_price_per_1k=Decimal(PRICE_MAX), output_price_per_1k=Decimal(PRICE_MAX)
+    )
+    at_the_line = CALL_COST_MAX * 1000 // PRICE_MAX  # tokens whose cost is exactly CALL_COST_MAX
+
+    assert (
+        services.hold_amount(price=dear, input_tokens=at_the_line - 1024, output_tokens=1024) == CALL_COST_MAX
+    )
+    for tokens in (at_the_line + 1, 10**40):  # past the line; past what a Decimal keeps (no InvalidOperation)
+        with pytest.raises(CallTooCostly, match="dear-1") as refused:
+            services.hold_amount(price=dear, input_tokens=0, output_tokens=tokens)
+        assert refused.value.status_code == 400 and refused.value.code == "call_too_costly"
+    assert not CreditHold.objects.exists()

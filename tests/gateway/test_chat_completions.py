@@ -298,3 +298,19 @@ def test_a_stream_closed_before_its_body_was_read_gives_its_hold_back_to_wallet_
     assert SpendLimit.objects.get(pk=CreditHold.objects.get().spend_limit_id).spent == 0
     assert not LLMCallEvent.objects.exists()
     assert check_ledger().ok
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_call_whose_worst_case_cannot_be_held_is_400_in_openais_shape(client, user, key, settings, stream):
+    # 10^12 output tokens at the largest price: a hold of 10^15 credits overflowed numeric(20,6), a 500.
+    ModelPriceFactory(model="dear-1", input_price_per_1k=Decimal(10**6), output_price_per_1k=Decimal(10**6))
+    settings.LLM_MAX_OUTPUT_TOKENS = 10**12
+
+    response = call(client, key, hello(model="dear-1", max_tokens=10**12, stream=stream))
+
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert (error["type"], error["code"]) == ("invalid_request_error", "call_too_costly")
+    assert "'dear-1'" in error["message"] and "max_tokens" in error["message"]
+    assert not CreditHold.objects.exists() and not LLMCallEvent.objects.exists()
+    assert SpendLimit.objects.get(kind="key").spent == 0

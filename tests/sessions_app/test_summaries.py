@@ -145,6 +145,37 @@ def test_a_summary_the_wallet_cannot_reserve_is_skipped(user_client, user, sessi
     assert check_ledger().ok
 
 
+def test_a_summary_too_costly_to_hold_is_skipped_and_the_turn_kept(user_client, user, session, monkeypatch):
+    from billing import services as billing_services
+    from billing.exceptions import CallTooCostly
+    from sessions_app.summaries import SUMMARY_MAX_OUTPUT_TOKENS
+
+    hold_amount = billing_services.hold_amount
+
+    def summary_too_costly(*, price, input_tokens, output_tokens):
+        if output_tokens == SUMMARY_MAX_OUTPUT_TOKENS:  # the summary call's cap; a chat call's is 1024
+            raise CallTooCostly(
+                model=price.model,
+                cost=None,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                input_price=price.input_price_per_1k,
+                output_price=price.output_price_per_1k,
+                limit=0,
+            )
+        return hold_amount(price=price, input_tokens=input_tokens, output_tokens=output_tokens)
+
+    monkeypatch.setattr(billing_services, "hold_amount", summary_too_costly)
+    take(user_client, session, LONG)
+
+    second = take(user_client, session, LONG)
+
+    assert [c["purpose"] for c in second["usage"]["calls"]] == ["chat"]
+    assert ChatSession.objects.get(pk=session.pk).summary is None
+    assert not CreditHold.objects.filter(status=CreditHold.Status.HELD).exists()
+    assert check_ledger().ok
+
+
 def test_deleting_a_summarized_session_keeps_its_calls_and_ledger(user_client, session):
     take(user_client, session, LONG)
     take(user_client, session, LONG)

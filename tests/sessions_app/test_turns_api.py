@@ -271,6 +271,30 @@ def test_a_price_withdrawn_after_this_process_read_it_is_400_and_holds_nothing(u
     assert not wallet.holds.filter(status="held").exists()
 
 
+@pytest.mark.parametrize("accept", ["application/json", "text/event-stream"])
+def test_a_turn_whose_worst_case_cannot_be_held_is_400_and_writes_nothing(user_client, user, accept):
+    # At the largest price, an output cap past its check (10^12 tokens) makes a worst case of 10^15
+    # credits: the hold overflowed numeric(20,6) and the turn answered a 500 (DataError).
+    ModelPriceFactory(model="dear-1", input_price_per_1k=Decimal(10**6), output_price_per_1k=Decimal(10**6))
+    session = ChatSessionFactory(owner=user, model="dear-1")
+    fund(user, "10")
+
+    with override_settings(LLM_MAX_OUTPUT_TOKENS=10**12):
+        response = user_client.post(
+            f"/api/v1/sessions/{session.pk}/turns/", {"content": "hi"}, format="json", HTTP_ACCEPT=accept
+        )
+
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert body["code"] == "call_too_costly"
+    assert (
+        "'dear-1'" in body["detail"] and "1000000.000000" in body["detail"] and "max_tokens" in body["detail"]
+    )
+    assert nothing_written()
+    wallet = Wallet.objects.get(user=user)
+    assert wallet.held == 0 and not wallet.holds.exists()
+
+
 def test_the_session_row_counts_its_history_characters(user_client, user, session):
     fund(user, "10")
     for content in ("short", "a longer message with more characters", "ünïcödé ✓"):
