@@ -27,7 +27,8 @@ urlpatterns = [
     path("", include("web.urls")),
 ]
 
-# An unrouted /api/ path, or an unhandled error under /api/, answers JSON, not an HTML page (handler404
-# serves with DEBUG off only; the route above answers first in any case).
+# Under /api/ and /v1/ a malformed request, an unrouted path or an unhandled error answers JSON, not an
+# HTML page (handler404 serves with DEBUG off only; the route above answers first in any case).
+handler400 = "core.views.bad_request"
 handler404 = "core.views.not_found"
 handler500 = "core.views.server_error"

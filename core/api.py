@@ -5,7 +5,14 @@ import logging
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import (
+    BadRequest,
+    DisallowedHost,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
@@ -207,8 +214,55 @@ class DatabaseUnavailable(exceptions.APIException):
     default_code = "database_unavailable"
 
 
+def refused_request(exc: SuspiciousOperation | BadRequest) -> tuple[int, str, str]:
+    """(status, code, detail) for a request Django refused as malformed, in words the client can act on:
+    a 400, or the 413 of a body over the limit.
+
+    Django's own words are for the log only: a DisallowedHost's name the host and hint at
+    ALLOWED_HOSTS, which is the operator's business, not a stranger's.
+    """
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return 413, RequestTooLarge.default_code, f"Request body too large; the limit is {limit} bytes."
+    if isinstance(exc, TooManyFieldsSent):
+        code = "too_many_fields"
+        detail = (
+            f"Too many query parameters or form fields: at most {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} "
+            "are read. Send fewer; a list of values belongs in a JSON body."
+        )
+    elif isinstance(exc, TooManyFilesSent):
+        code = "too_many_files"
+        detail = (
+            f"Too many files in one request: at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES}. "
+            "Upload one file per request."
+        )
+    elif isinstance(exc, DisallowedHost):
+        code = "disallowed_host"
+        detail = (
+            "This server does not answer for the host named in the request's Host header; "
+            "send the request to the server's own address."
+        )
+    else:
+        code = "bad_request"
+        detail = "The request was refused as malformed; check its headers, query string and body."
+    return 400, code, detail
+
+
+def log_refused_request(request, exc: SuspiciousOperation | BadRequest) -> None:
+    """Django's own log line for a refused request (its `django.security.<Error>` logger for a
+    SuspiciousOperation), which Django writes only for the requests it answers itself."""
+    name = "django.request"
+    if isinstance(exc, SuspiciousOperation):
+        name = f"django.security.{type(exc).__name__}"
+    request = getattr(request, "_request", request)  # Django's request under DRF's
+    logging.getLogger(name).error(
+        str(exc), extra={"status_code": refused_request(exc)[0], "request": request}
+    )
+
+
 def exception_handler(exc, context):
-    """The one way from an error to HTTP: domain errors (core.errors), lost connections, oversized bodies, then DRF's own."""
+    """The one way from an error to HTTP: domain errors (core.errors), lost connections, oversized bodies,
+    requests Django refuses as malformed (SuspiciousOperation: 400), then DRF's own."""
     if isinstance(exc, OperationalError | InterfaceError):
         # A connection lost mid-request (a restart, a failover, pg_terminate_backend): the transaction
         # rolled back, so say so in JSON as /health does, instead of Django's HTML 500 page.
@@ -231,5 +285,12 @@ def exception_handler(exc, context):
     if isinstance(exc, DomainError):
         set_rollback()  # as DRF does for its own errors: under ATOMIC_REQUESTS nothing is written
         return Response(exc.body(), status=exc.status_code)
+    if isinstance(exc, SuspiciousOperation | BadRequest):
+        # Django answers these itself only outside DRF; inside, DRF re-raised them (in DEBUG it failed
+        # to, a 500, when the query string broke content negotiation before a renderer was chosen).
+        log_refused_request(context.get("request"), exc)
+        set_rollback()
+        status_code, code, detail = refused_request(exc)
+        return Response({"detail": detail, "code": code}, status=status_code)
 
     return drf_exception_handler(exc, context)

@@ -9,12 +9,13 @@ import uuid
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.main import SEARCH_VAR
-from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
+from django.core.exceptions import BadRequest, DisallowedHost, PermissionDenied, SuspiciousOperation
 from django.db import DataError
 from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.defaultfilters import filesizeformat
 from django.utils.html import escape
 
+from core.api import log_refused_request, refused_request
 from core.openai_errors import error_body, error_response, is_openai_path
 from core.text import NUL, nul_query_params
 
@@ -99,24 +100,49 @@ def api_server_error(request, exc_info) -> JsonResponse:
     return JsonResponse({"detail": SERVER_ERROR_DETAIL, "error_id": error_id}, status=500)
 
 
-class APIErrorMiddleware:
-    """No HTML under /api/, ever: an exception a view did not handle answers JSON 500 with an error id.
+def api_bad_request(request, exc: SuspiciousOperation | BadRequest) -> JsonResponse:
+    """The API's answer to a request Django refused as malformed (core.api.refused_request's: a 400, a
+    413 for a body over the limit): `{"detail", "code"}`, or OpenAI's shape under /v1/."""
+    status, code, detail = refused_request(exc)
+    if is_openai_path(request.path):
+        return error_response(detail, status=status, code=code)
+    return JsonResponse({"detail": detail, "code": code}, status=status)
 
-    Errors raised outside views (in other middleware) reach `core.views.server_error` (handler500),
-    which answers the same way; this middleware also covers DEBUG, where Django would show its page.
+
+def is_api_path(path: str) -> bool:
+    return path.startswith(API_PREFIX) or is_openai_path(path)
+
+
+class APIErrorMiddleware:
+    """No HTML under /api/, ever: an exception a view did not handle answers JSON 500 with an error id,
+    and a request Django refuses as malformed (SuspiciousOperation) a JSON 400.
+
+    Errors raised outside views (in other middleware) reach `core.views.server_error` (handler500)
+    and `core.views.bad_request` (handler400), which answer the same way; this middleware also covers
+    DEBUG, where Django would show its page (for a 400 too). A Host header not in ALLOWED_HOSTS is
+    refused here, before CommonMiddleware reads the host and Django answers it with a page.
     """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        if is_api_path(request.path):
+            try:
+                request.get_host()
+            except DisallowedHost as exc:
+                log_refused_request(request, exc)
+                return api_bad_request(request, exc)
         return self.get_response(request)
 
     def process_exception(self, request, exception):
-        if not (request.path.startswith(API_PREFIX) or is_openai_path(request.path)):
+        if not is_api_path(request.path):
             return None
+        if isinstance(exception, SuspiciousOperation | BadRequest):
+            log_refused_request(request, exception)
+            return api_bad_request(request, exception)
         # Http404, PermissionDenied and the like keep Django's handling (handler404 answers JSON).
-        if isinstance(exception, Http404 | PermissionDenied | SuspiciousOperation | BadRequest):
+        if isinstance(exception, Http404 | PermissionDenied):
             return None
         return api_server_error(request, (type(exception), exception, exception.__traceback__))
 

@@ -10,6 +10,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+from django.views.defaults import bad_request as default_bad_request
 from django.views.defaults import page_not_found
 from django.views.defaults import server_error as default_server_error
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -19,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api_fields import NulSafeMixin
-from core.middleware import API_PREFIX, api_server_error
+from core.middleware import API_PREFIX, api_bad_request, api_server_error, is_api_path
 from core.openai_errors import error_response, is_openai_path
 from core.replica import replica_state
 
@@ -128,7 +129,7 @@ def _replica_health() -> dict | None:
 
 def server_error(request):
     """handler500: an API path answers the JSON 500 with an error id (logged); the rest, Django's page."""
-    if request.path.startswith(API_PREFIX) or is_openai_path(request.path):
+    if is_api_path(request.path):
         return api_server_error(request, sys.exc_info())
     return default_server_error(request)
 
@@ -140,6 +141,15 @@ def _api_not_found(request) -> JsonResponse | None:
     if is_openai_path(request.path):
         return error_response(f"Unknown path {request.path!r}.", status=404, code="not_found")
     return None
+
+
+def bad_request(request, exception):
+    """handler400: a request Django refused as malformed (a SuspiciousOperation raised outside any view:
+    too many fields, a Host not in ALLOWED_HOSTS) answers JSON under /api/ and OpenAI's shape under
+    /v1/, like every API error; the rest get Django's page. Django has logged it already."""
+    if is_api_path(request.path):
+        return api_bad_request(request, exception)
+    return default_bad_request(request, exception)
 
 
 def not_found(request, exception):
