@@ -14,8 +14,10 @@ logger = logging.getLogger(__name__)
 
 MODEL_NAME_MAX = ModelPrice._meta.get_field("model").max_length
 # Provider model names: "gpt-4.1-mini", "openai/gpt-4o", "claude-3-5-sonnet@20240620". No spaces or
-# control characters, and no leading/trailing "/" (it would be ambiguous with the URL's slash).
-MODEL_NAME_PATTERN = r"[A-Za-z0-9](?:[A-Za-z0-9._:@+/-]*[A-Za-z0-9._:@+-])?"
+# control characters; the first and last characters a letter or digit, as docs/api.md says (a name
+# ending in "/" would be ambiguous with the URL's slash, one ending in "-" or "." a typo); one
+# character alone is a name. The schemas' `pattern` (pricing, sessions) is this same text.
+MODEL_NAME_PATTERN = r"[A-Za-z0-9](?:[A-Za-z0-9._:@+/-]*[A-Za-z0-9])?"
 _MODEL_NAME_RE = re.compile(MODEL_NAME_PATTERN, re.ASCII)
 _UNSET = object()
 # The largest price per 1k tokens. A money column holds less than 10^14 credits (20 digits, 6 of

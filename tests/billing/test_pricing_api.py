@@ -153,6 +153,37 @@ def test_pricing_create_refuses_bad_model_names(staff_client, model):
     assert ModelPrice.objects.count() == count
 
 
+NOT_ENDING_IN_A_LETTER_OR_DIGIT = ["gpt-", "gpt.", "a@", "b+", "c:", "d_", "openai/gpt-4o-"]
+MODEL_NAMES = ["a", "7", "gpt-4.1-mini", "openai/gpt-4o", "claude-3-5-sonnet@20240620", "a.b_c:d@e+f/g-h"]
+
+
+@pytest.mark.parametrize("model", NOT_ENDING_IN_A_LETTER_OR_DIGIT)
+def test_pricing_create_refuses_a_model_name_not_ending_in_a_letter_or_digit(staff_client, model):
+    # docs/api.md and the 400's words say "starting and ending with a letter or digit"; these were 201.
+    response = staff_client.post(LIST_URL, new_price(model=model), format="json")
+
+    assert response.status_code == 400
+    assert "ends with a letter or digit" in response.json()["model"][0]
+    assert not ModelPrice.objects.filter(model=model).exists()
+
+
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_pricing_create_accepts_model_names_as_documented(staff_client, model):
+    assert staff_client.post(LIST_URL, new_price(model=model), format="json").status_code == 201
+
+
+def test_the_schemas_model_name_pattern_is_the_rule_the_api_applies():
+    import re
+
+    from drf_spectacular.generators import SchemaGenerator
+
+    schemas = SchemaGenerator().get_schema(request=None, public=True)["components"]["schemas"]
+    for component in ("ModelPriceRequest", "ChatSessionRequest"):
+        pattern = schemas[component]["properties"]["model"]["pattern"]
+        assert all(re.search(pattern, name) for name in MODEL_NAMES), component
+        assert not any(re.search(pattern, name) for name in NOT_ENDING_IN_A_LETTER_OR_DIGIT), component
+
+
 @pytest.mark.parametrize("active", ["true", 1, "yes", None])
 def test_pricing_create_refuses_non_boolean_active(staff_client, active):
     response = staff_client.post(LIST_URL, new_price(active=active), format="json")
