@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from billing.filters import INSTANT_HELP, INSTANT_SCHEMA, parse_iso_instant
 from billing.models import CreditTransaction
-from core.api_fields import MAX_ID, blank_is_absent, id_from_text, reject_nul_query_params
+from core.api_fields import MAX_ID, blank_is_absent, reject_nul_query_params
 from reporting.selectors import BUCKETS, DEFAULT_RANGE_DAYS, default_range
 
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
@@ -63,9 +63,19 @@ class IsoDateOrDateTimeField(serializers.Field):
         return value.isoformat()
 
 
-@extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_ID})
+# Digits enough for any id a row can have (PostgreSQL bigint); a longer number is past them all.
+_ID_DIGITS = len(str(MAX_ID))
+
+
+@extend_schema_field({"type": "integer", "minimum": 1})
 class StrictIdField(serializers.Field):
-    """A positive integer id in ASCII digits (no sign, spaces, fraction or other scripts' digits)."""
+    """A positive integer id in ASCII digits (no sign, spaces, fraction or other scripts' digits).
+
+    Any positive whole number is an id a filter may name: one past the largest a row can have
+    (core.api_fields.MAX_ID) names no row, so the report is empty (reporting.selectors answers it
+    without asking the database, whose bigint columns cannot compare it), as for an unknown id.
+    A number longer than any id is read as MAX_ID + 1: Python will not parse 4300 digits and more.
+    """
 
     default_error_messages = {"invalid": "Enter {what}: a positive whole number (e.g. 42)."}
 
@@ -77,10 +87,10 @@ class StrictIdField(serializers.Field):
         super().fail(key, what=self.what, **kwargs)
 
     def to_internal_value(self, data) -> int:
-        value = id_from_text(data) if isinstance(data, str) else None
-        if value is None:
+        digits = data.lstrip("0") if isinstance(data, str) and data.isascii() and data.isdigit() else ""
+        if not digits:  # not ASCII digits, or zero
             self.fail("invalid")
-        return value
+        return int(digits) if len(digits) <= _ID_DIGITS else MAX_ID + 1
 
     def to_representation(self, value: int) -> int:
         return value
@@ -155,7 +165,9 @@ class LedgerExportQuerySerializer(serializers.Serializer):
     created_before = IsoDateOrDateTimeField(
         required=False, help_text="Rows strictly before this date/datetime."
     )
-    user_id = StrictIdField(what="a user id", required=False, help_text="Only this user's ledger.")
+    user_id = StrictIdField(
+        what="a user id", required=False, help_text="Only this user's ledger (an unknown id gives no rows)."
+    )
 
     @classmethod
     def from_query(cls, query_params: QueryDict) -> "LedgerExportQuerySerializer":

@@ -21,6 +21,7 @@ from billing.usage_selectors import (
     usage_by_limit,
     usage_totals,
 )
+from core.api_fields import id_in_range
 from core.money import to_decimal
 from core.replica import read_alias
 
@@ -163,6 +164,10 @@ def usage_summary(
     # The totals and the rows in one snapshot, on the connection billing's readers use (read_alias():
     # the replica inside using_replica(), when healthy): a transaction on any other would leave their
     # reads each in a snapshot of its own. The totals alone are one statement, a snapshot already.
+    if not all(id_in_range(pk) for pk in (user_id, key_id) if pk is not None):
+        # An id past the largest a row can have (a query's, core.api_fields.MAX_ID) names no one: the
+        # zeros of an unknown id, without handing PostgreSQL a number its bigint columns cannot compare.
+        return _summary(start=start, end=end, bucket=bucket, totals={}, rows=[])
     with _one_snapshot(read_alias()) if bucket is not None else nullcontext():
         if key_id is not None:
             return _key_summary(
@@ -297,7 +302,9 @@ def ledger_export_queryset(
     if created_before is not None:
         rows = rows.filter(created_at__lt=created_before)
     if user_id is not None:
-        rows = rows.filter(wallet__user_id=user_id)
+        # An id no row can have (past core.api_fields.MAX_ID) finds nothing, unasked: PostgreSQL would
+        # refuse to compare it with a bigint column.
+        rows = rows.filter(wallet__user_id=user_id) if id_in_range(user_id) else rows.none()
     return rows.order_by("id")
 
 

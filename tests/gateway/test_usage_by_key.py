@@ -173,3 +173,13 @@ def test_a_key_with_only_failed_calls_is_listed_with_its_failed_calls(user):
     assert body.status_code == 200, body.json()
     rows = [(row["name"], row["calls"], row["failed_calls"], row["cost"]) for row in body.json()["by_key"]]
     assert rows == [("failing", 0, 2, "0.000000"), ("working", 1, 1, "1.000000")]
+
+
+def test_my_usage_for_a_key_id_too_large_to_name_a_row_is_the_zeros_of_an_unknown_key(user):
+    client = token_client_for(user)
+
+    too_large = client.get(f"/api/v1/users/me/usage?key_id={2**63}")
+    unknown = client.get("/api/v1/users/me/usage?key_id=999999")
+
+    assert too_large.status_code == 200, too_large.content
+    assert too_large.json() == unknown.json() and too_large.json()["total_calls"] == 0
