@@ -60,20 +60,26 @@ def test_numbers_parse_exactly_and_nan_is_left_to_the_checks():
     assert env_with(E="").int("E", default=None) is None  # empty where the default is None: unset
 
 
-def test_manage_py_refuses_to_start_on_a_switch_it_cannot_read():
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
+def _run_with(*argv: str, **variables: str) -> subprocess.CompletedProcess:
+    """`argv` run by this Python in the checkout with only `variables` set (and a database URL and
+    secret key, which are never read here): what start-up makes of them."""
+    return subprocess.run(
+        [sys.executable, *argv],
         cwd=ROOT,
         env={
             "PATH": "/usr/bin:/bin",
             "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/unused",
             "SECRET_KEY": "x",
-            "CREDIT_ENFORCEMENT_ENABLED": "maybe",
+            **variables,
         },
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_manage_py_refuses_to_start_on_a_switch_it_cannot_read():
+    result = _run_with("manage.py", "check", CREDIT_ENFORCEMENT_ENABLED="maybe")
     assert result.returncode != 0
     assert "CREDIT_ENFORCEMENT_ENABLED='maybe' is not a switch" in result.stderr
 
@@ -88,38 +94,14 @@ def test_manage_py_refuses_to_start_on_a_switch_it_cannot_read():
 )
 def test_a_log_level_or_cache_url_it_cannot_use_stops_start_up_naming_the_variable(variable, raw, says):
     # They were a 32-line traceback ending "Unable to configure root logger", and "Invalid cache schema ".
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=ROOT,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/unused",
-            "SECRET_KEY": "x",
-            variable: raw,
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _run_with("manage.py", "check", **{variable: raw})
     assert result.returncode != 0
     assert f"ImproperlyConfigured: {says}" in result.stderr.strip().splitlines()[-1], result.stderr
     assert "hunter2" not in result.stderr  # a cache URL may carry a password
 
 
 def test_a_log_level_is_read_in_any_case():
-    result = subprocess.run(
-        [sys.executable, "-c", "from config import settings; print(settings.LOG_LEVEL)"],
-        cwd=ROOT,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/unused",
-            "SECRET_KEY": "x",
-            "LOG_LEVEL": "warning",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _run_with("-c", "from config import settings; print(settings.LOG_LEVEL)", LOG_LEVEL="warning")
     assert result.stdout.strip() == "WARNING", result.stderr
 
 
