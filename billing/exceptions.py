@@ -23,6 +23,13 @@ class GrantLimitExceeded(InvalidAmount):
     code = "grant_limit_exceeded"
 
 
+class AllowancePeriodLocked(BillingError):
+    """An issued allowance's period edited: its issues are keyed by period start, so a new period type
+    would start a period the users were already issued in (a second lot in it)."""
+
+    code = "allowance_period_locked"
+
+
 class InvalidGrant(BillingError):
     code = "invalid_grant"
 

@@ -160,7 +160,7 @@ def _via_service(validator, value, **kwargs):
 
 class AllowanceForm(forms.ModelForm):
     """An allowance's credits parsed like a grant's amount (exact, > 0, <= 10000), so the database's
-    check never sees a bad one."""
+    check never sees a bad one; its period refused on the field once issued (Allowance.clean)."""
 
     credits = forms.CharField(
         label="Credits per period",
@@ -172,6 +172,8 @@ class AllowanceForm(forms.ModelForm):
     class Meta:
         model = Allowance
         fields = ["name", "credits", "period", "expires_with_period", "active", "users", "groups"]
+        # Shown on the field, and beside it once it is read-only (the admin reads it from here).
+        help_texts = {"period": Allowance.PERIOD_LOCKED}
 
     def clean_credits(self):
         return _via_service(validate_grant_amount, self.cleaned_data["credits"])

@@ -27,7 +27,10 @@ class AllowanceIssueInline(ReadOnlyAdminMixin, admin.TabularInline):
 class AllowanceAdmin(admin.ModelAdmin):
     """Staff define an allowance and assign it to users or groups; the job issues one lot per user and period.
 
-    Changing `credits` or `period` applies from the next issue on; lots already issued keep their terms.
+    Changing `credits` or `expires_with_period` applies to the lots issued from then on (the next
+    period's); lots already issued keep their terms. `period` is read-only once the allowance was
+    issued (Allowance.save refuses it too): a new period type would start a period its users already
+    had, and issue them again in it; to change it, deactivate the allowance and add a new one.
     Deleting is refused once an allowance was issued (its issues protect it): make it inactive instead.
     """
 
@@ -38,6 +41,11 @@ class AllowanceAdmin(admin.ModelAdmin):
     filter_horizontal = ["users", "groups"]
     fields = ["name", "credits", "period", "expires_with_period", "active", "users", "groups"]
     inlines = [AllowanceIssueInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.issues.exists():
+            return ["period"]  # its help text (AllowanceForm) says what to do instead
+        return []
 
 
 @admin.register(CreditLot)

@@ -2,10 +2,12 @@
 
 from django.conf import settings
 from django.contrib.auth.models import Group
-from django.db import models
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from billing.exceptions import AllowancePeriodLocked
 from billing.models.fields import MoneyField
 from billing.models.ledger import CreditTransaction, Wallet
 
@@ -108,12 +110,24 @@ class LotAllocation(models.Model):
 
 
 class Allowance(models.Model):
-    """A recurring allowance staff define: `credits` per calendar period to each assigned user."""
+    """A recurring allowance staff define: `credits` per calendar period to each assigned user.
+
+    Its `period` is fixed once it was issued: issues are unique per (allowance, user, period start),
+    and another period type starts on another day, so a changed period would issue the same users
+    again within the period they already had. `save()` refuses it whoever calls it; `clean()` says so
+    on the field. `credits`, `expires_with_period` and the rest apply to the lots issued from then on.
+    """
 
     class Period(models.TextChoices):
         DAY = "day", "day"
         WEEK = "week", "week"
         MONTH = "month", "month"
+
+    # Said by the refusal and on the admin's period field: why, and what to do instead.
+    PERIOD_LOCKED = (
+        "Once an allowance was issued its period cannot change (its users would get a second lot in the "
+        "current period): to change the period, deactivate this allowance and add a new one."
+    )
 
     name = models.CharField(max_length=100, unique=True)
     credits = MoneyField()
@@ -137,6 +151,40 @@ class Allowance(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.credits} per {self.period})"
+
+    def save(self, *args, **kwargs):
+        update_fields = kwargs.get("update_fields")
+        if self._state.adding or (update_fields is not None and "period" not in update_fields):
+            return super().save(*args, **kwargs)
+        with transaction.atomic():
+            self._refuse_period_change(lock=True)
+            return super().save(*args, **kwargs)
+
+    def clean(self):
+        super().clean()
+        try:
+            self._refuse_period_change(lock=False)
+        except AllowancePeriodLocked as exc:
+            raise ValidationError({"period": exc.message}, code=exc.code) from exc
+
+    def _refuse_period_change(self, *, lock: bool) -> None:
+        """AllowancePeriodLocked if the stored row has another period than this instance and was issued.
+
+        Locked (FOR UPDATE) when saving: an issue being written holds the row FOR KEY SHARE until it
+        commits (services.allowances._issue), so the lock waits for it, and the check for issues, a
+        later statement, sees it; an issue that starts after waits for this save's commit and then
+        finds the period changed.
+        """
+        if self._state.adding or self.pk is None:
+            return
+        stored = Allowance.objects.filter(pk=self.pk)
+        if lock:
+            stored = stored.select_for_update()
+        period = stored.values_list("period", flat=True).first()
+        if period is None or period == self.period:
+            return
+        if AllowanceIssue.objects.filter(allowance_id=self.pk).exists():
+            raise AllowancePeriodLocked(self.PERIOD_LOCKED, field="period")
 
 
 class AllowanceIssue(models.Model):

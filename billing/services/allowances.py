@@ -3,7 +3,7 @@
 import logging
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
@@ -15,6 +15,22 @@ from core.money import format_money
 logger = logging.getLogger(__name__)
 
 _ONCE = "allowanceissue_once_per_period"
+ALLOWANCE = Allowance._meta.db_table
+# The allowance's row, if it still has the period this run read, held FOR KEY SHARE until the issue
+# commits (issues of one allowance share it; Django's foreign keys are checked only at commit, so the
+# insert alone would hold nothing). A save of the allowance takes the row FOR UPDATE (Allowance.save):
+# it waits for this issue and then finds it; a save that locked the row first is waited for, and the
+# row, re-read as it committed it, no longer matches a changed period, so no row comes back.
+_SAME_PERIOD_SQL = f"""
+    SELECT allowance.id
+    FROM {ALLOWANCE} AS allowance
+    WHERE allowance.id = %(allowance_id)s AND allowance.period = %(period)s
+    FOR KEY SHARE
+"""  # noqa: S608 - our table
+
+
+class _PeriodChanged(Exception):
+    """The allowance's period was changed after this run read it and before its first issue committed."""
 
 
 def issue_allowances(*, now: datetime | None = None) -> int:
@@ -26,7 +42,8 @@ def issue_allowances(*, now: datetime | None = None) -> int:
     row and its AllowanceIssue row in one transaction, and the unique (allowance, user, period)
     constraint lets one of two racing workers through; the other's transaction rolls back whole.
     A deactivated user gets none (nobody can spend them); reactivated, the current period's comes
-    with the next run.
+    with the next run. An allowance's period is fixed once issued (Allowance.save); one changed while
+    this run was about to issue it for the first time is left to the next run, under the new period.
     """
     now = now or timezone.now()
     issued = 0
@@ -45,8 +62,14 @@ def issue_allowances(*, now: datetime | None = None) -> int:
             .distinct()
             .order_by("user_id")
         )
-        for user_id in user_ids.iterator(chunk_size=1000):
-            issued += _issue(allowance=allowance, user_id=user_id, start=start, expires_at=expires_at)
+        try:
+            for user_id in user_ids.iterator(chunk_size=1000):
+                issued += _issue(allowance=allowance, user_id=user_id, start=start, expires_at=expires_at)
+        except _PeriodChanged:
+            logger.warning(
+                "allowance period changed before its first issue; left to the next run",
+                extra={"allowance": allowance.pk, "period": allowance.period},
+            )
     return issued
 
 
@@ -54,6 +77,10 @@ def _issue(*, allowance: Allowance, user_id: int, start, expires_at: datetime | 
     """One user's lot for one period and the row that makes it unique; 0 if another worker won."""
     try:
         with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(_SAME_PERIOD_SQL, {"allowance_id": allowance.pk, "period": allowance.period})
+                if cursor.fetchone() is None:
+                    raise _PeriodChanged
             row = append(
                 user_id=user_id,
                 kind=CreditTransaction.Kind.ALLOWANCE,

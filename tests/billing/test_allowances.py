@@ -1,13 +1,20 @@
 """Recurring allowances: one promotional lot per user per calendar period, once, late after downtime, expiring with the period."""
 
-from datetime import UTC, datetime, timedelta
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.db import connection
 
+from billing.exceptions import AllowancePeriodLocked
 from billing.models import Allowance, AllowanceIssue, CreditLot, CreditTransaction, Wallet
 from billing.reconcile import check_ledger
+from billing.services import allowances as allowances_service
 from billing.services.allowances import issue_allowances
 from billing.services.lots import expire_lots
 from tests.billing.test_concurrency import run_in_threads
@@ -112,3 +119,123 @@ def test_two_workers_racing_issue_each_users_allowance_once(settings):
     assert CreditTransaction.objects.filter(kind="allowance").count() == 12
     assert AllowanceIssue.objects.count() == 12
     assert check_ledger().ok
+
+
+# The audit's repro: 100 credits a month, issued, then the period edited to a week (then a day) on a
+# day that is not the 1st gave the same user a second (and a third) lot in the same month.
+FIFTEENTH = datetime(2026, 12, 15, 12, 0, tzinfo=UTC)  # a Tuesday
+
+
+@pytest.mark.django_db
+def test_an_issued_allowances_period_cannot_change_so_no_second_lot_comes_in_the_period(settings):
+    settings.REPORT_TIME_ZONE = "UTC"
+    user = UserFactory()
+    allowance = _allowance(credits=D("100"), period="month")
+    allowance.users.add(user)
+    assert issue_allowances(now=FIFTEENTH) == 1
+
+    for period in ("week", "day"):
+        allowance.period = period
+        with pytest.raises(AllowancePeriodLocked, match="deactivate this allowance and add a new one"):
+            allowance.save()
+        with pytest.raises(ValidationError) as refused:
+            allowance.full_clean()
+        assert "period" in refused.value.message_dict
+    allowance.refresh_from_db()
+    assert allowance.period == "month"
+    assert issue_allowances(now=FIFTEENTH + timedelta(hours=1)) == 0
+    assert Wallet.objects.get(user=user).balance == D(100)
+
+
+@pytest.mark.django_db
+def test_an_allowances_period_may_change_until_it_was_first_issued_and_its_other_fields_anytime(settings):
+    settings.REPORT_TIME_ZONE = "UTC"
+    user = UserFactory()
+    allowance = _allowance(credits=D("100"), period="month")
+    allowance.users.add(user)
+    allowance.period = "week"
+    allowance.full_clean()
+    allowance.save()  # never issued: any period
+    assert issue_allowances(now=FIFTEENTH) == 1
+
+    # credits and expires_with_period apply from the next period on: no second lot in this one.
+    allowance.credits, allowance.expires_with_period, allowance.name = D("7"), False, "Plan B"
+    allowance.full_clean()
+    allowance.save()
+    assert issue_allowances(now=FIFTEENTH + timedelta(hours=1)) == 0
+    lot = CreditLot.objects.get(wallet__user=user)
+    assert (lot.amount, lot.expires_at) == (D(100), datetime(2026, 12, 21, tzinfo=UTC))
+    assert issue_allowances(now=FIFTEENTH + timedelta(days=6)) == 1  # next Monday: the new terms
+    newest = CreditLot.objects.filter(wallet__user=user).latest("id")
+    assert (newest.amount, newest.expires_at) == (D(7), None)
+
+
+@pytest.mark.django_db
+def test_a_period_changed_while_the_job_was_issuing_rolls_that_issue_back(settings, monkeypatch):
+    # The job read the allowance (a month) before staff saved a week and before its first issue
+    # committed: that issue must not go through under the old period, or the week's would follow.
+    settings.REPORT_TIME_ZONE = "UTC"
+    user = UserFactory()
+    allowance = _allowance(credits=D("100"), period="month")
+    allowance.users.add(user)
+    real_period_start = allowances_service.period_start
+
+    def staff_saved_a_week_after_the_job_read_a_month(period, now):
+        Allowance.objects.filter(pk=allowance.pk).update(period="week")
+        return real_period_start(period, now)
+
+    monkeypatch.setattr(allowances_service, "period_start", staff_saved_a_week_after_the_job_read_a_month)
+    assert issue_allowances(now=FIFTEENTH) == 0
+    assert not CreditTransaction.objects.filter(kind="allowance").exists()
+    monkeypatch.undo()
+    assert issue_allowances(now=FIFTEENTH) == 1  # the next run, under the new period
+    assert AllowanceIssue.objects.get().period_start.isoformat() == "2026-12-14"
+
+
+def _closing(job):
+    """`job` on a pool thread, which closes its own database connection when done."""
+
+    def run(**kwargs):
+        try:
+            return job(**kwargs)
+        finally:
+            connection.close()
+
+    return run
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_period_saved_while_the_first_issue_is_being_written_waits_for_it_and_is_refused(
+    settings, monkeypatch
+):
+    settings.REPORT_TIME_ZONE = "UTC"
+    user = UserFactory()
+    allowance = _allowance(credits=D("100"), period="month")
+    allowance.users.add(user)
+    issuing_now, release = threading.Event(), threading.Event()
+    real_append = allowances_service.append
+
+    def append_slowly(**kwargs):
+        issuing_now.set()
+        release.wait(10)
+        return real_append(**kwargs)
+
+    monkeypatch.setattr(allowances_service, "append", append_slowly)
+
+    def staff_saves_a_week():
+        edited = Allowance.objects.get(pk=allowance.pk)
+        edited.period = "week"
+        edited.save()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        issuing = pool.submit(_closing(issue_allowances), now=FIFTEENTH)
+        assert issuing_now.wait(10)
+        saving = pool.submit(_closing(staff_saves_a_week))
+        time.sleep(0.5)
+        assert not saving.done()  # waits for the issue's transaction
+        release.set()
+        assert issuing.result(10) == 1
+        with pytest.raises(AllowancePeriodLocked):
+            saving.result(10)
+    assert Allowance.objects.get(pk=allowance.pk).period == "month"
+    assert AllowanceIssue.objects.get().period_start == date(2026, 12, 1)
