@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.db.models import BooleanField, Count, ExpressionWrapper, F, Q, Sum, Window
 from django.utils import timezone
 
-from billing.models import CreditLot
+from billing.models import AllowanceIssue, CreditLot
 from core.money import to_decimal
 
 # The pinned burn order, as the ORM spells it; the database function billing_burn_lots spells the
@@ -88,3 +88,16 @@ def wallet_lots(*, wallet_id: int):
     return _in_burn_order(
         lots.annotate(spent=ExpressionWrapper(Q(remaining=0), output_field=BooleanField()))
     ).order_by("spent", *BURN_ORDER)
+
+
+@dataclass(frozen=True)
+class IssuesPage:
+    issues: list[AllowanceIssue]  # the newest, with their user and ledger row
+    count: int  # every issue of the allowance
+
+
+def allowance_issues_page(*, allowance_id: int, limit: int) -> IssuesPage:
+    """An allowance's newest `limit` issues and how many it has in all (two queries, however many)."""
+    issues = AllowanceIssue.objects.filter(allowance_id=allowance_id)
+    newest = list(issues.select_related("user", "transaction").order_by("-id")[:limit])
+    return IssuesPage(issues=newest, count=len(newest) if len(newest) < limit else issues.count())

@@ -23,6 +23,7 @@ PLACES = {
     "billing.creditlot": "money",
     "billing.purchase": "money",
     "billing.allowance": "money",
+    "billing.allowanceissue": "money",
     "billing.credithold": "money",
     "billing.modelprice": "money",
     "reporting.dailyusage": "usage",

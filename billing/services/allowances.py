@@ -1,4 +1,4 @@
-"""Recurring allowances: each assigned user's lot for the current calendar period, issued exactly once."""
+"""Recurring allowances: each assigned user's lot for the current calendar period, issued exactly once; switched on and off."""
 
 import logging
 from datetime import datetime
@@ -71,6 +71,22 @@ def issue_allowances(*, now: datetime | None = None) -> int:
                 extra={"allowance": allowance.pk, "period": allowance.period},
             )
     return issued
+
+
+def set_allowances_active(*, allowance_ids: list[int], active: bool) -> list[Allowance]:
+    """Switch the allowances on or off (the job issues only active ones; lots issued stay as they
+    are); returns those that changed, each as it was read before the change."""
+    with transaction.atomic():
+        changed = list(
+            Allowance.objects.select_for_update()
+            .filter(pk__in=allowance_ids)
+            .exclude(active=active)
+            .order_by("id")
+        )
+        Allowance.objects.filter(pk__in=[allowance.pk for allowance in changed]).update(active=active)
+    for allowance in changed:
+        logger.info("allowance switched", extra={"allowance": allowance.pk, "active": active})
+    return changed
 
 
 def _issue(*, allowance: Allowance, user_id: int, start, expires_at: datetime | None) -> int:

@@ -19,6 +19,7 @@ from accounts.keys import create_api_key
 from billing import services
 from billing.models import (
     Allowance,
+    AllowanceIssue,
     CreditLot,
     CreditTransaction,
     LLMCallEvent,
@@ -26,6 +27,7 @@ from billing.models import (
     Purchase,
     WalletEvent,
 )
+from billing.services.allowances import issue_allowances
 from notifications.models import Delivery
 from sessions_app import files
 from sessions_app.models import SessionSummary, ToolCallEvent
@@ -139,8 +141,9 @@ TABLE = [
     # Credit lots and purchases: view-only (written by billing's services and the Stripe webhook).
     *_model_admin("billing.creditlot", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
     *_model_admin("billing.purchase", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
-    # Recurring allowances: defined, assigned and removed by staff.
+    # Recurring allowances: defined, assigned and removed by staff; their issues view-only (the job's).
     *_model_admin("billing.allowance"),
+    *_model_admin("billing.allowanceissue", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
     *_model_admin("billing.llmcallevent", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
     *_model_admin("billing.modelprice", delete=ADMIN_REFUSED),
     *_model_admin("billing.credithold", add=ADMIN_REFUSED, delete=ADMIN_REFUSED),
@@ -380,6 +383,9 @@ def world(db, settings):
         covers_messages=2,
         llm_call=LLMCallEvent.objects.filter(turn_call__isnull=True).first(),
     )
+    issued = Allowance.objects.create(name="access table, issued", credits=Decimal("1"), period="month")
+    issued.users.add(other)
+    issue_allowances()
     return {
         "users": {"user": user, "other": other, "staff": staff},
         "ids": {
@@ -415,6 +421,7 @@ def world(db, settings):
             "purchase": Purchase.objects.create(
                 user=user, credits=100, amount=Decimal("1.00"), currency="usd", checkout_url="https://x.test/"
             ).pk,
+            "allowanceissue": AllowanceIssue.objects.get(allowance=issued).pk,
             "allowance": Allowance.objects.create(
                 name="access table", credits=Decimal("5"), period="month"
             ).pk,
