@@ -8,6 +8,7 @@ and `{"detail", "code": "throttled", "retry_after"}`; a throttled admin login is
 """
 
 import hashlib
+import ipaddress
 import logging
 import math
 from functools import cached_property
@@ -38,8 +39,26 @@ def client_ip(request) -> str:
     if hops > 0 and forwarded:
         addresses = [part.strip() for part in forwarded.split(",") if part.strip()]
         if addresses:
-            return addresses[-min(hops, len(addresses))]
+            return _address(addresses[-min(hops, len(addresses))]) or remote
     return remote
+
+
+def _address(hop: str) -> str | None:
+    """The IP address a forwarded hop names, without the port some proxies append (`203.0.113.9:51234`,
+    `[2001:db8::1]:443`); None when it names none. The lockout stores it in an `inet` column, so
+    anything else (a client's junk, with more hops trusted than there are proxies) was a 500 at sign-in.
+    """
+    candidates = [hop]
+    if hop.startswith("[") and "]" in hop:  # [v6] or [v6]:port
+        candidates = [hop[1 : hop.index("]")]]
+    elif hop.count(":") == 1:  # v4:port (a bare v6 address has more colons)
+        candidates.append(hop.partition(":")[0])
+    for candidate in candidates:
+        try:
+            return str(ipaddress.ip_address(candidate))
+        except ValueError:
+            continue
+    return None
 
 
 def retry_message(wait: int) -> str:

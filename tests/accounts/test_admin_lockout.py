@@ -155,3 +155,26 @@ def test_failures_on_the_sign_in_page_count_toward_the_lock(settings):
 
     assert admin_login(attacker, "ops").status_code == 429
     assert web_signin(attacker, "ops").status_code == 429
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "counted_as"),
+    [
+        ("203.0.113.9:51234", "203.0.113.9"),  # a proxy that appends the client's port
+        ("[2001:db8::1]:443", "2001:db8::1"),
+        ("2001:db8::1", "2001:db8::1"),
+        ("not-an-address", "10.9.9.9"),  # junk: the proxy's own address, the one REMOTE_ADDR gives
+    ],
+)
+def test_a_forwarded_address_with_a_port_or_none_at_all_signs_in_and_counts_by_its_address(
+    settings, forwarded, counted_as
+):
+    """The lockout stores the client's address in an `inet` column: a hop written as `ip:port` (some
+    cloud load balancers) or as junk was a 500 on every sign-in behind a trusted proxy."""
+    settings.TRUSTED_PROXY_COUNT = 1
+    StaffUserFactory(username="ops")
+    behind_proxy = Client(REMOTE_ADDR="10.9.9.9", HTTP_X_FORWARDED_FOR=forwarded)
+
+    assert web_signin(behind_proxy, "ops", "wrong").status_code == 200  # the form again, with its error
+    assert list(AccessAttempt.objects.values_list("ip_address", flat=True)) == [counted_as]
+    assert logged_in(admin_login(behind_proxy, "ops"))

@@ -24,7 +24,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--month", required=True, help="The UTC month to detach, YYYY-MM.")
-        parser.add_argument("--export", required=True, help="The CSV file to write (must not exist).")
+        parser.add_argument(
+            "--export",
+            required=True,
+            help=(
+                "The CSV file to write (must not exist): an archive for attach_call_events, values as stored "
+                "(not made safe for spreadsheets; docs/scaling-data.md)."
+            ),
+        )
         parser.add_argument(
             "--drop", action="store_true", help="Drop the detached table too (the CSV is then the only copy)."
         )
