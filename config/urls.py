@@ -9,7 +9,11 @@ from core.views import HealthView, unrouted
 api_v1 = [
     re_path(r"^schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^docs/?$", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
-    re_path(r"^redoc/?$", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    re_path(
+        r"^redoc/?$",
+        SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"),
+        name="redoc",
+    ),
     re_path(r"^health/?$", HealthView.as_view(), name="health"),
     path("", include("accounts.urls")),
     path("", include("billing.urls")),

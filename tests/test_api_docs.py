@@ -37,3 +37,11 @@ def test_the_readme_links_the_api_doc_and_nothing_outside_the_repository():
 
     assert "docs/api.md" in readme
     assert "../" not in readme
+
+
+def test_the_interactive_docs_pages_name_no_other_host(client):
+    """The docs are served offline (drf-spectacular-sidecar): a page that links another host (ReDoc's
+    template links Google's web fonts) waits on it, or on a CSP refusal, on a machine without internet."""
+    for path in ("/api/v1/docs/", "/api/v1/redoc/"):
+        page = client.get(path).content.decode()
+        assert re.findall(r"(?:href|src)=\"(?:https?:)?//[^\"]*\"", page) == [], path
