@@ -4,6 +4,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Count, DecimalField, Exists, F, OuterRef, Q, Sum, Value
 from django.db.models.functions import Coalesce
 
@@ -17,6 +18,7 @@ from billing.models import (
     Purchase,
     Wallet,
 )
+from core.db import one_snapshot
 from core.money import to_decimal
 
 CHUNK = 5000
@@ -45,30 +47,22 @@ def check_ledger(*, user_id: int | None = None, on_wallet: Callable[[], None] | 
     refunds <= their debits, each lot's remaining == amount - debt paid - its allocations, each
     burning row's allocations == its amount, every call link, and paid purchases against their rows.
 
+    All of it is read in one REPEATABLE READ snapshot of the primary: under READ COMMITTED a charge
+    committing between two of its reads (row totals, then wallets) would show as a discrepancy.
     `on_wallet()` is called as each wallet's totals are checked (a command's progress)."""
+    with one_snapshot(DEFAULT_DB_ALIAS):
+        return _check(user_id=user_id, on_wallet=on_wallet)
+
+
+def _check(*, user_id: int | None, on_wallet: Callable[[], None] | None) -> LedgerCheck:
     wallets = Wallet.objects.order_by("id")
     rows = CreditTransaction.objects.order_by("wallet_id", "id")
     if user_id is not None:
         wallets = wallets.filter(user_id=user_id)
         rows = rows.filter(wallet__user_id=user_id)
-    totals = {
-        r["wallet_id"]: (to_decimal(r["total"]), r["n"])
-        for r in rows.order_by().values("wallet_id").annotate(total=Sum("amount"), n=Count("id"))
-    }
-    holds = CreditHold.objects.filter(status=CreditHold.Status.HELD)
-    if user_id is not None:
-        holds = holds.filter(wallet__user_id=user_id)
-    open_holds = {
-        r["wallet_id"]: (to_decimal(r["total"]), r["n"])
-        for r in holds.values("wallet_id").annotate(total=Sum("amount"), n=Count("id"))
-    }
-    lots = CreditLot.objects.filter(remaining__gt=0)
-    if user_id is not None:
-        lots = lots.filter(wallet__user_id=user_id)
-    open_lots = {
-        r["wallet_id"]: (to_decimal(r["total"]), r["n"])
-        for r in lots.values("wallet_id").annotate(total=Sum("remaining"), n=Count("id"))
-    }
+    totals = _row_totals(rows)
+    open_holds = _open_holds(user_id=user_id)
+    open_lots = _open_lots(user_id=user_id)
     names = {}
     result = LedgerCheck(discrepancies=[])
     for wallet_id, username, balance, held, debt in wallets.values_list(
@@ -109,6 +103,36 @@ def check_ledger(*, user_id: int | None = None, on_wallet: Callable[[], None] | 
     result.discrepancies.extend(_missing_calls(user_id=user_id, names=names))
     result.discrepancies.extend(_purchase_breaks(user_id=user_id, names=names))
     return result
+
+
+def _row_totals(rows) -> dict[int, tuple[Decimal, int]]:
+    """Each wallet's sum and count of ledger rows."""
+    return {
+        r["wallet_id"]: (to_decimal(r["total"]), r["n"])
+        for r in rows.order_by().values("wallet_id").annotate(total=Sum("amount"), n=Count("id"))
+    }
+
+
+def _open_holds(*, user_id: int | None) -> dict[int, tuple[Decimal, int]]:
+    """Each wallet's sum and count of open holds."""
+    holds = CreditHold.objects.filter(status=CreditHold.Status.HELD)
+    if user_id is not None:
+        holds = holds.filter(wallet__user_id=user_id)
+    return {
+        r["wallet_id"]: (to_decimal(r["total"]), r["n"])
+        for r in holds.values("wallet_id").annotate(total=Sum("amount"), n=Count("id"))
+    }
+
+
+def _open_lots(*, user_id: int | None) -> dict[int, tuple[Decimal, int]]:
+    """Each wallet's sum and count of lots with something left."""
+    lots = CreditLot.objects.filter(remaining__gt=0)
+    if user_id is not None:
+        lots = lots.filter(wallet__user_id=user_id)
+    return {
+        r["wallet_id"]: (to_decimal(r["total"]), r["n"])
+        for r in lots.values("wallet_id").annotate(total=Sum("remaining"), n=Count("id"))
+    }
 
 
 def _purchase_breaks(*, user_id: int | None, names: dict[int, str]) -> Iterator[Discrepancy]:

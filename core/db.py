@@ -1,13 +1,14 @@
 """Database plumbing shared by the apps: prepared hot-path statements, and rows built from RETURNING."""
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache, lru_cache
 from typing import TypeVar
 
 import psycopg
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, ProgrammingError, connections
+from django.db import DEFAULT_DB_ALIAS, ProgrammingError, connections, transaction
 from django.db.models import Model
 from django.utils.asyncio import async_unsafe
 
@@ -186,3 +187,21 @@ def loaded_row(model: type[M], row: Sequence) -> M:
 def attnames(model: type[Model]) -> list[str]:
     """The model's concrete fields by attname, in field order (read it, never change it)."""
     return [f.attname for f in model._meta.concrete_fields]
+
+
+@contextmanager
+def one_snapshot(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+    """The block's reads on `using` in one REPEATABLE READ, READ ONLY transaction: all see one snapshot.
+
+    Under READ COMMITTED each statement takes a snapshot of its own, so two reads of a busy table
+    can disagree. Inside a caller's transaction its snapshot rules (the isolation level can only be
+    set first thing in a transaction).
+    """
+    db = connections[using]
+    if db.in_atomic_block:
+        yield
+        return
+    with transaction.atomic(using=using):
+        with db.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield

@@ -1,12 +1,12 @@
 """Reporting reads: the usage summary presented from billing's usage selectors, and the ledger rows for CSV export."""
 
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from django.db import connections, transaction
+from django.db import connections
 from django.db.models import QuerySet
 
 from accounts.models import ApiKey
@@ -22,6 +22,7 @@ from billing.usage_selectors import (
     usage_totals,
 )
 from core.api_fields import id_in_range
+from core.db import one_snapshot
 from core.money import to_decimal
 from core.replica import read_alias
 
@@ -168,7 +169,7 @@ def usage_summary(
         # An id past the largest a row can have (a query's, core.api_fields.MAX_ID) names no one: the
         # zeros of an unknown id, without handing PostgreSQL a number its bigint columns cannot compare.
         return _summary(start=start, end=end, bucket=bucket, totals={}, rows=[])
-    with _one_snapshot(read_alias()) if bucket is not None else nullcontext():
+    with one_snapshot(read_alias()) if bucket is not None else nullcontext():
         if key_id is not None:
             return _key_summary(
                 start=start, end=end, bucket=bucket, user_id=user_id, model=model, key_id=key_id
@@ -178,24 +179,6 @@ def usage_summary(
         if bucket is not None:
             rows = usage_by_bucket(start=start, end=end, bucket=bucket, user_id=user_id, model=model)
     return _summary(start=start, end=end, bucket=bucket, totals=totals, rows=rows)
-
-
-@contextmanager
-def _one_snapshot(using: str) -> Iterator[None]:
-    """The block's reads on `using` in one REPEATABLE READ, READ ONLY transaction: all see one snapshot.
-
-    Under READ COMMITTED each statement takes a snapshot of its own, so two reads of a busy table
-    can disagree. Inside a caller's transaction its snapshot rules (the isolation level can only be
-    set first thing in a transaction).
-    """
-    db = connections[using]
-    if db.in_atomic_block:
-        yield
-        return
-    with transaction.atomic(using=using):
-        with db.cursor() as cursor:
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        yield
 
 
 def _key_summary(
@@ -340,7 +323,7 @@ def _by_id_chunks(rows: QuerySet, chunk_size: int) -> Iterator[tuple]:
     missing while later ones were not. The transaction keeps its server connection until the export
     ends (the pooler lends it for that long).
     """
-    with _one_snapshot(rows.db):
+    with one_snapshot(rows.db):
         yield from _chunks(rows, chunk_size)
 
 
