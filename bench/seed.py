@@ -8,8 +8,11 @@ Usage (a separate database, never the test ones):
 
 Rows are generated in Python as a stream and written with psycopg 3 `cursor.copy()`, secondary
 indexes dropped during the load and rebuilt after (several times faster than inserting through them).
-The ledger is consistent: each wallet's rows chain `balance_after` from 0, and wallet balances are set
-from the sums, so `check_ledger` passes. One user (`heavy`) owns `--heavy-rows` ledger rows.
+The ledger is consistent: each wallet's rows chain `balance_after` from 0, each ok call that cost
+something has its debit (linked, after the `--ledger` rows: the ledger holds both), and wallet
+balances are set from the sums, so `check_ledger` passes. One user (`heavy`) owns `--heavy-rows`
+ledger rows. With `--skip-ledger` (an events-only database for the reports) there are no debits, and
+`check_ledger` would name every priced call: it is not for such a database.
 """
 
 import argparse
@@ -238,6 +241,7 @@ def seed_ledger(count: int, heavy_rows: int, now: datetime, rng: random.Random) 
     columns = ["wallet_id", "kind", "amount", "balance_after", "reason", "initiated_by_id", "created_at"]
     with IndexesDropped(CreditTransaction._meta.db_table):
         n = copy_lines(CreditTransaction._meta.db_table, columns, lines())
+    n += debit_the_calls()
     with connection.cursor() as cursor:
         # Wallet balances from the ledger sums (billing_wallet, not the append-only ledger).
         cursor.execute(
@@ -248,6 +252,39 @@ def seed_ledger(count: int, heavy_rows: int, now: datetime, rng: random.Random) 
     # Each wallet's balance as its opening credit lot (or debt), as the lots migration does.
     open_opening_lots()
     return n
+
+
+def debit_the_calls() -> int:
+    """One debit for each seeded ok call that cost something, linked to it, as the charge writes them
+    (check_ledger holds each such call to its debit), chained after the wallet's seeded rows."""
+    ledger, events, wallets = (
+        CreditTransaction._meta.db_table,
+        LLMCallEvent._meta.db_table,
+        Wallet._meta.db_table,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {ledger} (id, wallet_id, kind, amount, balance_after, reason, initiated_by_id,
+                llm_call_id, created_at)
+            -- ids in the order of the chain: the subquery's rows, in (wallet, call) order
+            SELECT nextval(pg_get_serial_sequence('{ledger}', 'id')), wallet_id, 'debit', -cost,
+                balance_after, 'bench call', NULL, call_id, created_at
+            FROM (
+                -- each wallet's seeded sum less the running cost of its user's calls
+                SELECT w.id AS wallet_id, e.id AS call_id, e.cost, e.created_at,
+                    coalesce(seeded.total, 0) - sum(e.cost) OVER (PARTITION BY w.id ORDER BY e.id)
+                        AS balance_after
+                FROM {events} e
+                JOIN {wallets} w ON w.user_id = e.user_id
+                LEFT JOIN (SELECT wallet_id, sum(amount) AS total FROM {ledger} GROUP BY wallet_id) seeded
+                    ON seeded.wallet_id = w.id
+                WHERE e.status = 'ok' AND e.cost > 0
+                ORDER BY w.id, e.id
+            ) calls
+            """  # noqa: S608
+        )
+        return cursor.rowcount
 
 
 def main() -> None:

@@ -4,8 +4,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.contrib.postgres.aggregates import ArrayAgg
 from django.db import DEFAULT_DB_ALIAS
-from django.db.models import Count, DecimalField, Exists, F, OuterRef, Q, Sum, Value
+from django.db.models import Count, DecimalField, Exists, F, Min, OuterRef, Q, Sum, Value
 from django.db.models.functions import Coalesce
 
 from billing.models import (
@@ -101,6 +102,7 @@ def _check(*, user_id: int | None, on_wallet: Callable[[], None] | None) -> Ledg
     result.discrepancies.extend(_refund_breaks(user_id=user_id, names=names))
     result.discrepancies.extend(_lot_breaks(user_id=user_id, names=names))
     result.discrepancies.extend(_missing_calls(user_id=user_id, names=names))
+    result.discrepancies.extend(_call_breaks(user_id=user_id, names=names))
     result.discrepancies.extend(_purchase_breaks(user_id=user_id, names=names))
     return result
 
@@ -243,6 +245,85 @@ def _missing_calls(*, user_id: int | None, names: dict[int, str]) -> Iterator[Di
                     names.get(wallet_id, "?"),
                     f"{label} {row_id}: call event {call_id} does not exist",
                 )
+
+
+def _call_breaks(*, user_id: int | None, names: dict[int, str]) -> Iterator[Discrepancy]:
+    """Each debit and its call event agree: the debit is minus the call's cost, the call is the wallet
+    owner's and ok, and no call has two debits; each ok call that cost something, of a user with a
+    wallet, has its debit (the charge writes both in one statement, so a snapshot never sees one alone).
+
+    Only events in attached months are here (a detached month's are not in the table, and a link into
+    it is _missing_calls' business). Two grouped or joined queries over the debits, one anti-join over
+    the events.
+    """
+    debits = CreditTransaction.objects.filter(kind=CreditTransaction.Kind.DEBIT, llm_call_id__isnull=False)
+    events = LLMCallEvent.objects.filter(
+        status=LLMCallEvent.Status.OK, cost__gt=0, user__wallet__isnull=False
+    )
+    if user_id is not None:
+        debits, events = debits.filter(wallet__user_id=user_id), events.filter(user_id=user_id)
+    for row in (
+        debits.annotate(
+            call_cost=F("llm_call__cost"),
+            call_user_id=F("llm_call__user_id"),
+            call_status=F("llm_call__status"),
+            owner_id=F("wallet__user_id"),
+        )
+        .filter(call_status__isnull=False)
+        .filter(
+            ~Q(amount=-F("call_cost"))
+            | ~Q(call_user_id=F("owner_id"))
+            | Q(call_status=LLMCallEvent.Status.ERROR)
+        )
+        .order_by("wallet_id", "id")
+        .values(
+            "id", "wallet_id", "amount", "llm_call_id", "call_cost", "call_user_id", "call_status", "owner_id"
+        )
+        .iterator(chunk_size=CHUNK)
+    ):
+        wallet_id, name = row["wallet_id"], names.get(row["wallet_id"], "?")
+        prefix = f"debit {row['id']} of call event {row['llm_call_id']}"
+        if to_decimal(row["amount"]) != -to_decimal(row["call_cost"]):
+            yield Discrepancy(
+                wallet_id,
+                name,
+                f"{prefix}: amount {to_decimal(row['amount'])} != -cost {-to_decimal(row['call_cost'])}",
+            )
+        if row["call_user_id"] != row["owner_id"]:
+            yield Discrepancy(
+                wallet_id,
+                name,
+                f"{prefix}: the call is user {row['call_user_id']}'s, the wallet user {row['owner_id']}'s",
+            )
+        if row["call_status"] == LLMCallEvent.Status.ERROR:
+            yield Discrepancy(wallet_id, name, f"{prefix}: the call failed (status error)")
+    for row in (
+        debits.values("llm_call_id")
+        .annotate(n=Count("id"), wallet_id=Min("wallet_id"), ids=ArrayAgg("id", order_by="id"))
+        .filter(n__gt=1)
+        .order_by("llm_call_id")
+        .iterator(chunk_size=CHUNK)
+    ):
+        yield Discrepancy(
+            row["wallet_id"],
+            names.get(row["wallet_id"], "?"),
+            f"call event {row['llm_call_id']} has {row['n']} debits (rows {', '.join(map(str, row['ids']))})",
+        )
+    has_debit = Exists(
+        CreditTransaction.objects.filter(kind=CreditTransaction.Kind.DEBIT, llm_call_id=OuterRef("pk"))
+    )
+    for row in (
+        events.exclude(has_debit)
+        .order_by("id")
+        .values("id", "cost", "user__wallet__id")
+        .iterator(chunk_size=CHUNK)
+    ):
+        wallet_id = row["user__wallet__id"]
+        yield Discrepancy(
+            wallet_id,
+            names.get(wallet_id, "?"),
+            f"call event {row['id']} (ok) cost {to_decimal(row['cost'])} and has no debit",
+        )
 
 
 def _refund_breaks(*, user_id: int | None, names: dict[int, str]) -> Iterator[Discrepancy]:

@@ -1,0 +1,97 @@
+"""check_ledger names rows that agree with their wallet's totals but not with what they stand for.
+
+Each test corrupts data as an audit did: one SQL statement with the append-only trigger switched off
+(`session_replication_role = replica`), then expects the wallet, the row and both figures named.
+"""
+
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+
+from billing import services
+from billing.models import CreditTransaction
+from billing.reconcile import check_ledger
+from tests.factories import ModelPriceFactory, UserFactory, fund
+
+pytestmark = pytest.mark.django_db
+
+
+def corrupt(sql: str, params: list) -> None:
+    """One statement around every trigger (the ledger's append-only one included), as the audit did."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL session_replication_role = replica")
+        cursor.execute(sql, params)
+        cursor.execute("SET LOCAL session_replication_role = origin")
+
+
+def problems(wallet_id: int) -> list[str]:
+    result = check_ledger()
+    return [d.problem for d in result.discrepancies if d.wallet_id == wallet_id]
+
+
+@pytest.fixture
+def charged(user):
+    """The user's debit of 2.000000 and its call event, on a clean ledger."""
+    fund(user, "10")
+    price = ModelPriceFactory(input_price_per_1k=Decimal(1), output_price_per_1k=Decimal(1))
+    result = services.charge(user=user, price=price, provider="echo", input_tokens=1000, output_tokens=1000)
+    assert check_ledger().ok
+    debit = CreditTransaction.objects.get(pk=result.transaction.pk)
+    return debit, result.event, price
+
+
+# --- debits and their call events ------------------------------------------------------------
+
+
+def test_check_ledger_names_a_debit_that_is_not_minus_its_calls_cost(user, charged):
+    debit, event, _ = charged
+    corrupt("UPDATE billing_llmcallevent SET cost = 3 WHERE id = %s", [event.pk])
+    assert problems(debit.wallet_id) == [
+        f"debit {debit.pk} of call event {event.pk}: amount -2.000000 != -cost -3.000000"
+    ]
+
+
+def test_check_ledger_names_a_debit_whose_call_is_another_users(user, charged):
+    debit, event, _ = charged
+    other = UserFactory()
+    corrupt("UPDATE billing_llmcallevent SET user_id = %s WHERE id = %s", [other.pk, event.pk])
+    assert problems(debit.wallet_id) == [
+        f"debit {debit.pk} of call event {event.pk}: the call is user {other.pk}'s, the wallet user {user.pk}'s"
+    ]
+
+
+def test_check_ledger_names_a_debit_of_a_failed_call(user, charged):
+    debit, event, _ = charged
+    # A failed call costs nothing (a check constraint): its debit then disagrees with its cost too.
+    corrupt("UPDATE billing_llmcallevent SET status = 'error', cost = 0 WHERE id = %s", [event.pk])
+    assert problems(debit.wallet_id) == [
+        f"debit {debit.pk} of call event {event.pk}: amount -2.000000 != -cost 0.000000",
+        f"debit {debit.pk} of call event {event.pk}: the call failed (status error)",
+    ]
+
+
+def test_check_ledger_names_a_call_with_two_debits(user, charged):
+    debit, event, price = charged
+    second = services.charge(user=user, price=price, provider="echo", input_tokens=1000, output_tokens=1000)
+    corrupt(
+        "UPDATE billing_credittransaction SET llm_call_id = %s WHERE id = %s",
+        [event.pk, second.transaction.pk],
+    )
+    assert problems(debit.wallet_id) == [
+        f"call event {event.pk} has 2 debits (rows {debit.pk}, {second.transaction.pk})",
+        f"call event {second.event.pk} (ok) cost 2.000000 and has no debit",
+    ]
+
+
+def test_check_ledger_names_an_ok_call_that_cost_something_and_has_no_debit(user, charged):
+    debit, event, _ = charged
+    corrupt("UPDATE billing_credittransaction SET llm_call_id = NULL WHERE id = %s", [debit.pk])
+    assert problems(debit.wallet_id) == [f"call event {event.pk} (ok) cost 2.000000 and has no debit"]
+
+
+def test_a_failed_call_and_a_free_call_need_no_debit(user, charged):
+    _, _, price = charged
+    services.charge(user=user, price=price, provider="echo", input_tokens=0, output_tokens=0)
+    services.record_failed_call(user=user, model=price.model, price=price, provider="echo", error="boom")
+    assert check_ledger().ok
