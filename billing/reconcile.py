@@ -10,6 +10,7 @@ from django.db.models import Count, DecimalField, Exists, F, Min, OuterRef, Q, S
 from django.db.models.functions import Coalesce
 
 from billing.models import (
+    AllowanceIssue,
     CreditHold,
     CreditLot,
     CreditTransaction,
@@ -104,6 +105,7 @@ def _check(*, user_id: int | None, on_wallet: Callable[[], None] | None) -> Ledg
     result.discrepancies.extend(_missing_calls(user_id=user_id, names=names))
     result.discrepancies.extend(_call_breaks(user_id=user_id, names=names))
     result.discrepancies.extend(_purchase_breaks(user_id=user_id, names=names))
+    result.discrepancies.extend(_allowance_breaks(user_id=user_id, names=names))
     return result
 
 
@@ -163,6 +165,50 @@ def _purchase_breaks(*, user_id: int | None, names: dict[int, str]) -> Iterator[
             row["wallet_id"],
             names.get(row["wallet_id"], "?"),
             f"purchase row {row['id']} credits no paid purchase",
+        )
+
+
+def _allowance_breaks(*, user_id: int | None, names: dict[int, str]) -> Iterator[Discrepancy]:
+    """Each `allowance` row is paid for one AllowanceIssue of its wallet's user, and each issue is paid
+    by an `allowance` row of its user's wallet (without its issue, issue_allowances would pay the
+    period again). Such rows and issues are a small share of the ledger."""
+    issued = Exists(
+        AllowanceIssue.objects.filter(transaction_id=OuterRef("pk"), user_id=OuterRef("wallet__user_id"))
+    )
+    rows = CreditTransaction.objects.filter(kind=CreditTransaction.Kind.ALLOWANCE).exclude(issued)
+    issues = AllowanceIssue.objects.exclude(
+        transaction__kind=CreditTransaction.Kind.ALLOWANCE, transaction__wallet__user_id=F("user_id")
+    )
+    if user_id is not None:
+        rows, issues = rows.filter(wallet__user_id=user_id), issues.filter(user_id=user_id)
+    for row in (
+        rows.order_by("wallet_id", "id").values("id", "wallet_id", "amount").iterator(chunk_size=CHUNK)
+    ):
+        yield Discrepancy(
+            row["wallet_id"],
+            names.get(row["wallet_id"], "?"),
+            f"allowance row {row['id']} of {to_decimal(row['amount'])} pays no allowance issue of this wallet's user",
+        )
+    for issue in (
+        issues.order_by("id")
+        .values(
+            "id",
+            "allowance_id",
+            "period_start",
+            "user__wallet__id",
+            "transaction_id",
+            "transaction__kind",
+            "transaction__wallet_id",
+        )
+        .iterator(chunk_size=CHUNK)
+    ):
+        wallet_id = issue["user__wallet__id"]
+        yield Discrepancy(
+            wallet_id,
+            names.get(wallet_id, "?"),
+            f"allowance issue {issue['id']} (allowance {issue['allowance_id']}, period {issue['period_start']}) "
+            f"is paid by row {issue['transaction_id']}, a {issue['transaction__kind']} row of wallet "
+            f"{issue['transaction__wallet_id']}, not an allowance row of wallet {wallet_id}",
         )
 
 

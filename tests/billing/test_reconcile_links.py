@@ -4,6 +4,7 @@ Each test corrupts data as an audit did: one SQL statement with the append-only 
 (`session_replication_role = replica`), then expects the wallet, the row and both figures named.
 """
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -15,6 +16,8 @@ from billing.reconcile import check_ledger
 from tests.factories import ModelPriceFactory, UserFactory, fund
 
 pytestmark = pytest.mark.django_db
+
+MONDAY_NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 
 def corrupt(sql: str, params: list) -> None:
@@ -95,3 +98,42 @@ def test_a_failed_call_and_a_free_call_need_no_debit(user, charged):
     services.charge(user=user, price=price, provider="echo", input_tokens=0, output_tokens=0)
     services.record_failed_call(user=user, model=price.model, price=price, provider="echo", error="boom")
     assert check_ledger().ok
+
+
+# --- allowances and their issues --------------------------------------------------------------
+
+
+@pytest.fixture
+def issued(settings, user):
+    """The user's allowance row of 5.000000 and its issue, on a clean ledger."""
+    from billing.models import Allowance, AllowanceIssue
+    from billing.services.allowances import issue_allowances
+
+    settings.REPORT_TIME_ZONE = "UTC"
+    allowance = Allowance.objects.create(name="Plan", credits=Decimal(5), period="day")
+    allowance.users.add(user)
+    assert issue_allowances(now=MONDAY_NOON) == 1
+    assert check_ledger().ok
+    return AllowanceIssue.objects.get(user=user)
+
+
+def test_check_ledger_names_an_allowance_row_without_its_issue(issued):
+    corrupt("DELETE FROM billing_allowanceissue WHERE id = %s", [issued.pk])
+    row = issued.transaction
+    assert problems(row.wallet_id) == [
+        f"allowance row {row.pk} of 5.000000 pays no allowance issue of this wallet's user"
+    ]
+
+
+def test_check_ledger_names_an_allowance_issue_paid_by_another_wallets_row(issued, user):
+    other_grant = fund(UserFactory(), "3")
+    corrupt(
+        "UPDATE billing_allowanceissue SET transaction_id = %s WHERE id = %s", [other_grant.pk, issued.pk]
+    )
+    row = issued.transaction
+    assert problems(row.wallet_id) == [
+        f"allowance row {row.pk} of 5.000000 pays no allowance issue of this wallet's user",
+        f"allowance issue {issued.pk} (allowance {issued.allowance_id}, period 2026-03-02) is paid by row "
+        f"{other_grant.pk}, a grant row of wallet {other_grant.wallet_id}, not an allowance row of wallet "
+        f"{row.wallet_id}",
+    ]
