@@ -20,6 +20,7 @@ from billing.models import (
     Purchase,
     Wallet,
 )
+from billing.services.ledger import STARTING_CREDITS_REASON
 from core.db import one_snapshot
 from core.money import to_decimal
 
@@ -106,6 +107,7 @@ def _check(*, user_id: int | None, on_wallet: Callable[[], None] | None) -> Ledg
     result.discrepancies.extend(_call_breaks(user_id=user_id, names=names))
     result.discrepancies.extend(_purchase_breaks(user_id=user_id, names=names))
     result.discrepancies.extend(_allowance_breaks(user_id=user_id, names=names))
+    result.discrepancies.extend(_initiator_breaks(user_id=user_id, names=names))
     return result
 
 
@@ -209,6 +211,47 @@ def _allowance_breaks(*, user_id: int | None, names: dict[int, str]) -> Iterator
             f"allowance issue {issue['id']} (allowance {issue['allowance_id']}, period {issue['period_start']}) "
             f"is paid by row {issue['transaction_id']}, a {issue['transaction__kind']} row of wallet "
             f"{issue['transaction__wallet_id']}, not an allowance row of wallet {wallet_id}",
+        )
+
+
+def _initiator_breaks(*, user_id: int | None, names: dict[int, str]) -> Iterator[Discrepancy]:
+    """Grants, adjustments and refunds are staff's: each names an initiator who is staff, except a
+    wallet's one starting-credits grant, which names none (billing.services.ledger.open_wallet).
+    Such rows are a small share of the ledger; one query for them, one grouped over starting grants."""
+    kind = CreditTransaction.Kind
+    starting = Q(kind=kind.GRANT, reason=STARTING_CREDITS_REASON, initiated_by__isnull=True)
+    staff_kinds = CreditTransaction.objects.filter(kind__in=[kind.GRANT, kind.ADJUSTMENT, kind.REFUND])
+    if user_id is not None:
+        staff_kinds = staff_kinds.filter(wallet__user_id=user_id)
+    for row in (
+        staff_kinds.exclude(starting)
+        .exclude(initiated_by__is_staff=True)
+        .order_by("wallet_id", "id")
+        .values("id", "wallet_id", "kind", "initiated_by_id", "initiated_by__username")
+        .iterator(chunk_size=CHUNK)
+    ):
+        who = (
+            f"user {row['initiated_by_id']} ({row['initiated_by__username']}), who is not staff"
+            if row["initiated_by_id"] is not None
+            else "nobody, and it is not the wallet's starting credits"
+        )
+        yield Discrepancy(
+            row["wallet_id"],
+            names.get(row["wallet_id"], "?"),
+            f"{row['kind']} row {row['id']} initiated by {who}",
+        )
+    for row in (
+        staff_kinds.filter(starting)
+        .values("wallet_id")
+        .annotate(n=Count("id"), ids=ArrayAgg("id", order_by="id"))
+        .filter(n__gt=1)
+        .order_by("wallet_id")
+        .iterator(chunk_size=CHUNK)
+    ):
+        yield Discrepancy(
+            row["wallet_id"],
+            names.get(row["wallet_id"], "?"),
+            f"{row['n']} starting-credits grants (rows {', '.join(map(str, row['ids']))}); a wallet has one at most",
         )
 
 

@@ -14,7 +14,7 @@ from billing.models import CreditLot, CreditTransaction, LotAllocation, Purchase
 from billing.reconcile import check_ledger
 from billing.services.ledger import append
 from billing.services.lots import expire_lots
-from tests.factories import ModelPriceFactory
+from tests.factories import ModelPriceFactory, StaffUserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +33,12 @@ def spend(user, price, credits: str):
 
 
 def credit(user, amount: str, **terms) -> CreditLot:
-    row = append(user_id=user.pk, kind=terms.pop("kind", "grant"), amount=D(amount), reason="test", **terms)
+    """A row written by the ledger's own append (around the services' checks), initiated by staff as
+    check_ledger requires of grants, adjustments and refunds."""
+    kind = terms.pop("kind", "grant")
+    if kind in ("grant", "adjustment", "refund"):
+        terms.setdefault("initiated_by", StaffUserFactory())
+    row = append(user_id=user.pk, kind=kind, amount=D(amount), reason="test", **terms)
     return CreditLot.objects.get(transaction=row)
 
 
@@ -313,7 +318,12 @@ def test_opening_lots_give_a_ledger_written_around_the_services_its_lot_or_debt(
     for owner, amount in ((user, "7.5"), (other, "-2")):
         wallet = Wallet.objects.get(user=owner)
         CreditTransaction.objects.create(
-            wallet=wallet, kind="adjustment", amount=D(amount), balance_after=D(amount), reason="bulk"
+            wallet=wallet,
+            kind="adjustment",
+            amount=D(amount),
+            balance_after=D(amount),
+            reason="bulk",
+            initiated_by=staff_user,
         )
         Wallet.objects.filter(pk=wallet.pk).update(balance=D(amount))
     assert not check_ledger().ok

@@ -15,7 +15,7 @@ from billing.reconcile import check_ledger
 from billing.services.ledger import append
 from billing.services.lots import expire_lots
 from tests.billing.test_concurrency import run_in_threads
-from tests.factories import ModelPriceFactory, UserFactory
+from tests.factories import ModelPriceFactory, StaffUserFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -34,6 +34,7 @@ def _expiring_lot(user, amount: str) -> CreditLot:
         kind="grant",
         amount=D(amount),
         reason="trial",
+        initiated_by=StaffUserFactory(),
         expires_at=timezone.now() + timedelta(hours=1),
     )
     return CreditLot.objects.get(transaction=row)
@@ -142,7 +143,7 @@ def test_a_reservation_waiting_on_a_sweep_does_not_count_the_swept_lot_twice(set
     user = UserFactory()
     lot = _expiring_lot(user, "5")
     CreditLot.objects.filter(pk=lot.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    append(user_id=user.pk, kind="grant", amount=D("1"), reason="lives on")
+    append(user_id=user.pk, kind="grant", amount=D("1"), reason="lives on", initiated_by=StaffUserFactory())
     swept = threading.Event()
 
     def sweep_then_wait_for_the_reservation_to_queue():

@@ -137,3 +137,48 @@ def test_check_ledger_names_an_allowance_issue_paid_by_another_wallets_row(issue
         f"{other_grant.pk}, a grant row of wallet {other_grant.wallet_id}, not an allowance row of wallet "
         f"{row.wallet_id}",
     ]
+
+
+# --- who initiated grants, adjustments and refunds --------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["grant", "adjustment"])
+def test_check_ledger_names_a_staff_kind_of_row_initiated_by_nobody(user, kind):
+    row = fund(user, "10")
+    corrupt(
+        "UPDATE billing_credittransaction SET kind = %s, initiated_by_id = NULL WHERE id = %s", [kind, row.pk]
+    )
+    assert problems(row.wallet_id) == [
+        f"{kind} row {row.pk} initiated by nobody, and it is not the wallet's starting credits"
+    ]
+
+
+def test_check_ledger_names_a_refund_initiated_by_a_user_who_is_not_staff(user, charged):
+    debit, _, _ = charged
+    refund = services.refund(
+        debit=debit,
+        amount=None,
+        reason="r",
+        initiated_by=CreditTransaction.objects.get(kind="grant", wallet=debit.wallet).initiated_by,
+    )
+    corrupt("UPDATE billing_credittransaction SET initiated_by_id = %s WHERE id = %s", [user.pk, refund.pk])
+    assert problems(debit.wallet_id) == [
+        f"refund row {refund.pk} initiated by user {user.pk} ({user.username}), who is not staff"
+    ]
+
+
+def test_starting_credits_need_no_initiator_but_come_once(settings):
+    settings.STARTING_CREDITS = "5"
+    user = UserFactory()
+    services.open_wallet(user=user)
+    starting = CreditTransaction.objects.get(wallet__user=user)
+    assert (starting.reason, starting.initiated_by_id) == (services.STARTING_CREDITS_REASON, None)
+    assert check_ledger().ok
+    second = fund(user, "5")
+    corrupt(
+        "UPDATE billing_credittransaction SET reason = %s, initiated_by_id = NULL WHERE id = %s",
+        [services.STARTING_CREDITS_REASON, second.pk],
+    )
+    assert problems(starting.wallet_id) == [
+        f"2 starting-credits grants (rows {starting.pk}, {second.pk}); a wallet has one at most"
+    ]
