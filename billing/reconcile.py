@@ -18,6 +18,7 @@ from billing.models import (
     LLMCallEvent,
     LotAllocation,
     Purchase,
+    SpendLimit,
     Wallet,
 )
 from billing.services.ledger import STARTING_CREDITS_REASON
@@ -48,7 +49,9 @@ class LedgerCheck:
 def check_ledger(*, user_id: int | None = None, on_wallet: Callable[[], None] | None = None) -> LedgerCheck:
     """Verify balance == sum(amounts) == sum(open lots) - debt, held == sum(open holds), the balance_after chain,
     refunds <= their debits, each lot's remaining == amount - debt paid - its allocations, each
-    burning row's allocations == its amount, every call link, and paid purchases against their rows.
+    burning row's allocations == its amount, every call link, each debit against its call event,
+    paid purchases and allowance issues against their rows, staff initiators of grants, adjustments
+    and refunds, and each key limit's held == sum(its open holds) (docs/reliability.md lists them).
 
     All of it is read in one REPEATABLE READ snapshot of the primary: under READ COMMITTED a charge
     committing between two of its reads (row totals, then wallets) would show as a discrepancy.
@@ -108,6 +111,7 @@ def _check(*, user_id: int | None, on_wallet: Callable[[], None] | None) -> Ledg
     result.discrepancies.extend(_purchase_breaks(user_id=user_id, names=names))
     result.discrepancies.extend(_allowance_breaks(user_id=user_id, names=names))
     result.discrepancies.extend(_initiator_breaks(user_id=user_id, names=names))
+    result.discrepancies.extend(_key_limit_breaks(user_id=user_id, names=names))
     return result
 
 
@@ -253,6 +257,33 @@ def _initiator_breaks(*, user_id: int | None, names: dict[int, str]) -> Iterator
             names.get(row["wallet_id"], "?"),
             f"{row['n']} starting-credits grants (rows {', '.join(map(str, row['ids']))}); a wallet has one at most",
         )
+
+
+def _key_limit_breaks(*, user_id: int | None, names: dict[int, str]) -> Iterator[Discrepancy]:
+    """Each API key limit's `held` is the sum of its open holds (a cap reads the wallet's `held`,
+    checked above). One grouped query over the open holds, one over the key limits that hold
+    something or have open holds."""
+    holds = CreditHold.objects.filter(status=CreditHold.Status.HELD, spend_limit_id__isnull=False)
+    limits = SpendLimit.objects.filter(kind=SpendLimit.Kind.KEY)
+    if user_id is not None:
+        holds, limits = holds.filter(wallet__user_id=user_id), limits.filter(wallet__user_id=user_id)
+    open_holds = {
+        r["spend_limit_id"]: (to_decimal(r["total"]), r["n"])
+        for r in holds.values("spend_limit_id").annotate(total=Sum("amount"), n=Count("id"))
+    }
+    for limit_id, wallet_id, held in (
+        limits.filter(~Q(held=0) | Q(id__in=list(open_holds)))
+        .order_by("wallet_id", "id")
+        .values_list("id", "wallet_id", "held")
+        .iterator(chunk_size=CHUNK)
+    ):
+        held_total, held_count = open_holds.get(limit_id, (Decimal("0.000000"), 0))
+        if to_decimal(held) != held_total:
+            yield Discrepancy(
+                wallet_id,
+                names.get(wallet_id, "?"),
+                f"key limit {limit_id}: held {to_decimal(held)} != sum of {held_count} open holds {held_total}",
+            )
 
 
 def _lot_breaks(*, user_id: int | None, names: dict[int, str]) -> Iterator[Discrepancy]:

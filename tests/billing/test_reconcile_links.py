@@ -182,3 +182,23 @@ def test_starting_credits_need_no_initiator_but_come_once(settings):
     assert problems(starting.wallet_id) == [
         f"2 starting-credits grants (rows {starting.pk}, {second.pk}); a wallet has one at most"
     ]
+
+
+# --- API key limits and their open holds ------------------------------------------------------
+
+
+def test_check_ledger_names_a_key_limit_whose_held_is_not_its_open_holds(user):
+    from billing.models import SpendLimit
+
+    fund(user, "10")
+    limit = SpendLimit.objects.create(wallet=user.wallet, kind=SpendLimit.Kind.KEY)
+    services.reserve(user=user, amount=Decimal(3), spend_limit_id=limit.pk)
+    limit.refresh_from_db()
+    assert limit.held == Decimal(3)
+    assert check_ledger().ok
+    corrupt("UPDATE billing_spendlimit SET held = 5 WHERE id = %s", [limit.pk])
+    assert problems(user.wallet.pk) == [
+        f"key limit {limit.pk}: held 5.000000 != sum of 1 open holds 3.000000"
+    ]
+    corrupt("UPDATE billing_credithold SET status = 'released' WHERE spend_limit_id = %s", [limit.pk])
+    assert f"key limit {limit.pk}: held 5.000000 != sum of 0 open holds 0.000000" in problems(user.wallet.pk)
