@@ -219,9 +219,11 @@ def _allowance_breaks(*, user_id: int | None, names: dict[int, str]) -> Iterator
 
 
 def _initiator_breaks(*, user_id: int | None, names: dict[int, str]) -> Iterator[Discrepancy]:
-    """Grants, adjustments and refunds are staff's: each names an initiator who is staff, except a
+    """Grants, adjustments and refunds are staff's: each names who made it (`initiated_by`), except a
     wallet's one starting-credits grant, which names none (billing.services.ledger.open_wallet).
-    Such rows are a small share of the ledger; one query for them, one grouped over starting grants."""
+    Whether that user was staff is checked when the row is written, not here: staff who leave lose
+    `is_staff`, and the rows they made stay theirs. Such rows are a small share of the ledger; one
+    query for them, one grouped over starting grants."""
     kind = CreditTransaction.Kind
     starting = Q(kind=kind.GRANT, reason=STARTING_CREDITS_REASON, initiated_by__isnull=True)
     staff_kinds = CreditTransaction.objects.filter(kind__in=[kind.GRANT, kind.ADJUSTMENT, kind.REFUND])
@@ -229,20 +231,15 @@ def _initiator_breaks(*, user_id: int | None, names: dict[int, str]) -> Iterator
         staff_kinds = staff_kinds.filter(wallet__user_id=user_id)
     for row in (
         staff_kinds.exclude(starting)
-        .exclude(initiated_by__is_staff=True)
+        .filter(initiated_by__isnull=True)
         .order_by("wallet_id", "id")
-        .values("id", "wallet_id", "kind", "initiated_by_id", "initiated_by__username")
+        .values("id", "wallet_id", "kind")
         .iterator(chunk_size=CHUNK)
     ):
-        who = (
-            f"user {row['initiated_by_id']} ({row['initiated_by__username']}), who is not staff"
-            if row["initiated_by_id"] is not None
-            else "nobody, and it is not the wallet's starting credits"
-        )
         yield Discrepancy(
             row["wallet_id"],
             names.get(row["wallet_id"], "?"),
-            f"{row['kind']} row {row['id']} initiated by {who}",
+            f"{row['kind']} row {row['id']} initiated by nobody, and it is not the wallet's starting credits",
         )
     for row in (
         staff_kinds.filter(starting)

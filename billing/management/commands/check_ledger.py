@@ -8,7 +8,11 @@ from core.progress import Progress
 
 
 class Command(BaseCommand):
-    help = "Verify each wallet's balance equals the sum of its ledger rows and that balance_after chains."
+    help = (
+        "Verify, in one snapshot, that each wallet's balance is the sum of its ledger rows and balance_after "
+        "chains, and that holds, lots, refunds, purchases, allowances, call events, initiators and key "
+        'limits agree with the ledger (docs/reliability.md, "What check_ledger proves").'
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--user", help="Check only this user (id, email or username).")
