@@ -330,6 +330,39 @@ def _lot_breaks(*, user_id: int | None, names: dict[int, str]) -> Iterator[Discr
             names.get(wallet_id, "?"),
             f"row {row['transaction_id']} burned lot {row['lot_id']} of another wallet",
         )
+    # An expiry empties one lot that has an expiry, once (expire_lots writes its row under the wallet's
+    # lock after re-reading the lot): a lot that never expires, or a second expiry of one lot, is not
+    # an expiry. (When it ran is not compared with the lot's expires_at: the sweep may be given a
+    # later `now` than the clock that dates its rows.)
+    expiries = allocations.filter(transaction__kind=CreditTransaction.Kind.EXPIRY)
+    for row in (
+        expiries.filter(Q(lot__isnull=True) | Q(lot__expires_at__isnull=True))
+        .values("transaction_id", "transaction__wallet_id", "lot_id")
+        .order_by("transaction_id")
+        .iterator(chunk_size=CHUNK)
+    ):
+        wallet_id = row["transaction__wallet_id"]
+        what = "no lot (the debt)" if row["lot_id"] is None else f"lot {row['lot_id']}, which never expires"
+        yield Discrepancy(
+            wallet_id, names.get(wallet_id, "?"), f"expiry row {row['transaction_id']} took from {what}"
+        )
+    for row in (
+        expiries.filter(lot__isnull=False)
+        .values("lot_id", "lot__wallet_id")
+        .annotate(
+            n=Count("transaction_id", distinct=True),
+            ids=ArrayAgg("transaction_id", distinct=True, order_by="transaction_id"),
+        )
+        .filter(n__gt=1)
+        .order_by("lot_id")
+        .iterator(chunk_size=CHUNK)
+    ):
+        wallet_id = row["lot__wallet_id"]
+        yield Discrepancy(
+            wallet_id,
+            names.get(wallet_id, "?"),
+            f"lot {row['lot_id']} expired {row['n']} times (rows {', '.join(map(str, row['ids']))}); a lot expires once",
+        )
 
 
 def _missing_calls(*, user_id: int | None, names: dict[int, str]) -> Iterator[Discrepancy]:

@@ -4,15 +4,17 @@ Each test corrupts data as an audit did: one SQL statement with the append-only 
 (`session_replication_role = replica`), then expects the wallet, the row and both figures named.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from billing import services
-from billing.models import CreditTransaction
+from billing.models import CreditLot, CreditTransaction, LotAllocation
 from billing.reconcile import check_ledger
+from billing.services.lots import expire_lots
 from tests.factories import ModelPriceFactory, UserFactory, fund
 
 pytestmark = pytest.mark.django_db
@@ -197,3 +199,38 @@ def test_check_ledger_names_a_key_limit_whose_held_is_not_its_open_holds(user):
     ]
     corrupt("UPDATE billing_credithold SET status = 'released' WHERE spend_limit_id = %s", [limit.pk])
     assert f"key limit {limit.pk}: held 5.000000 != sum of 0 open holds 0.000000" in problems(user.wallet.pk)
+
+
+# --- expiries ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_expired_lots(user, staff_user):
+    """Two lots of the user that expired, each by its own expiry row, on a clean ledger."""
+    soon = timezone.now() + timedelta(hours=1)
+    rows = [
+        services.grant(user=user, amount=amount, reason="trial", initiated_by=staff_user, expires_at=soon)
+        for amount in ("3", "4")
+    ]
+    assert expire_lots(now=soon + timedelta(minutes=1)) == 2
+    assert check_ledger().ok
+    lots = [CreditLot.objects.get(transaction=row) for row in rows]
+    expiries = [LotAllocation.objects.get(lot=lot, transaction__kind="expiry").transaction for lot in lots]
+    return lots, expiries
+
+
+def test_check_ledger_names_an_expiry_of_a_lot_that_never_expires(two_expired_lots):
+    (lot, _), (expiry, _) = two_expired_lots
+    corrupt("UPDATE billing_creditlot SET expires_at = NULL WHERE id = %s", [lot.pk])
+    assert problems(lot.wallet_id) == [f"expiry row {expiry.pk} took from lot {lot.pk}, which never expires"]
+
+
+def test_check_ledger_names_a_lot_that_expired_twice(two_expired_lots):
+    (first, second), (first_expiry, second_expiry) = two_expired_lots
+    corrupt(
+        "UPDATE billing_lotallocation SET lot_id = %s WHERE transaction_id = %s", [first.pk, second_expiry.pk]
+    )
+    assert (
+        f"lot {first.pk} expired 2 times (rows {first_expiry.pk}, {second_expiry.pk}); a lot expires once"
+        in problems(first.wallet_id)
+    )
