@@ -14,6 +14,7 @@ from django.db import DatabaseError
 from billing import periods
 from billing.rollup import built_for_time_zone
 from billing.stripe_checkout import STRIPE_API, STRIPE_MINIMUM_CHARGE, currency_amount
+from core.checks import floor_errors
 from core.money import PLACES, quantize
 
 
@@ -147,19 +148,7 @@ SETTING_FLOORS = (
 @register()
 def check_setting_floors(app_configs=None, **kwargs):
     """A numeric setting below its floor: a negative limit, a free credit, a lock wait PostgreSQL refuses."""
-    found = []
-    for name, floor, meaning in SETTING_FLOORS:
-        value = getattr(settings, name)
-        try:
-            below = not value >= floor  # NaN is below every floor
-        except (TypeError, ArithmeticError):  # not a number; a Decimal NaN refuses to compare
-            below = True
-        if below:
-            found.append(
-                Error(
-                    f"{name}={value} is below {floor}: it is {meaning}.",
-                    hint=f"Set {name} to {floor} or more, or unset it for its default.",
-                    id="billing.E004",
-                )
-            )
-    return found
+    return floor_errors(
+        ((name, getattr(settings, name), floor, meaning) for name, floor, meaning in SETTING_FLOORS),
+        id="billing.E004",
+    )

@@ -50,8 +50,8 @@ def check_ledger(*, user_id: int | None = None, on_wallet: Callable[[], None] | 
     """Verify balance == sum(amounts) == sum(open lots) - debt, held == sum(open holds), the balance_after chain,
     refunds <= their debits, each lot's remaining == amount - debt paid - its allocations, each
     burning row's allocations == its amount, every call link, each debit against its call event,
-    paid purchases and allowance issues against their rows, staff initiators of grants, adjustments
-    and refunds, and each key limit's held == sum(its open holds) (docs/reliability.md lists them).
+    paid purchases and allowance issues against their rows, the initiators of grants, adjustments
+    and refunds, expiries, and each key limit's held == sum(its open holds) (docs/reliability.md lists them).
 
     All of it is read in one REPEATABLE READ snapshot of the primary: under READ COMMITTED a charge
     committing between two of its reads (row totals, then wallets) would show as a discrepancy.
@@ -115,12 +115,17 @@ def _check(*, user_id: int | None, on_wallet: Callable[[], None] | None) -> Ledg
     return result
 
 
+def _sum_and_count(rows, *, by: str, field: str) -> dict[int, tuple[Decimal, int]]:
+    """For each value of `by`, the sum of `field` and the count of `rows` (one grouped query)."""
+    return {
+        r[by]: (to_decimal(r["total"]), r["n"])
+        for r in rows.order_by().values(by).annotate(total=Sum(field), n=Count("id"))
+    }
+
+
 def _row_totals(rows) -> dict[int, tuple[Decimal, int]]:
     """Each wallet's sum and count of ledger rows."""
-    return {
-        r["wallet_id"]: (to_decimal(r["total"]), r["n"])
-        for r in rows.order_by().values("wallet_id").annotate(total=Sum("amount"), n=Count("id"))
-    }
+    return _sum_and_count(rows, by="wallet_id", field="amount")
 
 
 def _open_holds(*, user_id: int | None) -> dict[int, tuple[Decimal, int]]:
@@ -128,10 +133,7 @@ def _open_holds(*, user_id: int | None) -> dict[int, tuple[Decimal, int]]:
     holds = CreditHold.objects.filter(status=CreditHold.Status.HELD)
     if user_id is not None:
         holds = holds.filter(wallet__user_id=user_id)
-    return {
-        r["wallet_id"]: (to_decimal(r["total"]), r["n"])
-        for r in holds.values("wallet_id").annotate(total=Sum("amount"), n=Count("id"))
-    }
+    return _sum_and_count(holds, by="wallet_id", field="amount")
 
 
 def _open_lots(*, user_id: int | None) -> dict[int, tuple[Decimal, int]]:
@@ -139,10 +141,7 @@ def _open_lots(*, user_id: int | None) -> dict[int, tuple[Decimal, int]]:
     lots = CreditLot.objects.filter(remaining__gt=0)
     if user_id is not None:
         lots = lots.filter(wallet__user_id=user_id)
-    return {
-        r["wallet_id"]: (to_decimal(r["total"]), r["n"])
-        for r in lots.values("wallet_id").annotate(total=Sum("remaining"), n=Count("id"))
-    }
+    return _sum_and_count(lots, by="wallet_id", field="remaining")
 
 
 def _purchase_breaks(*, user_id: int | None, names: dict[int, str]) -> Iterator[Discrepancy]:
@@ -264,10 +263,7 @@ def _key_limit_breaks(*, user_id: int | None, names: dict[int, str]) -> Iterator
     limits = SpendLimit.objects.filter(kind=SpendLimit.Kind.KEY)
     if user_id is not None:
         holds, limits = holds.filter(wallet__user_id=user_id), limits.filter(wallet__user_id=user_id)
-    open_holds = {
-        r["spend_limit_id"]: (to_decimal(r["total"]), r["n"])
-        for r in holds.values("spend_limit_id").annotate(total=Sum("amount"), n=Count("id"))
-    }
+    open_holds = _sum_and_count(holds, by="spend_limit_id", field="amount")
     for limit_id, wallet_id, held in (
         limits.filter(~Q(held=0) | Q(id__in=list(open_holds)))
         .order_by("wallet_id", "id")
